@@ -1,0 +1,9 @@
+//! The compiler's intermediate representation: a graph of typed ops over typed values.
+
+mod dtype;
+mod graph;
+mod tensor;
+
+pub use dtype::DType;
+pub use graph::{Dim, Graph, ModelMeta, Node, TensorType, Value, ValueId};
+pub use tensor::{checked_numel, numel, Elem, Tensor};

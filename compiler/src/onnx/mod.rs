@@ -1,0 +1,288 @@
+//! ONNX loading: file → `ModelProto` (prost, zero-copy) → IR `Graph`.
+//!
+//! The file is read into one buffer; tensor `raw_data` fields are slices of it, so the
+//! weights are never copied. Import checks what the IR relies on (a graph, a default-domain
+//! opset, every name defined, topological order) and reports all unsupported nodes at once.
+
+pub mod proto;
+
+use crate::error::{Error, Result, UnsupportedNode};
+use crate::ir::{Dim, DType, Graph, ModelMeta, Node, Tensor, TensorType, ValueId};
+use crate::ops::{Attrs, Op};
+use bytes::Bytes;
+use prost::Message;
+use proto::{ModelProto, TensorProto, ValueInfoProto};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Newest ONNX IR version we know the layout of.
+const MAX_IR_VERSION: i64 = 11;
+
+/// Reads and decodes a model file. The returned protos borrow nothing: their byte fields
+/// share the file buffer by reference count.
+pub fn load(path: &Path) -> Result<ModelProto> {
+    let data = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    decode(Bytes::from(data), &path.display().to_string())
+}
+
+/// Decodes a model from bytes; `what` names the source in messages.
+pub fn decode(data: Bytes, what: &str) -> Result<ModelProto> {
+    let not_onnx = |reason: String| Error::NotOnnx { path: what.to_string(), reason };
+    if data.is_empty() {
+        return Err(not_onnx("the file is empty".into()));
+    }
+    let model = ModelProto::decode(data).map_err(|e| {
+        not_onnx(format!("protobuf decoding failed ({e}); the file is truncated, corrupt or not ONNX"))
+    })?;
+    if model.ir_version < 1 || model.ir_version > MAX_IR_VERSION {
+        return Err(not_onnx(format!("ir_version is {}, expected 1..={MAX_IR_VERSION}", model.ir_version)));
+    }
+    if model.graph.is_none() {
+        return Err(not_onnx("the model has no graph".into()));
+    }
+    Ok(model)
+}
+
+/// Loads a model file straight into the IR.
+pub fn load_graph(path: &Path) -> Result<Graph> {
+    import(&load(path)?)
+}
+
+/// Converts a `TensorProto` into a tensor, sharing `raw_data` without copying.
+pub fn tensor_from_proto(t: &TensorProto) -> std::result::Result<Tensor, String> {
+    let name = if t.name.is_empty() { "<unnamed>" } else { &t.name };
+    if t.data_location == 1 || !t.external_data.is_empty() {
+        let loc = t.external_data.iter().find(|e| e.key == "location").map_or("?", |e| e.value.as_str());
+        return Err(format!(
+            "tensor '{name}' keeps its data in an external file ('{loc}'); only self-contained models are supported (re-save it with all tensors inside the .onnx file)"
+        ));
+    }
+    if t.segment.is_some() {
+        return Err(format!("tensor '{name}' is segmented, which is not supported"));
+    }
+    let dtype = DType::from_onnx(t.data_type).map_err(|n| format!("tensor '{name}' has unsupported data type {n}"))?;
+    let shape = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("tensor '{name}' has a negative dimension {d}")))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let n = crate::ir::checked_numel(&shape).ok_or_else(|| format!("tensor '{name}' shape {shape:?} overflows"))?;
+    let bad = |found: usize| format!("tensor '{name}' of shape {shape:?} needs {n} elements, found {found}");
+    if !t.raw_data.is_empty() || n == 0 {
+        return Tensor::from_raw(dtype, shape.clone(), t.raw_data.clone()).map_err(|e| format!("tensor '{name}': {e}"));
+    }
+    let tensor = match dtype {
+        DType::F32 if t.float_data.len() == n => Tensor::from_vec(shape, t.float_data.clone()),
+        DType::F64 if t.double_data.len() == n => Tensor::from_vec(shape, t.double_data.clone()),
+        DType::I64 if t.int64_data.len() == n => Tensor::from_vec(shape, t.int64_data.clone()),
+        DType::I32 if t.int32_data.len() == n => Tensor::from_vec(shape, t.int32_data.clone()),
+        DType::I8 if t.int32_data.len() == n => Tensor::from_vec(shape, t.int32_data.iter().map(|&v| v as i8).collect()),
+        DType::U8 if t.int32_data.len() == n => Tensor::from_vec(shape, t.int32_data.iter().map(|&v| v as u8).collect()),
+        DType::Bool if t.int32_data.len() == n => Tensor::from_vec(shape, t.int32_data.iter().map(|&v| v != 0).collect()),
+        DType::F32 => return Err(bad(t.float_data.len())),
+        DType::F64 => return Err(bad(t.double_data.len())),
+        DType::I64 => return Err(bad(t.int64_data.len())),
+        _ => return Err(bad(t.int32_data.len())),
+    };
+    Ok(tensor)
+}
+
+fn value_type(vi: &ValueInfoProto) -> Result<Option<TensorType>> {
+    let Some(tt) = vi.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()) else {
+        return Ok(None);
+    };
+    let dtype = DType::from_onnx(tt.elem_type)
+        .map_err(|n| Error::Invalid(format!("'{}' has unsupported data type {n}", vi.name)))?;
+    let Some(shape) = &tt.shape else { return Ok(None) };
+    let dims = shape
+        .dim
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match &d.value {
+            Some(proto::DimensionValue::DimValue(v)) if *v >= 0 => Dim::Known(*v as usize),
+            Some(proto::DimensionValue::DimParam(p)) if !p.is_empty() => Dim::Sym(p.clone()),
+            _ => Dim::Sym(format!("{}_dim{i}", vi.name)),
+        })
+        .collect();
+    Ok(Some(TensorType { dtype, shape: dims }))
+}
+
+/// `Constant` nodes become constant values: one of their value attributes is the data.
+fn constant_value(node: &proto::NodeProto) -> std::result::Result<Tensor, String> {
+    let a = Attrs(&node.attribute);
+    a.only(&["value", "value_float", "value_floats", "value_int", "value_ints"])?;
+    if let Some(t) = a.tensor("value")? {
+        return Ok(t);
+    }
+    if let Some(i) = a.int("value_int")? {
+        return Ok(Tensor::scalar(i));
+    }
+    if let Some(v) = a.ints("value_ints")? {
+        return Ok(Tensor::from_vec(vec![v.len()], v));
+    }
+    let attr = node.attribute.iter().find(|x| x.name == "value_float" || x.name == "value_floats");
+    match attr {
+        Some(x) if x.name == "value_float" => Ok(Tensor::scalar(x.f)),
+        Some(x) => Ok(Tensor::from_vec(vec![x.floats.len()], x.floats.clone())),
+        None => Err("Constant without a supported value attribute".into()),
+    }
+}
+
+/// Imports a decoded model into the IR.
+pub fn import(model: &ModelProto) -> Result<Graph> {
+    let g = model.graph.as_ref().ok_or_else(|| Error::Invalid("no graph".into()))?;
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .ok_or_else(|| Error::Invalid("the model imports no opset of the default ONNX domain".into()))?;
+    let mut graph = Graph {
+        meta: ModelMeta {
+            ir_version: model.ir_version,
+            producer: format!("{} {}", model.producer_name, model.producer_version).trim().to_string(),
+            graph_name: g.name.clone(),
+            opset,
+        },
+        ..Default::default()
+    };
+    let mut names: HashMap<String, ValueId> = HashMap::new();
+    let define = |graph: &mut Graph, names: &mut HashMap<String, ValueId>, name: &str, id: ValueId| {
+        if names.insert(name.to_string(), id).is_some() {
+            return Err(Error::Invalid(format!("'{name}' is defined more than once")));
+        }
+        let _ = graph;
+        Ok(())
+    };
+
+    for t in &g.initializer {
+        let tensor = tensor_from_proto(t).map_err(Error::Invalid)?;
+        let id = graph.add_const(t.name.clone(), tensor);
+        define(&mut graph, &mut names, &t.name, id)?;
+    }
+    for vi in &g.input {
+        if names.contains_key(&vi.name) {
+            continue; // an initializer listed as input (IR < 4): a constant here
+        }
+        let ty = value_type(vi)?.ok_or_else(|| {
+            Error::Invalid(format!("graph input '{}' has no tensor type with a shape", vi.name))
+        })?;
+        let id = graph.add_value(vi.name.clone(), Some(ty));
+        define(&mut graph, &mut names, &vi.name, id)?;
+        graph.inputs.push(id);
+    }
+
+    let mut unsupported = Vec::new();
+    let mut pending: Vec<(String, Op, Vec<String>, Vec<String>)> = Vec::new();
+    for (i, n) in g.node.iter().enumerate() {
+        let name = if n.name.is_empty() { format!("{}_{i}", n.op_type) } else { n.name.clone() };
+        let unsupported_node = |reason: String| UnsupportedNode {
+            node: name.clone(),
+            op_type: n.op_type.clone(),
+            domain: n.domain.clone(),
+            opset,
+            reason,
+        };
+        if !(n.domain.is_empty() || n.domain == "ai.onnx") {
+            unsupported.push(unsupported_node("custom op domains are not supported".into()));
+            continue;
+        }
+        if n.op_type == "Constant" {
+            match constant_value(n) {
+                Ok(t) if n.output.len() == 1 => {
+                    let id = graph.add_const(n.output[0].clone(), t);
+                    define(&mut graph, &mut names, &n.output[0], id)?;
+                }
+                Ok(_) => unsupported.push(unsupported_node("Constant must have one output".into())),
+                Err(e) => unsupported.push(unsupported_node(e)),
+            }
+            continue;
+        }
+        match Op::from_node(n, opset) {
+            Ok(op) => pending.push((name, op, n.input.clone(), n.output.clone())),
+            Err(reason) => unsupported.push(unsupported_node(reason)),
+        }
+    }
+    if !unsupported.is_empty() {
+        return Err(Error::Unsupported(unsupported));
+    }
+
+    // Define every node output first, so wiring does not depend on the file's node order.
+    let mut outs = Vec::with_capacity(pending.len());
+    for (_, _, _, outputs) in &pending {
+        let mut ids = Vec::new();
+        for o in outputs {
+            let id = graph.add_value(o.clone(), None);
+            define(&mut graph, &mut names, o, id)?;
+            ids.push(id);
+        }
+        outs.push(ids);
+    }
+    let mut nodes = Vec::with_capacity(pending.len());
+    for ((name, op, inputs, _), outputs) in pending.into_iter().zip(outs) {
+        let inputs = inputs
+            .iter()
+            .map(|i| {
+                if i.is_empty() {
+                    return Ok(None);
+                }
+                names.get(i).copied().map(Some).ok_or_else(|| {
+                    Error::Invalid(format!("node '{name}' uses '{i}', which no node, input or initializer defines"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        nodes.push(Node { name, op, inputs, outputs });
+    }
+    graph.nodes = topo_sort(&graph, nodes)?;
+
+    for vi in &g.output {
+        let id = *names
+            .get(&vi.name)
+            .ok_or_else(|| Error::Invalid(format!("graph output '{}' is not defined", vi.name)))?;
+        if graph.values[id].ty.is_none() {
+            graph.values[id].ty = value_type(vi)?;
+        }
+        graph.outputs.push(id);
+    }
+    if graph.outputs.is_empty() {
+        return Err(Error::Invalid("the graph has no outputs".into()));
+    }
+    graph.validate().map_err(Error::Invalid)?;
+    Ok(graph)
+}
+
+/// Orders nodes so every input is defined before use (ONNX files should already be in this
+/// order; a stable sort keeps it when they are).
+fn topo_sort(graph: &Graph, nodes: Vec<Node>) -> Result<Vec<Node>> {
+    let mut ready = vec![false; graph.values.len()];
+    for &i in &graph.inputs {
+        ready[i] = true;
+    }
+    for (id, v) in graph.values.iter().enumerate() {
+        if v.konst.is_some() {
+            ready[id] = true;
+        }
+    }
+    let mut left: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(left.len());
+    loop {
+        let mut progressed = false;
+        for slot in left.iter_mut() {
+            let Some(n) = slot else { continue };
+            if n.inputs.iter().flatten().all(|&i| ready[i]) {
+                for &o in &n.outputs {
+                    ready[o] = true;
+                }
+                out.push(slot.take().expect("present"));
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    if let Some(n) = left.into_iter().flatten().next() {
+        return Err(Error::Invalid(format!("the graph has a cycle through node '{}'", n.name)));
+    }
+    Ok(out)
+}

@@ -1,0 +1,307 @@
+//! The ops the IR supports, one module per family.
+//!
+//! Each family module has, for its ops: attribute parsing and validation (`parse_*`, from an
+//! ONNX node), static shape inference, and a reference evaluation with the ONNX semantics of
+//! the opsets it names. `Op` ties them together; `REGISTRY` lists the ONNX op types we accept.
+
+pub mod cast;
+pub mod elementwise;
+pub mod matmul;
+pub mod reduce;
+pub mod shape;
+pub mod slice;
+pub mod softmax;
+pub mod transpose;
+
+use crate::error::{OpError, OpResult};
+use crate::ir::{DType, Tensor};
+use crate::onnx::proto::{AttributeProto, AttributeType, NodeProto};
+
+pub use elementwise::{BinaryOp, UnaryOp};
+
+/// A typed op with validated attributes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Identity,
+    Binary(BinaryOp),
+    Unary(UnaryOp),
+    Cast { to: DType },
+    Shape { start: i64, end: Option<i64> },
+    ConstantOfShape { value: Tensor },
+    NonZero,
+    Expand,
+    Reshape { allow_zero: bool },
+    /// `axes: None` means: from input 1 (opset ≥ 13), or every unit dim when that is absent.
+    Squeeze { axes: Option<Vec<i64>> },
+    /// `axes: None` means: from input 1 (opset ≥ 13).
+    Unsqueeze { axes: Option<Vec<i64>> },
+    Concat { axis: i64 },
+    /// `attrs: Some` for opset < 10 (starts/ends/axes as attributes), `None` for inputs.
+    Slice { attrs: Option<slice::SliceAttrs> },
+    Split { axis: i64, split: Option<Vec<i64>>, outputs: usize },
+    Gather { axis: i64 },
+    Transpose { perm: Option<Vec<usize>> },
+    ReduceMean { axes: Option<Vec<i64>>, keepdims: bool, noop_with_empty_axes: bool },
+    MatMul,
+    Gemm { alpha: f32, beta: f32, trans_a: bool, trans_b: bool },
+    /// `coerce_2d`: opset < 13 semantics (softmax over all dims from `axis` on).
+    Softmax { axis: i64, coerce_2d: bool },
+}
+
+/// ONNX op types (default domain) the importer accepts. `Constant` becomes a constant value.
+pub const REGISTRY: &[&str] = &[
+    "Constant",
+    "Identity",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Sqrt",
+    "Tanh",
+    "Cast",
+    "Shape",
+    "ConstantOfShape",
+    "NonZero",
+    "Expand",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Concat",
+    "Slice",
+    "Split",
+    "Gather",
+    "Transpose",
+    "ReduceMean",
+    "MatMul",
+    "Gemm",
+    "Softmax",
+];
+
+/// Static type of one op input, for shape inference: constant data when it is known.
+#[derive(Clone, Copy, Debug)]
+pub struct InferIn<'a> {
+    pub dtype: DType,
+    pub shape: &'a [usize],
+    pub konst: Option<&'a Tensor>,
+}
+
+/// Static type of an op output.
+pub type OutType = (DType, Vec<usize>);
+
+impl Op {
+    /// Parses an ONNX node of the default domain at the given opset.
+    /// `Err` says why it cannot be imported (unknown op or bad attributes).
+    pub fn from_node(node: &NodeProto, opset: i64) -> Result<Op, String> {
+        let a = Attrs(&node.attribute);
+        let op = node.op_type.as_str();
+        Ok(match op {
+            "Identity" => a.only(&[]).map(|_| Op::Identity)?,
+            "Add" | "Sub" | "Mul" | "Div" | "Pow" => elementwise::parse_binary(op, &a, opset)?,
+            "Sqrt" | "Tanh" => elementwise::parse_unary(op, &a)?,
+            "Cast" => cast::parse(&a)?,
+            "Shape" | "ConstantOfShape" | "NonZero" | "Expand" | "Reshape" | "Squeeze"
+            | "Unsqueeze" => shape::parse(op, &a, opset)?,
+            "Concat" | "Slice" | "Gather" => slice::parse(op, &a, opset)?,
+            "Split" => slice::parse_split(&a, opset, node.output.len())?,
+            "Transpose" => transpose::parse(&a)?,
+            "ReduceMean" => reduce::parse(&a, opset)?,
+            "MatMul" | "Gemm" => matmul::parse(op, &a)?,
+            "Softmax" => softmax::parse(&a, opset)?,
+            _ => return Err("op type not supported".into()),
+        })
+    }
+
+    /// The ONNX-style name of the op, for histograms and messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Identity => "Identity",
+            Op::Binary(b) => b.name(),
+            Op::Unary(u) => u.name(),
+            Op::Cast { .. } => "Cast",
+            Op::Shape { .. } => "Shape",
+            Op::ConstantOfShape { .. } => "ConstantOfShape",
+            Op::NonZero => "NonZero",
+            Op::Expand => "Expand",
+            Op::Reshape { .. } => "Reshape",
+            Op::Squeeze { .. } => "Squeeze",
+            Op::Unsqueeze { .. } => "Unsqueeze",
+            Op::Concat { .. } => "Concat",
+            Op::Slice { .. } => "Slice",
+            Op::Split { .. } => "Split",
+            Op::Gather { .. } => "Gather",
+            Op::Transpose { .. } => "Transpose",
+            Op::ReduceMean { .. } => "ReduceMean",
+            Op::MatMul => "MatMul",
+            Op::Gemm { .. } => "Gemm",
+            Op::Softmax { .. } => "Softmax",
+        }
+    }
+
+    /// Output types from static input types. Inputs that decide a shape (Reshape's target,
+    /// Slice's bounds, ...) must be constants.
+    pub fn infer(&self, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
+        match self {
+            Op::Identity => Ok(vec![owned(req(ins, 0)?)]),
+            Op::Binary(b) => elementwise::infer_binary(*b, ins),
+            Op::Unary(_) => Ok(vec![owned(float_in(ins, 0)?)]),
+            Op::Cast { to } => Ok(vec![(*to, req(ins, 0)?.shape.to_vec())]),
+            Op::Shape { .. }
+            | Op::ConstantOfShape { .. }
+            | Op::NonZero
+            | Op::Expand
+            | Op::Reshape { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. } => shape::infer(self, ins),
+            Op::Concat { .. } | Op::Slice { .. } | Op::Split { .. } | Op::Gather { .. } => {
+                slice::infer(self, ins)
+            }
+            Op::Transpose { perm } => transpose::infer(perm.as_deref(), ins),
+            Op::ReduceMean { .. } => reduce::infer(self, ins),
+            Op::MatMul | Op::Gemm { .. } => matmul::infer(self, ins),
+            Op::Softmax { .. } => Ok(vec![owned(float_in(ins, 0)?)]),
+        }
+    }
+
+    /// Reference evaluation: exact ONNX semantics, f32 math with f64 accumulation.
+    pub fn eval(&self, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
+        match self {
+            Op::Identity => Ok(vec![input(ins, 0)?.clone()]),
+            Op::Binary(b) => elementwise::eval_binary(*b, input(ins, 0)?, input(ins, 1)?),
+            Op::Unary(u) => elementwise::eval_unary(*u, input(ins, 0)?),
+            Op::Cast { to } => cast::eval(*to, input(ins, 0)?),
+            Op::Shape { .. }
+            | Op::ConstantOfShape { .. }
+            | Op::NonZero
+            | Op::Expand
+            | Op::Reshape { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. } => shape::eval(self, ins),
+            Op::Concat { .. } | Op::Slice { .. } | Op::Split { .. } | Op::Gather { .. } => {
+                slice::eval(self, ins)
+            }
+            Op::Transpose { perm } => transpose::eval(perm.as_deref(), input(ins, 0)?),
+            Op::ReduceMean { .. } => reduce::eval(self, ins),
+            Op::MatMul | Op::Gemm { .. } => matmul::eval(self, ins),
+            Op::Softmax { axis, coerce_2d } => softmax::eval(*axis, *coerce_2d, input(ins, 0)?),
+        }
+    }
+}
+
+// ---- helpers shared by the op modules ----
+
+/// Required input `i` for evaluation.
+pub(crate) fn input<'a>(ins: &[Option<&'a Tensor>], i: usize) -> OpResult<&'a Tensor> {
+    ins.get(i).copied().flatten().ok_or_else(|| OpError(format!("missing input {i}")))
+}
+
+/// Required input `i` for inference.
+pub(crate) fn req<'a>(ins: &[Option<InferIn<'a>>], i: usize) -> OpResult<InferIn<'a>> {
+    ins.get(i).copied().flatten().ok_or_else(|| OpError(format!("missing input {i}")))
+}
+
+/// Required constant input `i` for inference (a shape-deciding input).
+pub(crate) fn req_const<'a>(ins: &[Option<InferIn<'a>>], i: usize) -> OpResult<&'a Tensor> {
+    req(ins, i)?.konst.ok_or_else(|| {
+        OpError(format!("input {i} decides the output shape and must be a constant"))
+    })
+}
+
+fn float_in<'a>(ins: &[Option<InferIn<'a>>], i: usize) -> OpResult<InferIn<'a>> {
+    let x = req(ins, i)?;
+    if !x.dtype.is_float() {
+        return crate::op_err!("expected a float input, found {}", x.dtype);
+    }
+    Ok(x)
+}
+
+fn owned(x: InferIn) -> OutType {
+    (x.dtype, x.shape.to_vec())
+}
+
+/// Row-major strides of a shape.
+pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Normalizes a possibly negative axis against `rank`.
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> OpResult<usize> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a >= r {
+        return crate::op_err!("axis {axis} is out of range for rank {rank}");
+    }
+    Ok(a as usize)
+}
+
+/// Copies elements of `src` at the given element offsets into a new tensor of `shape`.
+pub(crate) fn gather_elems(
+    src: &Tensor,
+    shape: Vec<usize>,
+    offsets: impl Iterator<Item = usize>,
+) -> Tensor {
+    let s = src.dtype().size();
+    let data = src.bytes();
+    let mut out = Vec::with_capacity(crate::ir::numel(&shape) * s);
+    for o in offsets {
+        out.extend_from_slice(&data[o * s..(o + 1) * s]);
+    }
+    Tensor::from_raw(src.dtype(), shape, out.into()).expect("gathered data fits its shape")
+}
+
+/// Attribute access with type checks. Missing attributes are `Ok(None)`.
+pub struct Attrs<'a>(pub &'a [AttributeProto]);
+
+impl<'a> Attrs<'a> {
+    /// Rejects attributes outside `known`, so a misspelt or newer attribute is not ignored.
+    pub fn only(&self, known: &[&str]) -> Result<(), String> {
+        for a in self.0 {
+            if !known.contains(&a.name.as_str()) {
+                return Err(format!("unexpected attribute '{}'", a.name));
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, name: &str, ty: AttributeType) -> Result<Option<&'a AttributeProto>, String> {
+        match self.0.iter().find(|a| a.name == name) {
+            None => Ok(None),
+            Some(a) if a.r#type == ty as i32 || a.r#type == 0 => Ok(Some(a)),
+            Some(a) => Err(format!(
+                "attribute '{name}' should be {:?}, found {:?}",
+                ty,
+                AttributeType::try_from(a.r#type).map_or("unknown".into(), |t| format!("{t:?}"))
+            )),
+        }
+    }
+
+    pub fn int(&self, name: &str) -> Result<Option<i64>, String> {
+        Ok(self.get(name, AttributeType::Int)?.map(|a| a.i))
+    }
+
+    pub fn int_or(&self, name: &str, default: i64) -> Result<i64, String> {
+        Ok(self.int(name)?.unwrap_or(default))
+    }
+
+    pub fn float_or(&self, name: &str, default: f32) -> Result<f32, String> {
+        Ok(self.get(name, AttributeType::Float)?.map_or(default, |a| a.f))
+    }
+
+    pub fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, String> {
+        Ok(self.get(name, AttributeType::Ints)?.map(|a| a.ints.clone()))
+    }
+
+    pub fn tensor(&self, name: &str) -> Result<Option<Tensor>, String> {
+        match self.get(name, AttributeType::Tensor)? {
+            None => Ok(None),
+            Some(a) => {
+                let t = a.t.as_ref().ok_or_else(|| format!("attribute '{name}' has no tensor"))?;
+                crate::onnx::tensor_from_proto(t).map(Some)
+            }
+        }
+    }
+}
