@@ -15,7 +15,11 @@ pub struct UnsupportedNode {
 
 impl fmt::Display for UnsupportedNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let domain = if self.domain.is_empty() { "ai.onnx" } else { &self.domain };
+        let domain = if self.domain.is_empty() {
+            "ai.onnx"
+        } else {
+            &self.domain
+        };
         write!(
             f,
             "node '{}': op {} ({} opset {}): {}",
@@ -39,7 +43,11 @@ pub enum Error {
     #[error("invalid model: {0}")]
     Invalid(String),
     #[error("node '{node}' ({op}): {msg}")]
-    Node { node: String, op: String, msg: String },
+    Node {
+        node: String,
+        op: String,
+        msg: String,
+    },
     #[error("{0}")]
     Shape(String),
 }

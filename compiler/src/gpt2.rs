@@ -32,12 +32,20 @@ impl fmt::Display for Gpt2Config {
 /// The token input: the single rank-3 i64 graph input `[B, 1, L]`.
 pub fn token_input(graph: &Graph) -> Result<(String, Vec<Dim>)> {
     let [id] = graph.inputs[..] else {
-        return Err(Error::Shape(format!("a GPT-2 graph has one input, this one has {}", graph.inputs.len())));
+        return Err(Error::Shape(format!(
+            "a GPT-2 graph has one input, this one has {}",
+            graph.inputs.len()
+        )));
     };
     let v = &graph.values[id];
     match &v.ty {
-        Some(t) if t.dtype == DType::I64 && t.shape.len() == 3 => Ok((v.name.clone(), t.shape.clone())),
-        Some(t) => Err(Error::Shape(format!("input '{}' is {t}; a GPT-2 token input is i64[B,1,L]", v.name))),
+        Some(t) if t.dtype == DType::I64 && t.shape.len() == 3 => {
+            Ok((v.name.clone(), t.shape.clone()))
+        }
+        Some(t) => Err(Error::Shape(format!(
+            "input '{}' is {t}; a GPT-2 token input is i64[B,1,L]",
+            v.name
+        ))),
         None => Err(Error::Shape(format!("input '{}' has no type", v.name))),
     }
 }
@@ -56,19 +64,36 @@ impl Gpt2Config {
         let (name, dims) = token_input(graph)?;
         let probe_len = declared_len(&dims).unwrap_or(1);
         let g = crate::compile_graph(graph, vec![(name, vec![1, 1, probe_len])], |_, _, _| {})?;
-        let shape = |id: usize| g.values[id].ty.as_ref().and_then(|t| t.static_shape()).unwrap_or_default();
+        let shape = |id: usize| {
+            g.values[id]
+                .ty
+                .as_ref()
+                .and_then(|t| t.static_shape())
+                .unwrap_or_default()
+        };
         let not = |why: String| Error::Shape(format!("not a GPT-2 LM-head graph: {why}"));
         let logits = shape(g.outputs[0]);
         let vocab = match logits[..] {
             [1, 1, l, v] if l == probe_len => v,
-            _ => return Err(not(format!("output 0 has shape {logits:?}, expected [1,1,L,vocab]"))),
+            _ => {
+                return Err(not(format!(
+                    "output 0 has shape {logits:?}, expected [1,1,L,vocab]"
+                )))
+            }
         };
         let presents: Vec<Vec<usize>> = g.outputs[1..].iter().map(|&o| shape(o)).collect();
         let (n_head, head_dim) = match presents.first().map(|p| &p[..]) {
             Some(&[2, 1, h, l, d]) if l == probe_len => (h, d),
-            p => return Err(not(format!("output 1 has shape {p:?}, expected a present [2,1,heads,L,head_dim]"))),
+            p => {
+                return Err(not(format!(
+                    "output 1 has shape {p:?}, expected a present [2,1,heads,L,head_dim]"
+                )))
+            }
         };
-        if presents.iter().any(|p| p[..] != [2, 1, n_head, probe_len, head_dim]) {
+        if presents
+            .iter()
+            .any(|p| p[..] != [2, 1, n_head, probe_len, head_dim])
+        {
             return Err(not("the present outputs differ in shape".into()));
         }
         let n_embd = n_head * head_dim;
@@ -84,21 +109,41 @@ impl Gpt2Config {
         if !tables.contains(&vocab) {
             return Err(not(format!("no [{vocab}, {n_embd}] token embedding found")));
         }
-        let n_ctx = match tables.iter().copied().filter(|&r| r != vocab).collect::<Vec<_>>()[..] {
+        let n_ctx = match tables
+            .iter()
+            .copied()
+            .filter(|&r| r != vocab)
+            .collect::<Vec<_>>()[..]
+        {
             [c] => c,
             [] if tables.len() >= 2 => vocab,
-            _ => return Err(not(format!("cannot tell the position embedding among tables with rows {tables:?}"))),
+            _ => {
+                return Err(not(format!(
+                    "cannot tell the position embedding among tables with rows {tables:?}"
+                )))
+            }
         };
-        Ok(Gpt2Config { n_layer: presents.len(), n_head, n_embd, vocab, n_ctx })
+        Ok(Gpt2Config {
+            n_layer: presents.len(),
+            n_head,
+            n_embd,
+            vocab,
+            n_ctx,
+        })
     }
 
     /// Checks that a sequence length is usable with this model and its declared input.
     pub fn check_len(&self, graph: &Graph, len: usize) -> Result<()> {
         if len == 0 {
-            return Err(Error::Shape("the sequence length must be at least 1".into()));
+            return Err(Error::Shape(
+                "the sequence length must be at least 1".into(),
+            ));
         }
         if len > self.n_ctx {
-            return Err(Error::Shape(format!("length {len} exceeds the model's context of {} tokens", self.n_ctx)));
+            return Err(Error::Shape(format!(
+                "length {len} exceeds the model's context of {} tokens",
+                self.n_ctx
+            )));
         }
         let (name, dims) = token_input(graph)?;
         if let Some(n) = declared_len(&dims) {

@@ -20,7 +20,11 @@ pub fn run(graph: &Graph, inputs: &[(&str, Tensor)]) -> Result<Vec<Tensor>> {
         if let Some(ty) = &v.ty {
             let fits = ty.dtype == t.dtype()
                 && ty.shape.len() == t.rank()
-                && ty.shape.iter().zip(t.shape()).all(|(d, &n)| matches!(d, Dim::Sym(_)) || *d == Dim::Known(n));
+                && ty
+                    .shape
+                    .iter()
+                    .zip(t.shape())
+                    .all(|(d, &n)| matches!(d, Dim::Sym(_)) || *d == Dim::Known(n));
             if !fits {
                 return Err(Error::Shape(format!(
                     "input '{}' expects {ty}, got {}{:?}",
@@ -34,7 +38,11 @@ pub fn run(graph: &Graph, inputs: &[(&str, Tensor)]) -> Result<Vec<Tensor>> {
     }
     let mut uses = graph.use_counts();
     for node in &graph.nodes {
-        let ins: Vec<Option<&Tensor>> = node.inputs.iter().map(|i| i.and_then(|i| env[i].as_ref())).collect();
+        let ins: Vec<Option<&Tensor>> = node
+            .inputs
+            .iter()
+            .map(|i| i.and_then(|i| env[i].as_ref()))
+            .collect();
         let outs = node.op.eval(&ins).map_err(|e| Error::Node {
             node: node.name.clone(),
             op: node.op.name().to_string(),
@@ -44,7 +52,11 @@ pub fn run(graph: &Graph, inputs: &[(&str, Tensor)]) -> Result<Vec<Tensor>> {
             return Err(Error::Node {
                 node: node.name.clone(),
                 op: node.op.name().into(),
-                msg: format!("produced {} outputs, the node has {}", outs.len(), node.outputs.len()),
+                msg: format!(
+                    "produced {} outputs, the node has {}",
+                    outs.len(),
+                    node.outputs.len()
+                ),
             });
         }
         for (&id, t) in node.outputs.iter().zip(outs) {
@@ -60,6 +72,13 @@ pub fn run(graph: &Graph, inputs: &[(&str, Tensor)]) -> Result<Vec<Tensor>> {
     graph
         .outputs
         .iter()
-        .map(|&o| env[o].clone().ok_or_else(|| Error::Shape(format!("output '{}' was not computed", graph.values[o].name))))
+        .map(|&o| {
+            env[o].clone().ok_or_else(|| {
+                Error::Shape(format!(
+                    "output '{}' was not computed",
+                    graph.values[o].name
+                ))
+            })
+        })
         .collect()
 }

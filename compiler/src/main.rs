@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "gpt2c", version, about = "Compiles the GPT-2 LM-head ONNX model into Rust")]
+#[command(
+    name = "gpt2c",
+    version,
+    about = "Compiles the GPT-2 LM-head ONNX model into Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -45,43 +49,84 @@ fn main() -> ExitCode {
 }
 
 fn histogram(g: &Graph) -> String {
-    g.op_histogram().iter().map(|(op, n)| format!("{op} {n}")).collect::<Vec<_>>().join(", ")
+    g.op_histogram()
+        .iter()
+        .map(|(op, n)| format!("{op} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn print_nodes(g: &Graph) {
-    let ty = |id: usize| g.values[id].ty.as_ref().map_or("?".to_string(), |t| t.to_string());
+    let ty = |id: usize| {
+        g.values[id]
+            .ty
+            .as_ref()
+            .map_or("?".to_string(), |t| t.to_string())
+    };
     for n in &g.nodes {
         let ins: Vec<String> = n
             .inputs
             .iter()
             .map(|i| match i {
                 None => "-".into(),
-                Some(i) if g.values[*i].konst.is_some() => format!("const {}:{}", g.values[*i].name, ty(*i)),
+                Some(i) if g.values[*i].konst.is_some() => {
+                    format!("const {}:{}", g.values[*i].name, ty(*i))
+                }
                 Some(i) => format!("{}:{}", g.values[*i].name, ty(*i)),
             })
             .collect();
-        let outs: Vec<String> = n.outputs.iter().map(|&o| format!("{}:{}", g.values[o].name, ty(o))).collect();
-        println!("    {:<24} {:<16} {} -> {}", n.name, n.op.name(), ins.join(", "), outs.join(", "));
+        let outs: Vec<String> = n
+            .outputs
+            .iter()
+            .map(|&o| format!("{}:{}", g.values[o].name, ty(o)))
+            .collect();
+        println!(
+            "    {:<24} {:<16} {} -> {}",
+            n.name,
+            n.op.name(),
+            ins.join(", "),
+            outs.join(", ")
+        );
     }
 }
 
 fn inspect(path: &PathBuf, len: Option<usize>, nodes: bool) -> Result<()> {
     let t0 = Instant::now();
-    let file_len = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.len();
+    let file_len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
     let graph = gpt2c::onnx::load_graph(path)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let m = &graph.meta;
-    println!("model      {} ({:.2} MB), loaded in {load_ms:.0} ms", path.display(), file_len as f64 / 1e6);
-    println!("format     ONNX IR {}, opset {}, producer '{}'", m.ir_version, m.opset, m.producer);
+    println!(
+        "model      {} ({:.2} MB), loaded in {load_ms:.0} ms",
+        path.display(),
+        file_len as f64 / 1e6
+    );
+    println!(
+        "format     ONNX IR {}, opset {}, producer '{}'",
+        m.ir_version, m.opset, m.producer
+    );
     for (kind, ids) in [("input ", &graph.inputs), ("output", &graph.outputs)] {
         for &id in ids.iter() {
             let v = &graph.values[id];
-            println!("{kind}     {} {}", v.name, v.ty.as_ref().map_or("?".into(), |t| t.to_string()));
+            println!(
+                "{kind}     {} {}",
+                v.name,
+                v.ty.as_ref().map_or("?".into(), |t| t.to_string())
+            );
         }
     }
     let (bytes, params) = graph.weight_stats();
-    println!("weights    {params} parameters, {bytes} bytes ({:.2} MB)", bytes as f64 / 1e6);
-    println!("graph      {} nodes: {}", graph.nodes.len(), histogram(&graph));
+    println!(
+        "weights    {params} parameters, {bytes} bytes ({:.2} MB)",
+        bytes as f64 / 1e6
+    );
+    println!(
+        "graph      {} nodes: {}",
+        graph.nodes.len(),
+        histogram(&graph)
+    );
     if nodes {
         print_nodes(&graph);
     }

@@ -1,2 +1,195 @@
-//! Shared test harness: reads fixture manifests (see tools/README.md) and compares outputs
-//! with DESIGN.md's tolerance.
+//! Shared test harness: reads fixture manifests (format in tools/README.md) and compares
+//! outputs with DESIGN.md's tolerance, printing the first mismatches.
+
+use gpt2c::ir::{DType, Tensor};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Repository root (the tests crate lives one level below it).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// A tensor stored next to a manifest.
+#[derive(Debug)]
+pub struct NamedTensor {
+    pub name: String,
+    pub tensor: Tensor,
+}
+
+#[derive(Debug)]
+pub struct Case {
+    pub name: String,
+    pub len: Option<usize>,
+    pub inputs: Vec<NamedTensor>,
+    pub outputs: Vec<NamedTensor>,
+}
+
+#[derive(Debug)]
+pub struct Manifest {
+    pub dir: PathBuf,
+    pub model: PathBuf,
+    pub json: Value,
+    pub cases: Vec<Case>,
+}
+
+fn dtype_of(s: &str) -> DType {
+    match s {
+        "float32" => DType::F32,
+        "float64" => DType::F64,
+        "int64" => DType::I64,
+        "int32" => DType::I32,
+        "bool" => DType::Bool,
+        "uint8" => DType::U8,
+        "int8" => DType::I8,
+        other => panic!("unknown dtype '{other}' in manifest"),
+    }
+}
+
+fn read_tensors(dir: &Path, list: &Value) -> Vec<NamedTensor> {
+    list.as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let file = dir.join(e["file"].as_str().expect("file"));
+            let bytes =
+                std::fs::read(&file).unwrap_or_else(|err| panic!("{}: {err}", file.display()));
+            let shape = e["shape"]
+                .as_array()
+                .expect("shape")
+                .iter()
+                .map(|d| d.as_u64().expect("dim") as usize)
+                .collect();
+            let tensor = Tensor::from_raw(
+                dtype_of(e["dtype"].as_str().expect("dtype")),
+                shape,
+                bytes.into(),
+            )
+            .unwrap_or_else(|err| panic!("{}: {err}", file.display()));
+            NamedTensor {
+                name: e["name"].as_str().expect("name").to_string(),
+                tensor,
+            }
+        })
+        .collect()
+}
+
+impl Manifest {
+    /// Reads `manifest.json` (or another manifest file) and all the data it names; the model
+    /// is `model.onnx` beside it unless `model` is given.
+    pub fn read(manifest: &Path, model: Option<PathBuf>) -> Manifest {
+        let dir = manifest.parent().expect("dir").to_path_buf();
+        let text = std::fs::read_to_string(manifest)
+            .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+        let json: Value = serde_json::from_str(&text).expect("manifest json");
+        let cases = json["cases"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| Case {
+                name: c["name"].as_str().unwrap_or("main").to_string(),
+                len: c["len"].as_u64().map(|l| l as usize),
+                inputs: read_tensors(&dir, &c["inputs"]),
+                outputs: read_tensors(&dir, &c["outputs"]),
+            })
+            .collect();
+        let model = model.unwrap_or_else(|| dir.join("model.onnx"));
+        Manifest {
+            dir,
+            model,
+            json,
+            cases,
+        }
+    }
+
+    /// Every `*/manifest.json` directly below `root`, sorted.
+    pub fn all_in(root: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(root)
+            .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+            .map(|e| e.expect("dir entry").path().join("manifest.json"))
+            .filter(|p| p.exists())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// DESIGN.md's f32 tolerance: max |ours − ref| ≤ `rel` · max(1, max |ref|), and for outputs
+/// named like logits, identical argmax on every row whose top-two gap exceeds that bound.
+/// Integers and bools must match exactly. Returns a description of the first mismatches.
+pub fn compare(what: &str, ours: &Tensor, reference: &Tensor, rel: f64) -> Result<f64, String> {
+    if ours.shape() != reference.shape() || ours.dtype() != reference.dtype() {
+        return Err(format!(
+            "{what}: got {}{:?}, expected {}{:?}",
+            ours.dtype(),
+            ours.shape(),
+            reference.dtype(),
+            reference.shape()
+        ));
+    }
+    let n = reference.numel();
+    if !reference.dtype().is_float() {
+        let bad: Vec<String> = (0..n)
+            .filter(|&i| ours.get_f64(i) != reference.get_f64(i))
+            .take(5)
+            .map(|i| format!("[{i}] {} != {}", ours.get_f64(i), reference.get_f64(i)))
+            .collect();
+        return if bad.is_empty() {
+            Ok(0.0)
+        } else {
+            Err(format!("{what}: {}", bad.join(", ")))
+        };
+    }
+    let max_ref = (0..n)
+        .map(|i| reference.get_f64(i).abs())
+        .fold(0.0, f64::max);
+    let tol = rel * max_ref.max(1.0);
+    let mut worst = 0.0f64;
+    let mut bad = Vec::new();
+    for i in 0..n {
+        let (a, b) = (ours.get_f64(i), reference.get_f64(i));
+        let d = (a - b).abs();
+        if d.is_nan() || d > tol {
+            if bad.len() < 5 {
+                bad.push(format!("[{i}] ours {a} ref {b}"));
+            }
+            worst = f64::INFINITY;
+        } else {
+            worst = worst.max(d);
+        }
+    }
+    if !bad.is_empty() {
+        return Err(format!(
+            "{what}: differences above {tol:e}: {}",
+            bad.join(", ")
+        ));
+    }
+    if what.contains("logits") {
+        let v = *reference.shape().last().unwrap_or(&1);
+        for row in 0..n / v.max(1) {
+            let get = |t: &Tensor| (0..v).map(|j| t.get_f64(row * v + j)).collect::<Vec<_>>();
+            let (r, o) = (get(reference), get(ours));
+            let argmax = |x: &[f64]| (0..x.len()).fold(0, |m, j| if x[j] > x[m] { j } else { m });
+            let top = argmax(&r);
+            let second = (0..v)
+                .filter(|&j| j != top)
+                .map(|j| r[j])
+                .fold(f64::NEG_INFINITY, f64::max);
+            if r[top] - second > tol && argmax(&o) != top {
+                return Err(format!(
+                    "{what}: row {row} argmax {} != reference {top}",
+                    argmax(&o)
+                ));
+            }
+        }
+    }
+    Ok(worst)
+}
+
+/// DESIGN.md's tolerance for f32 model outputs.
+pub const MODEL_TOL: f64 = 1e-3;

@@ -35,7 +35,10 @@ pub struct TensorType {
 
 impl TensorType {
     pub fn known(dtype: DType, shape: &[usize]) -> TensorType {
-        TensorType { dtype, shape: shape.iter().map(|&d| Dim::Known(d)).collect() }
+        TensorType {
+            dtype,
+            shape: shape.iter().map(|&d| Dim::Known(d)).collect(),
+        }
     }
 
     /// The shape as numbers, if every dimension is known.
@@ -96,13 +99,21 @@ pub struct Graph {
 
 impl Graph {
     pub fn add_value(&mut self, name: impl Into<String>, ty: Option<TensorType>) -> ValueId {
-        self.values.push(Value { name: name.into(), ty, konst: None });
+        self.values.push(Value {
+            name: name.into(),
+            ty,
+            konst: None,
+        });
         self.values.len() - 1
     }
 
     pub fn add_const(&mut self, name: impl Into<String>, t: Tensor) -> ValueId {
         let ty = TensorType::known(t.dtype(), t.shape());
-        self.values.push(Value { name: name.into(), ty: Some(ty), konst: Some(t) });
+        self.values.push(Value {
+            name: name.into(),
+            ty: Some(ty),
+            konst: Some(t),
+        });
         self.values.len() - 1
     }
 
@@ -171,7 +182,8 @@ impl Graph {
         loop {
             let uses = self.use_counts();
             let len = self.nodes.len();
-            self.nodes.retain(|n| n.outputs.iter().any(|&o| uses[o] > 0));
+            self.nodes
+                .retain(|n| n.outputs.iter().any(|&o| uses[o] > 0));
             if self.nodes.len() == len {
                 break;
             }
@@ -218,7 +230,10 @@ impl Graph {
         }
         for &o in &self.outputs {
             if !defined[o] {
-                return Err(format!("graph output '{}' is never computed", self.values[o].name));
+                return Err(format!(
+                    "graph output '{}' is never computed",
+                    self.values[o].name
+                ));
             }
         }
         Ok(())

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use std::fmt;
 
 #[cfg(target_endian = "big")]
-compile_error!("gpt2c reads ONNX's little-endian tensor data in place; big-endian hosts are not supported");
+compile_error!(
+    "gpt2c reads ONNX's little-endian tensor data in place; big-endian hosts are not supported"
+);
 
 /// A Rust scalar type with an IR `DType`.
 pub trait Elem: Copy + Default + PartialEq + fmt::Debug + 'static {
@@ -82,12 +84,20 @@ impl Tensor {
     }
 
     pub fn from_vec<T: Elem>(shape: Vec<usize>, v: Vec<T>) -> Tensor {
-        assert_eq!(numel(&shape), v.len(), "tensor data does not fit shape {shape:?}");
+        assert_eq!(
+            numel(&shape),
+            v.len(),
+            "tensor data does not fit shape {shape:?}"
+        );
         let mut out = Vec::with_capacity(v.len() * T::DTYPE.size());
         for x in v {
             x.write_le(&mut out);
         }
-        Tensor { dtype: T::DTYPE, shape, data: Bytes::from(out) }
+        Tensor {
+            dtype: T::DTYPE,
+            shape,
+            data: Bytes::from(out),
+        }
     }
 
     pub fn scalar<T: Elem>(x: T) -> Tensor {
@@ -116,15 +126,27 @@ impl Tensor {
     /// Same data, new shape (element counts must agree).
     pub fn reshaped(&self, shape: Vec<usize>) -> Tensor {
         assert_eq!(numel(&shape), self.numel());
-        Tensor { dtype: self.dtype, shape, data: self.data.clone() }
+        Tensor {
+            dtype: self.dtype,
+            shape,
+            data: self.data.clone(),
+        }
     }
 
     /// Copies the elements out as `T`; `T` must be the tensor's dtype.
     pub fn to_vec<T: Elem>(&self) -> OpResult<Vec<T>> {
         if self.dtype != T::DTYPE {
-            return Err(OpError(format!("expected a {} tensor, found {}", T::DTYPE, self.dtype)));
+            return Err(OpError(format!(
+                "expected a {} tensor, found {}",
+                T::DTYPE,
+                self.dtype
+            )));
         }
-        Ok(self.data.chunks_exact(self.dtype.size()).map(T::read_le).collect())
+        Ok(self
+            .data
+            .chunks_exact(self.dtype.size())
+            .map(T::read_le)
+            .collect())
     }
 
     /// Integer tensor (i64 or i32) as i64s: for shapes, indices and axes.

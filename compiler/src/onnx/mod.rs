@@ -7,7 +7,7 @@
 pub mod proto;
 
 use crate::error::{Error, Result, UnsupportedNode};
-use crate::ir::{Dim, DType, Graph, ModelMeta, Node, Tensor, TensorType, ValueId};
+use crate::ir::{DType, Dim, Graph, ModelMeta, Node, Tensor, TensorType, ValueId};
 use crate::ops::{Attrs, Op};
 use bytes::Bytes;
 use prost::Message;
@@ -21,21 +21,32 @@ const MAX_IR_VERSION: i64 = 11;
 /// Reads and decodes a model file. The returned protos borrow nothing: their byte fields
 /// share the file buffer by reference count.
 pub fn load(path: &Path) -> Result<ModelProto> {
-    let data = std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let data = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     decode(Bytes::from(data), &path.display().to_string())
 }
 
 /// Decodes a model from bytes; `what` names the source in messages.
 pub fn decode(data: Bytes, what: &str) -> Result<ModelProto> {
-    let not_onnx = |reason: String| Error::NotOnnx { path: what.to_string(), reason };
+    let not_onnx = |reason: String| Error::NotOnnx {
+        path: what.to_string(),
+        reason,
+    };
     if data.is_empty() {
         return Err(not_onnx("the file is empty".into()));
     }
     let model = ModelProto::decode(data).map_err(|e| {
-        not_onnx(format!("protobuf decoding failed ({e}); the file is truncated, corrupt or not ONNX"))
+        not_onnx(format!(
+            "protobuf decoding failed ({e}); the file is truncated, corrupt or not ONNX"
+        ))
     })?;
     if model.ir_version < 1 || model.ir_version > MAX_IR_VERSION {
-        return Err(not_onnx(format!("ir_version is {}, expected 1..={MAX_IR_VERSION}", model.ir_version)));
+        return Err(not_onnx(format!(
+            "ir_version is {}, expected 1..={MAX_IR_VERSION}",
+            model.ir_version
+        )));
     }
     if model.graph.is_none() {
         return Err(not_onnx("the model has no graph".into()));
@@ -50,35 +61,58 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
 
 /// Converts a `TensorProto` into a tensor, sharing `raw_data` without copying.
 pub fn tensor_from_proto(t: &TensorProto) -> std::result::Result<Tensor, String> {
-    let name = if t.name.is_empty() { "<unnamed>" } else { &t.name };
+    let name = if t.name.is_empty() {
+        "<unnamed>"
+    } else {
+        &t.name
+    };
     if t.data_location == 1 || !t.external_data.is_empty() {
-        let loc = t.external_data.iter().find(|e| e.key == "location").map_or("?", |e| e.value.as_str());
+        let loc = t
+            .external_data
+            .iter()
+            .find(|e| e.key == "location")
+            .map_or("?", |e| e.value.as_str());
         return Err(format!(
             "tensor '{name}' keeps its data in an external file ('{loc}'); only self-contained models are supported (re-save it with all tensors inside the .onnx file)"
         ));
     }
     if t.segment.is_some() {
-        return Err(format!("tensor '{name}' is segmented, which is not supported"));
+        return Err(format!(
+            "tensor '{name}' is segmented, which is not supported"
+        ));
     }
-    let dtype = DType::from_onnx(t.data_type).map_err(|n| format!("tensor '{name}' has unsupported data type {n}"))?;
+    let dtype = DType::from_onnx(t.data_type)
+        .map_err(|n| format!("tensor '{name}' has unsupported data type {n}"))?;
     let shape = t
         .dims
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("tensor '{name}' has a negative dimension {d}")))
+        .map(|&d| {
+            usize::try_from(d).map_err(|_| format!("tensor '{name}' has a negative dimension {d}"))
+        })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let n = crate::ir::checked_numel(&shape).ok_or_else(|| format!("tensor '{name}' shape {shape:?} overflows"))?;
-    let bad = |found: usize| format!("tensor '{name}' of shape {shape:?} needs {n} elements, found {found}");
+    let n = crate::ir::checked_numel(&shape)
+        .ok_or_else(|| format!("tensor '{name}' shape {shape:?} overflows"))?;
+    let bad = |found: usize| {
+        format!("tensor '{name}' of shape {shape:?} needs {n} elements, found {found}")
+    };
     if !t.raw_data.is_empty() || n == 0 {
-        return Tensor::from_raw(dtype, shape.clone(), t.raw_data.clone()).map_err(|e| format!("tensor '{name}': {e}"));
+        return Tensor::from_raw(dtype, shape.clone(), t.raw_data.clone())
+            .map_err(|e| format!("tensor '{name}': {e}"));
     }
     let tensor = match dtype {
         DType::F32 if t.float_data.len() == n => Tensor::from_vec(shape, t.float_data.clone()),
         DType::F64 if t.double_data.len() == n => Tensor::from_vec(shape, t.double_data.clone()),
         DType::I64 if t.int64_data.len() == n => Tensor::from_vec(shape, t.int64_data.clone()),
         DType::I32 if t.int32_data.len() == n => Tensor::from_vec(shape, t.int32_data.clone()),
-        DType::I8 if t.int32_data.len() == n => Tensor::from_vec(shape, t.int32_data.iter().map(|&v| v as i8).collect()),
-        DType::U8 if t.int32_data.len() == n => Tensor::from_vec(shape, t.int32_data.iter().map(|&v| v as u8).collect()),
-        DType::Bool if t.int32_data.len() == n => Tensor::from_vec(shape, t.int32_data.iter().map(|&v| v != 0).collect()),
+        DType::I8 if t.int32_data.len() == n => {
+            Tensor::from_vec(shape, t.int32_data.iter().map(|&v| v as i8).collect())
+        }
+        DType::U8 if t.int32_data.len() == n => {
+            Tensor::from_vec(shape, t.int32_data.iter().map(|&v| v as u8).collect())
+        }
+        DType::Bool if t.int32_data.len() == n => {
+            Tensor::from_vec(shape, t.int32_data.iter().map(|&v| v != 0).collect())
+        }
         DType::F32 => return Err(bad(t.float_data.len())),
         DType::F64 => return Err(bad(t.double_data.len())),
         DType::I64 => return Err(bad(t.int64_data.len())),
@@ -93,7 +127,9 @@ fn value_type(vi: &ValueInfoProto) -> Result<Option<TensorType>> {
     };
     let dtype = DType::from_onnx(tt.elem_type)
         .map_err(|n| Error::Invalid(format!("'{}' has unsupported data type {n}", vi.name)))?;
-    let Some(shape) = &tt.shape else { return Ok(None) };
+    let Some(shape) = &tt.shape else {
+        return Ok(None);
+    };
     let dims = shape
         .dim
         .iter()
@@ -110,7 +146,13 @@ fn value_type(vi: &ValueInfoProto) -> Result<Option<TensorType>> {
 /// `Constant` nodes become constant values: one of their value attributes is the data.
 fn constant_value(node: &proto::NodeProto) -> std::result::Result<Tensor, String> {
     let a = Attrs(&node.attribute);
-    a.only(&["value", "value_float", "value_floats", "value_int", "value_ints"])?;
+    a.only(&[
+        "value",
+        "value_float",
+        "value_floats",
+        "value_int",
+        "value_ints",
+    ])?;
     if let Some(t) = a.tensor("value")? {
         return Ok(t);
     }
@@ -120,7 +162,10 @@ fn constant_value(node: &proto::NodeProto) -> std::result::Result<Tensor, String
     if let Some(v) = a.ints("value_ints")? {
         return Ok(Tensor::from_vec(vec![v.len()], v));
     }
-    let attr = node.attribute.iter().find(|x| x.name == "value_float" || x.name == "value_floats");
+    let attr = node
+        .attribute
+        .iter()
+        .find(|x| x.name == "value_float" || x.name == "value_floats");
     match attr {
         Some(x) if x.name == "value_float" => Ok(Tensor::scalar(x.f)),
         Some(x) => Ok(Tensor::from_vec(vec![x.floats.len()], x.floats.clone())),
@@ -130,30 +175,40 @@ fn constant_value(node: &proto::NodeProto) -> std::result::Result<Tensor, String
 
 /// Imports a decoded model into the IR.
 pub fn import(model: &ModelProto) -> Result<Graph> {
-    let g = model.graph.as_ref().ok_or_else(|| Error::Invalid("no graph".into()))?;
+    let g = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("no graph".into()))?;
     let opset = model
         .opset_import
         .iter()
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map(|o| o.version)
-        .ok_or_else(|| Error::Invalid("the model imports no opset of the default ONNX domain".into()))?;
+        .ok_or_else(|| {
+            Error::Invalid("the model imports no opset of the default ONNX domain".into())
+        })?;
     let mut graph = Graph {
         meta: ModelMeta {
             ir_version: model.ir_version,
-            producer: format!("{} {}", model.producer_name, model.producer_version).trim().to_string(),
+            producer: format!("{} {}", model.producer_name, model.producer_version)
+                .trim()
+                .to_string(),
             graph_name: g.name.clone(),
             opset,
         },
         ..Default::default()
     };
     let mut names: HashMap<String, ValueId> = HashMap::new();
-    let define = |graph: &mut Graph, names: &mut HashMap<String, ValueId>, name: &str, id: ValueId| {
-        if names.insert(name.to_string(), id).is_some() {
-            return Err(Error::Invalid(format!("'{name}' is defined more than once")));
-        }
-        let _ = graph;
-        Ok(())
-    };
+    let define =
+        |graph: &mut Graph, names: &mut HashMap<String, ValueId>, name: &str, id: ValueId| {
+            if names.insert(name.to_string(), id).is_some() {
+                return Err(Error::Invalid(format!(
+                    "'{name}' is defined more than once"
+                )));
+            }
+            let _ = graph;
+            Ok(())
+        };
 
     for t in &g.initializer {
         let tensor = tensor_from_proto(t).map_err(Error::Invalid)?;
@@ -165,7 +220,10 @@ pub fn import(model: &ModelProto) -> Result<Graph> {
             continue; // an initializer listed as input (IR < 4): a constant here
         }
         let ty = value_type(vi)?.ok_or_else(|| {
-            Error::Invalid(format!("graph input '{}' has no tensor type with a shape", vi.name))
+            Error::Invalid(format!(
+                "graph input '{}' has no tensor type with a shape",
+                vi.name
+            ))
         })?;
         let id = graph.add_value(vi.name.clone(), Some(ty));
         define(&mut graph, &mut names, &vi.name, id)?;
@@ -175,7 +233,11 @@ pub fn import(model: &ModelProto) -> Result<Graph> {
     let mut unsupported = Vec::new();
     let mut pending: Vec<(String, Op, Vec<String>, Vec<String>)> = Vec::new();
     for (i, n) in g.node.iter().enumerate() {
-        let name = if n.name.is_empty() { format!("{}_{i}", n.op_type) } else { n.name.clone() };
+        let name = if n.name.is_empty() {
+            format!("{}_{i}", n.op_type)
+        } else {
+            n.name.clone()
+        };
         let unsupported_node = |reason: String| UnsupportedNode {
             node: name.clone(),
             op_type: n.op_type.clone(),
@@ -184,7 +246,9 @@ pub fn import(model: &ModelProto) -> Result<Graph> {
             reason,
         };
         if !(n.domain.is_empty() || n.domain == "ai.onnx") {
-            unsupported.push(unsupported_node("custom op domains are not supported".into()));
+            unsupported.push(unsupported_node(
+                "custom op domains are not supported".into(),
+            ));
             continue;
         }
         if n.op_type == "Constant" {
@@ -227,11 +291,18 @@ pub fn import(model: &ModelProto) -> Result<Graph> {
                     return Ok(None);
                 }
                 names.get(i).copied().map(Some).ok_or_else(|| {
-                    Error::Invalid(format!("node '{name}' uses '{i}', which no node, input or initializer defines"))
+                    Error::Invalid(format!(
+                        "node '{name}' uses '{i}', which no node, input or initializer defines"
+                    ))
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        nodes.push(Node { name, op, inputs, outputs });
+        nodes.push(Node {
+            name,
+            op,
+            inputs,
+            outputs,
+        });
     }
     graph.nodes = topo_sort(&graph, nodes)?;
 
@@ -282,7 +353,10 @@ fn topo_sort(graph: &Graph, nodes: Vec<Node>) -> Result<Vec<Node>> {
         }
     }
     if let Some(n) = left.into_iter().flatten().next() {
-        return Err(Error::Invalid(format!("the graph has a cycle through node '{}'", n.name)));
+        return Err(Error::Invalid(format!(
+            "the graph has a cycle through node '{}'",
+            n.name
+        )));
     }
     Ok(out)
 }

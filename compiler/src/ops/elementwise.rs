@@ -49,7 +49,9 @@ impl UnaryOp {
 pub fn parse_binary(op: &str, a: &Attrs, opset: i64) -> Result<Op, String> {
     // Opset < 7 had explicit `broadcast`/`axis` attributes with other semantics.
     if opset < 7 {
-        return Err(format!("opset {opset} broadcasting semantics are not supported (need >= 7)"));
+        return Err(format!(
+            "opset {opset} broadcasting semantics are not supported (need >= 7)"
+        ));
     }
     a.only(&[])?;
     Ok(Op::Binary(match op {
@@ -63,7 +65,11 @@ pub fn parse_binary(op: &str, a: &Attrs, opset: i64) -> Result<Op, String> {
 
 pub fn parse_unary(op: &str, a: &Attrs) -> Result<Op, String> {
     a.only(&[])?;
-    Ok(Op::Unary(if op == "Sqrt" { UnaryOp::Sqrt } else { UnaryOp::Tanh }))
+    Ok(Op::Unary(if op == "Sqrt" {
+        UnaryOp::Sqrt
+    } else {
+        UnaryOp::Tanh
+    }))
 }
 
 /// numpy broadcasting of two shapes.
@@ -71,8 +77,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -139,8 +153,15 @@ fn zip<T: crate::ir::Elem, U: crate::ir::Elem, R: crate::ir::Elem>(
     f: impl Fn(T, U) -> OpResult<R>,
 ) -> OpResult<Tensor> {
     let (av, bv) = (a.to_vec::<T>()?, b.to_vec::<U>()?);
-    let (ao, bo) = (broadcast_offsets(a.shape(), out), broadcast_offsets(b.shape(), out));
-    let v = ao.iter().zip(&bo).map(|(&i, &j)| f(av[i], bv[j])).collect::<OpResult<Vec<R>>>()?;
+    let (ao, bo) = (
+        broadcast_offsets(a.shape(), out),
+        broadcast_offsets(b.shape(), out),
+    );
+    let v = ao
+        .iter()
+        .zip(&bo)
+        .map(|(&i, &j)| f(av[i], bv[j]))
+        .collect::<OpResult<Vec<R>>>()?;
     Ok(Tensor::from_vec(out.to_vec(), v))
 }
 
@@ -179,10 +200,12 @@ pub fn eval_binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> OpResult<Vec<Tensor>
     Ok(vec![t])
 }
 
-fn float_op<T: std::ops::Add<Output = T>
+fn float_op<
+    T: std::ops::Add<Output = T>
         + std::ops::Sub<Output = T>
         + std::ops::Mul<Output = T>
-        + std::ops::Div<Output = T>>(
+        + std::ops::Div<Output = T>,
+>(
     op: BinaryOp,
     x: T,
     y: T,
@@ -223,11 +246,15 @@ pub fn eval_unary(op: UnaryOp, x: &Tensor) -> OpResult<Vec<Tensor>> {
     let t = match x.dtype() {
         DType::F32 => Tensor::from_vec(
             x.shape().to_vec(),
-            x.to_vec::<f32>()?.into_iter().map(|v| f(v as f64) as f32).collect(),
+            x.to_vec::<f32>()?
+                .into_iter()
+                .map(|v| f(v as f64) as f32)
+                .collect(),
         ),
-        DType::F64 => {
-            Tensor::from_vec(x.shape().to_vec(), x.to_vec::<f64>()?.into_iter().map(f).collect())
-        }
+        DType::F64 => Tensor::from_vec(
+            x.shape().to_vec(),
+            x.to_vec::<f64>()?.into_iter().map(f).collect(),
+        ),
         d => return op_err!("{} is not defined for {d}", op.name()),
     };
     Ok(vec![t])

@@ -23,18 +23,42 @@ pub fn parse(op: &str, a: &Attrs) -> Result<Op, String> {
     })
 }
 
-/// Shapes of a numpy matmul: (batch shape, M, K, N, output shape).
-fn matmul_dims(a: &[usize], b: &[usize]) -> OpResult<(Vec<usize>, usize, usize, usize, Vec<usize>)> {
+/// Shapes of a numpy matmul.
+struct MatMulDims {
+    batch: Vec<usize>,
+    m: usize,
+    k: usize,
+    n: usize,
+    out: Vec<usize>,
+}
+
+fn matmul_dims(a: &[usize], b: &[usize]) -> OpResult<MatMulDims> {
     if a.is_empty() || b.is_empty() {
         return op_err!("MatMul operands must have rank >= 1, found {a:?} and {b:?}");
     }
-    let (m, k) = if a.len() == 1 { (1, a[0]) } else { (a[a.len() - 2], a[a.len() - 1]) };
-    let (k2, n) = if b.len() == 1 { (b[0], 1) } else { (b[b.len() - 2], b[b.len() - 1]) };
+    let (m, k) = if a.len() == 1 {
+        (1, a[0])
+    } else {
+        (a[a.len() - 2], a[a.len() - 1])
+    };
+    let (k2, n) = if b.len() == 1 {
+        (b[0], 1)
+    } else {
+        (b[b.len() - 2], b[b.len() - 1])
+    };
     if k != k2 {
         return op_err!("MatMul inner dimensions differ: {a:?} x {b:?}");
     }
-    let ab = if a.len() > 2 { &a[..a.len() - 2] } else { &[][..] };
-    let bb = if b.len() > 2 { &b[..b.len() - 2] } else { &[][..] };
+    let ab = if a.len() > 2 {
+        &a[..a.len() - 2]
+    } else {
+        &[][..]
+    };
+    let bb = if b.len() > 2 {
+        &b[..b.len() - 2]
+    } else {
+        &[][..]
+    };
     let batch = broadcast_shapes(ab, bb)?;
     let mut out = batch.clone();
     if a.len() > 1 {
@@ -43,18 +67,31 @@ fn matmul_dims(a: &[usize], b: &[usize]) -> OpResult<(Vec<usize>, usize, usize, 
     if b.len() > 1 {
         out.push(n);
     }
-    Ok((batch, m, k, n, out))
+    Ok(MatMulDims {
+        batch,
+        m,
+        k,
+        n,
+        out,
+    })
 }
 
 fn gemm_dims(op: &Op, a: &[usize], b: &[usize]) -> OpResult<(usize, usize, usize)> {
-    let Op::Gemm { trans_a, trans_b, .. } = op else { unreachable!() };
+    let Op::Gemm {
+        trans_a, trans_b, ..
+    } = op
+    else {
+        unreachable!()
+    };
     if a.len() != 2 || b.len() != 2 {
         return op_err!("Gemm needs 2-D operands, found {a:?} and {b:?}");
     }
     let (m, k) = if *trans_a { (a[1], a[0]) } else { (a[0], a[1]) };
     let (k2, n) = if *trans_b { (b[1], b[0]) } else { (b[0], b[1]) };
     if k != k2 {
-        return op_err!("Gemm inner dimensions differ: {a:?} x {b:?} (transA={trans_a}, transB={trans_b})");
+        return op_err!(
+            "Gemm inner dimensions differ: {a:?} x {b:?} (transA={trans_a}, transB={trans_b})"
+        );
     }
     Ok((m, k, n))
 }
@@ -70,12 +107,15 @@ pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let (a, b) = (req(ins, 0)?, req(ins, 1)?);
     check_float(a.dtype, b.dtype)?;
     if let Op::MatMul = op {
-        return Ok(vec![(a.dtype, matmul_dims(a.shape, b.shape)?.4)]);
+        return Ok(vec![(a.dtype, matmul_dims(a.shape, b.shape)?.out)]);
     }
     let (m, _, n) = gemm_dims(op, a.shape, b.shape)?;
     if let Some(c) = ins.get(2).copied().flatten() {
         if broadcast_shapes(c.shape, &[m, n])? != [m, n] {
-            return op_err!("Gemm C of shape {:?} does not broadcast to [{m}, {n}]", c.shape);
+            return op_err!(
+                "Gemm C of shape {:?} does not broadcast to [{m}, {n}]",
+                c.shape
+            );
         }
     }
     Ok(vec![(a.dtype, vec![m, n])])
@@ -94,7 +134,17 @@ fn finish(dtype: DType, shape: Vec<usize>, v: Vec<f64>) -> Tensor {
 
 /// `c[m,n] = sum_k a[m,k] * b[k,n]` with element strides, accumulating in f64.
 #[allow(clippy::too_many_arguments)]
-fn mm(a: &[f64], ars: usize, acs: usize, b: &[f64], brs: usize, bcs: usize, m: usize, k: usize, n: usize) -> Vec<f64> {
+fn mm(
+    a: &[f64],
+    ars: usize,
+    acs: usize,
+    b: &[f64],
+    brs: usize,
+    bcs: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f64> {
     let mut c = vec![0f64; m * n];
     for i in 0..m {
         let row = &mut c[i * n..(i + 1) * n];
@@ -114,7 +164,13 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let (av, bv) = (f64s(a), f64s(b));
     match op {
         Op::MatMul => {
-            let (batch, m, k, n, out) = matmul_dims(a.shape(), b.shape())?;
+            let MatMulDims {
+                batch,
+                m,
+                k,
+                n,
+                out,
+            } = matmul_dims(a.shape(), b.shape())?;
             // Offsets of each batch's matrix in a and b, broadcasting the batch dims.
             let ab: Vec<usize> = a.shape()[..a.rank().saturating_sub(2)].to_vec();
             let bb: Vec<usize> = b.shape()[..b.rank().saturating_sub(2)].to_vec();
@@ -128,7 +184,12 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
             }
             Ok(vec![finish(a.dtype(), out, res)])
         }
-        Op::Gemm { alpha, beta, trans_a, trans_b } => {
+        Op::Gemm {
+            alpha,
+            beta,
+            trans_a,
+            trans_b,
+        } => {
             let (m, k, n) = gemm_dims(op, a.shape(), b.shape())?;
             let (ars, acs) = if *trans_a { (1, m) } else { (k, 1) };
             let (brs, bcs) = if *trans_b { (1, k) } else { (n, 1) };
@@ -141,7 +202,10 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
                     return op_err!("Gemm C is {}, A is {}", c.dtype(), a.dtype());
                 }
                 if broadcast_shapes(c.shape(), &[m, n])? != [m, n] {
-                    return op_err!("Gemm C of shape {:?} does not broadcast to [{m}, {n}]", c.shape());
+                    return op_err!(
+                        "Gemm C of shape {:?} does not broadcast to [{m}, {n}]",
+                        c.shape()
+                    );
                 }
                 let cv = f64s(c);
                 for (v, o) in y.iter_mut().zip(broadcast_offsets(c.shape(), &[m, n])) {

@@ -25,27 +25,64 @@ pub enum Op {
     Identity,
     Binary(BinaryOp),
     Unary(UnaryOp),
-    Cast { to: DType },
-    Shape { start: i64, end: Option<i64> },
-    ConstantOfShape { value: Tensor },
+    Cast {
+        to: DType,
+    },
+    Shape {
+        start: i64,
+        end: Option<i64>,
+    },
+    ConstantOfShape {
+        value: Tensor,
+    },
     NonZero,
     Expand,
-    Reshape { allow_zero: bool },
+    Reshape {
+        allow_zero: bool,
+    },
     /// `axes: None` means: from input 1 (opset ≥ 13), or every unit dim when that is absent.
-    Squeeze { axes: Option<Vec<i64>> },
+    Squeeze {
+        axes: Option<Vec<i64>>,
+    },
     /// `axes: None` means: from input 1 (opset ≥ 13).
-    Unsqueeze { axes: Option<Vec<i64>> },
-    Concat { axis: i64 },
+    Unsqueeze {
+        axes: Option<Vec<i64>>,
+    },
+    Concat {
+        axis: i64,
+    },
     /// `attrs: Some` for opset < 10 (starts/ends/axes as attributes), `None` for inputs.
-    Slice { attrs: Option<slice::SliceAttrs> },
-    Split { axis: i64, split: Option<Vec<i64>>, outputs: usize },
-    Gather { axis: i64 },
-    Transpose { perm: Option<Vec<usize>> },
-    ReduceMean { axes: Option<Vec<i64>>, keepdims: bool, noop_with_empty_axes: bool },
+    Slice {
+        attrs: Option<slice::SliceAttrs>,
+    },
+    Split {
+        axis: i64,
+        split: Option<Vec<i64>>,
+        outputs: usize,
+    },
+    Gather {
+        axis: i64,
+    },
+    Transpose {
+        perm: Option<Vec<usize>>,
+    },
+    ReduceMean {
+        axes: Option<Vec<i64>>,
+        keepdims: bool,
+        noop_with_empty_axes: bool,
+    },
     MatMul,
-    Gemm { alpha: f32, beta: f32, trans_a: bool, trans_b: bool },
+    Gemm {
+        alpha: f32,
+        beta: f32,
+        trans_a: bool,
+        trans_b: bool,
+    },
     /// `coerce_2d`: opset < 13 semantics (softmax over all dims from `axis` on).
-    Softmax { axis: i64, coerce_2d: bool },
+    Softmax {
+        axis: i64,
+        coerce_2d: bool,
+    },
 }
 
 /// ONNX op types (default domain) the importer accepts. `Constant` becomes a constant value.
@@ -192,18 +229,26 @@ impl Op {
 
 /// Required input `i` for evaluation.
 pub(crate) fn input<'a>(ins: &[Option<&'a Tensor>], i: usize) -> OpResult<&'a Tensor> {
-    ins.get(i).copied().flatten().ok_or_else(|| OpError(format!("missing input {i}")))
+    ins.get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| OpError(format!("missing input {i}")))
 }
 
 /// Required input `i` for inference.
 pub(crate) fn req<'a>(ins: &[Option<InferIn<'a>>], i: usize) -> OpResult<InferIn<'a>> {
-    ins.get(i).copied().flatten().ok_or_else(|| OpError(format!("missing input {i}")))
+    ins.get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| OpError(format!("missing input {i}")))
 }
 
 /// Required constant input `i` for inference (a shape-deciding input).
 pub(crate) fn req_const<'a>(ins: &[Option<InferIn<'a>>], i: usize) -> OpResult<&'a Tensor> {
     req(ins, i)?.konst.ok_or_else(|| {
-        OpError(format!("input {i} decides the output shape and must be a constant"))
+        OpError(format!(
+            "input {i} decides the output shape and must be a constant"
+        ))
     })
 }
 
@@ -288,7 +333,9 @@ impl<'a> Attrs<'a> {
     }
 
     pub fn float_or(&self, name: &str, default: f32) -> Result<f32, String> {
-        Ok(self.get(name, AttributeType::Float)?.map_or(default, |a| a.f))
+        Ok(self
+            .get(name, AttributeType::Float)?
+            .map_or(default, |a| a.f))
     }
 
     pub fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, String> {
@@ -299,7 +346,9 @@ impl<'a> Attrs<'a> {
         match self.get(name, AttributeType::Tensor)? {
             None => Ok(None),
             Some(a) => {
-                let t = a.t.as_ref().ok_or_else(|| format!("attribute '{name}' has no tensor"))?;
+                let t =
+                    a.t.as_ref()
+                        .ok_or_else(|| format!("attribute '{name}' has no tensor"))?;
                 crate::onnx::tensor_from_proto(t).map(Some)
             }
         }

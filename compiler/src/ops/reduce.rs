@@ -21,14 +21,24 @@ pub fn parse(a: &Attrs, opset: i64) -> Result<Op, String> {
 
 /// The reduced axes (sorted, unique) and whether the op is a no-op.
 fn axes_of(op: &Op, rank: usize, axes_input: Option<&Tensor>) -> OpResult<Option<Vec<usize>>> {
-    let Op::ReduceMean { axes, noop_with_empty_axes, .. } = op else { unreachable!() };
+    let Op::ReduceMean {
+        axes,
+        noop_with_empty_axes,
+        ..
+    } = op
+    else {
+        unreachable!()
+    };
     let given = match (axes, axes_input) {
         (Some(a), _) => Some(a.clone()),
         (None, Some(t)) => Some(t.to_i64s()?),
         (None, None) => None,
     };
     let mut ax: Vec<usize> = match given {
-        Some(a) if !a.is_empty() => a.iter().map(|&x| norm_axis(x, rank)).collect::<OpResult<_>>()?,
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .map(|&x| norm_axis(x, rank))
+            .collect::<OpResult<_>>()?,
         _ if *noop_with_empty_axes => return Ok(None),
         _ => (0..rank).collect(),
     };
@@ -50,12 +60,15 @@ fn out_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> {
 }
 
 pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
-    let Op::ReduceMean { keepdims, .. } = op else { unreachable!() };
+    let Op::ReduceMean { keepdims, .. } = op else {
+        unreachable!()
+    };
     let x = req(ins, 0)?;
     let axes_in = match ins.get(1).copied().flatten() {
-        Some(a) => Some(a.konst.ok_or_else(|| {
-            crate::error::OpError("input 1 (axes) must be a constant".into())
-        })?),
+        Some(a) => Some(
+            a.konst
+                .ok_or_else(|| crate::error::OpError("input 1 (axes) must be a constant".into()))?,
+        ),
         None => None,
     };
     match axes_of(op, x.shape.len(), axes_in)? {
@@ -65,7 +78,9 @@ pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
 }
 
 pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
-    let Op::ReduceMean { keepdims, .. } = op else { unreachable!() };
+    let Op::ReduceMean { keepdims, .. } = op else {
+        unreachable!()
+    };
     let x = input(ins, 0)?;
     let Some(ax) = axes_of(op, x.rank(), ins.get(1).copied().flatten())? else {
         return Ok(vec![x.clone()]);

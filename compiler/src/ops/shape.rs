@@ -15,21 +15,31 @@ pub fn parse(op: &str, a: &Attrs, opset: i64) -> Result<Op, String> {
     Ok(match op {
         "Shape" => {
             a.only(&["start", "end"])?;
-            Op::Shape { start: a.int_or("start", 0)?, end: a.int("end")? }
+            Op::Shape {
+                start: a.int_or("start", 0)?,
+                end: a.int("end")?,
+            }
         }
         "ConstantOfShape" => {
             a.only(&["value"])?;
             let value = a.tensor("value")?.unwrap_or_else(|| Tensor::scalar(0f32));
             if value.numel() != 1 {
-                return Err(format!("'value' must hold one element, found {:?}", value.shape()));
+                return Err(format!(
+                    "'value' must hold one element, found {:?}",
+                    value.shape()
+                ));
             }
-            Op::ConstantOfShape { value: value.reshaped(vec![]) }
+            Op::ConstantOfShape {
+                value: value.reshaped(vec![]),
+            }
         }
         "NonZero" => a.only(&[]).map(|_| Op::NonZero)?,
         "Expand" => a.only(&[]).map(|_| Op::Expand)?,
         "Reshape" => {
             a.only(&["allowzero"])?;
-            Op::Reshape { allow_zero: a.int_or("allowzero", 0)? != 0 }
+            Op::Reshape {
+                allow_zero: a.int_or("allowzero", 0)? != 0,
+            }
         }
         "Squeeze" | "Unsqueeze" => {
             a.only(if opset >= 13 { &[] } else { &["axes"] })?;
@@ -88,7 +98,11 @@ fn reshape_target(x: &[usize], target: &[i64], allow_zero: bool) -> OpResult<Vec
             -1 => return op_err!("Reshape target {target:?} has more than one -1"),
             0 if !allow_zero => match x.get(i) {
                 Some(&d) => out.push(d),
-                None => return op_err!("Reshape target {target:?}: 0 at {i} copies a missing dim of {x:?}"),
+                None => {
+                    return op_err!(
+                        "Reshape target {target:?}: 0 at {i} copies a missing dim of {x:?}"
+                    )
+                }
             },
             t if t >= 0 => out.push(t as usize),
             _ => return op_err!("Reshape target {target:?} has a negative dimension"),
@@ -96,7 +110,7 @@ fn reshape_target(x: &[usize], target: &[i64], allow_zero: bool) -> OpResult<Vec
     }
     let known = checked_numel(&out).ok_or_else(|| OpError("Reshape target overflows".into()))?;
     if let Some(i) = infer_at {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return op_err!("cannot reshape {x:?} to {target:?}");
         }
         out[i] = total / known;
@@ -110,26 +124,44 @@ fn squeeze_shape(x: &[usize], axes: Option<&[i64]>) -> OpResult<Vec<usize>> {
     match axes {
         None => Ok(x.iter().copied().filter(|&d| d != 1).collect()),
         Some(ax) => {
-            let ax = ax.iter().map(|&a| norm_axis(a, x.len())).collect::<OpResult<Vec<_>>>()?;
+            let ax = ax
+                .iter()
+                .map(|&a| norm_axis(a, x.len()))
+                .collect::<OpResult<Vec<_>>>()?;
             for &a in &ax {
                 if x[a] != 1 {
                     return op_err!("cannot squeeze axis {a} of shape {x:?}: its size is not 1");
                 }
             }
-            Ok(x.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, &d)| d).collect())
+            Ok(x.iter()
+                .enumerate()
+                .filter(|(i, _)| !ax.contains(i))
+                .map(|(_, &d)| d)
+                .collect())
         }
     }
 }
 
 fn unsqueeze_shape(x: &[usize], axes: &[i64]) -> OpResult<Vec<usize>> {
     let r = x.len() + axes.len();
-    let mut ax = axes.iter().map(|&a| norm_axis(a, r)).collect::<OpResult<Vec<_>>>()?;
+    let mut ax = axes
+        .iter()
+        .map(|&a| norm_axis(a, r))
+        .collect::<OpResult<Vec<_>>>()?;
     ax.sort_unstable();
     if ax.windows(2).any(|w| w[0] == w[1]) {
         return op_err!("Unsqueeze axes {axes:?} repeat");
     }
     let mut src = x.iter();
-    Ok((0..r).map(|i| if ax.contains(&i) { 1 } else { *src.next().expect("rank") }).collect())
+    Ok((0..r)
+        .map(|i| {
+            if ax.contains(&i) {
+                1
+            } else {
+                *src.next().expect("rank")
+            }
+        })
+        .collect())
 }
 
 /// Axes of Squeeze/Unsqueeze: the attribute, or the optional constant input 1.
@@ -145,7 +177,11 @@ fn axes_from(attr: &Option<Vec<i64>>, input1: Option<&Tensor>) -> OpResult<Optio
 /// inference and evaluation). `consts[i]` is input i's data when known.
 fn out_shape(op: &Op, x: &[usize], consts: &[Option<&Tensor>]) -> OpResult<Vec<usize>> {
     let c = |i: usize| {
-        consts.get(i).copied().flatten().ok_or_else(|| OpError(format!("input {i} must be a constant")))
+        consts
+            .get(i)
+            .copied()
+            .flatten()
+            .ok_or_else(|| OpError(format!("input {i} must be a constant")))
     };
     match op {
         Op::Shape { start, end } => {
@@ -173,7 +209,10 @@ fn out_shape(op: &Op, x: &[usize], consts: &[Option<&Tensor>]) -> OpResult<Vec<u
 pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let consts: Vec<Option<&Tensor>> = ins.iter().map(|i| i.and_then(|i| i.konst)).collect();
     match op {
-        Op::Shape { .. } => Ok(vec![(DType::I64, out_shape(op, req(ins, 0)?.shape, &consts)?)]),
+        Op::Shape { .. } => Ok(vec![(
+            DType::I64,
+            out_shape(op, req(ins, 0)?.shape, &consts)?,
+        )]),
         Op::ConstantOfShape { value } => {
             req_const(ins, 0)?;
             Ok(vec![(value.dtype(), out_shape(op, &[], &consts)?)])
@@ -181,7 +220,10 @@ pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
         Op::NonZero => {
             // The count of non-zeros is data: only a constant input has a static output.
             let x = req_const(ins, 0)?;
-            Ok(eval(op, &[Some(x)])?.into_iter().map(|t| (t.dtype(), t.shape().to_vec())).collect())
+            Ok(eval(op, &[Some(x)])?
+                .into_iter()
+                .map(|t| (t.dtype(), t.shape().to_vec()))
+                .collect())
         }
         _ => {
             let x = req(ins, 0)?;
@@ -195,7 +237,10 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
         Op::Shape { start, end } => {
             let x = input(ins, 0)?;
             let (s, e) = shape_range(*start, *end, x.rank());
-            Tensor::from_vec(vec![e - s], x.shape()[s..e].iter().map(|&d| d as i64).collect())
+            Tensor::from_vec(
+                vec![e - s],
+                x.shape()[s..e].iter().map(|&d| d as i64).collect(),
+            )
         }
         Op::ConstantOfShape { value } => {
             let shape = out_shape(op, &[], ins)?;
@@ -208,8 +253,8 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
             let st = super::strides(x.shape());
             let nz: Vec<usize> = (0..x.numel()).filter(|&i| x.get_f64(i) != 0.0).collect();
             let mut out = Vec::with_capacity(x.rank() * nz.len());
-            for d in 0..x.rank() {
-                out.extend(nz.iter().map(|&i| ((i / st[d]) % x.shape()[d]) as i64));
+            for (&s, &d) in st.iter().zip(x.shape()) {
+                out.extend(nz.iter().map(|&i| ((i / s) % d) as i64));
             }
             Tensor::from_vec(vec![x.rank(), nz.len()], out)
         }

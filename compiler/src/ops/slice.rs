@@ -21,11 +21,15 @@ pub fn parse(op: &str, a: &Attrs, opset: i64) -> Result<Op, String> {
     Ok(match op {
         "Concat" => {
             a.only(&["axis"])?;
-            Op::Concat { axis: a.int("axis")?.ok_or("missing attribute 'axis'")? }
+            Op::Concat {
+                axis: a.int("axis")?.ok_or("missing attribute 'axis'")?,
+            }
         }
         "Gather" => {
             a.only(&["axis"])?;
-            Op::Gather { axis: a.int_or("axis", 0)? }
+            Op::Gather {
+                axis: a.int_or("axis", 0)?,
+            }
         }
         "Slice" if opset < 10 => {
             a.only(&["starts", "ends", "axes"])?;
@@ -55,18 +59,32 @@ pub fn parse_split(a: &Attrs, opset: i64, outputs: usize) -> Result<Op, String> 
     }
     if let Some(n) = a.int("num_outputs")? {
         if n as usize != outputs {
-            return Err(format!("num_outputs = {n} but the node has {outputs} outputs"));
+            return Err(format!(
+                "num_outputs = {n} but the node has {outputs} outputs"
+            ));
         }
     }
-    Ok(Op::Split { axis: a.int_or("axis", 0)?, split: a.ints("split")?, outputs })
+    Ok(Op::Split {
+        axis: a.int_or("axis", 0)?,
+        split: a.ints("split")?,
+        outputs,
+    })
 }
 
 /// Resolved slice along each axis: (start, step, count).
-fn slice_plan(shape: &[usize], op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<(i64, i64, usize)>> {
-    let Op::Slice { attrs } = op else { unreachable!() };
+fn slice_plan(
+    shape: &[usize],
+    op: &Op,
+    ins: &[Option<&Tensor>],
+) -> OpResult<Vec<(i64, i64, usize)>> {
+    let Op::Slice { attrs } = op else {
+        unreachable!()
+    };
     let opt = |i: usize| ins.get(i).copied().flatten();
     let need = |i: usize, what: &str| {
-        opt(i).ok_or_else(|| OpError(format!("input {i} ({what}) must be a constant"))).and_then(|t| t.to_i64s())
+        opt(i)
+            .ok_or_else(|| OpError(format!("input {i} ({what}) must be a constant")))
+            .and_then(|t| t.to_i64s())
     };
     let (starts, ends, axes, steps) = match attrs {
         Some(a) => (a.starts.clone(), a.ends.clone(), a.axes.clone(), None),
@@ -97,15 +115,30 @@ fn slice_plan(shape: &[usize], op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec
         }
         let fix = |x: i64| if x < 0 { x.saturating_add(d) } else { x };
         let (s, e) = (fix(starts[i]), fix(ends[i]));
-        let (s, e) = if step > 0 { (s.clamp(0, d), e.clamp(0, d)) } else { (s.clamp(0, d - 1), e.clamp(-1, d - 1)) };
-        let count = if step > 0 { (e - s + step - 1).div_euclid(step) } else { (s - e + (-step) - 1).div_euclid(-step) };
+        let (s, e) = if step > 0 {
+            (s.clamp(0, d), e.clamp(0, d))
+        } else {
+            (s.clamp(0, d - 1), e.clamp(-1, d - 1))
+        };
+        let count = if step > 0 {
+            (e - s + step - 1).div_euclid(step)
+        } else {
+            (s - e + (-step) - 1).div_euclid(-step)
+        };
         plan[ax] = (s, step, count.max(0) as usize);
     }
     Ok(plan)
 }
 
 fn split_sizes(op: &Op, shape: &[usize], ins: &[Option<&Tensor>]) -> OpResult<(usize, Vec<usize>)> {
-    let Op::Split { axis, split, outputs } = op else { unreachable!() };
+    let Op::Split {
+        axis,
+        split,
+        outputs,
+    } = op
+    else {
+        unreachable!()
+    };
     let ax = norm_axis(*axis, shape.len())?;
     let d = shape[ax];
     let given = match (split, ins.get(1).copied().flatten()) {
@@ -114,11 +147,16 @@ fn split_sizes(op: &Op, shape: &[usize], ins: &[Option<&Tensor>]) -> OpResult<(u
         _ => None,
     };
     let sizes: Vec<usize> = match given {
-        Some(s) => s.iter().map(|&x| usize::try_from(x).map_err(|_| OpError(format!("negative split {x}")))).collect::<OpResult<_>>()?,
+        Some(s) => s
+            .iter()
+            .map(|&x| usize::try_from(x).map_err(|_| OpError(format!("negative split {x}"))))
+            .collect::<OpResult<_>>()?,
         // Equal parts; from opset 18 the last may be smaller.
         None => {
             let part = d.div_ceil(*outputs);
-            (0..*outputs).map(|i| part.min(d.saturating_sub(i * part))).collect()
+            (0..*outputs)
+                .map(|i| part.min(d.saturating_sub(i * part)))
+                .collect()
         }
     };
     if sizes.len() != *outputs || sizes.iter().sum::<usize>() != d {
@@ -128,12 +166,19 @@ fn split_sizes(op: &Op, shape: &[usize], ins: &[Option<&Tensor>]) -> OpResult<(u
 }
 
 fn concat_shape(axis: i64, shapes: &[&[usize]]) -> OpResult<(usize, Vec<usize>)> {
-    let first = shapes.first().ok_or_else(|| OpError("Concat has no inputs".into()))?;
+    let first = shapes
+        .first()
+        .ok_or_else(|| OpError("Concat has no inputs".into()))?;
     let ax = norm_axis(axis, first.len())?;
     let mut out = first.to_vec();
     out[ax] = 0;
     for s in shapes {
-        if s.len() != first.len() || s.iter().zip(first.iter()).enumerate().any(|(i, (a, b))| i != ax && a != b) {
+        if s.len() != first.len()
+            || s.iter()
+                .zip(first.iter())
+                .enumerate()
+                .any(|(i, (a, b))| i != ax && a != b)
+        {
             return op_err!("Concat inputs {shapes:?} differ outside axis {ax}");
         }
         out[ax] += s[ax];
@@ -167,11 +212,14 @@ pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
         }
         Op::Split { .. } => {
             let (ax, sizes) = split_sizes(op, x.shape, &consts)?;
-            Ok(sizes.iter().map(|&s| {
-                let mut sh = x.shape.to_vec();
-                sh[ax] = s;
-                (x.dtype, sh)
-            }).collect())
+            Ok(sizes
+                .iter()
+                .map(|&s| {
+                    let mut sh = x.shape.to_vec();
+                    sh[ax] = s;
+                    (x.dtype, sh)
+                })
+                .collect())
         }
         Op::Gather { axis } => {
             let i = req(ins, 1)?;
@@ -217,17 +265,30 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
                 let shape = &out;
                 let n: usize = shape.iter().product();
                 let mut idx = vec![0usize; shape.len()];
-                (0..n).map(|_| {
-                    let o = base + idx.iter().enumerate().map(|(d, &i)| i as i64 * plan[d].1 * st[d] as i64).sum::<i64>();
-                    for d in (0..shape.len()).rev() {
-                        idx[d] += 1;
-                        if idx[d] < shape[d] { break; }
-                        idx[d] = 0;
-                    }
-                    o
-                }).collect()
+                (0..n)
+                    .map(|_| {
+                        let o = base
+                            + idx
+                                .iter()
+                                .enumerate()
+                                .map(|(d, &i)| i as i64 * plan[d].1 * st[d] as i64)
+                                .sum::<i64>();
+                        for d in (0..shape.len()).rev() {
+                            idx[d] += 1;
+                            if idx[d] < shape[d] {
+                                break;
+                            }
+                            idx[d] = 0;
+                        }
+                        o
+                    })
+                    .collect()
             };
-            Ok(vec![gather_elems(x, out, offs.into_iter().map(|o| o as usize))])
+            Ok(vec![gather_elems(
+                x,
+                out,
+                offs.into_iter().map(|o| o as usize),
+            )])
         }
         Op::Split { .. } => {
             let (ax, sizes) = split_sizes(op, x.shape(), ins)?;
@@ -238,7 +299,14 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
                 let mut sh = x.shape().to_vec();
                 sh[ax] = s;
                 let base = at * st[ax];
-                outs.push(gather_elems(x, sh.clone(), strided_offsets(&sh, &st).map(|o| o + base).collect::<Vec<_>>().into_iter()));
+                outs.push(gather_elems(
+                    x,
+                    sh.clone(),
+                    strided_offsets(&sh, &st)
+                        .map(|o| o + base)
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                ));
                 at += s;
             }
             Ok(outs)

@@ -10,7 +10,10 @@ use crate::op_err;
 pub fn parse(a: &Attrs, opset: i64) -> Result<Op, String> {
     a.only(&["axis"])?;
     let default = if opset >= 13 { -1 } else { 1 };
-    Ok(Op::Softmax { axis: a.int_or("axis", default)?, coerce_2d: opset < 13 })
+    Ok(Op::Softmax {
+        axis: a.int_or("axis", default)?,
+        coerce_2d: opset < 13,
+    })
 }
 
 pub fn eval(axis: i64, coerce_2d: bool, x: &Tensor) -> OpResult<Vec<Tensor>> {
@@ -25,9 +28,17 @@ pub fn eval(axis: i64, coerce_2d: bool, x: &Tensor) -> OpResult<Vec<Tensor>> {
     let v: Vec<f64> = (0..x.numel()).map(|i| x.get_f64(i)).collect();
     // View as [outer, n, inner]: softmax over n for each (outer, inner).
     let (outer, n, inner) = if coerce_2d {
-        (shape[..ax].iter().product(), shape[ax..].iter().product(), 1)
+        (
+            shape[..ax].iter().product(),
+            shape[ax..].iter().product(),
+            1,
+        )
     } else {
-        (shape[..ax].iter().product(), shape[ax], shape[ax + 1..].iter().product())
+        (
+            shape[..ax].iter().product(),
+            shape[ax],
+            shape[ax + 1..].iter().product(),
+        )
     };
     let mut out = vec![0f64; v.len()];
     for o in 0..outer {

@@ -21,7 +21,10 @@ pub fn parse(a: &Attrs) -> Result<Op, String> {
 fn resolve(perm: Option<&[usize]>, rank: usize) -> OpResult<Vec<usize>> {
     let p: Vec<usize> = perm.map_or_else(|| (0..rank).rev().collect(), |p| p.to_vec());
     let mut seen = vec![false; rank];
-    if p.len() != rank || p.iter().any(|&a| a >= rank || std::mem::replace(&mut seen[a], true)) {
+    if p.len() != rank
+        || p.iter()
+            .any(|&a| a >= rank || std::mem::replace(&mut seen[a], true))
+    {
         return op_err!("perm {p:?} is not a permutation of {rank} axes");
     }
     Ok(p)
@@ -39,7 +42,11 @@ pub fn eval(perm: Option<&[usize]>, x: &Tensor) -> OpResult<Vec<Tensor>> {
     // Input stride of each output axis: walking the output in order reads these strides.
     let s = strides(x.shape());
     let src_strides: Vec<usize> = p.iter().map(|&a| s[a]).collect();
-    Ok(vec![gather_elems(x, out.clone(), strided_offsets(&out, &src_strides))])
+    Ok(vec![gather_elems(
+        x,
+        out.clone(),
+        strided_offsets(&out, &src_strides),
+    )])
 }
 
 /// Offsets visited when walking `shape` row-major with the given (source) strides.

@@ -15,12 +15,19 @@ pub trait Pass {
 }
 
 /// Runs `passes` in order, calling `after(pass name, summary, graph)` after each.
-pub fn run(graph: &mut Graph, passes: &[&dyn Pass], mut after: impl FnMut(&str, &str, &Graph)) -> Result<()> {
+pub fn run(
+    graph: &mut Graph,
+    passes: &[&dyn Pass],
+    mut after: impl FnMut(&str, &str, &Graph),
+) -> Result<()> {
     for p in passes {
         let summary = p.run(graph)?;
-        graph
-            .validate()
-            .map_err(|e| Error::Invalid(format!("internal error: pass '{}' left an invalid graph: {e}", p.name())))?;
+        graph.validate().map_err(|e| {
+            Error::Invalid(format!(
+                "internal error: pass '{}' left an invalid graph: {e}",
+                p.name()
+            ))
+        })?;
         after(p.name(), &summary, graph);
     }
     Ok(())

@@ -23,9 +23,15 @@ fn is_noop(graph: &Graph, op: &Op, input: usize, output: usize) -> bool {
     let same = a == b;
     match op {
         Op::Identity => true,
-        Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Expand | Op::Cast { .. } => same,
+        Op::Reshape { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Expand
+        | Op::Cast { .. } => same,
         Op::Transpose { perm } => {
-            same && perm.as_ref().map_or(a.shape.len() <= 1, |p| p.iter().enumerate().all(|(i, &x)| i == x))
+            same && perm.as_ref().map_or(a.shape.len() <= 1, |p| {
+                p.iter().enumerate().all(|(i, &x)| i == x)
+            })
         }
         _ => false,
     }
@@ -42,7 +48,9 @@ impl Pass for Simplify {
         while i < graph.nodes.len() {
             let n = &graph.nodes[i];
             let candidate = match (n.inputs.first().copied().flatten(), n.outputs.as_slice()) {
-                (Some(x), &[y]) if !graph.outputs.contains(&y) && is_noop(graph, &n.op, x, y) => Some((x, y)),
+                (Some(x), &[y]) if !graph.outputs.contains(&y) && is_noop(graph, &n.op, x, y) => {
+                    Some((x, y))
+                }
                 _ => None,
             };
             if let Some((x, y)) = candidate {
@@ -54,6 +62,8 @@ impl Pass for Simplify {
             }
         }
         let dead = graph.remove_dead();
-        Ok(format!("{removed} no-op nodes removed, {dead} dead removed"))
+        Ok(format!(
+            "{removed} no-op nodes removed, {dead} dead removed"
+        ))
     }
 }

@@ -25,7 +25,10 @@ pub struct Specialize {
 
 impl Specialize {
     pub fn new(inputs: Vec<(String, Vec<usize>)>) -> Self {
-        Specialize { inputs, fold_budget: FOLD_BUDGET_BYTES }
+        Specialize {
+            inputs,
+            fold_budget: FOLD_BUDGET_BYTES,
+        }
     }
 }
 
@@ -37,15 +40,24 @@ impl Pass for Specialize {
     fn run(&self, graph: &mut Graph) -> Result<String> {
         for &id in &graph.inputs.clone() {
             let v = &graph.values[id];
-            let decl = v.ty.clone().ok_or_else(|| Error::Invalid(format!("input '{}' has no type", v.name)))?;
+            let decl =
+                v.ty.clone()
+                    .ok_or_else(|| Error::Invalid(format!("input '{}' has no type", v.name)))?;
             let shape = match self.inputs.iter().find(|(n, _)| *n == v.name) {
                 Some((_, s)) => s.clone(),
                 None => decl.static_shape().ok_or_else(|| {
-                    Error::Shape(format!("input '{}' has symbolic shape {decl}; give it a static shape", v.name))
+                    Error::Shape(format!(
+                        "input '{}' has symbolic shape {decl}; give it a static shape",
+                        v.name
+                    ))
                 })?,
             };
             let fits = decl.shape.len() == shape.len()
-                && decl.shape.iter().zip(&shape).all(|(d, &n)| matches!(d, Dim::Sym(_)) || *d == Dim::Known(n));
+                && decl
+                    .shape
+                    .iter()
+                    .zip(&shape)
+                    .all(|(d, &n)| matches!(d, Dim::Sym(_)) || *d == Dim::Known(n));
             if !fits {
                 return Err(Error::Shape(format!(
                     "input '{}' is declared {decl}; it cannot take shape {shape:?}",
@@ -58,15 +70,23 @@ impl Pass for Specialize {
         let nodes = std::mem::take(&mut graph.nodes);
         let (before, mut folded) = (nodes.len(), 0);
         for node in nodes {
-            let node_err = |msg: String| Error::Node { node: node.name.clone(), op: node.op.name().into(), msg };
+            let node_err = |msg: String| Error::Node {
+                node: node.name.clone(),
+                op: node.op.name().into(),
+                msg,
+            };
             let shapes: Vec<Option<(crate::ir::DType, Vec<usize>)>> = node
                 .inputs
                 .iter()
                 .map(|i| {
                     i.map(|i| {
                         let v = &graph.values[i];
-                        let ty = v.ty.as_ref().ok_or_else(|| node_err(format!("input '{}' has no known type", v.name)))?;
-                        let s = ty.static_shape().ok_or_else(|| node_err(format!("input '{}' has symbolic type {ty}", v.name)))?;
+                        let ty = v.ty.as_ref().ok_or_else(|| {
+                            node_err(format!("input '{}' has no known type", v.name))
+                        })?;
+                        let s = ty.static_shape().ok_or_else(|| {
+                            node_err(format!("input '{}' has symbolic type {ty}", v.name))
+                        })?;
                         Ok((ty.dtype, s))
                     })
                     .transpose()
@@ -77,23 +97,38 @@ impl Pass for Specialize {
                 .iter()
                 .zip(&shapes)
                 .map(|(i, s)| {
-                    i.zip(s.as_ref()).map(|(i, (dt, sh))| InferIn { dtype: *dt, shape: sh, konst: graph.values[i].konst.as_ref() })
+                    i.zip(s.as_ref()).map(|(i, (dt, sh))| InferIn {
+                        dtype: *dt,
+                        shape: sh,
+                        konst: graph.values[i].konst.as_ref(),
+                    })
                 })
                 .collect();
             let out_types = node.op.infer(&ins).map_err(|e| node_err(e.0))?;
             if out_types.len() != node.outputs.len() {
-                return Err(node_err(format!("has {} outputs, the op makes {}", node.outputs.len(), out_types.len())));
+                return Err(node_err(format!(
+                    "has {} outputs, the op makes {}",
+                    node.outputs.len(),
+                    out_types.len()
+                )));
             }
-            let out_bytes: usize = out_types.iter().map(|(d, s)| crate::ir::numel(s) * d.size()).sum();
+            let out_bytes: usize = out_types
+                .iter()
+                .map(|(d, s)| crate::ir::numel(s) * d.size())
+                .sum();
             let all_const = ins.iter().flatten().all(|i| i.konst.is_some());
             let results: Option<Vec<Tensor>> = match &node.op {
                 // A shape is known from the type alone.
                 Op::Shape { .. } => {
                     let (_, s) = shapes[0].as_ref().expect("Shape has an input");
-                    Some(vec![Tensor::from_vec(out_types[0].1.clone(), shape_slice(&node.op, s))])
+                    Some(vec![Tensor::from_vec(
+                        out_types[0].1.clone(),
+                        shape_slice(&node.op, s),
+                    )])
                 }
                 _ if all_const && out_bytes <= self.fold_budget => {
-                    let consts: Vec<Option<&Tensor>> = ins.iter().map(|i| i.and_then(|i| i.konst)).collect();
+                    let consts: Vec<Option<&Tensor>> =
+                        ins.iter().map(|i| i.and_then(|i| i.konst)).collect();
                     Some(node.op.eval(&consts).map_err(|e| node_err(e.0))?)
                 }
                 _ => None,
@@ -116,12 +151,17 @@ impl Pass for Specialize {
         }
         let dead = graph.remove_dead();
         check_static(graph)?;
-        Ok(format!("{before} nodes -> {}: {folded} folded, {dead} dead removed", graph.nodes.len()))
+        Ok(format!(
+            "{before} nodes -> {}: {folded} folded, {dead} dead removed",
+            graph.nodes.len()
+        ))
     }
 }
 
 fn shape_slice(op: &Op, s: &[usize]) -> Vec<i64> {
-    let Op::Shape { start, end } = op else { unreachable!() };
+    let Op::Shape { start, end } = op else {
+        unreachable!()
+    };
     let r = s.len() as i64;
     let c = |x: i64| (if x < 0 { x + r } else { x }).clamp(0, r) as usize;
     let (a, b) = (c(*start), c(end.unwrap_or(r)));
@@ -133,7 +173,12 @@ pub fn check_static(graph: &Graph) -> Result<()> {
     let survivors: Vec<String> = graph
         .nodes
         .iter()
-        .filter(|n| matches!(n.op, Op::Shape { .. } | Op::NonZero | Op::ConstantOfShape { .. }))
+        .filter(|n| {
+            matches!(
+                n.op,
+                Op::Shape { .. } | Op::NonZero | Op::ConstantOfShape { .. }
+            )
+        })
         .map(|n| format!("'{}' ({})", n.name, n.op.name()))
         .collect();
     if !survivors.is_empty() {
@@ -144,9 +189,15 @@ pub fn check_static(graph: &Graph) -> Result<()> {
     }
     for n in &graph.nodes {
         for &v in n.inputs.iter().flatten().chain(&n.outputs) {
-            let ok = graph.values[v].ty.as_ref().is_some_and(|t| t.static_shape().is_some());
+            let ok = graph.values[v]
+                .ty
+                .as_ref()
+                .is_some_and(|t| t.static_shape().is_some());
             if !ok {
-                return Err(Error::Shape(format!("value '{}' of node '{}' has no static shape", graph.values[v].name, n.name)));
+                return Err(Error::Shape(format!(
+                    "value '{}' of node '{}' has no static shape",
+                    graph.values[v].name, n.name
+                )));
             }
         }
     }

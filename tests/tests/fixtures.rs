@@ -1,0 +1,139 @@
+//! Whole-model conformance: the reference interpreter against onnxruntime on every committed
+//! GPT-2 fixture, at L = 1, a middle length and the full context, on the raw graph and after
+//! specialization (logits and every present).
+
+use gpt2c::gpt2::{token_input, Gpt2Config};
+use gpt2c_tests::{compare, repo_root, Manifest, MODEL_TOL};
+use std::path::Path;
+
+fn fixtures() -> Vec<Manifest> {
+    let mut v: Vec<Manifest> = Manifest::all_in(&repo_root().join("tests/fixtures"))
+        .iter()
+        .map(|p| Manifest::read(p, None))
+        .collect();
+    let default = repo_root().join("models/gpt2-random-50257.json");
+    v.push(Manifest::read(
+        &default,
+        Some(default.with_extension("onnx")),
+    ));
+    v
+}
+
+fn check_manifest(m: &Manifest) {
+    let name = m.json["name"].as_str().unwrap_or("?");
+    let graph = gpt2c::onnx::load_graph(&m.model).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let config = Gpt2Config::derive(&graph).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let c = &m.json["config"];
+    let expect = |k: &str| {
+        c[k].as_u64()
+            .unwrap_or_else(|| panic!("{name}: config.{k}")) as usize
+    };
+    assert_eq!(
+        config,
+        Gpt2Config {
+            n_layer: expect("n_layer"),
+            n_head: expect("n_head"),
+            n_embd: expect("n_embd"),
+            vocab: expect("vocab"),
+            n_ctx: expect("n_ctx")
+        },
+        "{name}: derived config"
+    );
+    let (input, _) = token_input(&graph).expect("token input");
+    let mut lens = Vec::new();
+    for case in &m.cases {
+        let len = case.len.expect("case len");
+        lens.push(len);
+        config.check_len(&graph, len).expect("length fits");
+        let inputs = vec![(input.as_str(), case.inputs[0].tensor.clone())];
+        let specialized =
+            gpt2c::compile_graph(&graph, vec![(input.clone(), vec![1, 1, len])], |_, _, _| {})
+                .unwrap_or_else(|e| panic!("{name} L={len}: {e}"));
+        for (stage, g) in [("raw", &graph), ("specialized", &specialized)] {
+            let outs = gpt2c::interp::run(g, &inputs)
+                .unwrap_or_else(|e| panic!("{name} L={len} {stage}: {e}"));
+            assert!(outs.len() >= case.outputs.len());
+            let mut worst = 0.0f64;
+            for (i, (o, r)) in outs.iter().zip(&case.outputs).enumerate() {
+                // Output 0 is the logits: `compare` also checks its argmax per row.
+                let what = format!(
+                    "{name} L={len} {stage} {}{}",
+                    r.name,
+                    if i == 0 { " (logits)" } else { "" }
+                );
+                worst = worst
+                    .max(compare(&what, o, &r.tensor, MODEL_TOL).unwrap_or_else(|e| panic!("{e}")));
+            }
+            eprintln!(
+                "{name} L={len} {stage}: {} outputs match, max |diff| {worst:.2e}",
+                case.outputs.len()
+            );
+        }
+    }
+    assert!(!lens.is_empty(), "{name}: no cases");
+}
+
+#[test]
+fn fixtures_match_onnxruntime_raw_and_specialized() {
+    let all = fixtures();
+    assert!(
+        all.len() >= 6,
+        "expected the committed fixtures, found {}",
+        all.len()
+    );
+    for m in &all {
+        check_manifest(m);
+    }
+}
+
+#[test]
+fn fixtures_cover_full_context_and_variants() {
+    let all = fixtures();
+    let names: Vec<&str> = all.iter().filter_map(|m| m.json["name"].as_str()).collect();
+    for want in ["tiny", "wide", "deep", "static", "matmul_add"] {
+        assert!(names.contains(&want), "missing fixture {want}");
+    }
+    for m in all.iter().filter(|m| m.json["name"] != "gpt2-random-50257") {
+        let ctx = m.json["config"]["n_ctx"].as_u64().unwrap() as usize;
+        assert!(
+            m.cases.iter().any(|c| c.len == Some(ctx)),
+            "{:?} has no full-context case",
+            m.json["name"]
+        );
+    }
+}
+
+#[test]
+fn specialization_removes_every_shape_computation() {
+    for m in fixtures() {
+        let graph = gpt2c::onnx::load_graph(&m.model).unwrap();
+        let (input, _) = token_input(&graph).unwrap();
+        let len = m.cases.last().unwrap().len.unwrap();
+        let g = gpt2c::compile_graph(&graph, vec![(input, vec![1, 1, len])], |_, _, _| {}).unwrap();
+        let hist = g.op_histogram();
+        for op in ["Shape", "NonZero", "ConstantOfShape", "Identity"] {
+            assert!(
+                !hist.iter().any(|(o, _)| *o == op),
+                "{:?}: {op} survived: {hist:?}",
+                m.json["name"]
+            );
+        }
+        gpt2c::passes::specialize::check_static(&g).unwrap();
+        // Folding must not have grown the weights: what is left is at most the original.
+        assert!(g.weight_stats().0 <= graph.weight_stats().0 + (1 << 20));
+    }
+}
+
+/// The full-size 124M export is not committed; when `GPT2C_FULL_MODEL` names its reference
+/// directory (model.onnx + manifest.json), check it too.
+#[test]
+fn full_size_model_when_available() {
+    let Ok(dir) = std::env::var("GPT2C_FULL_MODEL") else {
+        eprintln!("GPT2C_FULL_MODEL not set; skipping the full-size model");
+        return;
+    };
+    check_manifest(&Manifest::read(
+        &Path::new(&dir).join("manifest.json"),
+        None,
+    ));
+}
