@@ -4,6 +4,8 @@
 //! (static shapes, constant folding) → `passes::simplify`. `interp` evaluates a graph at any
 //! stage and is the oracle the tests compare everything against.
 
+pub mod codegen;
+pub mod driver;
 pub mod error;
 pub mod gpt2;
 pub mod interp;

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use gpt2c::gpt2::{token_input, Gpt2Config};
 use gpt2c::ir::Graph;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -32,12 +32,21 @@ enum Cmd {
         #[arg(long)]
         nodes: bool,
     },
+    /// Compile a model to Rust: writes DIR/model.rs and DIR/weights.bin.
+    Emit {
+        /// The ONNX model file.
+        model: PathBuf,
+        /// Output directory.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Inspect { model, len, nodes } => inspect(&model, len, nodes),
+        Cmd::Emit { model, out } => emit(&model, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,6 +55,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn emit(model: &Path, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let abs = std::fs::canonicalize(out)?.join("weights.bin");
+    let c = gpt2c::driver::compile(
+        model,
+        out,
+        gpt2c::codegen::WeightsPath::Absolute(abs.display().to_string()),
+    )?;
+    let s = &c.summary;
+    println!(
+        "wrote {}/model.rs ({} lines, {} statements) and weights.bin ({} weights, {} bytes); arenas {} f32 + {} i64",
+        out.display(),
+        s.source_lines,
+        s.statements,
+        s.weights,
+        s.weight_bytes,
+        s.arena_f32,
+        s.arena_i64
+    );
+    Ok(())
 }
 
 fn histogram(g: &Graph) -> String {
@@ -90,7 +121,7 @@ fn print_nodes(g: &Graph) {
     }
 }
 
-fn inspect(path: &PathBuf, len: Option<usize>, nodes: bool) -> Result<()> {
+fn inspect(path: &Path, len: Option<usize>, nodes: bool) -> Result<()> {
     let t0 = Instant::now();
     let file_len = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))?

@@ -20,7 +20,11 @@ pub fn parse(a: &Attrs, opset: i64) -> Result<Op, String> {
 }
 
 /// The reduced axes (sorted, unique) and whether the op is a no-op.
-fn axes_of(op: &Op, rank: usize, axes_input: Option<&Tensor>) -> OpResult<Option<Vec<usize>>> {
+pub(crate) fn axes_of(
+    op: &Op,
+    rank: usize,
+    axes_input: Option<&Tensor>,
+) -> OpResult<Option<Vec<usize>>> {
     let Op::ReduceMean {
         axes,
         noop_with_empty_axes,

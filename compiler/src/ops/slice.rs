@@ -72,7 +72,7 @@ pub fn parse_split(a: &Attrs, opset: i64, outputs: usize) -> Result<Op, String> 
 }
 
 /// Resolved slice along each axis: (start, step, count).
-fn slice_plan(
+pub(crate) fn slice_plan(
     shape: &[usize],
     op: &Op,
     ins: &[Option<&Tensor>],
@@ -130,7 +130,11 @@ fn slice_plan(
     Ok(plan)
 }
 
-fn split_sizes(op: &Op, shape: &[usize], ins: &[Option<&Tensor>]) -> OpResult<(usize, Vec<usize>)> {
+pub(crate) fn split_sizes(
+    op: &Op,
+    shape: &[usize],
+    ins: &[Option<&Tensor>],
+) -> OpResult<(usize, Vec<usize>)> {
     let Op::Split {
         axis,
         split,
@@ -165,7 +169,7 @@ fn split_sizes(op: &Op, shape: &[usize], ins: &[Option<&Tensor>]) -> OpResult<(u
     Ok((ax, sizes))
 }
 
-fn concat_shape(axis: i64, shapes: &[&[usize]]) -> OpResult<(usize, Vec<usize>)> {
+pub(crate) fn concat_shape(axis: i64, shapes: &[&[usize]]) -> OpResult<(usize, Vec<usize>)> {
     let first = shapes
         .first()
         .ok_or_else(|| OpError("Concat has no inputs".into()))?;
@@ -186,7 +190,11 @@ fn concat_shape(axis: i64, shapes: &[&[usize]]) -> OpResult<(usize, Vec<usize>)>
     Ok((ax, out))
 }
 
-fn gather_shape(axis: i64, data: &[usize], idx: &[usize]) -> OpResult<(usize, Vec<usize>)> {
+pub(crate) fn gather_shape(
+    axis: i64,
+    data: &[usize],
+    idx: &[usize],
+) -> OpResult<(usize, Vec<usize>)> {
     let ax = norm_axis(axis, data.len())?;
     let mut out = data[..ax].to_vec();
     out.extend_from_slice(idx);

@@ -1,0 +1,540 @@
+//! Code generation: a specialized graph → one Rust source file and one weight blob.
+//!
+//! The source is built as tokens with `quote!`, parsed by syn and pretty-printed by
+//! prettyplease. Comments cannot be tokens, so statements carry `gpt2c_comment!("...")`
+//! markers that become `//` lines after printing.
+
+mod lower;
+pub mod names;
+pub mod plan;
+
+use crate::error::{Error, Result};
+use crate::gpt2::Gpt2Config;
+use crate::ir::Graph;
+use lower::{ident, Lowerer, Symbols};
+use plan::{Elem, Storage};
+use proc_macro2::{Literal, TokenStream};
+use quote::quote;
+use std::io::Write;
+use std::path::Path;
+
+/// Where the generated source finds the weight file.
+#[derive(Clone, Debug)]
+pub enum WeightsPath {
+    /// `$OUT_DIR/<file>`: for build scripts.
+    OutDir(String),
+    /// An absolute path.
+    Absolute(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// File name of the model, for the header.
+    pub model_name: String,
+    /// sha256 of the model file, hex.
+    pub model_sha256: String,
+    pub weights_path: WeightsPath,
+    /// The GPT-2 configuration, when the graph is one.
+    pub gpt2: Option<Gpt2Config>,
+    /// Free-form description of the compile options, for the header.
+    pub options: String,
+}
+
+/// What `emit` produced.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub source_lines: usize,
+    pub weight_bytes: usize,
+    pub weights: usize,
+    pub arena_f32: usize,
+    pub arena_i64: usize,
+    pub statements: usize,
+}
+
+const MARKER: &str = "gpt2c_comment!(";
+
+/// Turns the `gpt2c_comment!("text");` markers (which prettyplease may wrap over several
+/// lines) back into `// text` lines.
+fn restore_comments(pretty: &str, out: &mut String) {
+    let mut lines = pretty.lines();
+    while let Some(line) = lines.next() {
+        let t = line.trim_start();
+        if !t.starts_with(MARKER) {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let indent = &line[..line.len() - t.len()];
+        let mut call = t.to_string();
+        while !call.trim_end().ends_with(");") {
+            match lines.next() {
+                Some(l) => call.push_str(l.trim()),
+                None => break,
+            }
+        }
+        let text = call
+            .trim_end()
+            .strip_prefix(MARKER)
+            .and_then(|r| r.strip_suffix(");"))
+            .unwrap_or("");
+        let text = text.trim().trim_end_matches(',').trim().trim_matches('"');
+        out.push_str(&format!("{indent}// {text}\n"));
+    }
+}
+
+fn comment(text: &str) -> TokenStream {
+    // Printable ASCII without quotes or backslashes round-trips through the string literal.
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    let l = Literal::string(&clean);
+    quote!(gpt2c_comment!(#l);)
+}
+
+fn type_str(g: &Graph, v: usize) -> String {
+    g.values[v]
+        .ty
+        .as_ref()
+        .map_or("?".into(), |t| t.to_string())
+}
+
+/// Generates the source (returned) and writes the weight blob to `weights_out`.
+pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(String, Summary)> {
+    crate::passes::specialize::check_static(graph)?;
+    let plan = plan::plan(graph)?;
+
+    // Names: weight fields, buffer constants.
+    let mut namer = names::Namer::default();
+    let weight_fields: Vec<syn::Ident> = plan
+        .weights
+        .iter()
+        .map(|w| ident(&namer.unique(names::snake(&graph.values[w.value].name))))
+        .collect();
+    let mut buf_names = names::Namer::default();
+    let mut buf_consts: Vec<Option<syn::Ident>> = vec![None; graph.values.len()];
+    for &b in &plan.buffers {
+        buf_consts[b] = Some(ident(
+            &buf_names.unique(names::snake(&graph.values[b].name).to_uppercase()),
+        ));
+    }
+    for (v, s) in plan.storage.iter().enumerate() {
+        if let (Some(Storage::Arena { .. }), None) = (s, &buf_consts[v]) {
+            // An alias: find the owner with the same range.
+            let owner = plan
+                .buffers
+                .iter()
+                .find(|&&b| plan.storage[b] == plan.storage[v])
+                .copied();
+            buf_consts[v] = owner.and_then(|o| buf_consts[o].clone());
+        }
+    }
+    let syms = Symbols {
+        weight_fields,
+        buf_consts,
+    };
+    let low = Lowerer {
+        graph,
+        plan: &plan,
+        syms: &syms,
+    };
+
+    // The weight blob.
+    write_blob(&plan, weights_out)?;
+
+    // Forward pass statements.
+    let mut stmts = Vec::new();
+    let mut layer = None;
+    let mut count = 0;
+    for &i in &graph.inputs {
+        let (name, b) = (
+            ident(&names::snake(&graph.values[i].name)),
+            syms.buf_consts[i].clone().expect("input buffer"),
+        );
+        let arena = if low_elem(&plan, i) == Elem::F32 {
+            quote!(f32s)
+        } else {
+            quote!(i64s)
+        };
+        stmts.push(comment(&format!(
+            "input '{}' {}",
+            graph.values[i].name,
+            type_str(graph, i)
+        )));
+        stmts.push(quote!(#arena[buf::#b].copy_from_slice(#name);));
+    }
+    for node in &graph.nodes {
+        let l = names::layer_of(&node.name);
+        if l != layer {
+            stmts.push(comment(&match l {
+                Some(n) => format!("======== layer {n} ========"),
+                None => "========".to_string(),
+            }));
+        }
+        layer = l;
+        let ins: Vec<String> = node
+            .inputs
+            .iter()
+            .flatten()
+            .map(|&i| match &plan.storage[i] {
+                Some(Storage::Weight(k)) => format!("w.{}", syms.weight_fields[*k]),
+                _ if graph.values[i].konst.is_some() => "const".into(),
+                _ => type_str(graph, i),
+            })
+            .collect();
+        let outs: Vec<String> = node.outputs.iter().map(|&o| type_str(graph, o)).collect();
+        let body = low.lower(node)?;
+        let what = if body.is_empty() {
+            " (a view: no code)"
+        } else {
+            ""
+        };
+        stmts.push(comment(&format!("{} {}{what}", node.op.name(), node.name)));
+        stmts.push(comment(&format!(
+            "  {} <- {}",
+            outs.join(", "),
+            ins.join(", ")
+        )));
+        if !body.is_empty() {
+            count += 1;
+        }
+        stmts.push(body);
+    }
+
+    let tokens = module_tokens(graph, opts, &plan, &syms, stmts)?;
+    let file: syn::File = syn::parse2(tokens).map_err(|e| {
+        Error::Invalid(format!(
+            "internal error: generated code does not parse: {e}"
+        ))
+    })?;
+    let pretty = prettyplease::unparse(&file);
+    let mut out = header(graph, opts, &plan);
+    restore_comments(&pretty, &mut out);
+    let summary = Summary {
+        source_lines: out.lines().count(),
+        weight_bytes: plan.blob_bytes,
+        weights: plan.weights.len(),
+        arena_f32: plan.arena_f32,
+        arena_i64: plan.arena_i64,
+        statements: count,
+    };
+    Ok((out, summary))
+}
+
+fn low_elem(plan: &plan::Plan, v: usize) -> Elem {
+    match &plan.storage[v] {
+        Some(Storage::Arena { elem, .. }) => *elem,
+        Some(Storage::Weight(k)) => plan.weights[*k].elem,
+        None => Elem::F32,
+    }
+}
+
+fn header(graph: &Graph, opts: &Options, plan: &plan::Plan) -> String {
+    let mut h = String::new();
+    h.push_str(&format!(
+        "// @generated by gpt2c {} — do not edit; regenerate with `cargo build`.\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    h.push_str(&format!(
+        "// model:   {} (sha256 {})\n",
+        opts.model_name, opts.model_sha256
+    ));
+    h.push_str(&format!(
+        "// graph:   ONNX IR {}, opset {}, producer '{}'\n",
+        graph.meta.ir_version, graph.meta.opset, graph.meta.producer
+    ));
+    if let Some(c) = &opts.gpt2 {
+        h.push_str(&format!("// config:  {c}\n"));
+    }
+    h.push_str(&format!("// options: {}\n", opts.options));
+    h.push_str(&format!(
+        "// memory:  {} weights in {} bytes; arenas of {} f32 and {} i64 elements\n\n",
+        plan.weights.len(),
+        plan.blob_bytes,
+        plan.arena_f32,
+        plan.arena_i64
+    ));
+    h
+}
+
+fn write_blob(plan: &plan::Plan, path: &Path) -> Result<()> {
+    let io = |e: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut at = 0;
+    for wt in &plan.weights {
+        let pad = wt.offset - at;
+        w.write_all(&vec![0u8; pad]).map_err(io)?;
+        w.write_all(wt.tensor.bytes()).map_err(io)?;
+        at = wt.offset + wt.tensor.byte_len();
+    }
+    w.flush().map_err(io)?;
+    Ok(())
+}
+
+fn dtype_tokens(e: Elem) -> TokenStream {
+    match e {
+        Elem::F32 => quote!(DType::F32),
+        Elem::I64 => quote!(DType::I64),
+    }
+}
+
+fn module_tokens(
+    graph: &Graph,
+    opts: &Options,
+    plan: &plan::Plan,
+    syms: &Symbols,
+    stmts: Vec<TokenStream>,
+) -> Result<TokenStream> {
+    let info = |v: usize| {
+        let name = Literal::string(&graph.values[v].name);
+        let shape = graph.values[v]
+            .ty
+            .as_ref()
+            .and_then(|t| t.static_shape())
+            .unwrap_or_default();
+        let dims = shape.iter().map(|&d| Literal::usize_unsuffixed(d));
+        let dt = dtype_tokens(low_elem(plan, v));
+        quote!(TensorInfo { name: #name, dtype: #dt, shape: &[#(#dims),*] })
+    };
+    let inputs: Vec<TokenStream> = graph.inputs.iter().map(|&i| info(i)).collect();
+    let outputs: Vec<TokenStream> = graph.outputs.iter().map(|&o| info(o)).collect();
+    let gpt2 = match &opts.gpt2 {
+        Some(c) => {
+            let (a, b, cc, d, e) = (
+                Literal::usize_unsuffixed(c.n_layer),
+                Literal::usize_unsuffixed(c.n_head),
+                Literal::usize_unsuffixed(c.n_embd),
+                Literal::usize_unsuffixed(c.vocab),
+                Literal::usize_unsuffixed(c.n_ctx),
+            );
+            quote!(Some(Gpt2Config { n_layer: #a, n_head: #b, n_embd: #cc, vocab: #d, n_ctx: #e }))
+        }
+        None => quote!(None),
+    };
+
+    // Weights: fields, documented with their ONNX name and type.
+    let mut fields = Vec::new();
+    let mut inits = Vec::new();
+    for (k, w) in plan.weights.iter().enumerate() {
+        let f = &syms.weight_fields[k];
+        let doc = format!(
+            " `{}` {}",
+            graph.values[w.value].name,
+            type_str(graph, w.value)
+        );
+        let (t, off, len) = (
+            match w.elem {
+                Elem::F32 => quote!(f32),
+                Elem::I64 => quote!(i64),
+            },
+            Literal::usize_unsuffixed(w.offset),
+            Literal::usize_unsuffixed(w.len),
+        );
+        fields.push(quote!(#[doc = #doc] pub #f: &'static [#t],));
+        inits.push(quote!(#f: view(blob, #off, #len),));
+    }
+
+    // Buffer ranges.
+    let mut bufs = Vec::new();
+    for &b in &plan.buffers {
+        if let (Some(name), Some(Storage::Arena { elem, offset, len })) =
+            (&syms.buf_consts[b], &plan.storage[b])
+        {
+            let doc = format!(
+                " `{}` {} ({})",
+                graph.values[b].name,
+                type_str(graph, b),
+                if *elem == Elem::F32 {
+                    "f32 arena"
+                } else {
+                    "i64 arena"
+                }
+            );
+            let (s, e) = (
+                Literal::usize_unsuffixed(*offset),
+                Literal::usize_unsuffixed(offset + len),
+            );
+            bufs.push(quote!(#[doc = #doc] pub const #name: Range<usize> = #s..#e;));
+        }
+    }
+
+    // Typed forward arguments and the generic `run`.
+    let mut args = Vec::new();
+    let mut checks = Vec::new();
+    let mut run_args = Vec::new();
+    for (k, &i) in graph.inputs.iter().enumerate() {
+        let name = ident(&names::snake(&graph.values[i].name));
+        let t = if low_elem(plan, i) == Elem::F32 {
+            quote!(f32)
+        } else {
+            quote!(i64)
+        };
+        let variant = if low_elem(plan, i) == Elem::F32 {
+            quote!(TensorRef::F32)
+        } else {
+            quote!(TensorRef::I64)
+        };
+        let kl = Literal::usize_unsuffixed(k);
+        args.push(quote!(#name: &[#t]));
+        let label = Literal::string(&graph.values[i].name);
+        checks.push(quote! {
+            if #name.len() != INPUTS[#kl].numel() {
+                return Err(format!("input '{}' needs {} elements, got {}", #label, INPUTS[#kl].numel(), #name.len()));
+            }
+        });
+        run_args.push(quote! {
+            match inputs[#kl] {
+                #variant(x) => x,
+                other => return Err(format!("input '{}' must be {:?}, got {:?}", #label, INPUTS[#kl].dtype, other.dtype())),
+            }
+        });
+    }
+    let mut out_arms = Vec::new();
+    for (k, &o) in graph.outputs.iter().enumerate() {
+        let kl = Literal::usize_unsuffixed(k);
+        let variant = if low_elem(plan, o) == Elem::F32 {
+            quote!(TensorRef::F32)
+        } else {
+            quote!(TensorRef::I64)
+        };
+        let expr = match &plan.storage[o] {
+            Some(Storage::Weight(w)) => {
+                let f = &syms.weight_fields[*w];
+                quote!(self.w.#f)
+            }
+            Some(Storage::Arena { elem, .. }) => {
+                let b = syms.buf_consts[o].as_ref().expect("output buffer");
+                match elem {
+                    Elem::F32 => quote!(&self.f32s[buf::#b]),
+                    Elem::I64 => quote!(&self.i64s[buf::#b]),
+                }
+            }
+            None => return Err(Error::Invalid("an output has no storage".into())),
+        };
+        out_arms.push(quote!(#kl => Some(#variant(#expr)),));
+    }
+    let n_inputs = Literal::usize_unsuffixed(graph.inputs.len());
+    let (af, ai, wb) = (
+        Literal::usize_unsuffixed(plan.arena_f32),
+        Literal::usize_unsuffixed(plan.arena_i64),
+        Literal::usize_unsuffixed(plan.blob_bytes),
+    );
+    let symbol = Literal::string(&format!(
+        "gpt2c_weights_{}",
+        &opts.model_sha256[..16.min(opts.model_sha256.len())]
+    ));
+    let path = match &opts.weights_path {
+        WeightsPath::OutDir(f) => {
+            let f = Literal::string(&format!("/{f}"));
+            quote!(concat!(env!("OUT_DIR"), #f))
+        }
+        WeightsPath::Absolute(p) => {
+            let p = Literal::string(p);
+            quote!(#p)
+        }
+    };
+    let input_names: Vec<TokenStream> = graph
+        .inputs
+        .iter()
+        .map(|&i| {
+            let n = ident(&names::snake(&graph.values[i].name));
+            quote!(#n)
+        })
+        .collect();
+
+    Ok(quote! {
+        use gpt2rt::arena;
+        use gpt2rt::io::{DType, Gpt2Config, TensorInfo, TensorRef};
+        use gpt2rt::kernels::{self, Layout};
+        use gpt2rt::weights::view;
+        use std::ops::Range;
+
+        /// The graph inputs, with the static shapes the model was specialized to.
+        pub const INPUTS: &[TensorInfo] = &[#(#inputs),*];
+        /// The graph outputs, in ONNX order.
+        pub const OUTPUTS: &[TensorInfo] = &[#(#outputs),*];
+        /// The GPT-2 configuration read from the graph, if it is one.
+        pub const GPT2: Option<Gpt2Config> = #gpt2;
+        /// Bytes of the embedded weight blob.
+        pub const WEIGHT_BYTES: usize = #wb;
+        /// Elements of the activation arenas.
+        pub const ARENA_F32: usize = #af;
+        pub const ARENA_I64: usize = #ai;
+
+        gpt2rt::embed_weights!(weight_blob, #symbol, WEIGHT_BYTES, #path);
+
+        /// The weights, viewed in place in the embedded blob (nothing is copied).
+        pub struct Weights {
+            #(#fields)*
+        }
+
+        impl Weights {
+            pub fn new() -> Weights {
+                let blob = weight_blob();
+                Weights { #(#inits)* }
+            }
+        }
+
+        /// Where each activation lives in its arena (planned at compile time).
+        pub mod buf {
+            use std::ops::Range;
+            #(#bufs)*
+        }
+
+        /// The compiled model: the weights and the activation arenas, allocated once.
+        pub struct Model {
+            w: Weights,
+            f32s: Vec<f32>,
+            i64s: Vec<i64>,
+        }
+
+        impl Default for Model {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl Model {
+            pub fn new() -> Model {
+                Model { w: Weights::new(), f32s: vec![0.0; ARENA_F32], i64s: vec![0; ARENA_I64] }
+            }
+
+            /// Runs the whole graph on inputs of the static shapes in `INPUTS`.
+            #[allow(unused_variables)]
+            pub fn forward(&mut self, #(#args),*) -> Result<(), String> {
+                #(#checks)*
+                let Model { w, f32s, i64s } = self;
+                let (w, f32s, i64s) = (&*w, &mut f32s[..], &mut i64s[..]);
+                #(#stmts)*
+                Ok(())
+            }
+
+            /// `forward` with inputs checked at run time.
+            pub fn run(&mut self, inputs: &[TensorRef]) -> Result<(), String> {
+                if inputs.len() != #n_inputs {
+                    return Err(format!("the model takes {} inputs, got {}", #n_inputs, inputs.len()));
+                }
+                #(let #input_names = #run_args;)*
+                self.forward(#(#input_names),*)
+            }
+
+            /// Output `index` (see `OUTPUTS`) of the last `forward`.
+            pub fn output(&self, index: usize) -> Option<TensorRef<'_>> {
+                match index {
+                    #(#out_arms)*
+                    _ => None,
+                }
+            }
+        }
+    })
+}

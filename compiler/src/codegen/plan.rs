@@ -1,0 +1,318 @@
+//! Storage planning: where every value lives in the generated code.
+//!
+//! - Constants read at run time go to the weight blob (deduplicated: the same bytes are
+//!   stored once, e.g. an initializer the exporter shares through Identity nodes).
+//! - Ops that only reinterpret a shape (Identity, Reshape, Squeeze, Unsqueeze) alias their
+//!   input: no copy, no buffer.
+//! - Every other value gets a fixed range of one arena per element type, placed by a
+//!   first-fit allocator over the values' lifetimes, so the forward pass allocates nothing.
+
+use crate::error::{Error, Result};
+use crate::ir::{DType, Graph, Tensor, ValueId};
+use crate::ops::Op;
+use std::collections::HashMap;
+
+/// Element type of a run-time buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Elem {
+    F32,
+    I64,
+}
+
+impl Elem {
+    pub fn of(d: DType) -> Option<Elem> {
+        match d {
+            DType::F32 => Some(Elem::F32),
+            DType::I64 => Some(Elem::I64),
+            _ => None,
+        }
+    }
+    pub fn size(self) -> usize {
+        match self {
+            Elem::F32 => 4,
+            Elem::I64 => 8,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// Index into `Plan::weights`.
+    Weight(usize),
+    /// Elements `offset..offset + len` of the arena of `elem`.
+    Arena {
+        elem: Elem,
+        offset: usize,
+        len: usize,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Weight {
+    /// The first value that holds these bytes (names the weight).
+    pub value: ValueId,
+    pub elem: Elem,
+    /// Byte offset in the blob (a multiple of `BLOB_ALIGN`).
+    pub offset: usize,
+    pub len: usize,
+    pub tensor: Tensor,
+}
+
+pub const BLOB_ALIGN: usize = 64;
+/// Arena ranges start at multiples of this many elements (64 bytes for f32).
+const ARENA_ALIGN: usize = 16;
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub storage: Vec<Option<Storage>>,
+    pub weights: Vec<Weight>,
+    pub blob_bytes: usize,
+    pub arena_f32: usize,
+    pub arena_i64: usize,
+    /// Values that own an arena range (not aliases), in definition order.
+    pub buffers: Vec<ValueId>,
+}
+
+/// The inputs of `op` that are read at run time; the others only decided shapes and were
+/// consumed at compile time.
+pub fn data_inputs(op: &Op, n: usize) -> Vec<usize> {
+    match op {
+        Op::Reshape { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Expand
+        | Op::Slice { .. }
+        | Op::Split { .. }
+        | Op::ReduceMean { .. } => vec![0],
+        Op::Gather { .. } => vec![0, 1],
+        _ => (0..n).collect(),
+    }
+}
+
+/// Ops whose output is their input with another shape.
+pub fn is_alias(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Identity | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. }
+    )
+}
+
+/// First-fit allocator over one arena.
+#[derive(Default)]
+struct Allocator {
+    free: Vec<(usize, usize)>, // (offset, len), sorted by offset, coalesced
+    end: usize,
+}
+
+impl Allocator {
+    fn alloc(&mut self, len: usize) -> usize {
+        let len = len.div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
+        if let Some(i) = self.free.iter().position(|&(_, l)| l >= len) {
+            let (off, l) = self.free[i];
+            if l == len {
+                self.free.remove(i);
+            } else {
+                self.free[i] = (off + len, l - len);
+            }
+            return off;
+        }
+        // Grow, reusing a free block that ends at the current end.
+        if let Some(&(off, l)) = self.free.last() {
+            if off + l == self.end {
+                self.free.pop();
+                self.end = off + len;
+                return off;
+            }
+        }
+        let off = self.end;
+        self.end += len;
+        off
+    }
+
+    fn release(&mut self, off: usize, len: usize) {
+        let len = len.div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
+        let i = self.free.partition_point(|&(o, _)| o < off);
+        self.free.insert(i, (off, len));
+        // Coalesce with neighbours.
+        if i + 1 < self.free.len() && self.free[i].0 + self.free[i].1 == self.free[i + 1].0 {
+            self.free[i].1 += self.free[i + 1].1;
+            self.free.remove(i + 1);
+        }
+        if i > 0 && self.free[i - 1].0 + self.free[i - 1].1 == self.free[i].0 {
+            self.free[i - 1].1 += self.free[i].1;
+            self.free.remove(i);
+        }
+    }
+}
+
+pub fn plan(graph: &Graph) -> Result<Plan> {
+    let mut p = Plan {
+        storage: vec![None; graph.values.len()],
+        ..Default::default()
+    };
+    let elem_of = |v: ValueId| -> Result<Elem> {
+        let ty = graph.values[v]
+            .ty
+            .as_ref()
+            .ok_or_else(|| Error::Shape(format!("'{}' has no type", graph.values[v].name)))?;
+        Elem::of(ty.dtype).ok_or_else(|| {
+            Error::Shape(format!(
+                "'{}' is {}; generated code supports f32 and i64 tensors",
+                graph.values[v].name, ty.dtype
+            ))
+        })
+    };
+
+    // Weights: constants read at run time, and constant graph outputs.
+    let mut by_bytes: HashMap<(usize, usize, Elem), usize> = HashMap::new();
+    let mut add_weight = |p: &mut Plan, v: ValueId| -> Result<()> {
+        if p.storage[v].is_some() {
+            return Ok(());
+        }
+        let t = graph.values[v].konst.clone().expect("constant");
+        let elem = elem_of(v)?;
+        let key = (t.bytes().as_ptr() as usize, t.byte_len(), elem);
+        let idx = match by_bytes.get(&key) {
+            Some(&i) => i,
+            None => {
+                let offset = p.blob_bytes.div_ceil(BLOB_ALIGN) * BLOB_ALIGN;
+                p.blob_bytes = offset + t.byte_len();
+                p.weights.push(Weight {
+                    value: v,
+                    elem,
+                    offset,
+                    len: t.numel(),
+                    tensor: t,
+                });
+                by_bytes.insert(key, p.weights.len() - 1);
+                p.weights.len() - 1
+            }
+        };
+        p.storage[v] = Some(Storage::Weight(idx));
+        Ok(())
+    };
+    for n in &graph.nodes {
+        for i in data_inputs(&n.op, n.inputs.len()) {
+            if let Some(Some(v)) = n.inputs.get(i) {
+                if graph.values[*v].konst.is_some() {
+                    add_weight(&mut p, *v)?;
+                }
+            }
+        }
+    }
+    for &o in &graph.outputs {
+        if graph.values[o].konst.is_some() {
+            add_weight(&mut p, o)?;
+        }
+    }
+
+    // Aliases point at the value that owns the storage.
+    let mut root: Vec<ValueId> = (0..graph.values.len()).collect();
+    for n in &graph.nodes {
+        if is_alias(&n.op) {
+            if let Some(x) = n.inputs[0] {
+                root[n.outputs[0]] = root[x];
+            }
+        }
+    }
+
+    // Lifetimes in steps: graph inputs at step 0, node i at step i + 1.
+    let end = graph.nodes.len() + 1;
+    let mut def: HashMap<ValueId, usize> = HashMap::new();
+    let mut last: HashMap<ValueId, usize> = HashMap::new();
+    for &i in &graph.inputs {
+        def.insert(i, 0);
+        last.insert(i, 0);
+        p.buffers.push(i);
+    }
+    for (s, n) in graph.nodes.iter().enumerate() {
+        let step = s + 1;
+        for (k, i) in n.inputs.iter().enumerate() {
+            if let Some(i) = i {
+                if data_inputs(&n.op, n.inputs.len()).contains(&k) || is_alias(&n.op) && k == 0 {
+                    let r = root[*i];
+                    if graph.values[r].konst.is_none() {
+                        let e = last.entry(r).or_insert(step);
+                        *e = (*e).max(step);
+                    }
+                }
+            }
+        }
+        if !is_alias(&n.op) {
+            for &o in &n.outputs {
+                def.insert(o, step);
+                last.entry(o).or_insert(step);
+                p.buffers.push(o);
+            }
+        }
+    }
+    for &o in &graph.outputs {
+        if graph.values[root[o]].konst.is_none() {
+            last.insert(root[o], end);
+        }
+    }
+
+    // Place buffers step by step: allocate what a step defines, then free what it last uses.
+    let mut allocs: HashMap<Elem, Allocator> = HashMap::new();
+    let mut by_step: Vec<Vec<ValueId>> = vec![Vec::new(); end + 1];
+    for &b in &p.buffers {
+        by_step[def[&b]].push(b);
+    }
+    let mut dying: Vec<Vec<ValueId>> = vec![Vec::new(); end + 1];
+    for &b in &p.buffers {
+        dying[last[&b]].push(b);
+    }
+    for step in 0..=end {
+        for &b in &by_step[step] {
+            let elem = elem_of(b)?;
+            let ty = graph.values[b]
+                .ty
+                .as_ref()
+                .and_then(|t| t.static_shape())
+                .expect("static shape");
+            let len = crate::ir::numel(&ty);
+            let offset = allocs.entry(elem).or_default().alloc(len);
+            p.storage[b] = Some(Storage::Arena { elem, offset, len });
+        }
+        for &b in &dying[step] {
+            if let Some(Storage::Arena { elem, offset, len }) = p.storage[b] {
+                allocs
+                    .get_mut(&elem)
+                    .expect("allocated")
+                    .release(offset, len);
+            }
+        }
+    }
+    p.arena_f32 = allocs.get(&Elem::F32).map_or(0, |a| a.end);
+    p.arena_i64 = allocs.get(&Elem::I64).map_or(0, |a| a.end);
+
+    // Aliases take their root's storage, with their own length (equal: same element count).
+    for n in &graph.nodes {
+        if is_alias(&n.op) {
+            let o = n.outputs[0];
+            p.storage[o] = p.storage[root[o]].clone();
+        }
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Allocator;
+
+    #[test]
+    fn allocator_reuses_and_coalesces() {
+        let mut a = Allocator::default();
+        let x = a.alloc(16);
+        let y = a.alloc(32);
+        let z = a.alloc(16);
+        assert_eq!((x, y, z), (0, 16, 48));
+        a.release(x, 16);
+        a.release(y, 32);
+        assert_eq!(a.alloc(40), 0); // coalesced block of 48
+        assert_eq!(a.end, 64);
+        a.release(z, 16);
+        assert_eq!(a.alloc(100), 48); // grows from the free tail
+        assert_eq!(a.end, 160);
+    }
+}

@@ -1,0 +1,94 @@
+//! The whole compiler behind one call: ONNX file → `model.rs` + `weights.bin` in a
+//! directory. Used by the generated crate's build script and by `gpt2c emit`.
+
+use crate::codegen::{self, Options, Summary, WeightsPath};
+use crate::error::{Error, Result};
+use crate::gpt2::{token_input, Gpt2Config};
+use crate::ir::Graph;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// What was compiled, for build logs and `gpt2 info`.
+#[derive(Debug)]
+pub struct Compiled {
+    pub config: Option<Gpt2Config>,
+    /// The static shape of each graph input the code was specialized to.
+    pub inputs: Vec<(String, Vec<usize>)>,
+    pub summary: Summary,
+    pub model_sha256: String,
+}
+
+/// Static input shapes: a GPT-2 graph runs its full context (or its declared static
+/// length); any other graph needs fully static declared input shapes.
+pub fn input_shapes(
+    graph: &Graph,
+    config: Option<&Gpt2Config>,
+) -> Result<Vec<(String, Vec<usize>)>> {
+    if let Some(c) = config {
+        let (name, dims) = token_input(graph)?;
+        let len = match dims.get(2) {
+            Some(crate::ir::Dim::Known(n)) => *n,
+            _ => c.n_ctx,
+        };
+        c.check_len(graph, len)?;
+        return Ok(vec![(name, vec![1, 1, len])]);
+    }
+    graph
+        .inputs
+        .iter()
+        .map(|&i| {
+            let v = &graph.values[i];
+            let shape = v.ty.as_ref().and_then(|t| t.static_shape()).ok_or_else(|| {
+                Error::Shape(format!("input '{}' has a symbolic shape; only GPT-2 graphs get one chosen for them", v.name))
+            })?;
+            Ok((v.name.clone(), shape))
+        })
+        .collect()
+}
+
+/// Compiles `model` into `out_dir/model.rs` and `out_dir/weights.bin`.
+pub fn compile(model: &Path, out_dir: &Path, weights_path: WeightsPath) -> Result<Compiled> {
+    let data = std::fs::read(model).map_err(|source| Error::Io {
+        path: model.display().to_string(),
+        source,
+    })?;
+    let sha: String = Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let proto = crate::onnx::decode(data.into(), &model.display().to_string())?;
+    let graph = crate::onnx::import(&proto)?;
+    drop(proto);
+    let config = Gpt2Config::derive(&graph).ok();
+    let inputs = input_shapes(&graph, config.as_ref())?;
+    let specialized = crate::compile_graph(&graph, inputs.clone(), |_, _, _| {})?;
+    let shapes: Vec<String> = inputs.iter().map(|(n, s)| format!("{n}{s:?}")).collect();
+    let opts = Options {
+        model_name: model
+            .file_name()
+            .map_or("model.onnx".into(), |f| f.to_string_lossy().into_owned()),
+        model_sha256: sha.clone(),
+        weights_path,
+        gpt2: config,
+        options: format!(
+            "f32 weights; specialized to {}; passes: specialize, simplify",
+            shapes.join(", ")
+        ),
+    };
+    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io {
+        path: out_dir.display().to_string(),
+        source,
+    })?;
+    let (source, summary) = codegen::generate(&specialized, &opts, &out_dir.join("weights.bin"))?;
+    let rs = out_dir.join("model.rs");
+    std::fs::write(&rs, source).map_err(|source| Error::Io {
+        path: rs.display().to_string(),
+        source,
+    })?;
+    Ok(Compiled {
+        config,
+        inputs,
+        summary,
+        model_sha256: sha,
+    })
+}

@@ -1,0 +1,67 @@
+//! Compiles the ONNX model into Rust at build time: `GPT2_ONNX` (an absolute path) or the
+//! default model in models/. Writes OUT_DIR/model.rs, OUT_DIR/weights.bin and
+//! OUT_DIR/build_info.rs. A bad model fails the build with the compiler's message.
+
+use std::path::{Path, PathBuf};
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=GPT2_ONNX");
+    println!("cargo:rerun-if-changed=build.rs");
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let model = match std::env::var_os("GPT2_ONNX") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => manifest.join("../models/gpt2-random-50257.onnx"),
+    };
+    println!("cargo:rerun-if-changed={}", model.display());
+    if let Err(e) = build(&model) {
+        eprintln!(
+            "error: gpt2c could not compile the model {}:\n{e}",
+            model.display()
+        );
+        if std::env::var_os("GPT2_ONNX").is_none() {
+            eprintln!("(set GPT2_ONNX=/absolute/path/to/model.onnx to compile another model)");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn build(model: &Path) -> Result<(), String> {
+    if !model.is_absolute() {
+        return Err(format!(
+            "GPT2_ONNX must be an absolute path, got '{}'",
+            model.display()
+        ));
+    }
+    if !model.is_file() {
+        return Err(format!("no such file: {}", model.display()));
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
+    let t = std::time::Instant::now();
+    let c = gpt2c::driver::compile(
+        model,
+        &out,
+        gpt2c::codegen::WeightsPath::OutDir("weights.bin".into()),
+    )
+    .map_err(|e| e.to_string())?;
+    let model_abs = std::fs::canonicalize(model).map_err(|e| e.to_string())?;
+    let info = format!(
+        "/// The ONNX file this binary was compiled from.\npub const MODEL_PATH: &str = {:?};\n\
+         /// Its sha256.\npub const MODEL_SHA256: &str = {:?};\n\
+         /// The generated source.\npub const SOURCE_PATH: &str = {:?};\n\
+         /// Lines of generated source.\npub const SOURCE_LINES: usize = {};\n",
+        model_abs.display().to_string(),
+        c.model_sha256,
+        out.join("model.rs").display().to_string(),
+        c.summary.source_lines
+    );
+    std::fs::write(out.join("build_info.rs"), info).map_err(|e| e.to_string())?;
+    println!(
+        "cargo:warning=gpt2c: compiled {} in {:.1} s: {} lines, {} weight bytes",
+        model.display(),
+        t.elapsed().as_secs_f64(),
+        c.summary.source_lines,
+        c.summary.weight_bytes
+    );
+    Ok(())
+}

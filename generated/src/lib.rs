@@ -1,0 +1,21 @@
+//! The model compiled by gpt2c at build time (see build.rs), with its weights embedded.
+//! `model` is the generated code; read it at `build_info::SOURCE_PATH`.
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    unused_imports,
+    unused_variables,
+    unused_mut,
+    dead_code
+)]
+mod model {
+    include!(concat!(env!("OUT_DIR"), "/model.rs"));
+}
+
+pub use model::*;
+
+/// Where the model came from and where its generated source is.
+pub mod build_info {
+    include!(concat!(env!("OUT_DIR"), "/build_info.rs"));
+}

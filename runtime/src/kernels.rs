@@ -1,0 +1,433 @@
+//! Kernels: plain functions over slices with explicit sizes. Shapes and strides are
+//! compile-time constants in the generated code; these functions only check them in debug
+//! builds. Strides are in elements.
+
+/// `out[i] = f(a[ia], b[ib])` over a row-major `shape`, where `ia`/`ib` walk `a`/`b` with
+/// per-dimension strides (0 on a broadcast dimension). Covers every numpy broadcast.
+pub fn broadcast<T: Copy>(
+    a: &[T],
+    a_strides: &[usize],
+    b: &[T],
+    b_strides: &[usize],
+    out: &mut [T],
+    shape: &[usize],
+    f: impl Fn(T, T) -> T,
+) {
+    let rank = shape.len();
+    debug_assert_eq!(out.len(), shape.iter().product::<usize>());
+    debug_assert!(a_strides.len() == rank && b_strides.len() == rank);
+    if out.is_empty() {
+        return;
+    }
+    if rank == 0 {
+        out[0] = f(a[0], b[0]);
+        return;
+    }
+    // The innermost dimension runs as a tight loop; the common stride patterns get their own
+    // loop so they vectorize.
+    let n = shape[rank - 1];
+    let (sa, sb) = (a_strides[rank - 1], b_strides[rank - 1]);
+    let mut idx = vec![0usize; rank - 1];
+    let (mut oa, mut ob) = (0usize, 0usize);
+    for row in out.chunks_exact_mut(n) {
+        match (sa, sb) {
+            (1, 1) => {
+                for ((o, &x), &y) in row.iter_mut().zip(&a[oa..oa + n]).zip(&b[ob..ob + n]) {
+                    *o = f(x, y);
+                }
+            }
+            (1, 0) => {
+                let y = b[ob];
+                for (o, &x) in row.iter_mut().zip(&a[oa..oa + n]) {
+                    *o = f(x, y);
+                }
+            }
+            (0, 1) => {
+                let x = a[oa];
+                for (o, &y) in row.iter_mut().zip(&b[ob..ob + n]) {
+                    *o = f(x, y);
+                }
+            }
+            _ => {
+                for (j, o) in row.iter_mut().enumerate() {
+                    *o = f(a[oa + j * sa], b[ob + j * sb]);
+                }
+            }
+        }
+        // Advance the outer multi-index.
+        for d in (0..rank - 1).rev() {
+            idx[d] += 1;
+            oa += a_strides[d];
+            ob += b_strides[d];
+            if idx[d] < shape[d] {
+                break;
+            }
+            oa -= a_strides[d] * shape[d];
+            ob -= b_strides[d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/// `out[i] = f(x[i])`: unary ops and casts.
+pub fn map<T: Copy, U: Copy>(x: &[T], out: &mut [U], f: impl Fn(T) -> U) {
+    debug_assert_eq!(x.len(), out.len());
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = f(v);
+    }
+}
+
+/// Copies a strided view of `src` into a strided view of `dst`, both walked over `shape`.
+/// Transpose, Slice (negative strides walk backwards), Split, Expand (stride 0) and Concat
+/// (a sub-view of the output) are all this copy with different strides.
+pub fn copy_strided<T: Copy>(
+    src: &[T],
+    src_offset: usize,
+    src_strides: &[isize],
+    dst: &mut [T],
+    dst_offset: usize,
+    dst_strides: &[isize],
+    shape: &[usize],
+) {
+    let rank = shape.len();
+    if shape.contains(&0) {
+        return;
+    }
+    if rank == 0 {
+        dst[dst_offset] = src[src_offset];
+        return;
+    }
+    let n = shape[rank - 1];
+    let (ss, ds) = (src_strides[rank - 1], dst_strides[rank - 1]);
+    let mut idx = vec![0usize; rank - 1];
+    let (mut so, mut dof) = (src_offset as isize, dst_offset as isize);
+    let rows: usize = shape[..rank - 1].iter().product();
+    for _ in 0..rows {
+        if ss == 1 && ds == 1 {
+            let (s, d) = (so as usize, dof as usize);
+            dst[d..d + n].copy_from_slice(&src[s..s + n]);
+        } else {
+            for j in 0..n as isize {
+                dst[(dof + j * ds) as usize] = src[(so + j * ss) as usize];
+            }
+        }
+        for d in (0..rank - 1).rev() {
+            idx[d] += 1;
+            so += src_strides[d];
+            dof += dst_strides[d];
+            if idx[d] < shape[d] {
+                break;
+            }
+            so -= src_strides[d] * shape[d] as isize;
+            dof -= dst_strides[d] * shape[d] as isize;
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Gather along one axis: `data` viewed as `[outer, axis_len, inner]`, `out` as
+/// `[outer, indices.len(), inner]`. Negative indices count from the end. An index outside
+/// the axis is an error, not a panic: indices can come from user input (token ids).
+pub fn gather<T: Copy>(
+    data: &[T],
+    outer: usize,
+    axis_len: usize,
+    inner: usize,
+    indices: &[i64],
+    out: &mut [T],
+) -> Result<(), String> {
+    debug_assert_eq!(data.len(), outer * axis_len * inner);
+    debug_assert_eq!(out.len(), outer * indices.len() * inner);
+    let mut at = 0;
+    for o in 0..outer {
+        for &i in indices {
+            let j = if i < 0 { i + axis_len as i64 } else { i };
+            if j < 0 || j >= axis_len as i64 {
+                return Err(format!(
+                    "index {i} is out of range for an axis of {axis_len}"
+                ));
+            }
+            let src = (o * axis_len + j as usize) * inner;
+            out[at..at + inner].copy_from_slice(&data[src..src + inner]);
+            at += inner;
+        }
+    }
+    Ok(())
+}
+
+/// Matrix layout for `matmul`: element strides of rows and columns.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub row_stride: isize,
+    pub col_stride: isize,
+}
+
+/// Batched `c[b] = alpha · a[b] · b[b] + beta · c[b]` with `a[b]` `[m, k]` starting at
+/// `a_offsets[b]`, `b[b]` `[k, n]` at `b_offsets[b]`, and `c[b]` contiguous `[m, n]` at
+/// `b * m * n`. Broadcast batches repeat offsets; transposes are swapped strides.
+/// Runs on matrixmultiply's blocked SIMD kernels.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    alpha: f32,
+    a: &[f32],
+    a_offsets: &[usize],
+    la: Layout,
+    b: &[f32],
+    b_offsets: &[usize],
+    lb: Layout,
+    beta: f32,
+    c: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    assert_eq!(a_offsets.len(), b_offsets.len());
+    assert_eq!(c.len(), a_offsets.len() * m * n);
+    let extent = |off: usize, l: Layout, rows: usize, cols: usize| {
+        // Largest element index the matrix touches (strides are non-negative here).
+        off + (rows.saturating_sub(1)) * l.row_stride as usize
+            + (cols.saturating_sub(1)) * l.col_stride as usize
+    };
+    for (bi, (&ao, &bo)) in a_offsets.iter().zip(b_offsets).enumerate() {
+        let cb = &mut c[bi * m * n..(bi + 1) * m * n];
+        if m == 0 || n == 0 {
+            continue;
+        }
+        if k == 0 {
+            cb.iter_mut().for_each(|x| *x *= beta);
+            continue;
+        }
+        assert!(
+            la.row_stride >= 0 && la.col_stride >= 0 && lb.row_stride >= 0 && lb.col_stride >= 0
+        );
+        assert!(extent(ao, la, m, k) < a.len() && extent(bo, lb, k, n) < b.len());
+        // SAFETY: the asserts above prove every element sgemm reads, `a[ao + i·rsa + p·csa]`
+        // for i < m, p < k (and likewise for b), is inside `a` and `b`; `cb` is exactly
+        // m·n contiguous elements, written with row stride n and column stride 1. `cb` is a
+        // unique borrow, so it does not alias `a` or `b`.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                alpha,
+                a.as_ptr().add(ao),
+                la.row_stride,
+                la.col_stride,
+                b.as_ptr().add(bo),
+                lb.row_stride,
+                lb.col_stride,
+                beta,
+                cb.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+    }
+}
+
+/// The scalar twin of `matmul` (f64 accumulation), for tests.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_reference(
+    alpha: f32,
+    a: &[f32],
+    a_offsets: &[usize],
+    la: Layout,
+    b: &[f32],
+    b_offsets: &[usize],
+    lb: Layout,
+    beta: f32,
+    c: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    for (bi, (&ao, &bo)) in a_offsets.iter().zip(b_offsets).enumerate() {
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0f64;
+                for p in 0..k {
+                    let x = a[ao + i * la.row_stride as usize + p * la.col_stride as usize];
+                    let y = b[bo + p * lb.row_stride as usize + j * lb.col_stride as usize];
+                    s += x as f64 * y as f64;
+                }
+                let o = &mut c[bi * m * n + i * n + j];
+                *o = alpha * s as f32 + if beta == 0.0 { 0.0 } else { beta * *o };
+            }
+        }
+    }
+}
+
+/// Mean over the middle axis of `x` viewed as `[outer, n, inner]`.
+pub fn mean_axis(x: &[f32], out: &mut [f32], outer: usize, n: usize, inner: usize) {
+    debug_assert_eq!(x.len(), outer * n * inner);
+    debug_assert_eq!(out.len(), outer * inner);
+    for o in 0..outer {
+        let dst = &mut out[o * inner..(o + 1) * inner];
+        dst.iter_mut().for_each(|d| *d = 0.0);
+        for r in 0..n {
+            let src = &x[(o * n + r) * inner..(o * n + r + 1) * inner];
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d += s;
+            }
+        }
+        let inv = 1.0 / n as f32;
+        dst.iter_mut().for_each(|d| *d *= inv);
+    }
+}
+
+/// Softmax over the middle axis of `x` viewed as `[outer, n, inner]`.
+pub fn softmax(x: &[f32], out: &mut [f32], outer: usize, n: usize, inner: usize) {
+    debug_assert_eq!(x.len(), outer * n * inner);
+    debug_assert_eq!(out.len(), x.len());
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |r: usize| (o * n + r) * inner + i;
+            let max = (0..n).map(|r| x[at(r)]).fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for r in 0..n {
+                let e = (x[at(r)] - max).exp();
+                out[at(r)] = e;
+                sum += e;
+            }
+            let inv = 1.0 / sum;
+            for r in 0..n {
+                out[at(r)] *= inv;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small deterministic generator for test data.
+    fn rand_vec(n: usize, seed: &mut u64) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matmul_matches_scalar_twin_on_ragged_sizes_and_layouts() {
+        let mut seed = 7;
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (17, 31, 9),
+            (64, 33, 65),
+            (1, 300, 129),
+            (70, 1, 3),
+        ] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let batch = 3;
+                let a = rand_vec(batch * m * k + 5, &mut seed);
+                let b = rand_vec(k * n + 3, &mut seed);
+                let la = if ta {
+                    Layout {
+                        row_stride: 1,
+                        col_stride: m as isize,
+                    }
+                } else {
+                    Layout {
+                        row_stride: k as isize,
+                        col_stride: 1,
+                    }
+                };
+                let lb = if tb {
+                    Layout {
+                        row_stride: 1,
+                        col_stride: k as isize,
+                    }
+                } else {
+                    Layout {
+                        row_stride: n as isize,
+                        col_stride: 1,
+                    }
+                };
+                let a_off: Vec<usize> = (0..batch).map(|i| i * m * k + 1).collect();
+                let b_off = vec![2; batch]; // b broadcast over the batch
+                let c0 = rand_vec(batch * m * n, &mut seed);
+                let (mut c1, mut c2) = (c0.clone(), c0.clone());
+                matmul(0.5, &a, &a_off, la, &b, &b_off, lb, 2.0, &mut c1, m, k, n);
+                matmul_reference(0.5, &a, &a_off, la, &b, &b_off, lb, 2.0, &mut c2, m, k, n);
+                for (x, y) in c1.iter().zip(&c2) {
+                    assert!(
+                        (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                        "{m}x{k}x{n} {ta} {tb}: {x} vs {y}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn broadcast_covers_every_stride_pattern() {
+        // [2,3] op [3] (row), [2,1] (column), [] (scalar), and a transposed view.
+        let a: Vec<f32> = (0..6).map(|x| x as f32).collect();
+        let mut out = vec![0.0; 6];
+        broadcast(
+            &a,
+            &[3, 1],
+            &[10.0, 20.0, 30.0],
+            &[0, 1],
+            &mut out,
+            &[2, 3],
+            |x, y| x + y,
+        );
+        assert_eq!(out, [10.0, 21.0, 32.0, 13.0, 24.0, 35.0]);
+        broadcast(
+            &a,
+            &[3, 1],
+            &[1.0, 2.0],
+            &[1, 0],
+            &mut out,
+            &[2, 3],
+            |x, y| x * y,
+        );
+        assert_eq!(out, [0.0, 1.0, 2.0, 6.0, 8.0, 10.0]);
+        broadcast(&[2.0], &[0, 0], &a, &[3, 1], &mut out, &[2, 3], |x, y| {
+            x - y
+        });
+        assert_eq!(out, [2.0, 1.0, 0.0, -1.0, -2.0, -3.0]);
+        broadcast(&a, &[1, 2], &a, &[1, 2], &mut out, &[2, 3], |x, y| x + y);
+        assert_eq!(out, [0.0, 4.0, 8.0, 2.0, 6.0, 10.0]);
+    }
+
+    #[test]
+    fn copy_strided_transposes_slices_and_reverses() {
+        let a: Vec<i64> = (0..6).collect();
+        let mut out = vec![0; 6];
+        copy_strided(&a, 0, &[1, 3], &mut out, 0, &[2, 1], &[3, 2]);
+        assert_eq!(out, [0, 3, 1, 4, 2, 5]);
+        let mut rev = vec![0; 3];
+        copy_strided(&a, 5, &[-2], &mut rev, 0, &[1], &[3]);
+        assert_eq!(rev, [5, 3, 1]);
+    }
+
+    #[test]
+    fn gather_checks_indices() {
+        let t = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut out = vec![0.0; 4];
+        gather(&t, 1, 3, 2, &[2, -3], &mut out).unwrap();
+        assert_eq!(out, [5.0, 6.0, 1.0, 2.0]);
+        assert!(gather(&t, 1, 3, 2, &[3, 0], &mut out).is_err());
+    }
+
+    #[test]
+    fn softmax_and_mean() {
+        let x = [1.0f32, 2.0, 3.0, 4.0];
+        let mut out = [0.0; 4];
+        softmax(&x, &mut out, 2, 2, 1);
+        assert!((out[0] + out[1] - 1.0).abs() < 1e-6 && out[1] > out[0]);
+        let mut m = [0.0; 2];
+        mean_axis(&x, &mut m, 1, 2, 2);
+        assert_eq!(m, [2.0, 3.0]);
+    }
+}

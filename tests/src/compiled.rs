@@ -1,0 +1,14 @@
+//! The committed fixtures, compiled by gpt2c in build.rs.
+
+macro_rules! compiled {
+    ($($name:ident => $dir:literal),*) => {
+        $(
+            #[allow(clippy::all, unused_imports, unused_variables, unused_mut, dead_code)]
+            pub mod $name {
+                include!(concat!(env!("OUT_DIR"), "/", $dir, "/model.rs"));
+            }
+        )*
+    };
+}
+
+compiled!(tiny => "tiny", wide => "wide", deep => "deep", static_ctx => "static", matmul_add => "matmul_add");
