@@ -19,3 +19,6 @@ pub use model::*;
 pub mod build_info {
     include!(concat!(env!("OUT_DIR"), "/build_info.rs"));
 }
+
+pub mod generate;
+pub mod tokenizer;

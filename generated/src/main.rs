@@ -1,25 +1,34 @@
 //! `gpt2`: the compiled model as a command-line tool.
 
-use clap::{Parser, Subcommand};
-use gpt2::{build_info, Model, GPT2, INPUTS, OUTPUTS, WEIGHT_BYTES};
-use gpt2rt::io::TensorRef;
-use std::io::Write;
+use clap::{Args, Parser, Subcommand};
+use gpt2::generate::{score, window_start, Runner};
+use gpt2::tokenizer::{Gpt2Tokenizer, StreamDecoder, END_OF_TEXT, VOCAB};
+use gpt2::{build_info, GPT2, INPUTS, OUTPUTS, WEIGHT_BYTES};
+use gpt2rt::sampling::{Sampler, SamplerConfig};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
+
+const ABOUT: &str = "GPT-2 compiled to native code by gpt2c, with the model embedded.
+
+`gpt2 \"prompt\"` is `gpt2 generate \"prompt\"`: it prints the prompt, then streams the
+continuation. When the text outgrows the model's context window, the oldest half of the
+window is dropped and generation continues on the most recent half.";
 
 #[derive(Parser)]
-#[command(
-    name = "gpt2",
-    version,
-    about = "GPT-2 compiled to native code by gpt2c (model embedded)"
-)]
+#[command(name = "gpt2", version, about = ABOUT, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    generate: GenerateArgs,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Generate text from a prompt (the default command).
+    Generate(GenerateArgs),
     /// Run the full forward pass on token ids; write the logits [L, vocab] as raw
     /// little-endian f32 (row-major), exactly the ONNX model's output 0.
     Logits {
@@ -29,23 +38,86 @@ enum Cmd {
         /// Output file.
         #[arg(long)]
         out: PathBuf,
-        /// Worker threads (accepted for the CLI contract; kernels are single-threaded so far).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
-        threads: u32,
+        #[command(flatten)]
+        threads: Threads,
+    },
+    /// Print the perplexity of a text file (`-` reads stdin) under the model.
+    Score {
+        /// The text file, or `-` for stdin. Any bytes are valid.
+        file: PathBuf,
+        #[command(flatten)]
+        threads: Threads,
     },
     /// Print the model's dimensions, weight format and bytes, and where its source is.
     Info,
 }
 
+#[derive(Args, Clone, Copy)]
+struct Threads {
+    /// Worker threads. Output never depends on it. (The kernels are single-threaded so far.)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: u32,
+}
+
+#[derive(Args, Clone)]
+struct GenerateArgs {
+    /// The prompt. Empty (or absent) starts from <|endoftext|>.
+    prompt: Option<String>,
+    /// Token ids instead of a text prompt (comma-separated); prints ids back. The only mode
+    /// for models whose vocabulary is not GPT-2's.
+    #[arg(long, value_delimiter = ',', num_args = 1.., conflicts_with = "prompt", allow_negative_numbers = true)]
+    ids: Option<Vec<i64>>,
+    /// Tokens to generate.
+    #[arg(short = 'n', long, default_value_t = 64)]
+    max_tokens: usize,
+    /// Sampling temperature; 0 means greedy.
+    #[arg(long, default_value_t = 0.8, value_parser = non_negative, allow_negative_numbers = true)]
+    temperature: f32,
+    /// Sample from the k most likely tokens only; 0 disables.
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Sample from the smallest set of tokens whose probability reaches p; 1 disables.
+    #[arg(long, default_value_t = 0.95, value_parser = unit_interval, allow_negative_numbers = true)]
+    top_p: f32,
+    /// Random seed [default: from the clock]. Same seed and options give the same text.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Keep going after <|endoftext|>.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Print token counts and speeds to stderr.
+    #[arg(long)]
+    stats: bool,
+    #[command(flatten)]
+    threads: Threads,
+}
+
+fn non_negative(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(x) if x >= 0.0 && x.is_finite() => Ok(x),
+        _ => Err(format!("expected a number >= 0, got '{s}'")),
+    }
+}
+
+fn unit_interval(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(x) if x > 0.0 && x <= 1.0 => Ok(x),
+        _ => Err(format!("expected a number in (0, 1], got '{s}'")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Logits {
+        None => generate(&cli.generate),
+        Some(Cmd::Generate(args)) => generate(&args),
+        Some(Cmd::Logits {
             ids,
             out,
             threads: _,
-        } => logits(&ids, &out),
-        Cmd::Info => {
+        }) => logits(&ids, &out),
+        Some(Cmd::Score { file, threads: _ }) => score_file(&file),
+        Some(Cmd::Info) => {
             info();
             Ok(())
         }
@@ -59,38 +131,159 @@ fn main() -> ExitCode {
     }
 }
 
-fn logits(ids: &[i64], out: &Path) -> Result<(), String> {
-    let cfg = GPT2.ok_or("the embedded model is not a GPT-2 LM head; `logits` needs one")?;
-    let len = INPUTS[0].numel();
+fn gpt2_vocab() -> bool {
+    GPT2.is_some_and(|c| c.vocab == VOCAB)
+}
+
+fn check_ids(ids: &[i64], vocab: usize) -> Result<Vec<u32>, String> {
     if ids.is_empty() {
         return Err("--ids is empty".into());
     }
+    ids.iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            if t < 0 || t as usize >= vocab {
+                Err(format!(
+                    "token id {t} at position {i} is outside the vocabulary [0, {vocab})"
+                ))
+            } else {
+                Ok(t as u32)
+            }
+        })
+        .collect()
+}
+
+fn generate(args: &GenerateArgs) -> Result<(), String> {
+    let t_start = Instant::now();
+    let mut runner = Runner::new()?;
+    let vocab = runner.vocab();
+    let (tok, mut tokens) = match (&args.ids, gpt2_vocab()) {
+        (Some(ids), _) => (None, check_ids(ids, vocab)?),
+        (None, false) => {
+            return Err(format!(
+                "this model's vocabulary has {vocab} tokens, not GPT-2's {VOCAB}, so it has no text tokenizer: give the prompt as --ids"
+            ))
+        }
+        (None, true) => {
+            let tok = Gpt2Tokenizer::new()?;
+            let prompt = args.prompt.as_deref().unwrap_or("");
+            let mut ids = tok.encode(prompt)?;
+            if ids.is_empty() {
+                ids.push(END_OF_TEXT);
+            }
+            (Some(tok), ids)
+        }
+    };
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    let cfg = SamplerConfig {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+    };
+    let mut sampler = Sampler::new(cfg, seed, vocab);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let write = |out: &mut std::io::StdoutLock, s: &str| -> Result<(), String> {
+        out.write_all(s.as_bytes())
+            .and_then(|_| out.flush())
+            .map_err(|e| format!("cannot write output: {e}"))
+    };
+    // Echo the prompt, as llama.cpp and ggml's gpt-2 example do.
+    match (&tok, &args.prompt) {
+        (Some(_), Some(p)) => write(&mut out, p)?,
+        (None, _) => write(
+            &mut out,
+            &tokens
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )?,
+        _ => {}
+    }
+    let prompt_len = tokens.len();
+    let ctx = runner.context();
+    let mut start = window_start(tokens.len(), ctx, 0);
+    let mut stream = StreamDecoder::new();
+    let (mut t_first, mut generated) = (None, 0usize);
+    for _ in 0..args.max_tokens {
+        start = window_start(tokens.len(), ctx, start);
+        let next = sampler.sample(runner.next_logits(&tokens[start..])?);
+        t_first.get_or_insert_with(Instant::now);
+        if tok.is_some() && next == END_OF_TEXT && !args.ignore_eos {
+            break;
+        }
+        tokens.push(next);
+        generated += 1;
+        match &tok {
+            Some(t) => write(&mut out, &stream.push(t, next)?)?,
+            None => write(&mut out, &format!(" {next}"))?,
+        }
+    }
+    write(&mut out, &stream.finish())?;
+    write(&mut out, "\n")?;
+    if args.stats {
+        let t_end = Instant::now();
+        let first = t_first.unwrap_or(t_end);
+        let prefill = first.duration_since(t_start).as_secs_f64();
+        let decode = t_end.duration_since(first).as_secs_f64();
+        eprintln!(
+            "prompt {prompt_len} tokens, generated {generated} tokens; prefill {:.3} s ({:.1} tokens/s), decode {:.1} tokens/s; seed {seed}",
+            prefill,
+            prompt_len as f64 / prefill.max(1e-9),
+            generated.saturating_sub(1) as f64 / decode.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+fn score_file(file: &Path) -> Result<(), String> {
+    if !gpt2_vocab() {
+        return Err(format!(
+            "scoring text needs GPT-2's {VOCAB}-token vocabulary; this model has another"
+        ));
+    }
+    let mut bytes = Vec::new();
+    if file == Path::new("-") {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+    } else {
+        bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    }
+    let tok = Gpt2Tokenizer::new()?;
+    let mut ids = vec![END_OF_TEXT];
+    ids.extend(tok.encode_bytes(&bytes)?);
+    if ids.len() < 2 {
+        return Err("the text is empty: nothing to score".into());
+    }
+    let mut runner = Runner::new()?;
+    let t = Instant::now();
+    let (nll, n) = score(&mut runner, &ids)?;
+    println!(
+        "perplexity {:.4} over {n} tokens (mean negative log-likelihood {nll:.4} nats; {:.1} s)",
+        nll.exp(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn logits(ids: &[i64], out: &Path) -> Result<(), String> {
+    let cfg = GPT2.ok_or("the embedded model is not a GPT-2 LM head; `logits` needs one")?;
+    let len = INPUTS[0].numel();
+    let ids = check_ids(ids, cfg.vocab)?;
     if ids.len() > len {
         return Err(format!(
             "{} ids given; the model's context is {len} tokens",
             ids.len()
         ));
     }
-    if let Some((i, bad)) = ids
-        .iter()
-        .enumerate()
-        .find(|(_, &t)| t < 0 || t as usize >= cfg.vocab)
-    {
-        return Err(format!(
-            "token id {bad} at position {i} is outside the vocabulary [0, {})",
-            cfg.vocab
-        ));
-    }
-    // The code runs the specialized length; GPT-2 is causal, so padding after the prompt
-    // leaves the prompt's rows unchanged.
-    let mut input = vec![*ids.last().expect("non-empty"); len];
-    input[..ids.len()].copy_from_slice(ids);
-    let mut model = Model::new();
-    model.forward(&input)?;
-    let Some(TensorRef::F32(all)) = model.output(0) else {
-        return Err("output 0 is not f32 logits".into());
-    };
-    let rows = &all[..ids.len() * cfg.vocab];
+    let mut runner = Runner::new()?;
+    let rows = runner.eval(&ids)?;
     let mut bytes = Vec::with_capacity(rows.len() * 4);
     for x in rows {
         bytes.extend_from_slice(&x.to_le_bytes());
@@ -103,7 +296,7 @@ fn logits(ids: &[i64], out: &Path) -> Result<(), String> {
 }
 
 fn info() {
-    let t = std::time::Instant::now();
+    let t = Instant::now();
     let _ = gpt2::Weights::new();
     let startup = t.elapsed();
     println!("model      {}", build_info::MODEL_PATH);

@@ -9,6 +9,7 @@
 pub mod arena;
 pub mod io;
 pub mod kernels;
+pub mod sampling;
 pub mod weights;
 
 pub use matrixmultiply;

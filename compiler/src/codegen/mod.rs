@@ -126,13 +126,7 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
     }
     for (v, s) in plan.storage.iter().enumerate() {
         if let (Some(Storage::Arena { .. }), None) = (s, &buf_consts[v]) {
-            // An alias: find the owner with the same range.
-            let owner = plan
-                .buffers
-                .iter()
-                .find(|&&b| plan.storage[b] == plan.storage[v])
-                .copied();
-            buf_consts[v] = owner.and_then(|o| buf_consts[o].clone());
+            buf_consts[v] = buf_consts[plan.root[v]].clone();
         }
     }
     let syms = Symbols {

@@ -71,6 +71,8 @@ pub struct Plan {
     pub arena_i64: usize,
     /// Values that own an arena range (not aliases), in definition order.
     pub buffers: Vec<ValueId>,
+    /// The value that owns each value's storage (itself, unless it is an alias).
+    pub root: Vec<ValueId>,
 }
 
 /// The inputs of `op` that are read at run time; the others only decided shapes and were
@@ -293,6 +295,7 @@ pub fn plan(graph: &Graph) -> Result<Plan> {
             p.storage[o] = p.storage[root[o]].clone();
         }
     }
+    p.root = root;
     Ok(p)
 }
 

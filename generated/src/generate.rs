@@ -1,0 +1,117 @@
+//! Text generation and scoring on the compiled model.
+//!
+//! The compiled forward pass runs the model's whole context window, so each step
+//! evaluates the current window and reads the logits row of its last token (the rows after
+//! it see only padding, which causal attention keeps from leaking backwards).
+//!
+//! Window policy, when a sequence outgrows the context: the oldest half of the window is
+//! dropped and generation continues on the most recent `n_ctx / 2` tokens.
+
+use crate::{Model, GPT2, INPUTS};
+use gpt2rt::io::TensorRef;
+
+/// Runs the model over a window of tokens and hands out logits rows.
+pub struct Runner {
+    model: Model,
+    ctx: usize,
+    vocab: usize,
+    input: Vec<i64>,
+}
+
+impl Runner {
+    pub fn new() -> Result<Runner, String> {
+        let cfg = GPT2.ok_or("the embedded model is not a GPT-2 LM head")?;
+        Ok(Runner {
+            model: Model::new(),
+            ctx: INPUTS[0].numel(),
+            vocab: cfg.vocab,
+            input: vec![0; INPUTS[0].numel()],
+        })
+    }
+
+    /// Tokens the model sees at once.
+    pub fn context(&self) -> usize {
+        self.ctx
+    }
+
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// Evaluates `window` (1..=context tokens); returns all logits rows, `window.len()` of them.
+    pub fn eval(&mut self, window: &[u32]) -> Result<&[f32], String> {
+        let n = window.len();
+        if n == 0 || n > self.ctx {
+            return Err(format!("a window holds 1 to {} tokens, got {n}", self.ctx));
+        }
+        for (dst, &t) in self.input.iter_mut().zip(window) {
+            *dst = t as i64;
+        }
+        let last = window[n - 1] as i64;
+        self.input[n..].iter_mut().for_each(|x| *x = last);
+        self.model.forward(&self.input)?;
+        match self.model.output(0) {
+            Some(TensorRef::F32(all)) => Ok(&all[..n * self.vocab]),
+            _ => Err("output 0 is not f32 logits".into()),
+        }
+    }
+
+    /// Logits of the token after `window`.
+    pub fn next_logits(&mut self, window: &[u32]) -> Result<&[f32], String> {
+        let n = window.len();
+        let v = self.vocab;
+        Ok(&self.eval(window)?[(n - 1) * v..n * v])
+    }
+}
+
+/// The part of `tokens` the model sees next: everything, or after the window filled up,
+/// the most recent half of it (see the module docs). Returns the start index.
+pub fn window_start(len: usize, ctx: usize, current_start: usize) -> usize {
+    if len - current_start > ctx {
+        len - ctx / 2
+    } else {
+        current_start
+    }
+}
+
+/// Perplexity of `ids` with windows of the full context sliding by half a context: every
+/// token after the first is scored once, with at least half a context of history once the
+/// text is long enough (llama.cpp's perplexity tool scores the same way).
+/// Returns (mean negative log-likelihood per token, tokens scored).
+pub fn score(runner: &mut Runner, ids: &[u32]) -> Result<(f64, usize), String> {
+    if ids.len() < 2 {
+        return Err("scoring needs at least two tokens".into());
+    }
+    let ctx = runner.context();
+    let stride = (ctx / 2).max(1);
+    let v = runner.vocab();
+    let (mut nll, mut count, mut scored_upto, mut begin) = (0.0, 0usize, 1usize, 0usize);
+    loop {
+        let end = (begin + ctx).min(ids.len());
+        let logits = runner.eval(&ids[begin..end])?;
+        for t in scored_upto.max(begin + 1)..end {
+            let row = &logits[(t - 1 - begin) * v..(t - begin) * v];
+            nll += gpt2rt::sampling::nll(row, ids[t] as usize);
+            count += 1;
+        }
+        scored_upto = end;
+        if end == ids.len() {
+            break;
+        }
+        begin += stride;
+    }
+    Ok((nll / count as f64, count))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn window_slides_by_half_when_full() {
+        use super::window_start;
+        assert_eq!(window_start(10, 16, 0), 0);
+        assert_eq!(window_start(16, 16, 0), 0);
+        assert_eq!(window_start(17, 16, 0), 9);
+        assert_eq!(window_start(24, 16, 9), 9);
+        assert_eq!(window_start(26, 16, 9), 18);
+    }
+}

@@ -1,0 +1,198 @@
+//! Text generation and scoring through the real binary.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn gpt2(args: &[&str], stdin: Option<&[u8]>) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpt2"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "gpt2 {args:?} panicked: {err}");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        err,
+    )
+}
+
+fn gpt2_vocab() -> bool {
+    std::env::var_os("GPT2_ONNX").is_none()
+}
+
+#[test]
+fn same_seed_same_text_at_any_thread_count() {
+    if !gpt2_vocab() {
+        return;
+    }
+    let run = |threads: &str, seed: &str| {
+        let (ok, out, err) = gpt2(
+            &[
+                "Once upon a time",
+                "-n",
+                "24",
+                "--seed",
+                seed,
+                "--threads",
+                threads,
+            ],
+            None,
+        );
+        assert!(ok, "{err}");
+        out
+    };
+    let a = run("1", "7");
+    assert_eq!(a, run("2", "7"));
+    assert_eq!(a, run("1", "7"));
+    assert!(
+        a.starts_with("Once upon a time"),
+        "the prompt is echoed: {a}"
+    );
+    assert_ne!(a, run("1", "8"), "another seed gives other text");
+    // `gpt2 "prompt"` is `gpt2 generate "prompt"`.
+    let (ok, b, _) = gpt2(
+        &["generate", "Once upon a time", "-n", "24", "--seed", "7"],
+        None,
+    );
+    assert!(ok);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn greedy_generation_runs_past_the_context_window() {
+    if !gpt2_vocab() {
+        return;
+    }
+    // The default model's context is 128 tokens: 200 new tokens slide the window.
+    let (ok, out, err) = gpt2(
+        &[
+            "Hello world",
+            "-n",
+            "200",
+            "--temperature",
+            "0",
+            "--ignore-eos",
+            "--stats",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("prompt 2 tokens, generated 200 tokens"),
+        "{err}"
+    );
+    assert!(out.starts_with("Hello world") && out.len() > 200);
+    let (ok2, out2, _) = gpt2(
+        &[
+            "Hello world",
+            "-n",
+            "200",
+            "--temperature",
+            "0",
+            "--ignore-eos",
+        ],
+        None,
+    );
+    assert!(ok2);
+    assert_eq!(out, out2, "greedy decoding is deterministic");
+}
+
+#[test]
+fn empty_prompt_and_ids_mode() {
+    let (ok, out, err) = gpt2(
+        &["--ids", "464,2068,7586", "-n", "5", "--temperature", "0"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let ids: Vec<u32> = out.split_whitespace().map(|t| t.parse().unwrap()).collect();
+    assert_eq!(&ids[..3], &[464, 2068, 7586]);
+    assert!(ids.len() <= 8);
+    if gpt2_vocab() {
+        let (ok, _, err) = gpt2(&["", "-n", "3", "--seed", "1", "--stats"], None);
+        assert!(
+            ok && err.contains("prompt 1 tokens"),
+            "an empty prompt starts from <|endoftext|>: {err}"
+        );
+    }
+}
+
+#[test]
+fn score_reads_files_and_stdin() {
+    if !gpt2_vocab() {
+        return;
+    }
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(40); // ~400 tokens > context
+    let (ok, out, err) = gpt2(&["score", "-"], Some(text.as_bytes()));
+    assert!(ok, "{err}");
+    assert!(out.starts_with("perplexity "), "{out}");
+    let n: usize = out
+        .split(" over ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        n, 401,
+        "every token after <|endoftext|> is scored once: {out}"
+    );
+    let path = std::env::temp_dir().join(format!("gpt2-score-{}.txt", std::process::id()));
+    std::fs::write(&path, text.as_bytes()).unwrap();
+    let (ok, out2, _) = gpt2(&["score", path.to_str().unwrap()], None);
+    assert!(ok);
+    assert_eq!(out.split(" nats").next(), out2.split(" nats").next());
+    // Arbitrary bytes are valid input.
+    let (ok, out3, err) = gpt2(&["score", "-"], Some(&[0xff, 0xfe, b'a', 0x80, b'\n']));
+    assert!(ok && out3.starts_with("perplexity"), "{err}");
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn bad_options_get_one_line_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["hi", "--temperature", "-1"], "--temperature"),
+        (&["hi", "--top-p", "0"], "(0, 1]"),
+        (&["hi", "--top-p", "1.5"], "(0, 1]"),
+        (&["hi", "-n", "x"], "invalid value"),
+        (&["hi", "--threads", "0"], "threads"),
+        (&["hi", "--bogus"], "unexpected argument"),
+        (
+            &["score", "/nonexistent/file.txt"],
+            "cannot read /nonexistent/file.txt",
+        ),
+        (&["--ids", "5,-3"], "outside the vocabulary"),
+        (&["hi", "--ids", "5"], "cannot be used with"),
+    ];
+    for (args, want) in cases {
+        let (ok, _, err) = gpt2(args, None);
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.contains(want), "{args:?}: expected '{want}' in {err}");
+    }
+    let (ok, out, _) = gpt2(&["--help"], None);
+    assert!(ok);
+    for opt in [
+        "--max-tokens",
+        "--temperature",
+        "--top-k",
+        "--top-p",
+        "--seed",
+        "--threads",
+        "--ignore-eos",
+        "--stats",
+        "default",
+    ] {
+        assert!(out.contains(opt), "--help lacks {opt}");
+    }
+}
