@@ -13,11 +13,12 @@ pub mod ir;
 pub mod onnx;
 pub mod ops;
 pub mod passes;
+pub mod sequence;
 
 pub use error::{Error, Result};
 
 use ir::Graph;
-use passes::{simplify::Simplify, specialize::Specialize, Pass};
+use passes::{fuse_attention::FuseAttention, simplify::Simplify, specialize::Specialize, Pass};
 
 /// The standard pipeline for one static input shape per graph input, calling `after` with
 /// each pass's name, summary and resulting graph.
@@ -28,7 +29,7 @@ pub fn compile_graph(
 ) -> Result<Graph> {
     let mut g = graph.clone();
     let spec = Specialize::new(inputs);
-    let passes: [&dyn Pass; 2] = [&spec, &Simplify];
+    let passes: [&dyn Pass; 3] = [&spec, &Simplify, &FuseAttention];
     passes::run(&mut g, &passes, after)?;
     Ok(g)
 }

@@ -1,13 +1,15 @@
 //! Text generation and scoring on the compiled model.
 //!
-//! The compiled forward pass runs the model's whole context window, so each step
-//! evaluates the current window and reads the logits row of its last token (the rows after
-//! it see only padding, which causal attention keeps from leaking backwards).
+//! When the compiler proved the model causal (`INCREMENTAL`), the prompt is prefilled once
+//! and every new token costs one row against the attention cache (`forward_rows`).
+//! Otherwise each step runs the whole context window and reads the logits row of its last
+//! token (the rows after it see only padding, which causal attention keeps from leaking
+//! backwards).
 //!
 //! Window policy, when a sequence outgrows the context: the oldest half of the window is
 //! dropped and generation continues on the most recent `n_ctx / 2` tokens.
 
-use crate::{Model, GPT2, INPUTS};
+use crate::{Model, GPT2, INCREMENTAL, INPUTS};
 use gpt2rt::io::TensorRef;
 
 /// Runs the model over a window of tokens and hands out logits rows.
@@ -16,16 +18,20 @@ pub struct Runner {
     ctx: usize,
     vocab: usize,
     input: Vec<i64>,
+    /// Tokens whose rows are in the attention cache, in order.
+    cached: Vec<u32>,
 }
 
 impl Runner {
     pub fn new() -> Result<Runner, String> {
         let cfg = GPT2.ok_or("the embedded model is not a GPT-2 LM head")?;
+        let ctx = INPUTS[0].numel();
         Ok(Runner {
             model: Model::new(),
-            ctx: INPUTS[0].numel(),
+            ctx,
             vocab: cfg.vocab,
-            input: vec![0; INPUTS[0].numel()],
+            input: vec![0; ctx],
+            cached: Vec::with_capacity(ctx),
         })
     }
 
@@ -38,29 +44,60 @@ impl Runner {
         self.vocab
     }
 
-    /// Evaluates `window` (1..=context tokens); returns all logits rows, `window.len()` of them.
-    pub fn eval(&mut self, window: &[u32]) -> Result<&[f32], String> {
-        let n = window.len();
-        if n == 0 || n > self.ctx {
-            return Err(format!("a window holds 1 to {} tokens, got {n}", self.ctx));
-        }
-        for (dst, &t) in self.input.iter_mut().zip(window) {
-            *dst = t as i64;
-        }
-        let last = window[n - 1] as i64;
-        self.input[n..].iter_mut().for_each(|x| *x = last);
-        self.model.forward(&self.input)?;
+    fn logits(&self) -> Result<&[f32], String> {
         match self.model.output(0) {
-            Some(TensorRef::F32(all)) => Ok(&all[..n * self.vocab]),
+            Some(TensorRef::F32(all)) => Ok(all),
             _ => Err("output 0 is not f32 logits".into()),
         }
     }
 
-    /// Logits of the token after `window`.
+    fn check(&self, n: usize) -> Result<(), String> {
+        if n == 0 || n > self.ctx {
+            return Err(format!("a window holds 1 to {} tokens, got {n}", self.ctx));
+        }
+        Ok(())
+    }
+
+    /// Evaluates `window` (1..=context tokens); returns all logits rows, `window.len()` of them.
+    pub fn eval(&mut self, window: &[u32]) -> Result<&[f32], String> {
+        let n = window.len();
+        self.check(n)?;
+        for (dst, &t) in self.input.iter_mut().zip(window) {
+            *dst = t as i64;
+        }
+        if INCREMENTAL {
+            self.model.forward_rows(&self.input[..n], 0, false)?;
+            self.cached.clear();
+            self.cached.extend_from_slice(window);
+        } else {
+            let last = window[n - 1] as i64;
+            self.input[n..].iter_mut().for_each(|x| *x = last);
+            self.model.forward(&self.input)?;
+        }
+        Ok(&self.logits()?[..n * self.vocab])
+    }
+
+    /// Logits of the token after `window`. With the cache, only the rows of `window` that
+    /// are not cached yet are computed (all of them after the window slid).
     pub fn next_logits(&mut self, window: &[u32]) -> Result<&[f32], String> {
         let n = window.len();
         let v = self.vocab;
-        Ok(&self.eval(window)?[(n - 1) * v..n * v])
+        if !INCREMENTAL {
+            return Ok(&self.eval(window)?[(n - 1) * v..n * v]);
+        }
+        self.check(n)?;
+        let p0 = if window.starts_with(&self.cached) && self.cached.len() < n {
+            self.cached.len()
+        } else {
+            0
+        };
+        for (dst, &t) in self.input.iter_mut().zip(&window[p0..]) {
+            *dst = t as i64;
+        }
+        self.model.forward_rows(&self.input[..n - p0], p0, true)?;
+        self.cached.truncate(p0);
+        self.cached.extend_from_slice(&window[p0..]);
+        Ok(&self.logits()?[(n - 1) * v..n * v])
     }
 }
 

@@ -298,6 +298,100 @@ pub fn softmax(x: &[f32], out: &mut [f32], outer: usize, n: usize, inner: usize)
     }
 }
 
+/// Shapes and options of one `attention` call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionDims {
+    /// Batch × heads.
+    pub bh: usize,
+    /// Row capacity of the q/out buffers and of the k/v buffers (their sequence axis).
+    pub q_rows: usize,
+    pub kv_rows: usize,
+    /// Head size.
+    pub d: usize,
+    /// Score multiplier (1/√d).
+    pub scale: f32,
+    /// Query row i sees keys 0..=i (+ kv_rows − q_rows); later keys are skipped.
+    pub causal: bool,
+    /// Keys stored `[bh, d, kv_rows]` instead of `[bh, kv_rows, d]`.
+    pub k_transposed: bool,
+}
+
+thread_local! {
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Scaled dot-product attention for query rows `r0..r0 + rn` of every (batch, head):
+/// `out[i] = Σ_j softmax_j(scale · q[i]·k[j]) v[j]`, over keys `0..=i` when causal (the
+/// masked keys have weight exactly 0 in the reference graph, so they are not computed).
+/// Buffers are full-size; this reads only rows the causal mask lets through, so k and v
+/// rows beyond the last query are never touched (they may hold stale cache data).
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    dims: AttentionDims,
+    r0: usize,
+    rn: usize,
+) {
+    let AttentionDims {
+        bh,
+        q_rows,
+        kv_rows,
+        d,
+        scale,
+        causal,
+        k_transposed,
+    } = dims;
+    debug_assert!(r0 + rn <= q_rows && q.len() == bh * q_rows * d && out.len() == q.len());
+    debug_assert!(k.len() == bh * kv_rows * d && v.len() == k.len());
+    let shift = kv_rows - q_rows;
+    SCORES.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < kv_rows {
+            s.resize(kv_rows, 0.0);
+        }
+        for b in 0..bh {
+            let (kb, vb) = (
+                &k[b * kv_rows * d..(b + 1) * kv_rows * d],
+                &v[b * kv_rows * d..(b + 1) * kv_rows * d],
+            );
+            for i in r0..r0 + rn {
+                let qi = &q[(b * q_rows + i) * d..(b * q_rows + i + 1) * d];
+                let keys = if causal { i + shift + 1 } else { kv_rows };
+                let scores = &mut s[..keys];
+                let mut max = f32::NEG_INFINITY;
+                for (j, sj) in scores.iter_mut().enumerate() {
+                    let dot: f32 = if k_transposed {
+                        (0..d).map(|c| qi[c] * kb[c * kv_rows + j]).sum()
+                    } else {
+                        qi.iter()
+                            .zip(&kb[j * d..(j + 1) * d])
+                            .map(|(a, b)| a * b)
+                            .sum()
+                    };
+                    *sj = dot * scale;
+                    max = max.max(*sj);
+                }
+                let mut sum = 0f32;
+                for sj in scores.iter_mut() {
+                    *sj = (*sj - max).exp();
+                    sum += *sj;
+                }
+                let o = &mut out[(b * q_rows + i) * d..(b * q_rows + i + 1) * d];
+                o.iter_mut().for_each(|x| *x = 0.0);
+                for (j, &p) in scores.iter().enumerate() {
+                    for (x, &vv) in o.iter_mut().zip(&vb[j * d..(j + 1) * d]) {
+                        *x += p * vv;
+                    }
+                }
+                let inv = 1.0 / sum;
+                o.iter_mut().for_each(|x| *x *= inv);
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,13 +2,18 @@
 //!
 //! Every op has a generic lowering driven by its static shapes: data movement becomes
 //! `copy_strided` with compile-time strides, arithmetic `broadcast`/`map` with a closure,
-//! contractions `matmul` on matrixmultiply. Fusions (later passes) only add faster forms.
+//! contractions `matmul` on matrixmultiply. Fusions only add faster forms.
+//!
+//! With a sequence analysis (`crate::sequence`), statements compute rows `r0..r0 + rn` of
+//! the sequence axis: buffers keep their full size (so strides stay constants), offsets and
+//! the row count are run-time values. Without one, every size is a constant.
 
 use super::plan::{data_inputs, is_alias, Elem, Plan, Storage};
 use crate::error::{Error, Result};
-use crate::ir::{Graph, Node, Tensor, ValueId};
+use crate::ir::{Graph, Tensor, ValueId};
 use crate::ops::elementwise::broadcast_offsets;
 use crate::ops::{strides, BinaryOp, Op, UnaryOp};
+use crate::sequence::SeqInfo;
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
@@ -25,10 +30,15 @@ pub struct Lowerer<'a> {
     pub graph: &'a Graph,
     pub plan: &'a Plan,
     pub syms: &'a Symbols,
+    pub seq: Option<&'a SeqInfo>,
+}
+
+fn lit(x: usize) -> Literal {
+    Literal::usize_unsuffixed(x)
 }
 
 fn usizes(v: &[usize]) -> TokenStream {
-    let v = v.iter().map(|&x| Literal::usize_unsuffixed(x));
+    let v = v.iter().map(|&x| lit(x));
     quote!(&[#(#v),*])
 }
 
@@ -44,6 +54,27 @@ fn f32_lit(x: f32) -> TokenStream {
     } else {
         let bits = Literal::u32_unsuffixed(x.to_bits());
         quote!(f32::from_bits(#bits))
+    }
+}
+
+/// `base + r0 · coef` as tokens.
+fn lin(base: usize, coef: usize) -> TokenStream {
+    let (b, c) = (lit(base), lit(coef));
+    match (base, coef) {
+        (_, 0) => quote!(#b),
+        (0, 1) => quote!(r0),
+        (0, _) => quote!(r0 * #c),
+        _ => quote!(#b + r0 * #c),
+    }
+}
+
+/// `k` or `k · rn` as tokens.
+fn rows_times(k: usize, rows: bool) -> TokenStream {
+    let kl = lit(k);
+    match (rows, k) {
+        (false, _) => quote!(#kl),
+        (true, 1) => quote!(rn),
+        (true, _) => quote!(#kl * rn),
     }
 }
 
@@ -84,6 +115,35 @@ impl Lowerer<'_> {
         self.graph.values[v].konst.as_ref()
     }
 
+    /// The sequence axis of `v`, when rows are computed separately.
+    fn ax(&self, v: ValueId) -> Option<usize> {
+        self.seq.and_then(|s| s.axis[v])
+    }
+
+    /// Shape with the sequence dim as the run-time row count.
+    fn dims(&self, v: ValueId) -> TokenStream {
+        let s = self.shape(v);
+        let a = self.ax(v);
+        let d = s.iter().enumerate().map(|(i, &x)| {
+            if Some(i) == a {
+                quote!(rn)
+            } else {
+                let l = lit(x);
+                quote!(#l)
+            }
+        });
+        quote!(&[#(#d),*])
+    }
+
+    /// Product of `v`'s dims in `range`, the sequence dim counting `rn`.
+    fn prod(&self, v: ValueId, range: std::ops::Range<usize>) -> TokenStream {
+        let s = self.shape(v);
+        let a = self.ax(v);
+        let rows = a.is_some_and(|a| range.contains(&a));
+        let k: usize = range.filter(|&i| Some(i) != a).map(|i| s[i]).product();
+        rows_times(k, rows)
+    }
+
     /// An expression reading value `v` while `writing` (the arena being written) is split.
     pub fn read(&self, v: ValueId, writing: Elem) -> TokenStream {
         match &self.plan.storage[v] {
@@ -103,24 +163,54 @@ impl Lowerer<'_> {
         }
     }
 
+    /// The rows `r0..r0+rn` of `v` (contiguous by the sequence analysis), or all of it.
+    fn read_rows(&self, v: ValueId, writing: Elem) -> TokenStream {
+        let r = self.read(v, writing);
+        match self.ax(v) {
+            Some(a) => {
+                let s = lit(strides(&self.shape(v))[a]);
+                quote!(&(#r)[r0 * #s..(r0 + rn) * #s])
+            }
+            None => r,
+        }
+    }
+
+    /// The rows of the output being written (`y`).
+    fn out_rows(&self, o: ValueId) -> TokenStream {
+        match self.ax(o) {
+            Some(a) => {
+                let s = lit(strides(&self.shape(o))[a]);
+                quote!(&mut y[r0 * #s..(r0 + rn) * #s])
+            }
+            None => quote!(y),
+        }
+    }
+
     /// A block that splits the arena around output `o` (as `y`, the rest as `rest`) and
-    /// runs `body`.
-    fn block(&self, o: ValueId, body: TokenStream) -> TokenStream {
+    /// runs `body` for the rows of this node.
+    fn block(&self, node_index: usize, o: ValueId, body: TokenStream) -> TokenStream {
         let b = self.syms.buf_consts[o].as_ref().expect("output buffer");
         let arena = match self.elem(o) {
             Elem::F32 => quote!(f32s),
             Elem::I64 => quote!(i64s),
         };
+        let rows = match self.seq {
+            Some(s) if s.tail[node_index] => quote!(let (r0, rn) = tail_rows;),
+            Some(_) => quote!(let (r0, rn) = rows;),
+            None => TokenStream::new(),
+        };
         quote! {
             {
+                #rows
                 let (y, rest) = arena::split(#arena, buf::#b);
                 #body
             }
         }
     }
 
-    /// The statements computing `node`, or only a comment for views.
-    pub fn lower(&self, node: &Node) -> Result<TokenStream> {
+    /// The statements computing node `index`, or nothing for views.
+    pub fn lower(&self, index: usize) -> Result<TokenStream> {
+        let node = &self.graph.nodes[index];
         let err = |msg: String| Error::Node {
             node: node.name.clone(),
             op: node.op.name().into(),
@@ -136,38 +226,35 @@ impl Lowerer<'_> {
         let o = node.outputs[0];
         let oe = self.elem(o);
         let out_shape = self.shape(o);
-        let r = |i: usize| self.read(data[i], oe);
         let sh = |i: usize| self.shape(data[i]);
         let consts: Vec<Option<&Tensor>> = node
             .inputs
             .iter()
             .map(|i| i.and_then(|i| self.konst(i)))
             .collect();
+        let y = self.out_rows(o);
         let body = match &node.op {
-            Op::Binary(b) => self
-                .binary(*b, data[0], data[1], &out_shape, oe)
-                .map_err(err)?,
+            Op::Binary(b) => self.binary(*b, data[0], data[1], o, oe).map_err(err)?,
             Op::Unary(u) => {
-                let x = r(0);
+                let x = self.read_rows(data[0], oe);
                 let f = match u {
                     UnaryOp::Sqrt => quote!(f32::sqrt),
                     UnaryOp::Tanh => quote!(f32::tanh),
                 };
-                quote!(kernels::map(#x, y, #f);)
+                quote!(kernels::map(#x, #y, #f);)
             }
             Op::Cast { .. } => {
-                let x = r(0);
+                let x = self.read_rows(data[0], oe);
                 match (self.elem(data[0]), oe) {
-                    (a, b) if a == b => quote!(y.copy_from_slice(#x);),
-                    (Elem::F32, Elem::I64) => quote!(kernels::map(#x, y, |v| v as i64);),
-                    (Elem::I64, Elem::F32) => quote!(kernels::map(#x, y, |v| v as f32);),
+                    (a, b) if a == b => quote!((#y).copy_from_slice(#x);),
+                    (Elem::F32, Elem::I64) => quote!(kernels::map(#x, #y, |v| v as i64);),
+                    (Elem::I64, Elem::F32) => quote!(kernels::map(#x, #y, |v| v as f32);),
                     _ => unreachable!(),
                 }
             }
             Op::Expand => {
-                let (x, s) = (r(0), isizes(&signed(&bcast_strides(&sh(0), &out_shape))));
-                let (ds, shp) = (isizes(&signed(&strides(&out_shape))), usizes(&out_shape));
-                quote!(kernels::copy_strided(#x, 0, #s, y, 0, #ds, #shp);)
+                let s = bcast_strides(&sh(0), &out_shape);
+                self.copy(data[0], 0, &signed(&s), o, 0, &strides(&out_shape), o)
             }
             Op::Transpose { perm } => {
                 let in_shape = sh(0);
@@ -176,9 +263,7 @@ impl Lowerer<'_> {
                     .unwrap_or_else(|| (0..in_shape.len()).rev().collect());
                 let st = strides(&in_shape);
                 let src: Vec<isize> = p.iter().map(|&a| st[a] as isize).collect();
-                let (x, s) = (r(0), isizes(&src));
-                let (ds, shp) = (isizes(&signed(&strides(&out_shape))), usizes(&out_shape));
-                quote!(kernels::copy_strided(#x, 0, #s, y, 0, #ds, #shp);)
+                self.copy(data[0], 0, &src, o, 0, &strides(&out_shape), o)
             }
             Op::Slice { .. } => {
                 let in_shape = sh(0);
@@ -191,23 +276,17 @@ impl Lowerer<'_> {
                     .zip(&st)
                     .map(|(p, &s)| (p.1 * s as i64) as isize)
                     .collect();
-                let (x, s, off) = (r(0), isizes(&src), Literal::usize_unsuffixed(off as usize));
-                let (ds, shp) = (isizes(&signed(&strides(&out_shape))), usizes(&out_shape));
-                quote!(kernels::copy_strided(#x, #off, #s, y, 0, #ds, #shp);)
+                self.copy(data[0], off as usize, &src, o, 0, &strides(&out_shape), o)
             }
-            Op::Split { .. } => return self.split(node, data[0], &consts).map_err(err),
+            Op::Split { .. } => return self.split(index, data[0], &consts).map_err(err),
             Op::Concat { axis } => {
                 let ax = crate::ops::norm_axis(*axis, out_shape.len()).map_err(|e| err(e.0))?;
                 let ost = strides(&out_shape);
-                let ds = isizes(&signed(&ost));
                 let mut at = 0;
                 let mut calls = Vec::new();
                 for i in node.inputs.iter().flatten() {
                     let s = self.shape(*i);
-                    let (x, xs, shp) =
-                        (self.read(*i, oe), isizes(&signed(&strides(&s))), usizes(&s));
-                    let off = Literal::usize_unsuffixed(at * ost[ax]);
-                    calls.push(quote!(kernels::copy_strided(#x, 0, #xs, y, #off, #ds, #shp);));
+                    calls.push(self.copy(*i, 0, &signed(&strides(&s)), o, at * ost[ax], &ost, *i));
                     at += s[ax];
                 }
                 quote!(#(#calls)*)
@@ -215,15 +294,17 @@ impl Lowerer<'_> {
             Op::Gather { axis } => {
                 let ds = sh(0);
                 let ax = crate::ops::norm_axis(*axis, ds.len()).map_err(|e| err(e.0))?;
-                let outer = Literal::usize_unsuffixed(ds[..ax].iter().product());
-                let len = Literal::usize_unsuffixed(ds[ax]);
-                let inner = Literal::usize_unsuffixed(ds[ax + 1..].iter().product());
+                let (outer, len, inner) = (
+                    lit(ds[..ax].iter().product()),
+                    lit(ds[ax]),
+                    lit(ds[ax + 1..].iter().product()),
+                );
                 if self.elem(data[1]) != Elem::I64 {
                     return Err(err("Gather indices must be i64 in generated code".into()));
                 }
-                let (d, i) = (r(0), r(1));
+                let (d, i) = (self.read(data[0], oe), self.read_rows(data[1], oe));
                 let name = Literal::string(&node.name);
-                quote!(kernels::gather(#d, #outer, #len, #inner, #i, y).map_err(|e| format!("{}: {e}", #name))?;)
+                quote!(kernels::gather(#d, #outer, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
             }
             Op::ReduceMean { .. } => {
                 let in_shape = sh(0);
@@ -233,42 +314,39 @@ impl Lowerer<'_> {
                     consts.get(1).copied().flatten(),
                 )
                 .map_err(|e| err(e.0))?;
-                let x = r(0);
+                let x = self.read_rows(data[0], oe);
                 match axes {
-                    None => quote!(y.copy_from_slice(#x);),
-                    Some(ax) if ax.windows(2).all(|w| w[1] == w[0] + 1) && !ax.is_empty() => {
+                    None => quote!((#y).copy_from_slice(#x);),
+                    Some(ax) if !ax.is_empty() && ax.windows(2).all(|w| w[1] == w[0] + 1) => {
                         let (a, b) = (ax[0], ax[ax.len() - 1] + 1);
-                        let outer = Literal::usize_unsuffixed(in_shape[..a].iter().product());
-                        let n = Literal::usize_unsuffixed(in_shape[a..b].iter().product());
-                        let inner = Literal::usize_unsuffixed(in_shape[b..].iter().product());
-                        quote!(kernels::mean_axis(#x, y, #outer, #n, #inner);)
+                        let (outer, n, inner) =
+                            (self.prod(data[0], 0..a), self.prod(data[0], a..b), self.prod(data[0], b..in_shape.len()));
+                        quote!(kernels::mean_axis(#x, #y, #outer, #n, #inner);)
                     }
                     Some(ax) => {
-                        return Err(err(format!("ReduceMean over non-adjacent axes {ax:?} is not supported in generated code")))
+                        return Err(err(format!(
+                            "ReduceMean over non-adjacent axes {ax:?} is not supported in generated code"
+                        )))
                     }
                 }
             }
             Op::Softmax { axis, coerce_2d } => {
                 let s = sh(0);
                 let ax = crate::ops::norm_axis(*axis, s.len()).map_err(|e| err(e.0))?;
-                let (outer, n, inner): (usize, usize, usize) = if *coerce_2d {
-                    (s[..ax].iter().product(), s[ax..].iter().product(), 1)
+                let v = data[0];
+                let (outer, n, inner) = if *coerce_2d {
+                    (self.prod(v, 0..ax), self.prod(v, ax..s.len()), quote!(1))
                 } else {
                     (
-                        s[..ax].iter().product(),
-                        s[ax],
-                        s[ax + 1..].iter().product(),
+                        self.prod(v, 0..ax),
+                        self.prod(v, ax..ax + 1),
+                        self.prod(v, ax + 1..s.len()),
                     )
                 };
-                let (x, outer, n, inner) = (
-                    r(0),
-                    Literal::usize_unsuffixed(outer),
-                    Literal::usize_unsuffixed(n),
-                    Literal::usize_unsuffixed(inner),
-                );
-                quote!(kernels::softmax(#x, y, #outer, #n, #inner);)
+                let x = self.read_rows(v, oe);
+                quote!(kernels::softmax(#x, #y, #outer, #n, #inner);)
             }
-            Op::MatMul => self.matmul(data[0], data[1], oe)?,
+            Op::MatMul => self.matmul(data[0], data[1], o, oe)?,
             Op::Gemm {
                 alpha,
                 beta,
@@ -280,33 +358,49 @@ impl Lowerer<'_> {
                 let n = if *trans_b { b[0] } else { b[1] };
                 let la = if *trans_a { (1, m) } else { (k, 1) };
                 let lb = if *trans_b { (1, k) } else { (n, 1) };
-                let (xa, xb) = (r(0), r(1));
-                let (la0, la1, lb0, lb1) = (
-                    Literal::usize_unsuffixed(la.0),
-                    Literal::usize_unsuffixed(la.1),
-                    Literal::usize_unsuffixed(lb.0),
-                    Literal::usize_unsuffixed(lb.1),
-                );
-                let (ml, kl, nl) = (
-                    Literal::usize_unsuffixed(m),
-                    Literal::usize_unsuffixed(k),
-                    Literal::usize_unsuffixed(n),
-                );
+                let (xa, xb) = (self.read_rows(data[0], oe), self.read(data[1], oe));
+                let (la0, la1, lb0, lb1) = (lit(la.0), lit(la.1), lit(lb.0), lit(lb.1));
+                let ml = if self.ax(data[0]).is_some() {
+                    quote!(rn)
+                } else {
+                    let l = lit(m);
+                    quote!(#l)
+                };
+                let (kl, nl) = (lit(k), lit(n));
                 let alpha_t = f32_lit(*alpha);
                 let (fill, beta_t) = match node.inputs.get(2).copied().flatten() {
                     Some(c) => {
                         let cs = isizes(&signed(&bcast_strides(&self.shape(c), &[m, n])));
                         let xc = self.read(c, oe);
                         (
-                            quote!(kernels::copy_strided(#xc, 0, #cs, y, 0, &[#nl, 1], &[#ml, #nl]);),
+                            quote!(kernels::copy_strided(#xc, 0, #cs, yr, 0, &[#nl, 1], &[#ml, #nl]);),
                             f32_lit(*beta),
                         )
                     }
                     None => (TokenStream::new(), quote!(0.0)),
                 };
                 quote! {
+                    let yr = #y;
                     #fill
-                    kernels::matmul(#alpha_t, #xa, &[0], Layout { row_stride: #la0, col_stride: #la1 }, #xb, &[0], Layout { row_stride: #lb0, col_stride: #lb1 }, #beta_t, y, #ml, #kl, #nl);
+                    kernels::matmul(#alpha_t, #xa, &[0], Layout { row_stride: #la0, col_stride: #la1 }, #xb, &[0], Layout { row_stride: #lb0, col_stride: #lb1 }, #beta_t, yr, #ml, #kl, #nl);
+                }
+            }
+            Op::Attention(at) => {
+                let (q, k, v) = (data[0], data[1], data[2]);
+                let (qs, ks) = (self.shape(q), self.shape(k));
+                let kv_rows = if at.k_transposed { ks[3] } else { ks[2] };
+                let (bh, q_rows, d) = (lit(qs[0] * qs[1]), lit(qs[2]), lit(qs[3]));
+                let kv_rows = lit(kv_rows);
+                let (xq, xk, xv) = (self.read(q, oe), self.read(k, oe), self.read(v, oe));
+                let (scale, causal, kt) = (f32_lit(at.scale), at.causal, at.k_transposed);
+                let rows = if self.ax(q).is_some() {
+                    quote!(r0, rn)
+                } else {
+                    quote!(0, #q_rows)
+                };
+                quote! {
+                    let dims = kernels::AttentionDims { bh: #bh, q_rows: #q_rows, kv_rows: #kv_rows, d: #d, scale: #scale, causal: #causal, k_transposed: #kt };
+                    kernels::attention(#xq, #xk, #xv, y, dims, #rows);
                 }
             }
             Op::Identity | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => {
@@ -318,7 +412,32 @@ impl Lowerer<'_> {
                 ))
             }
         };
-        Ok(self.block(o, body))
+        Ok(self.block(index, o, body))
+    }
+
+    /// `copy_strided` from `src` (element strides `src_st` over the output's shape, base
+    /// offset `src_base`) into `dst` at `dst_base` with strides `dst_st`, for this node's rows.
+    /// `walk` is the value whose shape the copy iterates (the output, or for Concat the
+    /// input).
+    #[allow(clippy::too_many_arguments)]
+    fn copy(
+        &self,
+        src: ValueId,
+        src_base: usize,
+        src_st: &[isize],
+        dst: ValueId,
+        dst_base: usize,
+        dst_st: &[usize],
+        walk: ValueId,
+    ) -> TokenStream {
+        let x = self.read(src, self.elem(dst));
+        // Row r0 starts at r0 times the stride of the walked sequence axis, in both.
+        let (so, dof) = match self.ax(walk) {
+            Some(a) => (lin(src_base, src_st[a] as usize), lin(dst_base, dst_st[a])),
+            None => (lin(src_base, 0), lin(dst_base, 0)),
+        };
+        let (ss, ds, shp) = (isizes(src_st), isizes(&signed(dst_st)), self.dims(walk));
+        quote!(kernels::copy_strided(#x, #so, #ss, y, #dof, #ds, #shp);)
     }
 
     fn binary(
@@ -326,10 +445,11 @@ impl Lowerer<'_> {
         op: BinaryOp,
         a: ValueId,
         b: ValueId,
-        out: &[usize],
+        o: ValueId,
         oe: Elem,
     ) -> std::result::Result<TokenStream, String> {
-        let (xa, xb) = (self.read(a, oe), self.read(b, oe));
+        let out = self.shape(o);
+        let y = self.out_rows(o);
         if op == BinaryOp::Pow {
             if oe != Elem::F32 {
                 return Err("Pow needs f32".into());
@@ -339,6 +459,7 @@ impl Lowerer<'_> {
                 .konst(b)
                 .filter(|t| t.numel() == 1 && self.shape(a) == out)
             {
+                let xa = self.read_rows(a, oe);
                 let e = e.get_f64(0) as f32;
                 let f = match e {
                     1.0 => quote!(|x| x),
@@ -350,7 +471,7 @@ impl Lowerer<'_> {
                         quote!(|x| x.powf(#l))
                     }
                 };
-                return Ok(quote!(kernels::map(#xa, y, #f);));
+                return Ok(quote!(kernels::map(#xa, #y, #f);));
             }
             if self.elem(b) != Elem::F32 {
                 return Err("a run-time Pow exponent must be f32".into());
@@ -368,15 +489,24 @@ impl Lowerer<'_> {
             // ONNX leaves integer division by zero undefined; never panic on it.
             (BinaryOp::Div, Elem::I64) => quote!(|a: i64, b: i64| a.checked_div(b).unwrap_or(0)),
         };
-        let (sa, sb) = (
-            usizes(&bcast_strides(&self.shape(a), out)),
-            usizes(&bcast_strides(&self.shape(b), out)),
-        );
-        let shp = usizes(out);
-        Ok(quote!(kernels::broadcast(#xa, #sa, #xb, #sb, y, #shp, #f);))
+        // Operands are read from row r0 on; their strides are those of the full buffers.
+        let operand = |v: ValueId| {
+            let r = self.read(v, oe);
+            let st = usizes(&bcast_strides(&self.shape(v), &out));
+            match self.ax(v) {
+                Some(x) => {
+                    let s = lit(strides(&self.shape(v))[x]);
+                    (quote!(&(#r)[r0 * #s..]), st)
+                }
+                None => (r, st),
+            }
+        };
+        let ((xa, sa), (xb, sb)) = (operand(a), operand(b));
+        let shp = self.dims(o);
+        Ok(quote!(kernels::broadcast(#xa, #sa, #xb, #sb, #y, #shp, #f);))
     }
 
-    fn matmul(&self, a: ValueId, b: ValueId, oe: Elem) -> Result<TokenStream> {
+    fn matmul(&self, a: ValueId, b: ValueId, o: ValueId, oe: Elem) -> Result<TokenStream> {
         let (sa, sb) = (self.shape(a), self.shape(b));
         let (m, k) = if sa.len() == 1 {
             (1, sa[0])
@@ -396,36 +526,43 @@ impl Lowerer<'_> {
             .into_iter()
             .map(|x| x * k * n)
             .collect();
-        let (xa, xb, ao, bo) = (self.read(a, oe), self.read(b, oe), usizes(&ao), usizes(&bo));
-        let (kl, nl) = (Literal::usize_unsuffixed(k), Literal::usize_unsuffixed(n));
-        let ml = Literal::usize_unsuffixed(m);
+        let (xa, xb, ao, bo) = (
+            self.read_rows(a, oe),
+            self.read(b, oe),
+            usizes(&ao),
+            usizes(&bo),
+        );
+        let (kl, nl) = (lit(k), lit(n));
+        // With a sequence axis, it is the row axis of a single matrix (sequence analysis).
+        let ml = if self.ax(a).is_some() {
+            quote!(rn)
+        } else {
+            let l = lit(m);
+            quote!(#l)
+        };
+        let y = self.out_rows(o);
         Ok(quote! {
-            kernels::matmul(1.0, #xa, #ao, Layout { row_stride: #kl, col_stride: 1 }, #xb, #bo, Layout { row_stride: #nl, col_stride: 1 }, 0.0, y, #ml, #kl, #nl);
+            kernels::matmul(1.0, #xa, #ao, Layout { row_stride: #kl, col_stride: 1 }, #xb, #bo, Layout { row_stride: #nl, col_stride: 1 }, 0.0, #y, #ml, #kl, #nl);
         })
     }
 
     fn split(
         &self,
-        node: &Node,
+        index: usize,
         x: ValueId,
         consts: &[Option<&Tensor>],
     ) -> std::result::Result<TokenStream, String> {
+        let node = &self.graph.nodes[index];
         let in_shape = self.shape(x);
         let (ax, sizes) =
             crate::ops::slice::split_sizes(&node.op, &in_shape, consts).map_err(|e| e.0)?;
         let st = strides(&in_shape);
-        let src = isizes(&signed(&st));
         let mut at = 0;
         let mut blocks = Vec::new();
         for (&o, &s) in node.outputs.iter().zip(&sizes) {
             let out_shape = self.shape(o);
-            let off = Literal::usize_unsuffixed(at * st[ax]);
-            let xr = self.read(x, self.elem(o));
-            let (ds, shp) = (isizes(&signed(&strides(&out_shape))), usizes(&out_shape));
-            blocks.push(self.block(
-                o,
-                quote!(kernels::copy_strided(#xr, #off, #src, y, 0, #ds, #shp);),
-            ));
+            let call = self.copy(x, at * st[ax], &signed(&st), o, 0, &strides(&out_shape), o);
+            blocks.push(self.block(index, o, call));
             at += s;
         }
         Ok(quote!(#(#blocks)*))

@@ -11,6 +11,7 @@ pub mod plan;
 use crate::error::{Error, Result};
 use crate::gpt2::Gpt2Config;
 use crate::ir::Graph;
+use crate::sequence::SeqInfo;
 use lower::{ident, Lowerer, Symbols};
 use plan::{Elem, Storage};
 use proc_macro2::{Literal, TokenStream};
@@ -108,7 +109,14 @@ fn type_str(g: &Graph, v: usize) -> String {
 /// Generates the source (returned) and writes the weight blob to `weights_out`.
 pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(String, Summary)> {
     crate::passes::specialize::check_static(graph)?;
-    let plan = plan::plan(graph)?;
+    let seq = sequence_info(graph);
+    // With rows computed call by call, the cache and the outputs (presents, logits) must
+    // keep their contents between calls.
+    let persistent: Vec<usize> = match &seq {
+        Ok(s) => s.cache.iter().chain(&graph.outputs).copied().collect(),
+        Err(_) => Vec::new(),
+    };
+    let plan = plan::plan(graph, &persistent)?;
 
     // Names: weight fields, buffer constants.
     let mut namer = names::Namer::default();
@@ -137,6 +145,7 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         graph,
         plan: &plan,
         syms: &syms,
+        seq: seq.as_ref().ok(),
     };
 
     // The weight blob.
@@ -161,9 +170,25 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
             graph.values[i].name,
             type_str(graph, i)
         )));
-        stmts.push(quote!(#arena[buf::#b].copy_from_slice(#name);));
+        match seq.as_ref().ok().and_then(|s| s.axis[i]) {
+            Some(a) => {
+                let st = Literal::usize_unsuffixed(
+                    crate::ops::strides(
+                        &graph.values[i]
+                            .ty
+                            .as_ref()
+                            .and_then(|t| t.static_shape())
+                            .unwrap_or_default(),
+                    )[a],
+                );
+                stmts.push(
+                    quote!(#arena[buf::#b][p0 * #st..(p0 + n) * #st].copy_from_slice(#name);),
+                );
+            }
+            None => stmts.push(quote!(#arena[buf::#b].copy_from_slice(#name);)),
+        }
     }
-    for node in &graph.nodes {
+    for (index, node) in graph.nodes.iter().enumerate() {
         let l = names::layer_of(&node.name);
         if l != layer {
             stmts.push(comment(&match l {
@@ -183,7 +208,7 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
             })
             .collect();
         let outs: Vec<String> = node.outputs.iter().map(|&o| type_str(graph, o)).collect();
-        let body = low.lower(node)?;
+        let body = low.lower(index)?;
         let what = if body.is_empty() {
             " (a view: no code)"
         } else {
@@ -201,7 +226,7 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         stmts.push(body);
     }
 
-    let tokens = module_tokens(graph, opts, &plan, &syms, stmts)?;
+    let tokens = module_tokens(graph, opts, &plan, &syms, &seq, stmts)?;
     let file: syn::File = syn::parse2(tokens).map_err(|e| {
         Error::Invalid(format!(
             "internal error: generated code does not parse: {e}"
@@ -282,11 +307,32 @@ fn dtype_tokens(e: Elem) -> TokenStream {
     }
 }
 
+/// The sequence analysis for a graph with one input whose last axis is the sequence.
+fn sequence_info(graph: &Graph) -> std::result::Result<SeqInfo, String> {
+    let [input] = graph.inputs[..] else {
+        return Err("the graph does not have exactly one input".into());
+    };
+    let shape = graph.values[input]
+        .ty
+        .as_ref()
+        .and_then(|t| t.static_shape())
+        .unwrap_or_default();
+    if shape.is_empty() {
+        return Err("the input is a scalar".into());
+    }
+    let axis = shape.len() - 1;
+    if !crate::sequence::rows_contiguous(graph, input, axis) {
+        return Err("the input's rows are not contiguous".into());
+    }
+    crate::sequence::analyze(graph, input, axis)
+}
+
 fn module_tokens(
     graph: &Graph,
     opts: &Options,
     plan: &plan::Plan,
     syms: &Symbols,
+    seq: &std::result::Result<SeqInfo, String>,
     stmts: Vec<TokenStream>,
 ) -> Result<TokenStream> {
     let info = |v: usize| {
@@ -446,7 +492,80 @@ fn module_tokens(
         })
         .collect();
 
+    let forward = match seq {
+        Ok(_) => {
+            let input = &args[0];
+            let name = ident(&names::snake(&graph.values[graph.inputs[0]].name));
+            let shape = graph.values[graph.inputs[0]]
+                .ty
+                .as_ref()
+                .and_then(|t| t.static_shape())
+                .unwrap_or_default();
+            let row = Literal::usize_unsuffixed(crate::ops::strides(&shape)[shape.len() - 1]);
+            quote! {
+                /// Computes rows `p0..p0 + n` of the sequence from the `n` rows of input
+                /// given, reading the attention cache of rows `0..p0` left by earlier calls.
+                /// With `last_only`, the ops that feed only the logits compute the last row.
+                #[allow(unused_variables)]
+                pub fn forward_rows(&mut self, #input, p0: usize, last_only: bool) -> Result<(), String> {
+                    if #name.is_empty() || #name.len() % #row != 0 {
+                        return Err(format!("forward_rows needs a whole number of rows, got {} values", #name.len()));
+                    }
+                    let n = #name.len() / #row;
+                    if p0 + n > SEQ_LEN {
+                        return Err(format!("rows {}..{} are beyond the sequence length {}", p0, p0 + n, SEQ_LEN));
+                    }
+                    let rows = (p0, n);
+                    let tail_rows = if last_only { (p0 + n - 1, 1) } else { rows };
+                    let Model { w, f32s, i64s } = self;
+                    let (w, f32s, i64s) = (&*w, &mut f32s[..], &mut i64s[..]);
+                    #(#stmts)*
+                    Ok(())
+                }
+
+                /// Runs the whole graph on inputs of the static shapes in `INPUTS`.
+                pub fn forward(&mut self, #(#args),*) -> Result<(), String> {
+                    #(#checks)*
+                    self.forward_rows(#name, 0, false)
+                }
+            }
+        }
+        Err(_) => quote! {
+            /// Not available for this graph (see `SEQUENCE`): always an error.
+            pub fn forward_rows(&mut self, #(#args,)* p0: usize, last_only: bool) -> Result<(), String> {
+                Err(format!("this model cannot compute rows separately: {}", SEQUENCE))
+            }
+
+            /// Runs the whole graph on inputs of the static shapes in `INPUTS`.
+            #[allow(unused_variables)]
+            pub fn forward(&mut self, #(#args),*) -> Result<(), String> {
+                #(#checks)*
+                let Model { w, f32s, i64s } = self;
+                let (w, f32s, i64s) = (&*w, &mut f32s[..], &mut i64s[..]);
+                #(#stmts)*
+                Ok(())
+            }
+        },
+    };
+    let (incremental, seq_len, seq_note) = match seq {
+        Ok(i) => (
+            true,
+            i.len,
+            format!("rows run separately: {} cached tensors", i.cache.len()),
+        ),
+        Err(e) => (false, 0, e.clone()),
+    };
+    let seq_len = Literal::usize_unsuffixed(seq_len);
+    let seq_note = Literal::string(&seq_note);
     Ok(quote! {
+        /// Whether the sequence analysis succeeded: then `forward_rows` computes a few rows at
+        /// a time against the attention cache (prefill and one-token steps).
+        pub const INCREMENTAL: bool = #incremental;
+        /// Length of the sequence axis (0 without the analysis).
+        pub const SEQ_LEN: usize = #seq_len;
+        /// What the sequence analysis found.
+        pub const SEQUENCE: &str = #seq_note;
+
         use gpt2rt::arena;
         use gpt2rt::io::{DType, Gpt2Config, TensorInfo, TensorRef};
         use gpt2rt::kernels::{self, Layout};
@@ -503,16 +622,7 @@ fn module_tokens(
                 Model { w: Weights::new(), f32s: vec![0.0; ARENA_F32], i64s: vec![0; ARENA_I64] }
             }
 
-            /// Runs the whole graph on inputs of the static shapes in `INPUTS`.
-            #[allow(unused_variables)]
-            pub fn forward(&mut self, #(#args),*) -> Result<(), String> {
-                #(#checks)*
-                let Model { w, f32s, i64s } = self;
-                let (w, f32s, i64s) = (&*w, &mut f32s[..], &mut i64s[..]);
-                #(#stmts)*
-                Ok(())
-            }
-
+            #forward
             /// `forward` with inputs checked at run time.
             pub fn run(&mut self, inputs: &[TensorRef]) -> Result<(), String> {
                 if inputs.len() != #n_inputs {

@@ -147,7 +147,9 @@ impl Allocator {
     }
 }
 
-pub fn plan(graph: &Graph) -> Result<Plan> {
+/// Plans storage; `persistent` values (and graph outputs) keep their buffers for the
+/// whole program, so their contents survive between calls (the attention cache).
+pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
     let mut p = Plan {
         storage: vec![None; graph.values.len()],
         ..Default::default()
@@ -248,9 +250,16 @@ pub fn plan(graph: &Graph) -> Result<Plan> {
             }
         }
     }
-    for &o in &graph.outputs {
+    for &o in graph.outputs.iter().chain(persistent) {
         if graph.values[root[o]].konst.is_none() {
             last.insert(root[o], end);
+        }
+    }
+    // Persistent buffers are allocated before anything else is freed, so they never share
+    // memory with a value of an earlier step.
+    for &o in persistent {
+        if let Some(d) = def.get_mut(&root[o]) {
+            *d = 0;
         }
     }
 

@@ -4,6 +4,7 @@
 //! ONNX node), static shape inference, and a reference evaluation with the ONNX semantics of
 //! the opsets it names. `Op` ties them together; `REGISTRY` lists the ONNX op types we accept.
 
+pub mod attention;
 pub mod cast;
 pub mod elementwise;
 pub mod matmul;
@@ -83,6 +84,8 @@ pub enum Op {
         axis: i64,
         coerce_2d: bool,
     },
+    /// Fused scaled-dot-product attention (from `passes::fuse_attention`).
+    Attention(attention::Attention),
 }
 
 /// ONNX op types (default domain) the importer accepts. `Constant` becomes a constant value.
@@ -172,6 +175,7 @@ impl Op {
             Op::MatMul => "MatMul",
             Op::Gemm { .. } => "Gemm",
             Op::Softmax { .. } => "Softmax",
+            Op::Attention(_) => "Attention",
         }
     }
 
@@ -197,6 +201,7 @@ impl Op {
             Op::ReduceMean { .. } => reduce::infer(self, ins),
             Op::MatMul | Op::Gemm { .. } => matmul::infer(self, ins),
             Op::Softmax { .. } => Ok(vec![owned(float_in(ins, 0)?)]),
+            Op::Attention(a) => attention::infer(a, ins),
         }
     }
 
@@ -221,6 +226,7 @@ impl Op {
             Op::ReduceMean { .. } => reduce::eval(self, ins),
             Op::MatMul | Op::Gemm { .. } => matmul::eval(self, ins),
             Op::Softmax { axis, coerce_2d } => softmax::eval(*axis, *coerce_2d, input(ins, 0)?),
+            Op::Attention(a) => attention::eval(a, ins),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the reference interpreter gives the same outputs before and after it.
 //! `run` applies a list of passes in order and lets a caller look at the graph after each.
 
+pub mod fuse_attention;
 pub mod simplify;
 pub mod specialize;
 

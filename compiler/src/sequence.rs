@@ -1,0 +1,293 @@
+//! Sequence analysis: proves that a graph can run a few rows of its sequence at a time.
+//!
+//! Every value gets the axis that runs along the token sequence (or none: weights, and
+//! values that do not depend on position). The proof holds when every op is row-wise along
+//! that axis (elementwise, norms over other axes, linear layers whose weights have no
+//! sequence axis, data movement that keeps the axis whole) or is a causal `Attention`,
+//! whose keys and values for rows already computed stay valid. Then the generated code can
+//! compute rows `r0..r0+n` alone, given the keys and values of rows `0..r0`: prompt
+//! prefill and one-token steps are the same code as the full forward with other bounds.
+//! When the proof fails, the reason says which node broke it, and the code recomputes the
+//! whole sequence instead.
+
+use crate::ir::{Graph, ValueId};
+use crate::ops::{norm_axis, Op};
+
+#[derive(Clone, Debug)]
+pub struct SeqInfo {
+    /// Length of the sequence axis (the specialized context).
+    pub len: usize,
+    /// The sequence axis of each value, if it has one.
+    pub axis: Vec<Option<usize>>,
+    /// Values whose rows must survive between calls: the keys and values attention reads.
+    pub cache: Vec<ValueId>,
+    /// Nodes needed only for output 0 (the logits): with `last_only` they compute the
+    /// last row alone.
+    pub tail: Vec<bool>,
+}
+
+fn shape(g: &Graph, v: ValueId) -> Vec<usize> {
+    g.values[v]
+        .ty
+        .as_ref()
+        .and_then(|t| t.static_shape())
+        .unwrap_or_default()
+}
+
+/// Rows `r0..r0+n` of `v` are one contiguous block (all dims before the axis are 1).
+pub fn rows_contiguous(g: &Graph, v: ValueId, axis: usize) -> bool {
+    shape(g, v)[..axis].iter().all(|&d| d == 1)
+}
+
+/// The axis of a reshaped value that carries the same rows: same element count before it
+/// and after it.
+fn reshape_axis(from: &[usize], axis: usize, to: &[usize]) -> Option<usize> {
+    let before: usize = from[..axis].iter().product();
+    let after: usize = from[axis + 1..].iter().product();
+    (0..to.len()).find(|&b| {
+        to[b] == from[axis]
+            && to[..b].iter().product::<usize>() == before
+            && to[b + 1..].iter().product::<usize>() == after
+    })
+}
+
+pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, String> {
+    let len = shape(g, input)[input_axis];
+    if len < 2 {
+        return Err(format!(
+            "the sequence has {len} position(s): nothing to split"
+        ));
+    }
+    let mut axis: Vec<Option<usize>> = vec![None; g.values.len()];
+    axis[input] = Some(input_axis);
+    let mut cache = Vec::new();
+    for n in &g.nodes {
+        let fail = |why: String| format!("node '{}' ({}): {why}", n.name, n.op.name());
+        let ins: Vec<Option<ValueId>> = n.inputs.clone();
+        let ax = |i: usize| ins.get(i).copied().flatten().and_then(|v| axis[v]);
+        let out_shape = shape(g, n.outputs[0]);
+        let contiguous_out = |a: usize| {
+            if rows_contiguous(g, n.outputs[0], a) {
+                Ok(())
+            } else {
+                Err(fail(format!(
+                    "its output's rows are not contiguous (axis {a} of {out_shape:?})"
+                )))
+            }
+        };
+        let any_seq = ins.iter().flatten().any(|&v| axis[v].is_some());
+        let out_axis: Option<usize> = match &n.op {
+            _ if !any_seq => None, // computed from weights alone
+            Op::Binary(_) => {
+                let r = out_shape.len();
+                let mut out = None;
+                for &v in ins.iter().flatten() {
+                    let s = shape(g, v);
+                    let aligned = axis[v].map(|a| a + r - s.len());
+                    if let Some(a) = aligned {
+                        if out.is_some_and(|o| o != a) {
+                            return Err(fail("operands disagree on the sequence axis".into()));
+                        }
+                        out = Some(a);
+                    }
+                }
+                let a = out.expect("some input has the axis");
+                // Constants that vary along the axis (position embeddings) are read by row.
+                for &v in ins.iter().flatten() {
+                    let s = shape(g, v);
+                    if axis[v].is_none() && s.len() + a >= r && s[a + s.len() - r] == len {
+                        if g.values[v].konst.is_none() {
+                            return Err(fail(
+                                "a position-dependent operand has no sequence axis".into(),
+                            ));
+                        }
+                        axis[v] = Some(a + s.len() - r);
+                        if !rows_contiguous(g, v, a + s.len() - r) {
+                            return Err(fail(
+                                "a position-dependent constant's rows are not contiguous".into(),
+                            ));
+                        }
+                    }
+                }
+                contiguous_out(a)?;
+                Some(a)
+            }
+            Op::Unary(_) | Op::Cast { .. } => {
+                let a = ax(0).expect("input has the axis");
+                contiguous_out(a)?;
+                Some(a)
+            }
+            Op::Identity => ax(0),
+            Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Expand => {
+                let a = ax(0)
+                    .ok_or_else(|| fail("only its shape operand depends on position".into()))?;
+                let s = shape(g, ins[0].expect("input"));
+                let b = if matches!(n.op, Op::Expand) {
+                    Some(a + out_shape.len() - s.len())
+                } else {
+                    reshape_axis(&s, a, &out_shape)
+                };
+                Some(b.ok_or_else(|| {
+                    fail(format!(
+                        "the reshape {s:?} -> {out_shape:?} splits or merges the sequence axis"
+                    ))
+                })?)
+            }
+            Op::Transpose { perm } => {
+                let a = ax(0).expect("axis");
+                let p: Vec<usize> = perm
+                    .clone()
+                    .unwrap_or_else(|| (0..out_shape.len()).rev().collect());
+                p.iter().position(|&x| x == a)
+            }
+            Op::Slice { .. } => {
+                let a = ax(0).expect("axis");
+                if out_shape[a] != len {
+                    return Err(fail("it slices the sequence axis".into()));
+                }
+                Some(a)
+            }
+            Op::Split { axis: sa, .. } => {
+                let a = ax(0).expect("axis");
+                if norm_axis(*sa, out_shape.len()).ok() == Some(a) {
+                    return Err(fail("it splits the sequence axis".into()));
+                }
+                for &o in &n.outputs {
+                    axis[o] = Some(a);
+                }
+                Some(a)
+            }
+            Op::Concat { axis: ca } => {
+                let a = ax(0);
+                if ins.iter().flatten().any(|&v| axis[v] != a) || a.is_none() {
+                    return Err(fail("its inputs disagree on the sequence axis".into()));
+                }
+                if norm_axis(*ca, out_shape.len()).ok() == a {
+                    return Err(fail("it concatenates along the sequence axis".into()));
+                }
+                a
+            }
+            Op::Gather { axis: ga } => {
+                if ax(0).is_some() {
+                    return Err(fail("it gathers from a position-dependent table".into()));
+                }
+                let gi =
+                    norm_axis(*ga, shape(g, ins[0].expect("data")).len()).map_err(|e| fail(e.0))?;
+                let a = gi + ax(1).expect("indices have the axis");
+                contiguous_out(a)?;
+                if !rows_contiguous(g, ins[1].expect("indices"), ax(1).expect("axis")) {
+                    return Err(fail("its indices' rows are not contiguous".into()));
+                }
+                Some(a)
+            }
+            Op::ReduceMean { .. } | Op::Softmax { .. } => {
+                let a = ax(0).expect("axis");
+                let r = shape(g, ins[0].expect("x")).len();
+                let touches = match &n.op {
+                    Op::Softmax {
+                        axis: sa,
+                        coerce_2d,
+                    } => {
+                        let s = norm_axis(*sa, r).map_err(|e| fail(e.0))?;
+                        if *coerce_2d {
+                            a >= s
+                        } else {
+                            a == s
+                        }
+                    }
+                    op => crate::ops::reduce::axes_of(
+                        op,
+                        r,
+                        ins.get(1).copied().flatten().and_then(|v| g.konst(v)),
+                    )
+                    .map_err(|e| fail(e.0))?
+                    .is_none_or(|ax| ax.contains(&a)),
+                };
+                if touches {
+                    return Err(fail("it reduces over the sequence axis".into()));
+                }
+                let b = match &n.op {
+                    Op::ReduceMean {
+                        keepdims: false, ..
+                    } => reshape_axis(&shape(g, ins[0].expect("x")), a, &out_shape),
+                    _ => Some(a),
+                };
+                let b = b.ok_or_else(|| fail("cannot follow the sequence axis".into()))?;
+                contiguous_out(b)?;
+                if !rows_contiguous(g, ins[0].expect("x"), a) {
+                    return Err(fail("its input's rows are not contiguous".into()));
+                }
+                Some(b)
+            }
+            Op::MatMul | Op::Gemm { .. } => {
+                if ax(1).is_some() || ax(2).is_some() {
+                    return Err(fail(
+                        "its right operand depends on position (attention that was not fused?)"
+                            .into(),
+                    ));
+                }
+                let a = ax(0).expect("axis");
+                let s = shape(g, ins[0].expect("a"));
+                let row_axis = s.len().saturating_sub(2);
+                if let Op::Gemm { trans_a: true, .. } = n.op {
+                    return Err(fail("a transposed left operand".into()));
+                }
+                if a != row_axis || s.len() < 2 || !rows_contiguous(g, ins[0].expect("a"), a) {
+                    return Err(fail("the sequence axis is not its row axis".into()));
+                }
+                let b = out_shape.len() - 2;
+                contiguous_out(b)?;
+                Some(b)
+            }
+            Op::Attention(at) => {
+                let k_axis = if at.k_transposed { 3 } else { 2 };
+                if !at.causal || ax(0) != Some(2) || ax(1) != Some(k_axis) || ax(2) != Some(2) {
+                    return Err(fail("not causal self-attention over the sequence".into()));
+                }
+                cache.extend([ins[1].expect("k"), ins[2].expect("v")]);
+                Some(2)
+            }
+            Op::Shape { .. } | Op::NonZero | Op::ConstantOfShape { .. } => {
+                return Err(fail("shape computations must be folded first".into()))
+            }
+        };
+        if !matches!(n.op, Op::Split { .. }) {
+            axis[n.outputs[0]] = out_axis;
+        }
+    }
+    for &o in &g.outputs {
+        if axis[o].is_none() && g.values[o].konst.is_none() {
+            return Err(format!(
+                "output '{}' does not run along the sequence",
+                g.values[o].name
+            ));
+        }
+    }
+    // Tail: nodes that feed output 0 but neither the cache nor any other output.
+    let producers = g.producers();
+    let mut state = vec![false; g.values.len()];
+    let mut stack: Vec<ValueId> = cache
+        .iter()
+        .copied()
+        .chain(g.outputs[1..].iter().copied())
+        .collect();
+    while let Some(v) = stack.pop() {
+        if std::mem::replace(&mut state[v], true) {
+            continue;
+        }
+        if let Some(&p) = producers.get(&v) {
+            stack.extend(g.nodes[p].inputs.iter().flatten().copied());
+        }
+    }
+    let tail = g
+        .nodes
+        .iter()
+        .map(|n| n.outputs.iter().all(|&o| !state[o]))
+        .collect();
+    Ok(SeqInfo {
+        len,
+        axis,
+        cache,
+        tail,
+    })
+}
