@@ -24,6 +24,12 @@ pub struct SeqInfo {
     /// Nodes needed only for output 0 (the logits): with `last_only` they compute the
     /// last row alone.
     pub tail: Vec<bool>,
+    /// Nodes that depend on weights only (e.g. a position-embedding lookup too large to
+    /// fold): computed once, when the model is created.
+    pub init: Vec<bool>,
+    /// Values computed by `init` nodes that vary along the sequence and are read by row,
+    /// with the axis that does.
+    pub row_read: Vec<Option<usize>>,
 }
 
 fn shape(g: &Graph, v: ValueId) -> Vec<usize> {
@@ -61,7 +67,10 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
     let mut axis: Vec<Option<usize>> = vec![None; g.values.len()];
     axis[input] = Some(input_axis);
     let mut cache = Vec::new();
-    for n in &g.nodes {
+    let mut init = vec![false; g.nodes.len()];
+    let producers = g.producers();
+    let mut row_read: Vec<Option<usize>> = vec![None; g.values.len()];
+    for (ni, n) in g.nodes.iter().enumerate() {
         let fail = |why: String| format!("node '{}' ({}): {why}", n.name, n.op.name());
         let ins: Vec<Option<ValueId>> = n.inputs.clone();
         let ax = |i: usize| ins.get(i).copied().flatten().and_then(|v| axis[v]);
@@ -77,7 +86,10 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
         };
         let any_seq = ins.iter().flatten().any(|&v| axis[v].is_some());
         let out_axis: Option<usize> = match &n.op {
-            _ if !any_seq => None, // computed from weights alone
+            _ if !any_seq => {
+                init[ni] = true; // computed from weights alone
+                None
+            }
             Op::Binary(_) => {
                 let r = out_shape.len();
                 let mut out = None;
@@ -96,15 +108,20 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 for &v in ins.iter().flatten() {
                     let s = shape(g, v);
                     if axis[v].is_none() && s.len() + a >= r && s[a + s.len() - r] == len {
-                        if g.values[v].konst.is_none() {
+                        let va = a + s.len() - r;
+                        if !rows_contiguous(g, v, va) {
                             return Err(fail(
-                                "a position-dependent operand has no sequence axis".into(),
+                                "a position-dependent operand's rows are not contiguous".into(),
                             ));
                         }
-                        axis[v] = Some(a + s.len() - r);
-                        if !rows_contiguous(g, v, a + s.len() - r) {
+                        if g.values[v].konst.is_some() {
+                            axis[v] = Some(va);
+                        } else if producers.get(&v).is_some_and(|&p| init[p]) {
+                            // Computed from weights by an init node: complete, read by row.
+                            row_read[v] = Some(va);
+                        } else {
                             return Err(fail(
-                                "a position-dependent constant's rows are not contiguous".into(),
+                                "a position-dependent operand has no sequence axis".into(),
                             ));
                         }
                     }
@@ -264,7 +281,6 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
         }
     }
     // Tail: nodes that feed output 0 but neither the cache nor any other output.
-    let producers = g.producers();
     let mut state = vec![false; g.values.len()];
     let mut stack: Vec<ValueId> = cache
         .iter()
@@ -289,5 +305,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
         axis,
         cache,
         tail,
+        init,
+        row_read,
     })
 }

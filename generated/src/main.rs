@@ -50,12 +50,26 @@ enum Cmd {
     },
     /// Print the model's dimensions, weight format and bytes, and where its source is.
     Info,
+    /// Measure prefill and decode speed and the full forward; the last line is JSON.
+    Bench {
+        /// Prompt tokens to prefill.
+        #[arg(long, default_value_t = 8)]
+        prompt_len: usize,
+        /// Tokens to decode after the prompt.
+        #[arg(long, default_value_t = 56)]
+        gen: usize,
+        /// Full-forward runs to time (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[command(flatten)]
+        threads: Threads,
+    },
 }
 
 #[derive(Args, Clone, Copy)]
 struct Threads {
-    /// Worker threads. Output never depends on it. (The kernels are single-threaded so far.)
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// Worker threads [default: the number of cores]. Output never depends on it.
+    #[arg(long, default_value_t = default_threads(), value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: u32,
 }
 
@@ -92,6 +106,10 @@ struct GenerateArgs {
     threads: Threads,
 }
 
+fn default_threads() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
 fn non_negative(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
         Ok(x) if x >= 0.0 && x.is_finite() => Ok(x),
@@ -107,16 +125,28 @@ fn unit_interval(s: &str) -> Result<f32, String> {
 }
 
 fn main() -> ExitCode {
+    START.get_or_init(Instant::now);
     let cli = Cli::parse();
+    let threads = match &cli.cmd {
+        None => cli.generate.threads,
+        Some(Cmd::Generate(a)) => a.threads,
+        Some(
+            Cmd::Logits { threads, .. } | Cmd::Score { threads, .. } | Cmd::Bench { threads, .. },
+        ) => *threads,
+        Some(Cmd::Info) => Threads { threads: 1 },
+    };
+    gpt2rt::set_threads(threads.threads as usize);
     let result = match cli.cmd {
         None => generate(&cli.generate),
         Some(Cmd::Generate(args)) => generate(&args),
-        Some(Cmd::Logits {
-            ids,
-            out,
-            threads: _,
-        }) => logits(&ids, &out),
-        Some(Cmd::Score { file, threads: _ }) => score_file(&file),
+        Some(Cmd::Logits { ids, out, .. }) => logits(&ids, &out),
+        Some(Cmd::Score { file, .. }) => score_file(&file),
+        Some(Cmd::Bench {
+            prompt_len,
+            gen,
+            runs,
+            threads,
+        }) => bench(prompt_len, gen, runs, threads.threads),
         Some(Cmd::Info) => {
             info();
             Ok(())
@@ -294,6 +324,73 @@ fn logits(ids: &[i64], out: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     Ok(())
 }
+
+/// Prefill `prompt_len` tokens, decode `gen` more greedily, time the full forward.
+fn bench(prompt_len: usize, gen: usize, runs: usize, threads: u32) -> Result<(), String> {
+    let start = START.get().copied().unwrap_or_else(Instant::now);
+    let mut runner = Runner::new()?;
+    let (ctx, vocab) = (runner.context(), runner.vocab());
+    if prompt_len == 0 || prompt_len + gen > ctx {
+        return Err(format!(
+            "need 1 <= --prompt-len and --prompt-len + --gen <= {ctx} (the context)"
+        ));
+    }
+    // A fixed pseudo-random prompt: the speed does not depend on the text.
+    let mut tokens: Vec<u32> = (0..prompt_len)
+        .map(|i| ((i * 7919 + 13) % vocab) as u32)
+        .collect();
+    let t0 = Instant::now();
+    let first = gpt2rt::sampling::argmax(runner.next_logits(&tokens)?) as u32;
+    let prefill = t0.elapsed().as_secs_f64();
+    let first_token = start.elapsed().as_secs_f64();
+    tokens.push(first);
+    let t1 = Instant::now();
+    for _ in 0..gen {
+        let next = gpt2rt::sampling::argmax(runner.next_logits(&tokens)?) as u32;
+        tokens.push(next);
+    }
+    let decode = t1.elapsed().as_secs_f64();
+    let full: Vec<u32> = (0..ctx).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
+    let mut times = Vec::new();
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        runner.eval(&full)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let full_s = times[times.len() / 2];
+    let ms_per_token = decode * 1e3 / gen.max(1) as f64;
+    println!(
+        "threads     {threads} ({:?} GEMV kernels)",
+        gpt2rt::gemv::detected()
+    );
+    println!(
+        "prefill     {prompt_len} tokens in {:.1} ms ({:.1} tokens/s)",
+        prefill * 1e3,
+        prompt_len as f64 / prefill
+    );
+    println!(
+        "decode      {gen} tokens at {ms_per_token:.2} ms/token ({:.1} tokens/s), context {}..{}",
+        1e3 / ms_per_token,
+        prompt_len,
+        prompt_len + gen
+    );
+    println!(
+        "full        [1,1,{ctx}] forward in {:.3} s (median of {})",
+        full_s,
+        times.len()
+    );
+    println!("first token {:.3} s after process start", first_token);
+    println!(
+        "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3},\"full_forward_len\":{ctx},\"full_forward_s\":{full_s:.6},\"first_token_s\":{first_token:.6},\"incremental\":{}}}",
+        prompt_len as f64 / prefill,
+        1e3 / ms_per_token,
+        gpt2::INCREMENTAL
+    );
+    Ok(())
+}
+
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 fn info() {
     let t = Instant::now();

@@ -181,6 +181,48 @@ pub fn matmul(
     k: usize,
     n: usize,
 ) {
+    // Large single matrices: split the rows over threads. Each row's sums run in the same
+    // order whatever the split, so results do not depend on the thread count.
+    let t = crate::threads();
+    if t > 1 && a_offsets.len() == 1 && m >= 32 && m * k * n >= (1 << 22) && la.row_stride >= 0 {
+        let rows = m.div_ceil(t).div_ceil(16) * 16;
+        std::thread::scope(|s| {
+            let mut parts = c.chunks_mut(rows * n).enumerate();
+            let first = parts.next();
+            for (i, part) in parts {
+                let ao = a_offsets[0] + i * rows * la.row_stride as usize;
+                let mi = part.len() / n;
+                s.spawn(move || {
+                    matmul_serial(alpha, a, &[ao], la, b, b_offsets, lb, beta, part, mi, k, n)
+                });
+            }
+            if let Some((_, part)) = first {
+                let mi = part.len() / n;
+                matmul_serial(
+                    alpha, a, a_offsets, la, b, b_offsets, lb, beta, part, mi, k, n,
+                );
+            }
+        });
+        return;
+    }
+    matmul_serial(alpha, a, a_offsets, la, b, b_offsets, lb, beta, c, m, k, n)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_serial(
+    alpha: f32,
+    a: &[f32],
+    a_offsets: &[usize],
+    la: Layout,
+    b: &[f32],
+    b_offsets: &[usize],
+    lb: Layout,
+    beta: f32,
+    c: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
     assert_eq!(a_offsets.len(), b_offsets.len());
     assert_eq!(c.len(), a_offsets.len() * m * n);
     let extent = |off: usize, l: Layout, rows: usize, cols: usize| {
@@ -190,6 +232,18 @@ pub fn matmul(
     };
     for (bi, (&ao, &bo)) in a_offsets.iter().zip(b_offsets).enumerate() {
         let cb = &mut c[bi * m * n..(bi + 1) * m * n];
+        // One row against a row-major matrix (decoding): stream the weights once.
+        if m == 1
+            && lb.col_stride == 1
+            && lb.row_stride >= n as isize
+            && la.col_stride == 1
+            && k > 0
+        {
+            let x = &a[ao..ao + k];
+            let rows = &b[bo..bo + (k - 1) * lb.row_stride as usize + n];
+            crate::gemv::gemv(alpha, x, rows, lb.row_stride as usize, beta, cb);
+            continue;
+        }
         if m == 0 || n == 0 {
             continue;
         }
@@ -339,19 +393,73 @@ pub fn attention(
         q_rows,
         kv_rows,
         d,
+        ..
+    } = dims;
+    assert!(r0 + rn <= q_rows && q.len() == bh * q_rows * d && out.len() == q.len());
+    assert!(k.len() == bh * kv_rows * d && v.len() == k.len());
+    // Heads are independent: split them over threads when there is enough work.
+    let t = crate::threads().min(bh);
+    if t > 1 && rn * kv_rows * d * bh >= (1 << 16) {
+        let per = bh.div_ceil(t);
+        std::thread::scope(|s| {
+            let mut parts = out.chunks_mut(per * q_rows * d).enumerate();
+            let first = parts.next();
+            for (i, part) in parts {
+                s.spawn(move || attention_heads(q, k, v, part, dims, r0, rn, i * per));
+            }
+            if let Some((_, part)) = first {
+                attention_heads(q, k, v, part, dims, r0, rn, 0);
+            }
+        });
+    } else {
+        attention_heads(q, k, v, out, dims, r0, rn, 0);
+    }
+}
+
+/// Dot product with eight independent partial sums, so it vectorizes.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `attention` for the heads whose output rows are in `out`, the first being head `h0`.
+#[allow(clippy::too_many_arguments)]
+fn attention_heads(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    dims: AttentionDims,
+    r0: usize,
+    rn: usize,
+    h0: usize,
+) {
+    let AttentionDims {
+        q_rows,
+        kv_rows,
+        d,
         scale,
         causal,
         k_transposed,
+        ..
     } = dims;
-    debug_assert!(r0 + rn <= q_rows && q.len() == bh * q_rows * d && out.len() == q.len());
-    debug_assert!(k.len() == bh * kv_rows * d && v.len() == k.len());
+    let heads = out.len() / (q_rows * d);
     let shift = kv_rows - q_rows;
     SCORES.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < kv_rows {
             s.resize(kv_rows, 0.0);
         }
-        for b in 0..bh {
+        for lh in 0..heads {
+            let b = h0 + lh;
             let (kb, vb) = (
                 &k[b * kv_rows * d..(b + 1) * kv_rows * d],
                 &v[b * kv_rows * d..(b + 1) * kv_rows * d],
@@ -362,13 +470,10 @@ pub fn attention(
                 let scores = &mut s[..keys];
                 let mut max = f32::NEG_INFINITY;
                 for (j, sj) in scores.iter_mut().enumerate() {
-                    let dot: f32 = if k_transposed {
+                    let dot = if k_transposed {
                         (0..d).map(|c| qi[c] * kb[c * kv_rows + j]).sum()
                     } else {
-                        qi.iter()
-                            .zip(&kb[j * d..(j + 1) * d])
-                            .map(|(a, b)| a * b)
-                            .sum()
+                        dot(qi, &kb[j * d..(j + 1) * d])
                     };
                     *sj = dot * scale;
                     max = max.max(*sj);
@@ -378,7 +483,7 @@ pub fn attention(
                     *sj = (*sj - max).exp();
                     sum += *sj;
                 }
-                let o = &mut out[(b * q_rows + i) * d..(b * q_rows + i + 1) * d];
+                let o = &mut out[(lh * q_rows + i) * d..(lh * q_rows + i + 1) * d];
                 o.iter_mut().for_each(|x| *x = 0.0);
                 for (j, &p) in scores.iter().enumerate() {
                     for (x, &vv) in o.iter_mut().zip(&vb[j * d..(j + 1) * d]) {

@@ -7,9 +7,25 @@
 //! - `io`: how a generated model describes its inputs and outputs.
 
 pub mod arena;
+pub mod gemv;
 pub mod io;
 pub mod kernels;
 pub mod sampling;
 pub mod weights;
 
 pub use matrixmultiply;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// Sets how many threads the kernels use (at least 1). Results never depend on it: work is
+/// split by output ranges, never by reduction order.
+pub fn set_threads(n: usize) {
+    THREADS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// The kernels' thread count.
+pub fn threads() -> usize {
+    THREADS.load(Ordering::Relaxed)
+}

@@ -195,6 +195,7 @@ impl Lowerer<'_> {
             Elem::I64 => quote!(i64s),
         };
         let rows = match self.seq {
+            Some(s) if s.init[node_index] => TokenStream::new(),
             Some(s) if s.tail[node_index] => quote!(let (r0, rn) = tail_rows;),
             Some(_) => quote!(let (r0, rn) = rows;),
             None => TokenStream::new(),
@@ -493,7 +494,7 @@ impl Lowerer<'_> {
         let operand = |v: ValueId| {
             let r = self.read(v, oe);
             let st = usizes(&bcast_strides(&self.shape(v), &out));
-            match self.ax(v) {
+            match self.ax(v).or_else(|| self.seq.and_then(|s| s.row_read[v])) {
                 Some(x) => {
                     let s = lit(strides(&self.shape(v))[x]);
                     (quote!(&(#r)[r0 * #s..]), st)

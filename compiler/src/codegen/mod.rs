@@ -113,7 +113,20 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
     // With rows computed call by call, the cache and the outputs (presents, logits) must
     // keep their contents between calls.
     let persistent: Vec<usize> = match &seq {
-        Ok(s) => s.cache.iter().chain(&graph.outputs).copied().collect(),
+        Ok(s) => s
+            .cache
+            .iter()
+            .chain(&graph.outputs)
+            .copied()
+            .chain(
+                graph
+                    .nodes
+                    .iter()
+                    .zip(&s.init)
+                    .filter(|(_, &i)| i)
+                    .flat_map(|(n, _)| n.outputs.clone()),
+            )
+            .collect(),
         Err(_) => Vec::new(),
     };
     let plan = plan::plan(graph, &persistent)?;
@@ -153,6 +166,7 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
 
     // Forward pass statements.
     let mut stmts = Vec::new();
+    let mut init_stmts: Vec<TokenStream> = Vec::new();
     let mut layer = None;
     let mut count = 0;
     for &i in &graph.inputs {
@@ -214,8 +228,14 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         } else {
             ""
         };
-        stmts.push(comment(&format!("{} {}{what}", node.op.name(), node.name)));
-        stmts.push(comment(&format!(
+        // Weights-only nodes run once, in `Model::new`.
+        let target = if seq.as_ref().is_ok_and(|s| s.init[index]) {
+            &mut init_stmts
+        } else {
+            &mut stmts
+        };
+        target.push(comment(&format!("{} {}{what}", node.op.name(), node.name)));
+        target.push(comment(&format!(
             "  {} <- {}",
             outs.join(", "),
             ins.join(", ")
@@ -223,10 +243,10 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         if !body.is_empty() {
             count += 1;
         }
-        stmts.push(body);
+        target.push(body);
     }
 
-    let tokens = module_tokens(graph, opts, &plan, &syms, &seq, stmts)?;
+    let tokens = module_tokens(graph, opts, &plan, &syms, &seq, stmts, init_stmts)?;
     let file: syn::File = syn::parse2(tokens).map_err(|e| {
         Error::Invalid(format!(
             "internal error: generated code does not parse: {e}"
@@ -334,6 +354,7 @@ fn module_tokens(
     syms: &Symbols,
     seq: &std::result::Result<SeqInfo, String>,
     stmts: Vec<TokenStream>,
+    init_stmts: Vec<TokenStream>,
 ) -> Result<TokenStream> {
     let info = |v: usize| {
         let name = Literal::string(&graph.values[v].name);
@@ -619,7 +640,18 @@ fn module_tokens(
 
         impl Model {
             pub fn new() -> Model {
-                Model { w: Weights::new(), f32s: vec![0.0; ARENA_F32], i64s: vec![0; ARENA_I64] }
+                let mut m = Model { w: Weights::new(), f32s: vec![0.0; ARENA_F32], i64s: vec![0; ARENA_I64] };
+                m.init().expect("weights-only computations do not depend on input");
+                m
+            }
+
+            /// Computes what depends on the weights alone, once.
+            #[allow(unused_variables)]
+            fn init(&mut self) -> Result<(), String> {
+                let Model { w, f32s, i64s } = self;
+                let (w, f32s, i64s) = (&*w, &mut f32s[..], &mut i64s[..]);
+                #(#init_stmts)*
+                Ok(())
             }
 
             #forward

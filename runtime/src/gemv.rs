@@ -1,0 +1,211 @@
+//! Matrix-vector product for decoding: `y = alpha · x·W + beta · y` with `W` `[k, n]`
+//! row-major. One token's step is a handful of these over every weight matrix, so this is
+//! memory-bound: the kernel streams each row of `W` once, four rows at a time, into a block
+//! of `y` that stays in L1.
+//!
+//! The ISA is chosen once at run time: AVX-512F, AVX2+FMA, or the portable scalar loop;
+//! each SIMD variant is the same source compiled with its target features, and is tested
+//! against the scalar one.
+
+use std::sync::OnceLock;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    Avx2,
+    Avx512,
+}
+
+/// Columns of `y` processed together (16 KiB of f32).
+const BLOCK: usize = 4096;
+
+/// The best ISA this CPU has (detected once).
+pub fn detected() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+                return Isa::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Scalar
+    })
+}
+
+/// ISAs available here, best last (for tests and benchmarks).
+pub fn available() -> Vec<Isa> {
+    let mut v = vec![Isa::Scalar];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            v.push(Isa::Avx2);
+        }
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+            v.push(Isa::Avx512);
+        }
+    }
+    v
+}
+
+/// `y[j] = alpha · Σ_p x[p] · w[p·ldw + j] + beta · y[j]` for `j < y.len()`, on all
+/// threads (`crate::threads`): each takes a range of columns, so the result does not depend
+/// on the thread count.
+pub fn gemv(alpha: f32, x: &[f32], w: &[f32], ldw: usize, beta: f32, y: &mut [f32]) {
+    let isa = detected();
+    let t = crate::threads();
+    let n = y.len();
+    // Below ~256K multiply-adds a thread costs more than it saves.
+    if t <= 1 || x.len() * n < (1 << 18) {
+        return gemv_with(isa, alpha, x, w, ldw, beta, y);
+    }
+    let chunk = n.div_ceil(t).div_ceil(16) * 16;
+    std::thread::scope(|s| {
+        let mut parts = y.chunks_mut(chunk).enumerate();
+        let first = parts.next();
+        for (i, part) in parts {
+            s.spawn(move || gemv_with(isa, alpha, x, &w[i * chunk..], ldw, beta, part));
+        }
+        if let Some((_, part)) = first {
+            gemv_with(isa, alpha, x, w, ldw, beta, part);
+        }
+    });
+}
+
+/// `gemv` on a chosen ISA; falls back to scalar if the CPU lacks it.
+pub fn gemv_with(isa: Isa, alpha: f32, x: &[f32], w: &[f32], ldw: usize, beta: f32, y: &mut [f32]) {
+    let (k, n) = (x.len(), y.len());
+    assert!(
+        n <= ldw || k <= 1,
+        "row stride {ldw} shorter than a row of {n}"
+    );
+    if k > 0 {
+        assert!(
+            w.len() >= (k - 1) * ldw + n,
+            "w holds {} elements, needs {}",
+            w.len(),
+            (k - 1) * ldw + n
+        );
+    }
+    if beta == 0.0 {
+        y.iter_mut().for_each(|v| *v = 0.0);
+    } else if beta != 1.0 {
+        y.iter_mut().for_each(|v| *v *= beta);
+    }
+    for c0 in (0..n).step_by(BLOCK) {
+        let yb = &mut y[c0..(c0 + BLOCK).min(n)];
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `available()`/`detected()` reported AVX-512F and FMA on this CPU, which
+            // is all `block_avx512` is compiled for; the slices are bounds-checked inside.
+            Isa::Avx512 if available().contains(&Isa::Avx512) => unsafe {
+                block_avx512(alpha, x, w, ldw, c0, yb)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for AVX2 and FMA.
+            Isa::Avx2 if available().contains(&Isa::Avx2) => unsafe {
+                block_avx2(alpha, x, w, ldw, c0, yb)
+            },
+            _ => block::<false>(alpha, x, w, ldw, c0, yb),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn block_avx512(alpha: f32, x: &[f32], w: &[f32], ldw: usize, c0: usize, y: &mut [f32]) {
+    block::<true>(alpha, x, w, ldw, c0, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2(alpha: f32, x: &[f32], w: &[f32], ldw: usize, c0: usize, y: &mut [f32]) {
+    block::<true>(alpha, x, w, ldw, c0, y)
+}
+
+/// One block of columns `c0..c0 + y.len()`, four rows of `w` per pass over `y`.
+/// `FMA` selects fused multiply-adds (only where the target has them: a software fma
+/// would be slow).
+#[inline(always)]
+fn block<const FMA: bool>(alpha: f32, x: &[f32], w: &[f32], ldw: usize, c0: usize, y: &mut [f32]) {
+    let nb = y.len();
+    let row = |p: usize| &w[p * ldw + c0..p * ldw + c0 + nb];
+    let mut p = 0;
+    while p + 4 <= x.len() {
+        let (x0, x1, x2, x3) = (
+            alpha * x[p],
+            alpha * x[p + 1],
+            alpha * x[p + 2],
+            alpha * x[p + 3],
+        );
+        let (r0, r1, r2, r3) = (row(p), row(p + 1), row(p + 2), row(p + 3));
+        for ((((yj, &a), &b), &c), &d) in y.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3) {
+            *yj = if FMA {
+                x3.mul_add(d, x2.mul_add(c, x1.mul_add(b, x0.mul_add(a, *yj))))
+            } else {
+                *yj + x0 * a + x1 * b + x2 * c + x3 * d
+            };
+        }
+        p += 4;
+    }
+    while p < x.len() {
+        let x0 = alpha * x[p];
+        for (yj, &a) in y.iter_mut().zip(row(p)) {
+            *yj = if FMA {
+                x0.mul_add(a, *yj)
+            } else {
+                *yj + x0 * a
+            };
+        }
+        p += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_isa_matches_the_f64_reference_on_ragged_sizes() {
+        let mut seed = 1u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        for &(k, n, ldw) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (17, 33, 40),
+            (64, 4097, 4100),
+            (769, 129, 129),
+            (5, 9000, 9000),
+        ] {
+            let x: Vec<f32> = (0..k).map(|_| rnd()).collect();
+            let w: Vec<f32> = (0..k * ldw).map(|_| rnd()).collect();
+            let y0: Vec<f32> = (0..n).map(|_| rnd()).collect();
+            let reference: Vec<f64> = (0..n)
+                .map(|j| {
+                    0.5 * (0..k)
+                        .map(|p| x[p] as f64 * w[p * ldw + j] as f64)
+                        .sum::<f64>()
+                        + 2.0 * y0[j] as f64
+                })
+                .collect();
+            for isa in available() {
+                let mut y = y0.clone();
+                gemv_with(isa, 0.5, &x, &w, ldw, 2.0, &mut y);
+                for (j, (&a, &b)) in y.iter().zip(&reference).enumerate() {
+                    assert!(
+                        (a as f64 - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                        "{isa:?} {k}x{n} col {j}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+}
