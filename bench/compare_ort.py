@@ -74,8 +74,9 @@ def run_ours(args):
     for line in p.stdout.splitlines()[:-1]:
         log("  | " + line)
     if p.returncode != 0:
-        tail = (p.stderr.strip().splitlines() or ["(no stderr)"])[-1]
-        return None, f"`{' '.join(cmd[1:])}` exited with {p.returncode}: {tail}"
+        err = p.stderr.strip().splitlines() or ["(no stderr)"]
+        msg = next((l for l in err if l.lower().startswith("error")), err[-1])  # clap's "error: ..." line
+        return None, f"`{' '.join(cmd[1:])}` exited with {p.returncode}: {msg}"
     lines = [l for l in p.stdout.splitlines() if l.strip()]
     try:
         ours = json.loads(lines[-1])
@@ -221,6 +222,12 @@ def ratio(ort_s, our_s):
     return ort_s / our_s if ort_s and our_s else None
 
 
+def fmt_ratio(r, match):
+    if r is None:
+        return ""
+    return "(other model)" if match is False else f"{r:.2f}x"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--onnx", required=True, help="the GPT-2 LM-head ONNX file (input1 [1,1,L])")
@@ -251,7 +258,11 @@ def main():
 
     # 2. ORT on the zoo-style model.
     log(f"ORT {ort.__version__}: loading {args.onnx} (intra_op_num_threads={T})")
-    load_s, zoo = timed(lambda: Zoo(make_session(args.onnx, T)))
+    try:
+        load_s, zoo = timed(lambda: Zoo(make_session(args.onnx, T)))
+    except Exception as e:
+        sys.exit(f"error: onnxruntime cannot load {args.onnx}: {short(e)}")
+    vocab = zoo.vocab
     res = {"session_load_s": load_s, "full_forward_s": {}, "errors": {}}
 
     log(f"ORT: cold first run on the {P}-token prompt")
@@ -269,7 +280,7 @@ def main():
         res["errors"]["naive"] = short(e)
 
     lengths = {128} | (set() if args.skip_1024 else {1024})
-    if ours and not (args.skip_1024 and ours["full_forward_len"] == 1024):
+    if ours and not (args.skip_1024 and int(ours["full_forward_len"]) == 1024):
         lengths.add(int(ours["full_forward_len"]))
     for L in sorted(lengths):
         n = args.runs if L <= 256 else min(args.runs, 3)
@@ -285,7 +296,7 @@ def main():
     if args.kv_onnx:
         log(f"ORT: KV-cache export {args.kv_onnx}")
         try:
-            pre, per_tok = ort_kv_generation(args.kv_onnx, T, P, G, 50257)
+            pre, per_tok = ort_kv_generation(args.kv_onnx, T, P, G, vocab)
             kv = {"prefill_s": pre, "decode_ms_per_token": per_tok * 1e3,
                   "decode_tok_s": 1.0 / per_tok if per_tok else None}
         except Exception as e:
@@ -323,7 +334,7 @@ def main():
     w = max(len(r[0]) for r in rows) if rows else 10
     print(f"{'':{w}}  {'ORT':>12}  {'ours':>12}  ours faster by")
     for what, a, b, r in rows:
-        print(f"{what:{w}}  {a:>12}  {b:>12}  {f'{r:.2f}x' if r else ''}")
+        print(f"{what:{w}}  {a:>12}  {b:>12}  {fmt_ratio(r, match)}")
     for key, err in res["errors"].items():
         print(f"ORT {key} failed: {err}")
     if kv is None:
@@ -344,11 +355,12 @@ def main():
             "ort": {**{k: v for k, v in res.items() if k != "full_forward_s"},
                     "full_forward_s": {str(k): v for k, v in res["full_forward_s"].items()}, "kv": kv},
             "ours": ours, "ours_error": ours_err, "model_match": match,
-            "ours_faster_by": {
+            "ours_faster_by": None if match is False else {  # no ratios across different models
                 "full_forward": ratio(res["full_forward_s"].get(ff_len), o.get("full_forward_s")),
                 "decode": ratio(res.get("naive_decode_ms_per_token"), o.get("decode_ms_per_token")),
                 "prefill_warm": ratio(res.get("naive_prefill_s"), ours_pre),
                 "prefill_cold": ratio(res.get("prefill_cold_s"), ours_pre),
+                "kv_decode": ratio((kv or {}).get("decode_ms_per_token"), o.get("decode_ms_per_token")),
             },
         }
         print(json.dumps(summary))

@@ -37,7 +37,12 @@ pub fn detected() -> Isa {
 }
 
 /// ISAs available here, best last (for tests and benchmarks).
-pub fn available() -> Vec<Isa> {
+pub fn available() -> &'static [Isa] {
+    static AVAILABLE: OnceLock<Vec<Isa>> = OnceLock::new();
+    AVAILABLE.get_or_init(detect_all)
+}
+
+fn detect_all() -> Vec<Isa> {
     let mut v = vec![Isa::Scalar];
     #[cfg(target_arch = "x86_64")]
     {
@@ -196,7 +201,7 @@ mod tests {
                         + 2.0 * y0[j] as f64
                 })
                 .collect();
-            for isa in available() {
+            for &isa in available() {
                 let mut y = y0.clone();
                 gemv_with(isa, 0.5, &x, &w, ldw, 2.0, &mut y);
                 for (j, (&a, &b)) in y.iter().zip(&reference).enumerate() {

@@ -1,6 +1,9 @@
 //! Kernels: plain functions over slices with explicit sizes. Shapes and strides are
 //! compile-time constants in the generated code; these functions only check them in debug
-//! builds. Strides are in elements.
+//! builds. Strides are in elements. No kernel allocates: decoding a token allocates nothing.
+
+/// Largest tensor rank the strided kernels walk.
+pub const MAX_RANK: usize = 8;
 
 /// `out[i] = f(a[ia], b[ib])` over a row-major `shape`, where `ia`/`ib` walk `a`/`b` with
 /// per-dimension strides (0 on a broadcast dimension). Covers every numpy broadcast.
@@ -27,7 +30,8 @@ pub fn broadcast<T: Copy>(
     // loop so they vectorize.
     let n = shape[rank - 1];
     let (sa, sb) = (a_strides[rank - 1], b_strides[rank - 1]);
-    let mut idx = vec![0usize; rank - 1];
+    assert!(rank <= MAX_RANK, "rank {rank} above {MAX_RANK}");
+    let mut idx = [0usize; MAX_RANK];
     let (mut oa, mut ob) = (0usize, 0usize);
     for row in out.chunks_exact_mut(n) {
         match (sa, sb) {
@@ -99,7 +103,8 @@ pub fn copy_strided<T: Copy>(
     }
     let n = shape[rank - 1];
     let (ss, ds) = (src_strides[rank - 1], dst_strides[rank - 1]);
-    let mut idx = vec![0usize; rank - 1];
+    assert!(rank <= MAX_RANK, "rank {rank} above {MAX_RANK}");
+    let mut idx = [0usize; MAX_RANK];
     let (mut so, mut dof) = (src_offset as isize, dst_offset as isize);
     let rows: usize = shape[..rank - 1].iter().product();
     for _ in 0..rows {
