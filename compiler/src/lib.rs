@@ -18,7 +18,10 @@ pub mod sequence;
 pub use error::{Error, Result};
 
 use ir::Graph;
-use passes::{fuse_attention::FuseAttention, simplify::Simplify, specialize::Specialize, Pass};
+use passes::{
+    fuse_attention::FuseAttention, simplify::Simplify, specialize::Specialize,
+    tie_weights::TieWeights, Pass,
+};
 
 /// The standard pipeline for one static input shape per graph input, calling `after` with
 /// each pass's name, summary and resulting graph.
@@ -29,7 +32,7 @@ pub fn compile_graph(
 ) -> Result<Graph> {
     let mut g = graph.clone();
     let spec = Specialize::new(inputs);
-    let passes: [&dyn Pass; 3] = [&spec, &Simplify, &FuseAttention];
+    let passes: [&dyn Pass; 4] = [&spec, &Simplify, &FuseAttention, &TieWeights];
     passes::run(&mut g, &passes, after)?;
     Ok(g)
 }

@@ -31,7 +31,11 @@ fn decode_steps_do_not_allocate() {
     gpt2rt::set_threads(1);
     let mut runner = gpt2::generate::Runner::new().unwrap();
     let mut sampler = gpt2rt::sampling::Sampler::new(
-        gpt2rt::sampling::SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.95 },
+        gpt2rt::sampling::SamplerConfig {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+        },
         1,
         runner.vocab(),
     );

@@ -249,6 +249,19 @@ fn matmul_serial(
             crate::gemv::gemv(alpha, x, rows, lb.row_stride as usize, beta, cb);
             continue;
         }
+        // One row against a matrix stored transposed (a tied embedding as the LM head).
+        if m == 1
+            && lb.row_stride == 1
+            && lb.col_stride >= k as isize
+            && la.col_stride == 1
+            && k > 0
+            && n > 0
+        {
+            let x = &a[ao..ao + k];
+            let rows = &b[bo..bo + (n - 1) * lb.col_stride as usize + k];
+            crate::gemv::gemv_t(alpha, x, rows, lb.col_stride as usize, beta, cb);
+            continue;
+        }
         if m == 0 || n == 0 {
             continue;
         }

@@ -8,7 +8,7 @@
 //! the sequence axis: buffers keep their full size (so strides stay constants), offsets and
 //! the row count are run-time values. Without one, every size is a constant.
 
-use super::plan::{data_inputs, is_alias, Elem, Plan, Storage};
+use super::plan::{data_inputs, is_alias, transposed_weight, Elem, Plan, Storage};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Tensor, ValueId};
 use crate::ops::elementwise::broadcast_offsets;
@@ -115,6 +115,16 @@ impl Lowerer<'_> {
         self.graph.values[v].konst.as_ref()
     }
 
+    /// The constant `b` is a transposed view of (see `plan::transposed_weight`).
+    fn transposed_source(&self, b: ValueId) -> Option<ValueId> {
+        let n = self
+            .graph
+            .nodes
+            .iter()
+            .find(|n| n.outputs.first() == Some(&b))?;
+        transposed_weight(self.graph, n)
+    }
+
     /// The sequence axis of `v`, when rows are computed separately.
     fn ax(&self, v: ValueId) -> Option<usize> {
         self.seq.and_then(|s| s.axis[v])
@@ -217,7 +227,7 @@ impl Lowerer<'_> {
             op: node.op.name().into(),
             msg,
         };
-        if is_alias(&node.op) {
+        if is_alias(self.graph, node) {
             return Ok(TokenStream::new());
         }
         let data: Vec<ValueId> = data_inputs(&node.op, node.inputs.len())
@@ -542,8 +552,14 @@ impl Lowerer<'_> {
             quote!(#l)
         };
         let y = self.out_rows(o);
+        // A transposed weight view ([K, N] read from the stored [N, K]) is a strided layout.
+        let lb = if self.transposed_source(b).is_some() {
+            quote!(Layout { row_stride: 1, col_stride: #kl })
+        } else {
+            quote!(Layout { row_stride: #nl, col_stride: 1 })
+        };
         Ok(quote! {
-            kernels::matmul(1.0, #xa, #ao, Layout { row_stride: #kl, col_stride: 1 }, #xb, #bo, Layout { row_stride: #nl, col_stride: 1 }, 0.0, #y, #ml, #kl, #nl);
+            kernels::matmul(1.0, #xa, #ao, Layout { row_stride: #kl, col_stride: 1 }, #xb, #bo, #lb, 0.0, #y, #ml, #kl, #nl);
         })
     }
 

@@ -8,7 +8,7 @@
 //!   first-fit allocator over the values' lifetimes, so the forward pass allocates nothing.
 
 use crate::error::{Error, Result};
-use crate::ir::{DType, Graph, Tensor, ValueId};
+use crate::ir::{DType, Graph, Node, Tensor, ValueId};
 use crate::ops::Op;
 use std::collections::HashMap;
 
@@ -91,12 +91,33 @@ pub fn data_inputs(op: &Op, n: usize) -> Vec<usize> {
     }
 }
 
-/// Ops whose output is their input with another shape.
-pub fn is_alias(op: &Op) -> bool {
+/// Nodes whose output is their input seen another way: a reshape, or a transposed weight
+/// that only MatMul/Gemm read (they take it as a strided layout, see `transposed_weight`).
+pub fn is_alias(g: &Graph, n: &Node) -> bool {
     matches!(
-        op,
+        n.op,
         Op::Identity | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. }
-    )
+    ) || transposed_weight(g, n).is_some()
+}
+
+/// For `Transpose([1, 0])` of a 2-D constant whose only readers are MatMul/Gemm right-hand
+/// operands: the constant.
+pub fn transposed_weight(g: &Graph, n: &Node) -> Option<ValueId> {
+    let Op::Transpose { perm: Some(p) } = &n.op else {
+        return None;
+    };
+    let a = n.inputs[0]?;
+    if p[..] != [1, 0] || g.values[a].konst.as_ref().is_none_or(|t| t.rank() != 2) {
+        return None;
+    }
+    let o = n.outputs[0];
+    let only_rhs = g.nodes.iter().all(|m| {
+        m.inputs
+            .iter()
+            .enumerate()
+            .all(|(k, i)| *i != Some(o) || (k == 1 && matches!(m.op, Op::MatMul | Op::Gemm { .. })))
+    });
+    (only_rhs && !g.outputs.contains(&o)).then_some(a)
 }
 
 /// First-fit allocator over one arena.
@@ -213,7 +234,7 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
     // Aliases point at the value that owns the storage.
     let mut root: Vec<ValueId> = (0..graph.values.len()).collect();
     for n in &graph.nodes {
-        if is_alias(&n.op) {
+        if is_alias(graph, n) {
             if let Some(x) = n.inputs[0] {
                 root[n.outputs[0]] = root[x];
             }
@@ -233,7 +254,7 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
         let step = s + 1;
         for (k, i) in n.inputs.iter().enumerate() {
             if let Some(i) = i {
-                if data_inputs(&n.op, n.inputs.len()).contains(&k) || is_alias(&n.op) && k == 0 {
+                if data_inputs(&n.op, n.inputs.len()).contains(&k) || is_alias(graph, n) && k == 0 {
                     let r = root[*i];
                     if graph.values[r].konst.is_none() {
                         let e = last.entry(r).or_insert(step);
@@ -242,7 +263,7 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
                 }
             }
         }
-        if !is_alias(&n.op) {
+        if !is_alias(graph, n) {
             for &o in &n.outputs {
                 def.insert(o, step);
                 last.entry(o).or_insert(step);
@@ -299,7 +320,7 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
 
     // Aliases take their root's storage, with their own length (equal: same element count).
     for n in &graph.nodes {
-        if is_alias(&n.op) {
+        if is_alias(graph, n) {
             let o = n.outputs[0];
             p.storage[o] = p.storage[root[o]].clone();
         }

@@ -5,6 +5,7 @@
 pub mod fuse_attention;
 pub mod simplify;
 pub mod specialize;
+pub mod tie_weights;
 
 use crate::error::{Error, Result};
 use crate::ir::Graph;
