@@ -119,6 +119,111 @@ pub fn gemv_with(isa: Isa, alpha: f32, x: &[f32], w: &[f32], ldw: usize, beta: f
     }
 }
 
+/// Rows of `a` at or below this count use `gemm_small` instead of a packed GEMM.
+pub const SMALL_M: usize = 16;
+
+/// `c = alpha · a·W + beta · c` for a few rows (`m` = `c.len() / n`, a prompt being
+/// prefilled): like `gemv`, but each block of `W` is read once for all rows, so the weights
+/// stream from memory once instead of being packed. `a` rows have stride `lda`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_small(
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    k: usize,
+    w: &[f32],
+    ldw: usize,
+    beta: f32,
+    c: &mut [f32],
+    n: usize,
+) {
+    let m = c.len() / n.max(1);
+    let isa = detected();
+    let t = crate::threads();
+    if k > 0 {
+        assert!(w.len() >= (k - 1) * ldw + n && a.len() >= (m.max(1) - 1) * lda + k);
+    }
+    if t <= 1 || m * k * n < (1 << 18) {
+        return gemm_small_serial(isa, alpha, a, lda, k, w, ldw, beta, c, n);
+    }
+    // Threads take column ranges; each needs every row, so split by column via raw rows.
+    let chunk = n.div_ceil(t).div_ceil(16) * 16;
+    let ranges: Vec<(usize, usize)> = (0..n)
+        .step_by(chunk)
+        .map(|c0| (c0, (c0 + chunk).min(n)))
+        .collect();
+    let mut parts: Vec<Vec<f32>> = ranges
+        .iter()
+        .map(|&(c0, c1)| {
+            let mut v = Vec::with_capacity(m * (c1 - c0));
+            for i in 0..m {
+                v.extend_from_slice(&c[i * n + c0..i * n + c1]);
+            }
+            v
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for (part, &(c0, c1)) in parts.iter_mut().zip(&ranges) {
+            let width = c1 - c0;
+            s.spawn(move || {
+                // The part is an m × width matrix: run on it with the columns shifted.
+                let wshift = &w[c0..];
+                gemm_small_serial(isa, alpha, a, lda, k, wshift, ldw, beta, part, width);
+            });
+        }
+    });
+    for (part, &(c0, c1)) in parts.iter().zip(&ranges) {
+        let width = c1 - c0;
+        for i in 0..m {
+            c[i * n + c0..i * n + c1].copy_from_slice(&part[i * width..(i + 1) * width]);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_small_serial(
+    isa: Isa,
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    k: usize,
+    w: &[f32],
+    ldw: usize,
+    beta: f32,
+    c: &mut [f32],
+    n: usize,
+) {
+    let m = c.len() / n.max(1);
+    for i in 0..m {
+        let row = &mut c[i * n..(i + 1) * n];
+        if beta == 0.0 {
+            row.iter_mut().for_each(|v| *v = 0.0);
+        } else if beta != 1.0 {
+            row.iter_mut().for_each(|v| *v *= beta);
+        }
+    }
+    for b0 in (0..n).step_by(SMALL_BLOCK) {
+        let b1 = (b0 + SMALL_BLOCK).min(n);
+        for i in 0..m {
+            let x = &a[i * lda..i * lda + k];
+            let yb = &mut c[i * n + b0..i * n + b1];
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the CPU reported AVX-512F and FMA (`detected`).
+                Isa::Avx512 => unsafe { block_avx512(alpha, x, w, ldw, b0, yb) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the CPU reported AVX2 and FMA (`detected`).
+                Isa::Avx2 => unsafe { block_avx2(alpha, x, w, ldw, b0, yb) },
+                _ => block::<false>(alpha, x, w, ldw, b0, yb),
+            }
+        }
+    }
+}
+
+/// Columns per block in `gemm_small`: a block of W rows (4 × this) stays in L1 while every
+/// row of the prompt uses it.
+const SMALL_BLOCK: usize = 512;
+
 /// `y[j] = alpha · Σ_p x[p] · w[j·ldw + p] + beta · y[j]`: the matrix stored transposed
 /// (`[n, k]` rows, e.g. a tied embedding read as the LM head), one dot product per output,
 /// on all threads.

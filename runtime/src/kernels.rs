@@ -249,6 +249,20 @@ fn matmul_serial(
             crate::gemv::gemv(alpha, x, rows, lb.row_stride as usize, beta, cb);
             continue;
         }
+        // A few rows (a short prompt) against a row-major matrix: stream the weights once.
+        if (2..=crate::gemv::SMALL_M).contains(&m)
+            && lb.col_stride == 1
+            && lb.row_stride >= n as isize
+            && la.col_stride == 1
+            && la.row_stride >= k as isize
+            && k > 0
+        {
+            let lda = la.row_stride as usize;
+            let x = &a[ao..ao + (m - 1) * lda + k];
+            let rows = &b[bo..bo + (k - 1) * lb.row_stride as usize + n];
+            crate::gemv::gemm_small(alpha, x, lda, k, rows, lb.row_stride as usize, beta, cb, n);
+            continue;
+        }
         // One row against a matrix stored transposed (a tied embedding as the LM head).
         if m == 1
             && lb.row_stride == 1
@@ -582,6 +596,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn threaded_and_small_m_paths_match_the_scalar_twin() {
+        let mut seed = 11;
+        crate::set_threads(2);
+        for &(m, k, n) in &[
+            (1, 700, 3000),
+            (2, 64, 5000),
+            (8, 300, 4100),
+            (16, 129, 2049),
+            (40, 256, 700),
+        ] {
+            let a = rand_vec(m * k, &mut seed);
+            let b = rand_vec(k * n, &mut seed);
+            let c0 = rand_vec(m * n, &mut seed);
+            let la = Layout {
+                row_stride: k as isize,
+                col_stride: 1,
+            };
+            for lb in [
+                Layout {
+                    row_stride: n as isize,
+                    col_stride: 1,
+                },
+                Layout {
+                    row_stride: 1,
+                    col_stride: k as isize,
+                },
+            ] {
+                let (mut c1, mut c2) = (c0.clone(), c0.clone());
+                matmul(1.0, &a, &[0], la, &b, &[0], lb, 1.0, &mut c1, m, k, n);
+                matmul_reference(1.0, &a, &[0], la, &b, &[0], lb, 1.0, &mut c2, m, k, n);
+                for (x, y) in c1.iter().zip(&c2) {
+                    assert!(
+                        (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                        "{m}x{k}x{n} {lb:?}: {x} vs {y}"
+                    );
+                }
+            }
+        }
+        crate::set_threads(1);
     }
 
     #[test]
