@@ -61,7 +61,14 @@ pub fn compile(model: &Path, out_dir: &Path, weights_path: WeightsPath) -> Resul
     drop(proto);
     let config = Gpt2Config::derive(&graph).ok();
     let inputs = input_shapes(&graph, config.as_ref())?;
-    let specialized = crate::compile_graph(&graph, inputs.clone(), |_, _, _| {})?;
+    // GPT2C_DISABLE_PASSES=fuse-gelu,tie-weights switches optional passes off (for A/B runs).
+    let disabled: Vec<String> = std::env::var("GPT2C_DISABLE_PASSES")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let specialized = crate::compile_graph_with(&graph, inputs.clone(), &disabled, |_, _, _| {})?;
     let shapes: Vec<String> = inputs.iter().map(|(n, s)| format!("{n}{s:?}")).collect();
     let opts = Options {
         model_name: model

@@ -19,9 +19,18 @@ pub use error::{Error, Result};
 
 use ir::Graph;
 use passes::{
-    fuse_attention::FuseAttention, simplify::Simplify, specialize::Specialize,
-    tie_weights::TieWeights, Pass,
+    fuse_attention::FuseAttention, fuse_gelu::FuseGelu, fuse_layernorm::FuseLayerNorm,
+    simplify::Simplify, specialize::Specialize, tie_weights::TieWeights, Pass,
 };
+
+/// Names of the optimization passes that can be switched off (`GPT2C_DISABLE_PASSES`,
+/// `gpt2c inspect --disable`); `specialize` and `simplify` always run.
+pub const OPTIONAL_PASSES: &[&str] = &[
+    "fuse-layernorm",
+    "fuse-gelu",
+    "fuse-attention",
+    "tie-weights",
+];
 
 /// The standard pipeline for one static input shape per graph input, calling `after` with
 /// each pass's name, summary and resulting graph.
@@ -30,9 +39,38 @@ pub fn compile_graph(
     inputs: Vec<(String, Vec<usize>)>,
     after: impl FnMut(&str, &str, &Graph),
 ) -> Result<Graph> {
+    compile_graph_with(graph, inputs, &[], after)
+}
+
+/// `compile_graph` without the optional passes named in `disabled`.
+pub fn compile_graph_with(
+    graph: &Graph,
+    inputs: Vec<(String, Vec<usize>)>,
+    disabled: &[String],
+    after: impl FnMut(&str, &str, &Graph),
+) -> Result<Graph> {
+    for d in disabled {
+        if !OPTIONAL_PASSES.contains(&d.as_str()) {
+            return Err(Error::Invalid(format!(
+                "unknown pass '{d}'; optional passes: {}",
+                OPTIONAL_PASSES.join(", ")
+            )));
+        }
+    }
     let mut g = graph.clone();
     let spec = Specialize::new(inputs);
-    let passes: [&dyn Pass; 4] = [&spec, &Simplify, &FuseAttention, &TieWeights];
+    let all: [&dyn Pass; 6] = [
+        &spec,
+        &Simplify,
+        &FuseLayerNorm,
+        &FuseGelu,
+        &FuseAttention,
+        &TieWeights,
+    ];
+    let passes: Vec<&dyn Pass> = all
+        .into_iter()
+        .filter(|p| !disabled.iter().any(|d| d == p.name()))
+        .collect();
     passes::run(&mut g, &passes, after)?;
     Ok(g)
 }

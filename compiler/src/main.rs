@@ -31,6 +31,10 @@ enum Cmd {
         /// Also list every node after each pass.
         #[arg(long)]
         nodes: bool,
+        /// Switch optional passes off (comma-separated: fuse-layernorm, fuse-gelu,
+        /// fuse-attention, tie-weights).
+        #[arg(long, value_delimiter = ',')]
+        disable: Vec<String>,
     },
     /// Compile a model to Rust: writes DIR/model.rs and DIR/weights.bin.
     Emit {
@@ -45,7 +49,12 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Inspect { model, len, nodes } => inspect(&model, len, nodes),
+        Cmd::Inspect {
+            model,
+            len,
+            nodes,
+            disable,
+        } => inspect(&model, len, nodes, &disable),
         Cmd::Emit { model, out } => emit(&model, &out),
     };
     match result {
@@ -121,7 +130,7 @@ fn print_nodes(g: &Graph) {
     }
 }
 
-fn inspect(path: &Path, len: Option<usize>, nodes: bool) -> Result<()> {
+fn inspect(path: &Path, len: Option<usize>, nodes: bool, disable: &[String]) -> Result<()> {
     let t0 = Instant::now();
     let file_len = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))?
@@ -175,13 +184,18 @@ fn inspect(path: &Path, len: Option<usize>, nodes: bool) -> Result<()> {
     };
     config.check_len(&graph, len)?;
     let t1 = Instant::now();
-    gpt2c::compile_graph(&graph, vec![(name, vec![1, 1, len])], |pass, summary, g| {
-        println!("after {pass} (L={len}): {summary}");
-        println!("           {} nodes: {}", g.nodes.len(), histogram(g));
-        if nodes {
-            print_nodes(g);
-        }
-    })?;
+    gpt2c::compile_graph_with(
+        &graph,
+        vec![(name, vec![1, 1, len])],
+        disable,
+        |pass, summary, g| {
+            println!("after {pass} (L={len}): {summary}");
+            println!("           {} nodes: {}", g.nodes.len(), histogram(g));
+            if nodes {
+                print_nodes(g);
+            }
+        },
+    )?;
     println!("passes     {:.0} ms", t1.elapsed().as_secs_f64() * 1e3);
     Ok(())
 }

@@ -129,7 +129,18 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 contiguous_out(a)?;
                 Some(a)
             }
-            Op::Unary(_) | Op::Cast { .. } => {
+            Op::LayerNorm { .. } => {
+                if ax(1).is_some() || ax(2).is_some() {
+                    return Err(fail("its scale or bias depends on position".into()));
+                }
+                let a = ax(0).expect("input has the axis");
+                if a + 1 == out_shape.len() {
+                    return Err(fail("it normalizes over the sequence axis".into()));
+                }
+                contiguous_out(a)?;
+                Some(a)
+            }
+            Op::Unary(_) | Op::Cast { .. } | Op::Gelu => {
                 let a = ax(0).expect("input has the axis");
                 contiguous_out(a)?;
                 Some(a)

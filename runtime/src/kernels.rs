@@ -529,6 +529,34 @@ fn attention_heads(
     });
 }
 
+/// LayerNorm of each of `rows` rows of `n` elements: `(x − mean) / √(var + eps) · γ + β`.
+pub fn layer_norm(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    out: &mut [f32],
+    rows: usize,
+    n: usize,
+    eps: f32,
+) {
+    debug_assert!(
+        x.len() == rows * n && out.len() == x.len() && gamma.len() == n && beta.len() == n
+    );
+    for (xr, o) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)).take(rows) {
+        let mean = xr.iter().sum::<f32>() / n as f32;
+        let var = xr.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (((o, &v), &g), &b) in o.iter_mut().zip(xr).zip(gamma).zip(beta) {
+            *o = (v - mean) * inv * g + b;
+        }
+    }
+}
+
+/// GPT-2's GELU: `0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))`.
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044715 * x * x * x)).tanh())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

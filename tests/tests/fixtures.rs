@@ -137,3 +137,54 @@ fn full_size_model_when_available() {
         None,
     ));
 }
+
+/// A/B: with each optional pass switched off (and all of them), the compiled graph still
+/// matches onnxruntime, so every pass is an optimization and nothing else.
+#[test]
+fn every_optional_pass_can_be_switched_off() {
+    for m in fixtures()
+        .iter()
+        .filter(|m| m.json["name"] == "tiny" || m.json["name"] == "matmul_add")
+    {
+        let graph = gpt2c::onnx::load_graph(&m.model).unwrap();
+        let (input, _) = token_input(&graph).unwrap();
+        let case = m.cases.last().unwrap();
+        let len = case.len.unwrap();
+        let mut sets: Vec<Vec<String>> = gpt2c::OPTIONAL_PASSES
+            .iter()
+            .map(|p| vec![p.to_string()])
+            .collect();
+        sets.push(
+            gpt2c::OPTIONAL_PASSES
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+        );
+        for disabled in sets {
+            let g = gpt2c::compile_graph_with(
+                &graph,
+                vec![(input.clone(), vec![1, 1, len])],
+                &disabled,
+                |_, _, _| {},
+            )
+            .unwrap();
+            let outs =
+                gpt2c::interp::run(&g, &[(input.as_str(), case.inputs[0].tensor.clone())]).unwrap();
+            for (i, (o, r)) in outs.iter().zip(&case.outputs).enumerate() {
+                let what = format!(
+                    "{:?} without {disabled:?} output {i}{}",
+                    m.json["name"],
+                    if i == 0 { " (logits)" } else { "" }
+                );
+                compare(&what, o, &r.tensor, MODEL_TOL).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+    assert!(gpt2c::compile_graph_with(
+        &gpt2c::ir::Graph::default(),
+        vec![],
+        &["no-such-pass".into()],
+        |_, _, _| {}
+    )
+    .is_err());
+}

@@ -414,6 +414,22 @@ impl Lowerer<'_> {
                     kernels::attention(#xq, #xk, #xv, y, dims, #rows);
                 }
             }
+            Op::LayerNorm { eps } => {
+                let s = sh(0);
+                let n = *s.last().expect("rank >= 1");
+                let rows = self.prod(data[0], 0..s.len() - 1);
+                let (x, g, b) = (
+                    self.read_rows(data[0], oe),
+                    self.read(data[1], oe),
+                    self.read(data[2], oe),
+                );
+                let (nl, e) = (lit(n), f32_lit(*eps));
+                quote!(kernels::layer_norm(#x, #g, #b, #y, #rows, #nl, #e);)
+            }
+            Op::Gelu => {
+                let x = self.read_rows(data[0], oe);
+                quote!(kernels::map(#x, #y, kernels::gelu);)
+            }
             Op::Identity | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => {
                 unreachable!()
             }

@@ -7,6 +7,7 @@
 pub mod attention;
 pub mod cast;
 pub mod elementwise;
+pub mod fused;
 pub mod matmul;
 pub mod reduce;
 pub mod shape;
@@ -86,6 +87,12 @@ pub enum Op {
     },
     /// Fused scaled-dot-product attention (from `passes::fuse_attention`).
     Attention(attention::Attention),
+    /// LayerNorm over the last axis: inputs x, gamma, beta (from `passes::fuse_layernorm`).
+    LayerNorm {
+        eps: f32,
+    },
+    /// tanh-approximated GELU (from `passes::fuse_gelu`).
+    Gelu,
 }
 
 /// ONNX op types (default domain) the importer accepts. `Constant` becomes a constant value.
@@ -176,6 +183,8 @@ impl Op {
             Op::Gemm { .. } => "Gemm",
             Op::Softmax { .. } => "Softmax",
             Op::Attention(_) => "Attention",
+            Op::LayerNorm { .. } => "LayerNorm",
+            Op::Gelu => "Gelu",
         }
     }
 
@@ -202,6 +211,8 @@ impl Op {
             Op::MatMul | Op::Gemm { .. } => matmul::infer(self, ins),
             Op::Softmax { .. } => Ok(vec![owned(float_in(ins, 0)?)]),
             Op::Attention(a) => attention::infer(a, ins),
+            Op::LayerNorm { .. } => fused::infer_layer_norm(ins),
+            Op::Gelu => Ok(vec![owned(float_in(ins, 0)?)]),
         }
     }
 
@@ -227,6 +238,8 @@ impl Op {
             Op::MatMul | Op::Gemm { .. } => matmul::eval(self, ins),
             Op::Softmax { axis, coerce_2d } => softmax::eval(*axis, *coerce_2d, input(ins, 0)?),
             Op::Attention(a) => attention::eval(a, ins),
+            Op::LayerNorm { eps } => fused::eval_layer_norm(*eps, ins),
+            Op::Gelu => fused::eval_gelu(input(ins, 0)?),
         }
     }
 }

@@ -3,6 +3,9 @@
 //! `run` applies a list of passes in order and lets a caller look at the graph after each.
 
 pub mod fuse_attention;
+pub mod fuse_gelu;
+pub mod fuse_layernorm;
+pub mod pattern;
 pub mod simplify;
 pub mod specialize;
 pub mod tie_weights;

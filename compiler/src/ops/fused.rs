@@ -1,0 +1,58 @@
+//! Fused ops (not in ONNX; produced by the fusion passes): LayerNorm over the last axis and
+//! the tanh approximation of GELU. Reference evaluation in f64.
+
+use super::{input, req, InferIn, OutType};
+use crate::error::OpResult;
+use crate::ir::{DType, Tensor};
+use crate::op_err;
+
+/// `√(2/π)`, as GPT-2's GELU writes it.
+pub const GELU_C: f32 = 0.797_884_6;
+
+pub fn infer_layer_norm(ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
+    let (x, g, b) = (req(ins, 0)?, req(ins, 1)?, req(ins, 2)?);
+    let n = *x.shape.last().unwrap_or(&0);
+    if x.dtype != DType::F32 || g.shape != [n] || b.shape != [n] {
+        return op_err!("LayerNorm needs f32 x [.., N] with gamma and beta [N]");
+    }
+    Ok(vec![(DType::F32, x.shape.to_vec())])
+}
+
+/// `(x − mean) / √(var + eps) · γ + β` over the last axis (population variance).
+pub fn eval_layer_norm(eps: f32, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
+    let (x, g, b) = (input(ins, 0)?, input(ins, 1)?, input(ins, 2)?);
+    let n = *x.shape().last().unwrap_or(&1);
+    let (xv, gv, bv) = (x.to_vec::<f32>()?, g.to_vec::<f32>()?, b.to_vec::<f32>()?);
+    let mut out = vec![0f32; xv.len()];
+    for (row, o) in xv.chunks(n).zip(out.chunks_mut(n)) {
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        // The graph computes in f32: mean, then the centred square's mean.
+        let mean = mean as f32;
+        let var = row
+            .iter()
+            .map(|&v| ((v - mean) as f64).powi(2))
+            .sum::<f64>()
+            / n as f64;
+        let denom = ((var as f32) + eps).sqrt();
+        for i in 0..n {
+            o[i] = (row[i] - mean) / denom * gv[i] + bv[i];
+        }
+    }
+    Ok(vec![Tensor::from_vec(x.shape().to_vec(), out)])
+}
+
+/// `0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))`.
+pub fn gelu(x: f32) -> f32 {
+    let x64 = x as f64;
+    (0.5 * x64 * (1.0 + ((GELU_C as f64) * (x64 + 0.044715 * x64 * x64 * x64)).tanh())) as f32
+}
+
+pub fn eval_gelu(x: &Tensor) -> OpResult<Vec<Tensor>> {
+    if x.dtype() != DType::F32 {
+        return op_err!("Gelu needs f32");
+    }
+    Ok(vec![Tensor::from_vec(
+        x.shape().to_vec(),
+        x.to_vec::<f32>()?.into_iter().map(gelu).collect(),
+    )])
+}
