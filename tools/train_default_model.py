@@ -351,7 +351,9 @@ def main(argv=None):
     ap.add_argument("--n-embd", type=int, default=128)
     ap.add_argument("--n-ctx", type=int, default=128)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=1800)
+    ap.add_argument("--max-train-minutes", type=float, default=38.0,
+                    help="safety cap: stop training early (logged) if the wall time exceeds this")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.01)
@@ -451,7 +453,12 @@ def main(argv=None):
     net.train()
     t_train = time.time()
     ema = None
+    steps_done = 0
     for step in range(args.steps):
+        if time.time() - t_train > 60 * args.max_train_minutes:
+            log("!!! wall-time cap of %.1f min reached after %d of %d steps; stopping early"
+                % (args.max_train_minutes, step, args.steps))
+            break
         lr = lr_at(step, args.steps, args.lr, args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -465,6 +472,7 @@ def main(argv=None):
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         ema = float(loss) if ema is None else 0.95 * ema + 0.05 * float(loss)
+        steps_done = step + 1
         if (step + 1) % 50 == 0 or step == 0:
             msg = "step %5d  lr %.2e  train %.4f (ema %.4f)  %.1fs" % (step + 1, lr, float(loss), ema,
                                                                      time.time() - t_train)
@@ -472,7 +480,7 @@ def main(argv=None):
                 msg += "  val %.4f" % val_loss()
             log(msg)
     wall = time.time() - t_train
-    log("training wall time: %.1f s (%.1f min), %d steps x %d x %d tokens" % (wall, wall / 60, args.steps,
+    log("training wall time: %.1f s (%.1f min), %d steps x %d x %d tokens" % (wall, wall / 60, steps_done,
                                                                               args.batch, T))
 
     # final train loss over a fixed sample of training windows (restricted == full softmax for these)
@@ -549,7 +557,7 @@ def main(argv=None):
         ("train_vocab_ids", len(used)), ("heldout_tokens_outside_train_vocab", n_oov),
         ("n_layer", args.n_layer), ("n_head", args.n_head), ("n_embd", args.n_embd), ("n_ctx", args.n_ctx),
         ("vocab", VOCAB), ("dropout", 0.0),
-        ("steps", args.steps), ("batch", args.batch), ("tokens_per_step", args.batch * T),
+        ("steps", steps_done), ("steps_planned", args.steps), ("batch", args.batch), ("tokens_per_step", args.batch * T),
         ("optimizer", "AdamW betas (0.9, 0.95) eps 1e-8, weight decay %g on matrices, grad clip 1.0"
          % args.weight_decay),
         ("lr", args.lr), ("lr_schedule", "linear warm-up %d steps, cosine decay to 10%%" % args.warmup),

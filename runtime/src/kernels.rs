@@ -463,6 +463,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `attention` for the heads whose output rows are in `out`, the first being head `h0`.
+/// Many query rows (a prefill) go through GEMMs: scores `Q·Kᵀ`, a causal softmax per row,
+/// then `P·V`; a few rows (decoding) use dot products against the cache.
 #[allow(clippy::too_many_arguments)]
 fn attention_heads(
     q: &[f32],
@@ -485,10 +487,13 @@ fn attention_heads(
     } = dims;
     let heads = out.len() / (q_rows * d);
     let shift = kv_rows - q_rows;
+    // Keys the last query row may see.
+    let keys_max = if causal { r0 + rn + shift } else { kv_rows };
     SCORES.with(|s| {
         let mut s = s.borrow_mut();
-        if s.len() < kv_rows {
-            s.resize(kv_rows, 0.0);
+        let need = if rn >= 16 { rn * keys_max } else { kv_rows };
+        if s.len() < need {
+            s.resize(need, 0.0);
         }
         for lh in 0..heads {
             let b = h0 + lh;
@@ -496,6 +501,75 @@ fn attention_heads(
                 &k[b * kv_rows * d..(b + 1) * kv_rows * d],
                 &v[b * kv_rows * d..(b + 1) * kv_rows * d],
             );
+            let o_head = &mut out[lh * q_rows * d..(lh + 1) * q_rows * d];
+            if rn >= 16 {
+                let sc = &mut s[..rn * keys_max];
+                // Kᵀ as a [d, keys] matrix: element (c, j) is k[j·d + c] (or k[c·kv_rows + j]).
+                let kt = if k_transposed {
+                    Layout {
+                        row_stride: kv_rows as isize,
+                        col_stride: 1,
+                    }
+                } else {
+                    Layout {
+                        row_stride: 1,
+                        col_stride: d as isize,
+                    }
+                };
+                let qo = (b * q_rows + r0) * d;
+                matmul_serial(
+                    scale,
+                    q,
+                    &[qo],
+                    Layout {
+                        row_stride: d as isize,
+                        col_stride: 1,
+                    },
+                    kb,
+                    &[0],
+                    kt,
+                    0.0,
+                    sc,
+                    rn,
+                    d,
+                    keys_max,
+                );
+                for (r, row) in sc.chunks_exact_mut(keys_max).enumerate() {
+                    let keys = if causal { r0 + r + shift + 1 } else { kv_rows };
+                    let (live, dead) = row.split_at_mut(keys);
+                    let max = live.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                    let mut sum = 0f32;
+                    for x in live.iter_mut() {
+                        *x = (*x - max).exp();
+                        sum += *x;
+                    }
+                    let inv = 1.0 / sum;
+                    live.iter_mut().for_each(|x| *x *= inv);
+                    dead.iter_mut().for_each(|x| *x = 0.0);
+                }
+                let o = &mut o_head[r0 * d..(r0 + rn) * d];
+                matmul_serial(
+                    1.0,
+                    sc,
+                    &[0],
+                    Layout {
+                        row_stride: keys_max as isize,
+                        col_stride: 1,
+                    },
+                    vb,
+                    &[0],
+                    Layout {
+                        row_stride: d as isize,
+                        col_stride: 1,
+                    },
+                    0.0,
+                    o,
+                    rn,
+                    keys_max,
+                    d,
+                );
+                continue;
+            }
             for i in r0..r0 + rn {
                 let qi = &q[(b * q_rows + i) * d..(b * q_rows + i + 1) * d];
                 let keys = if causal { i + shift + 1 } else { kv_rows };
@@ -515,7 +589,7 @@ fn attention_heads(
                     *sj = (*sj - max).exp();
                     sum += *sj;
                 }
-                let o = &mut out[(lh * q_rows + i) * d..(lh * q_rows + i + 1) * d];
+                let o = &mut o_head[i * d..(i + 1) * d];
                 o.iter_mut().for_each(|x| *x = 0.0);
                 for (j, &p) in scores.iter().enumerate() {
                     for (x, &vv) in o.iter_mut().zip(&vb[j * d..(j + 1) * d]) {
