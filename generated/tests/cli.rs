@@ -38,19 +38,29 @@ fn tmp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("gpt2-cli-{}-{name}", std::process::id()))
 }
 
+/// The default model's stored onnxruntime references (same manifest format as the fixtures).
+const DEFAULT_MANIFEST: &str = "models/gpt2-random-50257.json";
+
 #[test]
 fn logits_match_onnxruntime() {
     if !default_model_embedded() {
         return;
     }
-    for len in [1, 8] {
-        let dir = root().join("models");
-        let ids: Vec<i64> = std::fs::read(dir.join(format!("gpt2-random-50257.L{len}.input1.bin")))
+    let manifest = root().join(DEFAULT_MANIFEST);
+    let dir = manifest.parent().unwrap().to_path_buf();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let vocab = json["config"]["vocab"].as_u64().unwrap() as usize;
+    let cases = json["cases"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
+        let len = case["len"].as_u64().unwrap() as usize;
+        let ids: Vec<i64> = std::fs::read(dir.join(case["inputs"][0]["file"].as_str().unwrap()))
             .unwrap()
             .chunks_exact(8)
             .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
             .collect();
-        let reference = read_f32(&dir.join(format!("gpt2-random-50257.L{len}.out0.bin")));
+        let reference = read_f32(&dir.join(case["outputs"][0]["file"].as_str().unwrap()));
         let ids_arg = ids
             .iter()
             .map(|i| i.to_string())
@@ -79,8 +89,8 @@ fn logits_match_onnxruntime() {
         assert!(worst <= tol, "L={len}: max diff {worst} > {tol}");
         for row in 0..len {
             let argmax = |v: &[f32]| {
-                (0..50257).fold(0, |m, j| {
-                    if v[row * 50257 + j] > v[row * 50257 + m] {
+                (0..vocab).fold(0, |m, j| {
+                    if v[row * vocab + j] > v[row * vocab + m] {
                         j
                     } else {
                         m
@@ -101,8 +111,11 @@ fn info_describes_the_model() {
     for want in ["config", "weights    f32", "source", "model.rs", "sha256"] {
         assert!(out.contains(want), "missing {want} in:\n{out}");
     }
-    if default_model_embedded() {
-        assert!(out.contains("vocabulary 50257, context 128"), "{out}");
+    if let Some(c) = gpt2::GPT2 {
+        assert!(
+            out.contains(&format!("vocabulary {}, context {}", c.vocab, c.n_ctx)),
+            "{out}"
+        );
     }
 }
 
@@ -138,8 +151,9 @@ fn bad_input_is_refused_cleanly() {
         assert!(err.contains(want), "{args:?}: expected '{want}' in: {err}");
     }
     if default_model_embedded() {
-        let too_many = vec!["7"; 129].join(",");
+        let ctx = gpt2::GPT2.unwrap().n_ctx;
+        let too_many = vec!["7"; ctx + 1].join(",");
         let (ok, _, err) = gpt2(&["logits", "--ids", &too_many, "--out", o]);
-        assert!(!ok && err.contains("context is 128"), "{err}");
+        assert!(!ok && err.contains(&format!("context is {ctx}")), "{err}");
     }
 }
