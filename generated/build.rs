@@ -12,7 +12,7 @@ fn main() {
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let model = match std::env::var_os("GPT2_ONNX") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => manifest.join("../models/gpt2-random-50257.onnx"),
+        _ => manifest.join("../models/gpt2-kjv.onnx"),
     };
     println!("cargo:rerun-if-changed={}", model.display());
     if let Err(e) = build(&model) {

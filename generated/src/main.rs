@@ -10,6 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// `writeln!` into a String (the report is printed at once; see `emit`).
+macro_rules! outln {
+    ($o:expr, $($t:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($t)*);
+    }};
+}
+
 const ABOUT: &str = "GPT-2 compiled to native code by gpt2c, with the model embedded.
 
 `gpt2 \"prompt\"` is `gpt2 generate \"prompt\"`: it prints the prompt, then streams the
@@ -272,6 +280,7 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
 }
 
 fn score_file(file: &Path) -> Result<(), String> {
+    let mut o = String::new();
     if !gpt2_vocab() {
         return Err(format!(
             "scoring text needs GPT-2's {VOCAB}-token vocabulary; this model has another"
@@ -294,11 +303,13 @@ fn score_file(file: &Path) -> Result<(), String> {
     let mut runner = Runner::new()?;
     let t = Instant::now();
     let (nll, n) = score(&mut runner, &ids)?;
-    println!(
+    outln!(
+        o,
         "perplexity {:.4} over {n} tokens (mean negative log-likelihood {nll:.4} nats; {:.1} s)",
         nll.exp(),
         t.elapsed().as_secs_f64()
     );
+    emit(&o);
     Ok(())
 }
 
@@ -327,6 +338,7 @@ fn logits(ids: &[i64], out: &Path) -> Result<(), String> {
 
 /// Prefill `prompt_len` tokens, decode `gen` more greedily, time the full forward.
 fn bench(prompt_len: usize, gen: usize, runs: usize, threads: u32) -> Result<(), String> {
+    let mut o = String::new();
     let start = START.get().copied().unwrap_or_else(Instant::now);
     let mut runner = Runner::new()?;
     let (ctx, vocab) = (runner.context(), runner.vocab());
@@ -360,72 +372,93 @@ fn bench(prompt_len: usize, gen: usize, runs: usize, threads: u32) -> Result<(),
     times.sort_by(f64::total_cmp);
     let full_s = times[times.len() / 2];
     let ms_per_token = decode * 1e3 / gen.max(1) as f64;
-    println!(
+    outln!(
+        o,
         "threads     {threads} ({:?} GEMV kernels)",
         gpt2rt::gemv::detected()
     );
-    println!(
+    outln!(
+        o,
         "prefill     {prompt_len} tokens in {:.1} ms ({:.1} tokens/s)",
         prefill * 1e3,
         prompt_len as f64 / prefill
     );
-    println!(
+    outln!(
+        o,
         "decode      {gen} tokens at {ms_per_token:.2} ms/token ({:.1} tokens/s), context {}..{}",
         1e3 / ms_per_token,
         prompt_len,
         prompt_len + gen
     );
-    println!(
+    outln!(
+        o,
         "full        [1,1,{ctx}] forward in {:.3} s (median of {})",
         full_s,
         times.len()
     );
-    println!("first token {:.3} s after process start", first_token);
-    println!(
-        "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3},\"full_forward_len\":{ctx},\"full_forward_s\":{full_s:.6},\"first_token_s\":{first_token:.6},\"incremental\":{}}}",
+    outln!(o, "first token {:.3} s after process start", first_token);
+    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3},\"full_forward_len\":{ctx},\"full_forward_s\":{full_s:.6},\"first_token_s\":{first_token:.6},\"incremental\":{}}}",
         prompt_len as f64 / prefill,
         1e3 / ms_per_token,
         gpt2::INCREMENTAL
     );
+    emit(&o);
     Ok(())
 }
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
+/// Prints a report; a closed pipe (`gpt2 info | head`) is not an error worth a panic.
+fn emit(o: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(o.as_bytes()).and_then(|_| out.flush());
+}
+
 fn info() {
+    let mut o = String::new();
     let t = Instant::now();
     let _ = gpt2::Weights::new();
     let startup = t.elapsed();
-    println!("model      {}", build_info::MODEL_PATH);
-    println!("sha256     {}", build_info::MODEL_SHA256);
+    outln!(o, "model      {}", build_info::MODEL_PATH);
+    outln!(o, "sha256     {}", build_info::MODEL_SHA256);
     if let Some(c) = GPT2 {
-        println!(
+        outln!(
+            o,
             "config     {} layers, {} heads, embedding width {}, vocabulary {}, context {}",
-            c.n_layer, c.n_head, c.n_embd, c.vocab, c.n_ctx
+            c.n_layer,
+            c.n_head,
+            c.n_embd,
+            c.vocab,
+            c.n_ctx
         );
     }
     for t in INPUTS {
-        println!("input      {} {:?}{:?}", t.name, t.dtype, t.shape);
+        outln!(o, "input      {} {:?}{:?}", t.name, t.dtype, t.shape);
     }
     for t in OUTPUTS {
-        println!("output     {} {:?}{:?}", t.name, t.dtype, t.shape);
+        outln!(o, "output     {} {:?}{:?}", t.name, t.dtype, t.shape);
     }
-    println!(
+    outln!(
+        o,
         "weights    f32, {} bytes ({:.2} MB), embedded in the binary",
         WEIGHT_BYTES,
         WEIGHT_BYTES as f64 / 1e6
     );
-    println!(
+    outln!(
+        o,
         "arena      {} bytes of activations",
         gpt2::ARENA_F32 * 4 + gpt2::ARENA_I64 * 8
     );
-    println!(
+    outln!(
+        o,
         "source     {} ({} lines)",
         build_info::SOURCE_PATH,
         build_info::SOURCE_LINES
     );
-    println!(
+    outln!(
+        o,
         "start-up   weight views in {:.1} us",
         startup.as_secs_f64() * 1e6
     );
+    emit(&o);
 }

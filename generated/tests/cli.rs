@@ -39,7 +39,7 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 /// The default model's stored onnxruntime references (same manifest format as the fixtures).
-const DEFAULT_MANIFEST: &str = "models/gpt2-random-50257.json";
+const DEFAULT_MANIFEST: &str = "models/gpt2-kjv.json";
 
 #[test]
 fn logits_match_onnxruntime() {
