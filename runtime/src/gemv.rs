@@ -204,19 +204,104 @@ fn gemm_small_serial(
     }
     for b0 in (0..n).step_by(SMALL_BLOCK) {
         let b1 = (b0 + SMALL_BLOCK).min(n);
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU reported AVX-512F and FMA (`detected`).
+            Isa::Avx512 => unsafe { multi_avx512(alpha, a, lda, k, w, ldw, b0, b1, c, n) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU reported AVX2 and FMA (`detected`).
+            Isa::Avx2 => unsafe { multi_avx2(alpha, a, lda, k, w, ldw, b0, b1, c, n) },
+            _ => multi::<false>(alpha, a, lda, k, w, ldw, b0, b1, c, n),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn multi_avx512(
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    k: usize,
+    w: &[f32],
+    ldw: usize,
+    b0: usize,
+    b1: usize,
+    c: &mut [f32],
+    n: usize,
+) {
+    multi::<true>(alpha, a, lda, k, w, ldw, b0, b1, c, n)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn multi_avx2(
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    k: usize,
+    w: &[f32],
+    ldw: usize,
+    b0: usize,
+    b1: usize,
+    c: &mut [f32],
+    n: usize,
+) {
+    multi::<true>(alpha, a, lda, k, w, ldw, b0, b1, c, n)
+}
+
+/// Columns `b0..b1` of every row of `c`: four rows of `W` (a few KiB) are loaded once and
+/// used by every row of `a` before moving on, so `W` streams from memory once.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn multi<const FMA: bool>(
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    k: usize,
+    w: &[f32],
+    ldw: usize,
+    b0: usize,
+    b1: usize,
+    c: &mut [f32],
+    n: usize,
+) {
+    let m = c.len() / n.max(1);
+    let nb = b1 - b0;
+    let row = |p: usize| &w[p * ldw + b0..p * ldw + b0 + nb];
+    let mut p = 0;
+    while p + 4 <= k {
+        let (r0, r1, r2, r3) = (row(p), row(p + 1), row(p + 2), row(p + 3));
         for i in 0..m {
-            let x = &a[i * lda..i * lda + k];
-            let yb = &mut c[i * n + b0..i * n + b1];
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the CPU reported AVX-512F and FMA (`detected`).
-                Isa::Avx512 => unsafe { block_avx512(alpha, x, w, ldw, b0, yb) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the CPU reported AVX2 and FMA (`detected`).
-                Isa::Avx2 => unsafe { block_avx2(alpha, x, w, ldw, b0, yb) },
-                _ => block::<false>(alpha, x, w, ldw, b0, yb),
+            let x = &a[i * lda + p..i * lda + p + 4];
+            let (x0, x1, x2, x3) = (alpha * x[0], alpha * x[1], alpha * x[2], alpha * x[3]);
+            let y = &mut c[i * n + b0..i * n + b1];
+            for ((((yj, &a0), &a1), &a2), &a3) in y.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3) {
+                *yj = if FMA {
+                    x3.mul_add(a3, x2.mul_add(a2, x1.mul_add(a1, x0.mul_add(a0, *yj))))
+                } else {
+                    *yj + x0 * a0 + x1 * a1 + x2 * a2 + x3 * a3
+                };
             }
         }
+        p += 4;
+    }
+    while p < k {
+        let r0 = row(p);
+        for i in 0..m {
+            let x0 = alpha * a[i * lda + p];
+            let y = &mut c[i * n + b0..i * n + b1];
+            for (yj, &a0) in y.iter_mut().zip(r0) {
+                *yj = if FMA {
+                    x0.mul_add(a0, *yj)
+                } else {
+                    *yj + x0 * a0
+                };
+            }
+        }
+        p += 1;
     }
 }
 
