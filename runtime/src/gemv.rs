@@ -68,15 +68,8 @@ pub fn gemv(alpha: f32, x: &[f32], w: &[f32], ldw: usize, beta: f32, y: &mut [f3
         return gemv_with(isa, alpha, x, w, ldw, beta, y);
     }
     let chunk = n.div_ceil(t).div_ceil(16) * 16;
-    std::thread::scope(|s| {
-        let mut parts = y.chunks_mut(chunk).enumerate();
-        let first = parts.next();
-        for (i, part) in parts {
-            s.spawn(move || gemv_with(isa, alpha, x, &w[i * chunk..], ldw, beta, part));
-        }
-        if let Some((_, part)) = first {
-            gemv_with(isa, alpha, x, w, ldw, beta, part);
-        }
+    crate::for_each_part(y, chunk, |i, part| {
+        gemv_with(isa, alpha, x, &w[i * chunk..], ldw, beta, part)
     });
 }
 
@@ -162,15 +155,21 @@ pub fn gemm_small(
             v
         })
         .collect();
-    std::thread::scope(|s| {
-        for (part, &(c0, c1)) in parts.iter_mut().zip(&ranges) {
-            let width = c1 - c0;
-            s.spawn(move || {
-                // The part is an m × width matrix: run on it with the columns shifted.
-                let wshift = &w[c0..];
-                gemm_small_serial(isa, alpha, a, lda, k, wshift, ldw, beta, part, width);
-            });
-        }
+    // Each part is an m × width matrix: run on it with the columns of W shifted.
+    crate::for_each_part(&mut parts, 1, |i, part| {
+        let (c0, c1) = ranges[i];
+        gemm_small_serial(
+            isa,
+            alpha,
+            a,
+            lda,
+            k,
+            &w[c0..],
+            ldw,
+            beta,
+            &mut part[0],
+            c1 - c0,
+        );
     });
     for (part, &(c0, c1)) in parts.iter().zip(&ranges) {
         let width = c1 - c0;
@@ -320,15 +319,8 @@ pub fn gemv_t(alpha: f32, x: &[f32], w: &[f32], ldw: usize, beta: f32, y: &mut [
         return gemv_t_with(isa, alpha, x, w, ldw, beta, y);
     }
     let chunk = n.div_ceil(t).div_ceil(16) * 16;
-    std::thread::scope(|s| {
-        let mut parts = y.chunks_mut(chunk).enumerate();
-        let first = parts.next();
-        for (i, part) in parts {
-            s.spawn(move || gemv_t_with(isa, alpha, x, &w[i * chunk * ldw..], ldw, beta, part));
-        }
-        if let Some((_, part)) = first {
-            gemv_t_with(isa, alpha, x, w, ldw, beta, part);
-        }
+    crate::for_each_part(y, chunk, |i, part| {
+        gemv_t_with(isa, alpha, x, &w[i * chunk * ldw..], ldw, beta, part)
     });
 }
 

@@ -191,22 +191,22 @@ pub fn matmul(
     let t = crate::threads();
     if t > 1 && a_offsets.len() == 1 && m >= 32 && m * k * n >= (1 << 22) && la.row_stride >= 0 {
         let rows = m.div_ceil(t).div_ceil(16) * 16;
-        std::thread::scope(|s| {
-            let mut parts = c.chunks_mut(rows * n).enumerate();
-            let first = parts.next();
-            for (i, part) in parts {
-                let ao = a_offsets[0] + i * rows * la.row_stride as usize;
-                let mi = part.len() / n;
-                s.spawn(move || {
-                    matmul_serial(alpha, a, &[ao], la, b, b_offsets, lb, beta, part, mi, k, n)
-                });
-            }
-            if let Some((_, part)) = first {
-                let mi = part.len() / n;
-                matmul_serial(
-                    alpha, a, a_offsets, la, b, b_offsets, lb, beta, part, mi, k, n,
-                );
-            }
+        crate::for_each_part(c, rows * n, |i, part| {
+            let ao = a_offsets[0] + i * rows * la.row_stride as usize;
+            matmul_serial(
+                alpha,
+                a,
+                &[ao],
+                la,
+                b,
+                b_offsets,
+                lb,
+                beta,
+                part,
+                part.len() / n,
+                k,
+                n,
+            )
         });
         return;
     }
@@ -433,15 +433,8 @@ pub fn attention(
     let t = crate::threads().min(bh);
     if t > 1 && rn * kv_rows * d * bh >= (1 << 16) {
         let per = bh.div_ceil(t);
-        std::thread::scope(|s| {
-            let mut parts = out.chunks_mut(per * q_rows * d).enumerate();
-            let first = parts.next();
-            for (i, part) in parts {
-                s.spawn(move || attention_heads(q, k, v, part, dims, r0, rn, i * per));
-            }
-            if let Some((_, part)) = first {
-                attention_heads(q, k, v, part, dims, r0, rn, 0);
-            }
+        crate::for_each_part(out, per * q_rows * d, |i, part| {
+            attention_heads(q, k, v, part, dims, r0, rn, i * per)
         });
     } else {
         attention_heads(q, k, v, out, dims, r0, rn, 0);

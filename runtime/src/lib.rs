@@ -29,3 +29,20 @@ pub fn set_threads(n: usize) {
 pub fn threads() -> usize {
     THREADS.load(Ordering::Relaxed)
 }
+
+/// Runs `f(i, part)` on each `chunk`-long part of `data`: part 0 on this thread, the others
+/// on scoped threads. Kernels split their outputs this way, never a reduction, so results do
+/// not depend on the thread count.
+pub fn for_each_part<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let f = &f;
+    std::thread::scope(|s| {
+        let mut parts = data.chunks_mut(chunk.max(1)).enumerate();
+        let first = parts.next();
+        for (i, part) in parts {
+            s.spawn(move || f(i, part));
+        }
+        if let Some((_, part)) = first {
+            f(0, part);
+        }
+    });
+}
