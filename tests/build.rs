@@ -6,10 +6,98 @@ use std::path::PathBuf;
 /// Fixtures compiled for the generated-code tests (directory names under tests/fixtures).
 const FIXTURES: &[&str] = &["tiny", "wide", "deep", "static", "matmul_add"];
 
+/// A small graph that is not GPT-2: a Gemm and two MatMuls whose right operands are a
+/// matrix and its transpose stored separately (so tie-weights rewrites them), with two
+/// inputs of static shape. Written as ONNX with gpt2c's own prost types.
+fn tied_model() -> Vec<u8> {
+    use gpt2c::onnx::proto::*;
+    use prost::Message;
+    let tensor = |name: &str, dims: &[i64], data: Vec<f32>| TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: data,
+        ..Default::default()
+    };
+    let io = |name: &str, dims: &[i64]| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: 1,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(DimensionValue::DimValue(d)),
+                            denotation: String::new(),
+                        })
+                        .collect(),
+                }),
+            }),
+            denotation: String::new(),
+        }),
+        doc_string: String::new(),
+    };
+    let node =
+        |name: &str, op: &str, inputs: &[&str], out: &str, attrs: Vec<AttributeProto>| NodeProto {
+            name: name.into(),
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.into()],
+            attribute: attrs,
+            ..Default::default()
+        };
+    let a: Vec<f32> = (0..12).map(|i| (i as f32 * 0.37).sin()).collect(); // [4, 3]
+    let at: Vec<f32> = (0..12).map(|i| a[(i % 4) * 3 + i / 4]).collect(); // [3, 4]
+    let alpha = AttributeProto {
+        name: "alpha".into(),
+        r#type: 1,
+        f: 0.5,
+        ..Default::default()
+    };
+    let graph = GraphProto {
+        name: "tied".into(),
+        node: vec![
+            node("gemm", "Gemm", &["x", "at", "c"], "y1", vec![alpha]),
+            node("mm_a", "MatMul", &["z", "a"], "y2", vec![]),
+            node("mm_at", "MatMul", &["x", "at"], "y3", vec![]),
+        ],
+        initializer: vec![
+            tensor("a", &[4, 3], a),
+            tensor("at", &[3, 4], at),
+            tensor("c", &[4], vec![0.1, -0.2, 0.3, -0.4]),
+        ],
+        input: vec![io("x", &[2, 3]), io("z", &[2, 4])],
+        output: vec![io("y1", &[2, 4]), io("y2", &[2, 3]), io("y3", &[2, 4])],
+        ..Default::default()
+    };
+    let model = ModelProto {
+        ir_version: 7,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        producer_name: "gpt2c-tests".into(),
+        graph: Some(graph),
+        ..Default::default()
+    };
+    model.encode_to_vec()
+}
+
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     println!("cargo:rerun-if-changed=build.rs");
+    let tied = out.join("tied.onnx");
+    std::fs::write(&tied, tied_model()).unwrap();
+    if let Err(e) = gpt2c::driver::compile(
+        &tied,
+        &out.join("tied"),
+        gpt2c::codegen::WeightsPath::OutDir("tied/weights.bin".into()),
+    ) {
+        eprintln!("error: gpt2c failed on the tied-weights graph: {e}");
+        std::process::exit(1);
+    }
     for name in FIXTURES {
         let model = root.join("fixtures").join(name).join("model.onnx");
         println!("cargo:rerun-if-changed={}", model.display());

@@ -364,7 +364,10 @@ impl Lowerer<'_> {
                 trans_a,
                 trans_b,
             } => {
-                let (a, b) = (sh(0), sh(1));
+                // A transposed weight view is read as the stored matrix with transB flipped.
+                let tied = self.transposed_source(data[1]);
+                let trans_b = &(*trans_b ^ tied.is_some());
+                let (a, b) = (sh(0), self.shape(tied.unwrap_or(data[1])));
                 let (m, k) = if *trans_a { (a[1], a[0]) } else { (a[0], a[1]) };
                 let n = if *trans_b { b[0] } else { b[1] };
                 let la = if *trans_a { (1, m) } else { (k, 1) };
