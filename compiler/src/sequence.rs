@@ -32,17 +32,9 @@ pub struct SeqInfo {
     pub row_read: Vec<Option<usize>>,
 }
 
-fn shape(g: &Graph, v: ValueId) -> Vec<usize> {
-    g.values[v]
-        .ty
-        .as_ref()
-        .and_then(|t| t.static_shape())
-        .unwrap_or_default()
-}
-
 /// Rows `r0..r0+n` of `v` are one contiguous block (all dims before the axis are 1).
 pub fn rows_contiguous(g: &Graph, v: ValueId, axis: usize) -> bool {
-    shape(g, v)[..axis].iter().all(|&d| d == 1)
+    g.shape(v)[..axis].iter().all(|&d| d == 1)
 }
 
 /// The axis of a reshaped value that carries the same rows: same element count before it
@@ -58,7 +50,7 @@ fn reshape_axis(from: &[usize], axis: usize, to: &[usize]) -> Option<usize> {
 }
 
 pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, String> {
-    let len = shape(g, input)[input_axis];
+    let len = g.shape(input)[input_axis];
     if len < 2 {
         return Err(format!(
             "the sequence has {len} position(s): nothing to split"
@@ -74,7 +66,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
         let fail = |why: String| format!("node '{}' ({}): {why}", n.name, n.op.name());
         let ins: Vec<Option<ValueId>> = n.inputs.clone();
         let ax = |i: usize| ins.get(i).copied().flatten().and_then(|v| axis[v]);
-        let out_shape = shape(g, n.outputs[0]);
+        let out_shape = g.shape(n.outputs[0]);
         let contiguous_out = |a: usize| {
             if rows_contiguous(g, n.outputs[0], a) {
                 Ok(())
@@ -94,7 +86,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 let r = out_shape.len();
                 let mut out = None;
                 for &v in ins.iter().flatten() {
-                    let s = shape(g, v);
+                    let s = g.shape(v);
                     let aligned = axis[v].map(|a| a + r - s.len());
                     if let Some(a) = aligned {
                         if out.is_some_and(|o| o != a) {
@@ -106,7 +98,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 let a = out.expect("some input has the axis");
                 // Constants that vary along the axis (position embeddings) are read by row.
                 for &v in ins.iter().flatten() {
-                    let s = shape(g, v);
+                    let s = g.shape(v);
                     if axis[v].is_none() && s.len() + a >= r && s[a + s.len() - r] == len {
                         let va = a + s.len() - r;
                         if !rows_contiguous(g, v, va) {
@@ -149,7 +141,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
             Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Expand => {
                 let a = ax(0)
                     .ok_or_else(|| fail("only its shape operand depends on position".into()))?;
-                let s = shape(g, ins[0].expect("input"));
+                let s = g.shape(ins[0].expect("input"));
                 let b = if matches!(n.op, Op::Expand) {
                     Some(a + out_shape.len() - s.len())
                 } else {
@@ -200,7 +192,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                     return Err(fail("it gathers from a position-dependent table".into()));
                 }
                 let gi =
-                    norm_axis(*ga, shape(g, ins[0].expect("data")).len()).map_err(|e| fail(e.0))?;
+                    norm_axis(*ga, g.shape(ins[0].expect("data")).len()).map_err(|e| fail(e.0))?;
                 let a = gi + ax(1).expect("indices have the axis");
                 contiguous_out(a)?;
                 if !rows_contiguous(g, ins[1].expect("indices"), ax(1).expect("axis")) {
@@ -210,7 +202,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
             }
             Op::ReduceMean { .. } | Op::Softmax { .. } => {
                 let a = ax(0).expect("axis");
-                let r = shape(g, ins[0].expect("x")).len();
+                let r = g.shape(ins[0].expect("x")).len();
                 let touches = match &n.op {
                     Op::Softmax {
                         axis: sa,
@@ -237,7 +229,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 let b = match &n.op {
                     Op::ReduceMean {
                         keepdims: false, ..
-                    } => reshape_axis(&shape(g, ins[0].expect("x")), a, &out_shape),
+                    } => reshape_axis(&g.shape(ins[0].expect("x")), a, &out_shape),
                     _ => Some(a),
                 };
                 let b = b.ok_or_else(|| fail("cannot follow the sequence axis".into()))?;
@@ -255,7 +247,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                     ));
                 }
                 let a = ax(0).expect("axis");
-                let s = shape(g, ins[0].expect("a"));
+                let s = g.shape(ins[0].expect("a"));
                 let row_axis = s.len().saturating_sub(2);
                 if let Op::Gemm { trans_a: true, .. } = n.op {
                     return Err(fail("a transposed left operand".into()));

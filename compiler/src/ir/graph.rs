@@ -121,6 +121,15 @@ impl Graph {
         &self.values[id]
     }
 
+    /// The static shape of a value; empty when unknown (callers run after specialization).
+    pub fn shape(&self, id: ValueId) -> Vec<usize> {
+        self.values[id]
+            .ty
+            .as_ref()
+            .and_then(|t| t.static_shape())
+            .unwrap_or_default()
+    }
+
     pub fn konst(&self, id: ValueId) -> Option<&Tensor> {
         self.values[id].konst.as_ref()
     }

@@ -42,14 +42,6 @@ fn const_value(g: &Graph, producers: &HashMap<ValueId, usize>, v: ValueId) -> Op
     outs.into_iter().nth(k)
 }
 
-fn shape(g: &Graph, v: ValueId) -> Vec<usize> {
-    g.values[v]
-        .ty
-        .as_ref()
-        .and_then(|t| t.static_shape())
-        .unwrap_or_default()
-}
-
 struct Match {
     /// Node indices to remove (the chain), the last being the final MatMul.
     nodes: Vec<usize>,
@@ -72,7 +64,7 @@ fn match_at(
         return None;
     };
     let x = sm.inputs[0]?;
-    let rank = shape(g, x).len();
+    let rank = g.shape(x).len();
     if rank != 4 || !(axis == -1 || axis == 3) {
         return None;
     }
@@ -135,7 +127,7 @@ fn match_at(
         return None;
     }
     let v = pv.inputs[1]?;
-    let (qs, ks, vs) = (shape(g, q), shape(g, k_t), shape(g, v));
+    let (qs, ks, vs) = (g.shape(q), g.shape(k_t), g.shape(v));
     if qs.len() != 4 || ks.len() != 4 || vs.len() != 4 {
         return None;
     }
@@ -231,7 +223,7 @@ impl Pass for FuseAttention {
                             .find(|n| n.op == want && n.inputs[0] == Some(k4))
                             .map(|n| n.outputs[0]);
                         k = existing.unwrap_or_else(|| {
-                            let s = shape(g, k4);
+                            let s = g.shape(k4);
                             let ty =
                                 TensorType::known(crate::ir::DType::F32, &[s[0], s[2], s[1], s[3]]);
                             let name = format!("{}_rows", g.values[m.k_t].name);
