@@ -367,9 +367,18 @@ impl Lowerer<'_> {
                 // A transposed weight view is read as the stored matrix with transB flipped.
                 let tied = self.transposed_source(data[1]);
                 let trans_b = &(*trans_b ^ tied.is_some());
-                let (a, b) = (sh(0), self.shape(tied.unwrap_or(data[1])));
-                let (m, k) = if *trans_a { (a[1], a[0]) } else { (a[0], a[1]) };
-                let n = if *trans_b { b[0] } else { b[1] };
+                let gemm = Op::Gemm {
+                    alpha: *alpha,
+                    beta: *beta,
+                    trans_a: *trans_a,
+                    trans_b: *trans_b,
+                };
+                let (m, k, n) = crate::ops::matmul::gemm_dims(
+                    &gemm,
+                    &sh(0),
+                    &self.shape(tied.unwrap_or(data[1])),
+                )
+                .map_err(|e| err(e.0))?;
                 let la = if *trans_a { (1, m) } else { (k, 1) };
                 let lb = if *trans_b { (1, k) } else { (n, 1) };
                 let (xa, xb) = (self.read_rows(data[0], oe), self.read(data[1], oe));

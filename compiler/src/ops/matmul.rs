@@ -76,7 +76,7 @@ fn matmul_dims(a: &[usize], b: &[usize]) -> OpResult<MatMulDims> {
     })
 }
 
-fn gemm_dims(op: &Op, a: &[usize], b: &[usize]) -> OpResult<(usize, usize, usize)> {
+pub(crate) fn gemm_dims(op: &Op, a: &[usize], b: &[usize]) -> OpResult<(usize, usize, usize)> {
     let Op::Gemm {
         trans_a, trans_b, ..
     } = op

@@ -202,8 +202,7 @@ impl Pass for FuseAttention {
         if matches.is_empty() {
             return Ok("no attention pattern found".into());
         }
-        let mut remove = vec![false; g.nodes.len()];
-        let mut insert: HashMap<usize, Vec<Node>> = HashMap::new();
+        let mut edits = Vec::new();
         let count = matches.len();
         for m in matches {
             let mut attn = m.attn;
@@ -240,7 +239,6 @@ impl Pass for FuseAttention {
                     }
                 }
             }
-            let last = *m.nodes.last().expect("chain");
             let name = g.nodes[m.nodes[0]].name.replace("/MatMul", "/Attention");
             extra.push(Node {
                 name,
@@ -248,21 +246,9 @@ impl Pass for FuseAttention {
                 inputs: vec![Some(m.q), Some(k), Some(m.v)],
                 outputs: vec![m.out],
             });
-            for &i in &m.nodes {
-                remove[i] = true;
-            }
-            insert.insert(last, extra);
+            edits.push((m.nodes, extra));
         }
-        let old = std::mem::take(&mut g.nodes);
-        for (i, n) in old.into_iter().enumerate() {
-            if let Some(new) = insert.remove(&i) {
-                g.nodes.extend(new);
-            }
-            if !remove[i] {
-                g.nodes.push(n);
-            }
-        }
-        let dead = g.remove_dead();
+        let dead = super::pattern::replace(g, edits);
         Ok(format!(
             "{count} attention blocks fused, {dead} dead nodes removed"
         ))

@@ -22,7 +22,7 @@ fn close(a: f32, b: f32) -> bool {
     (a - b).abs() <= 1e-6 * b.abs().max(1.0)
 }
 
-fn match_at(m: &Matcher, end: usize) -> Option<(Vec<usize>, Node)> {
+fn match_at(m: &Matcher, end: usize) -> Option<(Vec<usize>, Vec<Node>)> {
     let out = &m.g.nodes[end];
     if out.op != MUL {
         return None;
@@ -71,7 +71,7 @@ fn match_at(m: &Matcher, end: usize) -> Option<(Vec<usize>, Node)> {
         };
         return Some((
             vec![i_half, i_pow, i_w, i_u, i_mulc, i_tanh, i_add1, end],
-            node,
+            vec![node],
         ));
     }
     None

@@ -39,7 +39,7 @@ fn vector_of(m: &Matcher, v: usize, n: usize) -> bool {
 }
 
 /// The chain ending at node `end` (the Add of β), if it is a LayerNorm.
-fn match_at(m: &Matcher, end: usize) -> Option<(Vec<usize>, Node)> {
+fn match_at(m: &Matcher, end: usize) -> Option<(Vec<usize>, Vec<Node>)> {
     let add_b = &m.g.nodes[end];
     if add_b.op != Op::Binary(BinaryOp::Add) {
         return None;
@@ -80,7 +80,7 @@ fn match_at(m: &Matcher, end: usize) -> Option<(Vec<usize>, Node)> {
             };
             return Some((
                 vec![i_mu, i_sub, i_pow, i_var, i_add, i_sqrt, i_div, i_mul, end],
-                node,
+                vec![node],
             ));
         }
     }

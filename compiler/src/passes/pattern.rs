@@ -60,12 +60,12 @@ impl<'a> Matcher<'a> {
     }
 }
 
-/// Replaces the nodes `remove` by `new`, placed where the last removed node was, and drops
-/// what became dead. Keeps the topological order: `new`'s inputs are all defined before
-/// the chain's last node.
-pub fn replace(g: &mut Graph, mut edits: Vec<(Vec<usize>, Node)>) -> usize {
+/// For each edit, replaces the nodes it names by its new nodes, placed (in order) where the
+/// last removed node was, and drops what became dead. Keeps the topological order: the new
+/// nodes' inputs are all defined before the chain's last node.
+pub fn replace(g: &mut Graph, mut edits: Vec<(Vec<usize>, Vec<Node>)>) -> usize {
     let mut remove = vec![false; g.nodes.len()];
-    let mut at: HashMap<usize, Node> = HashMap::new();
+    let mut at: HashMap<usize, Vec<Node>> = HashMap::new();
     for (nodes, new) in edits.drain(..) {
         let last = *nodes.iter().max().expect("a chain");
         for i in nodes {
@@ -76,7 +76,7 @@ pub fn replace(g: &mut Graph, mut edits: Vec<(Vec<usize>, Node)>) -> usize {
     let old = std::mem::take(&mut g.nodes);
     for (i, n) in old.into_iter().enumerate() {
         if let Some(new) = at.remove(&i) {
-            g.nodes.push(new);
+            g.nodes.extend(new);
         }
         if !remove[i] {
             g.nodes.push(n);
