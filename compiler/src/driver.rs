@@ -5,6 +5,7 @@ use crate::codegen::{self, Options, Summary, WeightsPath};
 use crate::error::{Error, Result};
 use crate::gpt2::{token_input, Gpt2Config};
 use crate::ir::Graph;
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -52,11 +53,38 @@ pub fn compile(model: &Path, out_dir: &Path, weights_path: WeightsPath) -> Resul
         path: model.display().to_string(),
         source,
     })?;
+    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io {
+        path: out_dir.display().to_string(),
+        source,
+    })?;
+    let (source, compiled) = compile_bytes(
+        data.into(),
+        model,
+        weights_path,
+        &out_dir.join("weights.bin"),
+    )?;
+    let rs = out_dir.join("model.rs");
+    std::fs::write(&rs, source).map_err(|source| Error::Io {
+        path: rs.display().to_string(),
+        source,
+    })?;
+    Ok(compiled)
+}
+
+/// The whole compiler on a model already in memory (`model` names it in messages and the
+/// header): returns the generated source and writes the weight blob to `weights_out`.
+/// `compile` is this plus file I/O; the fuzzer (tests crate) calls it directly.
+pub fn compile_bytes(
+    data: Bytes,
+    model: &Path,
+    weights_path: WeightsPath,
+    weights_out: &Path,
+) -> Result<(String, Compiled)> {
     let sha: String = Sha256::digest(&data)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let proto = crate::onnx::decode(data.into(), &model.display().to_string())?;
+    let proto = crate::onnx::decode(data, &model.display().to_string())?;
     let graph = crate::onnx::import(&proto)?;
     drop(proto);
     let config = Gpt2Config::derive(&graph).ok();
@@ -82,20 +110,14 @@ pub fn compile(model: &Path, out_dir: &Path, weights_path: WeightsPath) -> Resul
             shapes.join(", ")
         ),
     };
-    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io {
-        path: out_dir.display().to_string(),
+    let (source, summary) = codegen::generate(&specialized, &opts, weights_out)?;
+    Ok((
         source,
-    })?;
-    let (source, summary) = codegen::generate(&specialized, &opts, &out_dir.join("weights.bin"))?;
-    let rs = out_dir.join("model.rs");
-    std::fs::write(&rs, source).map_err(|source| Error::Io {
-        path: rs.display().to_string(),
-        source,
-    })?;
-    Ok(Compiled {
-        config,
-        inputs,
-        summary,
-        model_sha256: sha,
-    })
+        Compiled {
+            config,
+            inputs,
+            summary,
+            model_sha256: sha,
+        },
+    ))
 }
