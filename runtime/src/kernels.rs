@@ -188,6 +188,12 @@ pub fn matmul(
 ) {
     // Large single matrices: split the rows over threads. Each row's sums run in the same
     // order whatever the split, so results do not depend on the thread count.
+    // Many rows on an AVX-512 CPU: our packed kernel, which splits columns over threads.
+    if a_offsets.len() == 1 && m > crate::gemv::SMALL_M && crate::gemm::supported() {
+        let (ao, bo) = (a_offsets[0], b_offsets[0]);
+        crate::gemm::sgemm(alpha, a, ao, la, b, bo, lb, beta, c, m, k, n, true);
+        return;
+    }
     let t = crate::threads();
     if t > 1 && a_offsets.len() == 1 && m >= 32 && m * k * n >= (1 << 22) && la.row_stride >= 0 {
         let rows = m.div_ceil(t).div_ceil(16) * 16;
@@ -286,6 +292,10 @@ fn matmul_serial(
         assert!(
             la.row_stride >= 0 && la.col_stride >= 0 && lb.row_stride >= 0 && lb.col_stride >= 0
         );
+        if m > crate::gemv::SMALL_M && crate::gemm::supported() {
+            crate::gemm::sgemm(alpha, a, ao, la, b, bo, lb, beta, cb, m, k, n, false);
+            continue;
+        }
         assert!(extent(ao, la, m, k) < a.len() && extent(bo, lb, k, n) < b.len());
         // SAFETY: the asserts above prove every element sgemm reads, `a[ao + i·rsa + p·csa]`
         // for i < m, p < k (and likewise for b), is inside `a` and `b`; `cb` is exactly
@@ -530,14 +540,7 @@ fn attention_heads(
                 for (r, row) in sc.chunks_exact_mut(keys_max).enumerate() {
                     let keys = if causal { r0 + r + shift + 1 } else { kv_rows };
                     let (live, dead) = row.split_at_mut(keys);
-                    let max = live.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                    let mut sum = 0f32;
-                    for x in live.iter_mut() {
-                        *x = (*x - max).exp();
-                        sum += *x;
-                    }
-                    let inv = 1.0 / sum;
-                    live.iter_mut().for_each(|x| *x *= inv);
+                    crate::vmath::softmax_row(live);
                     dead.iter_mut().for_each(|x| *x = 0.0);
                 }
                 let o = &mut o_head[r0 * d..(r0 + rn) * d];
@@ -567,7 +570,6 @@ fn attention_heads(
                 let qi = &q[(b * q_rows + i) * d..(b * q_rows + i + 1) * d];
                 let keys = if causal { i + shift + 1 } else { kv_rows };
                 let scores = &mut s[..keys];
-                let mut max = f32::NEG_INFINITY;
                 for (j, sj) in scores.iter_mut().enumerate() {
                     let dot = if k_transposed {
                         (0..d).map(|c| qi[c] * kb[c * kv_rows + j]).sum()
@@ -575,13 +577,8 @@ fn attention_heads(
                         dot(qi, &kb[j * d..(j + 1) * d])
                     };
                     *sj = dot * scale;
-                    max = max.max(*sj);
                 }
-                let mut sum = 0f32;
-                for sj in scores.iter_mut() {
-                    *sj = (*sj - max).exp();
-                    sum += *sj;
-                }
+                crate::vmath::softmax_row(scores);
                 let o = &mut o_head[i * d..(i + 1) * d];
                 o.iter_mut().for_each(|x| *x = 0.0);
                 for (j, &p) in scores.iter().enumerate() {
@@ -589,8 +586,6 @@ fn attention_heads(
                         *x += p * vv;
                     }
                 }
-                let inv = 1.0 / sum;
-                o.iter_mut().for_each(|x| *x *= inv);
             }
         }
     });
@@ -609,19 +604,17 @@ pub fn layer_norm(
     debug_assert!(
         x.len() == rows * n && out.len() == x.len() && gamma.len() == n && beta.len() == n
     );
-    for (xr, o) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)).take(rows) {
-        let mean = xr.iter().sum::<f32>() / n as f32;
-        let var = xr.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n as f32;
-        let inv = 1.0 / (var + eps).sqrt();
-        for (((o, &v), &g), &b) in o.iter_mut().zip(xr).zip(gamma).zip(beta) {
-            *o = (v - mean) * inv * g + b;
-        }
-    }
+    crate::vmath::layer_norm(&x[..rows * n], gamma, beta, &mut out[..rows * n], eps);
 }
 
 /// GPT-2's GELU: `0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))`.
 pub fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044715 * x * x * x)).tanh())
+    crate::vmath::gelu(x)
+}
+
+/// `out[i] = gelu(x[i])`, vectorized and on all threads.
+pub fn gelu_slice(x: &[f32], out: &mut [f32]) {
+    crate::vmath::gelu_slice(x, out)
 }
 
 #[cfg(test)]

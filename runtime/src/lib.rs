@@ -7,10 +7,13 @@
 //! - `io`: how a generated model describes its inputs and outputs.
 
 pub mod arena;
+pub mod gemm;
 pub mod gemv;
 pub mod io;
 pub mod kernels;
+pub mod pool;
 pub mod sampling;
+pub mod vmath;
 pub mod weights;
 
 pub use matrixmultiply;
@@ -30,19 +33,43 @@ pub fn threads() -> usize {
     THREADS.load(Ordering::Relaxed)
 }
 
-/// Runs `f(i, part)` on each `chunk`-long part of `data`: part 0 on this thread, the others
-/// on scoped threads. Kernels split their outputs this way, never a reduction, so results do
+/// Runs `f(i, part)` on each `chunk`-long part of `data`, in parallel on the persistent
+/// pool (`pool`). Kernels split their outputs this way, never a reduction, so results do
 /// not depend on the thread count.
 pub fn for_each_part<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &mut [T]) + Sync) {
-    let f = &f;
-    std::thread::scope(|s| {
-        let mut parts = data.chunks_mut(chunk.max(1)).enumerate();
-        let first = parts.next();
-        for (i, part) in parts {
-            s.spawn(move || f(i, part));
-        }
-        if let Some((_, part)) = first {
-            f(0, part);
-        }
+    let chunk = chunk.max(1);
+    let (len, parts) = (data.len(), data.len().div_ceil(chunk));
+    let base = SendPtr(data.as_mut_ptr());
+    pool::run(parts, &|i| {
+        let start = i * chunk;
+        let end = (start + chunk).min(len);
+        // SAFETY: `start..end` is inside `data` (i < parts), the ranges of different `i` are
+        // disjoint, and `data` stays mutably borrowed until `pool::run` returns after every
+        // task, so each part is a unique borrow.
+        let part = unsafe { std::slice::from_raw_parts_mut(base.get().add(start), end - start) };
+        f(i, part)
     });
 }
+
+/// A raw pointer that may cross to pool threads; whoever dereferences it proves the access
+/// is disjoint from every other thread's.
+pub struct SendPtr<T>(pub *mut T);
+
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    pub fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+// SAFETY: the wrapper only carries the address; every dereference is justified at its use.
+unsafe impl<T: Send> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for SendPtr<T> {}

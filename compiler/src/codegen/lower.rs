@@ -440,7 +440,7 @@ impl Lowerer<'_> {
             }
             Op::Gelu => {
                 let x = self.read_rows(data[0], oe);
-                quote!(kernels::map(#x, #y, kernels::gelu);)
+                quote!(kernels::gelu_slice(#x, #y);)
             }
             Op::Identity | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => {
                 unreachable!()

@@ -1,0 +1,469 @@
+//! Packed GEMM for many rows (a prompt's prefill, the full forward): `C = alpha·A·B + beta·C`
+//! with `C` `[m, n]` row-major and `A`, `B` at any non-negative strides.
+//!
+//! The loops follow BLIS: for each block of `NC` columns and `KC` depth, `B` is packed into
+//! `NR`-wide panels (zero-padded), which then stay in L2 while every `MR`-row strip of `A`
+//! passes over them. `A` is read in place: a strip's `MR × KC` elements stay in L1 across
+//! the panels. The `MR × NR` = 8 × 48 micro-kernel keeps 24 AVX-512 accumulators in
+//! registers, loading three vectors of `B` and broadcasting eight elements of `A` per step.
+//!
+//! Threads take disjoint ranges of whole panels, so each packs only its own part of `B` and
+//! every element of `C` is summed in the same order whatever the thread count.
+//!
+//! Only an AVX-512 kernel lives here; elsewhere `kernels::matmul` uses matrixmultiply's
+//! AVX2/FMA and portable kernels.
+
+use crate::gemv::{detected, Isa};
+use crate::kernels::Layout;
+
+/// Rows of the micro-kernel.
+pub const MR: usize = 8;
+/// Columns of the micro-kernel (three 16-lane vectors).
+pub const NR: usize = 48;
+/// Depth of a packed block: an `MR × KC` strip of `A` is 8 KiB.
+const KC: usize = 256;
+/// Panels per packed block: `KC × NC_PANELS × NR` floats = 384 KiB, half of L2.
+const NC_PANELS: usize = 8;
+
+/// Whether this CPU runs the packed kernel.
+pub fn supported() -> bool {
+    detected() == Isa::Avx512
+}
+
+/// `c = alpha · A·B + beta · c` with `A` `[m, k]` at `a[ao + i·la.row_stride + p·la.col_stride]`,
+/// `B` `[k, n]` likewise, and `c` `[m, n]` contiguous, on all threads (`crate::threads`).
+/// Panics if the CPU lacks AVX-512F (check `supported`) or a matrix does not fit its slice.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    alpha: f32,
+    a: &[f32],
+    ao: usize,
+    la: Layout,
+    b: &[f32],
+    bo: usize,
+    lb: Layout,
+    beta: f32,
+    c: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    threaded: bool,
+) {
+    assert!(supported(), "the packed GEMM needs AVX-512F");
+    let strides = [la.row_stride, la.col_stride, lb.row_stride, lb.col_stride];
+    assert!(strides.iter().all(|&s| s >= 0), "negative strides");
+    let (rsa, csa, rsb, csb) = (
+        la.row_stride as usize,
+        la.col_stride as usize,
+        lb.row_stride as usize,
+        lb.col_stride as usize,
+    );
+    assert_eq!(c.len(), m * n, "c is not [m, n]");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        scale(c, beta);
+        return;
+    }
+    // The last element each matrix touches must be inside its slice.
+    assert!(
+        ao + (m - 1) * rsa + (k - 1) * csa < a.len(),
+        "A out of bounds"
+    );
+    assert!(
+        bo + (k - 1) * rsb + (n - 1) * csb < b.len(),
+        "B out of bounds"
+    );
+    let a = Mat {
+        data: a,
+        off: ao,
+        rs: rsa,
+        cs: csa,
+    };
+    let b = Mat {
+        data: b,
+        off: bo,
+        rs: rsb,
+        cs: csb,
+    };
+    let panels = n.div_ceil(NR);
+    let t = if threaded { crate::threads() } else { 1 };
+    // Enough work per thread to be worth waking it.
+    let t = t.min(panels).min((m * n * k / (1 << 20)).max(1));
+    let per = panels.div_ceil(t);
+    let cp = crate::SendPtr(c.as_mut_ptr());
+    let run = |i: usize| {
+        let (p0, p1) = (i * per, ((i + 1) * per).min(panels));
+        if p0 < p1 {
+            // SAFETY: task `i` writes only columns `p0·NR .. min(p1·NR, n)` of `c`'s m rows,
+            // disjoint from every other task's, and `c` (m·n elements, checked above) stays
+            // mutably borrowed until all tasks return.
+            unsafe {
+                columns(
+                    alpha,
+                    &a,
+                    &b,
+                    beta,
+                    cp.get(),
+                    m,
+                    k,
+                    n,
+                    p0 * NR,
+                    (p1 * NR).min(n),
+                )
+            }
+        }
+    };
+    if t > 1 {
+        crate::pool::run(t, &run);
+    } else {
+        run(0);
+    }
+}
+
+fn scale(c: &mut [f32], beta: f32) {
+    if beta == 0.0 {
+        c.iter_mut().for_each(|x| *x = 0.0);
+    } else if beta != 1.0 {
+        c.iter_mut().for_each(|x| *x *= beta);
+    }
+}
+
+/// A strided matrix view: element (i, j) is `data[off + i·rs + j·cs]`.
+struct Mat<'a> {
+    data: &'a [f32],
+    off: usize,
+    rs: usize,
+    cs: usize,
+}
+
+thread_local! {
+    /// Each thread's packed block of `B`, allocated once per thread.
+    static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Columns `j0..j1` of `c` (`[m, n]` at `c`), `j0` a multiple of `NR`.
+///
+/// # Safety
+/// `c` points at `m·n` floats of which no other thread accesses columns `j0..j1`; the CPU
+/// has AVX-512F; `a` and `b` hold every element of `[m, k]` and `[k, n]` (checked by
+/// `sgemm`).
+#[allow(clippy::too_many_arguments)]
+unsafe fn columns(
+    alpha: f32,
+    a: &Mat,
+    b: &Mat,
+    beta: f32,
+    c: *mut f32,
+    m: usize,
+    k: usize,
+    n: usize,
+    j0: usize,
+    j1: usize,
+) {
+    PACKED.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        if buf.len() < KC * NC_PANELS * NR {
+            buf.resize(KC * NC_PANELS * NR, 0.0);
+        }
+        for jb in (j0..j1).step_by(NC_PANELS * NR) {
+            let jn = (j1 - jb).min(NC_PANELS * NR);
+            for kb in (0..k).step_by(KC) {
+                let kc = (k - kb).min(KC);
+                pack_b(b, kb, kc, jb, jn, &mut buf);
+                let beta = if kb == 0 { beta } else { 1.0 };
+                for i0 in (0..m).step_by(MR) {
+                    let rows = (m - i0).min(MR);
+                    let a0 = a.off + i0 * a.rs + kb * a.cs;
+                    for (t, panel) in buf.chunks_exact(kc * NR).take(jn.div_ceil(NR)).enumerate() {
+                        let cols = (jn - t * NR).min(NR);
+                        // SAFETY: rows `i0..i0 + rows` and columns `jb + t·NR ..+ cols` are
+                        // inside `c` (`i0 + rows ≤ m`, `jb + t·NR + cols ≤ j1 ≤ n`) and in
+                        // this task's columns; the strip of `A` read is `a0 + i·rs + p·cs`
+                        // for `i < rows`, `p < kc`, inside `a.data` since `sgemm` checked
+                        // the last element of `A`; `panel` holds `kc × NR` floats.
+                        unsafe {
+                            let ct = c.add(i0 * n + jb + t * NR);
+                            let ap = a.data.as_ptr().add(a0);
+                            micro(
+                                rows,
+                                kc,
+                                ap,
+                                a.rs,
+                                a.cs,
+                                panel.as_ptr(),
+                                ct,
+                                n,
+                                cols,
+                                alpha,
+                                beta,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Packs `B[kb..kb+kc, jb..jb+jn]` as `NR`-wide panels, each `kc × NR` row-major, the
+/// columns past `jn` zero.
+fn pack_b(b: &Mat, kb: usize, kc: usize, jb: usize, jn: usize, buf: &mut [f32]) {
+    for (t, panel) in buf
+        .chunks_exact_mut(kc * NR)
+        .take(jn.div_ceil(NR))
+        .enumerate()
+    {
+        let c0 = jb + t * NR;
+        let w = (jn - t * NR).min(NR);
+        if b.cs == 1 {
+            for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                let src = b.off + (kb + p) * b.rs + c0;
+                dst[..w].copy_from_slice(&b.data[src..src + w]);
+                dst[w..].iter_mut().for_each(|x| *x = 0.0);
+            }
+        } else {
+            // Column-major source (a transposed weight): read each column contiguously.
+            for j in 0..NR {
+                if j < w {
+                    let src = b.off + kb * b.rs + (c0 + j) * b.cs;
+                    for p in 0..kc {
+                        panel[p * NR + j] = b.data[src + p * b.rs];
+                    }
+                } else {
+                    (0..kc).for_each(|p| panel[p * NR + j] = 0.0);
+                }
+            }
+        }
+    }
+}
+
+/// Dispatches the micro-kernel on the row count (a const, so its loops unroll).
+///
+/// # Safety
+/// As `kernel`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro(
+    rows: usize,
+    kc: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    bp: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match rows {
+            8 => kernel::<8>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
+            7 => kernel::<7>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
+            6 => kernel::<6>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
+            5 => kernel::<5>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
+            4 => kernel::<4>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
+            3 => kernel::<3>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
+            2 => kernel::<2>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
+            _ => kernel::<1>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("the packed GEMM is x86_64-only");
+}
+
+/// `C[0..R, 0..cols] = alpha · Σ_p A[i, p] · panel[p, j] + beta · C` (C not read when beta
+/// is 0).
+///
+/// # Safety
+/// The CPU has AVX-512F; `a + i·rsa + p·csa` is readable for `i < R`, `p < kc`; `bp` holds
+/// `kc × NR` floats; `c + i·ldc + j` is writable for `i < R`, `j < cols ≤ NR`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel<const R: usize>(
+    kc: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    bp: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 3]; R];
+    let mut ar = [a; R];
+    for (i, p) in ar.iter_mut().enumerate() {
+        // SAFETY: row `i < R` of the strip is readable (caller).
+        *p = unsafe { a.add(i * rsa) };
+    }
+    for p in 0..kc {
+        // SAFETY: `bp` holds `kc × NR` floats and `p < kc`; `ar[i] + p·csa` is element
+        // (i, p) of the strip (caller).
+        unsafe {
+            let b = bp.add(p * NR);
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            let b2 = _mm512_loadu_ps(b.add(32));
+            for i in 0..R {
+                let x = _mm512_set1_ps(*ar[i].add(p * csa));
+                acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(x, b1, acc[i][1]);
+                acc[i][2] = _mm512_fmadd_ps(x, b2, acc[i][2]);
+            }
+        }
+    }
+    // Lanes of each vector inside `cols`.
+    let mask = |v: usize| -> __mmask16 {
+        let live = cols.saturating_sub(16 * v).min(16);
+        ((1u32 << live) - 1) as __mmask16
+    };
+    let masks = [mask(0), mask(1), mask(2)];
+    let va = _mm512_set1_ps(alpha);
+    let vb = _mm512_set1_ps(beta);
+    for (i, row) in acc.iter().enumerate() {
+        for (v, &sum) in row.iter().enumerate() {
+            if masks[v] == 0 {
+                continue;
+            }
+            // SAFETY: lanes under `masks[v]` are columns `16v + l < cols` of row `i < R`,
+            // writable (caller); masked lanes are neither read nor written.
+            unsafe {
+                let cp = c.add(i * ldc + 16 * v);
+                let mut out = _mm512_mul_ps(va, sum);
+                if beta != 0.0 {
+                    let old = _mm512_maskz_loadu_ps(masks[v], cp);
+                    out = _mm512_fmadd_ps(vb, old, out);
+                }
+                _mm512_mask_storeu_ps(cp, masks[v], out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::matmul_reference;
+
+    fn rand_vec(n: usize, seed: &mut u64) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packed_gemm_matches_the_reference_on_ragged_shapes_and_layouts() {
+        if !supported() {
+            eprintln!("no AVX-512F here: the packed GEMM is not used, nothing to test");
+            return;
+        }
+        let mut seed = 7;
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (8, 256, 48),
+            (9, 257, 49),
+            (17, 300, 100),
+            (33, 64, 400),
+            (130, 520, 97),
+            (64, 768, 800),
+        ] {
+            for (ta, tb) in [(false, false), (false, true), (true, false)] {
+                for (alpha, beta) in [(1.0, 0.0), (0.5, 1.0), (2.0, -0.5)] {
+                    for threaded in [false, true] {
+                        let a = rand_vec(m * k + 3, &mut seed);
+                        let b = rand_vec(k * n + 5, &mut seed);
+                        let c0 = rand_vec(m * n, &mut seed);
+                        let la = if ta {
+                            Layout {
+                                row_stride: 1,
+                                col_stride: m as isize,
+                            }
+                        } else {
+                            Layout {
+                                row_stride: k as isize,
+                                col_stride: 1,
+                            }
+                        };
+                        let lb = if tb {
+                            Layout {
+                                row_stride: 1,
+                                col_stride: k as isize,
+                            }
+                        } else {
+                            Layout {
+                                row_stride: n as isize,
+                                col_stride: 1,
+                            }
+                        };
+                        let (mut got, mut want) = (c0.clone(), c0.clone());
+                        crate::set_threads(2);
+                        sgemm(
+                            alpha, &a, 3, la, &b, 5, lb, beta, &mut got, m, k, n, threaded,
+                        );
+                        matmul_reference(
+                            alpha,
+                            &a,
+                            &[3],
+                            la,
+                            &b,
+                            &[5],
+                            lb,
+                            beta,
+                            &mut want,
+                            m,
+                            k,
+                            n,
+                        );
+                        let tol = 1e-4 * (k as f32).sqrt() * alpha.abs().max(1.0);
+                        for (x, y) in got.iter().zip(&want) {
+                            assert!((x - y).abs() <= tol, "{m}x{k}x{n} {ta} {tb}: {x} vs {y}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn beta_zero_ignores_stale_nans() {
+        if !supported() {
+            return;
+        }
+        let (m, k, n) = (10, 20, 50);
+        let a = vec![1.0f32; m * k];
+        let b = vec![1.0f32; k * n];
+        let mut c = vec![f32::NAN; m * n];
+        let l = |s| Layout {
+            row_stride: s,
+            col_stride: 1,
+        };
+        sgemm(
+            1.0,
+            &a,
+            0,
+            l(k as isize),
+            &b,
+            0,
+            l(n as isize),
+            0.0,
+            &mut c,
+            m,
+            k,
+            n,
+            false,
+        );
+        assert!(c.iter().all(|&x| x == k as f32));
+    }
+}
