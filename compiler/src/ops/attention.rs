@@ -90,3 +90,23 @@ pub fn eval(a: &Attention, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     }
     Ok(vec![Tensor::from_vec(q.shape().to_vec(), out)])
 }
+
+/// Per visible (query, key) pair: a D-long dot product for the score (2·D), scaling (1),
+/// softmax (5) and a D-long weighted sum of values (2·D). With `causal`, query i sees
+/// `i + 1 + Lk − Lq` keys.
+pub fn cost(a: &Attention, ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
+    let shape = |i: usize| ins.get(i).copied().flatten().map_or(&[][..], |x| x.shape);
+    let Ok((bh, lq, lk, d)) = dims(a, shape(0), shape(1), shape(2)) else {
+        return super::Cost::default();
+    };
+    let (bh, lq, lk, d) = (bh as u64, lq as u64, lk as u64, d as u64);
+    let pairs = if a.causal {
+        lq * (lk - lq) + lq * (lq + 1) / 2
+    } else {
+        lq * lk
+    };
+    super::Cost {
+        flops: bh * pairs * (4 * d + 6),
+        bytes: super::traffic(ins, &[0, 1, 2], outs),
+    }
+}

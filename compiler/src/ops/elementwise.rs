@@ -260,6 +260,14 @@ pub fn eval_unary(op: UnaryOp, x: &Tensor) -> OpResult<Vec<Tensor>> {
     Ok(vec![t])
 }
 
+/// One flop per output element; reads both operands (broadcast ones once).
+pub fn cost(ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
+    super::Cost {
+        flops: super::out_count(outs),
+        bytes: super::traffic(ins, &[0, 1], outs),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,3 +56,20 @@ pub fn eval_gelu(x: &Tensor) -> OpResult<Vec<Tensor>> {
         x.to_vec::<f32>()?.into_iter().map(gelu).collect(),
     )])
 }
+
+/// Eight flops per element: mean (1), centre (1), square and sum (2), then centre, divide,
+/// scale and shift (4).
+pub fn cost_layer_norm(ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
+    super::Cost {
+        flops: 8 * super::out_count(outs),
+        bytes: super::traffic(ins, &[0, 1, 2], outs),
+    }
+}
+
+/// Nine flops per element: `0.5·x·(1 + tanh(c·(x + 0.044715·x³)))`, tanh counted once.
+pub fn cost_gelu(ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
+    super::Cost {
+        flops: 9 * super::out_count(outs),
+        bytes: super::traffic(ins, &[0], outs),
+    }
+}

@@ -217,3 +217,25 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
         _ => unreachable!(),
     }
 }
+
+/// Every output element is a dot product of length K: `2·K` flops each, plus one add per
+/// element for Gemm's C and one multiply each for an alpha or beta other than 1.
+pub fn cost(op: &Op, ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
+    let out = super::out_count(outs);
+    let a = ins.first().copied().flatten().map_or(&[][..], |x| x.shape);
+    let k = match op {
+        Op::Gemm { trans_a: true, .. } => a.first(),
+        _ => a.last(),
+    }
+    .map_or(0, |&k| k as u64);
+    let mut flops = 2 * k * out;
+    if let Op::Gemm { alpha, beta, .. } = op {
+        let has_c = ins.get(2).copied().flatten().is_some();
+        flops += out * (u64::from(has_c) + u64::from(*alpha != 1.0))
+            + out * u64::from(has_c && *beta != 1.0);
+    }
+    super::Cost {
+        flops,
+        bytes: super::traffic(ins, &[0, 1, 2], outs),
+    }
+}

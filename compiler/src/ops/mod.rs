@@ -244,6 +244,86 @@ impl Op {
     }
 }
 
+/// What one execution of a node costs, from its static input and output types: a model for
+/// `gpt2c inspect`, not a measurement.
+///
+/// `flops` counts floating-point operations: a multiply-add is 2; exp, tanh, sqrt and a
+/// division count 1 each; data movement counts 0. `bytes` is the traffic of an ideal
+/// kernel: the bytes of every input read at run time (shape-deciding inputs, consumed at
+/// compile time, are not) plus the bytes written. Views (Identity, Reshape, Squeeze,
+/// Unsqueeze) move nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    pub flops: u64,
+    pub bytes: u64,
+}
+
+impl std::ops::Add for Cost {
+    type Output = Cost;
+    fn add(self, o: Cost) -> Cost {
+        Cost {
+            flops: self.flops + o.flops,
+            bytes: self.bytes + o.bytes,
+        }
+    }
+}
+
+impl std::iter::Sum for Cost {
+    fn sum<I: Iterator<Item = Cost>>(it: I) -> Cost {
+        it.fold(Cost::default(), |a, b| a + b)
+    }
+}
+
+impl Op {
+    /// The cost of one execution with these static types (`outs` as `infer` returns them).
+    /// Each family module counts its own ops.
+    pub fn cost(&self, ins: &[Option<InferIn>], outs: &[OutType]) -> Cost {
+        match self {
+            Op::Identity | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => {
+                Cost::default()
+            }
+            Op::Binary(_) | Op::Unary(_) => elementwise::cost(ins, outs),
+            Op::Cast { .. } => cast::cost(ins, outs),
+            Op::Shape { .. } | Op::ConstantOfShape { .. } | Op::NonZero | Op::Expand => {
+                shape::cost(self, ins, outs)
+            }
+            Op::Concat { .. } | Op::Slice { .. } | Op::Split { .. } | Op::Gather { .. } => {
+                slice::cost(self, ins, outs)
+            }
+            Op::Transpose { .. } => transpose::cost(ins, outs),
+            Op::ReduceMean { .. } => reduce::cost(ins, outs),
+            Op::MatMul | Op::Gemm { .. } => matmul::cost(self, ins, outs),
+            Op::Softmax { .. } => softmax::cost(ins, outs),
+            Op::Attention(a) => attention::cost(a, ins, outs),
+            Op::LayerNorm { .. } => fused::cost_layer_norm(ins, outs),
+            Op::Gelu => fused::cost_gelu(ins, outs),
+        }
+    }
+}
+
+/// Elements of a shape, as a cost count.
+pub(crate) fn count(shape: &[usize]) -> u64 {
+    shape.iter().map(|&d| d as u64).product()
+}
+
+/// Bytes of the inputs at positions `read` (absent ones skipped) and of every output.
+pub(crate) fn traffic(ins: &[Option<InferIn>], read: &[usize], outs: &[OutType]) -> u64 {
+    let r: u64 = read
+        .iter()
+        .filter_map(|&i| ins.get(i).copied().flatten())
+        .map(|x| count(x.shape) * x.dtype.size() as u64)
+        .sum();
+    r + outs
+        .iter()
+        .map(|(d, s)| count(s) * d.size() as u64)
+        .sum::<u64>()
+}
+
+/// Elements of output 0.
+pub(crate) fn out_count(outs: &[OutType]) -> u64 {
+    outs.first().map_or(0, |(_, s)| count(s))
+}
+
 // ---- helpers shared by the op modules ----
 
 /// Required input `i` for evaluation.

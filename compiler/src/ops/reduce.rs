@@ -125,3 +125,16 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
         _ => Tensor::from_vec(out, means.collect()),
     }])
 }
+
+/// One add per input element and one division per output element.
+pub fn cost(ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
+    let n = ins
+        .first()
+        .copied()
+        .flatten()
+        .map_or(0, |x| super::count(x.shape));
+    super::Cost {
+        flops: n + super::out_count(outs),
+        bytes: super::traffic(ins, &[0], outs),
+    }
+}

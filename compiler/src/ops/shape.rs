@@ -270,3 +270,16 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
         }
     }])
 }
+
+/// No arithmetic. Shape reads only its input's type; ConstantOfShape only writes; NonZero
+/// and Expand read their data input.
+pub fn cost(op: &Op, ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
+    let read: &[usize] = match op {
+        Op::NonZero | Op::Expand => &[0],
+        _ => &[],
+    };
+    super::Cost {
+        flops: 0,
+        bytes: super::traffic(ins, read, outs),
+    }
+}

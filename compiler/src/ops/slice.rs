@@ -346,3 +346,16 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
         _ => unreachable!(),
     }
 }
+
+/// No arithmetic. Concat and Split read their whole data input; Slice reads only the part
+/// it keeps and Gather only the rows it picks (as many bytes as it writes) plus the indices.
+pub fn cost(op: &Op, ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
+    let written = super::traffic(&[], &[], outs);
+    let bytes = match op {
+        Op::Concat { .. } => super::traffic(ins, &(0..ins.len()).collect::<Vec<_>>(), outs),
+        Op::Split { .. } => super::traffic(ins, &[0], outs),
+        Op::Gather { .. } => 2 * written + super::traffic(ins, &[1], &[]),
+        _ => 2 * written,
+    };
+    super::Cost { flops: 0, bytes }
+}

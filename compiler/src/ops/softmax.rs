@@ -56,3 +56,11 @@ pub fn eval(axis: i64, coerce_2d: bool, x: &Tensor) -> OpResult<Vec<Tensor>> {
         _ => Tensor::from_vec(shape.to_vec(), out),
     }])
 }
+
+/// Five flops per element: max, subtract, exp, sum, divide.
+pub fn cost(ins: &[Option<super::InferIn>], outs: &[super::OutType]) -> super::Cost {
+    super::Cost {
+        flops: 5 * super::out_count(outs),
+        bytes: super::traffic(ins, &[0], outs),
+    }
+}

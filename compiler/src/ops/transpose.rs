@@ -71,3 +71,11 @@ pub(crate) fn strided_offsets<'a>(
         cur
     })
 }
+
+/// Data movement only: reads the input, writes the output.
+pub fn cost(ins: &[Option<super::InferIn>], outs: &[super::OutType]) -> super::Cost {
+    super::Cost {
+        flops: 0,
+        bytes: super::traffic(ins, &[0], outs),
+    }
+}
