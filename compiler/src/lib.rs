@@ -20,7 +20,8 @@ pub use error::{Error, Result};
 use ir::Graph;
 use passes::{
     fuse_attention::FuseAttention, fuse_gelu::FuseGelu, fuse_layernorm::FuseLayerNorm,
-    simplify::Simplify, specialize::Specialize, tie_weights::TieWeights, Pass,
+    fuse_linear::FuseLinear, simplify::Simplify, specialize::Specialize, tie_weights::TieWeights,
+    Pass,
 };
 
 /// Names of the optimization passes that can be switched off (`GPT2C_DISABLE_PASSES`,
@@ -30,6 +31,7 @@ pub const OPTIONAL_PASSES: &[&str] = &[
     "fuse-gelu",
     "fuse-attention",
     "tie-weights",
+    "fuse-linear",
 ];
 
 /// The standard pipeline for one static input shape per graph input, calling `after` with
@@ -59,13 +61,14 @@ pub fn compile_graph_with(
     }
     let mut g = graph.clone();
     let spec = Specialize::new(inputs);
-    let all: [&dyn Pass; 6] = [
+    let all: [&dyn Pass; 7] = [
         &spec,
         &Simplify,
         &FuseLayerNorm,
         &FuseGelu,
         &FuseAttention,
         &TieWeights,
+        &FuseLinear,
     ];
     let passes: Vec<&dyn Pass> = all
         .into_iter()

@@ -10,8 +10,10 @@
 //! Threads take disjoint ranges of whole panels, so each packs only its own part of `B` and
 //! every element of `C` is summed in the same order whatever the thread count.
 //!
+//! `linear` multiplies by a weight the compiler stored in these panels already.
+//!
 //! Only an AVX-512 kernel lives here; elsewhere `kernels::matmul` uses matrixmultiply's
-//! AVX2/FMA and portable kernels.
+//! AVX2/FMA and portable kernels, and `linear` a vectorized loop per row (`vmath`).
 
 use crate::gemv::{detected, Isa};
 use crate::kernels::Layout;
@@ -93,6 +95,8 @@ pub fn sgemm(
     let t = t.min(panels).min((m * n * k / (1 << 20)).max(1));
     let per = panels.div_ceil(t);
     let cp = crate::SendPtr(c.as_mut_ptr());
+    let b = Source::Pack(b);
+    let out = Out { beta, bias: None };
     let run = |i: usize| {
         let (p0, p1) = (i * per, ((i + 1) * per).min(panels));
         if p0 < p1 {
@@ -104,7 +108,7 @@ pub fn sgemm(
                     alpha,
                     &a,
                     &b,
-                    beta,
+                    out,
                     cp.get(),
                     m,
                     k,
@@ -112,6 +116,105 @@ pub fn sgemm(
                     p0 * NR,
                     (p1 * NR).min(n),
                 )
+            }
+        }
+    };
+    if t > 1 {
+        crate::pool::run(t, &run);
+    } else {
+        run(0);
+    }
+}
+
+/// `y = x·W + bias` with `x` `[m, k]` and `y` `[m, n]` contiguous and `W` `[k, n]` stored
+/// as column panels: `⌈n / NR⌉` panels, each `k × NR` row-major, zero-padded past `n` (the
+/// compiler lays out a Linear's weight this way, so it is never packed at run time and
+/// each thread streams its own panels front to back). On all threads.
+pub fn linear(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    n: usize,
+) {
+    linear_on(detected(), x, m, k, w, bias, y, n)
+}
+
+/// `linear` on a chosen ISA (AVX-512: the packed micro-kernel; otherwise a vectorized
+/// loop per row), for tests and benchmarks.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_on(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    n: usize,
+) {
+    let panels = n.div_ceil(NR);
+    assert_eq!(
+        w.len(),
+        panels * k * NR,
+        "W is not {k} x {n} in {NR}-column panels"
+    );
+    assert!(
+        x.len() == m * k && y.len() == m * n,
+        "x or y is not [m, k] / [m, n]"
+    );
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "bias is not [n]");
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for row in y.chunks_exact_mut(n) {
+            match bias {
+                Some(b) => row.copy_from_slice(b),
+                None => row.fill(0.0),
+            }
+        }
+        return;
+    }
+    // Decoding reads every weight once per token: split even small products, since each
+    // thread brings its own share of memory bandwidth.
+    let t = crate::threads()
+        .min(panels)
+        .min((m * n * k / (1 << 16)).max(1));
+    let per = panels.div_ceil(t);
+    let yp = crate::SendPtr(y.as_mut_ptr());
+    let simd = isa == Isa::Avx512 && supported();
+    let run = |i: usize| {
+        let (p0, p1) = (i * per, ((i + 1) * per).min(panels));
+        if p0 >= p1 {
+            return;
+        }
+        let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
+        if simd {
+            let a = Mat {
+                data: x,
+                off: 0,
+                rs: k,
+                cs: 1,
+            };
+            let out = Out { beta: 0.0, bias };
+            // SAFETY: task `i` writes only columns `j0..j1` of `y`'s m rows, disjoint from
+            // every other task's, and `y` (m·n elements, checked above) stays mutably
+            // borrowed until all tasks return; `w` holds every panel (checked above).
+            unsafe { columns(1.0, &a, &Source::Panels(w), out, yp.get(), m, k, n, j0, j1) }
+        } else {
+            let wp = &w[p0 * k * NR..p1 * k * NR];
+            let b = bias.map(|b| &b[j0..j1]);
+            for r in 0..m {
+                // SAFETY: row `r`'s columns `j0..j1` are inside `y` (`r < m`, `j1 ≤ n`)
+                // and only this task touches them (as above).
+                let row =
+                    unsafe { std::slice::from_raw_parts_mut(yp.get().add(r * n + j0), j1 - j0) };
+                crate::vmath::panel_row(isa, &x[r * k..(r + 1) * k], wp, b, row);
             }
         }
     };
@@ -143,18 +246,43 @@ thread_local! {
     static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Where `columns` finds the panels of `B`.
+enum Source<'a> {
+    /// A strided matrix, packed block by block into a thread-local buffer.
+    Pack(Mat<'a>),
+    /// Already in panel layout (see `linear`).
+    Panels(&'a [f32]),
+}
+
+/// How the first depth block writes `C`: `alpha·acc + beta·C (+ bias[j])`; later blocks
+/// add to what is there.
+#[derive(Clone, Copy)]
+struct Out<'a> {
+    beta: f32,
+    bias: Option<&'a [f32]>,
+}
+
+/// What the micro-kernel does with its sums: `C = alpha·acc + beta·C + bias` (`C` not
+/// read when `beta` is 0; no bias when null).
+#[derive(Clone, Copy)]
+struct Epilogue {
+    alpha: f32,
+    beta: f32,
+    bias: *const f32,
+}
+
 /// Columns `j0..j1` of `c` (`[m, n]` at `c`), `j0` a multiple of `NR`.
 ///
 /// # Safety
 /// `c` points at `m·n` floats of which no other thread accesses columns `j0..j1`; the CPU
-/// has AVX-512F; `a` and `b` hold every element of `[m, k]` and `[k, n]` (checked by
-/// `sgemm`).
+/// has AVX-512F; `a` and `b` hold every element of `[m, k]` and `[k, n]` (checked by the
+/// callers), a bias `n`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn columns(
     alpha: f32,
     a: &Mat,
-    b: &Mat,
-    beta: f32,
+    b: &Source,
+    out: Out,
     c: *mut f32,
     m: usize,
     k: usize,
@@ -164,41 +292,46 @@ unsafe fn columns(
 ) {
     PACKED.with(|buf| {
         let mut buf = buf.borrow_mut();
-        if buf.len() < KC * NC_PANELS * NR {
+        if matches!(b, Source::Pack(_)) && buf.len() < KC * NC_PANELS * NR {
             buf.resize(KC * NC_PANELS * NR, 0.0);
         }
         for jb in (j0..j1).step_by(NC_PANELS * NR) {
             let jn = (j1 - jb).min(NC_PANELS * NR);
             for kb in (0..k).step_by(KC) {
                 let kc = (k - kb).min(KC);
-                pack_b(b, kb, kc, jb, jn, &mut buf);
-                let beta = if kb == 0 { beta } else { 1.0 };
+                // Panel `t` of this block starts at `base + t·stride`, `kc × NR` floats.
+                let (base, stride) = match b {
+                    Source::Pack(bm) => {
+                        pack_b(bm, kb, kc, jb, jn, &mut buf);
+                        (buf.as_ptr(), kc * NR)
+                    }
+                    Source::Panels(w) => (w[(jb / NR * k + kb) * NR..].as_ptr(), k * NR),
+                };
+                let first = kb == 0;
+                let beta = if first { out.beta } else { 1.0 };
                 for i0 in (0..m).step_by(MR) {
                     let rows = (m - i0).min(MR);
                     let a0 = a.off + i0 * a.rs + kb * a.cs;
-                    for (t, panel) in buf.chunks_exact(kc * NR).take(jn.div_ceil(NR)).enumerate() {
+                    for t in 0..jn.div_ceil(NR) {
                         let cols = (jn - t * NR).min(NR);
-                        // SAFETY: rows `i0..i0 + rows` and columns `jb + t·NR ..+ cols` are
-                        // inside `c` (`i0 + rows ≤ m`, `jb + t·NR + cols ≤ j1 ≤ n`) and in
-                        // this task's columns; the strip of `A` read is `a0 + i·rs + p·cs`
-                        // for `i < rows`, `p < kc`, inside `a.data` since `sgemm` checked
-                        // the last element of `A`; `panel` holds `kc × NR` floats.
+                        let col = jb + t * NR;
+                        let bias = match out.bias {
+                            Some(bv) if first => bv[col..].as_ptr(),
+                            _ => std::ptr::null(),
+                        };
+                        let o = Epilogue { alpha, beta, bias };
+                        // SAFETY: rows `i0..i0 + rows` and columns `col..col + cols` are
+                        // inside `c` (`i0 + rows ≤ m`, `col + cols ≤ j1 ≤ n`) and in this
+                        // task's columns; the strip of `A` read is `a0 + i·rs + p·cs` for
+                        // `i < rows`, `p < kc`, inside `a.data` since the caller checked
+                        // the last element of `A`; panel `t` holds `kc × NR` floats (a
+                        // packed block, or rows `kb..kb + kc` of a stored panel); a bias
+                        // has `cols` elements from `col`.
                         unsafe {
-                            let ct = c.add(i0 * n + jb + t * NR);
+                            let ct = c.add(i0 * n + col);
                             let ap = a.data.as_ptr().add(a0);
-                            micro(
-                                rows,
-                                kc,
-                                ap,
-                                a.rs,
-                                a.cs,
-                                panel.as_ptr(),
-                                ct,
-                                n,
-                                cols,
-                                alpha,
-                                beta,
-                            );
+                            let bp = base.add(t * stride);
+                            micro(rows, kc, ap, a.rs, a.cs, bp, ct, n, cols, o);
                         }
                     }
                 }
@@ -254,33 +387,33 @@ unsafe fn micro(
     c: *mut f32,
     ldc: usize,
     cols: usize,
-    alpha: f32,
-    beta: f32,
+    o: Epilogue,
 ) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: forwarded from the caller.
     unsafe {
         match rows {
-            8 => kernel::<8>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
-            7 => kernel::<7>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
-            6 => kernel::<6>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
-            5 => kernel::<5>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
-            4 => kernel::<4>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
-            3 => kernel::<3>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
-            2 => kernel::<2>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
-            _ => kernel::<1>(kc, a, rsa, csa, bp, c, ldc, cols, alpha, beta),
+            8 => kernel::<8>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            7 => kernel::<7>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            6 => kernel::<6>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            5 => kernel::<5>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            4 => kernel::<4>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            3 => kernel::<3>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            2 => kernel::<2>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            _ => kernel::<1>(kc, a, rsa, csa, bp, c, ldc, cols, o),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the packed GEMM is x86_64-only");
 }
 
-/// `C[0..R, 0..cols] = alpha · Σ_p A[i, p] · panel[p, j] + beta · C` (C not read when beta
-/// is 0).
+/// `C[0..R, 0..cols] = alpha · Σ_p A[i, p] · panel[p, j] + beta · C + bias[j]` (see
+/// `Epilogue`).
 ///
 /// # Safety
 /// The CPU has AVX-512F; `a + i·rsa + p·csa` is readable for `i < R`, `p < kc`; `bp` holds
-/// `kc × NR` floats; `c + i·ldc + j` is writable for `i < R`, `j < cols ≤ NR`.
+/// `kc × NR` floats; `c + i·ldc + j` is writable for `i < R`, `j < cols ≤ NR`; a non-null
+/// bias has `cols` elements.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -293,8 +426,7 @@ unsafe fn kernel<const R: usize>(
     c: *mut f32,
     ldc: usize,
     cols: usize,
-    alpha: f32,
-    beta: f32,
+    o: Epilogue,
 ) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 3]; R];
@@ -325,8 +457,15 @@ unsafe fn kernel<const R: usize>(
         ((1u32 << live) - 1) as __mmask16
     };
     let masks = [mask(0), mask(1), mask(2)];
-    let va = _mm512_set1_ps(alpha);
-    let vb = _mm512_set1_ps(beta);
+    let va = _mm512_set1_ps(o.alpha);
+    let vb = _mm512_set1_ps(o.beta);
+    let mut bias = [_mm512_setzero_ps(); 3];
+    if !o.bias.is_null() {
+        for (v, b) in bias.iter_mut().enumerate() {
+            // SAFETY: lanes under the mask are bias elements `16v + l < cols` (caller).
+            *b = unsafe { _mm512_maskz_loadu_ps(masks[v], o.bias.add(16 * v)) };
+        }
+    }
     for (i, row) in acc.iter().enumerate() {
         for (v, &sum) in row.iter().enumerate() {
             if masks[v] == 0 {
@@ -336,8 +475,8 @@ unsafe fn kernel<const R: usize>(
             // writable (caller); masked lanes are neither read nor written.
             unsafe {
                 let cp = c.add(i * ldc + 16 * v);
-                let mut out = _mm512_mul_ps(va, sum);
-                if beta != 0.0 {
+                let mut out = _mm512_fmadd_ps(va, sum, bias[v]);
+                if o.beta != 0.0 {
                     let old = _mm512_maskz_loadu_ps(masks[v], cp);
                     out = _mm512_fmadd_ps(vb, old, out);
                 }
@@ -429,6 +568,70 @@ mod tests {
                         let tol = 1e-4 * (k as f32).sqrt() * alpha.abs().max(1.0);
                         for (x, y) in got.iter().zip(&want) {
                             assert!((x - y).abs() <= tol, "{m}x{k}x{n} {ta} {tb}: {x} vs {y}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `W [k, n]` in `linear`'s panel layout.
+    fn panels(w: &[f32], k: usize, n: usize) -> Vec<f32> {
+        let mut out = vec![0f32; n.div_ceil(NR) * k * NR];
+        for p in 0..k {
+            for j in 0..n {
+                out[(j / NR) * k * NR + p * NR + j % NR] = w[p * n + j];
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn linear_on_every_isa_matches_the_reference() {
+        let mut seed = 11;
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (1, 768, 100),
+            (3, 300, 48),
+            (9, 64, 97),
+            (20, 513, 200),
+        ] {
+            let x = rand_vec(m * k, &mut seed);
+            let w = rand_vec(k * n, &mut seed);
+            let b = rand_vec(n, &mut seed);
+            let wp = panels(&w, k, n);
+            for bias in [None, Some(&b[..])] {
+                let mut want = vec![0f32; m * n];
+                if let Some(b) = bias {
+                    want.chunks_exact_mut(n).for_each(|r| r.copy_from_slice(b));
+                }
+                let l = |s| Layout {
+                    row_stride: s,
+                    col_stride: 1,
+                };
+                let beta = if bias.is_some() { 1.0 } else { 0.0 };
+                matmul_reference(
+                    1.0,
+                    &x,
+                    &[0],
+                    l(k as isize),
+                    &w,
+                    &[0],
+                    l(n as isize),
+                    beta,
+                    &mut want,
+                    m,
+                    k,
+                    n,
+                );
+                for &isa in crate::gemv::available() {
+                    for threads in [1, 2] {
+                        crate::set_threads(threads);
+                        let mut got = vec![f32::NAN; m * n];
+                        linear_on(isa, &x, m, k, &wp, bias, &mut got, n);
+                        let tol = 1e-4 * (k as f32).sqrt();
+                        for (g, w) in got.iter().zip(&want) {
+                            assert!((g - w).abs() <= tol, "{isa:?} {m}x{k}x{n}: {g} vs {w}");
                         }
                     }
                 }

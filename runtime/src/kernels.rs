@@ -322,6 +322,52 @@ fn matmul_serial(
     }
 }
 
+/// `y = x·W + bias` for `m` rows, `W` `[k, n]` in the compiler's column-panel layout
+/// (`gemm::linear`).
+pub fn linear(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    n: usize,
+) {
+    crate::gemm::linear(x, m, k, w, bias, y, n)
+}
+
+/// `y = x·W + bias` for `m` rows, `W` `[k, n]` row-major (a weight something other than a
+/// Linear also reads, so it is not stored in panels).
+pub fn linear_row_major(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    n: usize,
+) {
+    let beta = match bias {
+        Some(b) => {
+            y.chunks_exact_mut(n.max(1))
+                .for_each(|row| row.copy_from_slice(b));
+            1.0
+        }
+        None => 0.0,
+    };
+    let (la, lb) = (
+        Layout {
+            row_stride: k as isize,
+            col_stride: 1,
+        },
+        Layout {
+            row_stride: n as isize,
+            col_stride: 1,
+        },
+    );
+    matmul(1.0, x, &[0], la, w, &[0], lb, beta, y, m, k, n)
+}
+
 /// The scalar twin of `matmul` (f64 accumulation), for tests.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_reference(

@@ -195,6 +195,31 @@ pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], out: &mut [f32], eps: 
     });
 }
 
+#[inline(always)]
+fn panel_row_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    const NR: usize = crate::gemm::NR;
+    let k = x.len();
+    for (t, panel) in w.chunks_exact(k * NR).enumerate() {
+        let mut acc = [0f32; NR];
+        for (&xv, wr) in x.iter().zip(panel.chunks_exact(NR)) {
+            for j in 0..NR {
+                acc[j] += xv * wr[j];
+            }
+        }
+        let end = ((t + 1) * NR).min(out.len());
+        let o = &mut out[t * NR..end];
+        for (j, v) in o.iter_mut().enumerate() {
+            *v = acc[j] + bias.map_or(0.0, |b| b[t * NR + j]);
+        }
+    }
+}
+
+isa_kernel!(
+    /// One row of `gemm::linear` without AVX-512: `out = x·W + bias` over the column panels
+    /// in `w` (`out` holds their columns, the last panel possibly partial).
+    panel_row => panel_row_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32])
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -408,6 +408,34 @@ impl Lowerer<'_> {
                     kernels::matmul(#alpha_t, #xa, &[0], Layout { row_stride: #la0, col_stride: #la1 }, #xb, &[0], Layout { row_stride: #lb0, col_stride: #lb1 }, #beta_t, yr, #ml, #kl, #nl);
                 }
             }
+            Op::Linear => {
+                let (x, wv) = (data[0], data[1]);
+                let (m, k, n) = crate::ops::linear::dims(&sh(0), &sh(1)).map_err(|e| err(e.0))?;
+                let ml = if self.ax(x).is_some() {
+                    quote!(rn)
+                } else {
+                    let l = lit(m);
+                    quote!(#l)
+                };
+                let (kl, nl) = (lit(k), lit(n));
+                let (xa, wt) = (self.read_rows(x, oe), self.read(wv, oe));
+                let bias = match data.get(2) {
+                    Some(&b) => {
+                        let xb = self.read(b, oe);
+                        quote!(Some(#xb))
+                    }
+                    None => quote!(None),
+                };
+                // Weights read only by Linears are stored in column panels (`layout`).
+                let packed = matches!(self.plan.storage[wv],
+                    Some(Storage::Weight(i)) if self.plan.weights[i].panels.is_some());
+                let f = if packed {
+                    quote!(linear)
+                } else {
+                    quote!(linear_row_major)
+                };
+                quote!(kernels::#f(#xa, #ml, #kl, #wt, #bias, #y, #nl);)
+            }
             Op::Attention(at) => {
                 let (q, k, v) = (data[0], data[1], data[2]);
                 let (qs, ks) = (self.shape(q), self.shape(k));

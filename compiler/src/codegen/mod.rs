@@ -4,6 +4,7 @@
 //! prettyplease. Comments cannot be tokens, so statements carry `gpt2c_comment!("...")`
 //! markers that become `//` lines after printing.
 
+pub mod layout;
 mod lower;
 pub mod names;
 pub mod plan;
@@ -388,11 +389,15 @@ fn module_tokens(
     let mut inits = Vec::new();
     for (k, w) in plan.weights.iter().enumerate() {
         let f = &syms.weight_fields[k];
-        let doc = format!(
+        let mut doc = format!(
             " `{}` {}",
             graph.values[w.value].name,
             type_str(graph, w.value)
         );
+        if let Some([k, n]) = w.panels {
+            let p = layout::PANEL;
+            doc += &format!(", stored as {} column panels of {k} x {p}", n.div_ceil(p));
+        }
         let (t, off, len) = (
             match w.elem {
                 Elem::F32 => quote!(f32),
@@ -578,6 +583,7 @@ fn module_tokens(
     };
     let seq_len = Literal::usize_unsuffixed(seq_len);
     let seq_note = Literal::string(&seq_note);
+    let panel = Literal::usize_unsuffixed(layout::PANEL);
     Ok(quote! {
         /// Whether the sequence analysis succeeded: then `forward_rows` computes a few rows at
         /// a time against the attention cache (prefill and one-token steps).
@@ -592,6 +598,9 @@ fn module_tokens(
         use gpt2rt::kernels::{self, Layout};
         use gpt2rt::weights::view;
         use std::ops::Range;
+
+        // Linear weights are stored in column panels as wide as the runtime's kernel.
+        const _: () = assert!(gpt2rt::gemm::NR == #panel, "weight panels do not match the runtime");
 
         /// The graph inputs, with the static shapes the model was specialized to.
         pub const INPUTS: &[TensorInfo] = &[#(#inputs),*];

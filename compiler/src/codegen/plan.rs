@@ -55,7 +55,10 @@ pub struct Weight {
     /// Byte offset in the blob (a multiple of `BLOB_ALIGN`).
     pub offset: usize,
     pub len: usize,
+    /// The bytes as stored (for a panel-packed weight, the packed form).
     pub tensor: Tensor,
+    /// `Some([K, N])` when stored in column panels (`layout`) for Linear ops.
+    pub panels: Option<[usize; 2]>,
 }
 
 pub const BLOB_ALIGN: usize = 64;
@@ -118,6 +121,25 @@ pub fn transposed_weight(g: &Graph, n: &Node) -> Option<ValueId> {
             .all(|(k, i)| *i != Some(o) || (k == 1 && matches!(m.op, Op::MatMul | Op::Gemm { .. })))
     });
     (only_rhs && !g.outputs.contains(&o)).then_some(a)
+}
+
+/// Whether `v` is a 2-D f32 constant read only as the weight of Linear ops: then it is
+/// stored in panel layout (`layout`), which nothing else can read.
+pub fn linear_weight_only(g: &Graph, v: ValueId) -> bool {
+    let is_matrix = g.values[v]
+        .konst
+        .as_ref()
+        .is_some_and(|t| t.rank() == 2 && t.dtype() == crate::ir::DType::F32);
+    let mut readers = g
+        .nodes
+        .iter()
+        .flat_map(|n| n.inputs.iter().enumerate().map(move |(k, i)| (n, k, *i)))
+        .filter(|(_, _, i)| *i == Some(v))
+        .peekable();
+    is_matrix
+        && readers.peek().is_some()
+        && readers.all(|(n, k, _)| n.op == Op::Linear && k == 1)
+        && !g.outputs.contains(&v)
 }
 
 /// First-fit allocator over one arena.
@@ -189,17 +211,24 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
     };
 
     // Weights: constants read at run time, and constant graph outputs.
-    let mut by_bytes: HashMap<(usize, usize, Elem), usize> = HashMap::new();
+    let mut by_bytes: HashMap<(usize, usize, Elem, bool), usize> = HashMap::new();
     let mut add_weight = |p: &mut Plan, v: ValueId| -> Result<()> {
         if p.storage[v].is_some() {
             return Ok(());
         }
         let t = graph.values[v].konst.clone().expect("constant");
         let elem = elem_of(v)?;
-        let key = (t.bytes().as_ptr() as usize, t.byte_len(), elem);
+        let packed = linear_weight_only(graph, v);
+        let key = (t.bytes().as_ptr() as usize, t.byte_len(), elem, packed);
         let idx = match by_bytes.get(&key) {
             Some(&i) => i,
             None => {
+                let (t, panels) = if packed {
+                    let (k, n) = (t.shape()[0], t.shape()[1]);
+                    (super::layout::pack_panels(&t), Some([k, n]))
+                } else {
+                    (t, None)
+                };
                 let offset = p.blob_bytes.div_ceil(BLOB_ALIGN) * BLOB_ALIGN;
                 p.blob_bytes = offset + t.byte_len();
                 p.weights.push(Weight {
@@ -208,6 +237,7 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
                     offset,
                     len: t.numel(),
                     tensor: t,
+                    panels,
                 });
                 by_bytes.insert(key, p.weights.len() - 1);
                 p.weights.len() - 1

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod cast;
 pub mod elementwise;
 pub mod fused;
+pub mod linear;
 pub mod matmul;
 pub mod reduce;
 pub mod shape;
@@ -93,6 +94,9 @@ pub enum Op {
     },
     /// tanh-approximated GELU (from `passes::fuse_gelu`).
     Gelu,
+    /// `x · W + b` with constant W [K, N] and optional constant b [N] (from
+    /// `passes::fuse_linear`).
+    Linear,
 }
 
 /// ONNX op types (default domain) the importer accepts. `Constant` becomes a constant value.
@@ -185,6 +189,7 @@ impl Op {
             Op::Attention(_) => "Attention",
             Op::LayerNorm { .. } => "LayerNorm",
             Op::Gelu => "Gelu",
+            Op::Linear => "Linear",
         }
     }
 
@@ -213,6 +218,7 @@ impl Op {
             Op::Attention(a) => attention::infer(a, ins),
             Op::LayerNorm { .. } => fused::infer_layer_norm(ins),
             Op::Gelu => Ok(vec![owned(float_in(ins, 0)?)]),
+            Op::Linear => linear::infer(ins),
         }
     }
 
@@ -240,6 +246,7 @@ impl Op {
             Op::Attention(a) => attention::eval(a, ins),
             Op::LayerNorm { eps } => fused::eval_layer_norm(*eps, ins),
             Op::Gelu => fused::eval_gelu(input(ins, 0)?),
+            Op::Linear => linear::eval(ins),
         }
     }
 }
@@ -297,6 +304,7 @@ impl Op {
             Op::Attention(a) => attention::cost(a, ins, outs),
             Op::LayerNorm { .. } => fused::cost_layer_norm(ins, outs),
             Op::Gelu => fused::cost_gelu(ins, outs),
+            Op::Linear => linear::cost(ins, outs),
         }
     }
 }

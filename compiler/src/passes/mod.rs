@@ -5,6 +5,7 @@
 pub mod fuse_attention;
 pub mod fuse_gelu;
 pub mod fuse_layernorm;
+pub mod fuse_linear;
 pub mod pattern;
 pub mod simplify;
 pub mod specialize;

@@ -1,0 +1,110 @@
+//! Fuses matrix products by a constant weight, with their bias, into `Linear`:
+//!
+//! ```text
+//! x ─► Gemm(W, b)               alpha = beta = 1, no transposes     ==> Linear(x, W, b)
+//! x ─► MatMul(W) ─► Add(b)      the product read only by the Add    ==> Linear(x, W, b)
+//! x ─► MatMul(W)                                                    ==> Linear(x, W)
+//! ```
+//! `W` must be a 2-D f32 constant `[K, N]` and `b` an f32 constant `[N]`. Code generation
+//! stores a Linear's weight in the order its kernel streams it and adds the bias in the
+//! kernel's last step, so the bias costs no extra pass over the output.
+
+use super::pattern::{replace, Matcher};
+use super::Pass;
+use crate::error::Result;
+use crate::ir::{DType, Graph, Node, ValueId};
+use crate::ops::{BinaryOp, Op};
+
+pub struct FuseLinear;
+
+/// `W [K, N]`, an f32 constant.
+fn weight(g: &Graph, v: ValueId) -> Option<usize> {
+    let t = g.konst(v)?;
+    (t.dtype() == DType::F32 && t.rank() == 2).then(|| t.shape()[1])
+}
+
+/// An f32 constant of shape `[n]`.
+fn is_bias(g: &Graph, v: ValueId, n: usize) -> bool {
+    g.konst(v)
+        .is_some_and(|t| t.dtype() == DType::F32 && t.shape() == [n])
+}
+
+fn linear(name: &str, x: ValueId, w: ValueId, b: Option<ValueId>, out: ValueId) -> Node {
+    let mut inputs = vec![Some(x), Some(w)];
+    inputs.extend(b.map(Some));
+    Node {
+        name: name.to_string(),
+        op: Op::Linear,
+        inputs,
+        outputs: vec![out],
+    }
+}
+
+fn match_at(m: &Matcher, i: usize) -> Option<(Vec<usize>, Vec<Node>)> {
+    let g = m.g;
+    let n = &g.nodes[i];
+    let (x, w) = (n.inputs.first().copied()??, n.inputs.get(1).copied()??);
+    let cols = weight(g, w)?;
+    if g.values[x]
+        .ty
+        .as_ref()
+        .is_none_or(|t| t.dtype != DType::F32)
+    {
+        return None;
+    }
+    match &n.op {
+        Op::Gemm {
+            alpha,
+            beta,
+            trans_a: false,
+            trans_b: false,
+        } if *alpha == 1.0 => {
+            let b = n.inputs.get(2).copied().flatten();
+            if b.is_some_and(|b| *beta != 1.0 || !is_bias(g, b, cols)) {
+                return None;
+            }
+            Some((vec![i], vec![linear(&n.name, x, w, b, n.outputs[0])]))
+        }
+        Op::MatMul => {
+            let y = n.outputs[0];
+            // The single reader of the product, if it adds a bias.
+            let add =
+                g.nodes.iter().enumerate().find(|(_, a)| {
+                    a.op == Op::Binary(BinaryOp::Add) && a.inputs.contains(&Some(y))
+                });
+            if let Some((j, a)) = add {
+                let other = if a.inputs[0] == Some(y) {
+                    a.inputs[1]
+                } else {
+                    a.inputs[0]
+                };
+                let single = m.inner(y, &Op::MatMul, 1).is_some();
+                if let Some(b) = other.filter(|&b| single && is_bias(g, b, cols)) {
+                    return Some((
+                        vec![i, j],
+                        vec![linear(&n.name, x, w, Some(b), a.outputs[0])],
+                    ));
+                }
+            }
+            Some((vec![i], vec![linear(&n.name, x, w, None, y)]))
+        }
+        _ => None,
+    }
+}
+
+impl Pass for FuseLinear {
+    fn name(&self) -> &'static str {
+        "fuse-linear"
+    }
+
+    fn run(&self, g: &mut Graph) -> Result<String> {
+        let m = Matcher::new(g);
+        let edits: Vec<_> = (0..g.nodes.len()).filter_map(|i| match_at(&m, i)).collect();
+        let count = edits.len();
+        let biased = edits.iter().filter(|(_, n)| n[0].inputs.len() == 3).count();
+        let dead = replace(g, edits);
+        Ok(format!(
+            "{count} Linear(s) fused ({biased} with bias), {dead} dead removed"
+        ))
+    }
+}
