@@ -485,19 +485,21 @@ pub fn attention(
     } = dims;
     assert!(r0 + rn <= q_rows && q.len() == bh * q_rows * d && out.len() == q.len());
     assert!(k.len() == bh * kv_rows * d && v.len() == k.len());
+    let isa = crate::gemv::detected();
     // Heads are independent: split them over threads when there is enough work.
     let t = crate::threads().min(bh);
     if t > 1 && rn * kv_rows * d * bh >= (1 << 16) {
         let per = bh.div_ceil(t);
         crate::for_each_part(out, per * q_rows * d, |i, part| {
-            attention_heads(q, k, v, part, dims, r0, rn, i * per)
+            attention_heads_with(isa, q, k, v, part, dims, r0, rn, i * per)
         });
     } else {
-        attention_heads(q, k, v, out, dims, r0, rn, 0);
+        attention_heads_with(isa, q, k, v, out, dims, r0, rn, 0);
     }
 }
 
 /// Dot product with eight independent partial sums, so it vectorizes.
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -511,9 +513,25 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+crate::vmath::isa_kernel!(
+    /// `attention_heads` compiled for the given ISA (the dot products and the weighted sum
+    /// of values over the cache vectorize to its width).
+    attention_heads_with => attention_heads(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        out: &mut [f32],
+        dims: AttentionDims,
+        r0: usize,
+        rn: usize,
+        h0: usize
+    )
+);
+
 /// `attention` for the heads whose output rows are in `out`, the first being head `h0`.
 /// Many query rows (a prefill) go through GEMMs: scores `Q·Kᵀ`, a causal softmax per row,
 /// then `P·V`; a few rows (decoding) use dot products against the cache.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn attention_heads(
     q: &[f32],
@@ -836,5 +854,73 @@ mod tests {
         let mut m = [0.0; 2];
         mean_axis(&x, &mut m, 1, 2, 2);
         assert_eq!(m, [2.0, 3.0]);
+    }
+
+    /// Causal attention in f64, straight from the definition.
+    fn attention_f64(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        bh: usize,
+        rows: usize,
+        d: usize,
+        scale: f32,
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; q.len()];
+        for b in 0..bh {
+            for i in 0..rows {
+                let qi = &q[(b * rows + i) * d..][..d];
+                let s: Vec<f64> = (0..=i)
+                    .map(|j| {
+                        let kj = &k[(b * rows + j) * d..][..d];
+                        qi.iter()
+                            .zip(kj)
+                            .map(|(&x, &y)| x as f64 * y as f64)
+                            .sum::<f64>()
+                            * scale as f64
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for c in 0..d {
+                    let o: f64 = (0..=i)
+                        .map(|j| e[j] * v[(b * rows + j) * d + c] as f64)
+                        .sum();
+                    out[(b * rows + i) * d + c] = (o / z) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attention_on_every_isa_matches_the_definition_for_prefill_and_steps() {
+        let (bh, rows, d) = (3, 40, 24);
+        let mut seed = 5;
+        let q = rand_vec(bh * rows * d, &mut seed);
+        let k = rand_vec(bh * rows * d, &mut seed);
+        let v = rand_vec(bh * rows * d, &mut seed);
+        let want = attention_f64(&q, &k, &v, bh, rows, d, 0.3);
+        let dims = AttentionDims {
+            bh,
+            q_rows: rows,
+            kv_rows: rows,
+            d,
+            scale: 0.3,
+            causal: true,
+            k_transposed: false,
+        };
+        for &isa in crate::gemv::available() {
+            // A 20-row prefill (the GEMM path), then one step at a time (the dot path).
+            let mut out = vec![0f32; q.len()];
+            attention_heads_with(isa, &q, &k, &v, &mut out, dims, 0, 20, 0);
+            for r in 20..rows {
+                attention_heads_with(isa, &q, &k, &v, &mut out, dims, r, 1, 0);
+            }
+            for (a, b) in out.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-5, "{isa:?}: {a} vs {b}");
+            }
+        }
     }
 }

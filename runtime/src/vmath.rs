@@ -5,7 +5,9 @@
 //! at run time, like the GEMV). The scalar build of the same source is the fallback and the
 //! twin the SIMD builds are tested against.
 
-use crate::gemv::{available, detected, Isa};
+use crate::gemv::detected;
+#[cfg(test)]
+use crate::gemv::{available, Isa};
 
 /// `e^x` to about 2 ulp for x in [-87, 88] (clamped outside: the result stays finite and
 /// non-zero, which the callers rely on).
@@ -47,12 +49,16 @@ pub fn gelu(x: f32) -> f32 {
 macro_rules! isa_kernel {
     ($(#[$doc:meta])* $name:ident => $body:ident ( $($arg:ident : $ty:ty),* )) => {
         $(#[$doc])*
-        pub fn $name(isa: Isa, $($arg: $ty),*) {
+        #[allow(clippy::too_many_arguments)]
+        pub fn $name(isa: $crate::gemv::Isa, $($arg: $ty),*) {
+            use $crate::gemv::{available, Isa};
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
             unsafe fn avx512($($arg: $ty),*) { $body($($arg),*) }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
             unsafe fn avx2($($arg: $ty),*) { $body($($arg),*) }
             match isa {
                 #[cfg(target_arch = "x86_64")]
@@ -67,6 +73,8 @@ macro_rules! isa_kernel {
         }
     };
 }
+
+pub(crate) use isa_kernel;
 
 #[inline(always)]
 fn gelu_body(x: &[f32], out: &mut [f32]) {
