@@ -80,11 +80,14 @@ pub fn compile_bytes(
     weights_path: WeightsPath,
     weights_out: &Path,
 ) -> Result<(String, Compiled)> {
+    crate::progress::stage("hashing", None);
     let sha: String = Sha256::digest(&data)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    crate::progress::stage("decoding", None);
     let proto = crate::onnx::decode(data, &model.display().to_string())?;
+    crate::progress::stage("importing", None);
     let graph = crate::onnx::import(&proto)?;
     drop(proto);
     let config = Gpt2Config::derive(&graph).ok();
@@ -96,7 +99,11 @@ pub fn compile_bytes(
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    let specialized = crate::compile_graph_with(&graph, inputs.clone(), &disabled, |_, _, _| {})?;
+    crate::progress::stage("specialize and fold", None);
+    let specialized =
+        crate::compile_graph_with(&graph, inputs.clone(), &disabled, |pass, _, _| {
+            crate::progress::stage(&format!("passes ({pass} done)"), None)
+        })?;
     let shapes: Vec<String> = inputs.iter().map(|(n, s)| format!("{n}{s:?}")).collect();
     let opts = Options {
         model_name: model
@@ -110,6 +117,7 @@ pub fn compile_bytes(
             shapes.join(", ")
         ),
     };
+    crate::progress::stage("codegen", None);
     let (source, summary) = codegen::generate(&specialized, &opts, weights_out)?;
     Ok((
         source,

@@ -6,13 +6,16 @@
 
 pub mod codegen;
 pub mod driver;
+pub mod emit;
 pub mod error;
 pub mod gpt2;
+pub mod inspect;
 pub mod interp;
 pub mod ir;
 pub mod onnx;
 pub mod ops;
 pub mod passes;
+pub mod progress;
 pub mod sequence;
 
 pub use error::{Error, Result};

@@ -35,14 +35,30 @@ enum Cmd {
         /// fuse-attention, tie-weights).
         #[arg(long, value_delimiter = ',')]
         disable: Vec<String>,
+        /// Show the graph at one stage in detail: every node with its shapes, FLOPs and
+        /// bytes, totals, and the sequence analysis or memory plan (import, specialize,
+        /// simplify, fuse, sequence, plan, or an optional pass's name).
+        #[arg(long, value_name = "STAGE")]
+        stop_after: Option<String>,
+        /// Print JSON instead of text (every stage, or the one of --stop-after).
+        #[arg(long, conflicts_with = "dot")]
+        json: bool,
+        /// Print a Graphviz digraph of one stage (--stop-after, default fuse).
+        #[arg(long)]
+        dot: bool,
     },
-    /// Compile a model to Rust: writes DIR/model.rs and DIR/weights.bin.
+    /// Compile a model into a standalone crate: DIR/Cargo.toml, DIR/src/{lib,main,model}.rs
+    /// and DIR/weights.bin; `cargo build --release` in DIR builds it.
     Emit {
         /// The ONNX model file.
         model: PathBuf,
         /// Output directory.
         #[arg(short, long)]
         out: PathBuf,
+        /// The runtime crate (gpt2rt) the package depends on [default: runtime/ of the
+        /// source tree gpt2c was built from].
+        #[arg(long, value_name = "DIR")]
+        runtime_path: Option<PathBuf>,
     },
 }
 
@@ -54,8 +70,24 @@ fn main() -> ExitCode {
             len,
             nodes,
             disable,
-        } => inspect(&model, len, nodes, &disable),
-        Cmd::Emit { model, out } => emit(&model, &out),
+            stop_after,
+            json,
+            dot,
+        } => {
+            let format = if json {
+                Format::Json
+            } else if dot {
+                Format::Dot
+            } else {
+                Format::Text
+            };
+            inspect(&model, len, nodes, &disable, stop_after.as_deref(), format)
+        }
+        Cmd::Emit {
+            model,
+            out,
+            runtime_path,
+        } => emit(&model, &out, runtime_path),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,25 +98,40 @@ fn main() -> ExitCode {
     }
 }
 
-fn emit(model: &Path, out: &Path) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let abs = std::fs::canonicalize(out)?.join("weights.bin");
-    let c = gpt2c::driver::compile(
-        model,
-        out,
-        gpt2c::codegen::WeightsPath::Absolute(abs.display().to_string()),
-    )?;
-    let s = &c.summary;
+fn emit(model: &Path, out: &Path, runtime: Option<PathBuf>) -> Result<()> {
+    let t = Instant::now();
+    let runtime = runtime.unwrap_or_else(gpt2c::emit::default_runtime_path);
+    let e = {
+        let _progress = gpt2c::progress::Progress::start();
+        gpt2c::emit::emit_crate(model, out, &runtime)?
+    };
+    let s = &e.compiled.summary;
     println!(
-        "wrote {}/model.rs ({} lines, {} statements) and weights.bin ({} weights, {} bytes); arenas {} f32 + {} i64",
+        "wrote crate '{}' in {} ({:.1} s): {}",
+        e.package,
         out.display(),
-        s.source_lines,
-        s.statements,
-        s.weights,
-        s.weight_bytes,
-        s.arena_f32,
-        s.arena_i64
+        t.elapsed().as_secs_f64(),
+        e.files.join(", ")
     );
+    println!(
+        "  model.rs {} lines, {} statements; weights.bin {} weights, {} bytes; arenas {} f32 + {} i64",
+        s.source_lines, s.statements, s.weights, s.weight_bytes, s.arena_f32, s.arena_i64
+    );
+    println!("  runtime {}", e.runtime.display());
+    if let (true, Some(c)) = (e.files.contains(&"src/main.rs"), e.compiled.config) {
+        // "The quick brown" in GPT-2's vocabulary, when the model has it.
+        let ids = if c.vocab > 7586 {
+            "464,2068,7586"
+        } else {
+            "1,2,3"
+        };
+        println!(
+            "  run it: cd {} && cargo run --release -- {ids}",
+            out.display()
+        );
+    } else {
+        println!("  no runner (src/main.rs): the graph is not a GPT-2 LM head taking token ids");
+    }
     Ok(())
 }
 
@@ -97,46 +144,88 @@ fn histogram(g: &Graph) -> String {
 }
 
 fn print_nodes(g: &Graph) {
-    let ty = |id: usize| {
-        g.values[id]
-            .ty
-            .as_ref()
-            .map_or("?".to_string(), |t| t.to_string())
-    };
     for n in &g.nodes {
-        let ins: Vec<String> = n
-            .inputs
-            .iter()
-            .map(|i| match i {
-                None => "-".into(),
-                Some(i) if g.values[*i].konst.is_some() => {
-                    format!("const {}:{}", g.values[*i].name, ty(*i))
-                }
-                Some(i) => format!("{}:{}", g.values[*i].name, ty(*i)),
-            })
-            .collect();
-        let outs: Vec<String> = n
-            .outputs
-            .iter()
-            .map(|&o| format!("{}:{}", g.values[o].name, ty(o)))
-            .collect();
-        println!(
-            "    {:<24} {:<16} {} -> {}",
-            n.name,
-            n.op.name(),
-            ins.join(", "),
-            outs.join(", ")
-        );
+        let sig = gpt2c::inspect::node_signature(g, n);
+        let (outs, ins) = sig.split_once(" <- ").unwrap_or((&sig, ""));
+        println!("    {:<24} {:<16} {ins} -> {outs}", n.name, n.op.name());
     }
 }
 
-fn inspect(path: &Path, len: Option<usize>, nodes: bool, disable: &[String]) -> Result<()> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+    Dot,
+}
+
+fn inspect(
+    path: &Path,
+    len: Option<usize>,
+    nodes: bool,
+    disable: &[String],
+    stop: Option<&str>,
+    format: Format,
+) -> Result<()> {
+    use gpt2c::inspect::{self as ins, Inspection};
+    use gpt2c::progress;
+    if let Some(s) = stop {
+        ins::check_stage(s, disable).map_err(anyhow::Error::msg)?;
+    }
     let t0 = Instant::now();
     let file_len = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))?
         .len();
-    let graph = gpt2c::onnx::load_graph(path)?;
+    // Everything is computed under the progress line, then printed.
+    let progress = progress::Progress::start();
+    let data =
+        progress::read_file(path).with_context(|| format!("cannot read {}", path.display()))?;
+    progress::stage("decoding", None);
+    let proto = gpt2c::onnx::decode(data.into(), &path.display().to_string())?;
+    progress::stage("importing", None);
+    let graph = gpt2c::onnx::import(&proto)?;
+    drop(proto);
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let (name, dims) = token_input(&graph)?;
+    let config = Gpt2Config::derive(&graph)?;
+    let len = match len {
+        Some(l) => l,
+        None => match dims.get(2) {
+            Some(gpt2c::ir::Dim::Known(n)) => *n,
+            _ => 1,
+        },
+    };
+    config.check_len(&graph, len)?;
+    let inputs = vec![(name, vec![1, 1, len])];
+    let t1 = Instant::now();
+    let result = Inspection::run(&graph, inputs.clone(), disable, stop);
+    let passes_ms = t1.elapsed().as_secs_f64() * 1e3;
+    drop(progress);
+    let result = result?;
+
+    match format {
+        Format::Json => {
+            let views = match stop {
+                Some(s) => vec![result.stage(s)?],
+                None => result.all(),
+            };
+            let info = ins::ModelInfo {
+                path: &path.display().to_string(),
+                file_bytes: file_len,
+                config: Some(&config),
+                inputs: &inputs,
+                disabled: disable,
+            };
+            let doc = ins::json_document(&info, &graph, &views);
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            return Ok(());
+        }
+        Format::Dot => {
+            print!("{}", ins::dot(&result.stage(stop.unwrap_or("fuse"))?));
+            return Ok(());
+        }
+        Format::Text => {}
+    }
+
     let m = &graph.meta;
     println!(
         "model      {} ({:.2} MB), loaded in {load_ms:.0} ms",
@@ -170,32 +259,48 @@ fn inspect(path: &Path, len: Option<usize>, nodes: bool, disable: &[String]) -> 
     if nodes {
         print_nodes(&graph);
     }
-
-    let (name, _) = token_input(&graph)?;
-    let config = Gpt2Config::derive(&graph)?;
     println!("config     {config}");
     println!("vocabulary size {}", config.vocab);
-    let len = match len {
-        Some(l) => l,
-        None => match token_input(&graph)?.1.get(2) {
-            Some(gpt2c::ir::Dim::Known(n)) => *n,
-            _ => 1,
-        },
+    // The passes up to the stage asked for (all of them without --stop-after).
+    let shown = match stop {
+        Some("import") => 0,
+        Some(s) => result
+            .passes
+            .iter()
+            .position(|p| p.name == s)
+            .map_or(result.passes.len(), |k| k + 1),
+        None => result.passes.len(),
     };
-    config.check_len(&graph, len)?;
-    let t1 = Instant::now();
-    gpt2c::compile_graph_with(
-        &graph,
-        vec![(name, vec![1, 1, len])],
-        disable,
-        |pass, summary, g| {
-            println!("after {pass} (L={len}): {summary}");
-            println!("           {} nodes: {}", g.nodes.len(), histogram(g));
-            if nodes {
-                print_nodes(g);
+    for p in &result.passes[..shown] {
+        let g = &p.graph;
+        println!("after {} (L={len}): {}", p.name, p.summary);
+        println!("           {} nodes: {}", g.nodes.len(), histogram(g));
+        println!(
+            "           cost per forward: {}",
+            ins::totals_line(&ins::totals(g))
+        );
+        if nodes {
+            print_nodes(g);
+        }
+    }
+    match stop {
+        Some(s) => {
+            println!();
+            print!("{}", ins::text(&result.stage(s)?));
+        }
+        None => {
+            if let Ok(v) = result.stage("sequence") {
+                print!(
+                    "{}",
+                    ins::sequence_text(v.graph, v.sequence.expect("analysed"))
+                );
             }
-        },
-    )?;
-    println!("passes     {:.0} ms", t1.elapsed().as_secs_f64() * 1e3);
+            match result.stage("plan") {
+                Ok(v) => print!("{}", ins::plan_summary(v.graph, v.plan.expect("planned"))),
+                Err(e) => println!("memory     {e}"),
+            }
+        }
+    }
+    println!("passes     {passes_ms:.0} ms");
     Ok(())
 }

@@ -27,6 +27,8 @@ pub enum WeightsPath {
     OutDir(String),
     /// An absolute path.
     Absolute(String),
+    /// `$CARGO_MANIFEST_DIR/<file>`: for a standalone crate (`gpt2c emit`).
+    ManifestDir(String),
 }
 
 #[derive(Clone, Debug)]
@@ -111,26 +113,7 @@ fn type_str(g: &Graph, v: usize) -> String {
 pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(String, Summary)> {
     crate::passes::specialize::check_static(graph)?;
     let seq = sequence_info(graph);
-    // With rows computed call by call, the cache and the outputs (presents, logits) must
-    // keep their contents between calls.
-    let persistent: Vec<usize> = match &seq {
-        Ok(s) => s
-            .cache
-            .iter()
-            .chain(&graph.outputs)
-            .copied()
-            .chain(
-                graph
-                    .nodes
-                    .iter()
-                    .zip(&s.init)
-                    .filter(|(_, &i)| i)
-                    .flat_map(|(n, _)| n.outputs.clone()),
-            )
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    let plan = plan::plan(graph, &persistent)?;
+    let plan = plan::plan(graph, &persistent(graph, &seq))?;
 
     // Names: weight fields, buffer constants.
     let mut namer = names::Namer::default();
@@ -163,7 +146,9 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
     };
 
     // The weight blob.
+    crate::progress::stage("writing weights", Some(plan.blob_bytes as u64));
     write_blob(&plan, weights_out)?;
+    crate::progress::stage("codegen", None);
 
     // Forward pass statements.
     let mut stmts = Vec::new();
@@ -315,6 +300,7 @@ fn write_blob(plan: &plan::Plan, path: &Path) -> Result<()> {
         let pad = wt.offset - at;
         w.write_all(&vec![0u8; pad]).map_err(io)?;
         w.write_all(wt.tensor.bytes()).map_err(io)?;
+        crate::progress::advance((pad + wt.tensor.byte_len()) as u64);
         at = wt.offset + wt.tensor.byte_len();
     }
     w.flush().map_err(io)?;
@@ -328,8 +314,30 @@ fn dtype_tokens(e: Elem) -> TokenStream {
     }
 }
 
+/// Values whose buffers must keep their contents between calls: with rows computed call by
+/// call, the cache, the outputs (presents, logits) and what weights-only nodes computed.
+pub fn persistent(graph: &Graph, seq: &std::result::Result<SeqInfo, String>) -> Vec<usize> {
+    match seq {
+        Ok(s) => s
+            .cache
+            .iter()
+            .chain(&graph.outputs)
+            .copied()
+            .chain(
+                graph
+                    .nodes
+                    .iter()
+                    .zip(&s.init)
+                    .filter(|(_, &i)| i)
+                    .flat_map(|(n, _)| n.outputs.clone()),
+            )
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// The sequence analysis for a graph with one input whose last axis is the sequence.
-fn sequence_info(graph: &Graph) -> std::result::Result<SeqInfo, String> {
+pub fn sequence_info(graph: &Graph) -> std::result::Result<SeqInfo, String> {
     let [input] = graph.inputs[..] else {
         return Err("the graph does not have exactly one input".into());
     };
@@ -503,6 +511,10 @@ fn module_tokens(
         WeightsPath::OutDir(f) => {
             let f = Literal::string(&format!("/{f}"));
             quote!(concat!(env!("OUT_DIR"), #f))
+        }
+        WeightsPath::ManifestDir(f) => {
+            let f = Literal::string(&format!("/{f}"));
+            quote!(concat!(env!("CARGO_MANIFEST_DIR"), #f))
         }
         WeightsPath::Absolute(p) => {
             let p = Literal::string(p);

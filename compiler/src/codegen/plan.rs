@@ -76,6 +76,10 @@ pub struct Plan {
     pub buffers: Vec<ValueId>,
     /// The value that owns each value's storage (itself, unless it is an alias).
     pub root: Vec<ValueId>,
+    /// For each buffer (by value id): the steps of its first and last use. Graph inputs
+    /// and persistent buffers start at step 0, node `i` runs at step `i + 1`, and buffers
+    /// that must survive the call (outputs, persistent) end at `nodes.len() + 1`.
+    pub lifetimes: Vec<Option<(usize, usize)>>,
 }
 
 /// The inputs of `op` that are read at run time; the others only decided shapes and were
@@ -312,6 +316,11 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
         if let Some(d) = def.get_mut(&root[o]) {
             *d = 0;
         }
+    }
+
+    p.lifetimes = vec![None; graph.values.len()];
+    for &b in &p.buffers {
+        p.lifetimes[b] = Some((def[&b], last[&b]));
     }
 
     // Place buffers step by step: allocate what a step defines, then free what it last uses.
