@@ -110,6 +110,9 @@ struct GenerateArgs {
     /// Print token counts and speeds to stderr.
     #[arg(long)]
     stats: bool,
+    /// Time every layer and op of the forward pass and print where the time went (stderr).
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     threads: Threads,
 }
@@ -192,6 +195,9 @@ fn check_ids(ids: &[i64], vocab: usize) -> Result<Vec<u32>, String> {
 }
 
 fn generate(args: &GenerateArgs) -> Result<(), String> {
+    if args.profile {
+        gpt2rt::profile::enable(gpt2::PROFILE.len());
+    }
     let t_start = Instant::now();
     let mut runner = Runner::new()?;
     let vocab = runner.vocab();
@@ -275,6 +281,9 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
             prompt_len as f64 / prefill.max(1e-9),
             generated.saturating_sub(1) as f64 / decode.max(1e-9)
         );
+    }
+    if args.profile {
+        eprint!("{}", gpt2rt::profile::report(gpt2::PROFILE));
     }
     Ok(())
 }

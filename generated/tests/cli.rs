@@ -157,3 +157,32 @@ fn bad_input_is_refused_cleanly() {
         assert!(!ok && err.contains(&format!("context is {ctx}")), "{err}");
     }
 }
+
+#[test]
+fn profile_reports_layers_ops_and_the_total() {
+    let (ok, out, err) = gpt2(&[
+        "--ids",
+        "464,2068,7586",
+        "-n",
+        "4",
+        "--seed",
+        "1",
+        "--profile",
+    ]);
+    assert!(ok, "{err}");
+    assert!(!out.is_empty());
+    for want in [
+        "profile:",
+        "by layer",
+        "layer 0",
+        "by op",
+        "Linear",
+        "Attention",
+        "total",
+    ] {
+        assert!(err.contains(want), "profile report lacks '{want}':\n{err}");
+    }
+    // Without the flag nothing is reported.
+    let (ok, _, err) = gpt2(&["--ids", "464,2068", "-n", "2", "--seed", "1"]);
+    assert!(ok && !err.contains("profile:"), "{err}");
+}

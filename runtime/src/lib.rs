@@ -12,6 +12,7 @@ pub mod gemv;
 pub mod io;
 pub mod kernels;
 pub mod pool;
+pub mod profile;
 pub mod sampling;
 pub mod vmath;
 pub mod weights;

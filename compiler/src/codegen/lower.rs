@@ -31,6 +31,8 @@ pub struct Lowerer<'a> {
     pub plan: &'a Plan,
     pub syms: &'a Symbols,
     pub seq: Option<&'a SeqInfo>,
+    /// Each node's index in the profile table (`profile::ids`).
+    pub profile_ids: Vec<Option<usize>>,
 }
 
 fn lit(x: usize) -> Literal {
@@ -210,9 +212,15 @@ impl Lowerer<'_> {
             Some(_) => quote!(let (r0, rn) = rows;),
             None => TokenStream::new(),
         };
+        let timer = match (self.profile_ids[node_index], self.seq) {
+            (Some(id), Some(_)) => quote!(let _timer = profile::timer(#id, rn);),
+            (Some(id), None) => quote!(let _timer = profile::timer(#id, 1);),
+            (None, _) => TokenStream::new(),
+        };
         quote! {
             {
                 #rows
+                #timer
                 let (y, rest) = arena::split(#arena, buf::#b);
                 #body
             }

@@ -8,6 +8,7 @@ pub mod layout;
 mod lower;
 pub mod names;
 pub mod plan;
+mod profile;
 
 use crate::error::{Error, Result};
 use crate::gpt2::Gpt2Config;
@@ -143,6 +144,7 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         plan: &plan,
         syms: &syms,
         seq: seq.as_ref().ok(),
+        profile_ids: profile::ids(graph, seq.as_ref().ok()),
     };
 
     // The weight blob.
@@ -596,6 +598,8 @@ fn module_tokens(
     let seq_len = Literal::usize_unsuffixed(seq_len);
     let seq_note = Literal::string(&seq_note);
     let panel = Literal::usize_unsuffixed(layout::PANEL);
+    let seq_ok = seq.as_ref().ok();
+    let profile_table = profile::table(graph, seq_ok, &profile::ids(graph, seq_ok));
     Ok(quote! {
         /// Whether the sequence analysis succeeded: then `forward_rows` computes a few rows at
         /// a time against the attention cache (prefill and one-token steps).
@@ -608,6 +612,7 @@ fn module_tokens(
         use gpt2rt::arena;
         use gpt2rt::io::{DType, Gpt2Config, TensorInfo, TensorRef};
         use gpt2rt::kernels::{self, Layout};
+        use gpt2rt::profile;
         use gpt2rt::weights::view;
         use std::ops::Range;
 
@@ -618,6 +623,7 @@ fn module_tokens(
         pub const INPUTS: &[TensorInfo] = &[#(#inputs),*];
         /// The graph outputs, in ONNX order.
         pub const OUTPUTS: &[TensorInfo] = &[#(#outputs),*];
+        #profile_table
         /// The GPT-2 configuration read from the graph, if it is one.
         pub const GPT2: Option<Gpt2Config> = #gpt2;
         /// Bytes of the embedded weight blob.
