@@ -100,8 +100,10 @@ pub fn compile_bytes(
         .filter(|s| !s.is_empty())
         .collect();
     crate::progress::stage("specialize and fold", None);
+    let mut ran = Vec::new();
     let specialized =
         crate::compile_graph_with(&graph, inputs.clone(), &disabled, |pass, _, _| {
+            ran.push(pass.to_string());
             crate::progress::stage(&format!("passes ({pass} done)"), None)
         })?;
     let shapes: Vec<String> = inputs.iter().map(|(n, s)| format!("{n}{s:?}")).collect();
@@ -113,8 +115,14 @@ pub fn compile_bytes(
         weights_path,
         gpt2: config,
         options: format!(
-            "f32 weights; specialized to {}; passes: specialize, simplify",
-            shapes.join(", ")
+            "f32 weights; specialized to {}; passes: {}{}",
+            shapes.join(", "),
+            ran.join(", "),
+            if disabled.is_empty() {
+                String::new()
+            } else {
+                format!(" (passes disabled: {})", disabled.join(", "))
+            }
         ),
     };
     crate::progress::stage("codegen", None);

@@ -301,9 +301,17 @@ fn write_blob(plan: &plan::Plan, path: &Path) -> Result<()> {
     for wt in &plan.weights {
         let pad = wt.offset - at;
         w.write_all(&vec![0u8; pad]).map_err(io)?;
-        w.write_all(wt.tensor.bytes()).map_err(io)?;
-        crate::progress::advance((pad + wt.tensor.byte_len()) as u64);
-        at = wt.offset + wt.tensor.byte_len();
+        let packed;
+        let bytes = match wt.panels {
+            Some(_) => {
+                packed = layout::pack_panels(&wt.tensor);
+                packed.bytes()
+            }
+            None => wt.tensor.bytes(),
+        };
+        w.write_all(bytes).map_err(io)?;
+        crate::progress::advance((pad + bytes.len()) as u64);
+        at = wt.offset + bytes.len();
     }
     w.flush().map_err(io)?;
     Ok(())

@@ -55,7 +55,7 @@ pub struct Weight {
     /// Byte offset in the blob (a multiple of `BLOB_ALIGN`).
     pub offset: usize,
     pub len: usize,
-    /// The bytes as stored (for a panel-packed weight, the packed form).
+    /// The constant (for a panel-packed weight, before packing).
     pub tensor: Tensor,
     /// `Some([K, N])` when stored in column panels (`layout`) for Linear ops.
     pub panels: Option<[usize; 2]>,
@@ -227,19 +227,20 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
         let idx = match by_bytes.get(&key) {
             Some(&i) => i,
             None => {
-                let (t, panels) = if packed {
+                // Panel-packed weights are packed when the blob is written, one at a time.
+                let (len, panels) = if packed {
                     let (k, n) = (t.shape()[0], t.shape()[1]);
-                    (super::layout::pack_panels(&t), Some([k, n]))
+                    (super::layout::panels_len(k, n), Some([k, n]))
                 } else {
-                    (t, None)
+                    (t.numel(), None)
                 };
                 let offset = p.blob_bytes.div_ceil(BLOB_ALIGN) * BLOB_ALIGN;
-                p.blob_bytes = offset + t.byte_len();
+                p.blob_bytes = offset + len * t.dtype().size();
                 p.weights.push(Weight {
                     value: v,
                     elem,
                     offset,
-                    len: t.numel(),
+                    len,
                     tensor: t,
                     panels,
                 });
