@@ -6,4 +6,4 @@ mod tensor;
 
 pub use dtype::DType;
 pub use graph::{Dim, Graph, ModelMeta, Node, TensorType, Value, ValueId};
-pub use tensor::{checked_numel, numel, Elem, Tensor};
+pub use tensor::{bounded_numel, checked_numel, numel, Elem, Tensor, MAX_ELEMS};

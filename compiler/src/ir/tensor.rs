@@ -67,6 +67,21 @@ pub fn checked_numel(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
 }
 
+/// Most elements a tensor may have: 2^40, far above any real model (GPT-2 XL's largest
+/// tensor has 8·10^7) and low enough that no size, stride or offset computed from a shape
+/// can overflow.
+pub const MAX_ELEMS: usize = 1 << 40;
+
+/// `numel` of a shape the IR can hold: `None` when the product of its dims, a zero dim
+/// counted as one (so every stride is bounded too), exceeds `MAX_ELEMS`.
+pub fn bounded_numel(shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d.max(1)))
+        .filter(|&n| n <= MAX_ELEMS)?;
+    checked_numel(shape)
+}
+
 impl Tensor {
     /// Wraps raw little-endian bytes; checks that their length fits the shape.
     pub fn from_raw(dtype: DType, shape: Vec<usize>, data: Bytes) -> OpResult<Tensor> {

@@ -90,8 +90,9 @@ pub fn tensor_from_proto(t: &TensorProto) -> std::result::Result<Tensor, String>
             usize::try_from(d).map_err(|_| format!("tensor '{name}' has a negative dimension {d}"))
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let n = crate::ir::checked_numel(&shape)
-        .ok_or_else(|| format!("tensor '{name}' shape {shape:?} overflows"))?;
+    let n = crate::ir::bounded_numel(&shape).ok_or_else(|| {
+        format!("tensor '{name}' shape {shape:?} overflows the limit of 2^40 elements")
+    })?;
     let bad = |found: usize| {
         format!("tensor '{name}' of shape {shape:?} needs {n} elements, found {found}")
     };
@@ -130,7 +131,7 @@ fn value_type(vi: &ValueInfoProto) -> Result<Option<TensorType>> {
     let Some(shape) = &tt.shape else {
         return Ok(None);
     };
-    let dims = shape
+    let dims: Vec<Dim> = shape
         .dim
         .iter()
         .enumerate()
@@ -140,6 +141,19 @@ fn value_type(vi: &ValueInfoProto) -> Result<Option<TensorType>> {
             _ => Dim::Sym(format!("{}_dim{i}", vi.name)),
         })
         .collect();
+    let known: Vec<usize> = dims
+        .iter()
+        .filter_map(|d| match d {
+            Dim::Known(n) => Some(*n),
+            Dim::Sym(_) => None,
+        })
+        .collect();
+    if crate::ir::bounded_numel(&known).is_none() {
+        return Err(Error::Invalid(format!(
+            "'{}' is declared with dims {known:?}, more than 2^40 elements",
+            vi.name
+        )));
+    }
     Ok(Some(TensorType { dtype, shape: dims }))
 }
 

@@ -23,6 +23,10 @@ pub fn parse(op: &str, a: &Attrs) -> Result<Op, String> {
     })
 }
 
+/// Most matrices one batched MatMul may multiply. The generated code lists each one's
+/// offsets (GPT-2 multiplies one per head), so this bounds the source a node can produce.
+pub const MAX_BATCH: usize = 1 << 16;
+
 /// Shapes of a numpy matmul.
 struct MatMulDims {
     batch: Vec<usize>,
@@ -60,6 +64,14 @@ fn matmul_dims(a: &[usize], b: &[usize]) -> OpResult<MatMulDims> {
         &[][..]
     };
     let batch = broadcast_shapes(ab, bb)?;
+    let count = batch
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d.max(1)));
+    if count.is_none_or(|n| n > MAX_BATCH) {
+        return op_err!(
+            "MatMul of {a:?} x {b:?} multiplies more than {MAX_BATCH} matrices, the most supported"
+        );
+    }
     let mut out = batch.clone();
     if a.len() > 1 {
         out.push(m);

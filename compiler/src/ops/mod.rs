@@ -195,8 +195,11 @@ impl Op {
 
     /// Output types from static input types. Inputs that decide a shape (Reshape's target,
     /// Slice's bounds, ...) must be constants.
+    ///
+    /// Every output shape is within `ir::MAX_ELEMS`, so a shape read from a file cannot make
+    /// later size arithmetic overflow.
     pub fn infer(&self, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
-        match self {
+        let outs = match self {
             Op::Identity => Ok(vec![owned(req(ins, 0)?)]),
             Op::Binary(b) => elementwise::infer_binary(*b, ins),
             Op::Unary(_) => Ok(vec![owned(float_in(ins, 0)?)]),
@@ -219,7 +222,13 @@ impl Op {
             Op::LayerNorm { .. } => fused::infer_layer_norm(ins),
             Op::Gelu => Ok(vec![owned(float_in(ins, 0)?)]),
             Op::Linear => linear::infer(ins),
+        }?;
+        for (_, shape) in &outs {
+            if crate::ir::bounded_numel(shape).is_none() {
+                return crate::op_err!("output shape {shape:?} has more than 2^40 elements");
+            }
         }
+        Ok(outs)
     }
 
     /// Reference evaluation: exact ONNX semantics, f32 math with f64 accumulation.

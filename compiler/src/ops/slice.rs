@@ -118,14 +118,23 @@ pub(crate) fn slice_plan(
         let (s, e) = if step > 0 {
             (s.clamp(0, d), e.clamp(0, d))
         } else {
-            (s.clamp(0, d - 1), e.clamp(-1, d - 1))
+            (s.clamp(0, (d - 1).max(0)), e.clamp(-1, d - 1))
         };
-        let count = if step > 0 {
-            (e - s + step - 1).div_euclid(step)
+        // In i128: a step near i64::MIN or i64::MAX must not overflow.
+        let (span, stride) = if step > 0 {
+            (i128::from(e) - i128::from(s), i128::from(step))
         } else {
-            (s - e + (-step) - 1).div_euclid(-step)
+            (i128::from(s) - i128::from(e), -i128::from(step))
         };
-        plan[ax] = (s, step, count.max(0) as usize);
+        let count = if d == 0 {
+            0
+        } else {
+            (span + stride - 1).div_euclid(stride).max(0)
+        };
+        // With at most one element taken the step is irrelevant; a unit one keeps `step ×
+        // stride` (the source stride of generated copies) from overflowing.
+        let step = if count <= 1 { step.signum() } else { step };
+        plan[ax] = (s, step, count as usize);
     }
     Ok(plan)
 }
@@ -163,7 +172,8 @@ pub(crate) fn split_sizes(
                 .collect()
         }
     };
-    if sizes.len() != *outputs || sizes.iter().sum::<usize>() != d {
+    let total = sizes.iter().try_fold(0usize, |a, &x| a.checked_add(x));
+    if sizes.len() != *outputs || total != Some(d) {
         return op_err!("cannot split axis {ax} of size {d} into {sizes:?} for {outputs} outputs");
     }
     Ok((ax, sizes))
@@ -185,7 +195,9 @@ pub(crate) fn concat_shape(axis: i64, shapes: &[&[usize]]) -> OpResult<(usize, V
         {
             return op_err!("Concat inputs {shapes:?} differ outside axis {ax}");
         }
-        out[ax] += s[ax];
+        out[ax] = out[ax]
+            .checked_add(s[ax])
+            .ok_or_else(|| OpError(format!("Concat of {shapes:?} overflows")))?;
     }
     Ok((ax, out))
 }
