@@ -194,3 +194,4 @@ pub fn compare(what: &str, ours: &Tensor, reference: &Tensor, rel: f64) -> Resul
 /// DESIGN.md's tolerance for f32 model outputs.
 pub const MODEL_TOL: f64 = 1e-3;
 pub mod compiled;
+pub mod fuzz;
