@@ -16,6 +16,18 @@ fn main() {
     let bytes = (mats.iter().map(Vec::len).sum::<usize>() + head.len()) * 4;
     let x = vec![1.0f32; 3072];
     let mut y = vec![0f32; 50257];
+    // The same matrices in `gemm::linear`'s column-panel layout (contents do not matter).
+    let nr = gpt2rt::gemm::NR;
+    let panels: Vec<Vec<f32>> = shapes
+        .iter()
+        .map(|&(k, n)| vec![0.5f32; n.div_ceil(nr) * k * nr])
+        .collect();
+    let step_panels = |y: &mut [f32]| {
+        for (m, &(k, n)) in panels.iter().zip(&shapes) {
+            gpt2rt::gemm::linear(&x[..k], 1, k, m, None, &mut y[..n], n);
+        }
+        gpt2rt::gemv::gemv_t(1.0, &x[..768], &head, 768, 0.0, y);
+    };
     let step = |y: &mut [f32]| {
         for (m, &(k, n)) in mats.iter().zip(&shapes) {
             gpt2rt::gemv::gemv(1.0, &x[..k], m, n, 0.0, &mut y[..n]);
@@ -56,11 +68,19 @@ fn main() {
         std::hint::black_box(read());
     }
     let plain = t.elapsed().as_secs_f64() / reps as f64;
+    step_panels(&mut y);
+    let t = Instant::now();
+    for _ in 0..reps {
+        step_panels(&mut y);
+    }
+    let pan = t.elapsed().as_secs_f64() / reps as f64;
     println!(
-        "{threads} threads, {:.0} MB: gemv step {:.2} ms ({:.1} GB/s); plain read {:.2} ms ({:.1} GB/s)",
+        "{threads} threads, {:.0} MB: gemv step {:.2} ms ({:.1} GB/s); panel step {:.2} ms ({:.1} GB/s); plain read {:.2} ms ({:.1} GB/s)",
         bytes as f64 / 1e6,
         gemv * 1e3,
         bytes as f64 / gemv / 1e9,
+        pan * 1e3,
+        bytes as f64 / pan / 1e9,
         plain * 1e3,
         bytes as f64 / plain / 1e9
     );

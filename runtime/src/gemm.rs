@@ -24,6 +24,8 @@ pub const MR: usize = 8;
 pub const NR: usize = 48;
 /// Depth of a packed block: an `MR × KC` strip of `A` is 8 KiB.
 const KC: usize = 256;
+/// Parallel loops split into this many tasks per thread (claimed dynamically).
+const TASKS_PER_THREAD: usize = 4;
 /// Panels per packed block: `KC × NC_PANELS × NR` floats = 384 KiB, half of L2.
 const NC_PANELS: usize = 8;
 
@@ -93,7 +95,12 @@ pub fn sgemm(
     let t = if threaded { crate::threads() } else { 1 };
     // Enough work per thread to be worth waking it.
     let t = t.min(panels).min((m * n * k / (1 << 20)).max(1));
-    let per = panels.div_ceil(t);
+    let tasks = if t > 1 {
+        (t * TASKS_PER_THREAD).min(panels)
+    } else {
+        1
+    };
+    let per = panels.div_ceil(tasks);
     let cp = crate::SendPtr(c.as_mut_ptr());
     let b = Source::Pack(b);
     let out = Out { beta, bias: None };
@@ -120,7 +127,7 @@ pub fn sgemm(
         }
     };
     if t > 1 {
-        crate::pool::run(t, &run);
+        crate::pool::run(tasks, &run);
     } else {
         run(0);
     }
@@ -181,11 +188,17 @@ pub fn linear_on(
         return;
     }
     // Decoding reads every weight once per token: split even small products, since each
-    // thread brings its own share of memory bandwidth.
+    // thread brings its own share of memory bandwidth. A few tasks per thread let a thread
+    // that runs ahead (its core less busy) take over the work of one that lags.
     let t = crate::threads()
         .min(panels)
         .min((m * n * k / (1 << 16)).max(1));
-    let per = panels.div_ceil(t);
+    let tasks = if t > 1 {
+        (t * TASKS_PER_THREAD).min(panels)
+    } else {
+        1
+    };
+    let per = panels.div_ceil(tasks);
     let yp = crate::SendPtr(y.as_mut_ptr());
     let simd = isa == Isa::Avx512 && supported();
     let run = |i: usize| {
@@ -219,7 +232,7 @@ pub fn linear_on(
         }
     };
     if t > 1 {
-        crate::pool::run(t, &run);
+        crate::pool::run(tasks, &run);
     } else {
         run(0);
     }

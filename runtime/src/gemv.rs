@@ -318,7 +318,8 @@ pub fn gemv_t(alpha: f32, x: &[f32], w: &[f32], ldw: usize, beta: f32, y: &mut [
     if t <= 1 || k * n < (1 << 18) {
         return gemv_t_with(isa, alpha, x, w, ldw, beta, y);
     }
-    let chunk = n.div_ceil(t).div_ceil(16) * 16;
+    // Four parts per thread, claimed dynamically, so a thread on a busier core lags less.
+    let chunk = n.div_ceil(4 * t).div_ceil(16) * 16;
     crate::for_each_part(y, chunk, |i, part| {
         gemv_t_with(isa, alpha, x, &w[i * chunk * ldw..], ldw, beta, part)
     });
