@@ -728,9 +728,9 @@ pub mod buf {
     /// `/transformer/Add_1_output_0` f32[1,128,128] (f32 arena)
     pub const ADD_1: Range<usize> = 6711424..6727808;
     /// `/transformer/h.0/ln_1/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H0_LN_1_ADD_1: Range<usize> = 6695040..6711424;
+    pub const H0_LN_1: Range<usize> = 6695040..6711424;
     /// `/transformer/h.0/attn/c_attn/Gemm_output_0` f32[128,384] (f32 arena)
-    pub const H0_ATTN_C_ATTN_GEMM: Range<usize> = 6727808..6776960;
+    pub const H0_ATTN_C_ATTN: Range<usize> = 6727808..6776960;
     /// `/transformer/h.0/attn/Split_output_0` f32[1,128,128] (f32 arena)
     pub const H0_ATTN_SPLIT: Range<usize> = 6695040..6711424;
     /// `/transformer/h.0/attn/Split_output_1` f32[1,128,128] (f32 arena)
@@ -746,27 +746,27 @@ pub mod buf {
     /// `present_0` f32[2,1,4,128,32] (f32 arena)
     pub const PRESENT_0: Range<usize> = 32768..65536;
     /// `/transformer/h.0/attn/MatMul_1_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H0_ATTN_MATMUL_1: Range<usize> = 6695040..6711424;
+    pub const H0_ATTN: Range<usize> = 6695040..6711424;
     /// `/transformer/h.0/attn/Transpose_4_output_0` f32[1,128,4,32] (f32 arena)
     pub const H0_ATTN_TRANSPOSE_4: Range<usize> = 6727808..6744192;
     /// `/transformer/h.0/attn/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H0_ATTN_C_PROJ_GEMM: Range<usize> = 6695040..6711424;
+    pub const H0_ATTN_C_PROJ: Range<usize> = 6695040..6711424;
     /// `/transformer/h.0/Add_output_0` f32[1,128,128] (f32 arena)
     pub const H0_ADD: Range<usize> = 6727808..6744192;
     /// `/transformer/h.0/ln_2/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H0_LN_2_ADD_1: Range<usize> = 6695040..6711424;
+    pub const H0_LN_2: Range<usize> = 6695040..6711424;
     /// `/transformer/h.0/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
-    pub const H0_MLP_C_FC_GEMM: Range<usize> = 6744192..6809728;
+    pub const H0_MLP_C_FC: Range<usize> = 6744192..6809728;
     /// `/transformer/h.0/mlp/Mul_3_output_0` f32[1,128,512] (f32 arena)
-    pub const H0_MLP_MUL_3: Range<usize> = 6809728..6875264;
+    pub const H0_MLP_GELU: Range<usize> = 6809728..6875264;
     /// `/transformer/h.0/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H0_MLP_C_PROJ_GEMM: Range<usize> = 6695040..6711424;
+    pub const H0_MLP_C_PROJ: Range<usize> = 6695040..6711424;
     /// `/transformer/h.0/Add_1_output_0` f32[1,128,128] (f32 arena)
     pub const H0_ADD_1: Range<usize> = 6711424..6727808;
     /// `/transformer/h.1/ln_1/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H1_LN_1_ADD_1: Range<usize> = 6695040..6711424;
+    pub const H1_LN_1: Range<usize> = 6695040..6711424;
     /// `/transformer/h.1/attn/c_attn/Gemm_output_0` f32[128,384] (f32 arena)
-    pub const H1_ATTN_C_ATTN_GEMM: Range<usize> = 6727808..6776960;
+    pub const H1_ATTN_C_ATTN: Range<usize> = 6727808..6776960;
     /// `/transformer/h.1/attn/Split_output_0` f32[1,128,128] (f32 arena)
     pub const H1_ATTN_SPLIT: Range<usize> = 6695040..6711424;
     /// `/transformer/h.1/attn/Split_output_1` f32[1,128,128] (f32 arena)
@@ -782,27 +782,27 @@ pub mod buf {
     /// `present_1` f32[2,1,4,128,32] (f32 arena)
     pub const PRESENT_1: Range<usize> = 98304..131072;
     /// `/transformer/h.1/attn/MatMul_1_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H1_ATTN_MATMUL_1: Range<usize> = 6695040..6711424;
+    pub const H1_ATTN: Range<usize> = 6695040..6711424;
     /// `/transformer/h.1/attn/Transpose_4_output_0` f32[1,128,4,32] (f32 arena)
     pub const H1_ATTN_TRANSPOSE_4: Range<usize> = 6727808..6744192;
     /// `/transformer/h.1/attn/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H1_ATTN_C_PROJ_GEMM: Range<usize> = 6695040..6711424;
+    pub const H1_ATTN_C_PROJ: Range<usize> = 6695040..6711424;
     /// `/transformer/h.1/Add_output_0` f32[1,128,128] (f32 arena)
     pub const H1_ADD: Range<usize> = 6727808..6744192;
     /// `/transformer/h.1/ln_2/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H1_LN_2_ADD_1: Range<usize> = 6695040..6711424;
+    pub const H1_LN_2: Range<usize> = 6695040..6711424;
     /// `/transformer/h.1/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
-    pub const H1_MLP_C_FC_GEMM: Range<usize> = 6744192..6809728;
+    pub const H1_MLP_C_FC: Range<usize> = 6744192..6809728;
     /// `/transformer/h.1/mlp/Mul_3_output_0` f32[1,128,512] (f32 arena)
-    pub const H1_MLP_MUL_3: Range<usize> = 6809728..6875264;
+    pub const H1_MLP_GELU: Range<usize> = 6809728..6875264;
     /// `/transformer/h.1/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H1_MLP_C_PROJ_GEMM: Range<usize> = 6695040..6711424;
+    pub const H1_MLP_C_PROJ: Range<usize> = 6695040..6711424;
     /// `/transformer/h.1/Add_1_output_0` f32[1,128,128] (f32 arena)
     pub const H1_ADD_1: Range<usize> = 6711424..6727808;
     /// `/transformer/h.2/ln_1/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H2_LN_1_ADD_1: Range<usize> = 6695040..6711424;
+    pub const H2_LN_1: Range<usize> = 6695040..6711424;
     /// `/transformer/h.2/attn/c_attn/Gemm_output_0` f32[128,384] (f32 arena)
-    pub const H2_ATTN_C_ATTN_GEMM: Range<usize> = 6727808..6776960;
+    pub const H2_ATTN_C_ATTN: Range<usize> = 6727808..6776960;
     /// `/transformer/h.2/attn/Split_output_0` f32[1,128,128] (f32 arena)
     pub const H2_ATTN_SPLIT: Range<usize> = 6695040..6711424;
     /// `/transformer/h.2/attn/Split_output_1` f32[1,128,128] (f32 arena)
@@ -818,27 +818,27 @@ pub mod buf {
     /// `present_2` f32[2,1,4,128,32] (f32 arena)
     pub const PRESENT_2: Range<usize> = 163840..196608;
     /// `/transformer/h.2/attn/MatMul_1_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H2_ATTN_MATMUL_1: Range<usize> = 6695040..6711424;
+    pub const H2_ATTN: Range<usize> = 6695040..6711424;
     /// `/transformer/h.2/attn/Transpose_4_output_0` f32[1,128,4,32] (f32 arena)
     pub const H2_ATTN_TRANSPOSE_4: Range<usize> = 6727808..6744192;
     /// `/transformer/h.2/attn/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H2_ATTN_C_PROJ_GEMM: Range<usize> = 6695040..6711424;
+    pub const H2_ATTN_C_PROJ: Range<usize> = 6695040..6711424;
     /// `/transformer/h.2/Add_output_0` f32[1,128,128] (f32 arena)
     pub const H2_ADD: Range<usize> = 6727808..6744192;
     /// `/transformer/h.2/ln_2/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H2_LN_2_ADD_1: Range<usize> = 6695040..6711424;
+    pub const H2_LN_2: Range<usize> = 6695040..6711424;
     /// `/transformer/h.2/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
-    pub const H2_MLP_C_FC_GEMM: Range<usize> = 6744192..6809728;
+    pub const H2_MLP_C_FC: Range<usize> = 6744192..6809728;
     /// `/transformer/h.2/mlp/Mul_3_output_0` f32[1,128,512] (f32 arena)
-    pub const H2_MLP_MUL_3: Range<usize> = 6809728..6875264;
+    pub const H2_MLP_GELU: Range<usize> = 6809728..6875264;
     /// `/transformer/h.2/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H2_MLP_C_PROJ_GEMM: Range<usize> = 6695040..6711424;
+    pub const H2_MLP_C_PROJ: Range<usize> = 6695040..6711424;
     /// `/transformer/h.2/Add_1_output_0` f32[1,128,128] (f32 arena)
     pub const H2_ADD_1: Range<usize> = 6711424..6727808;
     /// `/transformer/h.3/ln_1/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H3_LN_1_ADD_1: Range<usize> = 6695040..6711424;
+    pub const H3_LN_1: Range<usize> = 6695040..6711424;
     /// `/transformer/h.3/attn/c_attn/Gemm_output_0` f32[128,384] (f32 arena)
-    pub const H3_ATTN_C_ATTN_GEMM: Range<usize> = 6727808..6776960;
+    pub const H3_ATTN_C_ATTN: Range<usize> = 6727808..6776960;
     /// `/transformer/h.3/attn/Split_output_0` f32[1,128,128] (f32 arena)
     pub const H3_ATTN_SPLIT: Range<usize> = 6695040..6711424;
     /// `/transformer/h.3/attn/Split_output_1` f32[1,128,128] (f32 arena)
@@ -854,25 +854,25 @@ pub mod buf {
     /// `present_3` f32[2,1,4,128,32] (f32 arena)
     pub const PRESENT_3: Range<usize> = 229376..262144;
     /// `/transformer/h.3/attn/MatMul_1_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H3_ATTN_MATMUL_1: Range<usize> = 6695040..6711424;
+    pub const H3_ATTN: Range<usize> = 6695040..6711424;
     /// `/transformer/h.3/attn/Transpose_4_output_0` f32[1,128,4,32] (f32 arena)
     pub const H3_ATTN_TRANSPOSE_4: Range<usize> = 6727808..6744192;
     /// `/transformer/h.3/attn/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H3_ATTN_C_PROJ_GEMM: Range<usize> = 6695040..6711424;
+    pub const H3_ATTN_C_PROJ: Range<usize> = 6695040..6711424;
     /// `/transformer/h.3/Add_output_0` f32[1,128,128] (f32 arena)
     pub const H3_ADD: Range<usize> = 6727808..6744192;
     /// `/transformer/h.3/ln_2/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H3_LN_2_ADD_1: Range<usize> = 6695040..6711424;
+    pub const H3_LN_2: Range<usize> = 6695040..6711424;
     /// `/transformer/h.3/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
-    pub const H3_MLP_C_FC_GEMM: Range<usize> = 6744192..6809728;
+    pub const H3_MLP_C_FC: Range<usize> = 6744192..6809728;
     /// `/transformer/h.3/mlp/Mul_3_output_0` f32[1,128,512] (f32 arena)
-    pub const H3_MLP_MUL_3: Range<usize> = 6809728..6875264;
+    pub const H3_MLP_GELU: Range<usize> = 6809728..6875264;
     /// `/transformer/h.3/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H3_MLP_C_PROJ_GEMM: Range<usize> = 6695040..6711424;
+    pub const H3_MLP_C_PROJ: Range<usize> = 6695040..6711424;
     /// `/transformer/h.3/Add_1_output_0` f32[1,128,128] (f32 arena)
     pub const H3_ADD_1: Range<usize> = 6711424..6727808;
     /// `/transformer/ln_f/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const LN_F_ADD_1: Range<usize> = 6695040..6711424;
+    pub const LN_F: Range<usize> = 6695040..6711424;
     /// `logits` f32[1,1,128,50257] (f32 arena)
     pub const LOGITS: Range<usize> = 262144..6695040;
 }
@@ -978,7 +978,7 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(2usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_LN_1_ADD_1);
+            let (y, rest) = arena::split(f32s, buf::H0_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::ADD_1))[r0 * 128..(r0 + rn) * 128],
                 w.h0_ln_1_weight,
@@ -996,9 +996,9 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(3usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_ATTN_C_ATTN_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H0_ATTN_C_ATTN);
             kernels::linear(
-                &(rest.get(buf::H0_LN_1_ADD_1))[r0 * 128..(r0 + rn) * 128],
+                &(rest.get(buf::H0_LN_1))[r0 * 128..(r0 + rn) * 128],
                 rn,
                 128,
                 w.h0_attn_c_attn_weight,
@@ -1016,7 +1016,7 @@ impl Model {
             let _timer = profile::timer(4usize, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_SPLIT);
             kernels::copy_strided(
-                rest.get(buf::H0_ATTN_C_ATTN_GEMM),
+                rest.get(buf::H0_ATTN_C_ATTN),
                 r0 * 384,
                 &[49152, 384, 1],
                 y,
@@ -1030,7 +1030,7 @@ impl Model {
             let _timer = profile::timer(4usize, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_SPLIT_OUTPUT_1);
             kernels::copy_strided(
-                rest.get(buf::H0_ATTN_C_ATTN_GEMM),
+                rest.get(buf::H0_ATTN_C_ATTN),
                 128 + r0 * 384,
                 &[49152, 384, 1],
                 y,
@@ -1044,7 +1044,7 @@ impl Model {
             let _timer = profile::timer(4usize, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_SPLIT_OUTPUT_2);
             kernels::copy_strided(
-                rest.get(buf::H0_ATTN_C_ATTN_GEMM),
+                rest.get(buf::H0_ATTN_C_ATTN),
                 256 + r0 * 384,
                 &[49152, 384, 1],
                 y,
@@ -1141,7 +1141,7 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(9usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_ATTN_MATMUL_1);
+            let (y, rest) = arena::split(f32s, buf::H0_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
                 q_rows: 128,
@@ -1168,7 +1168,7 @@ impl Model {
             let _timer = profile::timer(10usize, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_TRANSPOSE_4);
             kernels::copy_strided(
-                rest.get(buf::H0_ATTN_MATMUL_1),
+                rest.get(buf::H0_ATTN),
                 r0 * 32,
                 &[16384, 32, 4096, 1],
                 y,
@@ -1186,7 +1186,7 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(11usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_ATTN_C_PROJ_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H0_ATTN_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H0_ATTN_TRANSPOSE_4))[r0 * 128..(r0 + rn) * 128],
                 rn,
@@ -1208,7 +1208,7 @@ impl Model {
             kernels::broadcast(
                 &(rest.get(buf::ADD_1))[r0 * 128..],
                 &[0, 128, 1],
-                &(rest.get(buf::H0_ATTN_C_PROJ_GEMM))[r0 * 128..],
+                &(rest.get(buf::H0_ATTN_C_PROJ))[r0 * 128..],
                 &[0, 128, 1],
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 &[1, rn, 128],
@@ -1220,7 +1220,7 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(13usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_LN_2_ADD_1);
+            let (y, rest) = arena::split(f32s, buf::H0_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H0_ADD))[r0 * 128..(r0 + rn) * 128],
                 w.h0_ln_2_weight,
@@ -1238,9 +1238,9 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(14usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_MLP_C_FC_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H0_MLP_C_FC);
             kernels::linear(
-                &(rest.get(buf::H0_LN_2_ADD_1))[r0 * 128..(r0 + rn) * 128],
+                &(rest.get(buf::H0_LN_2))[r0 * 128..(r0 + rn) * 128],
                 rn,
                 128,
                 w.h0_mlp_c_fc_weight,
@@ -1256,9 +1256,9 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(15usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_MLP_MUL_3);
+            let (y, rest) = arena::split(f32s, buf::H0_MLP_GELU);
             kernels::gelu_slice(
-                &(rest.get(buf::H0_MLP_C_FC_GEMM))[r0 * 512..(r0 + rn) * 512],
+                &(rest.get(buf::H0_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
                 &mut y[r0 * 512..(r0 + rn) * 512],
             );
         }
@@ -1269,9 +1269,9 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(16usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_MLP_C_PROJ_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H0_MLP_C_PROJ);
             kernels::linear(
-                &(rest.get(buf::H0_MLP_MUL_3))[r0 * 512..(r0 + rn) * 512],
+                &(rest.get(buf::H0_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
                 rn,
                 512,
                 w.h0_mlp_c_proj_weight,
@@ -1291,7 +1291,7 @@ impl Model {
             kernels::broadcast(
                 &(rest.get(buf::H0_ADD))[r0 * 128..],
                 &[0, 128, 1],
-                &(rest.get(buf::H0_MLP_C_PROJ_GEMM))[r0 * 128..],
+                &(rest.get(buf::H0_MLP_C_PROJ))[r0 * 128..],
                 &[0, 128, 1],
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 &[1, rn, 128],
@@ -1304,7 +1304,7 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(18usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_LN_1_ADD_1);
+            let (y, rest) = arena::split(f32s, buf::H1_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::H0_ADD_1))[r0 * 128..(r0 + rn) * 128],
                 w.h1_ln_1_weight,
@@ -1322,9 +1322,9 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(19usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_ATTN_C_ATTN_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H1_ATTN_C_ATTN);
             kernels::linear(
-                &(rest.get(buf::H1_LN_1_ADD_1))[r0 * 128..(r0 + rn) * 128],
+                &(rest.get(buf::H1_LN_1))[r0 * 128..(r0 + rn) * 128],
                 rn,
                 128,
                 w.h1_attn_c_attn_weight,
@@ -1342,7 +1342,7 @@ impl Model {
             let _timer = profile::timer(20usize, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_SPLIT);
             kernels::copy_strided(
-                rest.get(buf::H1_ATTN_C_ATTN_GEMM),
+                rest.get(buf::H1_ATTN_C_ATTN),
                 r0 * 384,
                 &[49152, 384, 1],
                 y,
@@ -1356,7 +1356,7 @@ impl Model {
             let _timer = profile::timer(20usize, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_SPLIT_OUTPUT_1);
             kernels::copy_strided(
-                rest.get(buf::H1_ATTN_C_ATTN_GEMM),
+                rest.get(buf::H1_ATTN_C_ATTN),
                 128 + r0 * 384,
                 &[49152, 384, 1],
                 y,
@@ -1370,7 +1370,7 @@ impl Model {
             let _timer = profile::timer(20usize, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_SPLIT_OUTPUT_2);
             kernels::copy_strided(
-                rest.get(buf::H1_ATTN_C_ATTN_GEMM),
+                rest.get(buf::H1_ATTN_C_ATTN),
                 256 + r0 * 384,
                 &[49152, 384, 1],
                 y,
@@ -1467,7 +1467,7 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(25usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_ATTN_MATMUL_1);
+            let (y, rest) = arena::split(f32s, buf::H1_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
                 q_rows: 128,
@@ -1494,7 +1494,7 @@ impl Model {
             let _timer = profile::timer(26usize, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_TRANSPOSE_4);
             kernels::copy_strided(
-                rest.get(buf::H1_ATTN_MATMUL_1),
+                rest.get(buf::H1_ATTN),
                 r0 * 32,
                 &[16384, 32, 4096, 1],
                 y,
@@ -1512,7 +1512,7 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(27usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_ATTN_C_PROJ_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H1_ATTN_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H1_ATTN_TRANSPOSE_4))[r0 * 128..(r0 + rn) * 128],
                 rn,
@@ -1534,7 +1534,7 @@ impl Model {
             kernels::broadcast(
                 &(rest.get(buf::H0_ADD_1))[r0 * 128..],
                 &[0, 128, 1],
-                &(rest.get(buf::H1_ATTN_C_PROJ_GEMM))[r0 * 128..],
+                &(rest.get(buf::H1_ATTN_C_PROJ))[r0 * 128..],
                 &[0, 128, 1],
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 &[1, rn, 128],
@@ -1546,7 +1546,7 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(29usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_LN_2_ADD_1);
+            let (y, rest) = arena::split(f32s, buf::H1_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H1_ADD))[r0 * 128..(r0 + rn) * 128],
                 w.h1_ln_2_weight,
@@ -1564,9 +1564,9 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(30usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_MLP_C_FC_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H1_MLP_C_FC);
             kernels::linear(
-                &(rest.get(buf::H1_LN_2_ADD_1))[r0 * 128..(r0 + rn) * 128],
+                &(rest.get(buf::H1_LN_2))[r0 * 128..(r0 + rn) * 128],
                 rn,
                 128,
                 w.h1_mlp_c_fc_weight,
@@ -1582,9 +1582,9 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(31usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_MLP_MUL_3);
+            let (y, rest) = arena::split(f32s, buf::H1_MLP_GELU);
             kernels::gelu_slice(
-                &(rest.get(buf::H1_MLP_C_FC_GEMM))[r0 * 512..(r0 + rn) * 512],
+                &(rest.get(buf::H1_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
                 &mut y[r0 * 512..(r0 + rn) * 512],
             );
         }
@@ -1595,9 +1595,9 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(32usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_MLP_C_PROJ_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H1_MLP_C_PROJ);
             kernels::linear(
-                &(rest.get(buf::H1_MLP_MUL_3))[r0 * 512..(r0 + rn) * 512],
+                &(rest.get(buf::H1_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
                 rn,
                 512,
                 w.h1_mlp_c_proj_weight,
@@ -1617,7 +1617,7 @@ impl Model {
             kernels::broadcast(
                 &(rest.get(buf::H1_ADD))[r0 * 128..],
                 &[0, 128, 1],
-                &(rest.get(buf::H1_MLP_C_PROJ_GEMM))[r0 * 128..],
+                &(rest.get(buf::H1_MLP_C_PROJ))[r0 * 128..],
                 &[0, 128, 1],
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 &[1, rn, 128],
@@ -1630,7 +1630,7 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(34usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_LN_1_ADD_1);
+            let (y, rest) = arena::split(f32s, buf::H2_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::H1_ADD_1))[r0 * 128..(r0 + rn) * 128],
                 w.h2_ln_1_weight,
@@ -1648,9 +1648,9 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(35usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_ATTN_C_ATTN_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H2_ATTN_C_ATTN);
             kernels::linear(
-                &(rest.get(buf::H2_LN_1_ADD_1))[r0 * 128..(r0 + rn) * 128],
+                &(rest.get(buf::H2_LN_1))[r0 * 128..(r0 + rn) * 128],
                 rn,
                 128,
                 w.h2_attn_c_attn_weight,
@@ -1668,7 +1668,7 @@ impl Model {
             let _timer = profile::timer(36usize, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_SPLIT);
             kernels::copy_strided(
-                rest.get(buf::H2_ATTN_C_ATTN_GEMM),
+                rest.get(buf::H2_ATTN_C_ATTN),
                 r0 * 384,
                 &[49152, 384, 1],
                 y,
@@ -1682,7 +1682,7 @@ impl Model {
             let _timer = profile::timer(36usize, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_SPLIT_OUTPUT_1);
             kernels::copy_strided(
-                rest.get(buf::H2_ATTN_C_ATTN_GEMM),
+                rest.get(buf::H2_ATTN_C_ATTN),
                 128 + r0 * 384,
                 &[49152, 384, 1],
                 y,
@@ -1696,7 +1696,7 @@ impl Model {
             let _timer = profile::timer(36usize, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_SPLIT_OUTPUT_2);
             kernels::copy_strided(
-                rest.get(buf::H2_ATTN_C_ATTN_GEMM),
+                rest.get(buf::H2_ATTN_C_ATTN),
                 256 + r0 * 384,
                 &[49152, 384, 1],
                 y,
@@ -1793,7 +1793,7 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(41usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_ATTN_MATMUL_1);
+            let (y, rest) = arena::split(f32s, buf::H2_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
                 q_rows: 128,
@@ -1820,7 +1820,7 @@ impl Model {
             let _timer = profile::timer(42usize, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_TRANSPOSE_4);
             kernels::copy_strided(
-                rest.get(buf::H2_ATTN_MATMUL_1),
+                rest.get(buf::H2_ATTN),
                 r0 * 32,
                 &[16384, 32, 4096, 1],
                 y,
@@ -1838,7 +1838,7 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(43usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_ATTN_C_PROJ_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H2_ATTN_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H2_ATTN_TRANSPOSE_4))[r0 * 128..(r0 + rn) * 128],
                 rn,
@@ -1860,7 +1860,7 @@ impl Model {
             kernels::broadcast(
                 &(rest.get(buf::H1_ADD_1))[r0 * 128..],
                 &[0, 128, 1],
-                &(rest.get(buf::H2_ATTN_C_PROJ_GEMM))[r0 * 128..],
+                &(rest.get(buf::H2_ATTN_C_PROJ))[r0 * 128..],
                 &[0, 128, 1],
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 &[1, rn, 128],
@@ -1872,7 +1872,7 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(45usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_LN_2_ADD_1);
+            let (y, rest) = arena::split(f32s, buf::H2_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H2_ADD))[r0 * 128..(r0 + rn) * 128],
                 w.h2_ln_2_weight,
@@ -1890,9 +1890,9 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(46usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_MLP_C_FC_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H2_MLP_C_FC);
             kernels::linear(
-                &(rest.get(buf::H2_LN_2_ADD_1))[r0 * 128..(r0 + rn) * 128],
+                &(rest.get(buf::H2_LN_2))[r0 * 128..(r0 + rn) * 128],
                 rn,
                 128,
                 w.h2_mlp_c_fc_weight,
@@ -1908,9 +1908,9 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(47usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_MLP_MUL_3);
+            let (y, rest) = arena::split(f32s, buf::H2_MLP_GELU);
             kernels::gelu_slice(
-                &(rest.get(buf::H2_MLP_C_FC_GEMM))[r0 * 512..(r0 + rn) * 512],
+                &(rest.get(buf::H2_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
                 &mut y[r0 * 512..(r0 + rn) * 512],
             );
         }
@@ -1921,9 +1921,9 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(48usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_MLP_C_PROJ_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H2_MLP_C_PROJ);
             kernels::linear(
-                &(rest.get(buf::H2_MLP_MUL_3))[r0 * 512..(r0 + rn) * 512],
+                &(rest.get(buf::H2_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
                 rn,
                 512,
                 w.h2_mlp_c_proj_weight,
@@ -1943,7 +1943,7 @@ impl Model {
             kernels::broadcast(
                 &(rest.get(buf::H2_ADD))[r0 * 128..],
                 &[0, 128, 1],
-                &(rest.get(buf::H2_MLP_C_PROJ_GEMM))[r0 * 128..],
+                &(rest.get(buf::H2_MLP_C_PROJ))[r0 * 128..],
                 &[0, 128, 1],
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 &[1, rn, 128],
@@ -1956,7 +1956,7 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(50usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_LN_1_ADD_1);
+            let (y, rest) = arena::split(f32s, buf::H3_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::H2_ADD_1))[r0 * 128..(r0 + rn) * 128],
                 w.h3_ln_1_weight,
@@ -1974,9 +1974,9 @@ impl Model {
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(51usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_ATTN_C_ATTN_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H3_ATTN_C_ATTN);
             kernels::linear(
-                &(rest.get(buf::H3_LN_1_ADD_1))[r0 * 128..(r0 + rn) * 128],
+                &(rest.get(buf::H3_LN_1))[r0 * 128..(r0 + rn) * 128],
                 rn,
                 128,
                 w.h3_attn_c_attn_weight,
@@ -1994,7 +1994,7 @@ impl Model {
             let _timer = profile::timer(52usize, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_SPLIT);
             kernels::copy_strided(
-                rest.get(buf::H3_ATTN_C_ATTN_GEMM),
+                rest.get(buf::H3_ATTN_C_ATTN),
                 r0 * 384,
                 &[49152, 384, 1],
                 y,
@@ -2008,7 +2008,7 @@ impl Model {
             let _timer = profile::timer(52usize, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_SPLIT_OUTPUT_1);
             kernels::copy_strided(
-                rest.get(buf::H3_ATTN_C_ATTN_GEMM),
+                rest.get(buf::H3_ATTN_C_ATTN),
                 128 + r0 * 384,
                 &[49152, 384, 1],
                 y,
@@ -2022,7 +2022,7 @@ impl Model {
             let _timer = profile::timer(52usize, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_SPLIT_OUTPUT_2);
             kernels::copy_strided(
-                rest.get(buf::H3_ATTN_C_ATTN_GEMM),
+                rest.get(buf::H3_ATTN_C_ATTN),
                 256 + r0 * 384,
                 &[49152, 384, 1],
                 y,
@@ -2119,7 +2119,7 @@ impl Model {
         {
             let (r0, rn) = tail_rows;
             let _timer = profile::timer(57usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_ATTN_MATMUL_1);
+            let (y, rest) = arena::split(f32s, buf::H3_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
                 q_rows: 128,
@@ -2146,7 +2146,7 @@ impl Model {
             let _timer = profile::timer(58usize, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_TRANSPOSE_4);
             kernels::copy_strided(
-                rest.get(buf::H3_ATTN_MATMUL_1),
+                rest.get(buf::H3_ATTN),
                 r0 * 32,
                 &[16384, 32, 4096, 1],
                 y,
@@ -2164,7 +2164,7 @@ impl Model {
         {
             let (r0, rn) = tail_rows;
             let _timer = profile::timer(59usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_ATTN_C_PROJ_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H3_ATTN_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H3_ATTN_TRANSPOSE_4))[r0 * 128..(r0 + rn) * 128],
                 rn,
@@ -2186,7 +2186,7 @@ impl Model {
             kernels::broadcast(
                 &(rest.get(buf::H2_ADD_1))[r0 * 128..],
                 &[0, 128, 1],
-                &(rest.get(buf::H3_ATTN_C_PROJ_GEMM))[r0 * 128..],
+                &(rest.get(buf::H3_ATTN_C_PROJ))[r0 * 128..],
                 &[0, 128, 1],
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 &[1, rn, 128],
@@ -2198,7 +2198,7 @@ impl Model {
         {
             let (r0, rn) = tail_rows;
             let _timer = profile::timer(61usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_LN_2_ADD_1);
+            let (y, rest) = arena::split(f32s, buf::H3_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H3_ADD))[r0 * 128..(r0 + rn) * 128],
                 w.h3_ln_2_weight,
@@ -2216,9 +2216,9 @@ impl Model {
         {
             let (r0, rn) = tail_rows;
             let _timer = profile::timer(62usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_MLP_C_FC_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H3_MLP_C_FC);
             kernels::linear(
-                &(rest.get(buf::H3_LN_2_ADD_1))[r0 * 128..(r0 + rn) * 128],
+                &(rest.get(buf::H3_LN_2))[r0 * 128..(r0 + rn) * 128],
                 rn,
                 128,
                 w.h3_mlp_c_fc_weight,
@@ -2234,9 +2234,9 @@ impl Model {
         {
             let (r0, rn) = tail_rows;
             let _timer = profile::timer(63usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_MLP_MUL_3);
+            let (y, rest) = arena::split(f32s, buf::H3_MLP_GELU);
             kernels::gelu_slice(
-                &(rest.get(buf::H3_MLP_C_FC_GEMM))[r0 * 512..(r0 + rn) * 512],
+                &(rest.get(buf::H3_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
                 &mut y[r0 * 512..(r0 + rn) * 512],
             );
         }
@@ -2247,9 +2247,9 @@ impl Model {
         {
             let (r0, rn) = tail_rows;
             let _timer = profile::timer(64usize, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_MLP_C_PROJ_GEMM);
+            let (y, rest) = arena::split(f32s, buf::H3_MLP_C_PROJ);
             kernels::linear(
-                &(rest.get(buf::H3_MLP_MUL_3))[r0 * 512..(r0 + rn) * 512],
+                &(rest.get(buf::H3_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
                 rn,
                 512,
                 w.h3_mlp_c_proj_weight,
@@ -2269,7 +2269,7 @@ impl Model {
             kernels::broadcast(
                 &(rest.get(buf::H3_ADD))[r0 * 128..],
                 &[0, 128, 1],
-                &(rest.get(buf::H3_MLP_C_PROJ_GEMM))[r0 * 128..],
+                &(rest.get(buf::H3_MLP_C_PROJ))[r0 * 128..],
                 &[0, 128, 1],
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 &[1, rn, 128],
@@ -2282,7 +2282,7 @@ impl Model {
         {
             let (r0, rn) = tail_rows;
             let _timer = profile::timer(66usize, rn);
-            let (y, rest) = arena::split(f32s, buf::LN_F_ADD_1);
+            let (y, rest) = arena::split(f32s, buf::LN_F);
             kernels::layer_norm(
                 &(rest.get(buf::H3_ADD_1))[r0 * 128..(r0 + rn) * 128],
                 w.ln_f_weight,
@@ -2303,7 +2303,7 @@ impl Model {
             let (y, rest) = arena::split(f32s, buf::LOGITS);
             kernels::matmul(
                 1.0,
-                &(rest.get(buf::LN_F_ADD_1))[r0 * 128..(r0 + rn) * 128],
+                &(rest.get(buf::LN_F))[r0 * 128..(r0 + rn) * 128],
                 &[0],
                 Layout {
                     row_stride: 128,

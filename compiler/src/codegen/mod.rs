@@ -125,10 +125,17 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         .collect();
     let mut buf_names = names::Namer::default();
     let mut buf_consts: Vec<Option<syn::Ident>> = vec![None; graph.values.len()];
+    // A fused node's output is named for its role (`names::role`), others for their value.
+    let producers = graph.producers();
     for &b in &plan.buffers {
-        buf_consts[b] = Some(ident(
-            &buf_names.unique(names::snake(&graph.values[b].name).to_uppercase()),
-        ));
+        let role = producers.get(&b).and_then(|&i| {
+            let n = &graph.nodes[i];
+            (n.outputs.len() == 1)
+                .then(|| names::role(&n.name, &n.op))
+                .flatten()
+        });
+        let base = role.unwrap_or_else(|| names::snake(&graph.values[b].name));
+        buf_consts[b] = Some(ident(&buf_names.unique(base.to_uppercase())));
     }
     for (v, s) in plan.storage.iter().enumerate() {
         if let (Some(Storage::Arena { .. }), None) = (s, &buf_consts[v]) {

@@ -38,6 +38,22 @@ pub fn snake(name: &str) -> String {
     }
 }
 
+/// A name saying what a fused node computes, from its module path: the output of
+/// `/transformer/h.0/ln_1/LayerNorm` is `h0_ln_1`, of the Linear `/transformer/h.0/attn/c_attn/Gemm`
+/// `h0_attn_c_attn`, of `/transformer/h.0/attn/Attention` `h0_attn`, of
+/// `/transformer/h.0/mlp/Gelu` `h0_mlp_gelu`. Other ops keep their value's name.
+pub fn role(node_name: &str, op: &crate::ops::Op) -> Option<String> {
+    use crate::ops::Op;
+    let module = node_name.rsplit_once('/')?.0;
+    let suffix = match op {
+        Op::LayerNorm { .. } | Op::Linear | Op::Attention(_) => "",
+        Op::Gelu => "_gelu",
+        _ => return None,
+    };
+    let m = snake(module);
+    (!module.trim_matches('/').is_empty()).then(|| format!("{m}{suffix}"))
+}
+
 /// Hands out unique identifiers.
 #[derive(Default)]
 pub struct Namer {
@@ -96,5 +112,20 @@ mod tests {
         assert_eq!(n.unique("a".into()), "a_2");
         assert_eq!(layer_of("/transformer/h.7/attn/Gemm"), Some(7));
         assert_eq!(layer_of("/transformer/ln_f/Add"), None);
+        use crate::ops::Op;
+        let ln = Op::LayerNorm { eps: 1e-5 };
+        assert_eq!(
+            role("/transformer/h.0/ln_1/LayerNorm", &ln).unwrap(),
+            "h0_ln_1"
+        );
+        assert_eq!(role("/transformer/ln_f/LayerNorm", &ln).unwrap(), "ln_f");
+        let linear = role("/transformer/h.3/mlp/c_fc/Gemm", &Op::Linear).unwrap();
+        assert_eq!(linear, "h3_mlp_c_fc");
+        assert_eq!(
+            role("/transformer/h.0/mlp/Gelu", &Op::Gelu).unwrap(),
+            "h0_mlp_gelu"
+        );
+        assert_eq!(role("/transformer/h.0/attn/Add", &Op::Identity), None);
+        assert_eq!(role("Gelu", &Op::Gelu), None);
     }
 }
