@@ -10,10 +10,12 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let manifest =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let model = match std::env::var_os("GPT2_ONNX") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => manifest.join("../models/gpt2-kjv.onnx"),
-    };
+    let default = manifest.join("../models/gpt2-kjv.onnx");
+    let model = gpt2c::model_path::resolve(std::env::var_os("GPT2_ONNX").as_deref(), &default)
+        .unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        });
     println!("cargo:rerun-if-changed={}", model.display());
     if let Err(e) = build(&model) {
         eprintln!(
@@ -28,15 +30,6 @@ fn main() {
 }
 
 fn build(model: &Path) -> Result<(), String> {
-    if !model.is_absolute() {
-        return Err(format!(
-            "GPT2_ONNX must be an absolute path, got '{}'",
-            model.display()
-        ));
-    }
-    if !model.is_file() {
-        return Err(format!("no such file: {}", model.display()));
-    }
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
     let t = std::time::Instant::now();
     let c = gpt2c::driver::compile(

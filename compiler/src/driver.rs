@@ -90,8 +90,14 @@ pub fn compile_bytes(
     crate::progress::stage("importing", None);
     let graph = crate::onnx::import(&proto)?;
     drop(proto);
-    let config = Gpt2Config::derive(&graph).ok();
-    let inputs = input_shapes(&graph, config.as_ref())?;
+    let derived = Gpt2Config::derive(&graph);
+    let config = derived.as_ref().ok().copied();
+    // Without GPT-2's input the inputs must be static; when they are not, say also why the
+    // graph is not GPT-2 (a token input of the wrong type, say), or the message misleads.
+    let inputs = input_shapes(&graph, config.as_ref()).map_err(|e| match &derived {
+        Err(why) => Error::Shape(format!("{e}, and this one is not: {why}")),
+        Ok(_) => e,
+    })?;
     // GPT2C_DISABLE_PASSES=fuse-gelu,tie-weights switches optional passes off (for A/B runs).
     let disabled: Vec<String> = std::env::var("GPT2C_DISABLE_PASSES")
         .unwrap_or_default()

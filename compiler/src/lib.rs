@@ -12,6 +12,7 @@ pub mod gpt2;
 pub mod inspect;
 pub mod interp;
 pub mod ir;
+pub mod model_path;
 pub mod onnx;
 pub mod ops;
 pub mod passes;
