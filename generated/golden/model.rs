@@ -944,7 +944,7 @@ impl Model {
         //   f32[1,128,128] <- w.wte_weight, i64[1,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(0usize, rn);
+            let _timer = profile::timer(0, rn);
             let (y, rest) = arena::split(f32s, buf::WTE_GATHER);
             kernels::gather(
                     w.wte_weight,
@@ -960,7 +960,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.wpe_gather
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(1usize, rn);
+            let _timer = profile::timer(1, rn);
             let (y, rest) = arena::split(f32s, buf::ADD_1);
             kernels::broadcast(
                 &(rest.get(buf::WTE_GATHER))[r0 * 128..],
@@ -977,7 +977,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h0_ln_1_weight, w.h0_ln_1_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(2usize, rn);
+            let _timer = profile::timer(2, rn);
             let (y, rest) = arena::split(f32s, buf::H0_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::ADD_1))[r0 * 128..(r0 + rn) * 128],
@@ -995,7 +995,7 @@ impl Model {
         //   f32[128,384] <- f32[128,128], w.h0_attn_c_attn_weight, w.h0_attn_c_attn_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(3usize, rn);
+            let _timer = profile::timer(3, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_C_ATTN);
             kernels::linear(
                 &(rest.get(buf::H0_LN_1))[r0 * 128..(r0 + rn) * 128],
@@ -1013,7 +1013,7 @@ impl Model {
         //   f32[1,128,128], f32[1,128,128], f32[1,128,128] <- f32[1,128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(4usize, rn);
+            let _timer = profile::timer(4, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_SPLIT);
             kernels::copy_strided(
                 rest.get(buf::H0_ATTN_C_ATTN),
@@ -1027,7 +1027,7 @@ impl Model {
         }
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(4usize, rn);
+            let _timer = profile::timer(4, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_SPLIT_OUTPUT_1);
             kernels::copy_strided(
                 rest.get(buf::H0_ATTN_C_ATTN),
@@ -1041,7 +1041,7 @@ impl Model {
         }
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(4usize, rn);
+            let _timer = profile::timer(4, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_SPLIT_OUTPUT_2);
             kernels::copy_strided(
                 rest.get(buf::H0_ATTN_C_ATTN),
@@ -1059,7 +1059,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,128,4,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(5usize, rn);
+            let _timer = profile::timer(5, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_TRANSPOSE);
             kernels::copy_strided(
                 rest.get(buf::H0_ATTN_SPLIT),
@@ -1079,7 +1079,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,128,4,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(6usize, rn);
+            let _timer = profile::timer(6, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_TRANSPOSE_2);
             kernels::copy_strided(
                 rest.get(buf::H0_ATTN_SPLIT_OUTPUT_2),
@@ -1095,7 +1095,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,128,4,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(7usize, rn);
+            let _timer = profile::timer(7, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_TRANSPOSE_3);
             kernels::copy_strided(
                 rest.get(buf::H0_ATTN_SPLIT_OUTPUT_1),
@@ -1115,7 +1115,7 @@ impl Model {
         //   f32[2,1,4,128,32] <- f32[1,1,4,128,32], f32[1,1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(8usize, rn);
+            let _timer = profile::timer(8, rn);
             let (y, rest) = arena::split(f32s, buf::PRESENT_0);
             kernels::copy_strided(
                 rest.get(buf::H0_ATTN_TRANSPOSE_3),
@@ -1140,7 +1140,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,4,128,32], f32[1,4,128,32], f32[1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(9usize, rn);
+            let _timer = profile::timer(9, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
@@ -1165,7 +1165,7 @@ impl Model {
         //   f32[1,128,4,32] <- f32[1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(10usize, rn);
+            let _timer = profile::timer(10, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_TRANSPOSE_4);
             kernels::copy_strided(
                 rest.get(buf::H0_ATTN),
@@ -1185,7 +1185,7 @@ impl Model {
         //   f32[128,128] <- f32[128,128], w.h0_attn_c_proj_weight, w.h0_attn_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(11usize, rn);
+            let _timer = profile::timer(11, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H0_ATTN_TRANSPOSE_4))[r0 * 128..(r0 + rn) * 128],
@@ -1203,7 +1203,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(12usize, rn);
+            let _timer = profile::timer(12, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ADD);
             kernels::broadcast(
                 &(rest.get(buf::ADD_1))[r0 * 128..],
@@ -1219,7 +1219,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h0_ln_2_weight, w.h0_ln_2_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(13usize, rn);
+            let _timer = profile::timer(13, rn);
             let (y, rest) = arena::split(f32s, buf::H0_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H0_ADD))[r0 * 128..(r0 + rn) * 128],
@@ -1237,7 +1237,7 @@ impl Model {
         //   f32[128,512] <- f32[128,128], w.h0_mlp_c_fc_weight, w.h0_mlp_c_fc_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(14usize, rn);
+            let _timer = profile::timer(14, rn);
             let (y, rest) = arena::split(f32s, buf::H0_MLP_C_FC);
             kernels::linear(
                 &(rest.get(buf::H0_LN_2))[r0 * 128..(r0 + rn) * 128],
@@ -1255,7 +1255,7 @@ impl Model {
         //   f32[1,128,512] <- f32[1,128,512]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(15usize, rn);
+            let _timer = profile::timer(15, rn);
             let (y, rest) = arena::split(f32s, buf::H0_MLP_GELU);
             kernels::gelu_slice(
                 &(rest.get(buf::H0_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
@@ -1268,7 +1268,7 @@ impl Model {
         //   f32[128,128] <- f32[128,512], w.h0_mlp_c_proj_weight, w.h0_mlp_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(16usize, rn);
+            let _timer = profile::timer(16, rn);
             let (y, rest) = arena::split(f32s, buf::H0_MLP_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H0_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
@@ -1286,7 +1286,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(17usize, rn);
+            let _timer = profile::timer(17, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ADD_1);
             kernels::broadcast(
                 &(rest.get(buf::H0_ADD))[r0 * 128..],
@@ -1303,7 +1303,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h1_ln_1_weight, w.h1_ln_1_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(18usize, rn);
+            let _timer = profile::timer(18, rn);
             let (y, rest) = arena::split(f32s, buf::H1_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::H0_ADD_1))[r0 * 128..(r0 + rn) * 128],
@@ -1321,7 +1321,7 @@ impl Model {
         //   f32[128,384] <- f32[128,128], w.h1_attn_c_attn_weight, w.h1_attn_c_attn_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(19usize, rn);
+            let _timer = profile::timer(19, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_C_ATTN);
             kernels::linear(
                 &(rest.get(buf::H1_LN_1))[r0 * 128..(r0 + rn) * 128],
@@ -1339,7 +1339,7 @@ impl Model {
         //   f32[1,128,128], f32[1,128,128], f32[1,128,128] <- f32[1,128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(20usize, rn);
+            let _timer = profile::timer(20, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_SPLIT);
             kernels::copy_strided(
                 rest.get(buf::H1_ATTN_C_ATTN),
@@ -1353,7 +1353,7 @@ impl Model {
         }
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(20usize, rn);
+            let _timer = profile::timer(20, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_SPLIT_OUTPUT_1);
             kernels::copy_strided(
                 rest.get(buf::H1_ATTN_C_ATTN),
@@ -1367,7 +1367,7 @@ impl Model {
         }
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(20usize, rn);
+            let _timer = profile::timer(20, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_SPLIT_OUTPUT_2);
             kernels::copy_strided(
                 rest.get(buf::H1_ATTN_C_ATTN),
@@ -1385,7 +1385,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,128,4,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(21usize, rn);
+            let _timer = profile::timer(21, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_TRANSPOSE);
             kernels::copy_strided(
                 rest.get(buf::H1_ATTN_SPLIT),
@@ -1405,7 +1405,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,128,4,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(22usize, rn);
+            let _timer = profile::timer(22, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_TRANSPOSE_2);
             kernels::copy_strided(
                 rest.get(buf::H1_ATTN_SPLIT_OUTPUT_2),
@@ -1421,7 +1421,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,128,4,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(23usize, rn);
+            let _timer = profile::timer(23, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_TRANSPOSE_3);
             kernels::copy_strided(
                 rest.get(buf::H1_ATTN_SPLIT_OUTPUT_1),
@@ -1441,7 +1441,7 @@ impl Model {
         //   f32[2,1,4,128,32] <- f32[1,1,4,128,32], f32[1,1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(24usize, rn);
+            let _timer = profile::timer(24, rn);
             let (y, rest) = arena::split(f32s, buf::PRESENT_1);
             kernels::copy_strided(
                 rest.get(buf::H1_ATTN_TRANSPOSE_3),
@@ -1466,7 +1466,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,4,128,32], f32[1,4,128,32], f32[1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(25usize, rn);
+            let _timer = profile::timer(25, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
@@ -1491,7 +1491,7 @@ impl Model {
         //   f32[1,128,4,32] <- f32[1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(26usize, rn);
+            let _timer = profile::timer(26, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_TRANSPOSE_4);
             kernels::copy_strided(
                 rest.get(buf::H1_ATTN),
@@ -1511,7 +1511,7 @@ impl Model {
         //   f32[128,128] <- f32[128,128], w.h1_attn_c_proj_weight, w.h1_attn_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(27usize, rn);
+            let _timer = profile::timer(27, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H1_ATTN_TRANSPOSE_4))[r0 * 128..(r0 + rn) * 128],
@@ -1529,7 +1529,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(28usize, rn);
+            let _timer = profile::timer(28, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ADD);
             kernels::broadcast(
                 &(rest.get(buf::H0_ADD_1))[r0 * 128..],
@@ -1545,7 +1545,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h1_ln_2_weight, w.h1_ln_2_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(29usize, rn);
+            let _timer = profile::timer(29, rn);
             let (y, rest) = arena::split(f32s, buf::H1_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H1_ADD))[r0 * 128..(r0 + rn) * 128],
@@ -1563,7 +1563,7 @@ impl Model {
         //   f32[128,512] <- f32[128,128], w.h1_mlp_c_fc_weight, w.h1_mlp_c_fc_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(30usize, rn);
+            let _timer = profile::timer(30, rn);
             let (y, rest) = arena::split(f32s, buf::H1_MLP_C_FC);
             kernels::linear(
                 &(rest.get(buf::H1_LN_2))[r0 * 128..(r0 + rn) * 128],
@@ -1581,7 +1581,7 @@ impl Model {
         //   f32[1,128,512] <- f32[1,128,512]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(31usize, rn);
+            let _timer = profile::timer(31, rn);
             let (y, rest) = arena::split(f32s, buf::H1_MLP_GELU);
             kernels::gelu_slice(
                 &(rest.get(buf::H1_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
@@ -1594,7 +1594,7 @@ impl Model {
         //   f32[128,128] <- f32[128,512], w.h1_mlp_c_proj_weight, w.h1_mlp_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(32usize, rn);
+            let _timer = profile::timer(32, rn);
             let (y, rest) = arena::split(f32s, buf::H1_MLP_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H1_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
@@ -1612,7 +1612,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(33usize, rn);
+            let _timer = profile::timer(33, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ADD_1);
             kernels::broadcast(
                 &(rest.get(buf::H1_ADD))[r0 * 128..],
@@ -1629,7 +1629,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h2_ln_1_weight, w.h2_ln_1_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(34usize, rn);
+            let _timer = profile::timer(34, rn);
             let (y, rest) = arena::split(f32s, buf::H2_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::H1_ADD_1))[r0 * 128..(r0 + rn) * 128],
@@ -1647,7 +1647,7 @@ impl Model {
         //   f32[128,384] <- f32[128,128], w.h2_attn_c_attn_weight, w.h2_attn_c_attn_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(35usize, rn);
+            let _timer = profile::timer(35, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_C_ATTN);
             kernels::linear(
                 &(rest.get(buf::H2_LN_1))[r0 * 128..(r0 + rn) * 128],
@@ -1665,7 +1665,7 @@ impl Model {
         //   f32[1,128,128], f32[1,128,128], f32[1,128,128] <- f32[1,128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(36usize, rn);
+            let _timer = profile::timer(36, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_SPLIT);
             kernels::copy_strided(
                 rest.get(buf::H2_ATTN_C_ATTN),
@@ -1679,7 +1679,7 @@ impl Model {
         }
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(36usize, rn);
+            let _timer = profile::timer(36, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_SPLIT_OUTPUT_1);
             kernels::copy_strided(
                 rest.get(buf::H2_ATTN_C_ATTN),
@@ -1693,7 +1693,7 @@ impl Model {
         }
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(36usize, rn);
+            let _timer = profile::timer(36, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_SPLIT_OUTPUT_2);
             kernels::copy_strided(
                 rest.get(buf::H2_ATTN_C_ATTN),
@@ -1711,7 +1711,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,128,4,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(37usize, rn);
+            let _timer = profile::timer(37, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_TRANSPOSE);
             kernels::copy_strided(
                 rest.get(buf::H2_ATTN_SPLIT),
@@ -1731,7 +1731,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,128,4,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(38usize, rn);
+            let _timer = profile::timer(38, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_TRANSPOSE_2);
             kernels::copy_strided(
                 rest.get(buf::H2_ATTN_SPLIT_OUTPUT_2),
@@ -1747,7 +1747,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,128,4,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(39usize, rn);
+            let _timer = profile::timer(39, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_TRANSPOSE_3);
             kernels::copy_strided(
                 rest.get(buf::H2_ATTN_SPLIT_OUTPUT_1),
@@ -1767,7 +1767,7 @@ impl Model {
         //   f32[2,1,4,128,32] <- f32[1,1,4,128,32], f32[1,1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(40usize, rn);
+            let _timer = profile::timer(40, rn);
             let (y, rest) = arena::split(f32s, buf::PRESENT_2);
             kernels::copy_strided(
                 rest.get(buf::H2_ATTN_TRANSPOSE_3),
@@ -1792,7 +1792,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,4,128,32], f32[1,4,128,32], f32[1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(41usize, rn);
+            let _timer = profile::timer(41, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
@@ -1817,7 +1817,7 @@ impl Model {
         //   f32[1,128,4,32] <- f32[1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(42usize, rn);
+            let _timer = profile::timer(42, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_TRANSPOSE_4);
             kernels::copy_strided(
                 rest.get(buf::H2_ATTN),
@@ -1837,7 +1837,7 @@ impl Model {
         //   f32[128,128] <- f32[128,128], w.h2_attn_c_proj_weight, w.h2_attn_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(43usize, rn);
+            let _timer = profile::timer(43, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H2_ATTN_TRANSPOSE_4))[r0 * 128..(r0 + rn) * 128],
@@ -1855,7 +1855,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(44usize, rn);
+            let _timer = profile::timer(44, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ADD);
             kernels::broadcast(
                 &(rest.get(buf::H1_ADD_1))[r0 * 128..],
@@ -1871,7 +1871,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h2_ln_2_weight, w.h2_ln_2_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(45usize, rn);
+            let _timer = profile::timer(45, rn);
             let (y, rest) = arena::split(f32s, buf::H2_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H2_ADD))[r0 * 128..(r0 + rn) * 128],
@@ -1889,7 +1889,7 @@ impl Model {
         //   f32[128,512] <- f32[128,128], w.h2_mlp_c_fc_weight, w.h2_mlp_c_fc_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(46usize, rn);
+            let _timer = profile::timer(46, rn);
             let (y, rest) = arena::split(f32s, buf::H2_MLP_C_FC);
             kernels::linear(
                 &(rest.get(buf::H2_LN_2))[r0 * 128..(r0 + rn) * 128],
@@ -1907,7 +1907,7 @@ impl Model {
         //   f32[1,128,512] <- f32[1,128,512]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(47usize, rn);
+            let _timer = profile::timer(47, rn);
             let (y, rest) = arena::split(f32s, buf::H2_MLP_GELU);
             kernels::gelu_slice(
                 &(rest.get(buf::H2_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
@@ -1920,7 +1920,7 @@ impl Model {
         //   f32[128,128] <- f32[128,512], w.h2_mlp_c_proj_weight, w.h2_mlp_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(48usize, rn);
+            let _timer = profile::timer(48, rn);
             let (y, rest) = arena::split(f32s, buf::H2_MLP_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H2_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
@@ -1938,7 +1938,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(49usize, rn);
+            let _timer = profile::timer(49, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ADD_1);
             kernels::broadcast(
                 &(rest.get(buf::H2_ADD))[r0 * 128..],
@@ -1955,7 +1955,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h3_ln_1_weight, w.h3_ln_1_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(50usize, rn);
+            let _timer = profile::timer(50, rn);
             let (y, rest) = arena::split(f32s, buf::H3_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::H2_ADD_1))[r0 * 128..(r0 + rn) * 128],
@@ -1973,7 +1973,7 @@ impl Model {
         //   f32[128,384] <- f32[128,128], w.h3_attn_c_attn_weight, w.h3_attn_c_attn_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(51usize, rn);
+            let _timer = profile::timer(51, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_C_ATTN);
             kernels::linear(
                 &(rest.get(buf::H3_LN_1))[r0 * 128..(r0 + rn) * 128],
@@ -1991,7 +1991,7 @@ impl Model {
         //   f32[1,128,128], f32[1,128,128], f32[1,128,128] <- f32[1,128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(52usize, rn);
+            let _timer = profile::timer(52, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_SPLIT);
             kernels::copy_strided(
                 rest.get(buf::H3_ATTN_C_ATTN),
@@ -2005,7 +2005,7 @@ impl Model {
         }
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(52usize, rn);
+            let _timer = profile::timer(52, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_SPLIT_OUTPUT_1);
             kernels::copy_strided(
                 rest.get(buf::H3_ATTN_C_ATTN),
@@ -2019,7 +2019,7 @@ impl Model {
         }
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(52usize, rn);
+            let _timer = profile::timer(52, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_SPLIT_OUTPUT_2);
             kernels::copy_strided(
                 rest.get(buf::H3_ATTN_C_ATTN),
@@ -2037,7 +2037,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,128,4,32]
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(53usize, rn);
+            let _timer = profile::timer(53, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_TRANSPOSE);
             kernels::copy_strided(
                 rest.get(buf::H3_ATTN_SPLIT),
@@ -2057,7 +2057,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,128,4,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(54usize, rn);
+            let _timer = profile::timer(54, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_TRANSPOSE_2);
             kernels::copy_strided(
                 rest.get(buf::H3_ATTN_SPLIT_OUTPUT_2),
@@ -2073,7 +2073,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,128,4,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(55usize, rn);
+            let _timer = profile::timer(55, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_TRANSPOSE_3);
             kernels::copy_strided(
                 rest.get(buf::H3_ATTN_SPLIT_OUTPUT_1),
@@ -2093,7 +2093,7 @@ impl Model {
         //   f32[2,1,4,128,32] <- f32[1,1,4,128,32], f32[1,1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(56usize, rn);
+            let _timer = profile::timer(56, rn);
             let (y, rest) = arena::split(f32s, buf::PRESENT_3);
             kernels::copy_strided(
                 rest.get(buf::H3_ATTN_TRANSPOSE_3),
@@ -2118,7 +2118,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[1,4,128,32], f32[1,4,128,32], f32[1,4,128,32]
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(57usize, rn);
+            let _timer = profile::timer(57, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
@@ -2143,7 +2143,7 @@ impl Model {
         //   f32[1,128,4,32] <- f32[1,4,128,32]
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(58usize, rn);
+            let _timer = profile::timer(58, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_TRANSPOSE_4);
             kernels::copy_strided(
                 rest.get(buf::H3_ATTN),
@@ -2163,7 +2163,7 @@ impl Model {
         //   f32[128,128] <- f32[128,128], w.h3_attn_c_proj_weight, w.h3_attn_c_proj_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(59usize, rn);
+            let _timer = profile::timer(59, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H3_ATTN_TRANSPOSE_4))[r0 * 128..(r0 + rn) * 128],
@@ -2181,7 +2181,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(60usize, rn);
+            let _timer = profile::timer(60, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ADD);
             kernels::broadcast(
                 &(rest.get(buf::H2_ADD_1))[r0 * 128..],
@@ -2197,7 +2197,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h3_ln_2_weight, w.h3_ln_2_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(61usize, rn);
+            let _timer = profile::timer(61, rn);
             let (y, rest) = arena::split(f32s, buf::H3_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H3_ADD))[r0 * 128..(r0 + rn) * 128],
@@ -2215,7 +2215,7 @@ impl Model {
         //   f32[128,512] <- f32[128,128], w.h3_mlp_c_fc_weight, w.h3_mlp_c_fc_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(62usize, rn);
+            let _timer = profile::timer(62, rn);
             let (y, rest) = arena::split(f32s, buf::H3_MLP_C_FC);
             kernels::linear(
                 &(rest.get(buf::H3_LN_2))[r0 * 128..(r0 + rn) * 128],
@@ -2233,7 +2233,7 @@ impl Model {
         //   f32[1,128,512] <- f32[1,128,512]
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(63usize, rn);
+            let _timer = profile::timer(63, rn);
             let (y, rest) = arena::split(f32s, buf::H3_MLP_GELU);
             kernels::gelu_slice(
                 &(rest.get(buf::H3_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
@@ -2246,7 +2246,7 @@ impl Model {
         //   f32[128,128] <- f32[128,512], w.h3_mlp_c_proj_weight, w.h3_mlp_c_proj_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(64usize, rn);
+            let _timer = profile::timer(64, rn);
             let (y, rest) = arena::split(f32s, buf::H3_MLP_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H3_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
@@ -2264,7 +2264,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(65usize, rn);
+            let _timer = profile::timer(65, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ADD_1);
             kernels::broadcast(
                 &(rest.get(buf::H3_ADD))[r0 * 128..],
@@ -2281,7 +2281,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.ln_f_weight, w.ln_f_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(66usize, rn);
+            let _timer = profile::timer(66, rn);
             let (y, rest) = arena::split(f32s, buf::LN_F);
             kernels::layer_norm(
                 &(rest.get(buf::H3_ADD_1))[r0 * 128..(r0 + rn) * 128],
@@ -2299,7 +2299,7 @@ impl Model {
         //   f32[1,1,128,50257] <- f32[1,1,128,128], w.wte_weight
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(67usize, rn);
+            let _timer = profile::timer(67, rn);
             let (y, rest) = arena::split(f32s, buf::LOGITS);
             kernels::matmul(
                 1.0,

@@ -212,7 +212,7 @@ impl Lowerer<'_> {
             Some(_) => quote!(let (r0, rn) = rows;),
             None => TokenStream::new(),
         };
-        let timer = match (self.profile_ids[node_index], self.seq) {
+        let timer = match (self.profile_ids[node_index].map(lit), self.seq) {
             (Some(id), Some(_)) => quote!(let _timer = profile::timer(#id, rn);),
             (Some(id), None) => quote!(let _timer = profile::timer(#id, 1);),
             (None, _) => TokenStream::new(),
