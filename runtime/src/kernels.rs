@@ -458,6 +458,9 @@ pub struct AttentionDims {
     pub k_transposed: bool,
 }
 
+/// Query rows per block in attention over many rows (scores of 64 rows × 1024 keys: 256 KiB).
+const QUERY_BLOCK: usize = 64;
+
 thread_local! {
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -558,7 +561,11 @@ fn attention_heads(
     let keys_max = if causal { r0 + rn + shift } else { kv_rows };
     SCORES.with(|s| {
         let mut s = s.borrow_mut();
-        let need = if rn >= 16 { rn * keys_max } else { kv_rows };
+        let need = if rn >= 16 {
+            QUERY_BLOCK.min(rn) * keys_max
+        } else {
+            kv_rows
+        };
         if s.len() < need {
             s.resize(need, 0.0);
         }
@@ -570,64 +577,65 @@ fn attention_heads(
             );
             let o_head = &mut out[lh * q_rows * d..(lh + 1) * q_rows * d];
             if rn >= 16 {
-                let sc = &mut s[..rn * keys_max];
-                // Kᵀ as a [d, keys] matrix: element (c, j) is k[j·d + c] (or k[c·kv_rows + j]).
-                let kt = if k_transposed {
-                    Layout {
-                        row_stride: kv_rows as isize,
+                // Query rows in blocks: each block's scores stay in L2, and a causal block
+                // computes only the keys its last row may see (half the work over a prompt).
+                for b0 in (r0..r0 + rn).step_by(QUERY_BLOCK) {
+                    let bn = (r0 + rn - b0).min(QUERY_BLOCK);
+                    let keys_b = if causal { b0 + bn + shift } else { kv_rows };
+                    let sc = &mut s[..bn * keys_b];
+                    // Kᵀ as a [d, keys] matrix: element (c, j) is k[j·d + c] (or k[c·kv_rows + j]).
+                    let kt = if k_transposed {
+                        Layout {
+                            row_stride: kv_rows as isize,
+                            col_stride: 1,
+                        }
+                    } else {
+                        Layout {
+                            row_stride: 1,
+                            col_stride: d as isize,
+                        }
+                    };
+                    let rows = |stride: usize| Layout {
+                        row_stride: stride as isize,
                         col_stride: 1,
+                    };
+                    let qo = (b * q_rows + b0) * d;
+                    matmul_serial(
+                        scale,
+                        q,
+                        &[qo],
+                        rows(d),
+                        kb,
+                        &[0],
+                        kt,
+                        0.0,
+                        sc,
+                        bn,
+                        d,
+                        keys_b,
+                    );
+                    for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
+                        let keys = if causal { b0 + r + shift + 1 } else { kv_rows };
+                        let (live, dead) = row.split_at_mut(keys);
+                        crate::vmath::softmax_row(live);
+                        dead.iter_mut().for_each(|x| *x = 0.0);
                     }
-                } else {
-                    Layout {
-                        row_stride: 1,
-                        col_stride: d as isize,
-                    }
-                };
-                let qo = (b * q_rows + r0) * d;
-                matmul_serial(
-                    scale,
-                    q,
-                    &[qo],
-                    Layout {
-                        row_stride: d as isize,
-                        col_stride: 1,
-                    },
-                    kb,
-                    &[0],
-                    kt,
-                    0.0,
-                    sc,
-                    rn,
-                    d,
-                    keys_max,
-                );
-                for (r, row) in sc.chunks_exact_mut(keys_max).enumerate() {
-                    let keys = if causal { r0 + r + shift + 1 } else { kv_rows };
-                    let (live, dead) = row.split_at_mut(keys);
-                    crate::vmath::softmax_row(live);
-                    dead.iter_mut().for_each(|x| *x = 0.0);
+                    let o = &mut o_head[b0 * d..(b0 + bn) * d];
+                    matmul_serial(
+                        1.0,
+                        sc,
+                        &[0],
+                        rows(keys_b),
+                        vb,
+                        &[0],
+                        rows(d),
+                        0.0,
+                        o,
+                        bn,
+                        keys_b,
+                        d,
+                    );
                 }
-                let o = &mut o_head[r0 * d..(r0 + rn) * d];
-                matmul_serial(
-                    1.0,
-                    sc,
-                    &[0],
-                    Layout {
-                        row_stride: keys_max as isize,
-                        col_stride: 1,
-                    },
-                    vb,
-                    &[0],
-                    Layout {
-                        row_stride: d as isize,
-                        col_stride: 1,
-                    },
-                    0.0,
-                    o,
-                    rn,
-                    keys_max,
-                    d,
-                );
                 continue;
             }
             for i in r0..r0 + rn {
@@ -896,7 +904,7 @@ mod tests {
 
     #[test]
     fn attention_on_every_isa_matches_the_definition_for_prefill_and_steps() {
-        let (bh, rows, d) = (3, 40, 24);
+        let (bh, rows, d) = (2, 150, 24);
         let mut seed = 5;
         let q = rand_vec(bh * rows * d, &mut seed);
         let k = rand_vec(bh * rows * d, &mut seed);
@@ -912,10 +920,11 @@ mod tests {
             k_transposed: false,
         };
         for &isa in crate::gemv::available() {
-            // A 20-row prefill (the GEMM path), then one step at a time (the dot path).
+            // A 140-row prefill (the GEMM path, three query blocks), then one step at a
+            // time (the dot path).
             let mut out = vec![0f32; q.len()];
-            attention_heads_with(isa, &q, &k, &v, &mut out, dims, 0, 20, 0);
-            for r in 20..rows {
+            attention_heads_with(isa, &q, &k, &v, &mut out, dims, 0, 140, 0);
+            for r in 140..rows {
                 attention_heads_with(isa, &q, &k, &v, &mut out, dims, r, 1, 0);
             }
             for (a, b) in out.iter().zip(&want) {

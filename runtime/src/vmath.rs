@@ -20,7 +20,11 @@ pub fn exp(x: f32) -> f32 {
     // Adding then subtracting 1.5 · 2^23 rounds to the nearest integer without a call.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
+    // The integer n sits in t's low mantissa bits: read it there, since a float-to-int `as`
+    // (saturating) would not vectorize.
+    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
     let r = (x - n * LN2_HI) - n * LN2_LO;
     // e^r for |r| ≤ ln2/2: Taylor to degree 7 (truncation error below 2^-26).
     let p = 1.0 / 5040.0;
@@ -32,7 +36,7 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.0;
     let p = p * r + 1.0;
     // 2^n by building the exponent field (n in [-126, 127] after the clamp).
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(((ni + 127) as u32) << 23);
     p * scale
 }
 
