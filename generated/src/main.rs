@@ -351,7 +351,7 @@ fn bench(prompt_len: usize, gen: usize, runs: usize, threads: u32) -> Result<(),
     let start = START.get().copied().unwrap_or_else(Instant::now);
     let mut runner = Runner::new()?;
     let (ctx, vocab) = (runner.context(), runner.vocab());
-    if prompt_len == 0 || prompt_len + gen > ctx {
+    if prompt_len == 0 || prompt_len.saturating_add(gen) > ctx {
         return Err(format!(
             "need 1 <= --prompt-len and --prompt-len + --gen <= {ctx} (the context)"
         ));

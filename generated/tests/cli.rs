@@ -119,43 +119,215 @@ fn info_describes_the_model() {
     }
 }
 
+/// Runs `gpt2` with `args` and stdin closed: (exit code, stderr). A panic fails the test.
+fn gpt2_status(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gpt2"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !err.contains("panicked") && out.status.code() != Some(101),
+        "gpt2 {args:?} panicked: {err}"
+    );
+    (out.status.code(), err)
+}
+
+/// Every way to call `gpt2` wrongly, with the words its error must contain. Usage errors
+/// (clap) exit 2, refused input exits 1; none panics.
 #[test]
-fn bad_input_is_refused_cleanly() {
+fn every_bad_input_gets_its_error() {
     let out = tmp("bad");
     let o = out.to_str().unwrap();
-    let cases: Vec<(Vec<&str>, &str)> = vec![
-        (
-            vec!["logits", "--ids", "1,2,99999999", "--out", o],
-            "outside the vocabulary",
-        ),
-        (
-            vec!["logits", "--ids", "-1", "--out", o],
-            "outside the vocabulary",
-        ),
-        (vec!["logits", "--ids", "1,x", "--out", o], "invalid value"),
-        (vec!["logits", "--ids", "", "--out", o], "invalid value"),
-        (vec!["logits", "--ids", "1"], "--out"),
-        (
-            vec!["logits", "--ids", "1", "--out", "/nonexistent/dir/x.bin"],
-            "cannot create",
-        ),
-        (
-            vec!["logits", "--ids", "1", "--out", o, "--threads", "0"],
-            "threads",
-        ),
-        (vec!["--frobnicate"], "unexpected argument"),
-    ];
-    for (args, want) in cases {
-        let (ok, _, err) = gpt2(&args);
-        assert!(!ok, "{args:?} should fail");
-        assert!(err.contains(want), "{args:?}: expected '{want}' in: {err}");
-    }
-    if default_model_embedded() {
+    let dir = std::env::temp_dir();
+    let d = dir.to_str().unwrap();
+    let empty = tmp("empty.txt");
+    std::fs::write(&empty, b"").unwrap();
+    let e = empty.to_str().unwrap();
+    let mut cases: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+    let mut case = |args: &[&str], want: &[&str]| {
+        cases.push((
+            args.iter().map(|s| s.to_string()).collect(),
+            want.iter().map(|s| s.to_string()).collect(),
+        ))
+    };
+    let vocab = gpt2::GPT2.map(|c| c.vocab);
+
+    // Token ids: outside the vocabulary, not numbers, empty.
+    if let Some(v) = vocab {
+        let range = format!("outside the vocabulary [0, {v})");
+        let big = v.to_string();
+        case(
+            &["logits", "--ids", "1,2,99999999", "--out", o],
+            &["token id 99999999 at position 2", &range],
+        );
+        case(
+            &["logits", "--ids", &big, "--out", o],
+            &[&format!("token id {v} at position 0"), &range],
+        );
+        case(
+            &["logits", "--ids", "-1", "--out", o],
+            &["token id -1", &range],
+        );
+        case(&["--ids", "5,-3"], &["token id -3 at position 1", &range]);
+        case(
+            &["generate", "--ids", "1,99999999", "-n", "1"],
+            &["token id 99999999", &range],
+        );
+        // More ids than the context.
         let ctx = gpt2::GPT2.unwrap().n_ctx;
         let too_many = vec!["7"; ctx + 1].join(",");
-        let (ok, _, err) = gpt2(&["logits", "--ids", &too_many, "--out", o]);
-        assert!(!ok && err.contains(&format!("context is {ctx}")), "{err}");
+        case(
+            &["logits", "--ids", &too_many, "--out", o],
+            &[&format!(
+                "{} ids given; the model's context is {ctx}",
+                ctx + 1
+            )],
+        );
     }
+    case(
+        &["logits", "--ids", "1,x", "--out", o],
+        &["invalid value 'x' for '--ids"],
+    );
+    case(
+        &["logits", "--ids", "", "--out", o],
+        &["invalid value '' for '--ids", "empty string"],
+    );
+    case(
+        &["logits", "--ids", "--out", o],
+        &["a value is required for '--ids"],
+    );
+    case(&["--ids", ""], &["invalid value '' for '--ids"]);
+    case(
+        &["generate", "--ids", "1", "hello"],
+        &["invalid value 'hello' for '--ids"],
+    );
+    case(&["hi", "--ids", "5"], &["cannot be used with"]);
+
+    // logits: required flags, files that cannot be written.
+    case(&["logits", "--ids", "1"], &["required", "--out"]);
+    case(&["logits", "--out", o], &["required", "--ids"]);
+    case(
+        &["logits", "--ids", "1", "--out", "/nonexistent/dir/x.bin"],
+        &["cannot create /nonexistent/dir/x.bin"],
+    );
+    case(
+        &["logits", "--ids", "1", "--out", d],
+        &[&format!("cannot create {d}")],
+    );
+
+    // score: files that are not there or not files.
+    if vocab == Some(50257) {
+        case(
+            &["score", "/nonexistent/file.txt"],
+            &["cannot read /nonexistent/file.txt"],
+        );
+        case(&["score", d], &[&format!("cannot read {d}")]);
+        case(&["score", e], &["the text is empty"]);
+        case(&["score", "-"], &["the text is empty"]);
+    }
+    case(&["score"], &["required", "<FILE>"]);
+
+    // Sampling and run options out of range.
+    case(
+        &["hi", "--temperature", "-1"],
+        &["invalid value '-1' for '--temperature", ">= 0"],
+    );
+    case(
+        &["hi", "--temperature", "nan"],
+        &["invalid value 'nan' for '--temperature"],
+    );
+    case(
+        &["hi", "--temperature", "1e39"],
+        &["invalid value '1e39' for '--temperature"],
+    );
+    case(
+        &["hi", "--top-p", "0"],
+        &["invalid value '0' for '--top-p", "(0, 1]"],
+    );
+    case(&["hi", "--top-p", "1.5"], &["(0, 1]"]);
+    case(&["hi", "--top-p", "nan"], &["(0, 1]"]);
+    case(&["hi", "--top-k", "-3"], &["unexpected argument '-3'"]);
+    case(
+        &["hi", "--top-k", "many"],
+        &["invalid value 'many' for '--top-k"],
+    );
+    case(&["hi", "-n", "x"], &["invalid value 'x' for '--max-tokens"]);
+    case(&["hi", "--seed", "-1"], &["unexpected argument '-1'"]);
+    case(&["hi", "--seed", "x"], &["invalid value 'x' for '--seed"]);
+    for t in ["0", "2000", "x"] {
+        case(
+            &["hi", "--threads", t],
+            &[&format!("invalid value '{t}' for '--threads")],
+        );
+        case(
+            &["logits", "--ids", "1", "--out", o, "--threads", t],
+            &[&format!("invalid value '{t}' for '--threads")],
+        );
+    }
+    case(&["bench", "--prompt-len", "0"], &["need 1 <= --prompt-len"]);
+    case(
+        &[
+            "bench",
+            "--prompt-len",
+            "18446744073709551615",
+            "--gen",
+            "1",
+        ],
+        &["need 1 <= --prompt-len", "the context"],
+    );
+    case(
+        &[
+            "bench",
+            "--prompt-len",
+            "1",
+            "--gen",
+            "18446744073709551615",
+        ],
+        &["the context"],
+    );
+    case(
+        &["bench", "--runs", "x"],
+        &["invalid value 'x' for '--runs"],
+    );
+
+    // Unknown flags, anywhere.
+    case(&["--frobnicate"], &["unexpected argument '--frobnicate'"]);
+    case(&["hi", "--bogus"], &["unexpected argument '--bogus'"]);
+    case(&["info", "--frob"], &["unexpected argument '--frob'"]);
+    case(
+        &["logits", "--ids", "1", "--out", o, "--frob"],
+        &["unexpected argument '--frob'"],
+    );
+    case(&["score", e, "--frob"], &["unexpected argument '--frob'"]);
+
+    let mut failures = Vec::new();
+    for (args, want) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, err) = gpt2_status(&args);
+        if matches!(code, Some(0) | None) {
+            failures.push(format!("{args:?}: exit {code:?}, expected an error"));
+            continue;
+        }
+        for w in want {
+            if !err.contains(w.as_str()) {
+                failures.push(format!("{args:?}: missing '{w}' in: {err}"));
+            }
+        }
+        // Refused input is one line; usage errors are clap's.
+        if code == Some(1) && err.trim_end().lines().count() != 1 {
+            failures.push(format!("{args:?}: expected one line, got: {err}"));
+        }
+    }
+    std::fs::remove_file(&empty).ok();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
