@@ -223,6 +223,7 @@ pub fn linear_on(
             let wp = &w[p0 * k * NR..p1 * k * NR];
             let b = bias.map(|b| &b[j0..j1]);
             for r in 0..m {
+                debug_assert!(r < m && j1 <= n);
                 // SAFETY: row `r`'s columns `j0..j1` are inside `y` (`r < m`, `j1 ≤ n`)
                 // and only this task touches them (as above).
                 let row =
@@ -313,12 +314,15 @@ unsafe fn columns(
             for kb in (0..k).step_by(KC) {
                 let kc = (k - kb).min(KC);
                 // Panel `t` of this block starts at `base + t·stride`, `kc × NR` floats.
-                let (base, stride) = match b {
+                let (base, base_len, stride) = match b {
                     Source::Pack(bm) => {
                         pack_b(bm, kb, kc, jb, jn, &mut buf);
-                        (buf.as_ptr(), kc * NR)
+                        (buf.as_ptr(), buf.len(), kc * NR)
                     }
-                    Source::Panels(w) => (w[(jb / NR * k + kb) * NR..].as_ptr(), k * NR),
+                    Source::Panels(w) => {
+                        let from = &w[(jb / NR * k + kb) * NR..];
+                        (from.as_ptr(), from.len(), k * NR)
+                    }
                 };
                 let first = kb == 0;
                 let beta = if first { out.beta } else { 1.0 };
@@ -333,6 +337,10 @@ unsafe fn columns(
                             _ => std::ptr::null(),
                         };
                         let o = Epilogue { alpha, beta, bias };
+                        debug_assert!(i0 + rows <= m && col + cols <= j1 && j1 <= n);
+                        debug_assert!(a0 + (rows - 1) * a.rs + (kc - 1) * a.cs < a.data.len());
+                        debug_assert!(t * stride + kc * NR <= base_len);
+                        debug_assert!(out.bias.is_none_or(|bv| col + cols <= bv.len()));
                         // SAFETY: rows `i0..i0 + rows` and columns `col..col + cols` are
                         // inside `c` (`i0 + rows ≤ m`, `col + cols ≤ j1 ≤ n`) and in this
                         // task's columns; the strip of `A` read is `a0 + i·rs + p·cs` for
@@ -442,6 +450,7 @@ unsafe fn kernel<const R: usize>(
     o: Epilogue,
 ) {
     use std::arch::x86_64::*;
+    debug_assert!(kc > 0 && (1..=NR).contains(&cols));
     let mut acc = [[_mm512_setzero_ps(); 3]; R];
     let mut ar = [a; R];
     for (i, p) in ar.iter_mut().enumerate() {

@@ -44,6 +44,7 @@ pub fn for_each_part<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &m
     pool::run(parts, &|i| {
         let start = i * chunk;
         let end = (start + chunk).min(len);
+        debug_assert!(start < end && end <= len);
         // SAFETY: `start..end` is inside `data` (i < parts), the ranges of different `i` are
         // disjoint, and `data` stays mutably borrowed until `pool::run` returns after every
         // task, so each part is a unique borrow.
