@@ -84,7 +84,66 @@ pub fn map<T: Copy, U: Copy>(x: &[T], out: &mut [U], f: impl Fn(T) -> U) {
 /// Copies a strided view of `src` into a strided view of `dst`, both walked over `shape`.
 /// Transpose, Slice (negative strides walk backwards), Split, Expand (stride 0) and Concat
 /// (a sub-view of the output) are all this copy with different strides.
-pub fn copy_strided<T: Copy>(
+pub fn copy_strided<T: Copy + Send + Sync>(
+    src: &[T],
+    src_offset: usize,
+    src_strides: &[isize],
+    dst: &mut [T],
+    dst_offset: usize,
+    dst_strides: &[isize],
+    shape: &[usize],
+) {
+    let rank = shape.len();
+    let numel: usize = shape.iter().product();
+    // A large copy into a contiguous destination (a transpose, a split) is split over
+    // threads along its first dimension longer than 1: each part is its own sub-slice.
+    let t = crate::threads();
+    if t > 1 && numel >= 1 << 16 && rank <= MAX_RANK && is_row_major(dst_strides, shape) {
+        let d = shape.iter().position(|&x| x > 1).unwrap_or(0);
+        let inner: usize = shape[d + 1..].iter().product();
+        let per = shape[d].div_ceil(t);
+        let dst = &mut dst[dst_offset..dst_offset + numel];
+        crate::for_each_part(dst, per * inner, |i, part| {
+            let mut sub = [0usize; MAX_RANK];
+            sub[..rank].copy_from_slice(shape);
+            sub[d] = part.len() / inner;
+            let from = src_offset as isize + (i * per) as isize * src_strides[d];
+            copy_serial(
+                src,
+                from as usize,
+                src_strides,
+                part,
+                0,
+                dst_strides,
+                &sub[..rank],
+            );
+        });
+        return;
+    }
+    copy_serial(
+        src,
+        src_offset,
+        src_strides,
+        dst,
+        dst_offset,
+        dst_strides,
+        shape,
+    )
+}
+
+/// Whether `strides` are the row-major strides of `shape` (dims of extent 1 excepted).
+fn is_row_major(strides: &[isize], shape: &[usize]) -> bool {
+    let mut expect = 1isize;
+    for (&s, &n) in strides.iter().zip(shape).rev() {
+        if n > 1 && s != expect {
+            return false;
+        }
+        expect *= n as isize;
+    }
+    strides.len() == shape.len()
+}
+
+fn copy_serial<T: Copy>(
     src: &[T],
     src_offset: usize,
     src_strides: &[isize],
@@ -842,6 +901,37 @@ mod tests {
         let mut rev = vec![0; 3];
         copy_strided(&a, 5, &[-2], &mut rev, 0, &[1], &[3]);
         assert_eq!(rev, [5, 3, 1]);
+    }
+
+    #[test]
+    fn threaded_copies_match_one_thread() {
+        // A head split [1, 300, 4, 64] -> [1, 4, 300, 64], a reversed slice, and a copy
+        // into a sub-view (not contiguous: stays on one thread).
+        let a: Vec<f32> = (0..300 * 256).map(|i| i as f32).collect();
+        type Case<'a> = (usize, &'a [isize], &'a [isize], usize, &'a [usize], usize);
+        let cases: [Case; 3] = [
+            (
+                0,
+                &[0, 64, 256, 1],
+                &[76800, 19200, 64, 1],
+                0,
+                &[1, 4, 300, 64],
+                76800,
+            ),
+            (76799, &[-256, -1], &[256, 1], 0, &[300, 256], 76800),
+            (0, &[256, 1], &[512, 1], 3, &[300, 256], 153_600),
+        ];
+        for (so, ss, ds, doff, shape, len) in cases {
+            let mut want = vec![0f32; len];
+            crate::set_threads(1);
+            copy_strided(&a, so, ss, &mut want, doff, ds, shape);
+            crate::set_threads(2);
+            let mut got = vec![0f32; len];
+            copy_strided(&a, so, ss, &mut got, doff, ds, shape);
+            assert_eq!(got, want, "{shape:?}");
+        }
+        assert!(is_row_major(&[76800, 19200, 64, 1], &[1, 4, 300, 64]));
+        assert!(!is_row_major(&[512, 1], &[300, 256]));
     }
 
     #[test]
