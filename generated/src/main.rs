@@ -388,6 +388,19 @@ fn bench(prompt_len: usize, gen: usize, runs: usize, threads: u32) -> Result<(),
     }
     times.sort_by(f64::total_cmp);
     let full_s = times[times.len() / 2];
+    // The full forward of a 128-token sequence too (every row's logits), when it fits.
+    let full_128 = if ctx >= 128 {
+        let mut t128 = Vec::new();
+        for _ in 0..runs.max(1) {
+            let t = Instant::now();
+            runner.eval(&full[..128])?;
+            t128.push(t.elapsed().as_secs_f64());
+        }
+        t128.sort_by(f64::total_cmp);
+        Some(t128[t128.len() / 2])
+    } else {
+        None
+    };
     let ms_per_token = decode * 1e3 / gen.max(1) as f64;
     outln!(
         o,
@@ -414,8 +427,17 @@ fn bench(prompt_len: usize, gen: usize, runs: usize, threads: u32) -> Result<(),
         full_s,
         times.len()
     );
+    if let Some(t) = full_128 {
+        outln!(
+            o,
+            "full        [1,1,128] forward in {:.1} ms (median)",
+            t * 1e3
+        );
+    }
     outln!(o, "first token {:.3} s after process start", first_token);
-    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3},\"full_forward_len\":{ctx},\"full_forward_s\":{full_s:.6},\"first_token_s\":{first_token:.6},\"incremental\":{}}}",
+    let full_128_json =
+        full_128.map_or(String::new(), |t| format!(",\"full_forward_128_s\":{t:.6}"));
+    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3},\"full_forward_len\":{ctx},\"full_forward_s\":{full_s:.6},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{}}}",
         prompt_len as f64 / prefill,
         1e3 / ms_per_token,
         gpt2::INCREMENTAL
