@@ -3,7 +3,7 @@
 // graph:   ONNX IR 5, opset 10, producer 'pytorch 2.5.1'
 // config:  layers 4, heads 4, embedding width 128, vocabulary 50257, context 128
 // options: f32 weights; specialized to input1[1, 1, 128]; passes: specialize, simplify, fuse-layernorm, fuse-gelu, fuse-attention, tie-weights, fuse-linear
-// memory:  52 weights in 29167104 bytes; arenas of 6875264 f32 and 128 i64 elements
+// memory:  52 weights in 29191168 bytes; arenas of 6875264 f32 and 128 i64 elements
 
 /// Whether the sequence analysis succeeded: then `forward_rows` computes a few rows at
 /// a time against the attention cache (prefill and one-token steps).
@@ -529,7 +529,7 @@ pub const PROFILE: &[profile::NodeInfo] = &[
     },
     profile::NodeInfo {
         name: "/lm_head/MatMul",
-        op: "MatMul",
+        op: "Linear",
         layer: -1i32,
         flops: [0, 12865792],
         bytes: [25731584, 201540],
@@ -544,7 +544,7 @@ pub const GPT2: Option<Gpt2Config> = Some(Gpt2Config {
     n_ctx: 128,
 });
 /// Bytes of the embedded weight blob.
-pub const WEIGHT_BYTES: usize = 29167104;
+pub const WEIGHT_BYTES: usize = 29191168;
 /// Elements of the activation arenas.
 pub const ARENA_F32: usize = 6875264;
 pub const ARENA_I64: usize = 128;
@@ -554,7 +554,7 @@ gpt2rt::embed_weights!(
 );
 /// The weights, viewed in place in the embedded blob (nothing is copied).
 pub struct Weights {
-    /// `transformer.wte.weight` f32[50257,128]
+    /// `transformer.wte.weight` f32[50257,128], stored transposed as 1048 column panels of 128 x 48
     pub wte_weight: &'static [f32],
     /// `/transformer/wpe/Gather_output_0` f32[1,128,128]
     pub wpe_gather: &'static [f32],
@@ -663,58 +663,58 @@ impl Weights {
     pub fn new() -> Weights {
         let blob = weight_blob();
         Weights {
-            wte_weight: view(blob, 0, 6432896),
-            wpe_gather: view(blob, 25731584, 16384),
-            h0_ln_1_weight: view(blob, 25797120, 128),
-            h0_ln_1_bias: view(blob, 25797632, 128),
-            h0_attn_c_attn_weight: view(blob, 25798144, 49152),
-            h0_attn_c_attn_bias: view(blob, 25994752, 384),
-            h0_attn_c_proj_weight: view(blob, 25996288, 18432),
-            h0_attn_c_proj_bias: view(blob, 26070016, 128),
-            h0_ln_2_weight: view(blob, 26070528, 128),
-            h0_ln_2_bias: view(blob, 26071040, 128),
-            h0_mlp_c_fc_weight: view(blob, 26071552, 67584),
-            h0_mlp_c_fc_bias: view(blob, 26341888, 512),
-            h0_mlp_c_proj_weight: view(blob, 26343936, 73728),
-            h0_mlp_c_proj_bias: view(blob, 26638848, 128),
-            h1_ln_1_weight: view(blob, 26639360, 128),
-            h1_ln_1_bias: view(blob, 26639872, 128),
-            h1_attn_c_attn_weight: view(blob, 26640384, 49152),
-            h1_attn_c_attn_bias: view(blob, 26836992, 384),
-            h1_attn_c_proj_weight: view(blob, 26838528, 18432),
-            h1_attn_c_proj_bias: view(blob, 26912256, 128),
-            h1_ln_2_weight: view(blob, 26912768, 128),
-            h1_ln_2_bias: view(blob, 26913280, 128),
-            h1_mlp_c_fc_weight: view(blob, 26913792, 67584),
-            h1_mlp_c_fc_bias: view(blob, 27184128, 512),
-            h1_mlp_c_proj_weight: view(blob, 27186176, 73728),
-            h1_mlp_c_proj_bias: view(blob, 27481088, 128),
-            h2_ln_1_weight: view(blob, 27481600, 128),
-            h2_ln_1_bias: view(blob, 27482112, 128),
-            h2_attn_c_attn_weight: view(blob, 27482624, 49152),
-            h2_attn_c_attn_bias: view(blob, 27679232, 384),
-            h2_attn_c_proj_weight: view(blob, 27680768, 18432),
-            h2_attn_c_proj_bias: view(blob, 27754496, 128),
-            h2_ln_2_weight: view(blob, 27755008, 128),
-            h2_ln_2_bias: view(blob, 27755520, 128),
-            h2_mlp_c_fc_weight: view(blob, 27756032, 67584),
-            h2_mlp_c_fc_bias: view(blob, 28026368, 512),
-            h2_mlp_c_proj_weight: view(blob, 28028416, 73728),
-            h2_mlp_c_proj_bias: view(blob, 28323328, 128),
-            h3_ln_1_weight: view(blob, 28323840, 128),
-            h3_ln_1_bias: view(blob, 28324352, 128),
-            h3_attn_c_attn_weight: view(blob, 28324864, 49152),
-            h3_attn_c_attn_bias: view(blob, 28521472, 384),
-            h3_attn_c_proj_weight: view(blob, 28523008, 18432),
-            h3_attn_c_proj_bias: view(blob, 28596736, 128),
-            h3_ln_2_weight: view(blob, 28597248, 128),
-            h3_ln_2_bias: view(blob, 28597760, 128),
-            h3_mlp_c_fc_weight: view(blob, 28598272, 67584),
-            h3_mlp_c_fc_bias: view(blob, 28868608, 512),
-            h3_mlp_c_proj_weight: view(blob, 28870656, 73728),
-            h3_mlp_c_proj_bias: view(blob, 29165568, 128),
-            ln_f_weight: view(blob, 29166080, 128),
-            ln_f_bias: view(blob, 29166592, 128),
+            wte_weight: view(blob, 0, 6438912),
+            wpe_gather: view(blob, 25755648, 16384),
+            h0_ln_1_weight: view(blob, 25821184, 128),
+            h0_ln_1_bias: view(blob, 25821696, 128),
+            h0_attn_c_attn_weight: view(blob, 25822208, 49152),
+            h0_attn_c_attn_bias: view(blob, 26018816, 384),
+            h0_attn_c_proj_weight: view(blob, 26020352, 18432),
+            h0_attn_c_proj_bias: view(blob, 26094080, 128),
+            h0_ln_2_weight: view(blob, 26094592, 128),
+            h0_ln_2_bias: view(blob, 26095104, 128),
+            h0_mlp_c_fc_weight: view(blob, 26095616, 67584),
+            h0_mlp_c_fc_bias: view(blob, 26365952, 512),
+            h0_mlp_c_proj_weight: view(blob, 26368000, 73728),
+            h0_mlp_c_proj_bias: view(blob, 26662912, 128),
+            h1_ln_1_weight: view(blob, 26663424, 128),
+            h1_ln_1_bias: view(blob, 26663936, 128),
+            h1_attn_c_attn_weight: view(blob, 26664448, 49152),
+            h1_attn_c_attn_bias: view(blob, 26861056, 384),
+            h1_attn_c_proj_weight: view(blob, 26862592, 18432),
+            h1_attn_c_proj_bias: view(blob, 26936320, 128),
+            h1_ln_2_weight: view(blob, 26936832, 128),
+            h1_ln_2_bias: view(blob, 26937344, 128),
+            h1_mlp_c_fc_weight: view(blob, 26937856, 67584),
+            h1_mlp_c_fc_bias: view(blob, 27208192, 512),
+            h1_mlp_c_proj_weight: view(blob, 27210240, 73728),
+            h1_mlp_c_proj_bias: view(blob, 27505152, 128),
+            h2_ln_1_weight: view(blob, 27505664, 128),
+            h2_ln_1_bias: view(blob, 27506176, 128),
+            h2_attn_c_attn_weight: view(blob, 27506688, 49152),
+            h2_attn_c_attn_bias: view(blob, 27703296, 384),
+            h2_attn_c_proj_weight: view(blob, 27704832, 18432),
+            h2_attn_c_proj_bias: view(blob, 27778560, 128),
+            h2_ln_2_weight: view(blob, 27779072, 128),
+            h2_ln_2_bias: view(blob, 27779584, 128),
+            h2_mlp_c_fc_weight: view(blob, 27780096, 67584),
+            h2_mlp_c_fc_bias: view(blob, 28050432, 512),
+            h2_mlp_c_proj_weight: view(blob, 28052480, 73728),
+            h2_mlp_c_proj_bias: view(blob, 28347392, 128),
+            h3_ln_1_weight: view(blob, 28347904, 128),
+            h3_ln_1_bias: view(blob, 28348416, 128),
+            h3_attn_c_attn_weight: view(blob, 28348928, 49152),
+            h3_attn_c_attn_bias: view(blob, 28545536, 384),
+            h3_attn_c_proj_weight: view(blob, 28547072, 18432),
+            h3_attn_c_proj_bias: view(blob, 28620800, 128),
+            h3_ln_2_weight: view(blob, 28621312, 128),
+            h3_ln_2_bias: view(blob, 28621824, 128),
+            h3_mlp_c_fc_weight: view(blob, 28622336, 67584),
+            h3_mlp_c_fc_bias: view(blob, 28892672, 512),
+            h3_mlp_c_proj_weight: view(blob, 28894720, 73728),
+            h3_mlp_c_proj_bias: view(blob, 29189632, 128),
+            ln_f_weight: view(blob, 29190144, 128),
+            ln_f_bias: view(blob, 29190656, 128),
         }
     }
 }
@@ -874,7 +874,7 @@ pub mod buf {
     /// `/transformer/ln_f/Add_1_output_0` f32[1,128,128] (f32 arena)
     pub const LN_F: Range<usize> = 6695040..6711424;
     /// `logits` f32[1,1,128,50257] (f32 arena)
-    pub const LOGITS: Range<usize> = 262144..6695040;
+    pub const LM_HEAD: Range<usize> = 262144..6695040;
 }
 /// The compiled model: the weights and the activation arenas, allocated once.
 pub struct Model {
@@ -946,9 +946,8 @@ impl Model {
             let (r0, rn) = rows;
             let _timer = profile::timer(0, rn);
             let (y, rest) = arena::split(f32s, buf::WTE_GATHER);
-            kernels::gather(
+            kernels::gather_panels(
                     w.wte_weight,
-                    1,
                     50257,
                     128,
                     &(&i64s[buf::INPUT1])[r0 * 1..(r0 + rn) * 1],
@@ -2295,30 +2294,19 @@ impl Model {
         }
         // Reshape /transformer/Reshape_2 (a view: no code)
         //   f32[1,1,128,128] <- f32[1,128,128], const
-        // MatMul /lm_head/MatMul
+        // Linear /lm_head/MatMul
         //   f32[1,1,128,50257] <- f32[1,1,128,128], w.wte_weight
         {
             let (r0, rn) = tail_rows;
             let _timer = profile::timer(67, rn);
-            let (y, rest) = arena::split(f32s, buf::LOGITS);
-            kernels::matmul(
-                1.0,
+            let (y, rest) = arena::split(f32s, buf::LM_HEAD);
+            kernels::linear(
                 &(rest.get(buf::LN_F))[r0 * 128..(r0 + rn) * 128],
-                &[0],
-                Layout {
-                    row_stride: 128,
-                    col_stride: 1,
-                },
-                w.wte_weight,
-                &[0],
-                Layout {
-                    row_stride: 1,
-                    col_stride: 128,
-                },
-                0.0,
-                &mut y[r0 * 50257..(r0 + rn) * 50257],
                 rn,
                 128,
+                w.wte_weight,
+                None,
+                &mut y[r0 * 50257..(r0 + rn) * 50257],
                 50257,
             );
         }
@@ -2357,7 +2345,7 @@ impl Model {
     /// Output `index` (see `OUTPUTS`) of the last `forward`.
     pub fn output(&self, index: usize) -> Option<TensorRef<'_>> {
         match index {
-            0 => Some(TensorRef::F32(&self.f32s[buf::LOGITS])),
+            0 => Some(TensorRef::F32(&self.f32s[buf::LM_HEAD])),
             1 => Some(TensorRef::F32(&self.f32s[buf::PRESENT_0])),
             2 => Some(TensorRef::F32(&self.f32s[buf::PRESENT_1])),
             3 => Some(TensorRef::F32(&self.f32s[buf::PRESENT_2])),

@@ -457,7 +457,31 @@ unsafe fn kernel<const R: usize>(
         // SAFETY: row `i < R` of the strip is readable (caller).
         *p = unsafe { a.add(i * rsa) };
     }
-    for p in 0..kc {
+    // One row (decoding): a second set of sums over odd steps, so six FMA chains hide
+    // the FMA latency while the panel streams in.
+    let mut odd = [_mm512_setzero_ps(); 3];
+    let mut p0 = 0;
+    if R == 1 {
+        while p0 + 2 <= kc {
+            // SAFETY: steps `p0` and `p0 + 1` are below `kc` (as in the loop below).
+            unsafe {
+                let b = bp.add(p0 * NR);
+                let x0 = _mm512_set1_ps(*ar[0].add(p0 * csa));
+                let x1 = _mm512_set1_ps(*ar[0].add((p0 + 1) * csa));
+                acc[0][0] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(b), acc[0][0]);
+                acc[0][1] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(b.add(16)), acc[0][1]);
+                acc[0][2] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(b.add(32)), acc[0][2]);
+                odd[0] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(b.add(48)), odd[0]);
+                odd[1] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(b.add(64)), odd[1]);
+                odd[2] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(b.add(80)), odd[2]);
+            }
+            p0 += 2;
+        }
+        for (a, o) in acc[0].iter_mut().zip(odd) {
+            *a = _mm512_add_ps(*a, o);
+        }
+    }
+    for p in p0..kc {
         // SAFETY: `bp` holds `kc × NR` floats and `p < kc`; `ar[i] + p·csa` is element
         // (i, p) of the strip (caller).
         unsafe {

@@ -395,13 +395,15 @@ pub fn linear(
     crate::gemm::linear(x, m, k, w, bias, y, n)
 }
 
-/// `y = x·W + bias` for `m` rows, `W` `[k, n]` row-major (a weight something other than a
-/// Linear also reads, so it is not stored in panels).
-pub fn linear_row_major(
+/// `y = x·W + bias` for `m` rows, `W` `[k, n]` at layout `lb` (a weight something other
+/// than a Linear also reads, so it is not stored in panels: row-major, or a tied transpose).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_unpacked(
     x: &[f32],
     m: usize,
     k: usize,
     w: &[f32],
+    lb: Layout,
     bias: Option<&[f32]>,
     y: &mut [f32],
     n: usize,
@@ -414,17 +416,42 @@ pub fn linear_row_major(
         }
         None => 0.0,
     };
-    let (la, lb) = (
-        Layout {
-            row_stride: k as isize,
-            col_stride: 1,
-        },
-        Layout {
-            row_stride: n as isize,
-            col_stride: 1,
-        },
-    );
+    let la = Layout {
+        row_stride: k as isize,
+        col_stride: 1,
+    };
     matmul(1.0, x, &[0], la, w, &[0], lb, beta, y, m, k, n)
+}
+
+/// Rows of an embedding table `[rows, width]` stored transposed in column panels (as the
+/// weight of the tied LM head, see `gemm::linear`): row `r` is element `p·NR + r % NR` of
+/// panel `r / NR`, for `p < width`. Negative ids count from the end, as in `gather`.
+pub fn gather_panels(
+    w: &[f32],
+    rows: usize,
+    width: usize,
+    ids: &[i64],
+    out: &mut [f32],
+) -> Result<(), String> {
+    const NR: usize = crate::gemm::NR;
+    assert_eq!(
+        w.len(),
+        rows.div_ceil(NR) * width * NR,
+        "not {rows} x {width} in panels"
+    );
+    assert_eq!(out.len(), ids.len() * width);
+    for (&i, o) in ids.iter().zip(out.chunks_exact_mut(width.max(1))) {
+        let r = if i < 0 { i + rows as i64 } else { i };
+        if r < 0 || r >= rows as i64 {
+            return Err(format!("index {i} is out of range for an axis of {rows}"));
+        }
+        let r = r as usize;
+        let panel = &w[(r / NR) * width * NR..(r / NR + 1) * width * NR];
+        for (p, v) in o.iter_mut().enumerate() {
+            *v = panel[p * NR + r % NR];
+        }
+    }
+    Ok(())
 }
 
 /// The scalar twin of `matmul` (f64 accumulation), for tests.
@@ -932,6 +959,25 @@ mod tests {
         }
         assert!(is_row_major(&[76800, 19200, 64, 1], &[1, 4, 300, 64]));
         assert!(!is_row_major(&[512, 1], &[300, 256]));
+    }
+
+    #[test]
+    fn gather_panels_reads_rows_of_a_transposed_panel_table() {
+        const NR: usize = crate::gemm::NR;
+        let (rows, width) = (100usize, 5usize);
+        let table: Vec<f32> = (0..rows * width).map(|i| i as f32).collect();
+        let mut panels = vec![0f32; rows.div_ceil(NR) * width * NR];
+        for r in 0..rows {
+            for p in 0..width {
+                panels[(r / NR) * width * NR + p * NR + r % NR] = table[r * width + p];
+            }
+        }
+        let ids = [0i64, 47, 48, 99, -1];
+        let (mut want, mut got) = (vec![0f32; 25], vec![0f32; 25]);
+        gather(&table, 1, rows, width, &ids, &mut want).unwrap();
+        gather_panels(&panels, rows, width, &ids, &mut got).unwrap();
+        assert_eq!(got, want);
+        assert!(gather_panels(&panels, rows, width, &[100], &mut got[..5]).is_err());
     }
 
     #[test]

@@ -31,6 +31,23 @@ pub fn pack_panels(w: &Tensor) -> Tensor {
     Tensor::from_vec(vec![out.len()], out)
 }
 
+/// The transpose of `W [n, k]` (f32, row-major) in panel layout: `Wᵀ [k, n]` as a Linear
+/// weight, for a tied embedding table that is also the LM head. Row `r` of `W` (an embedding)
+/// is column `r` of `Wᵀ`: panel `r / PANEL`, element `p · PANEL + r % PANEL` for `p < k`.
+pub fn pack_panels_of_transpose(w: &Tensor) -> Tensor {
+    let (n, k) = (w.shape()[0], w.shape()[1]);
+    let src = w.to_vec::<f32>().expect("an f32 weight");
+    let mut out = vec![0f32; panels_len(k, n)];
+    for (r, row) in src.chunks_exact(k).enumerate() {
+        let (panel, j) = (r / PANEL, r % PANEL);
+        let base = panel * k * PANEL + j;
+        for (p, &v) in row.iter().enumerate() {
+            out[base + p * PANEL] = v;
+        }
+    }
+    Tensor::from_vec(vec![out.len()], out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +65,13 @@ mod tests {
             }
         }
         assert_eq!(p.iter().filter(|&&x| x == 0.0).count(), k * (2 * PANEL - n));
+        // The transpose of W, packed, is W's transpose packed.
+        let wt = Tensor::from_vec(
+            vec![n, k],
+            (0..n * k)
+                .map(|i| ((i % k) * n + i / k) as f32 + 1.0)
+                .collect(),
+        );
+        assert_eq!(pack_panels_of_transpose(&wt).to_vec::<f32>().unwrap(), p);
     }
 }

@@ -8,7 +8,7 @@
 //! the sequence axis: buffers keep their full size (so strides stay constants), offsets and
 //! the row count are run-time values. Without one, every size is a constant.
 
-use super::plan::{data_inputs, is_alias, transposed_weight, Elem, Plan, Storage};
+use super::plan::{data_inputs, is_alias, transposed_weight, Elem, Plan, Storage, WeightLayout};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Tensor, ValueId};
 use crate::ops::elementwise::broadcast_offsets;
@@ -323,7 +323,14 @@ impl Lowerer<'_> {
                 }
                 let (d, i) = (self.read(data[0], oe), self.read_rows(data[1], oe));
                 let name = Literal::string(&node.name);
-                quote!(kernels::gather(#d, #outer, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
+                // An embedding table stored transposed in panels for the tied LM head.
+                let of_transpose = matches!(self.plan.storage[data[0]], Some(Storage::Weight(w))
+                    if self.plan.weights[w].layout == WeightLayout::PanelsOfTranspose);
+                if of_transpose {
+                    quote!(kernels::gather_panels(#d, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
+                } else {
+                    quote!(kernels::gather(#d, #outer, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
+                }
             }
             Op::ReduceMean { .. } => {
                 let in_shape = sh(0);
@@ -437,12 +444,17 @@ impl Lowerer<'_> {
                 // Weights read only by Linears are stored in column panels (`layout`).
                 let packed = matches!(self.plan.storage[wv],
                     Some(Storage::Weight(i)) if self.plan.weights[i].panels.is_some());
-                let f = if packed {
-                    quote!(linear)
+                if packed {
+                    quote!(kernels::linear(#xa, #ml, #kl, #wt, #bias, #y, #nl);)
                 } else {
-                    quote!(linear_row_major)
-                };
-                quote!(kernels::#f(#xa, #ml, #kl, #wt, #bias, #y, #nl);)
+                    // A weight something else reads too: as stored, or as a tied transpose.
+                    let lb = if self.transposed_source(wv).is_some() {
+                        quote!(Layout { row_stride: 1, col_stride: #kl })
+                    } else {
+                        quote!(Layout { row_stride: #nl, col_stride: 1 })
+                    };
+                    quote!(kernels::linear_unpacked(#xa, #ml, #kl, #wt, #lb, #bias, #y, #nl);)
+                }
             }
             Op::Attention(at) => {
                 let (q, k, v) = (data[0], data[1], data[2]);

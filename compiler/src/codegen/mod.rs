@@ -309,12 +309,16 @@ fn write_blob(plan: &plan::Plan, path: &Path) -> Result<()> {
         let pad = wt.offset - at;
         w.write_all(&vec![0u8; pad]).map_err(io)?;
         let packed;
-        let bytes = match wt.panels {
-            Some(_) => {
+        let bytes = match wt.layout {
+            plan::WeightLayout::Plain => wt.tensor.bytes(),
+            plan::WeightLayout::Panels => {
                 packed = layout::pack_panels(&wt.tensor);
                 packed.bytes()
             }
-            None => wt.tensor.bytes(),
+            plan::WeightLayout::PanelsOfTranspose => {
+                packed = layout::pack_panels_of_transpose(&wt.tensor);
+                packed.bytes()
+            }
         };
         w.write_all(bytes).map_err(io)?;
         crate::progress::advance((pad + bytes.len()) as u64);
@@ -421,7 +425,15 @@ fn module_tokens(
         );
         if let Some([k, n]) = w.panels {
             let p = layout::PANEL;
-            doc += &format!(", stored as {} column panels of {k} x {p}", n.div_ceil(p));
+            let t = if w.layout == plan::WeightLayout::PanelsOfTranspose {
+                " transposed"
+            } else {
+                ""
+            };
+            doc += &format!(
+                ", stored{t} as {} column panels of {k} x {p}",
+                n.div_ceil(p)
+            );
         }
         let (t, off, len) = (
             match w.elem {

@@ -59,6 +59,7 @@ pub struct Weight {
     pub tensor: Tensor,
     /// `Some([K, N])` when stored in column panels (`layout`) for Linear ops.
     pub panels: Option<[usize; 2]>,
+    pub layout: WeightLayout,
 }
 
 pub const BLOB_ALIGN: usize = 64;
@@ -107,8 +108,8 @@ pub fn is_alias(g: &Graph, n: &Node) -> bool {
     ) || transposed_weight(g, n).is_some()
 }
 
-/// For `Transpose([1, 0])` of a 2-D constant whose only readers are MatMul/Gemm right-hand
-/// operands: the constant.
+/// For `Transpose([1, 0])` of a 2-D constant whose only readers are MatMul/Gemm/Linear
+/// right-hand operands: the constant.
 pub fn transposed_weight(g: &Graph, n: &Node) -> Option<ValueId> {
     let Op::Transpose { perm: Some(p) } = &n.op else {
         return None;
@@ -119,31 +120,74 @@ pub fn transposed_weight(g: &Graph, n: &Node) -> Option<ValueId> {
     }
     let o = n.outputs[0];
     let only_rhs = g.nodes.iter().all(|m| {
-        m.inputs
-            .iter()
-            .enumerate()
-            .all(|(k, i)| *i != Some(o) || (k == 1 && matches!(m.op, Op::MatMul | Op::Gemm { .. })))
+        m.inputs.iter().enumerate().all(|(k, i)| {
+            *i != Some(o) || (k == 1 && matches!(m.op, Op::MatMul | Op::Gemm { .. } | Op::Linear))
+        })
     });
     (only_rhs && !g.outputs.contains(&o)).then_some(a)
 }
 
-/// Whether `v` is a 2-D f32 constant read only as the weight of Linear ops: then it is
-/// stored in panel layout (`layout`), which nothing else can read.
-pub fn linear_weight_only(g: &Graph, v: ValueId) -> bool {
+/// How a weight is laid out in the blob for the kernels that read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WeightLayout {
+    /// As the constant is: row-major.
+    Plain,
+    /// `W [K, N]` in column panels (`layout`): the constant is read only as a Linear weight.
+    Panels,
+    /// The constant's transpose in column panels: it is read only as a Linear weight through
+    /// a tied transposed view, and by row-gathers (`Gather` on axis 0), which read a row
+    /// across the panels (an embedding table that is also the LM head).
+    PanelsOfTranspose,
+}
+
+/// The layout of constant `v` (see `WeightLayout`).
+pub fn weight_layout(g: &Graph, v: ValueId) -> WeightLayout {
     let is_matrix = g.values[v]
         .konst
         .as_ref()
         .is_some_and(|t| t.rank() == 2 && t.dtype() == crate::ir::DType::F32);
-    let mut readers = g
+    if !is_matrix || g.outputs.contains(&v) {
+        return WeightLayout::Plain;
+    }
+    let readers: Vec<(&Node, usize)> = g
         .nodes
         .iter()
-        .flat_map(|n| n.inputs.iter().enumerate().map(move |(k, i)| (n, k, *i)))
-        .filter(|(_, _, i)| *i == Some(v))
-        .peekable();
-    is_matrix
-        && readers.peek().is_some()
-        && readers.all(|(n, k, _)| n.op == Op::Linear && k == 1)
-        && !g.outputs.contains(&v)
+        .flat_map(|n| {
+            n.inputs
+                .iter()
+                .enumerate()
+                .filter(move |(_, i)| **i == Some(v))
+                .map(move |(k, _)| (n, k))
+        })
+        .collect();
+    if readers.is_empty() {
+        return WeightLayout::Plain;
+    }
+    if readers.iter().all(|(n, k)| n.op == Op::Linear && *k == 1) {
+        return WeightLayout::Panels;
+    }
+    // A tied view read only by Linears, and row-gathers.
+    let linear_view = |n: &Node| {
+        transposed_weight(g, n).is_some() && {
+            let o = n.outputs[0];
+            g.nodes.iter().all(|m| {
+                m.inputs
+                    .iter()
+                    .enumerate()
+                    .all(|(k, i)| *i != Some(o) || (k == 1 && m.op == Op::Linear))
+            })
+        }
+    };
+    let row_gather = |n: &Node, k: usize| k == 0 && matches!(n.op, Op::Gather { axis: 0 });
+    let views = readers.iter().filter(|(n, _)| linear_view(n)).count();
+    if views > 0
+        && readers
+            .iter()
+            .all(|(n, k)| linear_view(n) || row_gather(n, *k))
+    {
+        return WeightLayout::PanelsOfTranspose;
+    }
+    WeightLayout::Plain
 }
 
 /// First-fit allocator over one arena.
@@ -215,24 +259,30 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
     };
 
     // Weights: constants read at run time, and constant graph outputs.
-    let mut by_bytes: HashMap<(usize, usize, Elem, bool), usize> = HashMap::new();
+    let mut by_bytes: HashMap<(usize, usize, Elem, WeightLayout), usize> = HashMap::new();
     let mut add_weight = |p: &mut Plan, v: ValueId| -> Result<()> {
         if p.storage[v].is_some() {
             return Ok(());
         }
         let t = graph.values[v].konst.clone().expect("constant");
         let elem = elem_of(v)?;
-        let packed = linear_weight_only(graph, v);
-        let key = (t.bytes().as_ptr() as usize, t.byte_len(), elem, packed);
+        let layout = weight_layout(graph, v);
+        let key = (t.bytes().as_ptr() as usize, t.byte_len(), elem, layout);
         let idx = match by_bytes.get(&key) {
             Some(&i) => i,
             None => {
                 // Panel-packed weights are packed when the blob is written, one at a time.
-                let (len, panels) = if packed {
-                    let (k, n) = (t.shape()[0], t.shape()[1]);
-                    (super::layout::panels_len(k, n), Some([k, n]))
-                } else {
-                    (t.numel(), None)
+                let (len, panels) = match layout {
+                    WeightLayout::Plain => (t.numel(), None),
+                    WeightLayout::Panels | WeightLayout::PanelsOfTranspose => {
+                        let (r, c) = (t.shape()[0], t.shape()[1]);
+                        let [k, n] = if layout == WeightLayout::Panels {
+                            [r, c]
+                        } else {
+                            [c, r]
+                        };
+                        (super::layout::panels_len(k, n), Some([k, n]))
+                    }
                 };
                 let offset = p.blob_bytes.div_ceil(BLOB_ALIGN) * BLOB_ALIGN;
                 p.blob_bytes = offset + len * t.dtype().size();
@@ -243,6 +293,7 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
                     len,
                     tensor: t,
                     panels,
+                    layout,
                 });
                 by_bytes.insert(key, p.weights.len() - 1);
                 p.weights.len() - 1

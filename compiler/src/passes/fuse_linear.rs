@@ -5,7 +5,8 @@
 //! x ─► MatMul(W) ─► Add(b)      the product read only by the Add    ==> Linear(x, W, b)
 //! x ─► MatMul(W)                                                    ==> Linear(x, W)
 //! ```
-//! `W` must be a 2-D f32 constant `[K, N]` and `b` an f32 constant `[N]`. Code generation
+//! `W` must be a 2-D f32 constant `[K, N]`, or the transpose of one (the LM head reading the
+//! tied token embedding), and `b` an f32 constant `[N]`. Code generation
 //! stores a Linear's weight in the order its kernel streams it and adds the bias in the
 //! kernel's last step, so the bias costs no extra pass over the output.
 
@@ -17,10 +18,21 @@ use crate::ops::{BinaryOp, Op};
 
 pub struct FuseLinear;
 
-/// `W [K, N]`, an f32 constant.
-fn weight(g: &Graph, v: ValueId) -> Option<usize> {
-    let t = g.konst(v)?;
-    (t.dtype() == DType::F32 && t.rank() == 2).then(|| t.shape()[1])
+/// N of `W [K, N]`: an f32 constant, or the transpose of one (a tied weight, see
+/// `tie_weights`).
+fn weight(m: &Matcher, v: ValueId) -> Option<usize> {
+    let g = m.g;
+    let matrix = |t: &crate::ir::Tensor| t.dtype() == DType::F32 && t.rank() == 2;
+    if let Some(t) = g.konst(v) {
+        return matrix(t).then(|| t.shape()[1]);
+    }
+    let (_, n) = m.producer(v)?;
+    let t = g.konst(n.inputs.first().copied()??)?;
+    let transposed = n.op
+        == (Op::Transpose {
+            perm: Some(vec![1, 0]),
+        });
+    (transposed && matrix(t)).then(|| t.shape()[0])
 }
 
 /// An f32 constant of shape `[n]`.
@@ -44,7 +56,7 @@ fn match_at(m: &Matcher, i: usize) -> Option<(Vec<usize>, Vec<Node>)> {
     let g = m.g;
     let n = &g.nodes[i];
     let (x, w) = (n.inputs.first().copied()??, n.inputs.get(1).copied()??);
-    let cols = weight(g, w)?;
+    let cols = weight(m, w)?;
     if g.values[x]
         .ty
         .as_ref()
