@@ -28,7 +28,13 @@ fn decode_steps_do_not_allocate() {
     if !gpt2::INCREMENTAL {
         return;
     }
-    gpt2rt::set_threads(1);
+    for threads in [1, 2] {
+        decode_steps_with(threads);
+    }
+}
+
+fn decode_steps_with(threads: usize) {
+    gpt2rt::set_threads(threads);
     let mut runner = gpt2::generate::Runner::new().unwrap();
     let mut sampler = gpt2rt::sampling::Sampler::new(
         gpt2rt::sampling::SamplerConfig {
@@ -52,5 +58,10 @@ fn decode_steps_do_not_allocate() {
         tokens.push(t);
     }
     let n = ALLOCS.load(Ordering::Relaxed) - before;
-    assert_eq!(n, 0, "20 decode steps made {n} heap allocations");
+    // With more threads, a pool worker may first run an attention task (and size its
+    // scratch space, once) after the warm-up: at most one allocation per worker, ever.
+    assert!(
+        n < threads,
+        "20 decode steps on {threads} thread(s) made {n} heap allocations"
+    );
 }
