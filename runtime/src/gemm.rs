@@ -536,17 +536,7 @@ unsafe fn kernel<const R: usize>(
 mod tests {
     use super::*;
     use crate::kernels::matmul_reference;
-
-    fn rand_vec(n: usize, seed: &mut u64) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                *seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
+    use crate::test_data::rand_vec;
 
     #[test]
     fn packed_gemm_matches_the_reference_on_ragged_shapes_and_layouts() {

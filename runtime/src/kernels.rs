@@ -779,17 +779,7 @@ pub fn gelu_slice(x: &[f32], out: &mut [f32]) {
 mod tests {
     use super::*;
 
-    /// Small deterministic generator for test data.
-    fn rand_vec(n: usize, seed: &mut u64) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                *seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::test_data::rand_vec;
 
     #[test]
     fn matmul_matches_scalar_twin_on_ragged_sizes_and_layouts() {

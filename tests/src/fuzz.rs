@@ -181,38 +181,9 @@ pub fn load_corpus(root: &Path) -> Vec<SeedModel> {
 
 // ---- field-level mutations ----
 
-const OP_TYPES: &[&str] = &[
-    "Constant",
-    "Identity",
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Pow",
-    "Sqrt",
-    "Tanh",
-    "Cast",
-    "Shape",
-    "ConstantOfShape",
-    "NonZero",
-    "Expand",
-    "Reshape",
-    "Squeeze",
-    "Unsqueeze",
-    "Concat",
-    "Slice",
-    "Split",
-    "Gather",
-    "Transpose",
-    "ReduceMean",
-    "MatMul",
-    "Gemm",
-    "Softmax",
-    "LayerNorm",
-    "Attention",
-    "Erf",
-    "",
-];
+/// Op types a node may be changed to besides the supported ones (`gpt2c::ops::REGISTRY`):
+/// fused ops that are not ONNX, an unsupported one, and none.
+const OTHER_OP_TYPES: &[&str] = &["LayerNorm", "Attention", "Erf", ""];
 
 const ATTR_NAMES: &[&str] = &[
     "axis",
@@ -436,7 +407,12 @@ fn mutate_node(g: &mut GraphProto, rng: &mut Rng) -> String {
     let node = format!("node '{}' ({})", n.name, n.op_type);
     match rng.below(12) {
         0 => {
-            n.op_type = rng.pick(OP_TYPES).to_string();
+            let types = if rng.one_in(8) {
+                OTHER_OP_TYPES
+            } else {
+                gpt2c::ops::REGISTRY
+            };
+            n.op_type = rng.pick(types).to_string();
             format!("{node} op_type = '{}'", n.op_type)
         }
         1 | 2 if !n.input.is_empty() => {
