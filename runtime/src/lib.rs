@@ -17,22 +17,6 @@ pub mod sampling;
 pub mod vmath;
 pub mod weights;
 
-/// Deterministic test data shared by the kernels' tests.
-#[cfg(test)]
-pub(crate) mod test_data {
-    /// `n` values in [-1, 1) from a linear congruential generator.
-    pub fn rand_vec(n: usize, seed: &mut u64) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                *seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-}
-
 pub use matrixmultiply;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -91,3 +75,19 @@ impl<T> SendPtr<T> {
 unsafe impl<T: Send> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for SendPtr<T> {}
+
+/// Deterministic test data shared by the kernels' tests.
+#[cfg(test)]
+pub(crate) mod test_data {
+    /// `n` values in [-1, 1) from a linear congruential generator.
+    pub fn rand_vec(n: usize, seed: &mut u64) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+}
