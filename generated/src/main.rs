@@ -69,6 +69,9 @@ enum Cmd {
         /// Full-forward runs to time (the median is reported).
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Profile the full-forward runs (per layer, op and node; stderr).
+        #[arg(long)]
+        profile: bool,
         #[command(flatten)]
         threads: Threads,
     },
@@ -156,8 +159,9 @@ fn main() -> ExitCode {
             prompt_len,
             gen,
             runs,
+            profile,
             threads,
-        }) => bench(prompt_len, gen, runs, threads.threads),
+        }) => bench(prompt_len, gen, runs, profile, threads.threads),
         Some(Cmd::Info) => {
             info();
             Ok(())
@@ -346,7 +350,13 @@ fn logits(ids: &[i64], out: &Path) -> Result<(), String> {
 }
 
 /// Prefill `prompt_len` tokens, decode `gen` more greedily, time the full forward.
-fn bench(prompt_len: usize, gen: usize, runs: usize, threads: u32) -> Result<(), String> {
+fn bench(
+    prompt_len: usize,
+    gen: usize,
+    runs: usize,
+    profile: bool,
+    threads: u32,
+) -> Result<(), String> {
     let mut o = String::new();
     let start = START.get().copied().unwrap_or_else(Instant::now);
     let mut runner = Runner::new()?;
@@ -381,10 +391,17 @@ fn bench(prompt_len: usize, gen: usize, runs: usize, threads: u32) -> Result<(),
     let prefill_warm = t2.elapsed().as_secs_f64();
     let full: Vec<u32> = (0..ctx).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
     let mut times = Vec::new();
+    if profile {
+        gpt2rt::profile::enable(gpt2::PROFILE.len());
+    }
     for _ in 0..runs.max(1) {
         let t = Instant::now();
         runner.eval(&full)?;
         times.push(t.elapsed().as_secs_f64());
+    }
+    if profile {
+        eprintln!("full forward, {} run(s):", runs.max(1));
+        eprint!("{}", gpt2rt::profile::report(gpt2::PROFILE));
     }
     times.sort_by(f64::total_cmp);
     let full_s = times[times.len() / 2];

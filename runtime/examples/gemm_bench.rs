@@ -43,6 +43,14 @@ fn main() {
         let ours = time(&mut || {
             gpt2rt::gemm::sgemm(1.0, &a, 0, la, &b, 0, lb, 0.0, &mut c, m, k, n, true)
         });
+        let nr = gpt2rt::gemm::NR;
+        let panels = vec![0.01f32; n.div_ceil(nr) * k * nr];
+        let lin = time(&mut || gpt2rt::gemm::linear(&a, m, k, &panels, None, &mut c, n));
+        println!(
+            "{m:5}x{k:5}x{n:6}: linear (stored panels) {:7.2} ms {:6.1} GFLOP/s",
+            lin * 1e3,
+            flops / lin / 1e9
+        );
         let mm = time(&mut || {
             let rows = m.div_ceil(threads);
             gpt2rt::for_each_part(&mut c, rows * n, |i, part| unsafe {
