@@ -357,4 +357,22 @@ fn profile_reports_layers_ops_and_the_total() {
     // Without the flag nothing is reported.
     let (ok, _, err) = gpt2(&["--ids", "464,2068", "-n", "2", "--seed", "1"]);
     assert!(ok && !err.contains("profile:"), "{err}");
+    // bench profiles its full-forward runs.
+    let args = [
+        "bench",
+        "--prompt-len",
+        "4",
+        "--gen",
+        "2",
+        "--runs",
+        "1",
+        "--profile",
+    ];
+    let (ok, out, err) = gpt2(&args);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("full forward, 1 run(s)") && err.contains("by op"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out).contains("\"full_forward_s\""));
 }
