@@ -218,7 +218,20 @@ pub fn linear_on(
             // SAFETY: task `i` writes only columns `j0..j1` of `y`'s m rows, disjoint from
             // every other task's, and `y` (m·n elements, checked above) stays mutably
             // borrowed until all tasks return; `w` holds every panel (checked above).
-            unsafe { columns(1.0, &a, &Source::Panels(w), out, yp.get(), m, k, n, j0, j1) }
+            unsafe {
+                columns(
+                    1.0,
+                    &a,
+                    &Source::Panels(w, k),
+                    out,
+                    yp.get(),
+                    m,
+                    k,
+                    n,
+                    j0,
+                    j1,
+                )
+            }
         } else {
             let wp = &w[p0 * k * NR..p1 * k * NR];
             let b = bias.map(|b| &b[j0..j1]);
@@ -236,6 +249,84 @@ pub fn linear_on(
         crate::pool::run(tasks, &run);
     } else {
         run(0);
+    }
+}
+
+/// Packs `B` `[k, n]` (element (p, j) at `b[p·rs + j·cs]`) into column panels of `k` rows
+/// each, as `linear` reads them, reusing `out`'s allocation. For operands used many times
+/// per call, such as an attention head's keys and values.
+pub fn pack_panels(b: &[f32], rs: usize, cs: usize, k: usize, n: usize, out: &mut Vec<f32>) {
+    let len = n.div_ceil(NR) * k * NR;
+    if out.len() < len {
+        out.resize(len, 0.0);
+    }
+    if k == 0 || n == 0 {
+        return;
+    }
+    assert!((k - 1) * rs + (n - 1) * cs < b.len(), "B out of bounds");
+    let m = Mat {
+        data: b,
+        off: 0,
+        rs,
+        cs,
+    };
+    for (t, panel) in out[..len].chunks_exact_mut(k * NR).enumerate() {
+        // One panel is a `k`-deep block of `NR` columns: `pack_b` with the whole depth.
+        pack_b(&m, 0, k, t * NR, (n - t * NR).min(NR), panel);
+    }
+}
+
+/// `c = alpha · A·W` on this thread, `A` `[m, k]` with row stride `lda`, `W` the first `k`
+/// rows and `n` columns of panels packed by `pack_panels` with `panel_rows ≥ k` rows, `c`
+/// `[m, n]` contiguous. Panics without AVX-512F (check `supported`).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_panels(
+    alpha: f32,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    k: usize,
+    w: &[f32],
+    panel_rows: usize,
+    n: usize,
+    c: &mut [f32],
+) {
+    assert!(supported(), "the packed GEMM needs AVX-512F");
+    assert!(k <= panel_rows && w.len() >= n.div_ceil(NR) * panel_rows * NR);
+    assert!(c.len() == m * n, "c is not [m, n]");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    assert!(lda >= k && (m - 1) * lda + k <= a.len(), "A out of bounds");
+    let am = Mat {
+        data: a,
+        off: 0,
+        rs: lda,
+        cs: 1,
+    };
+    let out = Out {
+        beta: 0.0,
+        bias: None,
+    };
+    // SAFETY: one thread writes all of `c` (m·n elements, checked); `A` and the panels hold
+    // every element read (checked above); the CPU has AVX-512F (asserted).
+    unsafe {
+        columns(
+            alpha,
+            &am,
+            &Source::Panels(w, panel_rows),
+            out,
+            c.as_mut_ptr(),
+            m,
+            k,
+            n,
+            0,
+            n,
+        )
     }
 }
 
@@ -264,8 +355,9 @@ thread_local! {
 enum Source<'a> {
     /// A strided matrix, packed block by block into a thread-local buffer.
     Pack(Mat<'a>),
-    /// Already in panel layout (see `linear`).
-    Panels(&'a [f32]),
+    /// Already in panel layout (see `linear`), each panel this many rows (at least K:
+    /// a product may use the first rows only).
+    Panels(&'a [f32], usize),
 }
 
 /// How the first depth block writes `C`: `alpha·acc + beta·C (+ bias[j])`; later blocks
@@ -319,9 +411,9 @@ unsafe fn columns(
                         pack_b(bm, kb, kc, jb, jn, &mut buf);
                         (buf.as_ptr(), buf.len(), kc * NR)
                     }
-                    Source::Panels(w) => {
-                        let from = &w[(jb / NR * k + kb) * NR..];
-                        (from.as_ptr(), from.len(), k * NR)
+                    Source::Panels(w, rows) => {
+                        let from = &w[(jb / NR * rows + kb) * NR..];
+                        (from.as_ptr(), from.len(), rows * NR)
                     }
                 };
                 let first = kb == 0;
@@ -671,6 +763,46 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_over_the_first_rows_of_packed_panels_matches_the_reference() {
+        if !supported() {
+            return;
+        }
+        let mut seed = 3;
+        // Panels of 100 rows (e.g. an attention cache), products over the first k of them.
+        let (rows, n) = (100, 70);
+        let b = rand_vec(rows * n, &mut seed);
+        let mut panels = Vec::new();
+        pack_panels(&b, n, 1, rows, n, &mut panels);
+        for (m, k, cols) in [(1, 100, 70), (9, 37, 70), (20, 64, 48), (5, 1, 3)] {
+            let a = rand_vec(m * k, &mut seed);
+            let mut want = vec![0f32; m * cols];
+            let l = |r: usize| Layout {
+                row_stride: r as isize,
+                col_stride: 1,
+            };
+            matmul_reference(
+                0.5,
+                &a,
+                &[0],
+                l(k),
+                &b,
+                &[0],
+                l(n),
+                0.0,
+                &mut want,
+                m,
+                k,
+                cols,
+            );
+            let mut got = vec![f32::NAN; m * cols];
+            gemm_panels(0.5, &a, k, m, k, &panels, rows, cols, &mut got);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-4, "{m}x{k}x{cols}: {g} vs {w}");
             }
         }
     }

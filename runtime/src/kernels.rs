@@ -549,6 +549,9 @@ const QUERY_BLOCK: usize = 64;
 
 thread_local! {
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// An attention head's keys (as Kᵀ) and values in GEMM panels (prefill on AVX-512).
+    static PANELS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Scaled dot-product attention for query rows `r0..r0 + rn` of every (batch, head):
@@ -575,15 +578,17 @@ pub fn attention(
     assert!(r0 + rn <= q_rows && q.len() == bh * q_rows * d && out.len() == q.len());
     assert!(k.len() == bh * kv_rows * d && v.len() == k.len());
     let isa = crate::gemv::detected();
+    // Prefill multiplies through packed GEMM panels where the packed kernel runs.
+    let packed = isa == crate::gemv::Isa::Avx512 && crate::gemm::supported();
     // Heads are independent: split them over threads when there is enough work.
     let t = crate::threads().min(bh);
     if t > 1 && rn * kv_rows * d * bh >= (1 << 16) {
         let per = bh.div_ceil(t);
         crate::for_each_part(out, per * q_rows * d, |i, part| {
-            attention_heads_with(isa, q, k, v, part, dims, r0, rn, i * per)
+            attention_heads_with(isa, packed, q, k, v, part, dims, r0, rn, i * per)
         });
     } else {
-        attention_heads_with(isa, q, k, v, out, dims, r0, rn, 0);
+        attention_heads_with(isa, packed, q, k, v, out, dims, r0, rn, 0);
     }
 }
 
@@ -606,6 +611,7 @@ crate::vmath::isa_kernel!(
     /// `attention_heads` compiled for the given ISA (the dot products and the weighted sum
     /// of values over the cache vectorize to its width).
     attention_heads_with => attention_heads(
+        packed: bool,
         q: &[f32],
         k: &[f32],
         v: &[f32],
@@ -623,6 +629,7 @@ crate::vmath::isa_kernel!(
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn attention_heads(
+    packed: bool,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -662,6 +669,33 @@ fn attention_heads(
                 &v[b * kv_rows * d..(b + 1) * kv_rows * d],
             );
             let o_head = &mut out[lh * q_rows * d..(lh + 1) * q_rows * d];
+            if rn >= 16 && packed {
+                // The head's keys (as Kᵀ) and values packed into GEMM panels once, then
+                // query rows in blocks as below, each block multiplying by the first rows
+                // of the packed values.
+                PANELS.with(|p| {
+                    let (kt, vp) = &mut *p.borrow_mut();
+                    let (krs, kcs) = if k_transposed { (kv_rows, 1) } else { (1, d) };
+                    crate::gemm::pack_panels(kb, krs, kcs, d, keys_max, kt);
+                    crate::gemm::pack_panels(vb, d, 1, keys_max, d, vp);
+                    for b0 in (r0..r0 + rn).step_by(QUERY_BLOCK) {
+                        let bn = (r0 + rn - b0).min(QUERY_BLOCK);
+                        let keys_b = if causal { b0 + bn + shift } else { kv_rows };
+                        let sc = &mut s[..bn * keys_b];
+                        let qb = &q[(b * q_rows + b0) * d..(b * q_rows + b0 + bn) * d];
+                        crate::gemm::gemm_panels(scale, qb, d, bn, d, kt, d, keys_b, sc);
+                        for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
+                            let keys = if causal { b0 + r + shift + 1 } else { kv_rows };
+                            let (live, dead) = row.split_at_mut(keys);
+                            crate::vmath::softmax_row(live);
+                            dead.iter_mut().for_each(|x| *x = 0.0);
+                        }
+                        let o = &mut o_head[b0 * d..(b0 + bn) * d];
+                        crate::gemm::gemm_panels(1.0, sc, keys_b, bn, keys_b, vp, keys_max, d, o);
+                    }
+                });
+                continue;
+            }
             if rn >= 16 {
                 // Query rows in blocks: each block's scores stay in L2, and a causal block
                 // computes only the keys its last row may see (half the work over a prompt).
@@ -1049,12 +1083,14 @@ mod tests {
             // A 140-row prefill (the GEMM path, three query blocks), then one step at a
             // time (the dot path).
             let mut out = vec![0f32; q.len()];
-            attention_heads_with(isa, &q, &k, &v, &mut out, dims, 0, 140, 0);
-            for r in 140..rows {
-                attention_heads_with(isa, &q, &k, &v, &mut out, dims, r, 1, 0);
-            }
-            for (a, b) in out.iter().zip(&want) {
-                assert!((a - b).abs() <= 1e-5, "{isa:?}: {a} vs {b}");
+            for packed in [false, crate::gemm::supported()] {
+                attention_heads_with(isa, packed, &q, &k, &v, &mut out, dims, 0, 140, 0);
+                for r in 140..rows {
+                    attention_heads_with(isa, packed, &q, &k, &v, &mut out, dims, r, 1, 0);
+                }
+                for (a, b) in out.iter().zip(&want) {
+                    assert!((a - b).abs() <= 1e-5, "{isa:?} {packed}: {a} vs {b}");
+                }
             }
         }
     }
