@@ -7,7 +7,45 @@ pub const MAX_RANK: usize = 8;
 
 /// `out[i] = f(a[ia], b[ib])` over a row-major `shape`, where `ia`/`ib` walk `a`/`b` with
 /// per-dimension strides (0 on a broadcast dimension). Covers every numpy broadcast.
-pub fn broadcast<T: Copy>(
+pub fn broadcast<T: Copy + Send + Sync>(
+    a: &[T],
+    a_strides: &[usize],
+    b: &[T],
+    b_strides: &[usize],
+    out: &mut [T],
+    shape: &[usize],
+    f: impl Fn(T, T) -> T + Sync,
+) {
+    // A large output (a residual add over a prompt) is split over threads along its first
+    // dimension longer than 1: each part reads its own sub-slices of `a` and `b`.
+    let rank = shape.len();
+    let t = crate::threads();
+    if t > 1 && out.len() >= 1 << 16 && rank <= MAX_RANK {
+        let d = shape.iter().position(|&x| x > 1).unwrap_or(0);
+        let inner: usize = shape[d + 1..].iter().product();
+        let per = shape[d].div_ceil(t);
+        let f = &f;
+        crate::for_each_part(out, per * inner, |i, part| {
+            let mut sub = [0usize; MAX_RANK];
+            sub[..rank].copy_from_slice(shape);
+            sub[d] = part.len() / inner;
+            let (ia, ib) = (i * per * a_strides[d], i * per * b_strides[d]);
+            broadcast_serial(
+                &a[ia..],
+                a_strides,
+                &b[ib..],
+                b_strides,
+                part,
+                &sub[..rank],
+                f,
+            );
+        });
+        return;
+    }
+    broadcast_serial(a, a_strides, b, b_strides, out, shape, f)
+}
+
+fn broadcast_serial<T: Copy>(
     a: &[T],
     a_strides: &[usize],
     b: &[T],
@@ -941,6 +979,38 @@ mod tests {
         assert_eq!(out, [2.0, 1.0, 0.0, -1.0, -2.0, -3.0]);
         broadcast(&a, &[1, 2], &a, &[1, 2], &mut out, &[2, 3], |x, y| x + y);
         assert_eq!(out, [0.0, 4.0, 8.0, 2.0, 6.0, 10.0]);
+        // Large enough to split over threads: a residual add and a bias row.
+        let x: Vec<f32> = (0..300 * 256).map(|i| i as f32).collect();
+        let bias: Vec<f32> = (0..256).map(|i| -(i as f32)).collect();
+        for (b, bs) in [(&x, [0, 256, 1]), (&bias, [0, 0, 1])] {
+            let mut want = vec![0f32; x.len()];
+            crate::set_threads(1);
+            broadcast(
+                &x,
+                &[0, 256, 1],
+                b,
+                &bs,
+                &mut want,
+                &[1, 300, 256],
+                |p, q| p * 2.0 + q,
+            );
+            crate::set_threads(2);
+            let mut got = vec![0f32; x.len()];
+            broadcast(
+                &x,
+                &[0, 256, 1],
+                b,
+                &bs,
+                &mut got,
+                &[1, 300, 256],
+                |p, q| p * 2.0 + q,
+            );
+            assert_eq!(got, want);
+            assert_eq!(
+                want[256 * 7 + 3],
+                (256 * 7 + 3) as f32 * 2.0 + b[bs[1] * 7 + 3]
+            );
+        }
     }
 
     #[test]
