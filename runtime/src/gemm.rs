@@ -15,6 +15,7 @@
 //! Only an AVX-512 kernel lives here; elsewhere `kernels::matmul` uses matrixmultiply's
 //! AVX2/FMA and portable kernels, and `linear` a vectorized loop per row (`vmath`).
 
+use crate::elem::{Kind, PanelElem};
 use crate::gemv::{detected, Isa};
 use crate::kernels::Layout;
 
@@ -102,7 +103,7 @@ pub fn sgemm(
     };
     let per = panels.div_ceil(tasks);
     let cp = crate::SendPtr(c.as_mut_ptr());
-    let b = Source::Pack(b);
+    let b = Source::<f32>::Pack(b);
     let out = Out { beta, bias: None };
     let run = |i: usize| {
         let (p0, p1) = (i * per, ((i + 1) * per).min(panels));
@@ -137,11 +138,11 @@ pub fn sgemm(
 /// as column panels: `⌈n / NR⌉` panels, each `k × NR` row-major, zero-padded past `n` (the
 /// compiler lays out a Linear's weight this way, so it is never packed at run time and
 /// each thread streams its own panels front to back). On all threads.
-pub fn linear(
+pub fn linear<E: PanelElem>(
     x: &[f32],
     m: usize,
     k: usize,
-    w: &[f32],
+    w: &[E],
     bias: Option<&[f32]>,
     y: &mut [f32],
     n: usize,
@@ -152,12 +153,12 @@ pub fn linear(
 /// `linear` on a chosen ISA (AVX-512: the packed micro-kernel; otherwise a vectorized
 /// loop per row), for tests and benchmarks.
 #[allow(clippy::too_many_arguments)]
-pub fn linear_on(
+pub fn linear_on<E: PanelElem>(
     isa: Isa,
     x: &[f32],
     m: usize,
     k: usize,
-    w: &[f32],
+    w: &[E],
     bias: Option<&[f32]>,
     y: &mut [f32],
     n: usize,
@@ -241,7 +242,7 @@ pub fn linear_on(
                 // and only this task touches them (as above).
                 let row =
                     unsafe { std::slice::from_raw_parts_mut(yp.get().add(r * n + j0), j1 - j0) };
-                crate::vmath::panel_row(isa, &x[r * k..(r + 1) * k], wp, b, row);
+                E::panel_row(isa, &x[r * k..(r + 1) * k], wp, b, row);
             }
         }
     };
@@ -352,12 +353,12 @@ thread_local! {
 }
 
 /// Where `columns` finds the panels of `B`.
-enum Source<'a> {
-    /// A strided matrix, packed block by block into a thread-local buffer.
+enum Source<'a, E> {
+    /// A strided f32 matrix, packed block by block into a thread-local buffer.
     Pack(Mat<'a>),
     /// Already in panel layout (see `linear`), each panel this many rows (at least K:
     /// a product may use the first rows only).
-    Panels(&'a [f32], usize),
+    Panels(&'a [E], usize),
 }
 
 /// How the first depth block writes `C`: `alpha·acc + beta·C (+ bias[j])`; later blocks
@@ -384,10 +385,10 @@ struct Epilogue {
 /// has AVX-512F; `a` and `b` hold every element of `[m, k]` and `[k, n]` (checked by the
 /// callers), a bias `n`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn columns(
+unsafe fn columns<E: PanelElem>(
     alpha: f32,
     a: &Mat,
-    b: &Source,
+    b: &Source<E>,
     out: Out,
     c: *mut f32,
     m: usize,
@@ -408,8 +409,10 @@ unsafe fn columns(
                 // Panel `t` of this block starts at `base + t·stride`, `kc × NR` floats.
                 let (base, base_len, stride) = match b {
                     Source::Pack(bm) => {
+                        // Only f32 matrices are packed (`sgemm`): the pointer keeps its type.
+                        assert!(E::KIND == Kind::F32);
                         pack_b(bm, kb, kc, jb, jn, &mut buf);
-                        (buf.as_ptr(), buf.len(), kc * NR)
+                        (buf.as_ptr().cast::<E>(), buf.len(), kc * NR)
                     }
                     Source::Panels(w, rows) => {
                         let from = &w[(jb / NR * rows + kb) * NR..];
@@ -490,13 +493,13 @@ fn pack_b(b: &Mat, kb: usize, kc: usize, jb: usize, jn: usize, buf: &mut [f32]) 
 /// # Safety
 /// As `kernel`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro(
+unsafe fn micro<E: PanelElem>(
     rows: usize,
     kc: usize,
     a: *const f32,
     rsa: usize,
     csa: usize,
-    bp: *const f32,
+    bp: *const E,
     c: *mut f32,
     ldc: usize,
     cols: usize,
@@ -506,14 +509,14 @@ unsafe fn micro(
     // SAFETY: forwarded from the caller.
     unsafe {
         match rows {
-            8 => kernel::<8>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            7 => kernel::<7>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            6 => kernel::<6>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            5 => kernel::<5>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            4 => kernel::<4>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            3 => kernel::<3>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            2 => kernel::<2>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            _ => kernel::<1>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            8 => kernel::<8, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            7 => kernel::<7, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            6 => kernel::<6, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            5 => kernel::<5, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            4 => kernel::<4, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            3 => kernel::<3, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            2 => kernel::<2, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+            _ => kernel::<1, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -525,17 +528,17 @@ unsafe fn micro(
 ///
 /// # Safety
 /// The CPU has AVX-512F; `a + i·rsa + p·csa` is readable for `i < R`, `p < kc`; `bp` holds
-/// `kc × NR` floats; `c + i·ldc + j` is writable for `i < R`, `j < cols ≤ NR`; a non-null
+/// `kc × NR` elements; `c + i·ldc + j` is writable for `i < R`, `j < cols ≤ NR`; a non-null
 /// bias has `cols` elements.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel<const R: usize>(
+unsafe fn kernel<const R: usize, E: PanelElem>(
     kc: usize,
     a: *const f32,
     rsa: usize,
     csa: usize,
-    bp: *const f32,
+    bp: *const E,
     c: *mut f32,
     ldc: usize,
     cols: usize,
@@ -543,6 +546,19 @@ unsafe fn kernel<const R: usize>(
 ) {
     use std::arch::x86_64::*;
     debug_assert!(kc > 0 && (1..=NR).contains(&cols));
+    // Sixteen panel elements widened to f32 (the format is a compile-time constant).
+    // SAFETY (of every use): the caller guarantees 16 elements at `p`.
+    let load16 = |p: *const E| -> __m512 {
+        unsafe {
+            match E::KIND {
+                Kind::F32 => _mm512_loadu_ps(p.cast::<f32>()),
+                Kind::Bf16 => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+                    _mm256_loadu_si256(p.cast::<__m256i>()),
+                ))),
+                Kind::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.cast::<__m256i>())),
+            }
+        }
+    };
     let mut acc = [[_mm512_setzero_ps(); 3]; R];
     let mut ar = [a; R];
     for (i, p) in ar.iter_mut().enumerate() {
@@ -560,12 +576,12 @@ unsafe fn kernel<const R: usize>(
                 let b = bp.add(p0 * NR);
                 let x0 = _mm512_set1_ps(*ar[0].add(p0 * csa));
                 let x1 = _mm512_set1_ps(*ar[0].add((p0 + 1) * csa));
-                acc[0][0] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(b), acc[0][0]);
-                acc[0][1] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(b.add(16)), acc[0][1]);
-                acc[0][2] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(b.add(32)), acc[0][2]);
-                odd[0] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(b.add(48)), odd[0]);
-                odd[1] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(b.add(64)), odd[1]);
-                odd[2] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(b.add(80)), odd[2]);
+                acc[0][0] = _mm512_fmadd_ps(x0, load16(b), acc[0][0]);
+                acc[0][1] = _mm512_fmadd_ps(x0, load16(b.add(16)), acc[0][1]);
+                acc[0][2] = _mm512_fmadd_ps(x0, load16(b.add(32)), acc[0][2]);
+                odd[0] = _mm512_fmadd_ps(x1, load16(b.add(48)), odd[0]);
+                odd[1] = _mm512_fmadd_ps(x1, load16(b.add(64)), odd[1]);
+                odd[2] = _mm512_fmadd_ps(x1, load16(b.add(80)), odd[2]);
             }
             p0 += 2;
         }
@@ -578,9 +594,9 @@ unsafe fn kernel<const R: usize>(
         // (i, p) of the strip (caller).
         unsafe {
             let b = bp.add(p * NR);
-            let b0 = _mm512_loadu_ps(b);
-            let b1 = _mm512_loadu_ps(b.add(16));
-            let b2 = _mm512_loadu_ps(b.add(32));
+            let b0 = load16(b);
+            let b1 = load16(b.add(16));
+            let b2 = load16(b.add(32));
             for i in 0..R {
                 let x = _mm512_set1_ps(*ar[i].add(p * csa));
                 acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
@@ -627,6 +643,7 @@ unsafe fn kernel<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::elem::PanelElem;
     use crate::kernels::matmul_reference;
     use crate::test_data::rand_vec;
 
@@ -712,6 +729,71 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn linear_over_bf16_and_f16_panels_matches_the_widened_reference() {
+        use crate::elem::{Bf16, F16};
+        let mut seed = 17;
+        for &(m, k, n) in &[(1, 768, 100), (3, 65, 48), (20, 300, 97)] {
+            let x = rand_vec(m * k, &mut seed);
+            let w = rand_vec(k * n, &mut seed);
+            let b = rand_vec(n, &mut seed);
+            let wp = panels(&w, k, n);
+            // The reference multiplies by the stored values, widened exactly.
+            let check = |widened: Vec<f32>, run: &dyn Fn(Isa, &mut [f32])| {
+                let mut want = vec![0f32; m * n];
+                want.chunks_exact_mut(n).for_each(|r| r.copy_from_slice(&b));
+                let l = |s| Layout {
+                    row_stride: s,
+                    col_stride: 1,
+                };
+                let ww = unpanel(&widened, k, n);
+                matmul_reference(
+                    1.0,
+                    &x,
+                    &[0],
+                    l(k as isize),
+                    &ww,
+                    &[0],
+                    l(n as isize),
+                    1.0,
+                    &mut want,
+                    m,
+                    k,
+                    n,
+                );
+                for &isa in crate::gemv::available() {
+                    let mut got = vec![f32::NAN; m * n];
+                    run(isa, &mut got);
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!(
+                            (g - w).abs() <= 1e-4 * (k as f32).sqrt(),
+                            "{isa:?} {m}x{k}x{n}: {g} vs {w}"
+                        );
+                    }
+                }
+            };
+            let bf: Vec<Bf16> = wp.iter().map(|&v| Bf16::from_f32(v)).collect();
+            check(bf.iter().map(|v| v.to_f32()).collect(), &|isa, y| {
+                linear_on(isa, &x, m, k, &bf, Some(&b), y, n)
+            });
+            let hf: Vec<F16> = wp.iter().map(|&v| F16::from_f32(v)).collect();
+            check(hf.iter().map(|v| v.to_f32()).collect(), &|isa, y| {
+                linear_on(isa, &x, m, k, &hf, Some(&b), y, n)
+            });
+        }
+    }
+
+    /// `W [k, n]` back from `linear`'s panel layout.
+    fn unpanel(p: &[f32], k: usize, n: usize) -> Vec<f32> {
+        let mut w = vec![0f32; k * n];
+        for q in 0..k {
+            for j in 0..n {
+                w[q * n + j] = p[(j / NR) * k * NR + q * NR + j % NR];
+            }
+        }
+        w
     }
 
     #[test]

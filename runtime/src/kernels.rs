@@ -420,12 +420,12 @@ fn matmul_serial(
 }
 
 /// `y = x·W + bias` for `m` rows, `W` `[k, n]` in the compiler's column-panel layout
-/// (`gemm::linear`).
-pub fn linear(
+/// (`gemm::linear`), stored as f32, bf16 or f16.
+pub fn linear<E: crate::elem::PanelElem>(
     x: &[f32],
     m: usize,
     k: usize,
-    w: &[f32],
+    w: &[E],
     bias: Option<&[f32]>,
     y: &mut [f32],
     n: usize,
@@ -464,8 +464,8 @@ pub fn linear_unpacked(
 /// Rows of an embedding table `[rows, width]` stored transposed in column panels (as the
 /// weight of the tied LM head, see `gemm::linear`): row `r` is element `p·NR + r % NR` of
 /// panel `r / NR`, for `p < width`. Negative ids count from the end, as in `gather`.
-pub fn gather_panels(
-    w: &[f32],
+pub fn gather_panels<E: crate::elem::PanelElem>(
+    w: &[E],
     rows: usize,
     width: usize,
     ids: &[i64],
@@ -486,7 +486,7 @@ pub fn gather_panels(
         let r = r as usize;
         let panel = &w[(r / NR) * width * NR..(r / NR + 1) * width * NR];
         for (p, v) in o.iter_mut().enumerate() {
-            *v = panel[p * NR + r % NR];
+            *v = panel[p * NR + r % NR].to_f32();
         }
     }
     Ok(())

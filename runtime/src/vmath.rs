@@ -5,6 +5,7 @@
 //! at run time, like the GEMV). The scalar build of the same source is the fallback and the
 //! twin the SIMD builds are tested against.
 
+use crate::elem::{Bf16, F16};
 use crate::gemv::detected;
 #[cfg(test)]
 use crate::gemv::{available, Isa};
@@ -208,14 +209,19 @@ pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], out: &mut [f32], eps: 
 }
 
 #[inline(always)]
-fn panel_row_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+fn panel_row_body<E: crate::elem::PanelElem>(
+    x: &[f32],
+    w: &[E],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
     const NR: usize = crate::gemm::NR;
     let k = x.len();
     for (t, panel) in w.chunks_exact(k * NR).enumerate() {
         let mut acc = [0f32; NR];
         for (&xv, wr) in x.iter().zip(panel.chunks_exact(NR)) {
             for j in 0..NR {
-                acc[j] += xv * wr[j];
+                acc[j] += xv * wr[j].to_f32();
             }
         }
         let end = ((t + 1) * NR).min(out.len());
@@ -230,6 +236,14 @@ isa_kernel!(
     /// One row of `gemm::linear` without AVX-512: `out = x·W + bias` over the column panels
     /// in `w` (`out` holds their columns, the last panel possibly partial).
     panel_row => panel_row_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32])
+);
+isa_kernel!(
+    /// `panel_row` over bfloat16 panels.
+    panel_row_bf16 => panel_row_body(x: &[f32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32])
+);
+isa_kernel!(
+    /// `panel_row` over half-precision panels.
+    panel_row_f16 => panel_row_body(x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32])
 );
 
 #[cfg(test)]

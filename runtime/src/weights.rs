@@ -32,6 +32,8 @@ pub fn view<T: Pod>(blob: &'static [u8], offset: usize, len: usize) -> &'static 
 pub trait Pod: Copy + 'static {}
 impl Pod for f32 {}
 impl Pod for i64 {}
+impl Pod for crate::elem::Bf16 {}
+impl Pod for crate::elem::F16 {}
 
 /// Embeds a weight file in the binary and defines `fn $name() -> &'static [u8]`.
 ///

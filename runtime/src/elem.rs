@@ -1,0 +1,159 @@
+//! Element types a weight panel may be stored in (chosen at compile time, `GPT2_WEIGHTS`):
+//! f32, bfloat16 and IEEE half. Kernels widen them to f32 in registers while streaming;
+//! accumulation is always f32.
+
+/// The storage formats, for kernels that pick a load at compile time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    F32,
+    Bf16,
+    F16,
+}
+
+use crate::gemv::Isa;
+
+/// A weight element: what it is, its value as f32, and the portable (non-AVX-512) row of
+/// `gemm::linear` over panels of it (`vmath::panel_row`).
+pub trait PanelElem: Copy + Send + Sync + 'static {
+    const KIND: Kind;
+    fn to_f32(self) -> f32;
+    fn panel_row(isa: Isa, x: &[f32], w: &[Self], bias: Option<&[f32]>, out: &mut [f32]);
+}
+
+impl PanelElem for f32 {
+    const KIND: Kind = Kind::F32;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn panel_row(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+        crate::vmath::panel_row(isa, x, w, bias, out)
+    }
+}
+
+/// bfloat16: the top 16 bits of an f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Bf16(pub u16);
+
+impl Bf16 {
+    /// Rounds to nearest, ties to even (NaN stays NaN).
+    pub fn from_f32(x: f32) -> Bf16 {
+        let b = x.to_bits();
+        if x.is_nan() {
+            return Bf16(((b >> 16) | 0x40) as u16);
+        }
+        let round = 0x7fff + ((b >> 16) & 1);
+        Bf16((b.wrapping_add(round) >> 16) as u16)
+    }
+}
+
+impl PanelElem for Bf16 {
+    const KIND: Kind = Kind::Bf16;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f32::from_bits((self.0 as u32) << 16)
+    }
+    fn panel_row(isa: Isa, x: &[f32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32]) {
+        crate::vmath::panel_row_bf16(isa, x, w, bias, out)
+    }
+}
+
+/// IEEE 754 binary16.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct F16(pub u16);
+
+impl F16 {
+    /// Rounds to nearest, ties to even; overflow becomes infinity, tiny values subnormal.
+    pub fn from_f32(x: f32) -> F16 {
+        let b = x.to_bits();
+        let sign = ((b >> 16) & 0x8000) as u16;
+        let exp = ((b >> 23) & 0xff) as i32;
+        let man = b & 0x7f_ffff;
+        if exp == 0xff {
+            return F16(sign | 0x7c00 | if man != 0 { 0x200 } else { 0 });
+        }
+        let e = exp - 127 + 15;
+        if e >= 0x1f {
+            return F16(sign | 0x7c00);
+        }
+        if e <= 0 {
+            // Subnormal (or zero): shift the implicit-one mantissa into place, rounding.
+            if e < -10 {
+                return F16(sign);
+            }
+            let m = man | 0x80_0000;
+            let shift = (14 - e) as u32;
+            let half = 1u32 << (shift - 1);
+            let rem = m & ((1u32 << shift) - 1);
+            let mut v = m >> shift;
+            if rem > half || (rem == half && v & 1 == 1) {
+                v += 1;
+            }
+            return F16(sign | v as u16);
+        }
+        let mut v = ((e as u32) << 10) | (man >> 13);
+        let rem = man & 0x1fff;
+        if rem > 0x1000 || (rem == 0x1000 && v & 1 == 1) {
+            v += 1; // may carry into the exponent, up to infinity: still correct
+        }
+        F16(sign | v as u16)
+    }
+}
+
+impl PanelElem for F16 {
+    const KIND: Kind = Kind::F16;
+    fn panel_row(isa: Isa, x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32]) {
+        crate::vmath::panel_row_f16(isa, x, w, bias, out)
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        let h = self.0 as u32;
+        let sign = (h & 0x8000) << 16;
+        let exp = (h >> 10) & 0x1f;
+        let man = h & 0x3ff;
+        let bits = match exp {
+            0 if man == 0 => sign,
+            0 => {
+                // Subnormal: value man · 2^-24, normalized for f32.
+                let v = man as f32 * (1.0 / 16_777_216.0);
+                return if sign != 0 { -v } else { v };
+            }
+            0x1f => sign | 0x7f80_0000 | (man << 13),
+            _ => sign | ((exp + 127 - 15) << 23) | (man << 13),
+        };
+        f32::from_bits(bits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_round_to_nearest_even_and_round_trip() {
+        for x in [
+            0.0f32, -0.0, 1.0, -2.5, 0.1, 65504.0, 1e-5, 6e-8, 3e38, -1e-40,
+        ] {
+            let b = Bf16::from_f32(x).to_f32();
+            let tol = (x.abs() * 2f32.powi(-8)).max(f32::MIN_POSITIVE);
+            assert!((b - x).abs() <= tol, "bf16 {x} -> {b}");
+            let h = F16::from_f32(x).to_f32();
+            if x.abs() <= 65504.0 && x.abs() >= 6.1e-5 {
+                assert!((h - x).abs() <= x.abs() * 2f32.powi(-11), "f16 {x} -> {h}");
+            }
+        }
+        // Every half value survives f16 -> f32 -> f16.
+        for v in 0..=u16::MAX {
+            let h = F16(v);
+            let f = h.to_f32();
+            if !f.is_nan() {
+                assert_eq!(F16::from_f32(f), h, "{v:#x} ({f})");
+            }
+        }
+        assert_eq!(F16::from_f32(1e6).to_f32(), f32::INFINITY);
+        assert_eq!(Bf16::from_f32(1.0 + 2f32.powi(-8)).to_f32(), 1.0); // tie to even
+        assert!(F16::from_f32(f32::NAN).to_f32().is_nan());
+    }
+}
