@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rerun-if-env-changed=GPT2_ONNX");
     println!("cargo:rerun-if-env-changed=GPT2C_DISABLE_PASSES");
+    println!("cargo:rerun-if-env-changed=GPT2_WEIGHTS");
     println!("cargo:rerun-if-changed=build.rs");
     let manifest =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

@@ -98,6 +98,19 @@ fn main() {
         eprintln!("error: gpt2c failed on the tied-weights graph: {e}");
         std::process::exit(1);
     }
+    // The tiny fixture again with its matrices stored as bf16 and as f16.
+    for (fmt, format) in [
+        ("bf16", gpt2c::codegen::layout::WeightFormat::Bf16),
+        ("f16", gpt2c::codegen::layout::WeightFormat::F16),
+    ] {
+        let model = root.join("fixtures/tiny/model.onnx");
+        let dir = format!("tiny_{fmt}");
+        let weights = gpt2c::codegen::WeightsPath::OutDir(format!("{dir}/weights.bin"));
+        if let Err(e) = gpt2c::driver::compile_as(&model, &out.join(&dir), weights, format) {
+            eprintln!("error: gpt2c failed on fixture tiny as {fmt}: {e}");
+            std::process::exit(1);
+        }
+    }
     for name in FIXTURES {
         let model = root.join("fixtures").join(name).join("model.onnx");
         println!("cargo:rerun-if-changed={}", model.display());

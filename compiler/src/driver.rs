@@ -1,6 +1,7 @@
 //! The whole compiler behind one call: ONNX file → `model.rs` + `weights.bin` in a
 //! directory. Used by the generated crate's build script and by `gpt2c emit`.
 
+use crate::codegen::layout::WeightFormat;
 use crate::codegen::{self, Options, Summary, WeightsPath};
 use crate::error::{Error, Result};
 use crate::gpt2::{token_input, Gpt2Config};
@@ -47,8 +48,25 @@ pub fn input_shapes(
         .collect()
 }
 
-/// Compiles `model` into `out_dir/model.rs` and `out_dir/weights.bin`.
+/// The weight format `GPT2_WEIGHTS` asks for (f32 when unset).
+pub fn weight_format_from_env() -> Result<WeightFormat> {
+    WeightFormat::parse(&std::env::var("GPT2_WEIGHTS").unwrap_or_default())
+        .map_err(|e| Error::Invalid(format!("GPT2_WEIGHTS: {e}")))
+}
+
+/// Compiles `model` into `out_dir/model.rs` and `out_dir/weights.bin`, in the weight
+/// format `GPT2_WEIGHTS` names.
 pub fn compile(model: &Path, out_dir: &Path, weights_path: WeightsPath) -> Result<Compiled> {
+    compile_as(model, out_dir, weights_path, weight_format_from_env()?)
+}
+
+/// `compile` with the weight format given.
+pub fn compile_as(
+    model: &Path,
+    out_dir: &Path,
+    weights_path: WeightsPath,
+    format: WeightFormat,
+) -> Result<Compiled> {
     let data = std::fs::read(model).map_err(|source| Error::Io {
         path: model.display().to_string(),
         source,
@@ -57,11 +75,12 @@ pub fn compile(model: &Path, out_dir: &Path, weights_path: WeightsPath) -> Resul
         path: out_dir.display().to_string(),
         source,
     })?;
-    let (source, compiled) = compile_bytes(
+    let (source, compiled) = compile_bytes_as(
         data.into(),
         model,
         weights_path,
         &out_dir.join("weights.bin"),
+        format,
     )?;
     let rs = out_dir.join("model.rs");
     std::fs::write(&rs, source).map_err(|source| Error::Io {
@@ -79,6 +98,18 @@ pub fn compile_bytes(
     model: &Path,
     weights_path: WeightsPath,
     weights_out: &Path,
+) -> Result<(String, Compiled)> {
+    let format = weight_format_from_env()?;
+    compile_bytes_as(data, model, weights_path, weights_out, format)
+}
+
+/// `compile_bytes` with the weight format given.
+pub fn compile_bytes_as(
+    data: Bytes,
+    model: &Path,
+    weights_path: WeightsPath,
+    weights_out: &Path,
+    weight_format: WeightFormat,
 ) -> Result<(String, Compiled)> {
     crate::progress::stage("hashing", None);
     let sha: String = Sha256::digest(&data)
@@ -120,8 +151,10 @@ pub fn compile_bytes(
         model_sha256: sha.clone(),
         weights_path,
         gpt2: config,
+        weight_format,
         options: format!(
-            "f32 weights; specialized to {}; passes: {}{}",
+            "{} weights; specialized to {}; passes: {}{}",
+            weight_format.name(),
             shapes.join(", "),
             ran.join(", "),
             if disabled.is_empty() {

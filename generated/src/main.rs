@@ -497,7 +497,11 @@ fn info() {
     }
     outln!(
         o,
-        "weights    f32, {} bytes ({:.2} MB), embedded in the binary",
+        "weights    {}, {} bytes ({:.2} MB), embedded in the binary",
+        match gpt2::WEIGHT_FORMAT {
+            "f32" => "f32".to_string(),
+            f => format!("{f} matrices, f32 biases and norms"),
+        },
         WEIGHT_BYTES,
         WEIGHT_BYTES as f64 / 1e6
     );

@@ -43,6 +43,8 @@ pub struct Options {
     pub gpt2: Option<Gpt2Config>,
     /// Free-form description of the compile options, for the header.
     pub options: String,
+    /// How Linear weights are stored (`GPT2_WEIGHTS`).
+    pub weight_format: layout::WeightFormat,
 }
 
 /// What `emit` produced.
@@ -114,7 +116,8 @@ fn type_str(g: &Graph, v: usize) -> String {
 pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(String, Summary)> {
     crate::passes::specialize::check_static(graph)?;
     let seq = sequence_info(graph);
-    let plan = plan::plan(graph, &persistent(graph, &seq))?;
+    let mut plan = plan::plan(graph, &persistent(graph, &seq))?;
+    plan.store_panels_as(opts.weight_format);
 
     // Names: weight fields, buffer constants.
     let mut namer = names::Namer::default();
@@ -311,13 +314,15 @@ fn write_blob(plan: &plan::Plan, path: &Path) -> Result<()> {
         let packed;
         let bytes = match wt.layout {
             plan::WeightLayout::Plain => wt.tensor.bytes(),
-            plan::WeightLayout::Panels => {
-                packed = layout::pack_panels(&wt.tensor);
-                packed.bytes()
-            }
-            plan::WeightLayout::PanelsOfTranspose => {
-                packed = layout::pack_panels_of_transpose(&wt.tensor);
-                packed.bytes()
+            plan::WeightLayout::Panels | plan::WeightLayout::PanelsOfTranspose => {
+                let panels = if wt.layout == plan::WeightLayout::Panels {
+                    layout::pack_panels(&wt.tensor)
+                } else {
+                    layout::pack_panels_of_transpose(&wt.tensor)
+                };
+                let values = panels.to_vec::<f32>().map_err(|e| Error::Invalid(e.0))?;
+                packed = wt.format.encode(&values);
+                &packed[..]
             }
         };
         w.write_all(bytes).map_err(io)?;
@@ -333,6 +338,31 @@ fn dtype_tokens(e: Elem) -> TokenStream {
         Elem::F32 => quote!(DType::F32),
         Elem::I64 => quote!(DType::I64),
     }
+}
+
+/// `graph` with every weight the generated code stores in panels (`plan::weight_layout`)
+/// rounded to `format` and widened back: the model the generated code computes, for the
+/// reference interpreter to check it against and to measure what a format costs.
+pub fn narrowed(graph: &Graph, format: layout::WeightFormat) -> Graph {
+    let mut g = graph.clone();
+    if format == layout::WeightFormat::F32 {
+        return g;
+    }
+    for v in 0..g.values.len() {
+        if plan::weight_layout(graph, v) == plan::WeightLayout::Plain {
+            continue;
+        }
+        if let Some(t) = &g.values[v].konst {
+            let values: Vec<f32> = t
+                .to_vec::<f32>()
+                .expect("panel weights are f32")
+                .into_iter()
+                .map(|x| format.round_trip(x))
+                .collect();
+            g.values[v].konst = Some(crate::ir::Tensor::from_vec(t.shape().to_vec(), values));
+        }
+    }
+    g
 }
 
 /// Values whose buffers must keep their contents between calls: with rows computed call by
@@ -436,9 +466,11 @@ fn module_tokens(
             );
         }
         let (t, off, len) = (
-            match w.elem {
-                Elem::F32 => quote!(f32),
-                Elem::I64 => quote!(i64),
+            match (w.elem, w.format) {
+                (Elem::F32, layout::WeightFormat::F32) => quote!(f32),
+                (Elem::F32, layout::WeightFormat::Bf16) => quote!(gpt2rt::elem::Bf16),
+                (Elem::F32, layout::WeightFormat::F16) => quote!(gpt2rt::elem::F16),
+                (Elem::I64, _) => quote!(i64),
             },
             Literal::usize_unsuffixed(w.offset),
             Literal::usize_unsuffixed(w.len),
@@ -532,8 +564,13 @@ fn module_tokens(
         Literal::usize_unsuffixed(plan.arena_i64),
         Literal::usize_unsuffixed(plan.blob_bytes),
     );
+    // Named by model and format, so one binary may link several compiled models.
+    let format_suffix = match opts.weight_format {
+        layout::WeightFormat::F32 => String::new(),
+        f => format!("_{}", f.name()),
+    };
     let symbol = Literal::string(&format!(
-        "gpt2c_weights_{}",
+        "gpt2c_weights_{}{format_suffix}",
         &opts.model_sha256[..16.min(opts.model_sha256.len())]
     ));
     let path = match &opts.weights_path {
@@ -625,6 +662,7 @@ fn module_tokens(
     let seq_len = Literal::usize_unsuffixed(seq_len);
     let seq_note = Literal::string(&seq_note);
     let panel = Literal::usize_unsuffixed(layout::PANEL);
+    let wfmt = opts.weight_format.name();
     let seq_ok = seq.as_ref().ok();
     let profile_table = profile::table(graph, seq_ok, &profile::ids(graph, seq_ok));
     Ok(quote! {
@@ -655,6 +693,8 @@ fn module_tokens(
         pub const GPT2: Option<Gpt2Config> = #gpt2;
         /// Bytes of the embedded weight blob.
         pub const WEIGHT_BYTES: usize = #wb;
+        /// How the Linear (matrix) weights are stored: f32, bf16 or f16.
+        pub const WEIGHT_FORMAT: &str = #wfmt;
         /// Elements of the activation arenas.
         pub const ARENA_F32: usize = #af;
         pub const ARENA_I64: usize = #ai;

@@ -60,6 +60,8 @@ pub struct Weight {
     /// `Some([K, N])` when stored in column panels (`layout`) for Linear ops.
     pub panels: Option<[usize; 2]>,
     pub layout: WeightLayout,
+    /// How the elements are stored: panel-packed weights may be narrowed (`WeightFormat`).
+    pub format: super::layout::WeightFormat,
 }
 
 pub const BLOB_ALIGN: usize = 64;
@@ -125,6 +127,26 @@ pub fn transposed_weight(g: &Graph, n: &Node) -> Option<ValueId> {
         })
     });
     (only_rhs && !g.outputs.contains(&o)).then_some(a)
+}
+
+impl Plan {
+    /// Stores every panel-packed weight in `format`, placing the blob anew.
+    pub fn store_panels_as(&mut self, format: super::layout::WeightFormat) {
+        let mut at = 0usize;
+        for w in &mut self.weights {
+            if w.panels.is_some() {
+                w.format = format;
+            }
+            let size = if w.panels.is_some() {
+                format.size()
+            } else {
+                w.elem.size()
+            };
+            w.offset = at.div_ceil(BLOB_ALIGN) * BLOB_ALIGN;
+            at = w.offset + w.len * size;
+        }
+        self.blob_bytes = at;
+    }
 }
 
 /// How a weight is laid out in the blob for the kernels that read it.
@@ -294,6 +316,7 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
                     tensor: t,
                     panels,
                     layout,
+                    format: super::layout::WeightFormat::F32,
                 });
                 by_bytes.insert(key, p.weights.len() - 1);
                 p.weights.len() - 1

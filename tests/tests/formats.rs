@@ -1,0 +1,111 @@
+//! Narrow weight formats (`GPT2_WEIGHTS=bf16|f16`): the generated code must compute exactly
+//! the model whose matrices are rounded to the format (the interpreter on that model, at
+//! the f32 tolerance), and stay close to the f32 model's onnxruntime outputs (a tolerance
+//! and top-1 agreement that suit the format).
+
+use gpt2c::codegen::layout::WeightFormat;
+use gpt2c::ir::Tensor;
+use gpt2c_tests::{compare, repo_root, Manifest, MODEL_TOL};
+use gpt2rt::io::TensorRef;
+
+type Runner = fn(&[i64]) -> Vec<Vec<f32>>;
+
+macro_rules! runner {
+    ($m:ident) => {{
+        fn run(ids: &[i64]) -> Vec<Vec<f32>> {
+            use gpt2c_tests::compiled::$m as m;
+            let mut model = m::Model::new();
+            model.forward(ids).expect("forward");
+            (0..m::OUTPUTS.len())
+                .map(|i| match model.output(i).expect("output") {
+                    TensorRef::F32(x) => x.to_vec(),
+                    TensorRef::I64(_) => panic!("i64 output"),
+                })
+                .collect()
+        }
+        run as Runner
+    }};
+}
+
+/// (generated module, its format, its WEIGHT_FORMAT, max |logit − ORT| relative to
+/// max(1, max |ref|), minimum share of rows whose argmax agrees with ORT).
+fn cases() -> Vec<(Runner, WeightFormat, &'static str, f64, f64)> {
+    use gpt2c_tests::compiled::{tiny_bf16, tiny_f16};
+    vec![
+        (
+            runner!(tiny_bf16),
+            WeightFormat::Bf16,
+            tiny_bf16::WEIGHT_FORMAT,
+            2e-2,
+            0.9,
+        ),
+        (
+            runner!(tiny_f16),
+            WeightFormat::F16,
+            tiny_f16::WEIGHT_FORMAT,
+            3e-3,
+            0.95,
+        ),
+    ]
+}
+
+#[test]
+fn narrow_formats_compute_the_rounded_model_and_stay_close_to_f32() {
+    let m = Manifest::read(&repo_root().join("tests/fixtures/tiny/manifest.json"), None);
+    let graph = gpt2c::onnx::load_graph(&m.model).unwrap();
+    let config = gpt2c::gpt2::Gpt2Config::derive(&graph).unwrap();
+    let shapes = gpt2c::driver::input_shapes(&graph, Some(&config)).unwrap();
+    let full = shapes[0].1[2];
+    let specialized = gpt2c::compile_graph(&graph, shapes.clone(), |_, _, _| {}).unwrap();
+    let vocab = config.vocab;
+    for (run, format, stored, tol, agree_min) in cases() {
+        assert_eq!(stored, format.name());
+        let narrowed = gpt2c::codegen::narrowed(&specialized, format);
+        let (mut rows, mut agree) = (0usize, 0usize);
+        for case in &m.cases {
+            let len = case.len.unwrap();
+            let ids = case.inputs[0].tensor.to_vec::<i64>().unwrap();
+            let mut padded = vec![*ids.last().unwrap(); full];
+            padded[..len].copy_from_slice(&ids);
+            let ours = run(&padded);
+            // Exactly the rounded model: the interpreter at the f32 tolerance.
+            let input = Tensor::from_vec(vec![1, 1, full], padded.clone());
+            let interp = gpt2c::interp::run(&narrowed, &[(shapes[0].0.as_str(), input)]).unwrap();
+            for (k, (o, r)) in ours.iter().zip(&interp).enumerate() {
+                let t = Tensor::from_vec(r.shape().to_vec(), o.clone());
+                let what = format!(
+                    "tiny {} L={len} output {k} vs the rounded model",
+                    format.name()
+                );
+                compare(&what, &t, r, MODEL_TOL).unwrap_or_else(|e| panic!("{e}"));
+            }
+            // Close to the f32 model (onnxruntime), rows 0..len of the logits.
+            let reference = case.outputs[0].tensor.to_vec::<f32>().unwrap();
+            let scale = reference.iter().fold(1f32, |a, &x| a.max(x.abs()));
+            let worst = ours[0][..len * vocab]
+                .iter()
+                .zip(&reference)
+                .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+            assert!(
+                (worst / scale) as f64 <= tol,
+                "tiny {} L={len}: max |logit - onnxruntime| {worst} above {tol} x {scale}",
+                format.name()
+            );
+            for r in 0..len {
+                let row = |v: &[f32]| gpt2rt::sampling::argmax(&v[r * vocab..(r + 1) * vocab]);
+                rows += 1;
+                agree += usize::from(row(&ours[0]) == row(&reference));
+            }
+        }
+        let share = agree as f64 / rows as f64;
+        eprintln!(
+            "tiny {}: top-1 agreement with f32 {agree}/{rows}",
+            format.name()
+        );
+        assert!(
+            share >= agree_min,
+            "{}: top-1 agreement {share:.3}",
+            format.name()
+        );
+    }
+}
