@@ -4,6 +4,7 @@
 //! (static shapes, constant folding) → `passes::simplify`. `interp` evaluates a graph at any
 //! stage and is the oracle the tests compare everything against.
 
+pub mod accuracy;
 pub mod codegen;
 pub mod driver;
 pub mod emit;

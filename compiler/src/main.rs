@@ -60,6 +60,21 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         runtime_path: Option<PathBuf>,
     },
+    /// Measure what a weight format costs: the f32 model and the model with its matrices
+    /// rounded to the format, through the reference interpreter on fixed token sequences.
+    Accuracy {
+        /// The ONNX model file.
+        model: PathBuf,
+        /// Weight format: bf16 or f16 (as `GPT2_WEIGHTS`).
+        #[arg(long)]
+        format: String,
+        /// Token sequences to run.
+        #[arg(long, default_value_t = 4)]
+        sequences: usize,
+        /// Tokens per sequence (at most the context).
+        #[arg(long, default_value_t = 32)]
+        len: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -88,6 +103,12 @@ fn main() -> ExitCode {
             out,
             runtime_path,
         } => emit(&model, &out, runtime_path),
+        Cmd::Accuracy {
+            model,
+            format,
+            sequences,
+            len,
+        } => accuracy(&model, &format, sequences, len),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -96,6 +117,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn accuracy(model: &Path, format: &str, sequences: usize, len: usize) -> Result<()> {
+    let format = gpt2c::codegen::layout::WeightFormat::parse(format).map_err(anyhow::Error::msg)?;
+    if sequences == 0 || len == 0 {
+        anyhow::bail!("--sequences and --len must be at least 1");
+    }
+    let t = Instant::now();
+    let graph = gpt2c::onnx::load_graph(model)?;
+    let r = gpt2c::accuracy::measure(&graph, format, sequences, len)?;
+    println!(
+        "{r} of {} tokens ({:.1} s)",
+        r.positions / sequences,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn emit(model: &Path, out: &Path, runtime: Option<PathBuf>) -> Result<()> {

@@ -109,3 +109,23 @@ fn narrow_formats_compute_the_rounded_model_and_stay_close_to_f32() {
         );
     }
 }
+
+#[test]
+fn accuracy_report_measures_the_rounding() {
+    let m = Manifest::read(&repo_root().join("tests/fixtures/tiny/manifest.json"), None);
+    let graph = gpt2c::onnx::load_graph(&m.model).unwrap();
+    let same = gpt2c::accuracy::measure(&graph, WeightFormat::F32, 2, 8).unwrap();
+    assert_eq!(
+        (same.positions, same.top1_agree, same.max_abs_diff),
+        (16, 16, 0.0)
+    );
+    let bf16 = gpt2c::accuracy::measure(&graph, WeightFormat::Bf16, 2, 8).unwrap();
+    let f16 = gpt2c::accuracy::measure(&graph, WeightFormat::F16, 2, 8).unwrap();
+    // Rounding changes the logits, bf16 (8 bits of mantissa) more than f16 (11).
+    assert!(bf16.max_abs_diff > f16.max_abs_diff && f16.max_abs_diff > 0.0);
+    assert!(
+        bf16.max_abs_diff < 0.05 * bf16.max_abs_logit.max(1.0),
+        "{bf16}"
+    );
+    assert!(bf16.to_string().contains("top-1 agreement"));
+}

@@ -1,0 +1,98 @@
+//! What a weight format costs (`gpt2c accuracy`): the f32 model and the model whose matrices
+//! are rounded to the format (`codegen::narrowed`, exactly what the generated code computes)
+//! run through the reference interpreter on a fixed set of token sequences; the report is
+//! the largest logit difference and how often the two agree on the most likely token.
+
+use crate::codegen::layout::WeightFormat;
+use crate::error::{Error, Result};
+use crate::gpt2::Gpt2Config;
+use crate::ir::{Graph, Tensor};
+
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub format: WeightFormat,
+    pub sequences: usize,
+    pub positions: usize,
+    /// Largest |logit(format) − logit(f32)| over every position and token.
+    pub max_abs_diff: f32,
+    /// Largest |logit(f32)|, for scale.
+    pub max_abs_logit: f32,
+    /// Positions whose argmax agrees.
+    pub top1_agree: usize,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "{} weights: max |logit difference| {:.4} (logits up to {:.2}), top-1 agreement {}/{} ({:.2}%) over {} sequences",
+            self.format.name(),
+            self.max_abs_diff,
+            self.max_abs_logit,
+            self.top1_agree,
+            self.positions,
+            100.0 * self.top1_agree as f64 / self.positions.max(1) as f64,
+            self.sequences
+        )
+    }
+}
+
+/// The fixed token sequences: `sequences` × `len` ids from a seeded generator.
+pub fn sequences(sequences: usize, len: usize, vocab: usize) -> Vec<Vec<i64>> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..sequences)
+        .map(|_| {
+            (0..len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 33) % vocab as u64) as i64
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs both models on `sequences` × `len` tokens and compares their logits.
+pub fn measure(
+    graph: &Graph,
+    format: WeightFormat,
+    sequences: usize,
+    len: usize,
+) -> Result<Report> {
+    let config = Gpt2Config::derive(graph)?;
+    let (name, _) = crate::gpt2::token_input(graph)?;
+    let len = len.min(config.n_ctx);
+    let f32_model =
+        crate::compile_graph(graph, vec![(name.clone(), vec![1, 1, len])], |_, _, _| {})?;
+    let narrow = crate::codegen::narrowed(&f32_model, format);
+    let vocab = config.vocab;
+    let mut r = Report {
+        format,
+        sequences,
+        positions: 0,
+        max_abs_diff: 0.0,
+        max_abs_logit: 0.0,
+        top1_agree: 0,
+    };
+    for ids in self::sequences(sequences, len, vocab) {
+        let t = Tensor::from_vec(vec![1, 1, len], ids);
+        let a = crate::interp::run(&f32_model, &[(name.as_str(), t.clone())])?;
+        let b = crate::interp::run(&narrow, &[(name.as_str(), t)])?;
+        let (a, b) = (
+            a[0].to_vec::<f32>().map_err(|e| Error::Invalid(e.0))?,
+            b[0].to_vec::<f32>().map_err(|e| Error::Invalid(e.0))?,
+        );
+        for (ra, rb) in a.chunks_exact(vocab).zip(b.chunks_exact(vocab)) {
+            let argmax = |v: &[f32]| (0..v.len()).fold(0, |m, j| if v[j] > v[m] { j } else { m });
+            r.positions += 1;
+            r.top1_agree += usize::from(argmax(ra) == argmax(rb));
+            for (x, y) in ra.iter().zip(rb) {
+                r.max_abs_diff = r.max_abs_diff.max((x - y).abs());
+                r.max_abs_logit = r.max_abs_logit.max(x.abs());
+            }
+        }
+    }
+    Ok(r)
+}
