@@ -8,6 +8,7 @@ pub enum Kind {
     F32,
     Bf16,
     F16,
+    Q8,
 }
 
 use crate::gemv::Isa;
@@ -17,7 +18,15 @@ use crate::gemv::Isa;
 pub trait PanelElem: Copy + Send + Sync + 'static {
     const KIND: Kind;
     fn to_f32(self) -> f32;
-    fn panel_row(isa: Isa, x: &[f32], w: &[Self], bias: Option<&[f32]>, out: &mut [f32]);
+    /// `out = (x·W) ⊙ scales + bias` over the panels in `w` (scales: int8 panels only).
+    fn panel_row(
+        isa: Isa,
+        x: &[f32],
+        w: &[Self],
+        scales: Option<&[f32]>,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    );
 }
 
 impl PanelElem for f32 {
@@ -26,8 +35,15 @@ impl PanelElem for f32 {
     fn to_f32(self) -> f32 {
         self
     }
-    fn panel_row(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-        crate::vmath::panel_row(isa, x, w, bias, out)
+    fn panel_row(
+        isa: Isa,
+        x: &[f32],
+        w: &[f32],
+        scales: Option<&[f32]>,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        crate::vmath::panel_row(isa, x, w, scales, bias, out)
     }
 }
 
@@ -54,8 +70,15 @@ impl PanelElem for Bf16 {
     fn to_f32(self) -> f32 {
         f32::from_bits((self.0 as u32) << 16)
     }
-    fn panel_row(isa: Isa, x: &[f32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32]) {
-        crate::vmath::panel_row_bf16(isa, x, w, bias, out)
+    fn panel_row(
+        isa: Isa,
+        x: &[f32],
+        w: &[Bf16],
+        scales: Option<&[f32]>,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        crate::vmath::panel_row_bf16(isa, x, w, scales, bias, out)
     }
 }
 
@@ -104,8 +127,15 @@ impl F16 {
 
 impl PanelElem for F16 {
     const KIND: Kind = Kind::F16;
-    fn panel_row(isa: Isa, x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32]) {
-        crate::vmath::panel_row_f16(isa, x, w, bias, out)
+    fn panel_row(
+        isa: Isa,
+        x: &[f32],
+        w: &[F16],
+        scales: Option<&[f32]>,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        crate::vmath::panel_row_f16(isa, x, w, scales, bias, out)
     }
     #[inline(always)]
     fn to_f32(self) -> f32 {
@@ -124,6 +154,29 @@ impl PanelElem for F16 {
             _ => sign | ((exp + 127 - 15) << 23) | (man << 13),
         };
         f32::from_bits(bits)
+    }
+}
+
+/// A signed 8-bit weight; its column's scale (kept beside the panels) gives its value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Q8(pub i8);
+
+impl PanelElem for Q8 {
+    const KIND: Kind = Kind::Q8;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self.0 as f32
+    }
+    fn panel_row(
+        isa: Isa,
+        x: &[f32],
+        w: &[Q8],
+        scales: Option<&[f32]>,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        crate::vmath::panel_row_q8(isa, x, w, scales, bias, out)
     }
 }
 

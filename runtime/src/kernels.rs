@@ -433,6 +433,21 @@ pub fn linear<E: crate::elem::PanelElem>(
     crate::gemm::linear(x, m, k, w, bias, y, n)
 }
 
+/// `linear` over int8 panels with a scale per column (`gemm::linear_scaled`).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_scaled<E: crate::elem::PanelElem>(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[E],
+    scales: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    n: usize,
+) {
+    crate::gemm::linear_scaled(x, m, k, w, scales, bias, y, n)
+}
+
 /// `y = x·W + bias` for `m` rows, `W` `[k, n]` at layout `lb` (a weight something other
 /// than a Linear also reads, so it is not stored in panels: row-major, or a tied transpose).
 #[allow(clippy::too_many_arguments)]
@@ -471,6 +486,30 @@ pub fn gather_panels<E: crate::elem::PanelElem>(
     ids: &[i64],
     out: &mut [f32],
 ) -> Result<(), String> {
+    gather_rows_of_panels(w, None, rows, width, ids, out)
+}
+
+/// `gather_panels` over int8 panels: row `r` is scaled by `scales[r]` (the scale of the
+/// LM head's column `r`).
+pub fn gather_panels_scaled<E: crate::elem::PanelElem>(
+    w: &[E],
+    scales: &[f32],
+    rows: usize,
+    width: usize,
+    ids: &[i64],
+    out: &mut [f32],
+) -> Result<(), String> {
+    gather_rows_of_panels(w, Some(scales), rows, width, ids, out)
+}
+
+fn gather_rows_of_panels<E: crate::elem::PanelElem>(
+    w: &[E],
+    scales: Option<&[f32]>,
+    rows: usize,
+    width: usize,
+    ids: &[i64],
+    out: &mut [f32],
+) -> Result<(), String> {
     const NR: usize = crate::gemm::NR;
     assert_eq!(
         w.len(),
@@ -485,8 +524,9 @@ pub fn gather_panels<E: crate::elem::PanelElem>(
         }
         let r = r as usize;
         let panel = &w[(r / NR) * width * NR..(r / NR + 1) * width * NR];
+        let scale = scales.map_or(1.0, |sc| sc[r]);
         for (p, v) in o.iter_mut().enumerate() {
-            *v = panel[p * NR + r % NR].to_f32();
+            *v = panel[p * NR + r % NR].to_f32() * scale;
         }
     }
     Ok(())
@@ -1072,6 +1112,15 @@ mod tests {
         gather_panels(&panels, rows, width, &ids, &mut got).unwrap();
         assert_eq!(got, want);
         assert!(gather_panels(&panels, rows, width, &[100], &mut got[..5]).is_err());
+        // With a scale per row (int8 storage of an LM head): row r times scales[r].
+        let scales: Vec<f32> = (0..rows).map(|r| 0.5 + r as f32).collect();
+        gather_panels_scaled(&panels, &scales, rows, width, &ids, &mut got).unwrap();
+        for (i, &id) in ids.iter().enumerate() {
+            let r = if id < 0 { id + rows as i64 } else { id } as usize;
+            for p in 0..width {
+                assert_eq!(got[i * width + p], want[i * width + p] * scales[r]);
+            }
+        }
     }
 
     #[test]
