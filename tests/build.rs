@@ -98,10 +98,11 @@ fn main() {
         eprintln!("error: gpt2c failed on the tied-weights graph: {e}");
         std::process::exit(1);
     }
-    // The tiny fixture again with its matrices stored as bf16 and as f16.
+    // The tiny fixture again with its matrices stored as bf16, f16 and q8.
     for (fmt, format) in [
         ("bf16", gpt2c::codegen::layout::WeightFormat::Bf16),
         ("f16", gpt2c::codegen::layout::WeightFormat::F16),
+        ("q8", gpt2c::codegen::layout::WeightFormat::Q8),
     ] {
         let model = root.join("fixtures/tiny/model.onnx");
         let dir = format!("tiny_{fmt}");

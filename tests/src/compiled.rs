@@ -11,4 +11,4 @@ macro_rules! compiled {
     };
 }
 
-compiled!(tied => "tied", tiny => "tiny", tiny_bf16 => "tiny_bf16", tiny_f16 => "tiny_f16", wide => "wide", deep => "deep", static_ctx => "static", matmul_add => "matmul_add");
+compiled!(tied => "tied", tiny => "tiny", tiny_bf16 => "tiny_bf16", tiny_f16 => "tiny_f16", tiny_q8 => "tiny_q8", wide => "wide", deep => "deep", static_ctx => "static", matmul_add => "matmul_add");

@@ -1,4 +1,4 @@
-//! Narrow weight formats (`GPT2_WEIGHTS=bf16|f16`): the generated code must compute exactly
+//! Narrow weight formats (`GPT2_WEIGHTS=bf16|f16|q8`): the generated code must compute exactly
 //! the model whose matrices are rounded to the format (the interpreter on that model, at
 //! the f32 tolerance), and stay close to the f32 model's onnxruntime outputs (a tolerance
 //! and top-1 agreement that suit the format).
@@ -30,7 +30,7 @@ macro_rules! runner {
 /// (generated module, its format, its WEIGHT_FORMAT, max |logit − ORT| relative to
 /// max(1, max |ref|), minimum share of rows whose argmax agrees with ORT).
 fn cases() -> Vec<(Runner, WeightFormat, &'static str, f64, f64)> {
-    use gpt2c_tests::compiled::{tiny_bf16, tiny_f16};
+    use gpt2c_tests::compiled::{tiny_bf16, tiny_f16, tiny_q8};
     vec![
         (
             runner!(tiny_bf16),
@@ -45,6 +45,13 @@ fn cases() -> Vec<(Runner, WeightFormat, &'static str, f64, f64)> {
             tiny_f16::WEIGHT_FORMAT,
             3e-3,
             0.95,
+        ),
+        (
+            runner!(tiny_q8),
+            WeightFormat::Q8,
+            tiny_q8::WEIGHT_FORMAT,
+            5e-2,
+            0.9,
         ),
     ]
 }
@@ -121,6 +128,8 @@ fn accuracy_report_measures_the_rounding() {
     );
     let bf16 = gpt2c::accuracy::measure(&graph, WeightFormat::Bf16, 2, 8).unwrap();
     let f16 = gpt2c::accuracy::measure(&graph, WeightFormat::F16, 2, 8).unwrap();
+    let q8 = gpt2c::accuracy::measure(&graph, WeightFormat::Q8, 2, 8).unwrap();
+    assert!(q8.max_abs_diff > bf16.max_abs_diff, "{q8} vs {bf16}");
     // Rounding changes the logits, bf16 (8 bits of mantissa) more than f16 (11).
     assert!(bf16.max_abs_diff > f16.max_abs_diff && f16.max_abs_diff > 0.0);
     assert!(

@@ -19,10 +19,12 @@ pub enum WeightFormat {
     F32,
     Bf16,
     F16,
+    /// int8 with one f32 scale per output column (per output channel).
+    Q8,
 }
 
 impl WeightFormat {
-    pub const NAMES: &'static [&'static str] = &["f32", "bf16", "f16"];
+    pub const NAMES: &'static [&'static str] = &["f32", "bf16", "f16", "q8"];
 
     /// Parses `GPT2_WEIGHTS`.
     pub fn parse(s: &str) -> Result<WeightFormat, String> {
@@ -30,7 +32,7 @@ impl WeightFormat {
             "" | "f32" => Ok(WeightFormat::F32),
             "bf16" => Ok(WeightFormat::Bf16),
             "f16" => Ok(WeightFormat::F16),
-            "q8" => Err("weight format 'q8' is not implemented yet; use f32, bf16 or f16".into()),
+            "q8" => Ok(WeightFormat::Q8),
             other => Err(format!(
                 "unknown weight format '{other}'; expected one of: {}",
                 Self::NAMES.join(", ")
@@ -43,6 +45,7 @@ impl WeightFormat {
             WeightFormat::F32 => "f32",
             WeightFormat::Bf16 => "bf16",
             WeightFormat::F16 => "f16",
+            WeightFormat::Q8 => "q8",
         }
     }
 
@@ -50,34 +53,96 @@ impl WeightFormat {
     pub fn size(self) -> usize {
         match self {
             WeightFormat::F32 => 4,
-            _ => 2,
+            WeightFormat::Bf16 | WeightFormat::F16 => 2,
+            WeightFormat::Q8 => 1,
         }
     }
 
-    /// Little-endian bytes of `values` in this format (round to nearest even).
-    pub fn encode(self, values: &[f32]) -> Vec<u8> {
+    /// Little-endian bytes of panel-packed `values` (`k` rows per panel) in this format
+    /// (floats round to nearest even), and for q8 the scale of every panel column.
+    pub fn encode_panels(self, values: &[f32], k: usize) -> (Vec<u8>, Vec<f32>) {
         match self {
-            WeightFormat::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            WeightFormat::F32 => (
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                vec![],
+            ),
+            WeightFormat::Bf16 => (
+                values
+                    .iter()
+                    .flat_map(|&v| bf16_bits(v).to_le_bytes())
+                    .collect(),
+                vec![],
+            ),
+            WeightFormat::F16 => (
+                values
+                    .iter()
+                    .flat_map(|&v| f16_bits(v).to_le_bytes())
+                    .collect(),
+                vec![],
+            ),
+            WeightFormat::Q8 => {
+                let mut scales = Vec::new();
+                let mut q = vec![0u8; values.len()];
+                let panels = values
+                    .chunks_exact(k * PANEL)
+                    .zip(q.chunks_exact_mut(k * PANEL));
+                for (panel, qp) in panels {
+                    for j in 0..PANEL {
+                        let scale = q8_scale((0..k).map(|p| panel[p * PANEL + j]));
+                        for p in 0..k {
+                            qp[p * PANEL + j] = q8_value(panel[p * PANEL + j], scale) as u8;
+                        }
+                        scales.push(scale);
+                    }
+                }
+                (q, scales)
+            }
+        }
+    }
+
+    /// `values`, a `[rows, cols]` matrix whose columns (or rows, when `per_row`) are the
+    /// stored panel columns, as this format stores them, widened back: what the generated
+    /// code computes with.
+    pub fn round_trip(self, values: &mut [f32], rows: usize, cols: usize, per_row: bool) {
+        match self {
+            WeightFormat::F32 => {}
             WeightFormat::Bf16 => values
-                .iter()
-                .flat_map(|&v| bf16_bits(v).to_le_bytes())
-                .collect(),
-            WeightFormat::F16 => values
-                .iter()
-                .flat_map(|&v| f16_bits(v).to_le_bytes())
-                .collect(),
+                .iter_mut()
+                .for_each(|v| *v = f32::from_bits((bf16_bits(*v) as u32) << 16)),
+            WeightFormat::F16 => values.iter_mut().for_each(|v| *v = f16_value(f16_bits(*v))),
+            WeightFormat::Q8 if per_row => {
+                for row in values.chunks_exact_mut(cols) {
+                    let scale = q8_scale(row.iter().copied());
+                    row.iter_mut()
+                        .for_each(|v| *v = q8_value(*v, scale) as f32 * scale);
+                }
+            }
+            WeightFormat::Q8 => {
+                for j in 0..cols {
+                    let scale = q8_scale((0..rows).map(|r| values[r * cols + j]));
+                    for r in 0..rows {
+                        let v = &mut values[r * cols + j];
+                        *v = q8_value(*v, scale) as f32 * scale;
+                    }
+                }
+            }
         }
     }
+}
 
-    /// The value `v` becomes once stored and widened back (for measuring what a format
-    /// costs).
-    pub fn round_trip(self, v: f32) -> f32 {
-        match self {
-            WeightFormat::F32 => v,
-            WeightFormat::Bf16 => f32::from_bits((bf16_bits(v) as u32) << 16),
-            WeightFormat::F16 => f16_value(f16_bits(v)),
-        }
+/// The int8 scale of a column: its largest magnitude maps to 127 (1 for an all-zero one).
+fn q8_scale(column: impl Iterator<Item = f32>) -> f32 {
+    let max = column.fold(0f32, |m, v| m.max(v.abs()));
+    if max > 0.0 {
+        max / 127.0
+    } else {
+        1.0
     }
+}
+
+/// `v / scale` rounded to the nearest int8 in [-127, 127].
+fn q8_value(v: f32, scale: f32) -> i8 {
+    (v / scale).round().clamp(-127.0, 127.0) as i8
 }
 
 /// bfloat16 bits of `x`, rounded to nearest even (the runtime's `elem::Bf16::from_f32`).
@@ -205,18 +270,28 @@ mod tests {
     #[test]
     fn formats_parse_and_round_to_nearest_even() {
         assert_eq!(WeightFormat::parse("bf16"), Ok(WeightFormat::Bf16));
-        assert!(WeightFormat::parse("q8")
-            .unwrap_err()
-            .contains("not implemented"));
-        assert!(WeightFormat::parse("int4")
-            .unwrap_err()
-            .contains("f32, bf16, f16"));
+        assert_eq!(WeightFormat::parse("q8"), Ok(WeightFormat::Q8));
+        let unknown = WeightFormat::parse("int4").unwrap_err();
+        assert!(unknown.contains("f32, bf16, f16, q8"), "{unknown}");
         for x in [0.0f32, 1.0, -2.5, 0.1, 1e-5, 6e-8, 65504.0] {
-            let b = WeightFormat::Bf16.round_trip(x);
-            assert!((b - x).abs() <= x.abs() / 256.0, "bf16 {x} -> {b}");
-            let h = WeightFormat::F16.round_trip(x);
-            assert!((h - x).abs() <= x.abs() / 2048.0 + 6e-8, "f16 {x} -> {h}");
+            let mut b = [x];
+            WeightFormat::Bf16.round_trip(&mut b, 1, 1, false);
+            assert!((b[0] - x).abs() <= x.abs() / 256.0, "bf16 {x} -> {}", b[0]);
+            let mut h = [x];
+            WeightFormat::F16.round_trip(&mut h, 1, 1, false);
+            assert!(
+                (h[0] - x).abs() <= x.abs() / 2048.0 + 6e-8,
+                "f16 {x} -> {}",
+                h[0]
+            );
         }
+        // q8 per column: the largest magnitude is exact, the rest within half a step.
+        let mut m = vec![1.0f32, -0.5, 0.25, 2.0, 0.3, -4.0];
+        WeightFormat::Q8.round_trip(&mut m, 3, 2, false);
+        assert_eq!((m[0], m[5]), (1.0, -4.0));
+        assert!((m[1] + 0.5).abs() <= 4.0 / 254.0 && (m[4] - 0.3).abs() <= 1.0 / 254.0);
+        let (q, scales) = WeightFormat::Q8.encode_panels(&[0.0; 2 * PANEL], 2);
+        assert_eq!((q.len(), scales.len()), (2 * PANEL, PANEL));
         // Every half value survives f16 -> f32 -> f16.
         for v in 0..=u16::MAX {
             let f = f16_value(v);
@@ -224,7 +299,7 @@ mod tests {
                 assert_eq!(f16_bits(f), v, "{v:#x}");
             }
         }
-        assert_eq!(WeightFormat::F16.encode(&[1.0]), [0x00, 0x3c]);
-        assert_eq!(WeightFormat::Bf16.encode(&[1.0]), [0x80, 0x3f]);
+        assert_eq!(WeightFormat::F16.encode_panels(&[1.0], 1).0, [0x00, 0x3c]);
+        assert_eq!(WeightFormat::Bf16.encode_panels(&[1.0], 1).0, [0x80, 0x3f]);
     }
 }

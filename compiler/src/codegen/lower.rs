@@ -117,6 +117,16 @@ impl Lowerer<'_> {
         self.graph.values[v].konst.as_ref()
     }
 
+    /// `w.<field>_scales` when `v` is stored as q8 panels.
+    fn q8_scales(&self, v: ValueId) -> Option<TokenStream> {
+        let Some(Storage::Weight(i)) = self.plan.storage[v] else {
+            return None;
+        };
+        self.plan.weights[i].scales_offset?;
+        let f = format_ident!("{}_scales", self.syms.weight_fields[i]);
+        Some(quote!(w.#f))
+    }
+
     /// The constant `b` is a transposed view of (see `plan::transposed_weight`).
     fn transposed_source(&self, b: ValueId) -> Option<ValueId> {
         let n = self
@@ -326,7 +336,9 @@ impl Lowerer<'_> {
                 // An embedding table stored transposed in panels for the tied LM head.
                 let of_transpose = matches!(self.plan.storage[data[0]], Some(Storage::Weight(w))
                     if self.plan.weights[w].layout == WeightLayout::PanelsOfTranspose);
-                if of_transpose {
+                if let Some(scales) = self.q8_scales(data[0]) {
+                    quote!(kernels::gather_panels_scaled(#d, #scales, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
+                } else if of_transpose {
                     quote!(kernels::gather_panels(#d, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
                 } else {
                     quote!(kernels::gather(#d, #outer, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
@@ -444,7 +456,9 @@ impl Lowerer<'_> {
                 // Weights read only by Linears are stored in column panels (`layout`).
                 let packed = matches!(self.plan.storage[wv],
                     Some(Storage::Weight(i)) if self.plan.weights[i].panels.is_some());
-                if packed {
+                if let Some(scales) = self.q8_scales(wv) {
+                    quote!(kernels::linear_scaled(#xa, #ml, #kl, #wt, #scales, #bias, #y, #nl);)
+                } else if packed {
                     quote!(kernels::linear(#xa, #ml, #kl, #wt, #bias, #y, #nl);)
                 } else {
                     // A weight something else reads too: as stored, or as a tied transpose.

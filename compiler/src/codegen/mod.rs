@@ -308,26 +308,34 @@ fn write_blob(plan: &plan::Plan, path: &Path) -> Result<()> {
     let file = std::fs::File::create(path).map_err(io)?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut at = 0;
-    for wt in &plan.weights {
-        let pad = wt.offset - at;
+    let mut write = |w: &mut std::io::BufWriter<std::fs::File>, offset: usize, bytes: &[u8]| {
+        let pad = offset - at;
         w.write_all(&vec![0u8; pad]).map_err(io)?;
-        let packed;
-        let bytes = match wt.layout {
-            plan::WeightLayout::Plain => wt.tensor.bytes(),
-            plan::WeightLayout::Panels | plan::WeightLayout::PanelsOfTranspose => {
-                let panels = if wt.layout == plan::WeightLayout::Panels {
+        w.write_all(bytes).map_err(io)?;
+        crate::progress::advance((pad + bytes.len()) as u64);
+        at = offset + bytes.len();
+        Ok::<(), Error>(())
+    };
+    for wt in &plan.weights {
+        match (wt.layout, wt.panels) {
+            (plan::WeightLayout::Plain, _) | (_, None) => {
+                write(&mut w, wt.offset, wt.tensor.bytes())?
+            }
+            (layout, Some([k, _])) => {
+                let panels = if layout == plan::WeightLayout::Panels {
                     layout::pack_panels(&wt.tensor)
                 } else {
                     layout::pack_panels_of_transpose(&wt.tensor)
                 };
                 let values = panels.to_vec::<f32>().map_err(|e| Error::Invalid(e.0))?;
-                packed = wt.format.encode(&values);
-                &packed[..]
+                let (bytes, scales) = wt.format.encode_panels(&values, k);
+                write(&mut w, wt.offset, &bytes)?;
+                if let Some(off) = wt.scales_offset {
+                    let sb: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    write(&mut w, off, &sb)?;
+                }
             }
-        };
-        w.write_all(bytes).map_err(io)?;
-        crate::progress::advance((pad + bytes.len()) as u64);
-        at = wt.offset + bytes.len();
+        }
     }
     w.flush().map_err(io)?;
     Ok(())
@@ -353,12 +361,11 @@ pub fn narrowed(graph: &Graph, format: layout::WeightFormat) -> Graph {
             continue;
         }
         if let Some(t) = &g.values[v].konst {
-            let values: Vec<f32> = t
-                .to_vec::<f32>()
-                .expect("panel weights are f32")
-                .into_iter()
-                .map(|x| format.round_trip(x))
-                .collect();
+            let (rows, cols) = (t.shape()[0], t.shape()[1]);
+            let mut values = t.to_vec::<f32>().expect("panel weights are f32");
+            // A tied table is stored transposed: its rows are the panel columns.
+            let per_row = plan::weight_layout(graph, v) == plan::WeightLayout::PanelsOfTranspose;
+            format.round_trip(&mut values, rows, cols, per_row);
             g.values[v].konst = Some(crate::ir::Tensor::from_vec(t.shape().to_vec(), values));
         }
     }
@@ -470,6 +477,7 @@ fn module_tokens(
                 (Elem::F32, layout::WeightFormat::F32) => quote!(f32),
                 (Elem::F32, layout::WeightFormat::Bf16) => quote!(gpt2rt::elem::Bf16),
                 (Elem::F32, layout::WeightFormat::F16) => quote!(gpt2rt::elem::F16),
+                (Elem::F32, layout::WeightFormat::Q8) => quote!(gpt2rt::elem::Q8),
                 (Elem::I64, _) => quote!(i64),
             },
             Literal::usize_unsuffixed(w.offset),
@@ -477,6 +485,16 @@ fn module_tokens(
         );
         fields.push(quote!(#[doc = #doc] pub #f: &'static [#t],));
         inits.push(quote!(#f: view(blob, #off, #len),));
+        if let (Some(so), Some([_, n])) = (w.scales_offset, w.panels) {
+            let sf = quote::format_ident!("{}_scales", f);
+            let (so, sn) = (
+                Literal::usize_unsuffixed(so),
+                Literal::usize_unsuffixed(n.div_ceil(layout::PANEL) * layout::PANEL),
+            );
+            let doc = format!(" The int8 scale of each column of `{f}`'s panels.");
+            fields.push(quote!(#[doc = #doc] pub #sf: &'static [f32],));
+            inits.push(quote!(#sf: view(blob, #so, #sn),));
+        }
     }
 
     // Buffer ranges.

@@ -62,6 +62,8 @@ pub struct Weight {
     pub layout: WeightLayout,
     /// How the elements are stored: panel-packed weights may be narrowed (`WeightFormat`).
     pub format: super::layout::WeightFormat,
+    /// For q8: byte offset of the f32 scales, one per panel column.
+    pub scales_offset: Option<usize>,
 }
 
 pub const BLOB_ALIGN: usize = 64;
@@ -144,6 +146,12 @@ impl Plan {
             };
             w.offset = at.div_ceil(BLOB_ALIGN) * BLOB_ALIGN;
             at = w.offset + w.len * size;
+            w.scales_offset = None;
+            if let (Some([_, n]), super::layout::WeightFormat::Q8) = (w.panels, w.format) {
+                let off = at.div_ceil(BLOB_ALIGN) * BLOB_ALIGN;
+                w.scales_offset = Some(off);
+                at = off + n.div_ceil(super::layout::PANEL) * super::layout::PANEL * 4;
+            }
         }
         self.blob_bytes = at;
     }
@@ -317,6 +325,7 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
                     panels,
                     layout,
                     format: super::layout::WeightFormat::F32,
+                    scales_offset: None,
                 });
                 by_bytes.insert(key, p.weights.len() - 1);
                 p.weights.len() - 1
