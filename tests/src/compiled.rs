@@ -12,3 +12,25 @@ macro_rules! compiled {
 }
 
 compiled!(tied => "tied", tiny => "tiny", tiny_bf16 => "tiny_bf16", tiny_f16 => "tiny_f16", tiny_q8 => "tiny_q8", wide => "wide", deep => "deep", static_ctx => "static", matmul_add => "matmul_add");
+
+/// A full forward of one compiled fixture: every output as f32 vectors.
+pub type Runner = fn(&[i64]) -> Vec<Vec<f32>>;
+
+/// The `Runner` of compiled fixture `$m` (a module of `compiled`).
+#[macro_export]
+macro_rules! fixture_runner {
+    ($m:ident) => {{
+        fn run(ids: &[i64]) -> Vec<Vec<f32>> {
+            use $crate::compiled::$m as m;
+            let mut model = m::Model::new();
+            model.forward(ids).expect("forward");
+            (0..m::OUTPUTS.len())
+                .map(|i| match model.output(i).expect("output") {
+                    gpt2rt::io::TensorRef::F32(x) => x.to_vec(),
+                    gpt2rt::io::TensorRef::I64(_) => panic!("i64 output"),
+                })
+                .collect()
+        }
+        run as $crate::compiled::Runner
+    }};
+}

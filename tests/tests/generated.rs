@@ -7,24 +7,16 @@
 
 use gpt2c::ir::Tensor;
 use gpt2c_tests::{compare, repo_root, Manifest, MODEL_TOL};
-use gpt2rt::io::TensorRef;
 
-type Runner = fn(&[i64]) -> Vec<Vec<f32>>;
+use gpt2c_tests::compiled::Runner;
 
 macro_rules! runner {
     ($m:ident) => {{
-        fn run(ids: &[i64]) -> Vec<Vec<f32>> {
-            use gpt2c_tests::compiled::$m as m;
-            let mut model = m::Model::new();
-            model.forward(ids).expect("forward");
-            (0..m::OUTPUTS.len())
-                .map(|i| match model.output(i).expect("output") {
-                    TensorRef::F32(x) => x.to_vec(),
-                    TensorRef::I64(_) => panic!("i64 output"),
-                })
-                .collect()
-        }
-        (stringify!($m), run as Runner, shapes!($m))
+        (
+            stringify!($m),
+            gpt2c_tests::fixture_runner!($m),
+            shapes!($m),
+        )
     }};
 }
 
