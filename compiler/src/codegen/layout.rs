@@ -8,8 +8,8 @@
 
 use crate::ir::Tensor;
 
-/// Columns per panel.
-pub const PANEL: usize = 48;
+/// Columns per panel: the runtime kernel's width.
+pub const PANEL: usize = gpt2rt::gemm::NR;
 
 /// How panel-packed (Linear) weights are stored: `GPT2_WEIGHTS=f32|bf16|f16`. The kernels
 /// widen them to f32 in registers; everything else (biases, norms, activations) stays f32.
@@ -145,62 +145,20 @@ fn q8_value(v: f32, scale: f32) -> i8 {
     (v / scale).round().clamp(-127.0, 127.0) as i8
 }
 
-/// bfloat16 bits of `x`, rounded to nearest even (the runtime's `elem::Bf16::from_f32`).
+/// bfloat16 bits of `x`, rounded to nearest even (the runtime's conversion).
 pub fn bf16_bits(x: f32) -> u16 {
-    let b = x.to_bits();
-    if x.is_nan() {
-        return ((b >> 16) | 0x40) as u16;
-    }
-    (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16
+    gpt2rt::elem::Bf16::from_f32(x).0
 }
 
-/// IEEE half bits of `x`, rounded to nearest even (the runtime's `elem::F16::from_f32`).
+/// IEEE half bits of `x`, rounded to nearest even (the runtime's conversion).
 pub fn f16_bits(x: f32) -> u16 {
-    let b = x.to_bits();
-    let sign = ((b >> 16) & 0x8000) as u16;
-    let exp = ((b >> 23) & 0xff) as i32;
-    let man = b & 0x7f_ffff;
-    if exp == 0xff {
-        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
-    }
-    let e = exp - 127 + 15;
-    if e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        if e < -10 {
-            return sign;
-        }
-        let m = man | 0x80_0000;
-        let shift = (14 - e) as u32;
-        let half = 1u32 << (shift - 1);
-        let rem = m & ((1u32 << shift) - 1);
-        let mut v = m >> shift;
-        if rem > half || (rem == half && v & 1 == 1) {
-            v += 1;
-        }
-        return sign | v as u16;
-    }
-    let mut v = ((e as u32) << 10) | (man >> 13);
-    let rem = man & 0x1fff;
-    if rem > 0x1000 || (rem == 0x1000 && v & 1 == 1) {
-        v += 1;
-    }
-    sign | v as u16
+    gpt2rt::elem::F16::from_f32(x).0
 }
 
 /// The f32 value of half bits.
 pub fn f16_value(h: u16) -> f32 {
-    let h = h as u32;
-    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
-    let exp = ((h >> 10) & 0x1f) as i32;
-    let man = (h & 0x3ff) as f32;
-    match exp {
-        0 => sign * man * 2f32.powi(-24),
-        0x1f if man == 0.0 => sign * f32::INFINITY,
-        0x1f => f32::NAN,
-        _ => sign * (1.0 + man / 1024.0) * 2f32.powi(exp - 15),
-    }
+    use gpt2rt::elem::PanelElem;
+    gpt2rt::elem::F16(h).to_f32()
 }
 
 /// Elements of `W [k, n]` in panel layout.
