@@ -95,20 +95,7 @@ pub fn gemv_with(isa: Isa, alpha: f32, x: &[f32], w: &[f32], ldw: usize, beta: f
     }
     for c0 in (0..n).step_by(BLOCK) {
         let yb = &mut y[c0..(c0 + BLOCK).min(n)];
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `available()`/`detected()` reported AVX-512F and FMA on this CPU, which
-            // is all `block_avx512` is compiled for; the slices are bounds-checked inside.
-            Isa::Avx512 if available().contains(&Isa::Avx512) => unsafe {
-                block_avx512(alpha, x, w, ldw, c0, yb)
-            },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above, for AVX2 and FMA.
-            Isa::Avx2 if available().contains(&Isa::Avx2) => unsafe {
-                block_avx2(alpha, x, w, ldw, c0, yb)
-            },
-            _ => block::<false>(alpha, x, w, ldw, c0, yb),
-        }
+        block_on(isa, alpha, x, w, ldw, c0, yb);
     }
 }
 
@@ -203,53 +190,25 @@ fn gemm_small_serial(
     }
     for b0 in (0..n).step_by(SMALL_BLOCK) {
         let b1 = (b0 + SMALL_BLOCK).min(n);
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU reported AVX-512F and FMA (`detected`).
-            Isa::Avx512 => unsafe { multi_avx512(alpha, a, lda, k, w, ldw, b0, b1, c, n) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU reported AVX2 and FMA (`detected`).
-            Isa::Avx2 => unsafe { multi_avx2(alpha, a, lda, k, w, ldw, b0, b1, c, n) },
-            _ => multi::<false>(alpha, a, lda, k, w, ldw, b0, b1, c, n),
-        }
+        multi_on(isa, alpha, a, lda, k, w, ldw, b0, b1, c, n);
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn multi_avx512(
-    alpha: f32,
-    a: &[f32],
-    lda: usize,
-    k: usize,
-    w: &[f32],
-    ldw: usize,
-    b0: usize,
-    b1: usize,
-    c: &mut [f32],
-    n: usize,
-) {
-    multi::<true>(alpha, a, lda, k, w, ldw, b0, b1, c, n)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn multi_avx2(
-    alpha: f32,
-    a: &[f32],
-    lda: usize,
-    k: usize,
-    w: &[f32],
-    ldw: usize,
-    b0: usize,
-    b1: usize,
-    c: &mut [f32],
-    n: usize,
-) {
-    multi::<true>(alpha, a, lda, k, w, ldw, b0, b1, c, n)
-}
+crate::vmath::isa_kernel!(
+    /// `multi` compiled for the given ISA.
+    multi_on => multi::<FMA>(
+        alpha: f32,
+        a: &[f32],
+        lda: usize,
+        k: usize,
+        w: &[f32],
+        ldw: usize,
+        b0: usize,
+        b1: usize,
+        c: &mut [f32],
+        n: usize
+    )
+);
 
 /// Columns `b0..b1` of every row of `c`: four rows of `W` (a few KiB) are loaded once and
 /// used by every row of `a` before moving on, so `W` streams from memory once.
@@ -348,33 +307,13 @@ pub fn gemv_t_with(
             (n - 1) * ldw + k
         );
     }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU reported AVX-512F and FMA (`available`), all `dots_avx512` needs;
-        // slices are bounds-checked inside.
-        Isa::Avx512 if available().contains(&Isa::Avx512) => unsafe {
-            dots_avx512(alpha, x, w, ldw, beta, y)
-        },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, for AVX2 and FMA.
-        Isa::Avx2 if available().contains(&Isa::Avx2) => unsafe {
-            dots_avx2(alpha, x, w, ldw, beta, y)
-        },
-        _ => dots::<false>(alpha, x, w, ldw, beta, y),
-    }
+    dots_on(isa, alpha, x, w, ldw, beta, y)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn dots_avx512(alpha: f32, x: &[f32], w: &[f32], ldw: usize, beta: f32, y: &mut [f32]) {
-    dots::<true>(alpha, x, w, ldw, beta, y)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dots_avx2(alpha: f32, x: &[f32], w: &[f32], ldw: usize, beta: f32, y: &mut [f32]) {
-    dots::<true>(alpha, x, w, ldw, beta, y)
-}
+crate::vmath::isa_kernel!(
+    /// `dots` compiled for the given ISA.
+    dots_on => dots::<FMA>(alpha: f32, x: &[f32], w: &[f32], ldw: usize, beta: f32, y: &mut [f32])
+);
 
 /// One dot product per output, with 16 independent partial sums so it vectorizes.
 #[inline(always)]
@@ -402,21 +341,13 @@ fn dots<const FMA: bool>(alpha: f32, x: &[f32], w: &[f32], ldw: usize, beta: f32
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn block_avx512(alpha: f32, x: &[f32], w: &[f32], ldw: usize, c0: usize, y: &mut [f32]) {
-    block::<true>(alpha, x, w, ldw, c0, y)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn block_avx2(alpha: f32, x: &[f32], w: &[f32], ldw: usize, c0: usize, y: &mut [f32]) {
-    block::<true>(alpha, x, w, ldw, c0, y)
-}
+crate::vmath::isa_kernel!(
+    /// `block` compiled for the given ISA.
+    block_on => block::<FMA>(alpha: f32, x: &[f32], w: &[f32], ldw: usize, c0: usize, y: &mut [f32])
+);
 
 /// One block of columns `c0..c0 + y.len()`, four rows of `w` per pass over `y`.
-/// `FMA` selects fused multiply-adds (only where the target has them: a software fma
-/// would be slow).
+/// `FMA` selects fused multiply-adds (see `isa_kernel!`).
 #[inline(always)]
 fn block<const FMA: bool>(alpha: f32, x: &[f32], w: &[f32], ldw: usize, c0: usize, y: &mut [f32]) {
     let nb = y.len();

@@ -50,21 +50,28 @@ pub fn gelu(x: f32) -> f32 {
 }
 
 /// Declares `pub fn $name(isa, args)` running `$body` (an `#[inline(always)]` fn) compiled
-/// for the chosen ISA.
+/// for the chosen ISA. With `$body::<FMA>`, the body takes a `const FMA: bool`: true in the
+/// SIMD builds, false in the scalar one (a software fma would be slow).
 macro_rules! isa_kernel {
+    ($(#[$doc:meta])* $name:ident => $body:ident::<FMA> ( $($arg:ident : $ty:ty),* )) => {
+        $crate::vmath::isa_kernel!(@emit [$(#[$doc])*] $name [$body::<true>] [$body::<false>] ($($arg : $ty),*));
+    };
     ($(#[$doc:meta])* $name:ident => $body:ident ( $($arg:ident : $ty:ty),* )) => {
-        $(#[$doc])*
+        $crate::vmath::isa_kernel!(@emit [$(#[$doc])*] $name [$body] [$body] ($($arg : $ty),*));
+    };
+    (@emit [$($doc:tt)*] $name:ident [$($simd:tt)*] [$($scalar:tt)*] ( $($arg:ident : $ty:ty),* )) => {
+        $($doc)*
         #[allow(clippy::too_many_arguments)]
         pub fn $name(isa: $crate::gemv::Isa, $($arg: $ty),*) {
             use $crate::gemv::{available, Isa};
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx2,fma")]
             #[allow(clippy::too_many_arguments)]
-            unsafe fn avx512($($arg: $ty),*) { $body($($arg),*) }
+            unsafe fn avx512($($arg: $ty),*) { $($simd)*($($arg),*) }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
             #[allow(clippy::too_many_arguments)]
-            unsafe fn avx2($($arg: $ty),*) { $body($($arg),*) }
+            unsafe fn avx2($($arg: $ty),*) { $($simd)*($($arg),*) }
             match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `available()` says this CPU has AVX-512F and FMA, all `avx512`
@@ -73,7 +80,7 @@ macro_rules! isa_kernel {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above, for AVX2 and FMA.
                 Isa::Avx2 if available().contains(&Isa::Avx2) => unsafe { avx2($($arg),*) },
-                _ => $body($($arg),*),
+                _ => $($scalar)*($($arg),*),
             }
         }
     };
