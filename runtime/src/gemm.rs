@@ -724,26 +724,14 @@ mod tests {
                         let b = rand_vec(k * n + 5, &mut seed);
                         let c0 = rand_vec(m * n, &mut seed);
                         let la = if ta {
-                            Layout {
-                                row_stride: 1,
-                                col_stride: m as isize,
-                            }
+                            Layout::col_major(m)
                         } else {
-                            Layout {
-                                row_stride: k as isize,
-                                col_stride: 1,
-                            }
+                            Layout::row_major(k)
                         };
                         let lb = if tb {
-                            Layout {
-                                row_stride: 1,
-                                col_stride: k as isize,
-                            }
+                            Layout::col_major(k)
                         } else {
-                            Layout {
-                                row_stride: n as isize,
-                                col_stride: 1,
-                            }
+                            Layout::row_major(n)
                         };
                         let (mut got, mut want) = (c0.clone(), c0.clone());
                         crate::set_threads(2);
@@ -798,19 +786,15 @@ mod tests {
             let check = |widened: Vec<f32>, run: &dyn Fn(Isa, &mut [f32])| {
                 let mut want = vec![0f32; m * n];
                 want.chunks_exact_mut(n).for_each(|r| r.copy_from_slice(&b));
-                let l = |s| Layout {
-                    row_stride: s,
-                    col_stride: 1,
-                };
                 let ww = unpanel(&widened, k, n);
                 matmul_reference(
                     1.0,
                     &x,
                     &[0],
-                    l(k as isize),
+                    Layout::row_major(k),
                     &ww,
                     &[0],
-                    l(n as isize),
+                    Layout::row_major(n),
                     1.0,
                     &mut want,
                     m,
@@ -888,19 +872,15 @@ mod tests {
                 if let Some(b) = bias {
                     want.chunks_exact_mut(n).for_each(|r| r.copy_from_slice(b));
                 }
-                let l = |s| Layout {
-                    row_stride: s,
-                    col_stride: 1,
-                };
                 let beta = if bias.is_some() { 1.0 } else { 0.0 };
                 matmul_reference(
                     1.0,
                     &x,
                     &[0],
-                    l(k as isize),
+                    Layout::row_major(k),
                     &w,
                     &[0],
-                    l(n as isize),
+                    Layout::row_major(n),
                     beta,
                     &mut want,
                     m,
@@ -936,18 +916,14 @@ mod tests {
         for (m, k, cols) in [(1, 100, 70), (9, 37, 70), (20, 64, 48), (5, 1, 3)] {
             let a = rand_vec(m * k, &mut seed);
             let mut want = vec![0f32; m * cols];
-            let l = |r: usize| Layout {
-                row_stride: r as isize,
-                col_stride: 1,
-            };
             matmul_reference(
                 0.5,
                 &a,
                 &[0],
-                l(k),
+                Layout::row_major(k),
                 &b,
                 &[0],
-                l(n),
+                Layout::row_major(n),
                 0.0,
                 &mut want,
                 m,
@@ -971,18 +947,14 @@ mod tests {
         let a = vec![1.0f32; m * k];
         let b = vec![1.0f32; k * n];
         let mut c = vec![f32::NAN; m * n];
-        let l = |s| Layout {
-            row_stride: s,
-            col_stride: 1,
-        };
         sgemm(
             1.0,
             &a,
             0,
-            l(k as isize),
+            Layout::row_major(k),
             &b,
             0,
-            l(n as isize),
+            Layout::row_major(n),
             0.0,
             &mut c,
             m,

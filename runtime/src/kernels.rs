@@ -264,10 +264,29 @@ pub struct Layout {
     pub col_stride: isize,
 }
 
+impl Layout {
+    /// Rows of `cols` contiguous elements.
+    pub fn row_major(cols: usize) -> Layout {
+        Layout {
+            row_stride: cols as isize,
+            col_stride: 1,
+        }
+    }
+
+    /// Columns of `rows` contiguous elements (a transposed row-major matrix).
+    pub fn col_major(rows: usize) -> Layout {
+        Layout {
+            row_stride: 1,
+            col_stride: rows as isize,
+        }
+    }
+}
+
 /// Batched `c[b] = alpha · a[b] · b[b] + beta · c[b]` with `a[b]` `[m, k]` starting at
 /// `a_offsets[b]`, `b[b]` `[k, n]` at `b_offsets[b]`, and `c[b]` contiguous `[m, n]` at
 /// `b * m * n`. Broadcast batches repeat offsets; transposes are swapped strides.
-/// Runs on matrixmultiply's blocked SIMD kernels.
+/// Runs on the packed AVX-512 GEMM (`gemm`), matrix-vector kernels (`gemv`) or
+/// matrixmultiply's blocked kernels, by shape and CPU.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     alpha: f32,
@@ -283,14 +302,14 @@ pub fn matmul(
     k: usize,
     n: usize,
 ) {
-    // Large single matrices: split the rows over threads. Each row's sums run in the same
-    // order whatever the split, so results do not depend on the thread count.
     // Many rows on an AVX-512 CPU: our packed kernel, which splits columns over threads.
     if a_offsets.len() == 1 && m > crate::gemv::SMALL_M && crate::gemm::supported() {
         let (ao, bo) = (a_offsets[0], b_offsets[0]);
         crate::gemm::sgemm(alpha, a, ao, la, b, bo, lb, beta, c, m, k, n, true);
         return;
     }
+    // Otherwise large single matrices split their rows over threads. Each row's sums run
+    // in the same order whatever the split, so results do not depend on the thread count.
     let t = crate::threads();
     if t > 1 && a_offsets.len() == 1 && m >= 32 && m * k * n >= (1 << 22) && la.row_stride >= 0 {
         let rows = m.div_ceil(t).div_ceil(16) * 16;
@@ -469,10 +488,7 @@ pub fn linear_unpacked(
         }
         None => 0.0,
     };
-    let la = Layout {
-        row_stride: k as isize,
-        col_stride: 1,
-    };
+    let la = Layout::row_major(k);
     matmul(1.0, x, &[0], la, w, &[0], lb, beta, y, m, k, n)
 }
 
@@ -783,26 +799,16 @@ fn attention_heads(
                     let sc = &mut s[..bn * keys_b];
                     // Kᵀ as a [d, keys] matrix: element (c, j) is k[j·d + c] (or k[c·kv_rows + j]).
                     let kt = if k_transposed {
-                        Layout {
-                            row_stride: kv_rows as isize,
-                            col_stride: 1,
-                        }
+                        Layout::row_major(kv_rows)
                     } else {
-                        Layout {
-                            row_stride: 1,
-                            col_stride: d as isize,
-                        }
-                    };
-                    let rows = |stride: usize| Layout {
-                        row_stride: stride as isize,
-                        col_stride: 1,
+                        Layout::col_major(d)
                     };
                     let qo = (b * q_rows + b0) * d;
                     matmul_serial(
                         scale,
                         q,
                         &[qo],
-                        rows(d),
+                        Layout::row_major(d),
                         kb,
                         &[0],
                         kt,
@@ -823,10 +829,10 @@ fn attention_heads(
                         1.0,
                         sc,
                         &[0],
-                        rows(keys_b),
+                        Layout::row_major(keys_b),
                         vb,
                         &[0],
-                        rows(d),
+                        Layout::row_major(d),
                         0.0,
                         o,
                         bn,
@@ -909,26 +915,14 @@ mod tests {
                 let a = rand_vec(batch * m * k + 5, &mut seed);
                 let b = rand_vec(k * n + 3, &mut seed);
                 let la = if ta {
-                    Layout {
-                        row_stride: 1,
-                        col_stride: m as isize,
-                    }
+                    Layout::col_major(m)
                 } else {
-                    Layout {
-                        row_stride: k as isize,
-                        col_stride: 1,
-                    }
+                    Layout::row_major(k)
                 };
                 let lb = if tb {
-                    Layout {
-                        row_stride: 1,
-                        col_stride: k as isize,
-                    }
+                    Layout::col_major(k)
                 } else {
-                    Layout {
-                        row_stride: n as isize,
-                        col_stride: 1,
-                    }
+                    Layout::row_major(n)
                 };
                 let a_off: Vec<usize> = (0..batch).map(|i| i * m * k + 1).collect();
                 let b_off = vec![2; batch]; // b broadcast over the batch
@@ -960,20 +954,8 @@ mod tests {
             let a = rand_vec(m * k, &mut seed);
             let b = rand_vec(k * n, &mut seed);
             let c0 = rand_vec(m * n, &mut seed);
-            let la = Layout {
-                row_stride: k as isize,
-                col_stride: 1,
-            };
-            for lb in [
-                Layout {
-                    row_stride: n as isize,
-                    col_stride: 1,
-                },
-                Layout {
-                    row_stride: 1,
-                    col_stride: k as isize,
-                },
-            ] {
+            let la = Layout::row_major(k);
+            for lb in [Layout::row_major(n), Layout::col_major(k)] {
                 let (mut c1, mut c2) = (c0.clone(), c0.clone());
                 matmul(1.0, &a, &[0], la, &b, &[0], lb, 1.0, &mut c1, m, k, n);
                 matmul_reference(1.0, &a, &[0], la, &b, &[0], lb, 1.0, &mut c2, m, k, n);
