@@ -244,7 +244,17 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         target.push(body);
     }
 
-    let tokens = module_tokens(graph, opts, &plan, &syms, &seq, stmts, init_stmts)?;
+    let profile_table = profile::table(graph, seq.as_ref().ok(), &low.profile_ids);
+    let tokens = module_tokens(
+        graph,
+        opts,
+        &plan,
+        &syms,
+        &seq,
+        stmts,
+        init_stmts,
+        profile_table,
+    )?;
     let file: syn::File = syn::parse2(tokens).map_err(|e| {
         Error::Invalid(format!(
             "internal error: generated code does not parse: {e}"
@@ -357,14 +367,15 @@ pub fn narrowed(graph: &Graph, format: layout::WeightFormat) -> Graph {
         return g;
     }
     for v in 0..g.values.len() {
-        if plan::weight_layout(graph, v) == plan::WeightLayout::Plain {
+        let layout = plan::weight_layout(graph, v);
+        if layout == plan::WeightLayout::Plain {
             continue;
         }
         if let Some(t) = &g.values[v].konst {
             let (rows, cols) = (t.shape()[0], t.shape()[1]);
             let mut values = t.to_vec::<f32>().expect("panel weights are f32");
             // A tied table is stored transposed: its rows are the panel columns.
-            let per_row = plan::weight_layout(graph, v) == plan::WeightLayout::PanelsOfTranspose;
+            let per_row = layout == plan::WeightLayout::PanelsOfTranspose;
             format.round_trip(&mut values, rows, cols, per_row);
             g.values[v].konst = Some(crate::ir::Tensor::from_vec(t.shape().to_vec(), values));
         }
@@ -414,6 +425,7 @@ pub fn sequence_info(graph: &Graph) -> std::result::Result<SeqInfo, String> {
     crate::sequence::analyze(graph, input, axis)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn module_tokens(
     graph: &Graph,
     opts: &Options,
@@ -422,6 +434,7 @@ fn module_tokens(
     seq: &std::result::Result<SeqInfo, String>,
     stmts: Vec<TokenStream>,
     init_stmts: Vec<TokenStream>,
+    profile_table: TokenStream,
 ) -> Result<TokenStream> {
     let info = |v: usize| {
         let name = Literal::string(&graph.values[v].name);
@@ -681,8 +694,6 @@ fn module_tokens(
     let seq_note = Literal::string(&seq_note);
     let panel = Literal::usize_unsuffixed(layout::PANEL);
     let wfmt = opts.weight_format.name();
-    let seq_ok = seq.as_ref().ok();
-    let profile_table = profile::table(graph, seq_ok, &profile::ids(graph, seq_ok));
     Ok(quote! {
         /// Whether the sequence analysis succeeded: then `forward_rows` computes a few rows at
         /// a time against the attention cache (prefill and one-token steps).
