@@ -193,5 +193,57 @@ pub fn compare(what: &str, ours: &Tensor, reference: &Tensor, rel: f64) -> Resul
 
 /// DESIGN.md's tolerance for f32 model outputs.
 pub const MODEL_TOL: f64 = 1e-3;
+/// A committed fixture with its graph specialized to the full context, as the generated
+/// code of it is.
+pub struct SpecializedFixture {
+    pub manifest: Manifest,
+    pub specialized: gpt2c::ir::Graph,
+    /// The token input's name.
+    pub input: String,
+    /// The context the code is specialized to.
+    pub full: usize,
+    pub vocab: usize,
+}
+
+impl SpecializedFixture {
+    /// `tests/fixtures/<dir>`.
+    pub fn load(dir: &str) -> SpecializedFixture {
+        let path = repo_root()
+            .join("tests/fixtures")
+            .join(dir)
+            .join("manifest.json");
+        let manifest = Manifest::read(&path, None);
+        let graph = gpt2c::onnx::load_graph(&manifest.model).unwrap();
+        let config = gpt2c::gpt2::Gpt2Config::derive(&graph).unwrap();
+        let shapes = gpt2c::driver::input_shapes(&graph, Some(&config)).unwrap();
+        let full = shapes[0].1[2];
+        let input = shapes[0].0.clone();
+        let specialized = gpt2c::compile_graph(&graph, shapes, |_, _, _| {}).unwrap();
+        SpecializedFixture {
+            manifest,
+            specialized,
+            input,
+            full,
+            vocab: config.vocab,
+        }
+    }
+
+    /// The ids of case `i` (L of them) padded to the full context with the last id, and L.
+    pub fn padded(&self, i: usize) -> (Vec<i64>, usize) {
+        let case = &self.manifest.cases[i];
+        let len = case.len.unwrap();
+        let ids = case.inputs[0].tensor.to_vec::<i64>().unwrap();
+        let mut padded = vec![*ids.last().unwrap(); self.full];
+        padded[..len].copy_from_slice(&ids);
+        (padded, len)
+    }
+
+    /// The interpreter on `graph` (this fixture's specialized graph or a variant of it).
+    pub fn interpret(&self, graph: &gpt2c::ir::Graph, ids: &[i64]) -> Vec<Tensor> {
+        let input = Tensor::from_vec(vec![1, 1, self.full], ids.to_vec());
+        gpt2c::interp::run(graph, &[(self.input.as_str(), input)]).unwrap()
+    }
+}
+
 pub mod compiled;
 pub mod fuzz;

@@ -5,7 +5,7 @@
 
 use gpt2c::codegen::layout::WeightFormat;
 use gpt2c::ir::Tensor;
-use gpt2c_tests::{compare, repo_root, Manifest, MODEL_TOL};
+use gpt2c_tests::{compare, repo_root, Manifest, SpecializedFixture, MODEL_TOL};
 
 use gpt2c_tests::compiled::Runner;
 use gpt2c_tests::fixture_runner as runner;
@@ -41,26 +41,17 @@ fn cases() -> Vec<(Runner, WeightFormat, &'static str, f64, f64)> {
 
 #[test]
 fn narrow_formats_compute_the_rounded_model_and_stay_close_to_f32() {
-    let m = Manifest::read(&repo_root().join("tests/fixtures/tiny/manifest.json"), None);
-    let graph = gpt2c::onnx::load_graph(&m.model).unwrap();
-    let config = gpt2c::gpt2::Gpt2Config::derive(&graph).unwrap();
-    let shapes = gpt2c::driver::input_shapes(&graph, Some(&config)).unwrap();
-    let full = shapes[0].1[2];
-    let specialized = gpt2c::compile_graph(&graph, shapes.clone(), |_, _, _| {}).unwrap();
-    let vocab = config.vocab;
+    let fx = SpecializedFixture::load("tiny");
+    let vocab = fx.vocab;
     for (run, format, stored, tol, agree_min) in cases() {
         assert_eq!(stored, format.name());
-        let narrowed = gpt2c::codegen::narrowed(&specialized, format);
+        let narrowed = gpt2c::codegen::narrowed(&fx.specialized, format);
         let (mut rows, mut agree) = (0usize, 0usize);
-        for case in &m.cases {
-            let len = case.len.unwrap();
-            let ids = case.inputs[0].tensor.to_vec::<i64>().unwrap();
-            let mut padded = vec![*ids.last().unwrap(); full];
-            padded[..len].copy_from_slice(&ids);
+        for (i, case) in fx.manifest.cases.iter().enumerate() {
+            let (padded, len) = fx.padded(i);
             let ours = run(&padded);
             // Exactly the rounded model: the interpreter at the f32 tolerance.
-            let input = Tensor::from_vec(vec![1, 1, full], padded.clone());
-            let interp = gpt2c::interp::run(&narrowed, &[(shapes[0].0.as_str(), input)]).unwrap();
+            let interp = fx.interpret(&narrowed, &padded);
             for (k, (o, r)) in ours.iter().zip(&interp).enumerate() {
                 let t = Tensor::from_vec(r.shape().to_vec(), o.clone());
                 let what = format!(

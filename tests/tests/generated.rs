@@ -6,7 +6,7 @@
 //! them; the interpreter comparison at the full length checks the padded rows too).
 
 use gpt2c::ir::Tensor;
-use gpt2c_tests::{compare, repo_root, Manifest, MODEL_TOL};
+use gpt2c_tests::{compare, SpecializedFixture, MODEL_TOL};
 
 use gpt2c_tests::compiled::Runner;
 
@@ -44,28 +44,13 @@ fn take_rows(data: &[f32], shape: &[usize], axis: usize, len: usize) -> Tensor {
 }
 
 fn check(dir: &str, run: Runner, out_shapes: Vec<Vec<usize>>) {
-    let m = Manifest::read(
-        &repo_root()
-            .join("tests/fixtures")
-            .join(dir)
-            .join("manifest.json"),
-        None,
-    );
-    let graph = gpt2c::onnx::load_graph(&m.model).unwrap();
-    let config = gpt2c::gpt2::Gpt2Config::derive(&graph).unwrap();
-    let shapes = gpt2c::driver::input_shapes(&graph, Some(&config)).unwrap();
-    let full = shapes[0].1[2];
-    let specialized = gpt2c::compile_graph(&graph, shapes.clone(), |_, _, _| {}).unwrap();
-    for case in &m.cases {
-        let len = case.len.unwrap();
-        let ids = case.inputs[0].tensor.to_vec::<i64>().unwrap();
-        let mut padded = vec![*ids.last().unwrap(); full];
-        padded[..len].copy_from_slice(&ids);
+    let fx = SpecializedFixture::load(dir);
+    for (i, case) in fx.manifest.cases.iter().enumerate() {
+        let (padded, len) = fx.padded(i);
         let ours = run(&padded);
 
         // Against the interpreter, on the same padded input: every row.
-        let input = Tensor::from_vec(vec![1, 1, full], padded.clone());
-        let interp = gpt2c::interp::run(&specialized, &[(shapes[0].0.as_str(), input)]).unwrap();
+        let interp = fx.interpret(&fx.specialized, &padded);
         let mut worst = 0.0f64;
         for (k, (o, r)) in ours.iter().zip(&interp).enumerate() {
             let t = Tensor::from_vec(out_shapes[k].clone(), o.clone());
