@@ -96,12 +96,6 @@ pub fn sgemm(
     let t = if threaded { crate::threads() } else { 1 };
     // Enough work per thread to be worth waking it.
     let t = t.min(panels).min((m * n * k / (1 << 20)).max(1));
-    let tasks = if t > 1 {
-        (t * TASKS_PER_THREAD).min(panels)
-    } else {
-        1
-    };
-    let per = panels.div_ceil(tasks);
     let cp = crate::SendPtr(c.as_mut_ptr());
     let b = Source::<f32>::Pack(b);
     let out = Out {
@@ -109,33 +103,42 @@ pub fn sgemm(
         bias: None,
         scales: None,
     };
-    let run = |i: usize| {
+    for_panel_ranges(panels, t, |p0, p1| {
+        // SAFETY: this task writes only columns `p0·NR .. min(p1·NR, n)` of `c`'s m
+        // rows, disjoint from every other task's, and `c` (m·n elements, checked above)
+        // stays mutably borrowed until all tasks return.
+        unsafe {
+            columns(
+                alpha,
+                &a,
+                &b,
+                out,
+                cp.get(),
+                m,
+                k,
+                n,
+                p0 * NR,
+                (p1 * NR).min(n),
+            )
+        }
+    });
+}
+
+/// Runs `f(p0, p1)` over ranges of whole panels covering `0..panels`, on `t` threads: a
+/// few ranges per thread, claimed dynamically, so a thread that runs ahead (its core less
+/// busy) takes over the work of one that lags.
+fn for_panel_ranges(panels: usize, t: usize, f: impl Fn(usize, usize) + Sync) {
+    if t <= 1 {
+        return f(0, panels);
+    }
+    let tasks = (t * TASKS_PER_THREAD).min(panels);
+    let per = panels.div_ceil(tasks);
+    crate::pool::run(tasks, &|i| {
         let (p0, p1) = (i * per, ((i + 1) * per).min(panels));
         if p0 < p1 {
-            // SAFETY: task `i` writes only columns `p0·NR .. min(p1·NR, n)` of `c`'s m rows,
-            // disjoint from every other task's, and `c` (m·n elements, checked above) stays
-            // mutably borrowed until all tasks return.
-            unsafe {
-                columns(
-                    alpha,
-                    &a,
-                    &b,
-                    out,
-                    cp.get(),
-                    m,
-                    k,
-                    n,
-                    p0 * NR,
-                    (p1 * NR).min(n),
-                )
-            }
+            f(p0, p1)
         }
-    };
-    if t > 1 {
-        crate::pool::run(tasks, &run);
-    } else {
-        run(0);
-    }
+    });
 }
 
 /// `y = x·W + bias` with `x` `[m, k]` and `y` `[m, n]` contiguous and `W` `[k, n]` stored
@@ -213,24 +216,13 @@ pub fn linear_on<E: PanelElem>(
         return;
     }
     // Decoding reads every weight once per token: split even small products, since each
-    // thread brings its own share of memory bandwidth. A few tasks per thread let a thread
-    // that runs ahead (its core less busy) take over the work of one that lags.
+    // thread brings its own share of memory bandwidth.
     let t = crate::threads()
         .min(panels)
         .min((m * n * k / (1 << 16)).max(1));
-    let tasks = if t > 1 {
-        (t * TASKS_PER_THREAD).min(panels)
-    } else {
-        1
-    };
-    let per = panels.div_ceil(tasks);
     let yp = crate::SendPtr(y.as_mut_ptr());
     let simd = isa == Isa::Avx512 && supported();
-    let run = |i: usize| {
-        let (p0, p1) = (i * per, ((i + 1) * per).min(panels));
-        if p0 >= p1 {
-            return;
-        }
+    for_panel_ranges(panels, t, |p0, p1| {
         let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
         if simd {
             let a = Mat {
@@ -244,7 +236,7 @@ pub fn linear_on<E: PanelElem>(
                 bias,
                 scales,
             };
-            // SAFETY: task `i` writes only columns `j0..j1` of `y`'s m rows, disjoint from
+            // SAFETY: this task writes only columns `j0..j1` of `y`'s m rows, disjoint from
             // every other task's, and `y` (m·n elements, checked above) stays mutably
             // borrowed until all tasks return; `w` holds every panel (checked above).
             unsafe {
@@ -274,12 +266,7 @@ pub fn linear_on<E: PanelElem>(
                 E::panel_row(isa, &x[r * k..(r + 1) * k], wp, sc, b, row);
             }
         }
-    };
-    if t > 1 {
-        crate::pool::run(tasks, &run);
-    } else {
-        run(0);
-    }
+    });
 }
 
 /// Packs `B` `[k, n]` (element (p, j) at `b[p·rs + j·cs]`) into column panels of `k` rows
