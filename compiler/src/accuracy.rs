@@ -25,8 +25,13 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         write!(
             f,
-            "{} weights: max |logit difference| {:.4} (logits up to {:.2}), top-1 agreement {}/{} ({:.2}%) over {} sequences",
+            "{} weights{}: max |logit difference| {:.4} (logits up to {:.2}), top-1 agreement {}/{} ({:.2}%) over {} sequences",
             self.format.name(),
+            if self.format == WeightFormat::Q8 {
+                format!(" (inputs of Linears int8 per block of {})", gpt2rt::q8::QBLOCK)
+            } else {
+                String::new()
+            },
             self.max_abs_diff,
             self.max_abs_logit,
             self.top1_agree,

@@ -132,6 +132,14 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 contiguous_out(a)?;
                 Some(a)
             }
+            Op::QuantizeRows { .. } => {
+                let a = ax(0).expect("input has the axis");
+                if a + 1 == out_shape.len() {
+                    return Err(fail("it quantizes along the sequence axis".into()));
+                }
+                contiguous_out(a)?;
+                Some(a)
+            }
             Op::Unary(_) | Op::Cast { .. } | Op::Gelu => {
                 let a = ax(0).expect("input has the axis");
                 contiguous_out(a)?;

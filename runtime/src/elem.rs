@@ -1,6 +1,7 @@
 //! Element types a weight panel may be stored in (chosen at compile time, `GPT2_WEIGHTS`):
-//! f32, bfloat16 and IEEE half. Kernels widen them to f32 in registers while streaming;
-//! accumulation is always f32.
+//! f32, bfloat16 and IEEE half, which kernels widen to f32 in registers while streaming
+//! (accumulating in f32), and int8 (`Q8`), which the int8 kernels of `q8` multiply as
+//! integers.
 
 /// The storage formats, for kernels that pick a load at compile time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -8,7 +9,6 @@ pub enum Kind {
     F32,
     Bf16,
     F16,
-    Q8,
 }
 
 use crate::gemv::Isa;
@@ -18,15 +18,8 @@ use crate::gemv::Isa;
 pub trait PanelElem: Copy + Send + Sync + 'static {
     const KIND: Kind;
     fn to_f32(self) -> f32;
-    /// `out = (x·W) ⊙ scales + bias` over the panels in `w` (scales: int8 panels only).
-    fn panel_row(
-        isa: Isa,
-        x: &[f32],
-        w: &[Self],
-        scales: Option<&[f32]>,
-        bias: Option<&[f32]>,
-        out: &mut [f32],
-    );
+    /// `out = x·W + bias` over the panels in `w`.
+    fn panel_row(isa: Isa, x: &[f32], w: &[Self], bias: Option<&[f32]>, out: &mut [f32]);
 }
 
 impl PanelElem for f32 {
@@ -35,15 +28,8 @@ impl PanelElem for f32 {
     fn to_f32(self) -> f32 {
         self
     }
-    fn panel_row(
-        isa: Isa,
-        x: &[f32],
-        w: &[f32],
-        scales: Option<&[f32]>,
-        bias: Option<&[f32]>,
-        out: &mut [f32],
-    ) {
-        crate::vmath::panel_row(isa, x, w, scales, bias, out)
+    fn panel_row(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+        crate::vmath::panel_row(isa, x, w, bias, out)
     }
 }
 
@@ -70,15 +56,8 @@ impl PanelElem for Bf16 {
     fn to_f32(self) -> f32 {
         f32::from_bits((self.0 as u32) << 16)
     }
-    fn panel_row(
-        isa: Isa,
-        x: &[f32],
-        w: &[Bf16],
-        scales: Option<&[f32]>,
-        bias: Option<&[f32]>,
-        out: &mut [f32],
-    ) {
-        crate::vmath::panel_row_bf16(isa, x, w, scales, bias, out)
+    fn panel_row(isa: Isa, x: &[f32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32]) {
+        crate::vmath::panel_row_bf16(isa, x, w, bias, out)
     }
 }
 
@@ -127,15 +106,8 @@ impl F16 {
 
 impl PanelElem for F16 {
     const KIND: Kind = Kind::F16;
-    fn panel_row(
-        isa: Isa,
-        x: &[f32],
-        w: &[F16],
-        scales: Option<&[f32]>,
-        bias: Option<&[f32]>,
-        out: &mut [f32],
-    ) {
-        crate::vmath::panel_row_f16(isa, x, w, scales, bias, out)
+    fn panel_row(isa: Isa, x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32]) {
+        crate::vmath::panel_row_f16(isa, x, w, bias, out)
     }
     #[inline(always)]
     fn to_f32(self) -> f32 {
@@ -157,28 +129,11 @@ impl PanelElem for F16 {
     }
 }
 
-/// A signed 8-bit weight; its column's scale (kept beside the panels) gives its value.
+/// An int8 weight in offset binary: the byte is the weight plus 128 (weights are in
+/// [−127, 127]); its column's scale, kept beside the panels, gives its value (`q8`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(transparent)]
-pub struct Q8(pub i8);
-
-impl PanelElem for Q8 {
-    const KIND: Kind = Kind::Q8;
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        self.0 as f32
-    }
-    fn panel_row(
-        isa: Isa,
-        x: &[f32],
-        w: &[Q8],
-        scales: Option<&[f32]>,
-        bias: Option<&[f32]>,
-        out: &mut [f32],
-    ) {
-        crate::vmath::panel_row_q8(isa, x, w, scales, bias, out)
-    }
-}
+pub struct Q8(pub u8);
 
 #[cfg(test)]
 mod tests {

@@ -98,11 +98,7 @@ pub fn sgemm(
     let t = t.min(panels).min((m * n * k / (1 << 20)).max(1));
     let cp = crate::SendPtr(c.as_mut_ptr());
     let b = Source::<f32>::Pack(b);
-    let out = Out {
-        beta,
-        bias: None,
-        scales: None,
-    };
+    let out = Out { beta, bias: None };
     for_panel_ranges(panels, t, |p0, p1| {
         // SAFETY: this task writes only columns `p0·NR .. min(p1·NR, n)` of `c`'s m
         // rows, disjoint from every other task's, and `c` (m·n elements, checked above)
@@ -127,7 +123,7 @@ pub fn sgemm(
 /// Runs `f(p0, p1)` over ranges of whole panels covering `0..panels`, on `t` threads: a
 /// few ranges per thread, claimed dynamically, so a thread that runs ahead (its core less
 /// busy) takes over the work of one that lags.
-fn for_panel_ranges(panels: usize, t: usize, f: impl Fn(usize, usize) + Sync) {
+pub(crate) fn for_panel_ranges(panels: usize, t: usize, f: impl Fn(usize, usize) + Sync) {
     if t <= 1 {
         return f(0, panels);
     }
@@ -154,23 +150,7 @@ pub fn linear<E: PanelElem>(
     y: &mut [f32],
     n: usize,
 ) {
-    linear_on(detected(), x, m, k, w, None, bias, y, n)
-}
-
-/// `linear` over int8 panels with one scale per column (`⌈n / NR⌉ · NR` of them, the
-/// padding included): `y = x·(W ⊙ scales) + bias`, the scales applied to the f32 sums.
-#[allow(clippy::too_many_arguments)]
-pub fn linear_scaled<E: PanelElem>(
-    x: &[f32],
-    m: usize,
-    k: usize,
-    w: &[E],
-    scales: &[f32],
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-    n: usize,
-) {
-    linear_on(detected(), x, m, k, w, Some(scales), bias, y, n)
+    linear_on(detected(), x, m, k, w, bias, y, n)
 }
 
 /// `linear` on a chosen ISA (AVX-512: the packed micro-kernel; otherwise a vectorized
@@ -182,7 +162,6 @@ pub fn linear_on<E: PanelElem>(
     m: usize,
     k: usize,
     w: &[E],
-    scales: Option<&[f32]>,
     bias: Option<&[f32]>,
     y: &mut [f32],
     n: usize,
@@ -199,9 +178,6 @@ pub fn linear_on<E: PanelElem>(
     );
     if let Some(b) = bias {
         assert_eq!(b.len(), n, "bias is not [n]");
-    }
-    if let Some(sc) = scales {
-        assert_eq!(sc.len(), panels * NR, "scales are not one per panel column");
     }
     if m == 0 || n == 0 {
         return;
@@ -231,11 +207,7 @@ pub fn linear_on<E: PanelElem>(
                 rs: k,
                 cs: 1,
             };
-            let out = Out {
-                beta: 0.0,
-                bias,
-                scales,
-            };
+            let out = Out { beta: 0.0, bias };
             // SAFETY: this task writes only columns `j0..j1` of `y`'s m rows, disjoint from
             // every other task's, and `y` (m·n elements, checked above) stays mutably
             // borrowed until all tasks return; `w` holds every panel (checked above).
@@ -262,8 +234,7 @@ pub fn linear_on<E: PanelElem>(
                 // and only this task touches them (as above).
                 let row =
                     unsafe { std::slice::from_raw_parts_mut(yp.get().add(r * n + j0), j1 - j0) };
-                let sc = scales.map(|sc| &sc[j0..j1]);
-                E::panel_row(isa, &x[r * k..(r + 1) * k], wp, sc, b, row);
+                E::panel_row(isa, &x[r * k..(r + 1) * k], wp, b, row);
             }
         }
     });
@@ -328,7 +299,6 @@ pub fn gemm_panels(
     let out = Out {
         beta: 0.0,
         bias: None,
-        scales: None,
     };
     // SAFETY: one thread writes all of `c` (m·n elements, checked); `A` and the panels hold
     // every element read (checked above); the CPU has AVX-512F (asserted).
@@ -384,9 +354,6 @@ enum Source<'a, E> {
 struct Out<'a> {
     beta: f32,
     bias: Option<&'a [f32]>,
-    /// Per-column scales of the stored weights (int8 panels): every block's sums are
-    /// multiplied by them.
-    scales: Option<&'a [f32]>,
 }
 
 /// What the micro-kernel does with its sums: `C = alpha·acc + beta·C + bias` (`C` not
@@ -396,8 +363,6 @@ struct Epilogue {
     alpha: f32,
     beta: f32,
     bias: *const f32,
-    /// Per-column scales, or null.
-    scale: *const f32,
 }
 
 /// Columns `j0..j1` of `c` (`[m, n]` at `c`), `j0` a multiple of `NR`.
@@ -453,14 +418,7 @@ unsafe fn columns<E: PanelElem>(
                             Some(bv) if first => bv[col..].as_ptr(),
                             _ => std::ptr::null(),
                         };
-                        let scale = out.scales.map_or(std::ptr::null(), |sv| sv[col..].as_ptr());
-                        debug_assert!(out.scales.is_none_or(|sv| col + cols <= sv.len()));
-                        let o = Epilogue {
-                            alpha,
-                            beta,
-                            bias,
-                            scale,
-                        };
+                        let o = Epilogue { alpha, beta, bias };
                         debug_assert!(i0 + rows <= m && col + cols <= j1 && j1 <= n);
                         debug_assert!(a0 + (rows - 1) * a.rs + (kc - 1) * a.cs < a.data.len());
                         debug_assert!(t * stride + kc * NR <= base_len);
@@ -585,9 +543,6 @@ unsafe fn kernel<const R: usize, E: PanelElem>(
                     _mm256_loadu_si256(p.cast::<__m256i>()),
                 ))),
                 Kind::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.cast::<__m256i>())),
-                Kind::Q8 => {
-                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.cast::<__m128i>())))
-                }
             }
         }
     };
@@ -645,15 +600,6 @@ unsafe fn kernel<const R: usize, E: PanelElem>(
     let masks = [mask(0), mask(1), mask(2)];
     let va = _mm512_set1_ps(o.alpha);
     let vb = _mm512_set1_ps(o.beta);
-    let mut scaled = [va; 3];
-    if !o.scale.is_null() {
-        for (v, a) in scaled.iter_mut().enumerate() {
-            // SAFETY: lanes under the mask are scale elements `16v + l < cols` (caller).
-            *a = _mm512_mul_ps(va, unsafe {
-                _mm512_maskz_loadu_ps(masks[v], o.scale.add(16 * v))
-            });
-        }
-    }
     let mut bias = [_mm512_setzero_ps(); 3];
     if !o.bias.is_null() {
         for (v, b) in bias.iter_mut().enumerate() {
@@ -670,7 +616,7 @@ unsafe fn kernel<const R: usize, E: PanelElem>(
             // writable (caller); masked lanes are neither read nor written.
             unsafe {
                 let cp = c.add(i * ldc + 16 * v);
-                let mut out = _mm512_fmadd_ps(scaled[v], sum, bias[v]);
+                let mut out = _mm512_fmadd_ps(va, sum, bias[v]);
                 if o.beta != 0.0 {
                     let old = _mm512_maskz_loadu_ps(masks[v], cp);
                     out = _mm512_fmadd_ps(vb, old, out);
@@ -762,7 +708,7 @@ mod tests {
 
     #[test]
     fn linear_over_bf16_and_f16_panels_matches_the_widened_reference() {
-        use crate::elem::{Bf16, F16, Q8};
+        use crate::elem::{Bf16, F16};
         let mut seed = 17;
         for &(m, k, n) in &[(1, 768, 100), (3, 65, 48), (20, 300, 97)] {
             let x = rand_vec(m * k, &mut seed);
@@ -801,30 +747,11 @@ mod tests {
             };
             let bf: Vec<Bf16> = wp.iter().map(|&v| Bf16::from_f32(v)).collect();
             check(bf.iter().map(|v| v.to_f32()).collect(), &|isa, y| {
-                linear_on(isa, &x, m, k, &bf, None, Some(&b), y, n)
+                linear_on(isa, &x, m, k, &bf, Some(&b), y, n)
             });
             let hf: Vec<F16> = wp.iter().map(|&v| F16::from_f32(v)).collect();
             check(hf.iter().map(|v| v.to_f32()).collect(), &|isa, y| {
-                linear_on(isa, &x, m, k, &hf, None, Some(&b), y, n)
-            });
-            // int8 with a scale per column: the reference multiplies by q · scale.
-            let cols = n.div_ceil(NR) * NR;
-            let scales: Vec<f32> = (0..cols).map(|j| 0.01 + 0.001 * (j % 7) as f32).collect();
-            let q: Vec<Q8> = wp
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| Q8((v * 127.0).round() as i8 * if i % 3 == 0 { -1 } else { 1 }))
-                .collect();
-            let widened: Vec<f32> = q
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let (t, j) = (i / (k * NR), i % NR);
-                    v.to_f32() * scales[t * NR + j]
-                })
-                .collect();
-            check(widened, &|isa, y| {
-                linear_on(isa, &x, m, k, &q, Some(&scales), Some(&b), y, n)
+                linear_on(isa, &x, m, k, &hf, Some(&b), y, n)
             });
         }
     }
@@ -878,7 +805,7 @@ mod tests {
                     for threads in [1, 2] {
                         crate::set_threads(threads);
                         let mut got = vec![f32::NAN; m * n];
-                        linear_on(isa, &x, m, k, &wp, None, bias, &mut got, n);
+                        linear_on(isa, &x, m, k, &wp, bias, &mut got, n);
                         let tol = 1e-4 * (k as f32).sqrt();
                         for (g, w) in got.iter().zip(&want) {
                             assert!((g - w).abs() <= tol, "{isa:?} {m}x{k}x{n}: {g} vs {w}");

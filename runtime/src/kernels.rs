@@ -452,19 +452,20 @@ pub fn linear<E: crate::elem::PanelElem>(
     crate::gemm::linear(x, m, k, w, bias, y, n)
 }
 
-/// `linear` over int8 panels with a scale per column (`gemm::linear_scaled`).
+/// `linear` over int8 panels with a scale per column: activations quantized per row,
+/// integer products (`q8::linear`).
 #[allow(clippy::too_many_arguments)]
-pub fn linear_scaled<E: crate::elem::PanelElem>(
+pub fn linear_q8(
     x: &[f32],
     m: usize,
     k: usize,
-    w: &[E],
+    w: &[crate::elem::Q8],
     scales: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
     n: usize,
 ) {
-    crate::gemm::linear_scaled(x, m, k, w, scales, bias, y, n)
+    crate::q8::linear(x, m, k, w, scales, bias, y, n)
 }
 
 /// `y = x·W + bias` for `m` rows, `W` `[k, n]` at layout `lb` (a weight something other
@@ -502,25 +503,39 @@ pub fn gather_panels<E: crate::elem::PanelElem>(
     ids: &[i64],
     out: &mut [f32],
 ) -> Result<(), String> {
-    gather_rows_of_panels(w, None, rows, width, ids, out)
+    gather_rows_of_panels(w, rows, width, ids, out)
 }
 
-/// `gather_panels` over int8 panels: row `r` is scaled by `scales[r]` (the scale of the
-/// LM head's column `r`).
-pub fn gather_panels_scaled<E: crate::elem::PanelElem>(
-    w: &[E],
+/// `gather_panels` over int8 panels (`q8`): row `r` is the LM head's column `r`, times
+/// its scale.
+pub fn gather_panels_q8(
+    w: &[crate::elem::Q8],
     scales: &[f32],
     rows: usize,
     width: usize,
     ids: &[i64],
     out: &mut [f32],
 ) -> Result<(), String> {
-    gather_rows_of_panels(w, Some(scales), rows, width, ids, out)
+    assert_eq!(out.len(), ids.len() * width);
+    for (&i, o) in ids.iter().zip(out.chunks_exact_mut(width.max(1))) {
+        let r = row_index(i, rows)?;
+        crate::q8::gather_row(w, scales, rows, width, r, o);
+    }
+    Ok(())
 }
 
+/// Id `i` as a row of an axis of `rows` (negative ids count from the end).
+fn row_index(i: i64, rows: usize) -> Result<usize, String> {
+    let r = if i < 0 { i + rows as i64 } else { i };
+    if r < 0 || r >= rows as i64 {
+        return Err(format!("index {i} is out of range for an axis of {rows}"));
+    }
+    Ok(r as usize)
+}
+
+/// Rows of an embedding table stored transposed in column panels (`gather_panels`).
 fn gather_rows_of_panels<E: crate::elem::PanelElem>(
     w: &[E],
-    scales: Option<&[f32]>,
     rows: usize,
     width: usize,
     ids: &[i64],
@@ -534,15 +549,10 @@ fn gather_rows_of_panels<E: crate::elem::PanelElem>(
     );
     assert_eq!(out.len(), ids.len() * width);
     for (&i, o) in ids.iter().zip(out.chunks_exact_mut(width.max(1))) {
-        let r = if i < 0 { i + rows as i64 } else { i };
-        if r < 0 || r >= rows as i64 {
-            return Err(format!("index {i} is out of range for an axis of {rows}"));
-        }
-        let r = r as usize;
+        let r = row_index(i, rows)?;
         let panel = &w[(r / NR) * width * NR..(r / NR + 1) * width * NR];
-        let scale = scales.map_or(1.0, |sc| sc[r]);
         for (p, v) in o.iter_mut().enumerate() {
-            *v = panel[p * NR + r % NR].to_f32() * scale;
+            *v = panel[p * NR + r % NR].to_f32();
         }
     }
     Ok(())
@@ -1094,15 +1104,22 @@ mod tests {
         gather_panels(&panels, rows, width, &ids, &mut got).unwrap();
         assert_eq!(got, want);
         assert!(gather_panels(&panels, rows, width, &[100], &mut got[..5]).is_err());
-        // With a scale per row (int8 storage of an LM head): row r times scales[r].
-        let scales: Vec<f32> = (0..rows).map(|r| 0.5 + r as f32).collect();
-        gather_panels_scaled(&panels, &scales, rows, width, &ids, &mut got).unwrap();
+        // int8 panels with a scale per row (an LM head stored as q8): row r times scales[r].
+        let q: Vec<i8> = (0..width * rows)
+            .map(|i| ((i % 255) as i32 - 127) as i8)
+            .collect();
+        let scales: Vec<f32> = (0..rows.div_ceil(NR) * NR)
+            .map(|r| 0.5 + r as f32)
+            .collect();
+        let wq = crate::q8::pack(&q, width, rows);
+        gather_panels_q8(&wq, &scales, rows, width, &ids, &mut got).unwrap();
         for (i, &id) in ids.iter().enumerate() {
             let r = if id < 0 { id + rows as i64 } else { id } as usize;
             for p in 0..width {
-                assert_eq!(got[i * width + p], want[i * width + p] * scales[r]);
+                assert_eq!(got[i * width + p], q[p * rows + r] as f32 * scales[r]);
             }
         }
+        assert!(gather_panels_q8(&wq, &scales, rows, width, &[-101], &mut got[..5]).is_err());
     }
 
     #[test]

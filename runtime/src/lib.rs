@@ -14,6 +14,7 @@ pub mod io;
 pub mod kernels;
 pub mod pool;
 pub mod profile;
+pub mod q8;
 pub mod sampling;
 pub mod vmath;
 pub mod weights;

@@ -5,7 +5,7 @@
 //! at run time, like the GEMV). The scalar build of the same source is the fallback and the
 //! twin the SIMD builds are tested against.
 
-use crate::elem::{Bf16, F16, Q8};
+use crate::elem::{Bf16, F16};
 use crate::gemv::detected;
 #[cfg(test)]
 use crate::gemv::{available, Isa};
@@ -219,7 +219,6 @@ pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], out: &mut [f32], eps: 
 fn panel_row_body<E: crate::elem::PanelElem>(
     x: &[f32],
     w: &[E],
-    scales: Option<&[f32]>,
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
@@ -235,8 +234,7 @@ fn panel_row_body<E: crate::elem::PanelElem>(
         let end = ((t + 1) * NR).min(out.len());
         let o = &mut out[t * NR..end];
         for (j, v) in o.iter_mut().enumerate() {
-            let scale = scales.map_or(1.0, |sc| sc[t * NR + j]);
-            *v = acc[j] * scale + bias.map_or(0.0, |b| b[t * NR + j]);
+            *v = acc[j] + bias.map_or(0.0, |b| b[t * NR + j]);
         }
     }
 }
@@ -244,19 +242,15 @@ fn panel_row_body<E: crate::elem::PanelElem>(
 isa_kernel!(
     /// One row of `gemm::linear` without AVX-512: `out = x·W + bias` over the column panels
     /// in `w` (`out` holds their columns, the last panel possibly partial).
-    panel_row => panel_row_body(x: &[f32], w: &[f32], scales: Option<&[f32]>, bias: Option<&[f32]>, out: &mut [f32])
+    panel_row => panel_row_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32])
 );
 isa_kernel!(
     /// `panel_row` over bfloat16 panels.
-    panel_row_bf16 => panel_row_body(x: &[f32], w: &[Bf16], scales: Option<&[f32]>, bias: Option<&[f32]>, out: &mut [f32])
+    panel_row_bf16 => panel_row_body(x: &[f32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32])
 );
 isa_kernel!(
     /// `panel_row` over half-precision panels.
-    panel_row_f16 => panel_row_body(x: &[f32], w: &[F16], scales: Option<&[f32]>, bias: Option<&[f32]>, out: &mut [f32])
-);
-isa_kernel!(
-    /// `panel_row` over int8 panels (with their column scales).
-    panel_row_q8 => panel_row_body(x: &[f32], w: &[Q8], scales: Option<&[f32]>, bias: Option<&[f32]>, out: &mut [f32])
+    panel_row_f16 => panel_row_body(x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32])
 );
 
 #[cfg(test)]

@@ -11,15 +11,18 @@ use crate::ir::Tensor;
 /// Columns per panel: the runtime kernel's width.
 pub const PANEL: usize = gpt2rt::gemm::NR;
 
-/// How panel-packed (Linear) weights are stored: `GPT2_WEIGHTS=f32|bf16|f16`. The kernels
-/// widen them to f32 in registers; everything else (biases, norms, activations) stays f32.
+/// How panel-packed (Linear) weights are stored: `GPT2_WEIGHTS=f32|bf16|f16|q8`. The kernels
+/// widen bf16 and f16 to f32 in registers; q8 Linears round their input rows to int8 too
+/// and multiply integers (`gpt2rt::q8`). Everything else (biases, norms, the activations
+/// between Linears) stays f32.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
     #[default]
     F32,
     Bf16,
     F16,
-    /// int8 with one f32 scale per output column (per output channel).
+    /// int8 with one f32 scale per output column (per output channel), in panels of
+    /// four-row quads (`gpt2rt::q8`).
     Q8,
 }
 
@@ -81,16 +84,19 @@ impl WeightFormat {
                 vec![],
             ),
             WeightFormat::Q8 => {
+                // Quads of four rows per column, offset by 128 (`gpt2rt::q8`).
+                let kp = gpt2rt::q8::padded_depth(k);
                 let mut scales = Vec::new();
-                let mut q = vec![0u8; values.len()];
+                let mut q = vec![128u8; values.len() / k.max(1) * kp];
                 let panels = values
                     .chunks_exact(k * PANEL)
-                    .zip(q.chunks_exact_mut(k * PANEL));
+                    .zip(q.chunks_exact_mut(kp * PANEL));
                 for (panel, qp) in panels {
                     for j in 0..PANEL {
                         let scale = q8_scale((0..k).map(|p| panel[p * PANEL + j]));
                         for p in 0..k {
-                            qp[p * PANEL + j] = q8_value(panel[p * PANEL + j], scale) as u8;
+                            let v = q8_value(panel[p * PANEL + j], scale) as i32 + 128;
+                            qp[gpt2rt::q8::panel_index(k, p, j)] = v as u8;
                         }
                         scales.push(scale);
                     }
@@ -164,6 +170,16 @@ pub fn f16_value(h: u16) -> f32 {
 /// Elements of `W [k, n]` in panel layout.
 pub fn panels_len(k: usize, n: usize) -> usize {
     n.div_ceil(PANEL) * k * PANEL
+}
+
+impl WeightFormat {
+    /// Elements of `W [k, n]` in panels of this format (int8 panels pad the depth to quads).
+    pub fn panels_len(self, k: usize, n: usize) -> usize {
+        match self {
+            WeightFormat::Q8 => gpt2rt::q8::panels_len(k, n),
+            _ => panels_len(k, n),
+        }
+    }
 }
 
 /// `W [k, n]` (f32, row-major) in panel layout, as a 1-D tensor.
@@ -248,8 +264,16 @@ mod tests {
         WeightFormat::Q8.round_trip(&mut m, 3, 2, false);
         assert_eq!((m[0], m[5]), (1.0, -4.0));
         assert!((m[1] + 0.5).abs() <= 4.0 / 254.0 && (m[4] - 0.3).abs() <= 1.0 / 254.0);
-        let (q, scales) = WeightFormat::Q8.encode_panels(&[0.0; 2 * PANEL], 2);
-        assert_eq!((q.len(), scales.len()), (2 * PANEL, PANEL));
+        // q8 panels: the depth padded to quads of zero weights (byte 128), each column's
+        // four rows together, the column's largest magnitude at ±127.
+        let mut v = vec![0.0f32; 2 * PANEL];
+        (v[1], v[PANEL + 1], v[2]) = (-2.0, 1.0, 3.0); // (p, j): (0, 1), (1, 1), (0, 2)
+        let (q, scales) = WeightFormat::Q8.encode_panels(&v, 2);
+        assert_eq!((q.len(), scales.len()), (4 * PANEL, PANEL));
+        assert_eq!((scales[1], scales[2]), (2.0 / 127.0, 3.0 / 127.0));
+        assert_eq!(&q[4..8], &[1, 128 + 64, 128, 128]); // column 1: -127, 63.5 -> 64
+        assert_eq!(&q[8..12], &[255, 128, 128, 128]);
+        assert_eq!(WeightFormat::Q8.panels_len(2, PANEL + 1), 8 * PANEL);
         // Every half value survives f16 -> f32 -> f16.
         for v in 0..=u16::MAX {
             let f = f16_value(v);

@@ -337,7 +337,7 @@ impl Lowerer<'_> {
                 let of_transpose = matches!(self.plan.storage[data[0]], Some(Storage::Weight(w))
                     if self.plan.weights[w].layout == WeightLayout::PanelsOfTranspose);
                 if let Some(scales) = self.q8_scales(data[0]) {
-                    quote!(kernels::gather_panels_scaled(#d, #scales, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
+                    quote!(kernels::gather_panels_q8(#d, #scales, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
                 } else if of_transpose {
                     quote!(kernels::gather_panels(#d, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
                 } else {
@@ -457,7 +457,7 @@ impl Lowerer<'_> {
                 let packed = matches!(self.plan.storage[wv],
                     Some(Storage::Weight(i)) if self.plan.weights[i].panels.is_some());
                 if let Some(scales) = self.q8_scales(wv) {
-                    quote!(kernels::linear_scaled(#xa, #ml, #kl, #wt, #scales, #bias, #y, #nl);)
+                    quote!(kernels::linear_q8(#xa, #ml, #kl, #wt, #scales, #bias, #y, #nl);)
                 } else if packed {
                     quote!(kernels::linear(#xa, #ml, #kl, #wt, #bias, #y, #nl);)
                 } else {
@@ -510,6 +510,11 @@ impl Lowerer<'_> {
             Op::Shape { .. } | Op::NonZero | Op::ConstantOfShape { .. } => {
                 return Err(err(
                     "shape computations must be folded before code generation".into(),
+                ))
+            }
+            Op::QuantizeRows { .. } => {
+                return Err(err(
+                    "QuantizeRows only models the int8 kernels for the interpreter".into(),
                 ))
             }
         };

@@ -360,7 +360,9 @@ fn dtype_tokens(e: Elem) -> TokenStream {
 
 /// `graph` with every weight the generated code stores in panels (`plan::weight_layout`)
 /// rounded to `format` and widened back: the model the generated code computes, for the
-/// reference interpreter to check it against and to measure what a format costs.
+/// reference interpreter to check it against and to measure what a format costs. For q8,
+/// the inputs of those weights' Linears are also rounded as the int8 kernels round them
+/// (`QuantizeRows` nodes).
 pub fn narrowed(graph: &Graph, format: layout::WeightFormat) -> Graph {
     let mut g = graph.clone();
     if format == layout::WeightFormat::F32 {
@@ -380,7 +382,48 @@ pub fn narrowed(graph: &Graph, format: layout::WeightFormat) -> Graph {
             g.values[v].konst = Some(crate::ir::Tensor::from_vec(t.shape().to_vec(), values));
         }
     }
+    if format == layout::WeightFormat::Q8 {
+        quantize_linear_inputs(&mut g);
+    }
     g
+}
+
+/// Puts a `QuantizeRows` node before each Linear whose weight is stored in panels (read
+/// directly, or through the tied transposed view).
+fn quantize_linear_inputs(g: &mut Graph) {
+    use crate::ops::Op;
+    let producers = g.producers();
+    let in_panels = |w: crate::ir::ValueId| {
+        let source = match producers.get(&w).map(|&i| &g.nodes[i]) {
+            Some(n) => plan::transposed_weight(g, n),
+            None => Some(w),
+        };
+        source.is_some_and(|s| plan::weight_layout(g, s) != plan::WeightLayout::Plain)
+    };
+    let linears: Vec<usize> = (0..g.nodes.len())
+        .filter(|&i| {
+            let n = &g.nodes[i];
+            n.op == Op::Linear && n.inputs[1].is_some_and(in_panels)
+        })
+        .collect();
+    // From the back, so the indices still to visit do not move.
+    for &i in linears.iter().rev() {
+        let Some(x) = g.nodes[i].inputs[0] else {
+            continue;
+        };
+        let name = format!("{}/QuantizeRows", g.nodes[i].name);
+        let ty = g.values[x].ty.clone();
+        let xq = g.add_value(name.clone(), ty);
+        g.nodes[i].inputs[0] = Some(xq);
+        let block = gpt2rt::q8::QBLOCK;
+        let node = crate::ir::Node {
+            name,
+            op: Op::QuantizeRows { block },
+            inputs: vec![Some(x)],
+            outputs: vec![xq],
+        };
+        g.nodes.insert(i, node);
+    }
 }
 
 /// Values whose buffers must keep their contents between calls: with rows computed call by

@@ -136,8 +136,9 @@ impl Plan {
     pub fn store_panels_as(&mut self, format: super::layout::WeightFormat) {
         let mut at = 0usize;
         for w in &mut self.weights {
-            if w.panels.is_some() {
+            if let Some([k, n]) = w.panels {
                 w.format = format;
+                w.len = format.panels_len(k, n);
             }
             let size = if w.panels.is_some() {
                 format.size()

@@ -97,6 +97,12 @@ pub enum Op {
     /// `x · W + b` with constant W [K, N] and optional constant b [N] (from
     /// `passes::fuse_linear`).
     Linear,
+    /// What the int8 kernels do to a Linear's input, for the reference interpreter only
+    /// (`codegen::narrowed` adds it before q8 Linears; code generation refuses it): every
+    /// row's blocks of `block` values rounded to int8 steps (`gpt2rt::q8`).
+    QuantizeRows {
+        block: usize,
+    },
 }
 
 /// ONNX op types (default domain) the importer accepts. `Constant` becomes a constant value.
@@ -189,6 +195,7 @@ impl Op {
             Op::Attention(_) => "Attention",
             Op::LayerNorm { .. } => "LayerNorm",
             Op::Gelu => "Gelu",
+            Op::QuantizeRows { .. } => "QuantizeRows",
             Op::Linear => "Linear",
         }
     }
@@ -220,7 +227,7 @@ impl Op {
             Op::Softmax { .. } => Ok(vec![owned(float_in(ins, 0)?)]),
             Op::Attention(a) => attention::infer(a, ins),
             Op::LayerNorm { .. } => fused::infer_layer_norm(ins),
-            Op::Gelu => Ok(vec![owned(float_in(ins, 0)?)]),
+            Op::Gelu | Op::QuantizeRows { .. } => Ok(vec![owned(float_in(ins, 0)?)]),
             Op::Linear => linear::infer(ins),
         }?;
         for (_, shape) in &outs {
@@ -255,6 +262,7 @@ impl Op {
             Op::Attention(a) => attention::eval(a, ins),
             Op::LayerNorm { eps } => fused::eval_layer_norm(*eps, ins),
             Op::Gelu => fused::eval_gelu(input(ins, 0)?),
+            Op::QuantizeRows { block } => fused::eval_quantize_rows(*block, input(ins, 0)?),
             Op::Linear => linear::eval(ins),
         }
     }
@@ -313,6 +321,7 @@ impl Op {
             Op::Attention(a) => attention::cost(a, ins, outs),
             Op::LayerNorm { .. } => fused::cost_layer_norm(ins, outs),
             Op::Gelu => fused::cost_gelu(ins, outs),
+            Op::QuantizeRows { .. } => fused::cost_quantize_rows(ins, outs),
             Op::Linear => linear::cost(ins, outs),
         }
     }

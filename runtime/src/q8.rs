@@ -1,0 +1,629 @@
+//! The int8 Linear (`GPT2_WEIGHTS=q8`): weights stored as int8 with one f32 scale per output
+//! column (by the compiler), activations quantized to int8 per row at run time, integer dot
+//! products (AVX-512 VNNI `vpdpbusd` where the CPU has it), f32 scaling.
+//!
+//! **Weights.** `⌈n / NR⌉` panels of `NR` columns, as in `gemm::linear`, but each panel's
+//! depth is taken four rows at a time (a *quad*): quad `q` holds, column by column, the four
+//! bytes of rows `4q..4q + 4`, so one 32-bit lane of a vector is one column's four weights,
+//! what `vpdpbusd` multiplies with four activations. A byte is the weight plus 128 (weights
+//! are in [−127, 127]); the depth is padded to a multiple of four with zero weights.
+//!
+//! **Activations.** Each row is cut into blocks of `QBLOCK` inputs; a block's scale is
+//! `s = max|x| / 127` and its values `round_ties_even(x · 127 / max|x|)`, in [−127, 127].
+//! Blocks keep one large input from flattening the rest of the row.
+//!
+//! **Sums.** `y[j] = sw[j] · Σ_b s_b · Σ_{k∈b} xq[k] · wq[k, j] + bias[j]`. The inner sums
+//! are exact integers (kernels add `(wq + 128) · xq` and subtract `128 · Σ xq`); the outer
+//! one is f32 in block order with fused multiply-adds, and the last step is
+//! `fma(sum, sw[j], bias[j])`: every ISA computes the same bits.
+
+use crate::elem::Q8;
+use crate::gemm::NR;
+use crate::gemv::{detected, Isa};
+
+/// Activations per quantization block (a multiple of 4).
+pub const QBLOCK: usize = 64;
+
+/// The stored depth of a `k`-deep weight: `k` rounded up to whole quads.
+pub fn padded_depth(k: usize) -> usize {
+    k.next_multiple_of(4)
+}
+
+/// Elements of a `[k, n]` weight in int8 panels.
+pub fn panels_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * padded_depth(k) * NR
+}
+
+/// Index in the panels of weight `(p, j)` (row `p < k`, column `j < n`) of a `k`-deep matrix.
+pub fn panel_index(k: usize, p: usize, j: usize) -> usize {
+    (j / NR) * padded_depth(k) * NR + (p / 4) * 4 * NR + (j % NR) * 4 + p % 4
+}
+
+/// Quantizes one block of activations into `q` (same length): returns its scale and the
+/// sum of its quantized values. An all-zero block has scale 0.
+pub fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    if amax == 0.0 {
+        q.fill(0);
+        return (0.0, 0);
+    }
+    let inv = 127.0 / amax;
+    let mut sum = 0i32;
+    for (o, &v) in q.iter_mut().zip(x) {
+        let r = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+        sum += r as i32;
+        *o = r;
+    }
+    (amax / 127.0, sum)
+}
+
+/// One row's quantized activations: `xq` padded to whole quads with zeros, and per block
+/// its scale and `128 · Σ xq` (what the offset weights add).
+#[inline(always)]
+fn quantize_row_body(x: &[f32], xq: &mut [i8], scales: &mut [f32], offsets: &mut [i32]) {
+    for (b, (s, o)) in scales.iter_mut().zip(offsets.iter_mut()).enumerate() {
+        let lo = b * QBLOCK;
+        let hi = (lo + QBLOCK).min(x.len());
+        let (scale, sum) = quantize_block(&x[lo..hi], &mut xq[lo..hi]);
+        *s = scale;
+        *o = 128 * sum;
+    }
+    xq[x.len()..].fill(0);
+}
+
+crate::vmath::isa_kernel!(
+    /// Quantizes one row of activations (see the module docs) with the given ISA.
+    quantize_row => quantize_row_body(x: &[f32], xq: &mut [i8], scales: &mut [f32], offsets: &mut [i32])
+);
+
+/// Quantized activations of `m` rows: `xq` `[m, padded_depth(k)]`, `scales` and `offsets`
+/// `[m, blocks]`.
+#[derive(Default)]
+struct Quantized {
+    xq: Vec<i8>,
+    scales: Vec<f32>,
+    offsets: Vec<i32>,
+}
+
+thread_local! {
+    /// The caller's quantized rows, grown to the largest product seen (no allocation per
+    /// token once warm).
+    static QUANTIZED: std::cell::RefCell<Quantized> = std::cell::RefCell::new(Quantized::default());
+}
+
+/// `y = x·W + bias` with `x` `[m, k]`, `y` `[m, n]` and `W` `[k, n]` stored as int8 panels
+/// (see the module docs) with `scales` one per panel column. On all threads.
+#[allow(clippy::too_many_arguments)]
+pub fn linear(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[Q8],
+    scales: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    n: usize,
+) {
+    linear_on(detected(), x, m, k, w, scales, bias, y, n)
+}
+
+/// Whether this CPU has AVX-512 VNNI (and AVX-512BW), which the fast int8 kernel needs.
+pub fn vnni() -> bool {
+    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VNNI.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
+/// `linear` on a chosen ISA (AVX-512 means the VNNI kernel when the CPU has it), for tests
+/// and benchmarks. Every ISA gives the same bits.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_on(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[Q8],
+    scales: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    n: usize,
+) {
+    let panels = n.div_ceil(NR);
+    let kp = padded_depth(k);
+    assert_eq!(
+        w.len(),
+        panels_len(k, n),
+        "W is not {k} x {n} in int8 panels"
+    );
+    assert_eq!(
+        scales.len(),
+        panels * NR,
+        "scales are not one per panel column"
+    );
+    assert!(
+        x.len() == m * k && y.len() == m * n,
+        "x or y is not [m, k] / [m, n]"
+    );
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "bias is not [n]");
+    }
+    if m == 0 || n == 0 {
+        return;
+    }
+    let blocks = k.div_ceil(QBLOCK);
+    QUANTIZED.with(|qz| {
+        let mut qz = qz.borrow_mut();
+        let qz = &mut *qz;
+        if qz.xq.len() < m * kp {
+            qz.xq.resize(m * kp, 0);
+        }
+        if qz.scales.len() < m * blocks {
+            qz.scales.resize(m * blocks, 0.0);
+            qz.offsets.resize(m * blocks, 0);
+        }
+        let (xq, xs, xo) = (
+            &mut qz.xq[..m * kp],
+            &mut qz.scales[..m * blocks],
+            &mut qz.offsets[..m * blocks],
+        );
+        quantize_rows(isa, x, m, k, xq, xs, xo);
+        let a = Rows {
+            xq,
+            scales: xs,
+            offsets: xo,
+            kp,
+            blocks,
+        };
+        // As `gemm::linear`: each thread brings its share of memory bandwidth.
+        let t = crate::threads()
+            .min(panels)
+            .min((m * n * k / (1 << 16)).max(1));
+        let yp = crate::SendPtr(y.as_mut_ptr());
+        let fast = isa == Isa::Avx512 && vnni();
+        crate::gemm::for_panel_ranges(panels, t, |p0, p1| {
+            if fast {
+                // SAFETY: this task writes only columns `p0·NR .. min(p1·NR, n)` of `y`'s m
+                // rows, disjoint from every other task's, and `y` (m·n elements, checked
+                // above) stays mutably borrowed until all tasks return; `w`, `scales` and
+                // `a` hold every panel and row (checked above); the CPU has VNNI.
+                unsafe { vnni_columns(&a, m, w, scales, bias, yp.get(), n, p0, p1) }
+            } else {
+                for r in 0..m {
+                    let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
+                    debug_assert!(r < m && j1 <= n);
+                    // SAFETY: row `r`'s columns `j0..j1` are inside `y` (`r < m`, `j1 ≤ n`)
+                    // and only this task touches them (as above).
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(yp.get().add(r * n + j0), j1 - j0)
+                    };
+                    let (xq, xs, xo) = (
+                        &a.xq[r * kp..(r + 1) * kp],
+                        &a.scales[r * blocks..(r + 1) * blocks],
+                        &a.offsets[r * blocks..(r + 1) * blocks],
+                    );
+                    let wp = &w[p0 * kp * NR..p1 * kp * NR];
+                    let sc = &scales[j0..p1 * NR];
+                    let b = bias.map(|b| &b[j0..j1]);
+                    panel_row(isa, xq, xs, xo, wp, sc, b, out);
+                }
+            }
+        });
+    })
+}
+
+/// Quantizes `m` rows of `x` (threaded when there are many).
+fn quantize_rows(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    xq: &mut [i8],
+    xs: &mut [f32],
+    xo: &mut [i32],
+) {
+    let (kp, blocks) = (padded_depth(k), k.div_ceil(QBLOCK));
+    let one = |r: usize, xq: &mut [i8], xs: &mut [f32], xo: &mut [i32]| {
+        quantize_row(isa, &x[r * k..(r + 1) * k], xq, xs, xo)
+    };
+    if m * k < 1 << 16 || crate::threads() <= 1 {
+        for r in 0..m {
+            one(
+                r,
+                &mut xq[r * kp..(r + 1) * kp],
+                &mut xs[r * blocks..(r + 1) * blocks],
+                &mut xo[r * blocks..(r + 1) * blocks],
+            );
+        }
+        return;
+    }
+    // Threads take whole rows; the per-row scales go in place through raw parts.
+    let (sp, op) = (
+        crate::SendPtr(xs.as_mut_ptr()),
+        crate::SendPtr(xo.as_mut_ptr()),
+    );
+    crate::for_each_part(xq, kp, |r, row| {
+        debug_assert!(r < m);
+        // SAFETY: part `r < m` owns blocks `r·blocks .. (r + 1)·blocks` of `xs` and `xo`
+        // (each `m·blocks` long), disjoint from every other part's, and both stay mutably
+        // borrowed until `for_each_part` returns.
+        let (s, o) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(sp.get().add(r * blocks), blocks),
+                std::slice::from_raw_parts_mut(op.get().add(r * blocks), blocks),
+            )
+        };
+        one(r, row, s, o)
+    });
+}
+
+/// Quantized activations of all rows.
+struct Rows<'a> {
+    xq: &'a [i8],
+    scales: &'a [f32],
+    offsets: &'a [i32],
+    /// Bytes per row of `xq` (the padded depth).
+    kp: usize,
+    /// Blocks per row.
+    blocks: usize,
+}
+
+/// One row (`xq`, with its blocks' `xscales` and `xoffsets`) against the panels in `w`
+/// without VNNI: exact integer sums per block, then the same f32 steps as the VNNI kernel.
+#[inline(always)]
+fn panel_row_body(
+    xq: &[i8],
+    xscales: &[f32],
+    xoffsets: &[i32],
+    w: &[Q8],
+    scales: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let kp = xq.len();
+    for (t, panel) in w.chunks_exact(kp * NR).enumerate() {
+        let mut sums = [0f32; NR];
+        for (b, (&s, &o)) in xscales.iter().zip(xoffsets).enumerate() {
+            let (q0, q1) = (b * QBLOCK / 4, ((b + 1) * QBLOCK).min(kp) / 4);
+            let mut acc = [0i32; NR];
+            for q in q0..q1 {
+                let xs = &xq[4 * q..4 * q + 4];
+                let wq = &panel[q * 4 * NR..(q + 1) * 4 * NR];
+                for (a, wj) in acc.iter_mut().zip(wq.chunks_exact(4)) {
+                    *a += wj[0].0 as i32 * xs[0] as i32
+                        + wj[1].0 as i32 * xs[1] as i32
+                        + wj[2].0 as i32 * xs[2] as i32
+                        + wj[3].0 as i32 * xs[3] as i32;
+                }
+            }
+            for (sum, a) in sums.iter_mut().zip(acc) {
+                *sum = s.mul_add((a - o) as f32, *sum);
+            }
+        }
+        let end = ((t + 1) * NR).min(out.len());
+        for (j, v) in out[t * NR..end].iter_mut().enumerate() {
+            let sw = scales[t * NR + j];
+            *v = match bias {
+                Some(b) => sums[j].mul_add(sw, b[t * NR + j]),
+                None => sums[j] * sw,
+            };
+        }
+    }
+}
+
+crate::vmath::isa_kernel!(
+    /// One row of `linear` without VNNI (`out` holds the panels' columns, the last panel
+    /// possibly partial).
+    panel_row => panel_row_body(xq: &[i8], xscales: &[f32], xoffsets: &[i32], w: &[Q8], scales: &[f32], bias: Option<&[f32]>, out: &mut [f32])
+);
+
+/// Rows of the VNNI micro-kernel: 4 rows × 3 vectors of sums, twice (the block's integer
+/// sums and the row's f32 sums), in 24 of the 32 registers.
+const QMR: usize = 4;
+/// Panels whose weights stay in L2 while every row strip passes over them.
+const GROUP_BYTES: usize = 256 << 10;
+
+/// Panels `p0..p1` of `linear` on this thread with the VNNI kernel.
+///
+/// # Safety
+/// `y` points at `m·n` floats of which no other thread accesses columns `p0·NR..p1·NR`;
+/// the CPU has AVX-512F, AVX-512BW and VNNI; `a` holds `m` rows; `w` and `scales` hold the
+/// panels `p0..p1`; a bias has `n` elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn vnni_columns(
+    a: &Rows,
+    m: usize,
+    w: &[Q8],
+    scales: &[f32],
+    bias: Option<&[f32]>,
+    y: *mut f32,
+    n: usize,
+    p0: usize,
+    p1: usize,
+) {
+    let kp = a.kp;
+    let group = (GROUP_BYTES / (kp * NR)).max(1);
+    for g0 in (p0..p1).step_by(group) {
+        let g1 = (g0 + group).min(p1);
+        for i0 in (0..m).step_by(QMR) {
+            let rows = (m - i0).min(QMR);
+            for t in g0..g1 {
+                let col = t * NR;
+                let cols = (n - col).min(NR);
+                debug_assert!(i0 + rows <= m && col + cols <= n);
+                debug_assert!((t + 1) * kp * NR <= w.len() && (t + 1) * NR <= scales.len());
+                debug_assert!(bias.is_none_or(|b| col + cols <= b.len()));
+                debug_assert!((i0 + rows) * kp <= a.xq.len());
+                debug_assert!((i0 + rows) * a.blocks <= a.scales.len());
+                let tile = Tile {
+                    xq: a.xq[i0 * kp..].as_ptr(),
+                    scales: a.scales[i0 * a.blocks..].as_ptr(),
+                    offsets: a.offsets[i0 * a.blocks..].as_ptr(),
+                    kp,
+                    blocks: a.blocks,
+                    w: w[t * kp * NR..].as_ptr().cast::<u8>(),
+                    sw: scales[col..].as_ptr(),
+                    bias: bias.map_or(std::ptr::null(), |b| b[col..].as_ptr()),
+                    // SAFETY: row `i0 < m`, column `col < n`: inside `y` (caller).
+                    y: unsafe { y.add(i0 * n + col) },
+                    ldy: n,
+                    cols,
+                };
+                // SAFETY: rows `i0..i0 + rows` of `a` and `y`, panel `t`, its scales and
+                // `cols ≤ NR` columns of bias and `y` are in bounds (checked above); the
+                // columns are this task's (caller); the CPU has VNNI (caller).
+                unsafe {
+                    match rows {
+                        4 => vnni_tile::<4>(tile),
+                        3 => vnni_tile::<3>(tile),
+                        2 => vnni_tile::<2>(tile),
+                        _ => vnni_tile::<1>(tile),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What one micro-kernel call reads and writes.
+#[derive(Clone, Copy)]
+struct Tile {
+    /// First row's quantized activations (`kp` bytes per row) and per-block scales and
+    /// offsets (`blocks` per row).
+    xq: *const i8,
+    scales: *const f32,
+    offsets: *const i32,
+    kp: usize,
+    blocks: usize,
+    /// The panel (`kp / 4` quads of `4·NR` bytes) and its `NR` column scales.
+    w: *const u8,
+    sw: *const f32,
+    /// `cols` bias elements, or null.
+    bias: *const f32,
+    /// First row's first output, `ldy` floats per row, `cols ≤ NR` of them.
+    y: *mut f32,
+    ldy: usize,
+    cols: usize,
+}
+
+/// `R` rows × one panel: `y = sw ⊙ Σ_b s_b·(Σ (wq + 128)·xq − 128·Σ xq) + bias`.
+///
+/// # Safety
+/// The CPU has AVX-512F, AVX-512BW and VNNI; `t` describes `R` readable rows, a whole
+/// panel and `cols ≤ NR` writable outputs per row (see `Tile`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn vnni_tile<const R: usize>(t: Tile) {
+    use std::arch::x86_64::*;
+    debug_assert!((1..=NR).contains(&t.cols) && t.kp.is_multiple_of(4));
+    let mut sums = [[_mm512_setzero_ps(); 3]; R];
+    for b in 0..t.blocks {
+        let (q0, q1) = (b * QBLOCK / 4, ((b + 1) * QBLOCK).min(t.kp) / 4);
+        let mut acc = [[_mm512_setzero_si512(); 3]; R];
+        for q in q0..q1 {
+            // SAFETY: quad `q < kp / 4` of the panel is `4·NR` = 3 × 64 bytes at `q·4·NR`;
+            // row `i < R` has `kp` bytes from `i·kp`, of which `4q..4q + 4` (caller).
+            unsafe {
+                let wq = t.w.add(q * 4 * NR);
+                let w0 = _mm512_loadu_si512(wq.cast());
+                let w1 = _mm512_loadu_si512(wq.add(64).cast());
+                let w2 = _mm512_loadu_si512(wq.add(128).cast());
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x4 = t.xq.add(i * t.kp + 4 * q).cast::<i32>().read_unaligned();
+                    let xb = _mm512_set1_epi32(x4);
+                    acc[0] = _mm512_dpbusd_epi32(acc[0], w0, xb);
+                    acc[1] = _mm512_dpbusd_epi32(acc[1], w1, xb);
+                    acc[2] = _mm512_dpbusd_epi32(acc[2], w2, xb);
+                }
+            }
+        }
+        for (i, (acc, sums)) in acc.iter().zip(sums.iter_mut()).enumerate() {
+            // SAFETY: block `b < blocks` of row `i < R` (caller).
+            let (s, o) = unsafe {
+                (
+                    _mm512_set1_ps(*t.scales.add(i * t.blocks + b)),
+                    _mm512_set1_epi32(*t.offsets.add(i * t.blocks + b)),
+                )
+            };
+            for (sum, &a) in sums.iter_mut().zip(acc) {
+                *sum = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_sub_epi32(a, o)), *sum);
+            }
+        }
+    }
+    let mask = |v: usize| -> __mmask16 {
+        let live = t.cols.saturating_sub(16 * v).min(16);
+        ((1u32 << live) - 1) as __mmask16
+    };
+    for v in 0..3 {
+        let mv = mask(v);
+        if mv == 0 {
+            continue;
+        }
+        // SAFETY: lanes under the mask are columns `16v + l < cols`: scale and bias
+        // elements that exist, outputs of rows `i < R` that are writable (caller).
+        unsafe {
+            let sw = _mm512_maskz_loadu_ps(mv, t.sw.add(16 * v));
+            let bias = if t.bias.is_null() {
+                None
+            } else {
+                Some(_mm512_maskz_loadu_ps(mv, t.bias.add(16 * v)))
+            };
+            for (i, sums) in sums.iter().enumerate() {
+                let out = match bias {
+                    Some(b) => _mm512_fmadd_ps(sums[v], sw, b),
+                    None => _mm512_mul_ps(sums[v], sw),
+                };
+                _mm512_mask_storeu_ps(t.y.add(i * t.ldy + 16 * v), mv, out);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn vnni_tile<const R: usize>(_: Tile) {
+    unreachable!("the VNNI kernel is x86_64-only")
+}
+
+/// Row `r` of a `[rows, width]` table stored transposed in int8 panels (the tied LM head's
+/// weight, `width` deep): `out[p] = wq[p, r] · scales[r]`.
+pub fn gather_row(w: &[Q8], scales: &[f32], rows: usize, width: usize, r: usize, out: &mut [f32]) {
+    assert!(r < rows && out.len() == width && w.len() == panels_len(width, rows));
+    let s = scales[r];
+    for (p, o) in out.iter_mut().enumerate() {
+        *o = (w[panel_index(width, p, r)].0 as i32 - 128) as f32 * s;
+    }
+}
+
+/// `values` (a `[k, n]` row-major matrix already on a column's int8 grid, `q[p·n + j]`) in
+/// int8 panels: for the compiler and tests.
+pub fn pack(q: &[i8], k: usize, n: usize) -> Vec<Q8> {
+    assert_eq!(q.len(), k * n);
+    let mut out = vec![Q8(128); panels_len(k, n)];
+    for p in 0..k {
+        for j in 0..n {
+            out[panel_index(k, p, j)] = Q8((q[p * n + j] as i32 + 128) as u8);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_data::rand_vec;
+
+    /// A random int8 weight on a column grid, its scales (padded) and the f32 matrix.
+    fn weight(k: usize, n: usize, seed: &mut u64) -> (Vec<i8>, Vec<f32>) {
+        let q: Vec<i8> = rand_vec(k * n, seed)
+            .iter()
+            .map(|v| (v * 127.0).round().clamp(-127.0, 127.0) as i8)
+            .collect();
+        let scales: Vec<f32> = (0..n.div_ceil(NR) * NR)
+            .map(|j| 0.01 + 0.001 * (j % 7) as f32)
+            .collect();
+        (q, scales)
+    }
+
+    #[test]
+    fn quantized_blocks_round_to_even_within_half_a_step() {
+        let x = [0.0, 1.0, -2.0, 0.5, 127.0 / 254.0 * 2.0, 3.0];
+        let mut q = [0i8; 6];
+        let (s, sum) = quantize_block(&x, &mut q);
+        assert_eq!(s, 3.0 / 127.0);
+        assert_eq!(q[5], 127);
+        assert_eq!(q[2], -85); // -84.67
+        assert_eq!(sum, q.iter().map(|&v| v as i32).sum::<i32>());
+        for (&v, &r) in x.iter().zip(&q) {
+            assert!((v - r as f32 * s).abs() <= s / 2.0 * 1.0001);
+        }
+        assert_eq!(quantize_block(&[0.0; 4], &mut [1; 4]), (0.0, 0));
+    }
+
+    #[test]
+    fn every_isa_gives_the_same_bits_and_matches_the_dequantized_reference() {
+        let mut seed = 5;
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (1, 768, 100),
+            (3, 70, 48),
+            (5, 130, 97),
+            (9, 64, 200),
+            (1, 3072, 50),
+        ] {
+            let mut x = rand_vec(m * k, &mut seed);
+            x[0] *= 40.0; // an outlier in the first block
+            let (q, scales) = weight(k, n, &mut seed);
+            let w = pack(&q, k, n);
+            let b = rand_vec(n, &mut seed);
+            // The reference: quantize the rows as the kernel does, then f64 sums.
+            let kp = padded_depth(k);
+            let blocks = k.div_ceil(QBLOCK);
+            let mut want = vec![0f64; m * n];
+            for r in 0..m {
+                let (mut xq, mut xs, mut xo) = (vec![0i8; kp], vec![0f32; blocks], vec![0; blocks]);
+                quantize_row(
+                    Isa::Scalar,
+                    &x[r * k..(r + 1) * k],
+                    &mut xq,
+                    &mut xs,
+                    &mut xo,
+                );
+                for j in 0..n {
+                    let mut acc = 0f64;
+                    for p in 0..k {
+                        let xv = xq[p] as f64 * xs[p / QBLOCK] as f64;
+                        acc += xv * q[p * n + j] as f64 * scales[j] as f64;
+                    }
+                    want[r * n + j] = acc + b[j] as f64;
+                }
+            }
+            for bias in [None, Some(&b[..])] {
+                let mut first: Option<Vec<f32>> = None;
+                for &isa in crate::gemv::available() {
+                    for threads in [1, 2] {
+                        crate::set_threads(threads);
+                        let mut got = vec![f32::NAN; m * n];
+                        linear_on(isa, &x, m, k, &w, &scales, bias, &mut got, n);
+                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                            let w = w - if bias.is_some() { 0.0 } else { b[i % n] as f64 };
+                            let tol = 1e-5 * (k as f64).sqrt() * w.abs().max(1.0);
+                            assert!(
+                                (*g as f64 - w).abs() <= tol,
+                                "{isa:?} {m}x{k}x{n}: {g} vs {w}"
+                            );
+                        }
+                        match &first {
+                            None => first = Some(got),
+                            Some(f) => assert!(
+                                f.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                                "{isa:?} on {threads} threads differs from the first run, {m}x{k}x{n}"
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gathered_rows_are_the_dequantized_columns() {
+        let mut seed = 9;
+        let (width, rows) = (70, 100);
+        let (q, scales) = weight(width, rows, &mut seed);
+        let w = pack(&q, width, rows);
+        let mut out = vec![0f32; width];
+        for r in [0, 47, 48, 99] {
+            gather_row(&w, &scales, rows, width, r, &mut out);
+            for p in 0..width {
+                assert_eq!(out[p], q[p * rows + r] as f32 * scales[r]);
+            }
+        }
+    }
+}
