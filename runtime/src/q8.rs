@@ -212,7 +212,12 @@ pub fn linear_on(
                     let wp = &w[p0 * kp * NR..p1 * kp * NR];
                     let sc = &scales[j0..p1 * NR];
                     let b = bias.map(|b| &b[j0..j1]);
-                    panel_row(isa, xq, xs, xo, wp, sc, b, out);
+                    if isa != Isa::Scalar && crate::gemv::available().contains(&Isa::Avx2) {
+                        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                        unsafe { avx2_panel_row(xq, xs, wp, sc, b, out) }
+                    } else {
+                        panel_row(isa, xq, xs, xo, wp, sc, b, out);
+                    }
                 }
             }
         });
@@ -319,10 +324,86 @@ fn panel_row_body(
 }
 
 crate::vmath::isa_kernel!(
-    /// One row of `linear` without VNNI (`out` holds the panels' columns, the last panel
-    /// possibly partial).
+    /// One row of `linear` in portable code (`out` holds the panels' columns, the last
+    /// panel possibly partial).
     panel_row => panel_row_body(xq: &[i8], xscales: &[f32], xoffsets: &[i32], w: &[Q8], scales: &[f32], bias: Option<&[f32]>, out: &mut [f32])
 );
+
+/// One row of `linear` with AVX2 (no VNNI): per quad and 8 columns, the weights' signs are
+/// moved onto the activations' magnitudes (`vpsignb`), so `vpmaddubsw` multiplies an
+/// unsigned by a signed byte without saturating (|x|·|w| ≤ 127·127, two per 16-bit lane),
+/// and `vpmaddwd` by ones adds the pairs. The sums are the same integers as the VNNI
+/// kernel's, scaled by the same f32 steps.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_panel_row(
+    xq: &[i8],
+    xscales: &[f32],
+    w: &[Q8],
+    scales: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let kp = xq.len();
+    assert!(w.len().is_multiple_of(kp * NR) && scales.len() >= w.len() / kp);
+    assert!(out.len() <= w.len() / kp && bias.is_none_or(|b| b.len() == out.len()));
+    let ones = _mm256_set1_epi16(1);
+    let flip = _mm256_set1_epi8(-128);
+    for (t, panel) in w.chunks_exact(kp * NR).enumerate() {
+        let mut sums = [_mm256_setzero_ps(); NR / 8];
+        for (b, &s) in xscales.iter().enumerate() {
+            let (q0, q1) = (b * QBLOCK / 4, ((b + 1) * QBLOCK).min(kp) / 4);
+            let mut acc = [_mm256_setzero_si256(); NR / 8];
+            for q in q0..q1 {
+                let x4 = i32::from_le_bytes(std::array::from_fn(|i| xq[4 * q + i] as u8));
+                let xb = _mm256_set1_epi32(x4);
+                let xabs = _mm256_abs_epi8(xb);
+                let wq = &panel[q * 4 * NR..(q + 1) * 4 * NR];
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: `wq` holds 4·NR = 6 × 32 bytes; chunk `c < 6` is in it.
+                    let wu = unsafe { _mm256_loadu_si256(wq.as_ptr().add(32 * c).cast()) };
+                    // Offset binary to two's complement, then the activations' signs.
+                    let ws = _mm256_sign_epi8(_mm256_xor_si256(wu, flip), xb);
+                    let pairs = _mm256_maddubs_epi16(xabs, ws);
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(pairs, ones));
+                }
+            }
+            let sv = _mm256_set1_ps(s);
+            for (sum, &a) in sums.iter_mut().zip(&acc) {
+                *sum = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(a), *sum);
+            }
+        }
+        let mut row = [0f32; NR];
+        for (c, &sum) in sums.iter().enumerate() {
+            // SAFETY: `row` holds NR = 6 × 8 floats and `c < 6`.
+            unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(8 * c), sum) };
+        }
+        let end = ((t + 1) * NR).min(out.len());
+        for (j, o) in out[t * NR..end].iter_mut().enumerate() {
+            let sw = scales[t * NR + j];
+            *o = match bias {
+                Some(bv) => row[j].mul_add(sw, bv[t * NR + j]),
+                None => row[j] * sw,
+            };
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn avx2_panel_row(
+    _: &[i8],
+    _: &[f32],
+    _: &[Q8],
+    _: &[f32],
+    _: Option<&[f32]>,
+    _: &mut [f32],
+) {
+    unreachable!("AVX2 is x86_64-only")
+}
 
 /// Rows of the VNNI micro-kernel: 4 rows × 3 vectors of sums, twice (the block's integer
 /// sums and the row's f32 sums), in 24 of the 32 registers.
