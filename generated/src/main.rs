@@ -505,6 +505,17 @@ fn info() {
         WEIGHT_BYTES,
         WEIGHT_BYTES as f64 / 1e6
     );
+    let isa = match gpt2rt::gemv::detected() {
+        gpt2rt::gemv::Isa::Avx512 => "AVX-512",
+        gpt2rt::gemv::Isa::Avx2 => "AVX2+FMA",
+        gpt2rt::gemv::Isa::Scalar => "portable (no AVX2)",
+    };
+    let int8 = match (gpt2::WEIGHT_FORMAT, gpt2rt::q8::vnni()) {
+        ("q8", true) => ", int8 products with AVX-512 VNNI",
+        ("q8", false) => ", int8 products without VNNI",
+        _ => "",
+    };
+    outln!(o, "kernels    {isa}{int8}");
     outln!(
         o,
         "arena      {} bytes of activations",
