@@ -66,7 +66,7 @@ enum Cmd {
         /// Tokens to decode after the prompt.
         #[arg(long, default_value_t = 56)]
         gen: usize,
-        /// Full-forward runs to time (the median is reported).
+        /// Full-forward runs to time (the median is reported); 0 skips the full forward.
         #[arg(long, default_value_t = 3)]
         runs: usize,
         /// Profile the full-forward runs (per layer, op and node; stderr).
@@ -390,31 +390,28 @@ fn bench(
     runner.next_logits(&prompt)?;
     let prefill_warm = t2.elapsed().as_secs_f64();
     let full: Vec<u32> = (0..ctx).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
-    let mut times = Vec::new();
+    // The median of `runs` timed full forwards of `ids` (None when `runs` is 0).
+    let mut median = |ids: &[u32]| -> Result<Option<f64>, String> {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let t = Instant::now();
+            runner.eval(ids)?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times.get(times.len() / 2).copied())
+    };
     if profile {
         gpt2rt::profile::enable(gpt2::PROFILE.len());
     }
-    for _ in 0..runs.max(1) {
-        let t = Instant::now();
-        runner.eval(&full)?;
-        times.push(t.elapsed().as_secs_f64());
-    }
+    let full_s = median(&full)?;
     if profile {
-        eprintln!("full forward, {} run(s):", runs.max(1));
+        eprintln!("full forward, {runs} run(s):");
         eprint!("{}", gpt2rt::profile::report(gpt2::PROFILE));
     }
-    times.sort_by(f64::total_cmp);
-    let full_s = times[times.len() / 2];
     // The full forward of a 128-token sequence too (every row's logits), when it fits.
     let full_128 = if ctx >= 128 {
-        let mut t128 = Vec::new();
-        for _ in 0..runs.max(1) {
-            let t = Instant::now();
-            runner.eval(&full[..128])?;
-            t128.push(t.elapsed().as_secs_f64());
-        }
-        t128.sort_by(f64::total_cmp);
-        Some(t128[t128.len() / 2])
+        median(&full[..128])?
     } else {
         None
     };
@@ -438,12 +435,12 @@ fn bench(
         prompt_len,
         prompt_len + gen
     );
-    outln!(
-        o,
-        "full        [1,1,{ctx}] forward in {:.3} s (median of {})",
-        full_s,
-        times.len()
-    );
+    if let Some(t) = full_s {
+        outln!(
+            o,
+            "full        [1,1,{ctx}] forward in {t:.3} s (median of {runs})"
+        );
+    }
     if let Some(t) = full_128 {
         outln!(
             o,
@@ -452,9 +449,12 @@ fn bench(
         );
     }
     outln!(o, "first token {:.3} s after process start", first_token);
+    let full_json = full_s.map_or(String::new(), |t| {
+        format!(",\"full_forward_len\":{ctx},\"full_forward_s\":{t:.6}")
+    });
     let full_128_json =
         full_128.map_or(String::new(), |t| format!(",\"full_forward_128_s\":{t:.6}"));
-    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3},\"full_forward_len\":{ctx},\"full_forward_s\":{full_s:.6},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{}}}",
+    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3}{full_json},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{}}}",
         prompt_len as f64 / prefill,
         1e3 / ms_per_token,
         gpt2::INCREMENTAL
