@@ -172,23 +172,7 @@ pub fn linear_on<E: PanelElem>(
         panels * k * NR,
         "W is not {k} x {n} in {NR}-column panels"
     );
-    assert!(
-        x.len() == m * k && y.len() == m * n,
-        "x or y is not [m, k] / [m, n]"
-    );
-    if let Some(b) = bias {
-        assert_eq!(b.len(), n, "bias is not [n]");
-    }
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        for row in y.chunks_exact_mut(n) {
-            match bias {
-                Some(b) => row.copy_from_slice(b),
-                None => row.fill(0.0),
-            }
-        }
+    if !linear_operands(x, m, k, bias, y, n) {
         return;
     }
     // Decoding reads every weight once per token: split even small products, since each
@@ -238,6 +222,39 @@ pub fn linear_on<E: PanelElem>(
             }
         }
     });
+}
+
+/// Checks a Linear's `x` `[m, k]`, `y` `[m, n]` and bias `[n]`; when the product is
+/// empty (no rows, columns or depth), writes its result (the bias, or zeros) and returns
+/// false.
+pub(crate) fn linear_operands(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    n: usize,
+) -> bool {
+    assert!(
+        x.len() == m * k && y.len() == m * n,
+        "x or y is not [m, k] / [m, n]"
+    );
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "bias is not [n]");
+    }
+    if m == 0 || n == 0 {
+        return false;
+    }
+    if k == 0 {
+        for row in y.chunks_exact_mut(n) {
+            match bias {
+                Some(b) => row.copy_from_slice(b),
+                None => row.fill(0.0),
+            }
+        }
+        return false;
+    }
+    true
 }
 
 /// Packs `B` `[k, n]` (element (p, j) at `b[p·rs + j·cs]`) into column panels of `k` rows
