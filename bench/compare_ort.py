@@ -149,14 +149,15 @@ def ort_full_forward(zoo, L, runs):
 
 def ort_naive_generation(zoo, P, G):
     """Zoo-README style greedy generation without a KV cache, timed like `gpt2 bench`:
-    prefill = one run on the P prompt tokens, decode = G more runs on P+1 .. P+G tokens."""
+    prefill = one run on the P prompt tokens, decode = G more runs on P+1 .. P+G tokens.
+    Returns (prefill s, decode s/token, the G+1 greedy tokens)."""
     ids = prompt_ids(P, zoo.vocab)
     prefill, tok = timed(zoo.next_token, ids)
     ids.append(tok)
     t = time.perf_counter()
     for _ in range(G):
         ids.append(zoo.next_token(ids))
-    return prefill, (time.perf_counter() - t) / max(G, 1)
+    return prefill, (time.perf_counter() - t) / max(G, 1), ids[P:]
 
 
 NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
@@ -165,7 +166,8 @@ NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(
 
 def ort_kv_generation(path, threads, P, G, vocab):
     """A KV-cache export: input_ids, optional attention_mask / position_ids / use_cache_branch,
-    past* inputs (fed back from the present* outputs in declared order), logits as output 0."""
+    past* inputs (fed back from the present* outputs in declared order), logits as output 0.
+    Returns (prefill s, decode s/token, the G+1 greedy tokens)."""
     sess = make_session(path, threads)
     ins = {i.name: i for i in sess.get_inputs()}
     outs = [o.name for o in sess.get_outputs()]
@@ -204,10 +206,12 @@ def ort_kv_generation(path, threads, P, G, vocab):
     ids = prompt_ids(P, vocab)
     step(ids, empty, 0)  # warm-up
     prefill, (tok, past) = timed(step, ids, empty, 0)
+    toks = [tok]
     t = time.perf_counter()
     for i in range(G):
         tok, past = step([tok], past, P + i)
-    return prefill, (time.perf_counter() - t) / max(G, 1)
+        toks.append(tok)
+    return prefill, (time.perf_counter() - t) / max(G, 1), toks
 
 
 # ----------------------------------------------------------------------------- report
@@ -264,6 +268,7 @@ def main():
         sys.exit(f"error: onnxruntime cannot load {args.onnx}: {short(e)}")
     vocab = zoo.vocab
     res = {"session_load_s": load_s, "full_forward_s": {}, "errors": {}}
+    naive_toks = None
 
     log(f"ORT: cold first run on the {P}-token prompt")
     try:
@@ -273,7 +278,7 @@ def main():
 
     log(f"ORT: naive generation (no KV cache), prompt {P}, {G} new tokens")
     try:
-        res["naive_prefill_s"], per_tok = ort_naive_generation(zoo, P, G)
+        res["naive_prefill_s"], per_tok, naive_toks = ort_naive_generation(zoo, P, G)
         res["naive_decode_ms_per_token"] = per_tok * 1e3
         res["naive_decode_tok_s"] = 1.0 / per_tok if per_tok else None
     except Exception as e:
@@ -296,9 +301,12 @@ def main():
     if args.kv_onnx:
         log(f"ORT: KV-cache export {args.kv_onnx}")
         try:
-            pre, per_tok = ort_kv_generation(args.kv_onnx, T, P, G, vocab)
+            pre, per_tok, kv_toks = ort_kv_generation(args.kv_onnx, T, P, G, vocab)
             kv = {"prefill_s": pre, "decode_ms_per_token": per_tok * 1e3,
                   "decode_tok_s": 1.0 / per_tok if per_tok else None}
+            if naive_toks is not None:  # same model => same greedy tokens as the naive run
+                kv["tokens_agree_with_naive"] = sum(a == b for a, b in zip(kv_toks, naive_toks))
+                kv["tokens_compared"] = len(naive_toks)
         except Exception as e:
             kv = {"error": short(e)}
     else:
@@ -345,6 +353,10 @@ def main():
         print("KV-cache export: not given (--kv-onnx PATH), skipped")
     elif "error" in kv:
         print(f"KV-cache export: failed: {kv['error']}")
+    elif "tokens_compared" in kv:
+        n, m = kv["tokens_agree_with_naive"], kv["tokens_compared"]
+        print(f"KV-cache export: greedy tokens agree with ORT naive generation on --onnx: {n}/{m}"
+              + ("" if n == m else "  <-- NOT the same model/configuration?"))
     if ours is None:
         print(f"ours: unavailable: {ours_err}")
     elif match is not True:
