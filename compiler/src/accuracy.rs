@@ -27,10 +27,13 @@ impl std::fmt::Display for Report {
             f,
             "{} weights{}: max |logit difference| {:.4} (logits up to {:.2}), top-1 agreement {}/{} ({:.2}%) over {} sequences",
             self.format.name(),
-            if self.format == WeightFormat::Q8 {
-                format!(" (inputs of Linears int8 per block of {})", gpt2rt::q8::QBLOCK)
-            } else {
-                String::new()
+            match self.format {
+                WeightFormat::Q8 => format!(
+                    " (inputs of Linears int8 per block of {})",
+                    gpt2rt::q8::QBLOCK
+                ),
+                WeightFormat::Bf16 => " (inputs of Linears bf16)".to_string(),
+                _ => String::new(),
             },
             self.max_abs_diff,
             self.max_abs_logit,

@@ -132,10 +132,10 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 contiguous_out(a)?;
                 Some(a)
             }
-            Op::QuantizeRows { .. } => {
+            Op::RoundRows(_) => {
                 let a = ax(0).expect("input has the axis");
                 if a + 1 == out_shape.len() {
-                    return Err(fail("it quantizes along the sequence axis".into()));
+                    return Err(fail("it rounds blocks along the sequence axis".into()));
                 }
                 contiguous_out(a)?;
                 Some(a)

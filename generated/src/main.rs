@@ -510,12 +510,14 @@ fn info() {
         gpt2rt::gemv::Isa::Avx2 => "AVX2+FMA",
         gpt2rt::gemv::Isa::Scalar => "portable (no AVX2)",
     };
-    let int8 = match (gpt2::WEIGHT_FORMAT, gpt2rt::q8::vnni()) {
-        ("q8", true) => ", int8 products with AVX-512 VNNI",
-        ("q8", false) => ", int8 products without VNNI",
+    let products = match gpt2::WEIGHT_FORMAT {
+        "q8" if gpt2rt::q8::vnni() => ", int8 products with AVX-512 VNNI",
+        "q8" => ", int8 products without VNNI",
+        "bf16" if gpt2rt::bf16::dot_instructions() => ", bf16 products with AVX-512 BF16",
+        "bf16" => ", bf16 products widened to f32",
         _ => "",
     };
-    outln!(o, "kernels    {isa}{int8}");
+    outln!(o, "kernels    {isa}{products}");
     outln!(
         o,
         "arena      {} bytes of activations",

@@ -1,13 +1,12 @@
 //! Element types a weight panel may be stored in (chosen at compile time, `GPT2_WEIGHTS`):
-//! f32, bfloat16 and IEEE half, which kernels widen to f32 in registers while streaming
-//! (accumulating in f32), and int8 (`Q8`), which the int8 kernels of `q8` multiply as
-//! integers.
+//! f32 and IEEE half, which `gemm::linear` widens to f32 in registers while streaming
+//! (accumulating in f32); bfloat16 (`Bf16`), which the kernels of `bf16` multiply with
+//! inputs rounded to bf16; and int8 (`Q8`), which the kernels of `q8` multiply as integers.
 
 /// The storage formats, for kernels that pick a load at compile time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     F32,
-    Bf16,
     F16,
 }
 
@@ -50,14 +49,11 @@ impl Bf16 {
     }
 }
 
-impl PanelElem for Bf16 {
-    const KIND: Kind = Kind::Bf16;
+impl Bf16 {
+    /// The exact f32 value.
     #[inline(always)]
-    fn to_f32(self) -> f32 {
+    pub fn to_f32(self) -> f32 {
         f32::from_bits((self.0 as u32) << 16)
-    }
-    fn panel_row(isa: Isa, x: &[f32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32]) {
-        crate::vmath::panel_row_bf16(isa, x, w, bias, out)
     }
 }
 

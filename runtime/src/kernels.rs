@@ -439,7 +439,7 @@ fn matmul_serial(
 }
 
 /// `y = x·W + bias` for `m` rows, `W` `[k, n]` in the compiler's column-panel layout
-/// (`gemm::linear`), stored as f32, bf16 or f16.
+/// (`gemm::linear`), stored as f32 or f16.
 pub fn linear<E: crate::elem::PanelElem>(
     x: &[f32],
     m: usize,
@@ -450,6 +450,19 @@ pub fn linear<E: crate::elem::PanelElem>(
     n: usize,
 ) {
     crate::gemm::linear(x, m, k, w, bias, y, n)
+}
+
+/// `linear` over bf16 panels of row pairs, inputs rounded to bf16 (`bf16::linear`).
+pub fn linear_bf16(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[crate::elem::Bf16],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    n: usize,
+) {
+    crate::bf16::linear(x, m, k, w, bias, y, n)
 }
 
 /// `linear` over int8 panels with a scale per column: activations quantized per row,
@@ -520,6 +533,22 @@ pub fn gather_panels_q8(
     for (&i, o) in ids.iter().zip(out.chunks_exact_mut(width.max(1))) {
         let r = row_index(i, rows)?;
         crate::q8::gather_row(w, scales, rows, width, r, o);
+    }
+    Ok(())
+}
+
+/// `gather_panels` over bf16 panels of row pairs (`bf16`).
+pub fn gather_panels_bf16(
+    w: &[crate::elem::Bf16],
+    rows: usize,
+    width: usize,
+    ids: &[i64],
+    out: &mut [f32],
+) -> Result<(), String> {
+    assert_eq!(out.len(), ids.len() * width);
+    for (&i, o) in ids.iter().zip(out.chunks_exact_mut(width.max(1))) {
+        let r = row_index(i, rows)?;
+        crate::bf16::gather_row(w, rows, width, r, o);
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! - `io`: how a generated model describes its inputs and outputs.
 
 pub mod arena;
+pub mod bf16;
 pub mod elem;
 pub mod gemm;
 pub mod gemv;

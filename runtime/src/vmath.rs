@@ -5,7 +5,7 @@
 //! at run time, like the GEMV). The scalar build of the same source is the fallback and the
 //! twin the SIMD builds are tested against.
 
-use crate::elem::{Bf16, F16};
+use crate::elem::F16;
 use crate::gemv::detected;
 #[cfg(test)]
 use crate::gemv::{available, Isa};
@@ -243,10 +243,6 @@ isa_kernel!(
     /// One row of `gemm::linear` without AVX-512: `out = x·W + bias` over the column panels
     /// in `w` (`out` holds their columns, the last panel possibly partial).
     panel_row => panel_row_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32])
-);
-isa_kernel!(
-    /// `panel_row` over bfloat16 panels.
-    panel_row_bf16 => panel_row_body(x: &[f32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32])
 );
 isa_kernel!(
     /// `panel_row` over half-precision panels.

@@ -12,9 +12,10 @@ use crate::ir::Tensor;
 pub const PANEL: usize = gpt2rt::gemm::NR;
 
 /// How panel-packed (Linear) weights are stored: `GPT2_WEIGHTS=f32|bf16|f16|q8`. The kernels
-/// widen bf16 and f16 to f32 in registers; q8 Linears round their input rows to int8 too
-/// and multiply integers (`gpt2rt::q8`). Everything else (biases, norms, the activations
-/// between Linears) stays f32.
+/// widen f16 to f32 in registers; bf16 Linears round their input rows to bf16 too, so
+/// products are exact (`gpt2rt::bf16`), and q8 Linears round them to int8 and multiply
+/// integers (`gpt2rt::q8`). Everything else (biases, norms, the activations between
+/// Linears) stays f32.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
     #[default]
@@ -69,13 +70,23 @@ impl WeightFormat {
                 values.iter().flat_map(|v| v.to_le_bytes()).collect(),
                 vec![],
             ),
-            WeightFormat::Bf16 => (
-                values
-                    .iter()
-                    .flat_map(|&v| bf16_bits(v).to_le_bytes())
-                    .collect(),
-                vec![],
-            ),
+            WeightFormat::Bf16 => {
+                // Pairs of rows per column (`gpt2rt::bf16`).
+                let kp = gpt2rt::bf16::padded_depth(k);
+                let mut b = vec![0u16; values.len() / k.max(1) * kp];
+                let panels = values
+                    .chunks_exact(k * PANEL)
+                    .zip(b.chunks_exact_mut(kp * PANEL));
+                for (panel, bp) in panels {
+                    for p in 0..k {
+                        for j in 0..PANEL {
+                            bp[gpt2rt::bf16::panel_index(k, p, j)] =
+                                bf16_bits(panel[p * PANEL + j]);
+                        }
+                    }
+                }
+                (b.iter().flat_map(|v| v.to_le_bytes()).collect(), vec![])
+            }
             WeightFormat::F16 => (
                 values
                     .iter()
@@ -173,10 +184,23 @@ pub fn panels_len(k: usize, n: usize) -> usize {
 }
 
 impl WeightFormat {
+    /// How this format's Linear kernels round their input rows, if they do.
+    pub fn input_rounding(self) -> Option<crate::ops::fused::RowRounding> {
+        use crate::ops::fused::RowRounding;
+        match self {
+            WeightFormat::Q8 => Some(RowRounding::Int8 {
+                block: gpt2rt::q8::QBLOCK,
+            }),
+            WeightFormat::Bf16 => Some(RowRounding::Bf16),
+            _ => None,
+        }
+    }
+
     /// Elements of `W [k, n]` in panels of this format (int8 panels pad the depth to quads).
     pub fn panels_len(self, k: usize, n: usize) -> usize {
         match self {
             WeightFormat::Q8 => gpt2rt::q8::panels_len(k, n),
+            WeightFormat::Bf16 => gpt2rt::bf16::panels_len(k, n),
             _ => panels_len(k, n),
         }
     }
@@ -282,6 +306,11 @@ mod tests {
             }
         }
         assert_eq!(WeightFormat::F16.encode_panels(&[1.0], 1).0, [0x00, 0x3c]);
-        assert_eq!(WeightFormat::Bf16.encode_panels(&[1.0], 1).0, [0x80, 0x3f]);
+        // bf16 panels: the depth padded to pairs, each column's two rows together.
+        let b = WeightFormat::Bf16.encode_panels(&[1.0; PANEL], 1).0;
+        assert_eq!(
+            (b.len(), &b[..6]),
+            (4 * PANEL, &[0x80, 0x3f, 0, 0, 0x80, 0x3f][..])
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! the sequence axis: buffers keep their full size (so strides stay constants), offsets and
 //! the row count are run-time values. Without one, every size is a constant.
 
+use super::layout::WeightFormat;
 use super::plan::{data_inputs, is_alias, transposed_weight, Elem, Plan, Storage, WeightLayout};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Tensor, ValueId};
@@ -115,6 +116,15 @@ impl Lowerer<'_> {
 
     fn konst(&self, v: ValueId) -> Option<&Tensor> {
         self.graph.values[v].konst.as_ref()
+    }
+
+    /// The format of `v`'s panels, when it is a weight stored in panels.
+    fn panel_format(&self, v: ValueId) -> Option<WeightFormat> {
+        let Some(Storage::Weight(i)) = self.plan.storage[v] else {
+            return None;
+        };
+        let w = &self.plan.weights[i];
+        w.panels.map(|_| w.format)
     }
 
     /// `w.<field>_scales` when `v` is stored as q8 panels.
@@ -338,6 +348,8 @@ impl Lowerer<'_> {
                     if self.plan.weights[w].layout == WeightLayout::PanelsOfTranspose);
                 if let Some(scales) = self.q8_scales(data[0]) {
                     quote!(kernels::gather_panels_q8(#d, #scales, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
+                } else if of_transpose && self.panel_format(data[0]) == Some(WeightFormat::Bf16) {
+                    quote!(kernels::gather_panels_bf16(#d, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
                 } else if of_transpose {
                     quote!(kernels::gather_panels(#d, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
                 } else {
@@ -458,6 +470,8 @@ impl Lowerer<'_> {
                     Some(Storage::Weight(i)) if self.plan.weights[i].panels.is_some());
                 if let Some(scales) = self.q8_scales(wv) {
                     quote!(kernels::linear_q8(#xa, #ml, #kl, #wt, #scales, #bias, #y, #nl);)
+                } else if self.panel_format(wv) == Some(WeightFormat::Bf16) {
+                    quote!(kernels::linear_bf16(#xa, #ml, #kl, #wt, #bias, #y, #nl);)
                 } else if packed {
                     quote!(kernels::linear(#xa, #ml, #kl, #wt, #bias, #y, #nl);)
                 } else {
@@ -512,9 +526,9 @@ impl Lowerer<'_> {
                     "shape computations must be folded before code generation".into(),
                 ))
             }
-            Op::QuantizeRows { .. } => {
+            Op::RoundRows(_) => {
                 return Err(err(
-                    "QuantizeRows only models the int8 kernels for the interpreter".into(),
+                    "RoundRows only models a weight format's kernels for the interpreter".into(),
                 ))
             }
         };

@@ -360,9 +360,9 @@ fn dtype_tokens(e: Elem) -> TokenStream {
 
 /// `graph` with every weight the generated code stores in panels (`plan::weight_layout`)
 /// rounded to `format` and widened back: the model the generated code computes, for the
-/// reference interpreter to check it against and to measure what a format costs. For q8,
-/// the inputs of those weights' Linears are also rounded as the int8 kernels round them
-/// (`QuantizeRows` nodes).
+/// reference interpreter to check it against and to measure what a format costs. For q8
+/// and bf16, the inputs of those weights' Linears are also rounded as their kernels round
+/// them (`RoundRows` nodes).
 pub fn narrowed(graph: &Graph, format: layout::WeightFormat) -> Graph {
     let mut g = graph.clone();
     if format == layout::WeightFormat::F32 {
@@ -382,15 +382,15 @@ pub fn narrowed(graph: &Graph, format: layout::WeightFormat) -> Graph {
             g.values[v].konst = Some(crate::ir::Tensor::from_vec(t.shape().to_vec(), values));
         }
     }
-    if format == layout::WeightFormat::Q8 {
-        quantize_linear_inputs(&mut g);
+    if let Some(r) = format.input_rounding() {
+        round_linear_inputs(&mut g, r);
     }
     g
 }
 
-/// Puts a `QuantizeRows` node before each Linear whose weight is stored in panels (read
+/// Puts a `RoundRows` node before each Linear whose weight is stored in panels (read
 /// directly, or through the tied transposed view).
-fn quantize_linear_inputs(g: &mut Graph) {
+fn round_linear_inputs(g: &mut Graph, rounding: crate::ops::fused::RowRounding) {
     use crate::ops::Op;
     let producers = g.producers();
     let in_panels = |w: crate::ir::ValueId| {
@@ -411,14 +411,13 @@ fn quantize_linear_inputs(g: &mut Graph) {
         let Some(x) = g.nodes[i].inputs[0] else {
             continue;
         };
-        let name = format!("{}/QuantizeRows", g.nodes[i].name);
+        let name = format!("{}/RoundRows", g.nodes[i].name);
         let ty = g.values[x].ty.clone();
         let xq = g.add_value(name.clone(), ty);
         g.nodes[i].inputs[0] = Some(xq);
-        let block = gpt2rt::q8::QBLOCK;
         let node = crate::ir::Node {
             name,
-            op: Op::QuantizeRows { block },
+            op: Op::RoundRows(rounding),
             inputs: vec![Some(x)],
             outputs: vec![xq],
         };

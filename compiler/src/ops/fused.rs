@@ -57,26 +57,45 @@ pub fn eval_gelu(x: &Tensor) -> OpResult<Vec<Tensor>> {
     )])
 }
 
-/// Each row's blocks of `block` values on their int8 grid: `q · s` with `s = max|x| / 127`
-/// and `q` as the runtime's int8 kernels round it (`gpt2rt::q8::quantize_block`).
-pub fn eval_quantize_rows(block: usize, x: &Tensor) -> OpResult<Vec<Tensor>> {
-    if x.dtype() != DType::F32 || block == 0 {
-        return op_err!("QuantizeRows needs f32 and a block of at least one value");
+/// How `RoundRows` rounds each row (the last axis) of its input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RowRounding {
+    /// Blocks of `block` values on their int8 grid: `q · s` with `s = max|x| / 127` and
+    /// `q` as the runtime's int8 kernels round it (`gpt2rt::q8::quantize_block`).
+    Int8 { block: usize },
+    /// Every value to bfloat16, nearest even (`gpt2rt::elem::Bf16`).
+    Bf16,
+}
+
+pub fn eval_round_rows(r: RowRounding, x: &Tensor) -> OpResult<Vec<Tensor>> {
+    if x.dtype() != DType::F32 {
+        return op_err!("RoundRows needs f32");
     }
     let n = *x.shape().last().unwrap_or(&1);
     let mut v = x.to_vec::<f32>()?;
-    let mut q = vec![0i8; block];
-    for row in v.chunks_mut(n.max(1)) {
-        for b in row.chunks_mut(block) {
-            let (s, _) = gpt2rt::q8::quantize_block(b, &mut q[..b.len()]);
-            b.iter_mut().zip(&q).for_each(|(v, &q)| *v = q as f32 * s);
+    match r {
+        RowRounding::Int8 { block } => {
+            if block == 0 {
+                return op_err!("RoundRows needs a block of at least one value");
+            }
+            let mut q = vec![0i8; block];
+            for row in v.chunks_mut(n.max(1)) {
+                for b in row.chunks_mut(block) {
+                    let (s, _) = gpt2rt::q8::quantize_block(b, &mut q[..b.len()]);
+                    b.iter_mut().zip(&q).for_each(|(v, &q)| *v = q as f32 * s);
+                }
+            }
+        }
+        RowRounding::Bf16 => {
+            use gpt2rt::elem::Bf16;
+            v.iter_mut().for_each(|v| *v = Bf16::from_f32(*v).to_f32());
         }
     }
     Ok(vec![Tensor::from_vec(x.shape().to_vec(), v)])
 }
 
 /// Three flops per element: the block's maximum, a multiply and a rounding.
-pub fn cost_quantize_rows(ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
+pub fn cost_round_rows(ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
     super::Cost {
         flops: 3 * super::out_count(outs),
         bytes: super::traffic(ins, &[0], outs),

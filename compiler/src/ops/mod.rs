@@ -97,12 +97,9 @@ pub enum Op {
     /// `x · W + b` with constant W [K, N] and optional constant b [N] (from
     /// `passes::fuse_linear`).
     Linear,
-    /// What the int8 kernels do to a Linear's input, for the reference interpreter only
-    /// (`codegen::narrowed` adds it before q8 Linears; code generation refuses it): every
-    /// row's blocks of `block` values rounded to int8 steps (`gpt2rt::q8`).
-    QuantizeRows {
-        block: usize,
-    },
+    /// What the kernels of a narrow weight format do to a Linear's input, for the reference
+    /// interpreter only (`codegen::narrowed` adds it; code generation refuses it).
+    RoundRows(fused::RowRounding),
 }
 
 /// ONNX op types (default domain) the importer accepts. `Constant` becomes a constant value.
@@ -195,7 +192,7 @@ impl Op {
             Op::Attention(_) => "Attention",
             Op::LayerNorm { .. } => "LayerNorm",
             Op::Gelu => "Gelu",
-            Op::QuantizeRows { .. } => "QuantizeRows",
+            Op::RoundRows(_) => "RoundRows",
             Op::Linear => "Linear",
         }
     }
@@ -227,7 +224,7 @@ impl Op {
             Op::Softmax { .. } => Ok(vec![owned(float_in(ins, 0)?)]),
             Op::Attention(a) => attention::infer(a, ins),
             Op::LayerNorm { .. } => fused::infer_layer_norm(ins),
-            Op::Gelu | Op::QuantizeRows { .. } => Ok(vec![owned(float_in(ins, 0)?)]),
+            Op::Gelu | Op::RoundRows(_) => Ok(vec![owned(float_in(ins, 0)?)]),
             Op::Linear => linear::infer(ins),
         }?;
         for (_, shape) in &outs {
@@ -262,7 +259,7 @@ impl Op {
             Op::Attention(a) => attention::eval(a, ins),
             Op::LayerNorm { eps } => fused::eval_layer_norm(*eps, ins),
             Op::Gelu => fused::eval_gelu(input(ins, 0)?),
-            Op::QuantizeRows { block } => fused::eval_quantize_rows(*block, input(ins, 0)?),
+            Op::RoundRows(r) => fused::eval_round_rows(*r, input(ins, 0)?),
             Op::Linear => linear::eval(ins),
         }
     }
@@ -321,7 +318,7 @@ impl Op {
             Op::Attention(a) => attention::cost(a, ins, outs),
             Op::LayerNorm { .. } => fused::cost_layer_norm(ins, outs),
             Op::Gelu => fused::cost_gelu(ins, outs),
-            Op::QuantizeRows { .. } => fused::cost_quantize_rows(ins, outs),
+            Op::RoundRows(_) => fused::cost_round_rows(ins, outs),
             Op::Linear => linear::cost(ins, outs),
         }
     }

@@ -1,0 +1,478 @@
+//! The bfloat16 Linear (`GPT2_WEIGHTS=bf16`): weights stored as bf16 by the compiler, and
+//! each input row rounded to bf16 at run time, so every product of a weight and an input is
+//! exact in f32. AVX-512 BF16's `vdpbf16ps` (chosen at run time where the CPU has it) then
+//! does 32 of them per instruction; elsewhere kernels widen both to f32.
+//!
+//! **Weights.** `⌈n / NR⌉` panels of `NR` columns, as in `gemm::linear`, with the depth taken
+//! two rows at a time: pair `q` holds, column by column, the bf16 of rows `2q` and `2q + 1`,
+//! so one 32-bit lane is one column's pair, what `vdpbf16ps` multiplies with a pair of
+//! inputs. The depth is padded to even with zeros.
+//!
+//! **Sums.** For each column and each pair in order, `acc += x[2q+1]·w[2q+1]`, then
+//! `acc += x[2q]·w[2q]`: each product exact, each addition rounded to nearest even, as
+//! `vdpbf16ps` is defined. The widening kernels add in that order with fused multiply-adds
+//! (the same result, the product being exact), so every ISA computes the same bits as long
+//! as no input, weight or partial sum is subnormal (which `vdpbf16ps` flushes to zero).
+
+use crate::elem::Bf16;
+use crate::gemm::NR;
+use crate::gemv::{detected, Isa};
+
+/// The stored depth of a `k`-deep weight: `k` rounded up to whole pairs.
+pub fn padded_depth(k: usize) -> usize {
+    k.next_multiple_of(2)
+}
+
+/// Elements of a `[k, n]` weight in bf16 panels.
+pub fn panels_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * padded_depth(k) * NR
+}
+
+/// Index in the panels of weight `(p, j)` (row `p < k`, column `j < n`) of a `k`-deep matrix.
+pub fn panel_index(k: usize, p: usize, j: usize) -> usize {
+    (j / NR) * padded_depth(k) * NR + (p / 2) * 2 * NR + (j % NR) * 2 + p % 2
+}
+
+/// A `[k, n]` row-major matrix in bf16 panels (rounded to nearest even): for the compiler
+/// and tests.
+pub fn pack(w: &[f32], k: usize, n: usize) -> Vec<Bf16> {
+    assert_eq!(w.len(), k * n);
+    let mut out = vec![Bf16(0); panels_len(k, n)];
+    for p in 0..k {
+        for j in 0..n {
+            out[panel_index(k, p, j)] = Bf16::from_f32(w[p * n + j]);
+        }
+    }
+    out
+}
+
+/// Whether this CPU has AVX-512 BF16 (`vdpbf16ps`).
+pub fn dot_instructions() -> bool {
+    static BF16: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *BF16.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
+thread_local! {
+    /// The caller's rows rounded to bf16 pairs, grown to the largest product seen (no
+    /// allocation per token once warm).
+    static PAIRS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `y = x·W + bias` with `x` `[m, k]`, `y` `[m, n]` and `W` `[k, n]` stored as bf16 panels
+/// (see the module docs). On all threads.
+pub fn linear(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[Bf16],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    n: usize,
+) {
+    linear_on(detected(), x, m, k, w, bias, y, n)
+}
+
+/// One row of `x` as bf16 pairs: lane `q` holds `x[2q]` in its low half and `x[2q + 1]`
+/// in its high half (zero past `x`).
+#[inline(always)]
+fn round_row_body(x: &[f32], pairs: &mut [u32]) {
+    for (q, p) in pairs.iter_mut().enumerate() {
+        let lo = x.get(2 * q).map_or(0, |&v| Bf16::from_f32(v).0) as u32;
+        let hi = x.get(2 * q + 1).map_or(0, |&v| Bf16::from_f32(v).0) as u32;
+        *p = lo | hi << 16;
+    }
+}
+
+crate::vmath::isa_kernel!(
+    /// Rounds one row to bf16 pairs (see `round_row_body`) with the given ISA.
+    round_row => round_row_body(x: &[f32], pairs: &mut [u32])
+);
+
+/// `linear` on a chosen ISA (AVX-512 means `vdpbf16ps` when the CPU has it), for tests and
+/// benchmarks.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_on(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[Bf16],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    n: usize,
+) {
+    let panels = n.div_ceil(NR);
+    let kp = padded_depth(k);
+    assert_eq!(
+        w.len(),
+        panels_len(k, n),
+        "W is not {k} x {n} in bf16 panels"
+    );
+    if !crate::gemm::linear_operands(x, m, k, bias, y, n) {
+        return;
+    }
+    let half = kp / 2;
+    PAIRS.with(|pairs| {
+        let mut pairs = pairs.borrow_mut();
+        if pairs.len() < m * half {
+            pairs.resize(m * half, 0);
+        }
+        let xp = &mut pairs[..m * half];
+        if m * k < 1 << 16 || crate::threads() <= 1 {
+            for (r, row) in xp.chunks_exact_mut(half).enumerate() {
+                round_row(isa, &x[r * k..(r + 1) * k], row);
+            }
+        } else {
+            crate::for_each_part(xp, half, |r, row| {
+                round_row(isa, &x[r * k..(r + 1) * k], row)
+            });
+        }
+        let xp = &*xp;
+        // As `gemm::linear`: each thread brings its share of memory bandwidth.
+        let t = crate::threads()
+            .min(panels)
+            .min((m * n * k / (1 << 16)).max(1));
+        let yp = crate::SendPtr(y.as_mut_ptr());
+        let fast = isa == Isa::Avx512 && dot_instructions();
+        let avx2 = isa != Isa::Scalar && crate::gemv::available().contains(&Isa::Avx2);
+        crate::gemm::for_panel_ranges(panels, t, |p0, p1| {
+            if fast {
+                // SAFETY: this task writes only columns `p0·NR .. min(p1·NR, n)` of `y`'s m
+                // rows, disjoint from every other task's, and `y` (m·n elements, checked
+                // above) stays mutably borrowed until all tasks return; `w` and `xp` hold
+                // every panel and row (checked above); the CPU has AVX-512 BF16.
+                unsafe { dot_columns(xp, m, kp, w, bias, yp.get(), n, p0, p1) }
+                return;
+            }
+            let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
+            let wp = &w[p0 * kp * NR..p1 * kp * NR];
+            let b = bias.map(|b| &b[j0..j1]);
+            for r in 0..m {
+                debug_assert!(r < m && j1 <= n);
+                // SAFETY: row `r`'s columns `j0..j1` are inside `y` (`r < m`, `j1 ≤ n`) and
+                // only this task touches them (as above).
+                let out =
+                    unsafe { std::slice::from_raw_parts_mut(yp.get().add(r * n + j0), j1 - j0) };
+                let row = &xp[r * half..(r + 1) * half];
+                if avx2 {
+                    // SAFETY: the CPU has AVX2 and FMA (checked above).
+                    unsafe { avx2_panel_row(row, wp, b, out) }
+                } else {
+                    panel_row(isa, row, wp, b, out);
+                }
+            }
+        });
+    })
+}
+
+/// The f32 value of the low (`x[2q]`) or high (`x[2q + 1]`) half of a pair.
+#[inline(always)]
+fn low(p: u32) -> f32 {
+    f32::from_bits(p << 16)
+}
+#[inline(always)]
+fn high(p: u32) -> f32 {
+    f32::from_bits(p & 0xffff_0000)
+}
+
+/// One row (as bf16 pairs) against the panels in `w` in portable code.
+#[inline(always)]
+fn panel_row_body(x: &[u32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32]) {
+    let half = x.len();
+    for (t, panel) in w.chunks_exact(2 * half * NR).enumerate() {
+        let mut acc = [0f32; NR];
+        for (&xq, wq) in x.iter().zip(panel.chunks_exact(2 * NR)) {
+            let (x0, x1) = (low(xq), high(xq));
+            for (a, wj) in acc.iter_mut().zip(wq.chunks_exact(2)) {
+                let (w0, w1) = (
+                    f32::from_bits((wj[0].0 as u32) << 16),
+                    f32::from_bits((wj[1].0 as u32) << 16),
+                );
+                *a = x1.mul_add(w1, *a);
+                *a = x0.mul_add(w0, *a);
+            }
+        }
+        let end = ((t + 1) * NR).min(out.len());
+        for (j, o) in out[t * NR..end].iter_mut().enumerate() {
+            *o = acc[j] + bias.map_or(0.0, |b| b[t * NR + j]);
+        }
+    }
+}
+
+crate::vmath::isa_kernel!(
+    /// One row of `linear` in portable code (`out` holds the panels' columns, the last
+    /// panel possibly partial).
+    panel_row => panel_row_body(x: &[u32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32])
+);
+
+/// One row of `linear` with AVX2: each 32-byte load is 8 columns' pairs; shifting the low
+/// halves up and masking the high ones widens them to two f32 vectors.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_panel_row(x: &[u32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let half = x.len();
+    assert!(w.len().is_multiple_of(2 * half * NR) && out.len() <= w.len() / (2 * half));
+    assert!(bias.is_none_or(|b| b.len() == out.len()));
+    let high_mask = _mm256_set1_epi32(0xffff_0000u32 as i32);
+    for (t, panel) in w.chunks_exact(2 * half * NR).enumerate() {
+        let mut acc = [_mm256_setzero_ps(); NR / 8];
+        for (&xq, wq) in x.iter().zip(panel.chunks_exact(2 * NR)) {
+            let (x0, x1) = (_mm256_set1_ps(low(xq)), _mm256_set1_ps(high(xq)));
+            for (c, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: `wq` holds 2·NR bf16 = 6 × 32 bytes; chunk `c < 6` is in it.
+                let v = unsafe { _mm256_loadu_si256(wq.as_ptr().add(16 * c).cast()) };
+                let w0 = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v));
+                let w1 = _mm256_castsi256_ps(_mm256_and_si256(v, high_mask));
+                *acc = _mm256_fmadd_ps(x1, w1, *acc);
+                *acc = _mm256_fmadd_ps(x0, w0, *acc);
+            }
+        }
+        let mut row = [0f32; NR];
+        for (c, &a) in acc.iter().enumerate() {
+            // SAFETY: `row` holds NR = 6 × 8 floats and `c < 6`.
+            unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(8 * c), a) };
+        }
+        let end = ((t + 1) * NR).min(out.len());
+        for (j, o) in out[t * NR..end].iter_mut().enumerate() {
+            *o = row[j] + bias.map_or(0.0, |b| b[t * NR + j]);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn avx2_panel_row(_: &[u32], _: &[Bf16], _: Option<&[f32]>, _: &mut [f32]) {
+    unreachable!("AVX2 is x86_64-only")
+}
+
+/// Rows of the `vdpbf16ps` micro-kernel: 8 rows × 3 vectors of sums in 24 registers.
+const DMR: usize = 8;
+/// Panels whose weights stay in L2 while every row strip passes over them.
+const GROUP_BYTES: usize = 256 << 10;
+
+/// Panels `p0..p1` of `linear` on this thread with `vdpbf16ps`.
+///
+/// # Safety
+/// `y` points at `m·n` floats of which no other thread accesses columns `p0·NR..p1·NR`;
+/// the CPU has AVX-512F and AVX-512 BF16; `x` holds `m` rows of `kp / 2` pairs; `w` holds
+/// panels `p0..p1`; a bias has `n` elements.
+#[allow(clippy::too_many_arguments)]
+unsafe fn dot_columns(
+    x: &[u32],
+    m: usize,
+    kp: usize,
+    w: &[Bf16],
+    bias: Option<&[f32]>,
+    y: *mut f32,
+    n: usize,
+    p0: usize,
+    p1: usize,
+) {
+    let half = kp / 2;
+    let group = (GROUP_BYTES / (2 * kp * NR).max(1)).max(1);
+    for g0 in (p0..p1).step_by(group) {
+        let g1 = (g0 + group).min(p1);
+        for i0 in (0..m).step_by(DMR) {
+            let rows = (m - i0).min(DMR);
+            for t in g0..g1 {
+                let col = t * NR;
+                let cols = (n - col).min(NR);
+                debug_assert!(i0 + rows <= m && col + cols <= n);
+                debug_assert!((t + 1) * kp * NR <= w.len() && (i0 + rows) * half <= x.len());
+                debug_assert!(bias.is_none_or(|b| col + cols <= b.len()));
+                let tile = Tile {
+                    x: x[i0 * half..].as_ptr(),
+                    half,
+                    w: w[t * kp * NR..].as_ptr().cast::<u32>(),
+                    bias: bias.map_or(std::ptr::null(), |b| b[col..].as_ptr()),
+                    // SAFETY: row `i0 < m`, column `col < n`: inside `y` (caller).
+                    y: unsafe { y.add(i0 * n + col) },
+                    ldy: n,
+                    cols,
+                };
+                // SAFETY: rows `i0..i0 + rows` of `x` and `y`, panel `t` and `cols ≤ NR`
+                // columns of bias and `y` are in bounds (checked above); the columns are
+                // this task's (caller); the CPU has AVX-512 BF16 (caller).
+                unsafe {
+                    match rows {
+                        8 => dot_tile::<8>(tile),
+                        7 => dot_tile::<7>(tile),
+                        6 => dot_tile::<6>(tile),
+                        5 => dot_tile::<5>(tile),
+                        4 => dot_tile::<4>(tile),
+                        3 => dot_tile::<3>(tile),
+                        2 => dot_tile::<2>(tile),
+                        _ => dot_tile::<1>(tile),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What one micro-kernel call reads and writes.
+#[derive(Clone, Copy)]
+struct Tile {
+    /// First row's pairs, `half` per row.
+    x: *const u32,
+    half: usize,
+    /// The panel: `half` pairs of `NR` columns, one 32-bit lane each.
+    w: *const u32,
+    /// `cols` bias elements, or null.
+    bias: *const f32,
+    /// First row's first output, `ldy` floats per row, `cols ≤ NR` of them.
+    y: *mut f32,
+    ldy: usize,
+    cols: usize,
+}
+
+/// `R` rows × one panel with `vdpbf16ps`: `y = Σ pairs + bias`.
+///
+/// # Safety
+/// The CPU has AVX-512F and AVX-512 BF16; `t` describes `R` readable rows, a whole panel
+/// and `cols ≤ NR` writable outputs per row (see `Tile`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn dot_tile<const R: usize>(t: Tile) {
+    use std::arch::x86_64::*;
+    debug_assert!((1..=NR).contains(&t.cols));
+    let mut acc = [[_mm512_setzero_ps(); 3]; R];
+    for q in 0..t.half {
+        // SAFETY: pair `q < half` of the panel is NR lanes = 3 × 16 at `q·NR`; row `i < R`
+        // has `half` pairs from `i·half` (caller).
+        unsafe {
+            let wq = t.w.add(q * NR);
+            let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(wq.cast()));
+            let w1: __m512bh = std::mem::transmute(_mm512_loadu_si512(wq.add(16).cast()));
+            let w2: __m512bh = std::mem::transmute(_mm512_loadu_si512(wq.add(32).cast()));
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let xb: __m512bh =
+                    std::mem::transmute(_mm512_set1_epi32(*t.x.add(i * t.half + q) as i32));
+                acc[0] = _mm512_dpbf16_ps(acc[0], xb, w0);
+                acc[1] = _mm512_dpbf16_ps(acc[1], xb, w1);
+                acc[2] = _mm512_dpbf16_ps(acc[2], xb, w2);
+            }
+        }
+    }
+    let mask = |v: usize| -> __mmask16 {
+        let live = t.cols.saturating_sub(16 * v).min(16);
+        ((1u32 << live) - 1) as __mmask16
+    };
+    for v in 0..3 {
+        let mv = mask(v);
+        if mv == 0 {
+            continue;
+        }
+        // SAFETY: lanes under the mask are columns `16v + l < cols`: bias elements that
+        // exist and outputs of rows `i < R` that are writable (caller).
+        unsafe {
+            let bias = if t.bias.is_null() {
+                _mm512_setzero_ps()
+            } else {
+                _mm512_maskz_loadu_ps(mv, t.bias.add(16 * v))
+            };
+            for (i, acc) in acc.iter().enumerate() {
+                _mm512_mask_storeu_ps(t.y.add(i * t.ldy + 16 * v), mv, _mm512_add_ps(acc[v], bias));
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn dot_tile<const R: usize>(_: Tile) {
+    unreachable!("AVX-512 BF16 is x86_64-only")
+}
+
+/// Row `r` of a `[rows, width]` table stored transposed in bf16 panels (the tied LM head's
+/// weight, `width` deep): `out[p] = w[p, r]`.
+pub fn gather_row(w: &[Bf16], rows: usize, width: usize, r: usize, out: &mut [f32]) {
+    assert!(r < rows && out.len() == width && w.len() == panels_len(width, rows));
+    for (p, o) in out.iter_mut().enumerate() {
+        *o = w[panel_index(width, p, r)].to_f32();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_data::rand_vec;
+
+    #[test]
+    fn every_isa_gives_the_same_bits_and_matches_the_rounded_reference() {
+        let mut seed = 21;
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (2, 0, 5),
+            (1, 768, 100),
+            (3, 71, 48),
+            (9, 130, 97),
+            (17, 64, 200),
+            (1, 3072, 50),
+        ] {
+            let x = rand_vec(m * k, &mut seed);
+            let wf = rand_vec(k * n, &mut seed);
+            let w = pack(&wf, k, n);
+            let b = rand_vec(n, &mut seed);
+            // The reference: both operands rounded to bf16, f64 sums.
+            let r = |v: f32| Bf16::from_f32(v).to_f32() as f64;
+            let want: Vec<f64> = (0..m * n)
+                .map(|i| {
+                    let (row, j) = (i / n, i % n);
+                    (0..k)
+                        .map(|p| r(x[row * k + p]) * r(wf[p * n + j]))
+                        .sum::<f64>()
+                })
+                .collect();
+            for bias in [None, Some(&b[..])] {
+                let mut first: Option<Vec<f32>> = None;
+                for &isa in crate::gemv::available() {
+                    for threads in [1, 2] {
+                        crate::set_threads(threads);
+                        let mut got = vec![f32::NAN; m * n];
+                        linear_on(isa, &x, m, k, &w, bias, &mut got, n);
+                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                            let w = w + bias.map_or(0.0, |b| b[i % n] as f64);
+                            let tol = 1e-5 * (k as f64).sqrt().max(1.0);
+                            assert!(
+                                (*g as f64 - w).abs() <= tol,
+                                "{isa:?} {m}x{k}x{n}: {g} vs {w}"
+                            );
+                        }
+                        match &first {
+                            None => first = Some(got),
+                            Some(f) => assert!(
+                                f.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                                "{isa:?} on {threads} threads differs from the first run, {m}x{k}x{n}"
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gathered_rows_are_the_stored_columns() {
+        let mut seed = 4;
+        let (width, rows) = (71, 100);
+        let t = rand_vec(width * rows, &mut seed);
+        let w = pack(&t, width, rows);
+        let mut out = vec![0f32; width];
+        for r in [0, 47, 48, 99] {
+            gather_row(&w, rows, width, r, &mut out);
+            for p in 0..width {
+                assert_eq!(out[p], Bf16::from_f32(t[p * rows + r]).to_f32());
+            }
+        }
+    }
+}
