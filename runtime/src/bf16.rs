@@ -165,7 +165,7 @@ pub fn linear_on(
                     // SAFETY: the CPU has AVX2 and FMA (checked above).
                     unsafe { avx2_panel_row(row, wp, b, out) }
                 } else {
-                    panel_row(isa, row, wp, b, out);
+                    portable_panel_row(row, wp, b, out);
                 }
             }
         });
@@ -182,9 +182,9 @@ fn high(p: u32) -> f32 {
     f32::from_bits(p & 0xffff_0000)
 }
 
-/// One row (as bf16 pairs) against the panels in `w` in portable code.
-#[inline(always)]
-fn panel_row_body(x: &[u32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32]) {
+/// One row (as bf16 pairs) against the panels in `w` in portable code (`out` holds the
+/// panels' columns, the last panel possibly partial).
+fn portable_panel_row(x: &[u32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32]) {
     let half = x.len();
     for (t, panel) in w.chunks_exact(2 * half * NR).enumerate() {
         let mut acc = [0f32; NR];
@@ -205,12 +205,6 @@ fn panel_row_body(x: &[u32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32]) 
         }
     }
 }
-
-crate::vmath::isa_kernel!(
-    /// One row of `linear` in portable code (`out` holds the panels' columns, the last
-    /// panel possibly partial).
-    panel_row => panel_row_body(x: &[u32], w: &[Bf16], bias: Option<&[f32]>, out: &mut [f32])
-);
 
 /// One row of `linear` with AVX2: each 32-byte load is 8 columns' pairs; shifting the low
 /// halves up and masking the high ones widens them to two f32 vectors.

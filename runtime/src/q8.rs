@@ -209,7 +209,7 @@ pub fn linear_on(
                         // SAFETY: the CPU has AVX2 and FMA (checked just above).
                         unsafe { avx2_panel_row(xq, xs, wp, sc, b, out) }
                     } else {
-                        panel_row(isa, xq, xs, xo, wp, sc, b, out);
+                        portable_panel_row(xq, xs, xo, wp, sc, b, out);
                     }
                 }
             }
@@ -273,10 +273,10 @@ struct Rows<'a> {
     blocks: usize,
 }
 
-/// One row (`xq`, with its blocks' `xscales` and `xoffsets`) against the panels in `w`
-/// without VNNI: exact integer sums per block, then the same f32 steps as the VNNI kernel.
-#[inline(always)]
-fn panel_row_body(
+/// One row (`xq`, with its blocks' `xscales` and `xoffsets`) against the panels in `w` in
+/// portable code (`out` holds the panels' columns, the last panel possibly partial): exact
+/// integer sums per block, then the same f32 steps as the VNNI kernel.
+fn portable_panel_row(
     xq: &[i8],
     xscales: &[f32],
     xoffsets: &[i32],
@@ -315,12 +315,6 @@ fn panel_row_body(
         }
     }
 }
-
-crate::vmath::isa_kernel!(
-    /// One row of `linear` in portable code (`out` holds the panels' columns, the last
-    /// panel possibly partial).
-    panel_row => panel_row_body(xq: &[i8], xscales: &[f32], xoffsets: &[i32], w: &[Q8], scales: &[f32], bias: Option<&[f32]>, out: &mut [f32])
-);
 
 /// One row of `linear` with AVX2 (no VNNI): per quad and 8 columns, the weights' signs are
 /// moved onto the activations' magnitudes (`vpsignb`), so `vpmaddubsw` multiplies an
