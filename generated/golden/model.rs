@@ -1145,12 +1145,16 @@ impl Model {
             let (y, rest) = arena::split(f32s, buf::H0_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
+                heads: 4,
                 q_rows: 128,
                 kv_rows: 128,
                 d: 32,
                 scale: 0.17677669f32,
                 causal: true,
-                k_transposed: false,
+                q: kernels::HeadLayout::dense(4, 128, 32),
+                k: kernels::HeadLayout::dense(4, 128, 32),
+                v: kernels::HeadLayout::dense(4, 128, 32),
+                out: kernels::HeadLayout::dense(4, 128, 32),
             };
             kernels::attention(
                 rest.get(buf::H0_ATTN_TRANSPOSE),
@@ -1471,12 +1475,16 @@ impl Model {
             let (y, rest) = arena::split(f32s, buf::H1_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
+                heads: 4,
                 q_rows: 128,
                 kv_rows: 128,
                 d: 32,
                 scale: 0.17677669f32,
                 causal: true,
-                k_transposed: false,
+                q: kernels::HeadLayout::dense(4, 128, 32),
+                k: kernels::HeadLayout::dense(4, 128, 32),
+                v: kernels::HeadLayout::dense(4, 128, 32),
+                out: kernels::HeadLayout::dense(4, 128, 32),
             };
             kernels::attention(
                 rest.get(buf::H1_ATTN_TRANSPOSE),
@@ -1797,12 +1805,16 @@ impl Model {
             let (y, rest) = arena::split(f32s, buf::H2_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
+                heads: 4,
                 q_rows: 128,
                 kv_rows: 128,
                 d: 32,
                 scale: 0.17677669f32,
                 causal: true,
-                k_transposed: false,
+                q: kernels::HeadLayout::dense(4, 128, 32),
+                k: kernels::HeadLayout::dense(4, 128, 32),
+                v: kernels::HeadLayout::dense(4, 128, 32),
+                out: kernels::HeadLayout::dense(4, 128, 32),
             };
             kernels::attention(
                 rest.get(buf::H2_ATTN_TRANSPOSE),
@@ -2123,12 +2135,16 @@ impl Model {
             let (y, rest) = arena::split(f32s, buf::H3_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
+                heads: 4,
                 q_rows: 128,
                 kv_rows: 128,
                 d: 32,
                 scale: 0.17677669f32,
                 causal: true,
-                k_transposed: false,
+                q: kernels::HeadLayout::dense(4, 128, 32),
+                k: kernels::HeadLayout::dense(4, 128, 32),
+                v: kernels::HeadLayout::dense(4, 128, 32),
+                out: kernels::HeadLayout::dense(4, 128, 32),
             };
             kernels::attention(
                 rest.get(buf::H3_ATTN_TRANSPOSE),

@@ -474,17 +474,36 @@ impl Lowerer<'_> {
                 let (q, k, v) = (data[0], data[1], data[2]);
                 let (qs, ks) = (self.shape(q), self.shape(k));
                 let kv_rows = if at.k_transposed { ks[3] } else { ks[2] };
-                let (bh, q_rows, d) = (lit(qs[0] * qs[1]), lit(qs[2]), lit(qs[3]));
-                let kv_rows = lit(kv_rows);
+                let (bh, heads, q_rows, d) =
+                    (lit(qs[0] * qs[1]), lit(qs[1]), lit(qs[2]), lit(qs[3]));
                 let (xq, xk, xv) = (self.read(q, oe), self.read(k, oe), self.read(v, oe));
-                let (scale, causal, kt) = (f32_lit(at.scale), at.causal, at.k_transposed);
+                let (scale, causal) = (f32_lit(at.scale), at.causal);
                 let rows = if self.ax(q).is_some() {
                     quote!(r0, rn)
                 } else {
                     quote!(0, #q_rows)
                 };
+                // Keys stored [B, H, d, Lk]: channel c of key j at j + c·Lk.
+                let lk = if at.k_transposed {
+                    let (b, h, l) = (
+                        lit(qs[1] * qs[3] * kv_rows),
+                        lit(qs[3] * kv_rows),
+                        lit(kv_rows),
+                    );
+                    quote!(kernels::HeadLayout { offset: 0, batch: #b, head: #h, row: 1, col: #l })
+                } else {
+                    let l = lit(kv_rows);
+                    quote!(kernels::HeadLayout::dense(#heads, #l, #d))
+                };
+                let kv_rows = lit(kv_rows);
                 quote! {
-                    let dims = kernels::AttentionDims { bh: #bh, q_rows: #q_rows, kv_rows: #kv_rows, d: #d, scale: #scale, causal: #causal, k_transposed: #kt };
+                    let dims = kernels::AttentionDims {
+                        bh: #bh, heads: #heads, q_rows: #q_rows, kv_rows: #kv_rows, d: #d, scale: #scale, causal: #causal,
+                        q: kernels::HeadLayout::dense(#heads, #q_rows, #d),
+                        k: #lk,
+                        v: kernels::HeadLayout::dense(#heads, #kv_rows, #d),
+                        out: kernels::HeadLayout::dense(#heads, #q_rows, #d),
+                    };
                     kernels::attention(#xq, #xk, #xv, y, dims, #rows);
                 }
             }
