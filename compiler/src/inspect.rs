@@ -31,7 +31,8 @@
 //!                 "peak_live_bytes", "peak_step", "steps",
 //!                 "weights": { "tensors", "blob_bytes" },
 //!                 "buffers": [ { "value", "dtype", "offset", "elements", "bytes",
-//!                                "first_step", "last_step", "persistent" } ] } (plan only)
+//!                                "first_step", "last_step", "persistent",
+//!                                "inside": value name | null } ] }       (plan only)
 //!   } ] }
 //! value = { "name", "dtype", "shape": [int | symbol string] | null, "const": bool }
 //! node  = { "index", "name", "op", "inputs": [value | null], "outputs": [value],
@@ -40,7 +41,8 @@
 //!
 //! Plan steps: graph inputs and persistent buffers start at step 0, node `i` runs at step
 //! `i + 1`, and buffers that survive the call end at step `steps` (= nodes + 1); `offset`
-//! and `elements` count elements of the arena of `dtype`.
+//! and `elements` count elements of the arena of `dtype`. A buffer `inside` another (a
+//! Concat's input computed in place) lies within that buffer's range and lifetime.
 
 use crate::codegen::plan::{Elem, Plan, Storage};
 use crate::error::{Error, Result};
@@ -514,7 +516,8 @@ pub fn sequence_text(g: &Graph, seq: &std::result::Result<SeqInfo, String>) -> S
 pub fn peak_live(g: &Graph, plan: &Plan) -> (u64, usize) {
     let steps = g.nodes.len() + 1;
     let mut delta = vec![0i128; steps + 2];
-    for &b in &plan.buffers {
+    // Buffers inside another (a Concat's inputs computed in place) add nothing.
+    for &b in plan.buffers.iter().filter(|&&b| plan.inside[b].is_none()) {
         if let (Some((s, e)), Some(Storage::Arena { elem, len, .. })) =
             (plan.lifetimes[b], &plan.storage[b])
         {
@@ -617,7 +620,7 @@ pub fn plan_text(g: &Graph, plan: &Plan, persistent: &[ValueId]) -> String {
         {
             writeln!(
                 o,
-                "  {:<w$} {:<5} {offset:>10} {len:>10} {:>10}  {s}..={e}{}",
+                "  {:<w$} {:<5} {offset:>10} {len:>10} {:>10}  {s}..={e}{}{}",
                 g.values[b].name,
                 elem_name(*elem),
                 bytes((len * elem.size()) as u64),
@@ -625,7 +628,11 @@ pub fn plan_text(g: &Graph, plan: &Plan, persistent: &[ValueId]) -> String {
                     " persistent"
                 } else {
                     ""
-                }
+                },
+                plan.inside[b].map_or(String::new(), |(host, _)| format!(
+                    " (in place in {})",
+                    g.values[host].name
+                ))
             )
             .unwrap();
         }
@@ -743,6 +750,7 @@ fn plan_json(g: &Graph, plan: &Plan, persistent: &[ValueId]) -> Json {
                 "first_step": s,
                 "last_step": e,
                 "persistent": is_persistent(plan, persistent, g, b),
+                "inside": plan.inside[b].map(|(host, _)| g.values[host].name.clone()),
             })),
             _ => None,
         })

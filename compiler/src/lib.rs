@@ -24,6 +24,7 @@ pub use error::{Error, Result};
 
 use ir::Graph;
 use passes::{
+    fold_attention_layout::FoldAttentionLayout, fold_copies::FoldCopies,
     fuse_attention::FuseAttention, fuse_gelu::FuseGelu, fuse_layernorm::FuseLayerNorm,
     fuse_linear::FuseLinear, simplify::Simplify, specialize::Specialize, tie_weights::TieWeights,
     Pass,
@@ -37,6 +38,8 @@ pub const OPTIONAL_PASSES: &[&str] = &[
     "fuse-attention",
     "tie-weights",
     "fuse-linear",
+    "fold-copies",
+    "fold-attention-layout",
 ];
 
 /// The standard pipeline for one static input shape per graph input, calling `after` with
@@ -66,7 +69,7 @@ pub fn compile_graph_with(
     }
     let mut g = graph.clone();
     let spec = Specialize::new(inputs);
-    let all: [&dyn Pass; 7] = [
+    let all: [&dyn Pass; 9] = [
         &spec,
         &Simplify,
         &FuseLayerNorm,
@@ -74,6 +77,8 @@ pub fn compile_graph_with(
         &FuseAttention,
         &TieWeights,
         &FuseLinear,
+        &FoldCopies,
+        &FoldAttentionLayout,
     ];
     let passes: Vec<&dyn Pass> = all
         .into_iter()

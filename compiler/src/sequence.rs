@@ -49,6 +49,31 @@ fn reshape_axis(from: &[usize], axis: usize, to: &[usize]) -> Option<usize> {
     })
 }
 
+/// For a strided read of a tensor of shape `src` whose sequence axis is `axis` (element
+/// `idx` of the view is flat element `offset + Σ idx·strides`): the view's axis that walks
+/// the tensor's rows, when every element of view row i lies in row i of the tensor. That
+/// holds when one view axis steps exactly one row, and every other stride and the offset
+/// either stay inside a row (together) or jump whole sequences.
+pub fn view_row_axis(
+    src: &[usize],
+    axis: usize,
+    offset: usize,
+    strides: &[usize],
+    shape: &[usize],
+) -> Option<usize> {
+    let len = src[axis];
+    let row = crate::ops::strides(src)[axis];
+    let b = (0..shape.len()).find(|&b| shape[b] == len && strides[b] == row)?;
+    let whole = len * row;
+    let mut inner = offset % whole;
+    for (k, (&n, &s)) in shape.iter().zip(strides).enumerate() {
+        if k != b && n > 1 && s % whole != 0 {
+            inner += (n - 1) * s;
+        }
+    }
+    (inner < row).then_some(b)
+}
+
 pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, String> {
     let len = g.shape(input)[input_axis];
     if len < 2 {
@@ -268,12 +293,31 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 Some(b)
             }
             Op::Attention(at) => {
-                let k_axis = if at.k_transposed { 3 } else { 2 };
-                if !at.causal || ax(0) != Some(2) || ax(1) != Some(k_axis) || ax(2) != Some(2) {
+                if !at.causal {
                     return Err(fail("not causal self-attention over the sequence".into()));
                 }
+                // Each operand's rows are the sequence: row i of q, k and v is row i.
+                for (i, x) in ins.iter().take(3).enumerate() {
+                    let x = x.expect("q, k, v");
+                    let (view, shape) = at.operand(i);
+                    let rows = axis[x].and_then(|a| {
+                        view_row_axis(&g.shape(x), a, view.offset, &view.strides, &shape)
+                    });
+                    if rows != Some(2) {
+                        return Err(fail("not causal self-attention over the sequence".into()));
+                    }
+                }
                 cache.extend([ins[1].expect("k"), ins[2].expect("v")]);
-                Some(2)
+                at.out_perm.iter().position(|&a| a == 2)
+            }
+            Op::StridedCopy(c) => {
+                let x = ins[0].expect("input");
+                let a = ax(0).expect("axis");
+                Some(
+                    view_row_axis(&g.shape(x), a, c.offset, &c.strides, &c.shape).ok_or_else(
+                        || fail("the copy does not keep each row of the sequence whole".into()),
+                    )?,
+                )
             }
             Op::Shape { .. } | Op::NonZero | Op::ConstantOfShape { .. } => {
                 return Err(fail("shape computations must be folded first".into()))

@@ -44,13 +44,8 @@ fn matmul_and_gemm_count_two_flops_per_multiply_add() {
 
 #[test]
 fn causal_attention_counts_only_visible_keys() {
-    let mut a = Attention {
-        scale: 0.125,
-        causal: true,
-        masked: -10000.0,
-        k_transposed: false,
-    };
     let (q, k) = ([1, 2, 4, 8], [1, 2, 4, 8]);
+    let mut a = Attention::dense(0.125, true, -10000.0, &q, &k, &k, false).unwrap();
     let ins = [f32s(&q), f32s(&k), f32s(&k)];
     // 2 heads; rows see 1 + 2 + 3 + 4 = 10 keys; 4·D + 6 flops per (query, key).
     assert_eq!(cost(&Op::Attention(a), &ins).flops, 2 * 10 * (4 * 8 + 6));
@@ -58,10 +53,15 @@ fn causal_attention_counts_only_visible_keys() {
     assert_eq!(cost(&Op::Attention(a), &ins).flops, 2 * 16 * (4 * 8 + 6));
     assert_eq!(cost(&Op::Attention(a), &ins).bytes, 4 * 64 * 4);
     // Two new queries against six keys (a decode step with a cache): 5 + 6 visible.
-    a.causal = true;
     let (q, k) = ([1, 1, 2, 8], [1, 1, 6, 8]);
+    let a = Attention::dense(0.125, true, -10000.0, &q, &k, &k, false).unwrap();
     let c = cost(&Op::Attention(a), &[f32s(&q), f32s(&k), f32s(&k)]);
     assert_eq!(c.flops, 11 * (4 * 8 + 6));
+    // Bytes are the views', not the tensors they sit in: q read from a wider buffer.
+    let mut a = a;
+    a.q.strides = [48, 8, 24, 1];
+    let c = cost(&Op::Attention(a), &[f32s(&[1, 2, 24]), f32s(&k), f32s(&k)]);
+    assert_eq!(c.bytes, 4 * 8 * (2 * 2 + 2 * 6));
 }
 
 #[test]

@@ -218,8 +218,23 @@ fn the_memory_plan_fits_its_arenas_and_never_overlaps_live_buffers() {
         live_max = live_max.max(u(b, "last_step"));
     }
     assert_eq!(live_max, u(plan, "steps"));
+    // A Concat's inputs computed in place lie inside its buffer, within its lifetime.
+    let mut inside = 0;
+    for a in bufs.iter().filter(|a| a["inside"].is_string()) {
+        let host = bufs.iter().find(|b| b["value"] == a["inside"]).unwrap();
+        assert!(u(host, "offset") <= u(a, "offset"), "{a} in {host}");
+        assert!(u(a, "offset") + u(a, "elements") <= u(host, "offset") + u(host, "elements"));
+        assert!(u(host, "first_step") <= u(a, "first_step"));
+        assert!(u(a, "last_step") <= u(host, "last_step"));
+        inside += 1;
+    }
+    // GPT-2's keys and values are computed into the presents.
+    assert!(inside > 0);
     for (i, a) in bufs.iter().enumerate() {
         for b in &bufs[i + 1..] {
+            if a["inside"] == b["value"] || b["inside"] == a["value"] {
+                continue;
+            }
             let same_time =
                 u(a, "first_step") <= u(b, "last_step") && u(b, "first_step") <= u(a, "last_step");
             let same_place = a["dtype"] == b["dtype"]

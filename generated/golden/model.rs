@@ -2,8 +2,8 @@
 // model:   gpt2-kjv.onnx (sha256 8b3f18a99baffbb89ef4f82430bdcc03261c087724d41c307a5066624dbe142c)
 // graph:   ONNX IR 5, opset 10, producer 'pytorch 2.5.1'
 // config:  layers 4, heads 4, embedding width 128, vocabulary 50257, context 128
-// options: f32 weights; specialized to input1[1, 1, 128]; passes: specialize, simplify, fuse-layernorm, fuse-gelu, fuse-attention, tie-weights, fuse-linear
-// memory:  52 weights in 29191168 bytes; arenas of 6875264 f32 and 128 i64 elements
+// options: f32 weights; specialized to input1[1, 1, 128]; passes: specialize, simplify, fuse-layernorm, fuse-gelu, fuse-attention, tie-weights, fuse-linear, fold-copies, fold-attention-layout
+// memory:  52 weights in 29191168 bytes; arenas of 6727808 f32 and 128 i64 elements
 
 /// Whether the sequence analysis succeeded: then `forward_rows` computes a few rows at
 /// a time against the attention cache (prefill and one-token steps).
@@ -87,39 +87,18 @@ pub const PROFILE: &[profile::NodeInfo] = &[
         bytes: [198144, 2048],
     },
     profile::NodeInfo {
-        name: "/transformer/h.0/attn/Split",
-        op: "Split",
-        layer: 0i32,
-        flops: [0, 0],
-        bytes: [0, 3072],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.0/attn/Transpose",
-        op: "Transpose",
-        layer: 0i32,
-        flops: [0, 0],
-        bytes: [0, 1024],
-    },
-    profile::NodeInfo {
         name: "/transformer/h.0/attn/Transpose_2",
-        op: "Transpose",
+        op: "StridedCopy",
         layer: 0i32,
         flops: [0, 0],
         bytes: [0, 1024],
     },
     profile::NodeInfo {
         name: "/transformer/h.0/attn/Transpose_3",
-        op: "Transpose",
+        op: "StridedCopy",
         layer: 0i32,
         flops: [0, 0],
         bytes: [0, 1024],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.0/attn/Concat_3",
-        op: "Concat",
-        layer: 0i32,
-        flops: [0, 0],
-        bytes: [0, 2048],
     },
     profile::NodeInfo {
         name: "/transformer/h.0/attn/Attention",
@@ -127,13 +106,6 @@ pub const PROFILE: &[profile::NodeInfo] = &[
         layer: 0i32,
         flops: [0, 34840],
         bytes: [0, 2048],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.0/attn/Transpose_4",
-        op: "Transpose",
-        layer: 0i32,
-        flops: [0, 0],
-        bytes: [0, 1024],
     },
     profile::NodeInfo {
         name: "/transformer/h.0/attn/c_proj/Gemm",
@@ -199,39 +171,18 @@ pub const PROFILE: &[profile::NodeInfo] = &[
         bytes: [198144, 2048],
     },
     profile::NodeInfo {
-        name: "/transformer/h.1/attn/Split",
-        op: "Split",
-        layer: 1i32,
-        flops: [0, 0],
-        bytes: [0, 3072],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.1/attn/Transpose",
-        op: "Transpose",
-        layer: 1i32,
-        flops: [0, 0],
-        bytes: [0, 1024],
-    },
-    profile::NodeInfo {
         name: "/transformer/h.1/attn/Transpose_2",
-        op: "Transpose",
+        op: "StridedCopy",
         layer: 1i32,
         flops: [0, 0],
         bytes: [0, 1024],
     },
     profile::NodeInfo {
         name: "/transformer/h.1/attn/Transpose_3",
-        op: "Transpose",
+        op: "StridedCopy",
         layer: 1i32,
         flops: [0, 0],
         bytes: [0, 1024],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.1/attn/Concat_3",
-        op: "Concat",
-        layer: 1i32,
-        flops: [0, 0],
-        bytes: [0, 2048],
     },
     profile::NodeInfo {
         name: "/transformer/h.1/attn/Attention",
@@ -239,13 +190,6 @@ pub const PROFILE: &[profile::NodeInfo] = &[
         layer: 1i32,
         flops: [0, 34840],
         bytes: [0, 2048],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.1/attn/Transpose_4",
-        op: "Transpose",
-        layer: 1i32,
-        flops: [0, 0],
-        bytes: [0, 1024],
     },
     profile::NodeInfo {
         name: "/transformer/h.1/attn/c_proj/Gemm",
@@ -311,39 +255,18 @@ pub const PROFILE: &[profile::NodeInfo] = &[
         bytes: [198144, 2048],
     },
     profile::NodeInfo {
-        name: "/transformer/h.2/attn/Split",
-        op: "Split",
-        layer: 2i32,
-        flops: [0, 0],
-        bytes: [0, 3072],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.2/attn/Transpose",
-        op: "Transpose",
-        layer: 2i32,
-        flops: [0, 0],
-        bytes: [0, 1024],
-    },
-    profile::NodeInfo {
         name: "/transformer/h.2/attn/Transpose_2",
-        op: "Transpose",
+        op: "StridedCopy",
         layer: 2i32,
         flops: [0, 0],
         bytes: [0, 1024],
     },
     profile::NodeInfo {
         name: "/transformer/h.2/attn/Transpose_3",
-        op: "Transpose",
+        op: "StridedCopy",
         layer: 2i32,
         flops: [0, 0],
         bytes: [0, 1024],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.2/attn/Concat_3",
-        op: "Concat",
-        layer: 2i32,
-        flops: [0, 0],
-        bytes: [0, 2048],
     },
     profile::NodeInfo {
         name: "/transformer/h.2/attn/Attention",
@@ -351,13 +274,6 @@ pub const PROFILE: &[profile::NodeInfo] = &[
         layer: 2i32,
         flops: [0, 34840],
         bytes: [0, 2048],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.2/attn/Transpose_4",
-        op: "Transpose",
-        layer: 2i32,
-        flops: [0, 0],
-        bytes: [0, 1024],
     },
     profile::NodeInfo {
         name: "/transformer/h.2/attn/c_proj/Gemm",
@@ -423,39 +339,18 @@ pub const PROFILE: &[profile::NodeInfo] = &[
         bytes: [198144, 2048],
     },
     profile::NodeInfo {
-        name: "/transformer/h.3/attn/Split",
-        op: "Split",
-        layer: 3i32,
-        flops: [0, 0],
-        bytes: [0, 3072],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.3/attn/Transpose",
-        op: "Transpose",
-        layer: 3i32,
-        flops: [0, 0],
-        bytes: [0, 1024],
-    },
-    profile::NodeInfo {
         name: "/transformer/h.3/attn/Transpose_2",
-        op: "Transpose",
+        op: "StridedCopy",
         layer: 3i32,
         flops: [0, 0],
         bytes: [0, 1024],
     },
     profile::NodeInfo {
         name: "/transformer/h.3/attn/Transpose_3",
-        op: "Transpose",
+        op: "StridedCopy",
         layer: 3i32,
         flops: [0, 0],
         bytes: [0, 1024],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.3/attn/Concat_3",
-        op: "Concat",
-        layer: 3i32,
-        flops: [0, 0],
-        bytes: [0, 2048],
     },
     profile::NodeInfo {
         name: "/transformer/h.3/attn/Attention",
@@ -463,13 +358,6 @@ pub const PROFILE: &[profile::NodeInfo] = &[
         layer: 3i32,
         flops: [0, 34840],
         bytes: [0, 2048],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.3/attn/Transpose_4",
-        op: "Transpose",
-        layer: 3i32,
-        flops: [0, 0],
-        bytes: [0, 1024],
     },
     profile::NodeInfo {
         name: "/transformer/h.3/attn/c_proj/Gemm",
@@ -548,7 +436,7 @@ pub const WEIGHT_BYTES: usize = 29191168;
 /// How the Linear (matrix) weights are stored: f32, bf16 or f16.
 pub const WEIGHT_FORMAT: &str = "f32";
 /// Elements of the activation arenas.
-pub const ARENA_F32: usize = 6875264;
+pub const ARENA_F32: usize = 6727808;
 pub const ARENA_I64: usize = 128;
 gpt2rt::embed_weights!(
     weight_blob, "gpt2c_weights_8b3f18a99baffbb8", WEIGHT_BYTES, concat!(env!("OUT_DIR"),
@@ -726,157 +614,117 @@ pub mod buf {
     /// `input1` i64[1,1,128] (i64 arena)
     pub const INPUT1: Range<usize> = 0..128;
     /// `/transformer/wte/Gather_output_0` f32[1,128,128] (f32 arena)
-    pub const WTE_GATHER: Range<usize> = 6695040..6711424;
+    pub const WTE_GATHER: Range<usize> = 6563968..6580352;
     /// `/transformer/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const ADD_1: Range<usize> = 6711424..6727808;
+    pub const ADD_1: Range<usize> = 6580352..6596736;
     /// `/transformer/h.0/ln_1/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H0_LN_1: Range<usize> = 6695040..6711424;
+    pub const H0_LN_1: Range<usize> = 6563968..6580352;
     /// `/transformer/h.0/attn/c_attn/Gemm_output_0` f32[128,384] (f32 arena)
-    pub const H0_ATTN_C_ATTN: Range<usize> = 6727808..6776960;
-    /// `/transformer/h.0/attn/Split_output_0` f32[1,128,128] (f32 arena)
-    pub const H0_ATTN_SPLIT: Range<usize> = 6695040..6711424;
-    /// `/transformer/h.0/attn/Split_output_1` f32[1,128,128] (f32 arena)
-    pub const H0_ATTN_SPLIT_OUTPUT_1: Range<usize> = 6776960..6793344;
-    /// `/transformer/h.0/attn/Split_output_2` f32[1,128,128] (f32 arena)
-    pub const H0_ATTN_SPLIT_OUTPUT_2: Range<usize> = 6793344..6809728;
-    /// `/transformer/h.0/attn/Transpose_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H0_ATTN_TRANSPOSE: Range<usize> = 6727808..6744192;
+    pub const H0_ATTN_C_ATTN: Range<usize> = 6596736..6645888;
     /// `/transformer/h.0/attn/Transpose_2_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H0_ATTN_TRANSPOSE_2: Range<usize> = 0..16384;
+    pub const H0_ATTN_VALUES: Range<usize> = 16384..32768;
     /// `/transformer/h.0/attn/Transpose_3_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H0_ATTN_TRANSPOSE_3: Range<usize> = 16384..32768;
+    pub const H0_ATTN_KEYS: Range<usize> = 0..16384;
     /// `present_0` f32[2,1,4,128,32] (f32 arena)
-    pub const PRESENT_0: Range<usize> = 32768..65536;
-    /// `/transformer/h.0/attn/MatMul_1_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H0_ATTN: Range<usize> = 6695040..6711424;
+    pub const PRESENT_0: Range<usize> = 0..32768;
     /// `/transformer/h.0/attn/Transpose_4_output_0` f32[1,128,4,32] (f32 arena)
-    pub const H0_ATTN_TRANSPOSE_4: Range<usize> = 6727808..6744192;
+    pub const H0_ATTN: Range<usize> = 6563968..6580352;
     /// `/transformer/h.0/attn/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H0_ATTN_C_PROJ: Range<usize> = 6695040..6711424;
+    pub const H0_ATTN_C_PROJ: Range<usize> = 6596736..6613120;
     /// `/transformer/h.0/Add_output_0` f32[1,128,128] (f32 arena)
-    pub const H0_ADD: Range<usize> = 6727808..6744192;
+    pub const H0_ADD: Range<usize> = 6563968..6580352;
     /// `/transformer/h.0/ln_2/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H0_LN_2: Range<usize> = 6695040..6711424;
+    pub const H0_LN_2: Range<usize> = 6580352..6596736;
     /// `/transformer/h.0/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
-    pub const H0_MLP_C_FC: Range<usize> = 6744192..6809728;
+    pub const H0_MLP_C_FC: Range<usize> = 6596736..6662272;
     /// `/transformer/h.0/mlp/Mul_3_output_0` f32[1,128,512] (f32 arena)
-    pub const H0_MLP_GELU: Range<usize> = 6809728..6875264;
+    pub const H0_MLP_GELU: Range<usize> = 6662272..6727808;
     /// `/transformer/h.0/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H0_MLP_C_PROJ: Range<usize> = 6695040..6711424;
+    pub const H0_MLP_C_PROJ: Range<usize> = 6580352..6596736;
     /// `/transformer/h.0/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H0_ADD_1: Range<usize> = 6711424..6727808;
+    pub const H0_ADD_1: Range<usize> = 6596736..6613120;
     /// `/transformer/h.1/ln_1/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H1_LN_1: Range<usize> = 6695040..6711424;
+    pub const H1_LN_1: Range<usize> = 6563968..6580352;
     /// `/transformer/h.1/attn/c_attn/Gemm_output_0` f32[128,384] (f32 arena)
-    pub const H1_ATTN_C_ATTN: Range<usize> = 6727808..6776960;
-    /// `/transformer/h.1/attn/Split_output_0` f32[1,128,128] (f32 arena)
-    pub const H1_ATTN_SPLIT: Range<usize> = 6695040..6711424;
-    /// `/transformer/h.1/attn/Split_output_1` f32[1,128,128] (f32 arena)
-    pub const H1_ATTN_SPLIT_OUTPUT_1: Range<usize> = 6776960..6793344;
-    /// `/transformer/h.1/attn/Split_output_2` f32[1,128,128] (f32 arena)
-    pub const H1_ATTN_SPLIT_OUTPUT_2: Range<usize> = 6793344..6809728;
-    /// `/transformer/h.1/attn/Transpose_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H1_ATTN_TRANSPOSE: Range<usize> = 6727808..6744192;
+    pub const H1_ATTN_C_ATTN: Range<usize> = 6613120..6662272;
     /// `/transformer/h.1/attn/Transpose_2_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H1_ATTN_TRANSPOSE_2: Range<usize> = 65536..81920;
+    pub const H1_ATTN_VALUES: Range<usize> = 49152..65536;
     /// `/transformer/h.1/attn/Transpose_3_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H1_ATTN_TRANSPOSE_3: Range<usize> = 81920..98304;
+    pub const H1_ATTN_KEYS: Range<usize> = 32768..49152;
     /// `present_1` f32[2,1,4,128,32] (f32 arena)
-    pub const PRESENT_1: Range<usize> = 98304..131072;
-    /// `/transformer/h.1/attn/MatMul_1_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H1_ATTN: Range<usize> = 6695040..6711424;
+    pub const PRESENT_1: Range<usize> = 32768..65536;
     /// `/transformer/h.1/attn/Transpose_4_output_0` f32[1,128,4,32] (f32 arena)
-    pub const H1_ATTN_TRANSPOSE_4: Range<usize> = 6727808..6744192;
+    pub const H1_ATTN: Range<usize> = 6563968..6580352;
     /// `/transformer/h.1/attn/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H1_ATTN_C_PROJ: Range<usize> = 6695040..6711424;
+    pub const H1_ATTN_C_PROJ: Range<usize> = 6580352..6596736;
     /// `/transformer/h.1/Add_output_0` f32[1,128,128] (f32 arena)
-    pub const H1_ADD: Range<usize> = 6727808..6744192;
+    pub const H1_ADD: Range<usize> = 6563968..6580352;
     /// `/transformer/h.1/ln_2/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H1_LN_2: Range<usize> = 6695040..6711424;
+    pub const H1_LN_2: Range<usize> = 6580352..6596736;
     /// `/transformer/h.1/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
-    pub const H1_MLP_C_FC: Range<usize> = 6744192..6809728;
+    pub const H1_MLP_C_FC: Range<usize> = 6596736..6662272;
     /// `/transformer/h.1/mlp/Mul_3_output_0` f32[1,128,512] (f32 arena)
-    pub const H1_MLP_GELU: Range<usize> = 6809728..6875264;
+    pub const H1_MLP_GELU: Range<usize> = 6662272..6727808;
     /// `/transformer/h.1/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H1_MLP_C_PROJ: Range<usize> = 6695040..6711424;
+    pub const H1_MLP_C_PROJ: Range<usize> = 6580352..6596736;
     /// `/transformer/h.1/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H1_ADD_1: Range<usize> = 6711424..6727808;
+    pub const H1_ADD_1: Range<usize> = 6596736..6613120;
     /// `/transformer/h.2/ln_1/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H2_LN_1: Range<usize> = 6695040..6711424;
+    pub const H2_LN_1: Range<usize> = 6563968..6580352;
     /// `/transformer/h.2/attn/c_attn/Gemm_output_0` f32[128,384] (f32 arena)
-    pub const H2_ATTN_C_ATTN: Range<usize> = 6727808..6776960;
-    /// `/transformer/h.2/attn/Split_output_0` f32[1,128,128] (f32 arena)
-    pub const H2_ATTN_SPLIT: Range<usize> = 6695040..6711424;
-    /// `/transformer/h.2/attn/Split_output_1` f32[1,128,128] (f32 arena)
-    pub const H2_ATTN_SPLIT_OUTPUT_1: Range<usize> = 6776960..6793344;
-    /// `/transformer/h.2/attn/Split_output_2` f32[1,128,128] (f32 arena)
-    pub const H2_ATTN_SPLIT_OUTPUT_2: Range<usize> = 6793344..6809728;
-    /// `/transformer/h.2/attn/Transpose_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H2_ATTN_TRANSPOSE: Range<usize> = 6727808..6744192;
+    pub const H2_ATTN_C_ATTN: Range<usize> = 6613120..6662272;
     /// `/transformer/h.2/attn/Transpose_2_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H2_ATTN_TRANSPOSE_2: Range<usize> = 131072..147456;
+    pub const H2_ATTN_VALUES: Range<usize> = 81920..98304;
     /// `/transformer/h.2/attn/Transpose_3_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H2_ATTN_TRANSPOSE_3: Range<usize> = 147456..163840;
+    pub const H2_ATTN_KEYS: Range<usize> = 65536..81920;
     /// `present_2` f32[2,1,4,128,32] (f32 arena)
-    pub const PRESENT_2: Range<usize> = 163840..196608;
-    /// `/transformer/h.2/attn/MatMul_1_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H2_ATTN: Range<usize> = 6695040..6711424;
+    pub const PRESENT_2: Range<usize> = 65536..98304;
     /// `/transformer/h.2/attn/Transpose_4_output_0` f32[1,128,4,32] (f32 arena)
-    pub const H2_ATTN_TRANSPOSE_4: Range<usize> = 6727808..6744192;
+    pub const H2_ATTN: Range<usize> = 6563968..6580352;
     /// `/transformer/h.2/attn/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H2_ATTN_C_PROJ: Range<usize> = 6695040..6711424;
+    pub const H2_ATTN_C_PROJ: Range<usize> = 6580352..6596736;
     /// `/transformer/h.2/Add_output_0` f32[1,128,128] (f32 arena)
-    pub const H2_ADD: Range<usize> = 6727808..6744192;
+    pub const H2_ADD: Range<usize> = 6563968..6580352;
     /// `/transformer/h.2/ln_2/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H2_LN_2: Range<usize> = 6695040..6711424;
+    pub const H2_LN_2: Range<usize> = 6580352..6596736;
     /// `/transformer/h.2/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
-    pub const H2_MLP_C_FC: Range<usize> = 6744192..6809728;
+    pub const H2_MLP_C_FC: Range<usize> = 6596736..6662272;
     /// `/transformer/h.2/mlp/Mul_3_output_0` f32[1,128,512] (f32 arena)
-    pub const H2_MLP_GELU: Range<usize> = 6809728..6875264;
+    pub const H2_MLP_GELU: Range<usize> = 6662272..6727808;
     /// `/transformer/h.2/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H2_MLP_C_PROJ: Range<usize> = 6695040..6711424;
+    pub const H2_MLP_C_PROJ: Range<usize> = 6580352..6596736;
     /// `/transformer/h.2/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H2_ADD_1: Range<usize> = 6711424..6727808;
+    pub const H2_ADD_1: Range<usize> = 6596736..6613120;
     /// `/transformer/h.3/ln_1/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H3_LN_1: Range<usize> = 6695040..6711424;
+    pub const H3_LN_1: Range<usize> = 6563968..6580352;
     /// `/transformer/h.3/attn/c_attn/Gemm_output_0` f32[128,384] (f32 arena)
-    pub const H3_ATTN_C_ATTN: Range<usize> = 6727808..6776960;
-    /// `/transformer/h.3/attn/Split_output_0` f32[1,128,128] (f32 arena)
-    pub const H3_ATTN_SPLIT: Range<usize> = 6695040..6711424;
-    /// `/transformer/h.3/attn/Split_output_1` f32[1,128,128] (f32 arena)
-    pub const H3_ATTN_SPLIT_OUTPUT_1: Range<usize> = 6776960..6793344;
-    /// `/transformer/h.3/attn/Split_output_2` f32[1,128,128] (f32 arena)
-    pub const H3_ATTN_SPLIT_OUTPUT_2: Range<usize> = 6793344..6809728;
-    /// `/transformer/h.3/attn/Transpose_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H3_ATTN_TRANSPOSE: Range<usize> = 6727808..6744192;
+    pub const H3_ATTN_C_ATTN: Range<usize> = 6613120..6662272;
     /// `/transformer/h.3/attn/Transpose_2_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H3_ATTN_TRANSPOSE_2: Range<usize> = 196608..212992;
+    pub const H3_ATTN_VALUES: Range<usize> = 114688..131072;
     /// `/transformer/h.3/attn/Transpose_3_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H3_ATTN_TRANSPOSE_3: Range<usize> = 212992..229376;
+    pub const H3_ATTN_KEYS: Range<usize> = 98304..114688;
     /// `present_3` f32[2,1,4,128,32] (f32 arena)
-    pub const PRESENT_3: Range<usize> = 229376..262144;
-    /// `/transformer/h.3/attn/MatMul_1_output_0` f32[1,4,128,32] (f32 arena)
-    pub const H3_ATTN: Range<usize> = 6695040..6711424;
+    pub const PRESENT_3: Range<usize> = 98304..131072;
     /// `/transformer/h.3/attn/Transpose_4_output_0` f32[1,128,4,32] (f32 arena)
-    pub const H3_ATTN_TRANSPOSE_4: Range<usize> = 6727808..6744192;
+    pub const H3_ATTN: Range<usize> = 6563968..6580352;
     /// `/transformer/h.3/attn/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H3_ATTN_C_PROJ: Range<usize> = 6695040..6711424;
+    pub const H3_ATTN_C_PROJ: Range<usize> = 6580352..6596736;
     /// `/transformer/h.3/Add_output_0` f32[1,128,128] (f32 arena)
-    pub const H3_ADD: Range<usize> = 6727808..6744192;
+    pub const H3_ADD: Range<usize> = 6563968..6580352;
     /// `/transformer/h.3/ln_2/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H3_LN_2: Range<usize> = 6695040..6711424;
+    pub const H3_LN_2: Range<usize> = 6580352..6596736;
     /// `/transformer/h.3/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
-    pub const H3_MLP_C_FC: Range<usize> = 6744192..6809728;
+    pub const H3_MLP_C_FC: Range<usize> = 6596736..6662272;
     /// `/transformer/h.3/mlp/Mul_3_output_0` f32[1,128,512] (f32 arena)
-    pub const H3_MLP_GELU: Range<usize> = 6809728..6875264;
+    pub const H3_MLP_GELU: Range<usize> = 6662272..6727808;
     /// `/transformer/h.3/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
-    pub const H3_MLP_C_PROJ: Range<usize> = 6695040..6711424;
+    pub const H3_MLP_C_PROJ: Range<usize> = 6580352..6596736;
     /// `/transformer/h.3/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const H3_ADD_1: Range<usize> = 6711424..6727808;
+    pub const H3_ADD_1: Range<usize> = 6596736..6613120;
     /// `/transformer/ln_f/Add_1_output_0` f32[1,128,128] (f32 arena)
-    pub const LN_F: Range<usize> = 6695040..6711424;
+    pub const LN_F: Range<usize> = 6563968..6580352;
     /// `logits` f32[1,1,128,50257] (f32 arena)
-    pub const LM_HEAD: Range<usize> = 262144..6695040;
+    pub const LM_HEAD: Range<usize> = 131072..6563968;
 }
 /// The compiled model: the weights and the activation arenas, allocated once.
 pub struct Model {
@@ -1008,100 +856,32 @@ impl Model {
                 384,
             );
         }
-        // Reshape /transformer/h.0/attn/c_attn/Reshape_1 (a view: no code)
-        //   f32[1,128,384] <- f32[128,384], const
-        // Split /transformer/h.0/attn/Split
-        //   f32[1,128,128], f32[1,128,128], f32[1,128,128] <- f32[1,128,384]
+        // StridedCopy /transformer/h.0/attn/Transpose_2
+        //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(4, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_ATTN_SPLIT);
-            kernels::copy_strided(
-                rest.get(buf::H0_ATTN_C_ATTN),
-                r0 * 384,
-                &[49152, 384, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 1],
-                &[1, rn, 128],
-            );
-        }
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(4, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_ATTN_SPLIT_OUTPUT_1);
-            kernels::copy_strided(
-                rest.get(buf::H0_ATTN_C_ATTN),
-                128 + r0 * 384,
-                &[49152, 384, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 1],
-                &[1, rn, 128],
-            );
-        }
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(4, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_ATTN_SPLIT_OUTPUT_2);
+            let (y, rest) = arena::split(f32s, buf::H0_ATTN_VALUES);
             kernels::copy_strided(
                 rest.get(buf::H0_ATTN_C_ATTN),
                 256 + r0 * 384,
-                &[49152, 384, 1],
+                &[0, 32, 384, 1],
                 y,
-                r0 * 128,
-                &[16384, 128, 1],
-                &[1, rn, 128],
+                r0 * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, rn, 32],
             );
         }
-        // Reshape /transformer/h.0/attn/Reshape (a view: no code)
-        //   f32[1,128,4,32] <- f32[1,128,128], const
-        // Transpose /transformer/h.0/attn/Transpose
-        //   f32[1,4,128,32] <- f32[1,128,4,32]
+        // StridedCopy /transformer/h.0/attn/Transpose_3
+        //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
             let _timer = profile::timer(5, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_ATTN_TRANSPOSE);
+            let (y, rest) = arena::split(f32s, buf::H0_ATTN_KEYS);
             kernels::copy_strided(
-                rest.get(buf::H0_ATTN_SPLIT),
-                r0 * 128,
-                &[16384, 32, 128, 1],
-                y,
-                r0 * 32,
-                &[16384, 4096, 32, 1],
-                &[1, 4, rn, 32],
-            );
-        }
-        // Reshape /transformer/h.0/attn/Reshape_1 (a view: no code)
-        //   f32[1,128,4,32] <- f32[1,128,128], const
-        // Reshape /transformer/h.0/attn/Reshape_2 (a view: no code)
-        //   f32[1,128,4,32] <- f32[1,128,128], const
-        // Transpose /transformer/h.0/attn/Transpose_2
-        //   f32[1,4,128,32] <- f32[1,128,4,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(6, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_ATTN_TRANSPOSE_2);
-            kernels::copy_strided(
-                rest.get(buf::H0_ATTN_SPLIT_OUTPUT_2),
-                r0 * 128,
-                &[16384, 32, 128, 1],
-                y,
-                r0 * 32,
-                &[16384, 4096, 32, 1],
-                &[1, 4, rn, 32],
-            );
-        }
-        // Transpose /transformer/h.0/attn/Transpose_3
-        //   f32[1,4,128,32] <- f32[1,128,4,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(7, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_ATTN_TRANSPOSE_3);
-            kernels::copy_strided(
-                rest.get(buf::H0_ATTN_SPLIT_OUTPUT_1),
-                r0 * 128,
-                &[16384, 32, 128, 1],
+                rest.get(buf::H0_ATTN_C_ATTN),
+                128 + r0 * 384,
+                &[0, 32, 384, 1],
                 y,
                 r0 * 32,
                 &[16384, 4096, 32, 1],
@@ -1112,70 +892,47 @@ impl Model {
         //   f32[1,1,4,128,32] <- f32[1,4,128,32]
         // Unsqueeze /transformer/h.0/attn/Unsqueeze_10 (a view: no code)
         //   f32[1,1,4,128,32] <- f32[1,4,128,32]
-        // Concat /transformer/h.0/attn/Concat_3
+        // Concat /transformer/h.0/attn/Concat_3 (in place: its inputs were written into it)
         //   f32[2,1,4,128,32] <- f32[1,1,4,128,32], f32[1,1,4,128,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(8, rn);
-            let (y, rest) = arena::split(f32s, buf::PRESENT_0);
-            kernels::copy_strided(
-                rest.get(buf::H0_ATTN_TRANSPOSE_3),
-                r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                y,
-                r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                &[1, 1, 4, rn, 32],
-            );
-            kernels::copy_strided(
-                rest.get(buf::H0_ATTN_TRANSPOSE_2),
-                r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                y,
-                16384 + r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                &[1, 1, 4, rn, 32],
-            );
-        }
         // Attention /transformer/h.0/attn/Attention
-        //   f32[1,4,128,32] <- f32[1,4,128,32], f32[1,4,128,32], f32[1,4,128,32]
+        //   f32[1,128,4,32] <- f32[128,384], f32[1,4,128,32], f32[1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(9, rn);
+            let _timer = profile::timer(6, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
+                heads: 4,
                 q_rows: 128,
                 kv_rows: 128,
                 d: 32,
                 scale: 0.17677669f32,
                 causal: true,
-                k_transposed: false,
+                q: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 0,
+                    head: 32,
+                    row: 384,
+                    col: 1,
+                },
+                k: kernels::HeadLayout::dense(4, 128, 32),
+                v: kernels::HeadLayout::dense(4, 128, 32),
+                out: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 16384,
+                    head: 32,
+                    row: 128,
+                    col: 1,
+                },
             };
             kernels::attention(
-                rest.get(buf::H0_ATTN_TRANSPOSE),
-                rest.get(buf::H0_ATTN_TRANSPOSE_3),
-                rest.get(buf::H0_ATTN_TRANSPOSE_2),
+                rest.get(buf::H0_ATTN_C_ATTN),
+                rest.get(buf::H0_ATTN_KEYS),
+                rest.get(buf::H0_ATTN_VALUES),
                 y,
                 dims,
                 r0,
                 rn,
-            );
-        }
-        // Transpose /transformer/h.0/attn/Transpose_4
-        //   f32[1,128,4,32] <- f32[1,4,128,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(10, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_ATTN_TRANSPOSE_4);
-            kernels::copy_strided(
-                rest.get(buf::H0_ATTN),
-                r0 * 32,
-                &[16384, 32, 4096, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 32, 1],
-                &[1, rn, 4, 32],
             );
         }
         // Reshape /transformer/h.0/attn/Reshape_3 (a view: no code)
@@ -1186,10 +943,10 @@ impl Model {
         //   f32[128,128] <- f32[128,128], w.h0_attn_c_proj_weight, w.h0_attn_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(11, rn);
+            let _timer = profile::timer(7, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN_C_PROJ);
             kernels::linear(
-                &(rest.get(buf::H0_ATTN_TRANSPOSE_4))[r0 * 128..(r0 + rn) * 128],
+                &(rest.get(buf::H0_ATTN))[r0 * 128..(r0 + rn) * 128],
                 rn,
                 128,
                 w.h0_attn_c_proj_weight,
@@ -1204,7 +961,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(12, rn);
+            let _timer = profile::timer(8, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ADD);
             kernels::broadcast(
                 &(rest.get(buf::ADD_1))[r0 * 128..],
@@ -1220,7 +977,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h0_ln_2_weight, w.h0_ln_2_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(13, rn);
+            let _timer = profile::timer(9, rn);
             let (y, rest) = arena::split(f32s, buf::H0_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H0_ADD))[r0 * 128..(r0 + rn) * 128],
@@ -1238,7 +995,7 @@ impl Model {
         //   f32[128,512] <- f32[128,128], w.h0_mlp_c_fc_weight, w.h0_mlp_c_fc_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(14, rn);
+            let _timer = profile::timer(10, rn);
             let (y, rest) = arena::split(f32s, buf::H0_MLP_C_FC);
             kernels::linear(
                 &(rest.get(buf::H0_LN_2))[r0 * 128..(r0 + rn) * 128],
@@ -1256,7 +1013,7 @@ impl Model {
         //   f32[1,128,512] <- f32[1,128,512]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(15, rn);
+            let _timer = profile::timer(11, rn);
             let (y, rest) = arena::split(f32s, buf::H0_MLP_GELU);
             kernels::gelu_slice(
                 &(rest.get(buf::H0_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
@@ -1269,7 +1026,7 @@ impl Model {
         //   f32[128,128] <- f32[128,512], w.h0_mlp_c_proj_weight, w.h0_mlp_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(16, rn);
+            let _timer = profile::timer(12, rn);
             let (y, rest) = arena::split(f32s, buf::H0_MLP_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H0_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
@@ -1287,7 +1044,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(17, rn);
+            let _timer = profile::timer(13, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ADD_1);
             kernels::broadcast(
                 &(rest.get(buf::H0_ADD))[r0 * 128..],
@@ -1304,7 +1061,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h1_ln_1_weight, w.h1_ln_1_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(18, rn);
+            let _timer = profile::timer(14, rn);
             let (y, rest) = arena::split(f32s, buf::H1_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::H0_ADD_1))[r0 * 128..(r0 + rn) * 128],
@@ -1322,7 +1079,7 @@ impl Model {
         //   f32[128,384] <- f32[128,128], w.h1_attn_c_attn_weight, w.h1_attn_c_attn_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(19, rn);
+            let _timer = profile::timer(15, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_C_ATTN);
             kernels::linear(
                 &(rest.get(buf::H1_LN_1))[r0 * 128..(r0 + rn) * 128],
@@ -1334,100 +1091,32 @@ impl Model {
                 384,
             );
         }
-        // Reshape /transformer/h.1/attn/c_attn/Reshape_1 (a view: no code)
-        //   f32[1,128,384] <- f32[128,384], const
-        // Split /transformer/h.1/attn/Split
-        //   f32[1,128,128], f32[1,128,128], f32[1,128,128] <- f32[1,128,384]
+        // StridedCopy /transformer/h.1/attn/Transpose_2
+        //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(20, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_ATTN_SPLIT);
-            kernels::copy_strided(
-                rest.get(buf::H1_ATTN_C_ATTN),
-                r0 * 384,
-                &[49152, 384, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 1],
-                &[1, rn, 128],
-            );
-        }
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(20, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_ATTN_SPLIT_OUTPUT_1);
-            kernels::copy_strided(
-                rest.get(buf::H1_ATTN_C_ATTN),
-                128 + r0 * 384,
-                &[49152, 384, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 1],
-                &[1, rn, 128],
-            );
-        }
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(20, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_ATTN_SPLIT_OUTPUT_2);
+            let _timer = profile::timer(16, rn);
+            let (y, rest) = arena::split(f32s, buf::H1_ATTN_VALUES);
             kernels::copy_strided(
                 rest.get(buf::H1_ATTN_C_ATTN),
                 256 + r0 * 384,
-                &[49152, 384, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 1],
-                &[1, rn, 128],
-            );
-        }
-        // Reshape /transformer/h.1/attn/Reshape (a view: no code)
-        //   f32[1,128,4,32] <- f32[1,128,128], const
-        // Transpose /transformer/h.1/attn/Transpose
-        //   f32[1,4,128,32] <- f32[1,128,4,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(21, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_ATTN_TRANSPOSE);
-            kernels::copy_strided(
-                rest.get(buf::H1_ATTN_SPLIT),
-                r0 * 128,
-                &[16384, 32, 128, 1],
+                &[0, 32, 384, 1],
                 y,
                 r0 * 32,
                 &[16384, 4096, 32, 1],
                 &[1, 4, rn, 32],
             );
         }
-        // Reshape /transformer/h.1/attn/Reshape_1 (a view: no code)
-        //   f32[1,128,4,32] <- f32[1,128,128], const
-        // Reshape /transformer/h.1/attn/Reshape_2 (a view: no code)
-        //   f32[1,128,4,32] <- f32[1,128,128], const
-        // Transpose /transformer/h.1/attn/Transpose_2
-        //   f32[1,4,128,32] <- f32[1,128,4,32]
+        // StridedCopy /transformer/h.1/attn/Transpose_3
+        //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(22, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_ATTN_TRANSPOSE_2);
+            let _timer = profile::timer(17, rn);
+            let (y, rest) = arena::split(f32s, buf::H1_ATTN_KEYS);
             kernels::copy_strided(
-                rest.get(buf::H1_ATTN_SPLIT_OUTPUT_2),
-                r0 * 128,
-                &[16384, 32, 128, 1],
-                y,
-                r0 * 32,
-                &[16384, 4096, 32, 1],
-                &[1, 4, rn, 32],
-            );
-        }
-        // Transpose /transformer/h.1/attn/Transpose_3
-        //   f32[1,4,128,32] <- f32[1,128,4,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(23, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_ATTN_TRANSPOSE_3);
-            kernels::copy_strided(
-                rest.get(buf::H1_ATTN_SPLIT_OUTPUT_1),
-                r0 * 128,
-                &[16384, 32, 128, 1],
+                rest.get(buf::H1_ATTN_C_ATTN),
+                128 + r0 * 384,
+                &[0, 32, 384, 1],
                 y,
                 r0 * 32,
                 &[16384, 4096, 32, 1],
@@ -1438,70 +1127,47 @@ impl Model {
         //   f32[1,1,4,128,32] <- f32[1,4,128,32]
         // Unsqueeze /transformer/h.1/attn/Unsqueeze_10 (a view: no code)
         //   f32[1,1,4,128,32] <- f32[1,4,128,32]
-        // Concat /transformer/h.1/attn/Concat_3
+        // Concat /transformer/h.1/attn/Concat_3 (in place: its inputs were written into it)
         //   f32[2,1,4,128,32] <- f32[1,1,4,128,32], f32[1,1,4,128,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(24, rn);
-            let (y, rest) = arena::split(f32s, buf::PRESENT_1);
-            kernels::copy_strided(
-                rest.get(buf::H1_ATTN_TRANSPOSE_3),
-                r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                y,
-                r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                &[1, 1, 4, rn, 32],
-            );
-            kernels::copy_strided(
-                rest.get(buf::H1_ATTN_TRANSPOSE_2),
-                r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                y,
-                16384 + r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                &[1, 1, 4, rn, 32],
-            );
-        }
         // Attention /transformer/h.1/attn/Attention
-        //   f32[1,4,128,32] <- f32[1,4,128,32], f32[1,4,128,32], f32[1,4,128,32]
+        //   f32[1,128,4,32] <- f32[128,384], f32[1,4,128,32], f32[1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(25, rn);
+            let _timer = profile::timer(18, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
+                heads: 4,
                 q_rows: 128,
                 kv_rows: 128,
                 d: 32,
                 scale: 0.17677669f32,
                 causal: true,
-                k_transposed: false,
+                q: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 0,
+                    head: 32,
+                    row: 384,
+                    col: 1,
+                },
+                k: kernels::HeadLayout::dense(4, 128, 32),
+                v: kernels::HeadLayout::dense(4, 128, 32),
+                out: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 16384,
+                    head: 32,
+                    row: 128,
+                    col: 1,
+                },
             };
             kernels::attention(
-                rest.get(buf::H1_ATTN_TRANSPOSE),
-                rest.get(buf::H1_ATTN_TRANSPOSE_3),
-                rest.get(buf::H1_ATTN_TRANSPOSE_2),
+                rest.get(buf::H1_ATTN_C_ATTN),
+                rest.get(buf::H1_ATTN_KEYS),
+                rest.get(buf::H1_ATTN_VALUES),
                 y,
                 dims,
                 r0,
                 rn,
-            );
-        }
-        // Transpose /transformer/h.1/attn/Transpose_4
-        //   f32[1,128,4,32] <- f32[1,4,128,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(26, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_ATTN_TRANSPOSE_4);
-            kernels::copy_strided(
-                rest.get(buf::H1_ATTN),
-                r0 * 32,
-                &[16384, 32, 4096, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 32, 1],
-                &[1, rn, 4, 32],
             );
         }
         // Reshape /transformer/h.1/attn/Reshape_3 (a view: no code)
@@ -1512,10 +1178,10 @@ impl Model {
         //   f32[128,128] <- f32[128,128], w.h1_attn_c_proj_weight, w.h1_attn_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(27, rn);
+            let _timer = profile::timer(19, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_C_PROJ);
             kernels::linear(
-                &(rest.get(buf::H1_ATTN_TRANSPOSE_4))[r0 * 128..(r0 + rn) * 128],
+                &(rest.get(buf::H1_ATTN))[r0 * 128..(r0 + rn) * 128],
                 rn,
                 128,
                 w.h1_attn_c_proj_weight,
@@ -1530,7 +1196,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(28, rn);
+            let _timer = profile::timer(20, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ADD);
             kernels::broadcast(
                 &(rest.get(buf::H0_ADD_1))[r0 * 128..],
@@ -1546,7 +1212,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h1_ln_2_weight, w.h1_ln_2_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(29, rn);
+            let _timer = profile::timer(21, rn);
             let (y, rest) = arena::split(f32s, buf::H1_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H1_ADD))[r0 * 128..(r0 + rn) * 128],
@@ -1564,7 +1230,7 @@ impl Model {
         //   f32[128,512] <- f32[128,128], w.h1_mlp_c_fc_weight, w.h1_mlp_c_fc_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(30, rn);
+            let _timer = profile::timer(22, rn);
             let (y, rest) = arena::split(f32s, buf::H1_MLP_C_FC);
             kernels::linear(
                 &(rest.get(buf::H1_LN_2))[r0 * 128..(r0 + rn) * 128],
@@ -1582,7 +1248,7 @@ impl Model {
         //   f32[1,128,512] <- f32[1,128,512]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(31, rn);
+            let _timer = profile::timer(23, rn);
             let (y, rest) = arena::split(f32s, buf::H1_MLP_GELU);
             kernels::gelu_slice(
                 &(rest.get(buf::H1_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
@@ -1595,7 +1261,7 @@ impl Model {
         //   f32[128,128] <- f32[128,512], w.h1_mlp_c_proj_weight, w.h1_mlp_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(32, rn);
+            let _timer = profile::timer(24, rn);
             let (y, rest) = arena::split(f32s, buf::H1_MLP_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H1_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
@@ -1613,7 +1279,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(33, rn);
+            let _timer = profile::timer(25, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ADD_1);
             kernels::broadcast(
                 &(rest.get(buf::H1_ADD))[r0 * 128..],
@@ -1630,7 +1296,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h2_ln_1_weight, w.h2_ln_1_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(34, rn);
+            let _timer = profile::timer(26, rn);
             let (y, rest) = arena::split(f32s, buf::H2_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::H1_ADD_1))[r0 * 128..(r0 + rn) * 128],
@@ -1648,7 +1314,7 @@ impl Model {
         //   f32[128,384] <- f32[128,128], w.h2_attn_c_attn_weight, w.h2_attn_c_attn_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(35, rn);
+            let _timer = profile::timer(27, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_C_ATTN);
             kernels::linear(
                 &(rest.get(buf::H2_LN_1))[r0 * 128..(r0 + rn) * 128],
@@ -1660,100 +1326,32 @@ impl Model {
                 384,
             );
         }
-        // Reshape /transformer/h.2/attn/c_attn/Reshape_1 (a view: no code)
-        //   f32[1,128,384] <- f32[128,384], const
-        // Split /transformer/h.2/attn/Split
-        //   f32[1,128,128], f32[1,128,128], f32[1,128,128] <- f32[1,128,384]
+        // StridedCopy /transformer/h.2/attn/Transpose_2
+        //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(36, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_ATTN_SPLIT);
-            kernels::copy_strided(
-                rest.get(buf::H2_ATTN_C_ATTN),
-                r0 * 384,
-                &[49152, 384, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 1],
-                &[1, rn, 128],
-            );
-        }
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(36, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_ATTN_SPLIT_OUTPUT_1);
-            kernels::copy_strided(
-                rest.get(buf::H2_ATTN_C_ATTN),
-                128 + r0 * 384,
-                &[49152, 384, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 1],
-                &[1, rn, 128],
-            );
-        }
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(36, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_ATTN_SPLIT_OUTPUT_2);
+            let _timer = profile::timer(28, rn);
+            let (y, rest) = arena::split(f32s, buf::H2_ATTN_VALUES);
             kernels::copy_strided(
                 rest.get(buf::H2_ATTN_C_ATTN),
                 256 + r0 * 384,
-                &[49152, 384, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 1],
-                &[1, rn, 128],
-            );
-        }
-        // Reshape /transformer/h.2/attn/Reshape (a view: no code)
-        //   f32[1,128,4,32] <- f32[1,128,128], const
-        // Transpose /transformer/h.2/attn/Transpose
-        //   f32[1,4,128,32] <- f32[1,128,4,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(37, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_ATTN_TRANSPOSE);
-            kernels::copy_strided(
-                rest.get(buf::H2_ATTN_SPLIT),
-                r0 * 128,
-                &[16384, 32, 128, 1],
+                &[0, 32, 384, 1],
                 y,
                 r0 * 32,
                 &[16384, 4096, 32, 1],
                 &[1, 4, rn, 32],
             );
         }
-        // Reshape /transformer/h.2/attn/Reshape_1 (a view: no code)
-        //   f32[1,128,4,32] <- f32[1,128,128], const
-        // Reshape /transformer/h.2/attn/Reshape_2 (a view: no code)
-        //   f32[1,128,4,32] <- f32[1,128,128], const
-        // Transpose /transformer/h.2/attn/Transpose_2
-        //   f32[1,4,128,32] <- f32[1,128,4,32]
+        // StridedCopy /transformer/h.2/attn/Transpose_3
+        //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(38, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_ATTN_TRANSPOSE_2);
+            let _timer = profile::timer(29, rn);
+            let (y, rest) = arena::split(f32s, buf::H2_ATTN_KEYS);
             kernels::copy_strided(
-                rest.get(buf::H2_ATTN_SPLIT_OUTPUT_2),
-                r0 * 128,
-                &[16384, 32, 128, 1],
-                y,
-                r0 * 32,
-                &[16384, 4096, 32, 1],
-                &[1, 4, rn, 32],
-            );
-        }
-        // Transpose /transformer/h.2/attn/Transpose_3
-        //   f32[1,4,128,32] <- f32[1,128,4,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(39, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_ATTN_TRANSPOSE_3);
-            kernels::copy_strided(
-                rest.get(buf::H2_ATTN_SPLIT_OUTPUT_1),
-                r0 * 128,
-                &[16384, 32, 128, 1],
+                rest.get(buf::H2_ATTN_C_ATTN),
+                128 + r0 * 384,
+                &[0, 32, 384, 1],
                 y,
                 r0 * 32,
                 &[16384, 4096, 32, 1],
@@ -1764,70 +1362,47 @@ impl Model {
         //   f32[1,1,4,128,32] <- f32[1,4,128,32]
         // Unsqueeze /transformer/h.2/attn/Unsqueeze_10 (a view: no code)
         //   f32[1,1,4,128,32] <- f32[1,4,128,32]
-        // Concat /transformer/h.2/attn/Concat_3
+        // Concat /transformer/h.2/attn/Concat_3 (in place: its inputs were written into it)
         //   f32[2,1,4,128,32] <- f32[1,1,4,128,32], f32[1,1,4,128,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(40, rn);
-            let (y, rest) = arena::split(f32s, buf::PRESENT_2);
-            kernels::copy_strided(
-                rest.get(buf::H2_ATTN_TRANSPOSE_3),
-                r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                y,
-                r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                &[1, 1, 4, rn, 32],
-            );
-            kernels::copy_strided(
-                rest.get(buf::H2_ATTN_TRANSPOSE_2),
-                r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                y,
-                16384 + r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                &[1, 1, 4, rn, 32],
-            );
-        }
         // Attention /transformer/h.2/attn/Attention
-        //   f32[1,4,128,32] <- f32[1,4,128,32], f32[1,4,128,32], f32[1,4,128,32]
+        //   f32[1,128,4,32] <- f32[128,384], f32[1,4,128,32], f32[1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(41, rn);
+            let _timer = profile::timer(30, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
+                heads: 4,
                 q_rows: 128,
                 kv_rows: 128,
                 d: 32,
                 scale: 0.17677669f32,
                 causal: true,
-                k_transposed: false,
+                q: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 0,
+                    head: 32,
+                    row: 384,
+                    col: 1,
+                },
+                k: kernels::HeadLayout::dense(4, 128, 32),
+                v: kernels::HeadLayout::dense(4, 128, 32),
+                out: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 16384,
+                    head: 32,
+                    row: 128,
+                    col: 1,
+                },
             };
             kernels::attention(
-                rest.get(buf::H2_ATTN_TRANSPOSE),
-                rest.get(buf::H2_ATTN_TRANSPOSE_3),
-                rest.get(buf::H2_ATTN_TRANSPOSE_2),
+                rest.get(buf::H2_ATTN_C_ATTN),
+                rest.get(buf::H2_ATTN_KEYS),
+                rest.get(buf::H2_ATTN_VALUES),
                 y,
                 dims,
                 r0,
                 rn,
-            );
-        }
-        // Transpose /transformer/h.2/attn/Transpose_4
-        //   f32[1,128,4,32] <- f32[1,4,128,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(42, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_ATTN_TRANSPOSE_4);
-            kernels::copy_strided(
-                rest.get(buf::H2_ATTN),
-                r0 * 32,
-                &[16384, 32, 4096, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 32, 1],
-                &[1, rn, 4, 32],
             );
         }
         // Reshape /transformer/h.2/attn/Reshape_3 (a view: no code)
@@ -1838,10 +1413,10 @@ impl Model {
         //   f32[128,128] <- f32[128,128], w.h2_attn_c_proj_weight, w.h2_attn_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(43, rn);
+            let _timer = profile::timer(31, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_C_PROJ);
             kernels::linear(
-                &(rest.get(buf::H2_ATTN_TRANSPOSE_4))[r0 * 128..(r0 + rn) * 128],
+                &(rest.get(buf::H2_ATTN))[r0 * 128..(r0 + rn) * 128],
                 rn,
                 128,
                 w.h2_attn_c_proj_weight,
@@ -1856,7 +1431,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(44, rn);
+            let _timer = profile::timer(32, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ADD);
             kernels::broadcast(
                 &(rest.get(buf::H1_ADD_1))[r0 * 128..],
@@ -1872,7 +1447,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h2_ln_2_weight, w.h2_ln_2_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(45, rn);
+            let _timer = profile::timer(33, rn);
             let (y, rest) = arena::split(f32s, buf::H2_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H2_ADD))[r0 * 128..(r0 + rn) * 128],
@@ -1890,7 +1465,7 @@ impl Model {
         //   f32[128,512] <- f32[128,128], w.h2_mlp_c_fc_weight, w.h2_mlp_c_fc_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(46, rn);
+            let _timer = profile::timer(34, rn);
             let (y, rest) = arena::split(f32s, buf::H2_MLP_C_FC);
             kernels::linear(
                 &(rest.get(buf::H2_LN_2))[r0 * 128..(r0 + rn) * 128],
@@ -1908,7 +1483,7 @@ impl Model {
         //   f32[1,128,512] <- f32[1,128,512]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(47, rn);
+            let _timer = profile::timer(35, rn);
             let (y, rest) = arena::split(f32s, buf::H2_MLP_GELU);
             kernels::gelu_slice(
                 &(rest.get(buf::H2_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
@@ -1921,7 +1496,7 @@ impl Model {
         //   f32[128,128] <- f32[128,512], w.h2_mlp_c_proj_weight, w.h2_mlp_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(48, rn);
+            let _timer = profile::timer(36, rn);
             let (y, rest) = arena::split(f32s, buf::H2_MLP_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H2_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
@@ -1939,7 +1514,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(49, rn);
+            let _timer = profile::timer(37, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ADD_1);
             kernels::broadcast(
                 &(rest.get(buf::H2_ADD))[r0 * 128..],
@@ -1956,7 +1531,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h3_ln_1_weight, w.h3_ln_1_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(50, rn);
+            let _timer = profile::timer(38, rn);
             let (y, rest) = arena::split(f32s, buf::H3_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::H2_ADD_1))[r0 * 128..(r0 + rn) * 128],
@@ -1974,7 +1549,7 @@ impl Model {
         //   f32[128,384] <- f32[128,128], w.h3_attn_c_attn_weight, w.h3_attn_c_attn_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(51, rn);
+            let _timer = profile::timer(39, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_C_ATTN);
             kernels::linear(
                 &(rest.get(buf::H3_LN_1))[r0 * 128..(r0 + rn) * 128],
@@ -1986,100 +1561,32 @@ impl Model {
                 384,
             );
         }
-        // Reshape /transformer/h.3/attn/c_attn/Reshape_1 (a view: no code)
-        //   f32[1,128,384] <- f32[128,384], const
-        // Split /transformer/h.3/attn/Split
-        //   f32[1,128,128], f32[1,128,128], f32[1,128,128] <- f32[1,128,384]
+        // StridedCopy /transformer/h.3/attn/Transpose_2
+        //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(52, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_ATTN_SPLIT);
-            kernels::copy_strided(
-                rest.get(buf::H3_ATTN_C_ATTN),
-                r0 * 384,
-                &[49152, 384, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 1],
-                &[1, rn, 128],
-            );
-        }
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(52, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_ATTN_SPLIT_OUTPUT_1);
-            kernels::copy_strided(
-                rest.get(buf::H3_ATTN_C_ATTN),
-                128 + r0 * 384,
-                &[49152, 384, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 1],
-                &[1, rn, 128],
-            );
-        }
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(52, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_ATTN_SPLIT_OUTPUT_2);
+            let _timer = profile::timer(40, rn);
+            let (y, rest) = arena::split(f32s, buf::H3_ATTN_VALUES);
             kernels::copy_strided(
                 rest.get(buf::H3_ATTN_C_ATTN),
                 256 + r0 * 384,
-                &[49152, 384, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 1],
-                &[1, rn, 128],
-            );
-        }
-        // Reshape /transformer/h.3/attn/Reshape (a view: no code)
-        //   f32[1,128,4,32] <- f32[1,128,128], const
-        // Transpose /transformer/h.3/attn/Transpose
-        //   f32[1,4,128,32] <- f32[1,128,4,32]
-        {
-            let (r0, rn) = tail_rows;
-            let _timer = profile::timer(53, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_ATTN_TRANSPOSE);
-            kernels::copy_strided(
-                rest.get(buf::H3_ATTN_SPLIT),
-                r0 * 128,
-                &[16384, 32, 128, 1],
+                &[0, 32, 384, 1],
                 y,
                 r0 * 32,
                 &[16384, 4096, 32, 1],
                 &[1, 4, rn, 32],
             );
         }
-        // Reshape /transformer/h.3/attn/Reshape_1 (a view: no code)
-        //   f32[1,128,4,32] <- f32[1,128,128], const
-        // Reshape /transformer/h.3/attn/Reshape_2 (a view: no code)
-        //   f32[1,128,4,32] <- f32[1,128,128], const
-        // Transpose /transformer/h.3/attn/Transpose_2
-        //   f32[1,4,128,32] <- f32[1,128,4,32]
+        // StridedCopy /transformer/h.3/attn/Transpose_3
+        //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(54, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_ATTN_TRANSPOSE_2);
+            let _timer = profile::timer(41, rn);
+            let (y, rest) = arena::split(f32s, buf::H3_ATTN_KEYS);
             kernels::copy_strided(
-                rest.get(buf::H3_ATTN_SPLIT_OUTPUT_2),
-                r0 * 128,
-                &[16384, 32, 128, 1],
-                y,
-                r0 * 32,
-                &[16384, 4096, 32, 1],
-                &[1, 4, rn, 32],
-            );
-        }
-        // Transpose /transformer/h.3/attn/Transpose_3
-        //   f32[1,4,128,32] <- f32[1,128,4,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(55, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_ATTN_TRANSPOSE_3);
-            kernels::copy_strided(
-                rest.get(buf::H3_ATTN_SPLIT_OUTPUT_1),
-                r0 * 128,
-                &[16384, 32, 128, 1],
+                rest.get(buf::H3_ATTN_C_ATTN),
+                128 + r0 * 384,
+                &[0, 32, 384, 1],
                 y,
                 r0 * 32,
                 &[16384, 4096, 32, 1],
@@ -2090,70 +1597,47 @@ impl Model {
         //   f32[1,1,4,128,32] <- f32[1,4,128,32]
         // Unsqueeze /transformer/h.3/attn/Unsqueeze_10 (a view: no code)
         //   f32[1,1,4,128,32] <- f32[1,4,128,32]
-        // Concat /transformer/h.3/attn/Concat_3
+        // Concat /transformer/h.3/attn/Concat_3 (in place: its inputs were written into it)
         //   f32[2,1,4,128,32] <- f32[1,1,4,128,32], f32[1,1,4,128,32]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(56, rn);
-            let (y, rest) = arena::split(f32s, buf::PRESENT_3);
-            kernels::copy_strided(
-                rest.get(buf::H3_ATTN_TRANSPOSE_3),
-                r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                y,
-                r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                &[1, 1, 4, rn, 32],
-            );
-            kernels::copy_strided(
-                rest.get(buf::H3_ATTN_TRANSPOSE_2),
-                r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                y,
-                16384 + r0 * 32,
-                &[16384, 16384, 4096, 32, 1],
-                &[1, 1, 4, rn, 32],
-            );
-        }
         // Attention /transformer/h.3/attn/Attention
-        //   f32[1,4,128,32] <- f32[1,4,128,32], f32[1,4,128,32], f32[1,4,128,32]
+        //   f32[1,128,4,32] <- f32[128,384], f32[1,4,128,32], f32[1,4,128,32]
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(57, rn);
+            let _timer = profile::timer(42, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
+                heads: 4,
                 q_rows: 128,
                 kv_rows: 128,
                 d: 32,
                 scale: 0.17677669f32,
                 causal: true,
-                k_transposed: false,
+                q: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 0,
+                    head: 32,
+                    row: 384,
+                    col: 1,
+                },
+                k: kernels::HeadLayout::dense(4, 128, 32),
+                v: kernels::HeadLayout::dense(4, 128, 32),
+                out: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 16384,
+                    head: 32,
+                    row: 128,
+                    col: 1,
+                },
             };
             kernels::attention(
-                rest.get(buf::H3_ATTN_TRANSPOSE),
-                rest.get(buf::H3_ATTN_TRANSPOSE_3),
-                rest.get(buf::H3_ATTN_TRANSPOSE_2),
+                rest.get(buf::H3_ATTN_C_ATTN),
+                rest.get(buf::H3_ATTN_KEYS),
+                rest.get(buf::H3_ATTN_VALUES),
                 y,
                 dims,
                 r0,
                 rn,
-            );
-        }
-        // Transpose /transformer/h.3/attn/Transpose_4
-        //   f32[1,128,4,32] <- f32[1,4,128,32]
-        {
-            let (r0, rn) = tail_rows;
-            let _timer = profile::timer(58, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_ATTN_TRANSPOSE_4);
-            kernels::copy_strided(
-                rest.get(buf::H3_ATTN),
-                r0 * 32,
-                &[16384, 32, 4096, 1],
-                y,
-                r0 * 128,
-                &[16384, 128, 32, 1],
-                &[1, rn, 4, 32],
             );
         }
         // Reshape /transformer/h.3/attn/Reshape_3 (a view: no code)
@@ -2164,10 +1648,10 @@ impl Model {
         //   f32[128,128] <- f32[128,128], w.h3_attn_c_proj_weight, w.h3_attn_c_proj_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(59, rn);
+            let _timer = profile::timer(43, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_C_PROJ);
             kernels::linear(
-                &(rest.get(buf::H3_ATTN_TRANSPOSE_4))[r0 * 128..(r0 + rn) * 128],
+                &(rest.get(buf::H3_ATTN))[r0 * 128..(r0 + rn) * 128],
                 rn,
                 128,
                 w.h3_attn_c_proj_weight,
@@ -2182,7 +1666,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(60, rn);
+            let _timer = profile::timer(44, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ADD);
             kernels::broadcast(
                 &(rest.get(buf::H2_ADD_1))[r0 * 128..],
@@ -2198,7 +1682,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h3_ln_2_weight, w.h3_ln_2_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(61, rn);
+            let _timer = profile::timer(45, rn);
             let (y, rest) = arena::split(f32s, buf::H3_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H3_ADD))[r0 * 128..(r0 + rn) * 128],
@@ -2216,7 +1700,7 @@ impl Model {
         //   f32[128,512] <- f32[128,128], w.h3_mlp_c_fc_weight, w.h3_mlp_c_fc_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(62, rn);
+            let _timer = profile::timer(46, rn);
             let (y, rest) = arena::split(f32s, buf::H3_MLP_C_FC);
             kernels::linear(
                 &(rest.get(buf::H3_LN_2))[r0 * 128..(r0 + rn) * 128],
@@ -2234,7 +1718,7 @@ impl Model {
         //   f32[1,128,512] <- f32[1,128,512]
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(63, rn);
+            let _timer = profile::timer(47, rn);
             let (y, rest) = arena::split(f32s, buf::H3_MLP_GELU);
             kernels::gelu_slice(
                 &(rest.get(buf::H3_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
@@ -2247,7 +1731,7 @@ impl Model {
         //   f32[128,128] <- f32[128,512], w.h3_mlp_c_proj_weight, w.h3_mlp_c_proj_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(64, rn);
+            let _timer = profile::timer(48, rn);
             let (y, rest) = arena::split(f32s, buf::H3_MLP_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H3_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
@@ -2265,7 +1749,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(65, rn);
+            let _timer = profile::timer(49, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ADD_1);
             kernels::broadcast(
                 &(rest.get(buf::H3_ADD))[r0 * 128..],
@@ -2282,7 +1766,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.ln_f_weight, w.ln_f_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(66, rn);
+            let _timer = profile::timer(50, rn);
             let (y, rest) = arena::split(f32s, buf::LN_F);
             kernels::layer_norm(
                 &(rest.get(buf::H3_ADD_1))[r0 * 128..(r0 + rn) * 128],
@@ -2300,7 +1784,7 @@ impl Model {
         //   f32[1,1,128,50257] <- f32[1,1,128,128], w.wte_weight
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(67, rn);
+            let _timer = profile::timer(51, rn);
             let (y, rest) = arena::split(f32s, buf::LM_HEAD);
             kernels::linear(
                 &(rest.get(buf::LN_F))[r0 * 128..(r0 + rn) * 128],

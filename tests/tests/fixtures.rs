@@ -188,3 +188,49 @@ fn every_optional_pass_can_be_switched_off() {
     )
     .is_err());
 }
+
+/// After `fold-copies` and `fold-attention-layout`, each GPT-2 layer moves its activations
+/// around attention twice: attention reads q from the QKV projection and writes its heads
+/// side by side in rows; the keys and values are one strided copy each from the projection,
+/// planned inside the `present` output, and attention reads them there.
+#[test]
+fn attention_reads_the_projection_and_the_presents_in_place() {
+    use gpt2c::ops::Op;
+    let fx = gpt2c_tests::SpecializedFixture::load("tiny");
+    let g = &fx.specialized;
+    // Data movement at run time (a tied weight's Transpose is a view of a constant).
+    let count = |name: &str| {
+        g.nodes
+            .iter()
+            .filter(|n| n.op.name() == name && g.konst(n.inputs[0].unwrap()).is_none())
+            .count()
+    };
+    let attention: Vec<_> = g
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Attention(a) => Some((n, *a)),
+            _ => None,
+        })
+        .collect();
+    let layers = attention.len();
+    assert!(layers > 0);
+    assert_eq!(count("Transpose") + count("Split") + count("Slice"), 0);
+    assert_eq!(count("StridedCopy"), 2 * layers);
+    let producers = g.producers();
+    let op_of = |v: usize| g.nodes[producers[&v]].op.name();
+    let seq = gpt2c::codegen::sequence_info(g).expect("still incremental");
+    let plan = gpt2c::codegen::plan::plan(g, &gpt2c::codegen::persistent(g, &Ok(seq))).unwrap();
+    for (n, a) in attention {
+        let [q, k, v] = [0, 1, 2].map(|i| n.inputs[i].unwrap());
+        assert_eq!(op_of(q), "Linear", "{}", n.name);
+        assert_eq!(a.out_perm, [0, 2, 1, 3]);
+        for kv in [k, v] {
+            assert_eq!(op_of(kv), "StridedCopy");
+            let copy = &g.nodes[producers[&kv]];
+            assert_eq!(copy.inputs[0], Some(q), "from the same projection");
+            let (host, _) = plan.inside[kv].expect("computed in place");
+            assert!(g.outputs.contains(&host), "inside a present");
+        }
+    }
+}

@@ -12,6 +12,7 @@ use super::layout::WeightFormat;
 use super::plan::{data_inputs, is_alias, transposed_weight, Elem, Plan, Storage, WeightLayout};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Tensor, ValueId};
+use crate::ops::attention::HeadView;
 use crate::ops::elementwise::broadcast_offsets;
 use crate::ops::{strides, BinaryOp, Op, UnaryOp};
 use crate::sequence::SeqInfo;
@@ -34,6 +35,8 @@ pub struct Lowerer<'a> {
     pub seq: Option<&'a SeqInfo>,
     /// Each node's index in the profile table (`profile::ids`).
     pub profile_ids: Vec<Option<usize>>,
+    /// Readers of each value (nodes and graph outputs).
+    pub uses: Vec<usize>,
 }
 
 fn lit(x: usize) -> Literal {
@@ -325,11 +328,34 @@ impl Lowerer<'_> {
                 let mut calls = Vec::new();
                 for i in node.inputs.iter().flatten() {
                     let s = self.shape(*i);
-                    calls.push(self.copy(*i, 0, &signed(&strides(&s)), o, at * ost[ax], &ost, *i));
+                    // Inputs computed in place (`plan::concat_blocks`) are there already.
+                    if self.plan.inside[self.plan.root[*i]].is_none() {
+                        calls.push(self.copy(
+                            *i,
+                            0,
+                            &signed(&strides(&s)),
+                            o,
+                            at * ost[ax],
+                            &ost,
+                            *i,
+                        ));
+                    }
                     at += s[ax];
+                }
+                if calls.is_empty() {
+                    return Ok(TokenStream::new());
                 }
                 quote!(#(#calls)*)
             }
+            Op::StridedCopy(c) => self.copy(
+                data[0],
+                c.offset,
+                &signed(&c.strides),
+                o,
+                0,
+                &strides(&out_shape),
+                o,
+            ),
             Op::Gather { axis } => {
                 let ds = sh(0);
                 let ax = crate::ops::norm_axis(*axis, ds.len()).map_err(|e| err(e.0))?;
@@ -486,19 +512,39 @@ impl Lowerer<'_> {
             }
             Op::Attention(at) => {
                 let (q, k, v) = (data[0], data[1], data[2]);
-                let (qs, ks) = (self.shape(q), self.shape(k));
-                let kv_rows = if at.k_transposed { ks[3] } else { ks[2] };
-                let (bh, q_rows, d) = (lit(qs[0] * qs[1]), lit(qs[2]), lit(qs[3]));
-                let kv_rows = lit(kv_rows);
+                let (bh, heads, q_rows, kv_rows, d) = (
+                    lit(at.batch * at.heads),
+                    lit(at.heads),
+                    lit(at.q_rows),
+                    lit(at.kv_rows),
+                    lit(at.head_dim),
+                );
                 let (xq, xk, xv) = (self.read(q, oe), self.read(k, oe), self.read(v, oe));
-                let (scale, causal, kt) = (f32_lit(at.scale), at.causal, at.k_transposed);
+                let (scale, causal) = (f32_lit(at.scale), at.causal);
                 let rows = if self.ax(q).is_some() {
                     quote!(r0, rn)
                 } else {
                     quote!(0, #q_rows)
                 };
+                // Dense operands say so; others spell out where their heads and rows are.
+                let layout = |view: HeadView, shape: [usize; 4]| {
+                    if view == HeadView::dense(shape) {
+                        let (h, r, c) = (lit(shape[1]), lit(shape[2]), lit(shape[3]));
+                        quote!(kernels::HeadLayout::dense(#h, #r, #c))
+                    } else {
+                        let [b, h, r, c] = view.strides.map(lit);
+                        let off = lit(view.offset);
+                        quote!(kernels::HeadLayout { offset: #off, batch: #b, head: #h, row: #r, col: #c })
+                    }
+                };
+                let (lq, lk, lv) = (
+                    layout(at.q, at.q_shape()),
+                    layout(at.k, at.kv_shape()),
+                    layout(at.v, at.kv_shape()),
+                );
+                let lo = layout(at.out_view(), at.q_shape());
                 quote! {
-                    let dims = kernels::AttentionDims { bh: #bh, q_rows: #q_rows, kv_rows: #kv_rows, d: #d, scale: #scale, causal: #causal, k_transposed: #kt };
+                    let dims = kernels::AttentionDims { bh: #bh, heads: #heads, q_rows: #q_rows, kv_rows: #kv_rows, d: #d, scale: #scale, causal: #causal, q: #lq, k: #lk, v: #lv, out: #lo };
                     kernels::attention(#xq, #xk, #xv, y, dims, #rows);
                 }
             }
@@ -686,9 +732,12 @@ impl Lowerer<'_> {
         let mut at = 0;
         let mut blocks = Vec::new();
         for (&o, &s) in node.outputs.iter().zip(&sizes) {
-            let out_shape = self.shape(o);
-            let call = self.copy(x, at * st[ax], &signed(&st), o, 0, &strides(&out_shape), o);
-            blocks.push(self.block(index, o, call));
+            // Outputs nobody reads (their readers were folded away) are not written.
+            if self.uses[o] > 0 {
+                let out_shape = self.shape(o);
+                let call = self.copy(x, at * st[ax], &signed(&st), o, 0, &strides(&out_shape), o);
+                blocks.push(self.block(index, o, call));
+            }
             at += s;
         }
         Ok(quote!(#(#blocks)*))

@@ -128,14 +128,28 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         .collect();
     let mut buf_names = names::Namer::default();
     let mut buf_consts: Vec<Option<syn::Ident>> = vec![None; graph.values.len()];
-    // A fused node's output is named for its role (`names::role`), others for their value.
+    // A fused node's output is named for its role (`names::role`), the keys and values an
+    // attention reads for it, others for their value.
     let producers = graph.producers();
+    let mut operands = std::collections::HashMap::new();
+    for n in &graph.nodes {
+        if let (Some(r), crate::ops::Op::Attention(_)) = (names::role(&n.name, &n.op), &n.op) {
+            for (k, what) in [(1, "keys"), (2, "values")] {
+                if let Some(v) = n.inputs[k] {
+                    operands
+                        .entry(plan.root[v])
+                        .or_insert(format!("{r}_{what}"));
+                }
+            }
+        }
+    }
     for &b in &plan.buffers {
         let role = producers.get(&b).and_then(|&i| {
             let n = &graph.nodes[i];
             (n.outputs.len() == 1)
                 .then(|| names::role(&n.name, &n.op))
                 .flatten()
+                .or_else(|| operands.get(&b).cloned())
         });
         let base = role.unwrap_or_else(|| names::snake(&graph.values[b].name));
         buf_consts[b] = Some(ident(&buf_names.unique(base.to_uppercase())));
@@ -154,7 +168,8 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         plan: &plan,
         syms: &syms,
         seq: seq.as_ref().ok(),
-        profile_ids: profile::ids(graph, seq.as_ref().ok()),
+        profile_ids: profile::ids(graph, seq.as_ref().ok(), &plan),
+        uses: graph.use_counts(),
     };
 
     // The weight blob.
@@ -221,10 +236,10 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
             .collect();
         let outs: Vec<String> = node.outputs.iter().map(|&o| type_str(graph, o)).collect();
         let body = low.lower(index)?;
-        let what = if body.is_empty() {
-            " (a view: no code)"
-        } else {
-            ""
+        let what = match (&node.op, body.is_empty()) {
+            (_, false) => "",
+            (crate::ops::Op::Concat { .. }, true) => " (in place: its inputs were written into it)",
+            _ => " (a view: no code)",
         };
         // Weights-only nodes run once, in `Model::new`.
         let target = if seq.as_ref().is_ok_and(|s| s.init[index]) {

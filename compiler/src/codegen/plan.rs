@@ -6,6 +6,11 @@
 //!   input: no copy, no buffer.
 //! - Every other value gets a fixed range of one arena per element type, placed by a
 //!   first-fit allocator over the values' lifetimes, so the forward pass allocates nothing.
+//! - A Concat whose inputs are whole blocks of its output (every dim before the axis is 1)
+//!   has them computed in place: each input's producer writes straight into its block of
+//!   the output (`Plan::inside`), and the Concat copies only inputs that cannot be (a graph
+//!   input, a constant, a value that is itself a graph output or placed elsewhere). GPT-2's
+//!   `present` outputs are then written by the ops that make the keys and values.
 
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, Node, Tensor, ValueId};
@@ -81,6 +86,9 @@ pub struct Plan {
     pub buffers: Vec<ValueId>,
     /// The value that owns each value's storage (itself, unless it is an alias).
     pub root: Vec<ValueId>,
+    /// For a buffer computed in place inside a Concat's output: that output and the
+    /// element offset of its block.
+    pub inside: Vec<Option<(ValueId, usize)>>,
     /// For each buffer (by value id): the steps of its first and last use. Graph inputs
     /// and persistent buffers start at step 0, node `i` runs at step `i + 1`, and buffers
     /// that must survive the call (outputs, persistent) end at `nodes.len() + 1`.
@@ -132,6 +140,15 @@ pub fn transposed_weight(g: &Graph, n: &Node) -> Option<ValueId> {
 }
 
 impl Plan {
+    /// Whether `n` is a Concat whose inputs were all computed in place: it runs no code.
+    pub fn in_place(&self, n: &Node) -> bool {
+        matches!(n.op, Op::Concat { .. })
+            && n.inputs
+                .iter()
+                .flatten()
+                .all(|&i| self.inside[self.root[i]].is_some_and(|(host, _)| host == n.outputs[0]))
+    }
+
     /// Stores every panel-packed weight in `format`, placing the blob anew.
     pub fn store_panels_as(&mut self, format: super::layout::WeightFormat) {
         let mut at = 0usize;
@@ -269,6 +286,52 @@ impl Allocator {
     }
 }
 
+/// For each Concat that can take its inputs in place: the inputs' roots with their element
+/// offsets in the output (see the module comment). `root` maps aliases to their owners.
+fn concat_blocks(graph: &Graph, root: &[ValueId]) -> Vec<(ValueId, Vec<(ValueId, usize)>)> {
+    let producers = graph.producers();
+    let mut taken = vec![false; graph.values.len()];
+    let mut hosts = vec![false; graph.values.len()];
+    let mut out = Vec::new();
+    for n in &graph.nodes {
+        let Op::Concat { axis } = n.op else { continue };
+        let o = n.outputs[0];
+        let shape = graph.shape(o);
+        let Ok(ax) = crate::ops::norm_axis(axis, shape.len()) else {
+            continue;
+        };
+        if shape[..ax].iter().any(|&d| d != 1) || taken[o] {
+            continue;
+        }
+        let block = crate::ops::strides(&shape)[ax];
+        let (mut at, mut parts) = (0, Vec::new());
+        for i in n.inputs.iter().flatten() {
+            let r = root[*i];
+            let computed = producers
+                .get(&r)
+                .is_some_and(|&p| !is_alias(graph, &graph.nodes[p]));
+            let dtype = |v: ValueId| graph.values[v].ty.as_ref().map(|t| t.dtype);
+            if computed
+                && !taken[r]
+                && !hosts[r]
+                && r != o
+                && !graph.outputs.contains(&r)
+                && graph.values[r].konst.is_none()
+                && dtype(r) == dtype(o)
+            {
+                taken[r] = true;
+                parts.push((r, at * block));
+            }
+            at += graph.shape(*i)[ax];
+        }
+        if !parts.is_empty() {
+            hosts[o] = true;
+            out.push((o, parts));
+        }
+    }
+    out
+}
+
 /// Plans storage; `persistent` values (and graph outputs) keep their buffers for the
 /// whole program, so their contents survive between calls (the attention cache).
 pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
@@ -402,6 +465,18 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
             *d = 0;
         }
     }
+    // A Concat's output lives from its first input's definition to its last use or any
+    // input's; the inputs computed in place are not allocated themselves.
+    let blocks = concat_blocks(graph, &root);
+    p.inside = vec![None; graph.values.len()];
+    for (o, parts) in &blocks {
+        for &(r, at) in parts {
+            p.inside[r] = Some((*o, at));
+            let (d, l) = (def[&r], last[&r]);
+            def.entry(*o).and_modify(|x| *x = (*x).min(d));
+            last.entry(*o).and_modify(|x| *x = (*x).max(l));
+        }
+    }
 
     p.lifetimes = vec![None; graph.values.len()];
     for &b in &p.buffers {
@@ -410,12 +485,13 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
 
     // Place buffers step by step: allocate what a step defines, then free what it last uses.
     let mut allocs: HashMap<Elem, Allocator> = HashMap::new();
+    let owns = |b: ValueId| p.inside[b].is_none();
     let mut by_step: Vec<Vec<ValueId>> = vec![Vec::new(); end + 1];
-    for &b in &p.buffers {
+    for &b in p.buffers.iter().filter(|&&b| owns(b)) {
         by_step[def[&b]].push(b);
     }
     let mut dying: Vec<Vec<ValueId>> = vec![Vec::new(); end + 1];
-    for &b in &p.buffers {
+    for &b in p.buffers.iter().filter(|&&b| owns(b)) {
         dying[last[&b]].push(b);
     }
     for step in 0..=end {
@@ -436,6 +512,19 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
                     .get_mut(&elem)
                     .expect("allocated")
                     .release(offset, len);
+            }
+        }
+    }
+    // In-place inputs: their block of the Concat's output.
+    for (o, parts) in &blocks {
+        if let Some(Storage::Arena { elem, offset, .. }) = p.storage[*o] {
+            for &(r, at) in parts {
+                let len = crate::ir::numel(&graph.shape(r));
+                p.storage[r] = Some(Storage::Arena {
+                    elem,
+                    offset: offset + at,
+                    len,
+                });
             }
         }
     }

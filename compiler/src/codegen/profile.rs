@@ -14,14 +14,15 @@ use crate::sequence::SeqInfo;
 use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 
-/// Index in the profile table of each node (`None`: a view, or run once at start-up).
-pub fn ids(g: &Graph, seq: Option<&SeqInfo>) -> Vec<Option<usize>> {
+/// Index in the profile table of each node (`None`: a view, a Concat computed in place, or
+/// run once at start-up).
+pub fn ids(g: &Graph, seq: Option<&SeqInfo>, plan: &super::plan::Plan) -> Vec<Option<usize>> {
     let mut next = 0;
     g.nodes
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let timed = !is_alias(g, n) && !seq.is_some_and(|s| s.init[i]);
+            let timed = !is_alias(g, n) && !plan.in_place(n) && !seq.is_some_and(|s| s.init[i]);
             timed.then(|| {
                 next += 1;
                 next - 1

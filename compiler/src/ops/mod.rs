@@ -14,6 +14,7 @@ pub mod reduce;
 pub mod shape;
 pub mod slice;
 pub mod softmax;
+pub mod strided_copy;
 pub mod transpose;
 
 use crate::error::{OpError, OpResult};
@@ -88,6 +89,8 @@ pub enum Op {
     },
     /// Fused scaled-dot-product attention (from `passes::fuse_attention`).
     Attention(attention::Attention),
+    /// One copy of a strided view of the input (from `passes::fold_copies`).
+    StridedCopy(strided_copy::StridedCopy),
     /// LayerNorm over the last axis: inputs x, gamma, beta (from `passes::fuse_layernorm`).
     LayerNorm {
         eps: f32,
@@ -190,6 +193,7 @@ impl Op {
             Op::Gemm { .. } => "Gemm",
             Op::Softmax { .. } => "Softmax",
             Op::Attention(_) => "Attention",
+            Op::StridedCopy(_) => "StridedCopy",
             Op::LayerNorm { .. } => "LayerNorm",
             Op::Gelu => "Gelu",
             Op::RoundRows(_) => "RoundRows",
@@ -223,6 +227,7 @@ impl Op {
             Op::MatMul | Op::Gemm { .. } => matmul::infer(self, ins),
             Op::Softmax { .. } => Ok(vec![owned(float_in(ins, 0)?)]),
             Op::Attention(a) => attention::infer(a, ins),
+            Op::StridedCopy(c) => strided_copy::infer(c, ins),
             Op::LayerNorm { .. } => fused::infer_layer_norm(ins),
             Op::Gelu | Op::RoundRows(_) => Ok(vec![owned(float_in(ins, 0)?)]),
             Op::Linear => linear::infer(ins),
@@ -257,6 +262,7 @@ impl Op {
             Op::MatMul | Op::Gemm { .. } => matmul::eval(self, ins),
             Op::Softmax { axis, coerce_2d } => softmax::eval(*axis, *coerce_2d, input(ins, 0)?),
             Op::Attention(a) => attention::eval(a, ins),
+            Op::StridedCopy(c) => strided_copy::eval(c, input(ins, 0)?),
             Op::LayerNorm { eps } => fused::eval_layer_norm(*eps, ins),
             Op::Gelu => fused::eval_gelu(input(ins, 0)?),
             Op::RoundRows(r) => fused::eval_round_rows(*r, input(ins, 0)?),
@@ -316,6 +322,7 @@ impl Op {
             Op::MatMul | Op::Gemm { .. } => matmul::cost(self, ins, outs),
             Op::Softmax { .. } => softmax::cost(ins, outs),
             Op::Attention(a) => attention::cost(a, ins, outs),
+            Op::StridedCopy(_) => strided_copy::cost(outs),
             Op::LayerNorm { .. } => fused::cost_layer_norm(ins, outs),
             Op::Gelu => fused::cost_gelu(ins, outs),
             Op::RoundRows(_) => fused::cost_round_rows(ins, outs),

@@ -49,7 +49,8 @@ struct Match {
     k_t: ValueId,
     v: ValueId,
     out: ValueId,
-    attn: Attention,
+    scale: f32,
+    masked: f32,
 }
 
 fn match_at(
@@ -172,12 +173,8 @@ fn match_at(
         k_t,
         v,
         out: pv.outputs[0],
-        attn: Attention {
-            scale,
-            causal: true,
-            masked,
-            k_transposed: true,
-        },
+        scale,
+        masked,
     })
 }
 
@@ -203,9 +200,8 @@ impl Pass for FuseAttention {
             return Ok("no attention pattern found".into());
         }
         let mut edits = Vec::new();
-        let count = matches.len();
         for m in matches {
-            let mut attn = m.attn;
+            let mut k_transposed = true;
             let mut k = m.k_t;
             let mut extra = Vec::new();
             // Read keys row by row: Transpose(k4, [0,2,3,1]) → Transpose(k4, [0,2,1,3]).
@@ -235,10 +231,15 @@ impl Pass for FuseAttention {
                             });
                             id
                         });
-                        attn.k_transposed = false;
+                        k_transposed = false;
                     }
                 }
             }
+            let (qs, ks, vs) = (g.shape(m.q), g.shape(k), g.shape(m.v));
+            let Ok(attn) = Attention::dense(m.scale, true, m.masked, &qs, &ks, &vs, k_transposed)
+            else {
+                continue;
+            };
             let name = g.nodes[m.nodes[0]].name.replace("/MatMul", "/Attention");
             extra.push(Node {
                 name,
@@ -248,6 +249,7 @@ impl Pass for FuseAttention {
             });
             edits.push((m.nodes, extra));
         }
+        let count = edits.len();
         let dead = super::pattern::replace(g, edits);
         Ok(format!(
             "{count} attention blocks fused, {dead} dead nodes removed"

@@ -2,6 +2,8 @@
 //! the reference interpreter gives the same outputs before and after it.
 //! `run` applies a list of passes in order and lets a caller look at the graph after each.
 
+pub mod fold_attention_layout;
+pub mod fold_copies;
 pub mod fuse_attention;
 pub mod fuse_gelu;
 pub mod fuse_layernorm;
@@ -10,6 +12,7 @@ pub mod pattern;
 pub mod simplify;
 pub mod specialize;
 pub mod tie_weights;
+pub mod views;
 
 use crate::error::{Error, Result};
 use crate::ir::Graph;
