@@ -512,15 +512,25 @@ unsafe fn micro<E: PanelElem>(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: forwarded from the caller.
     unsafe {
-        match rows {
-            8 => kernel::<8, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            7 => kernel::<7, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            6 => kernel::<6, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            5 => kernel::<5, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            4 => kernel::<4, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            3 => kernel::<3, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            2 => kernel::<2, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
-            _ => kernel::<1, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+        // A partial panel (d = 64 is 48 + 16 columns) computes only its live vectors.
+        macro_rules! by_rows {
+            ($v:literal) => {
+                match rows {
+                    8 => kernel::<8, $v, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+                    7 => kernel::<7, $v, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+                    6 => kernel::<6, $v, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+                    5 => kernel::<5, $v, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+                    4 => kernel::<4, $v, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+                    3 => kernel::<3, $v, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+                    2 => kernel::<2, $v, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+                    _ => kernel::<1, $v, E>(kc, a, rsa, csa, bp, c, ldc, cols, o),
+                }
+            };
+        }
+        match cols.div_ceil(16) {
+            1 => by_rows!(1),
+            2 => by_rows!(2),
+            _ => by_rows!(3),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -528,16 +538,16 @@ unsafe fn micro<E: PanelElem>(
 }
 
 /// `C[0..R, 0..cols] = alpha · Σ_p A[i, p] · panel[p, j] + beta · C + bias[j]` (see
-/// `Epilogue`).
+/// `Epilogue`), over the panel's first `V` vectors of 16 columns (`cols ≤ 16·V`).
 ///
 /// # Safety
 /// The CPU has AVX-512F; `a + i·rsa + p·csa` is readable for `i < R`, `p < kc`; `bp` holds
-/// `kc × NR` elements; `c + i·ldc + j` is writable for `i < R`, `j < cols ≤ NR`; a non-null
-/// bias has `cols` elements.
+/// `kc × NR` elements; `c + i·ldc + j` is writable for `i < R`, `j < cols ≤ 16·V ≤ NR`; a
+/// non-null bias has `cols` elements.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel<const R: usize, E: PanelElem>(
+unsafe fn kernel<const R: usize, const V: usize, E: PanelElem>(
     kc: usize,
     a: *const f32,
     rsa: usize,
@@ -560,7 +570,8 @@ unsafe fn kernel<const R: usize, E: PanelElem>(
             }
         }
     };
-    let mut acc = [[_mm512_setzero_ps(); 3]; R];
+    debug_assert!(cols <= 16 * V);
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
     let mut ar = [a; R];
     for (i, p) in ar.iter_mut().enumerate() {
         // SAFETY: row `i < R` of the strip is readable (caller).
@@ -568,7 +579,7 @@ unsafe fn kernel<const R: usize, E: PanelElem>(
     }
     // One row (decoding): a second set of sums over odd steps, so six FMA chains hide
     // the FMA latency while the panel streams in.
-    let mut odd = [_mm512_setzero_ps(); 3];
+    let mut odd = [_mm512_setzero_ps(); V];
     let mut p0 = 0;
     if R == 1 {
         while p0 + 2 <= kc {
@@ -577,12 +588,10 @@ unsafe fn kernel<const R: usize, E: PanelElem>(
                 let b = bp.add(p0 * NR);
                 let x0 = _mm512_set1_ps(*ar[0].add(p0 * csa));
                 let x1 = _mm512_set1_ps(*ar[0].add((p0 + 1) * csa));
-                acc[0][0] = _mm512_fmadd_ps(x0, load16(b), acc[0][0]);
-                acc[0][1] = _mm512_fmadd_ps(x0, load16(b.add(16)), acc[0][1]);
-                acc[0][2] = _mm512_fmadd_ps(x0, load16(b.add(32)), acc[0][2]);
-                odd[0] = _mm512_fmadd_ps(x1, load16(b.add(48)), odd[0]);
-                odd[1] = _mm512_fmadd_ps(x1, load16(b.add(64)), odd[1]);
-                odd[2] = _mm512_fmadd_ps(x1, load16(b.add(80)), odd[2]);
+                for v in 0..V {
+                    acc[0][v] = _mm512_fmadd_ps(x0, load16(b.add(16 * v)), acc[0][v]);
+                    odd[v] = _mm512_fmadd_ps(x1, load16(b.add(NR + 16 * v)), odd[v]);
+                }
             }
             p0 += 2;
         }
@@ -595,14 +604,15 @@ unsafe fn kernel<const R: usize, E: PanelElem>(
         // (i, p) of the strip (caller).
         unsafe {
             let b = bp.add(p * NR);
-            let b0 = load16(b);
-            let b1 = load16(b.add(16));
-            let b2 = load16(b.add(32));
+            let mut bv = [_mm512_setzero_ps(); V];
+            for (v, w) in bv.iter_mut().enumerate() {
+                *w = load16(b.add(16 * v));
+            }
             for i in 0..R {
                 let x = _mm512_set1_ps(*ar[i].add(p * csa));
-                acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
-                acc[i][1] = _mm512_fmadd_ps(x, b1, acc[i][1]);
-                acc[i][2] = _mm512_fmadd_ps(x, b2, acc[i][2]);
+                for v in 0..V {
+                    acc[i][v] = _mm512_fmadd_ps(x, bv[v], acc[i][v]);
+                }
             }
         }
     }
@@ -611,10 +621,13 @@ unsafe fn kernel<const R: usize, E: PanelElem>(
         let live = cols.saturating_sub(16 * v).min(16);
         ((1u32 << live) - 1) as __mmask16
     };
-    let masks = [mask(0), mask(1), mask(2)];
+    let mut masks = [0; V];
+    for (v, m) in masks.iter_mut().enumerate() {
+        *m = mask(v);
+    }
     let va = _mm512_set1_ps(o.alpha);
     let vb = _mm512_set1_ps(o.beta);
-    let mut bias = [_mm512_setzero_ps(); 3];
+    let mut bias = [_mm512_setzero_ps(); V];
     if !o.bias.is_null() {
         for (v, b) in bias.iter_mut().enumerate() {
             // SAFETY: lanes under the mask are bias elements `16v + l < cols` (caller).
