@@ -26,8 +26,8 @@ use ir::Graph;
 use passes::{
     fold_attention_layout::FoldAttentionLayout, fold_copies::FoldCopies,
     fuse_attention::FuseAttention, fuse_gelu::FuseGelu, fuse_layernorm::FuseLayerNorm,
-    fuse_linear::FuseLinear, simplify::Simplify, specialize::Specialize, tie_weights::TieWeights,
-    Pass,
+    fuse_linear::FuseLinear, fuse_linear_gelu::FuseLinearGelu, simplify::Simplify,
+    specialize::Specialize, tie_weights::TieWeights, Pass,
 };
 
 /// Names of the optimization passes that can be switched off (`GPT2C_DISABLE_PASSES`,
@@ -38,6 +38,7 @@ pub const OPTIONAL_PASSES: &[&str] = &[
     "fuse-attention",
     "tie-weights",
     "fuse-linear",
+    "fuse-linear-gelu",
     "fold-copies",
     "fold-attention-layout",
 ];
@@ -69,7 +70,7 @@ pub fn compile_graph_with(
     }
     let mut g = graph.clone();
     let spec = Specialize::new(inputs);
-    let all: [&dyn Pass; 9] = [
+    let all: [&dyn Pass; 10] = [
         &spec,
         &Simplify,
         &FuseLayerNorm,
@@ -77,6 +78,7 @@ pub fn compile_graph_with(
         &FuseAttention,
         &TieWeights,
         &FuseLinear,
+        &FuseLinearGelu,
         &FoldCopies,
         &FoldAttentionLayout,
     ];

@@ -32,7 +32,8 @@ enum Cmd {
         #[arg(long)]
         nodes: bool,
         /// Switch optional passes off (comma-separated: fuse-layernorm, fuse-gelu,
-        /// fuse-attention, tie-weights, fuse-linear, fold-copies, fold-attention-layout).
+        /// fuse-attention, tie-weights, fuse-linear, fuse-linear-gelu, fold-copies,
+        /// fold-attention-layout).
         #[arg(long, value_delimiter = ',')]
         disable: Vec<String>,
         /// Show the graph at one stage in detail: every node with its shapes, FLOPs and

@@ -272,7 +272,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 }
                 Some(b)
             }
-            Op::MatMul | Op::Gemm { .. } | Op::Linear => {
+            Op::MatMul | Op::Gemm { .. } | Op::Linear { .. } => {
                 if ax(1).is_some() || ax(2).is_some() {
                     return Err(fail(
                         "its right operand depends on position (attention that was not fused?)"

@@ -2,8 +2,8 @@
 // model:   gpt2-kjv.onnx (sha256 8b3f18a99baffbb89ef4f82430bdcc03261c087724d41c307a5066624dbe142c)
 // graph:   ONNX IR 5, opset 10, producer 'pytorch 2.5.1'
 // config:  layers 4, heads 4, embedding width 128, vocabulary 50257, context 128
-// options: f32 weights; specialized to input1[1, 1, 128]; passes: specialize, simplify, fuse-layernorm, fuse-gelu, fuse-attention, tie-weights, fuse-linear, fold-copies, fold-attention-layout
-// memory:  52 weights in 29191168 bytes; arenas of 6727808 f32 and 128 i64 elements
+// options: f32 weights; specialized to input1[1, 1, 128]; passes: specialize, simplify, fuse-layernorm, fuse-gelu, fuse-attention, tie-weights, fuse-linear, fuse-linear-gelu, fold-copies, fold-attention-layout
+// memory:  52 weights in 29191168 bytes; arenas of 6662272 f32 and 128 i64 elements
 
 /// Whether the sequence analysis succeeded: then `forward_rows` computes a few rows at
 /// a time against the attention cache (prefill and one-token steps).
@@ -14,7 +14,7 @@ pub const SEQ_LEN: usize = 128;
 pub const SEQUENCE: &str = "rows run separately: 8 cached tensors";
 use gpt2rt::arena;
 use gpt2rt::io::{DType, Gpt2Config, TensorInfo, TensorRef};
-use gpt2rt::kernels::{self, Layout};
+use gpt2rt::kernels::{self, Activation, Layout};
 use gpt2rt::profile;
 use gpt2rt::weights::view;
 use std::ops::Range;
@@ -132,15 +132,8 @@ pub const PROFILE: &[profile::NodeInfo] = &[
         name: "/transformer/h.0/mlp/c_fc/Gemm",
         op: "Linear",
         layer: 0i32,
-        flops: [0, 131584],
+        flops: [0, 136192],
         bytes: [264192, 2560],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.0/mlp/Gelu",
-        op: "Gelu",
-        layer: 0i32,
-        flops: [0, 4608],
-        bytes: [0, 4096],
     },
     profile::NodeInfo {
         name: "/transformer/h.0/mlp/c_proj/Gemm",
@@ -216,15 +209,8 @@ pub const PROFILE: &[profile::NodeInfo] = &[
         name: "/transformer/h.1/mlp/c_fc/Gemm",
         op: "Linear",
         layer: 1i32,
-        flops: [0, 131584],
+        flops: [0, 136192],
         bytes: [264192, 2560],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.1/mlp/Gelu",
-        op: "Gelu",
-        layer: 1i32,
-        flops: [0, 4608],
-        bytes: [0, 4096],
     },
     profile::NodeInfo {
         name: "/transformer/h.1/mlp/c_proj/Gemm",
@@ -300,15 +286,8 @@ pub const PROFILE: &[profile::NodeInfo] = &[
         name: "/transformer/h.2/mlp/c_fc/Gemm",
         op: "Linear",
         layer: 2i32,
-        flops: [0, 131584],
+        flops: [0, 136192],
         bytes: [264192, 2560],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.2/mlp/Gelu",
-        op: "Gelu",
-        layer: 2i32,
-        flops: [0, 4608],
-        bytes: [0, 4096],
     },
     profile::NodeInfo {
         name: "/transformer/h.2/mlp/c_proj/Gemm",
@@ -384,15 +363,8 @@ pub const PROFILE: &[profile::NodeInfo] = &[
         name: "/transformer/h.3/mlp/c_fc/Gemm",
         op: "Linear",
         layer: 3i32,
-        flops: [0, 131584],
+        flops: [0, 136192],
         bytes: [264192, 2560],
-    },
-    profile::NodeInfo {
-        name: "/transformer/h.3/mlp/Gelu",
-        op: "Gelu",
-        layer: 3i32,
-        flops: [0, 4608],
-        bytes: [0, 4096],
     },
     profile::NodeInfo {
         name: "/transformer/h.3/mlp/c_proj/Gemm",
@@ -436,7 +408,7 @@ pub const WEIGHT_BYTES: usize = 29191168;
 /// How the Linear (matrix) weights are stored: f32, bf16 or f16.
 pub const WEIGHT_FORMAT: &str = "f32";
 /// Elements of the activation arenas.
-pub const ARENA_F32: usize = 6727808;
+pub const ARENA_F32: usize = 6662272;
 pub const ARENA_I64: usize = 128;
 gpt2rt::embed_weights!(
     weight_blob, "gpt2c_weights_8b3f18a99baffbb8", WEIGHT_BYTES, concat!(env!("OUT_DIR"),
@@ -637,8 +609,6 @@ pub mod buf {
     pub const H0_LN_2: Range<usize> = 6580352..6596736;
     /// `/transformer/h.0/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
     pub const H0_MLP_C_FC: Range<usize> = 6596736..6662272;
-    /// `/transformer/h.0/mlp/Mul_3_output_0` f32[1,128,512] (f32 arena)
-    pub const H0_MLP_GELU: Range<usize> = 6662272..6727808;
     /// `/transformer/h.0/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
     pub const H0_MLP_C_PROJ: Range<usize> = 6580352..6596736;
     /// `/transformer/h.0/Add_1_output_0` f32[1,128,128] (f32 arena)
@@ -663,8 +633,6 @@ pub mod buf {
     pub const H1_LN_2: Range<usize> = 6580352..6596736;
     /// `/transformer/h.1/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
     pub const H1_MLP_C_FC: Range<usize> = 6596736..6662272;
-    /// `/transformer/h.1/mlp/Mul_3_output_0` f32[1,128,512] (f32 arena)
-    pub const H1_MLP_GELU: Range<usize> = 6662272..6727808;
     /// `/transformer/h.1/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
     pub const H1_MLP_C_PROJ: Range<usize> = 6580352..6596736;
     /// `/transformer/h.1/Add_1_output_0` f32[1,128,128] (f32 arena)
@@ -689,8 +657,6 @@ pub mod buf {
     pub const H2_LN_2: Range<usize> = 6580352..6596736;
     /// `/transformer/h.2/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
     pub const H2_MLP_C_FC: Range<usize> = 6596736..6662272;
-    /// `/transformer/h.2/mlp/Mul_3_output_0` f32[1,128,512] (f32 arena)
-    pub const H2_MLP_GELU: Range<usize> = 6662272..6727808;
     /// `/transformer/h.2/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
     pub const H2_MLP_C_PROJ: Range<usize> = 6580352..6596736;
     /// `/transformer/h.2/Add_1_output_0` f32[1,128,128] (f32 arena)
@@ -715,8 +681,6 @@ pub mod buf {
     pub const H3_LN_2: Range<usize> = 6580352..6596736;
     /// `/transformer/h.3/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
     pub const H3_MLP_C_FC: Range<usize> = 6596736..6662272;
-    /// `/transformer/h.3/mlp/Mul_3_output_0` f32[1,128,512] (f32 arena)
-    pub const H3_MLP_GELU: Range<usize> = 6662272..6727808;
     /// `/transformer/h.3/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
     pub const H3_MLP_C_PROJ: Range<usize> = 6580352..6596736;
     /// `/transformer/h.3/Add_1_output_0` f32[1,128,128] (f32 arena)
@@ -852,6 +816,7 @@ impl Model {
                 128,
                 w.h0_attn_c_attn_weight,
                 Some(w.h0_attn_c_attn_bias),
+                Activation::Identity,
                 &mut y[r0 * 384..(r0 + rn) * 384],
                 384,
             );
@@ -951,6 +916,7 @@ impl Model {
                 128,
                 w.h0_attn_c_proj_weight,
                 Some(w.h0_attn_c_proj_bias),
+                Activation::Identity,
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 128,
             );
@@ -991,7 +957,7 @@ impl Model {
         }
         // Reshape /transformer/h.0/mlp/c_fc/Reshape (a view: no code)
         //   f32[128,128] <- f32[1,128,128], const
-        // Linear /transformer/h.0/mlp/c_fc/Gemm
+        // Linear /transformer/h.0/mlp/c_fc/Gemm (then GELU, fused)
         //   f32[128,512] <- f32[128,128], w.h0_mlp_c_fc_weight, w.h0_mlp_c_fc_bias
         {
             let (r0, rn) = rows;
@@ -1003,37 +969,28 @@ impl Model {
                 128,
                 w.h0_mlp_c_fc_weight,
                 Some(w.h0_mlp_c_fc_bias),
+                Activation::Gelu,
                 &mut y[r0 * 512..(r0 + rn) * 512],
                 512,
             );
         }
         // Reshape /transformer/h.0/mlp/c_fc/Reshape_1 (a view: no code)
         //   f32[1,128,512] <- f32[128,512], const
-        // Gelu /transformer/h.0/mlp/Gelu
-        //   f32[1,128,512] <- f32[1,128,512]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(11, rn);
-            let (y, rest) = arena::split(f32s, buf::H0_MLP_GELU);
-            kernels::gelu_slice(
-                &(rest.get(buf::H0_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
-                &mut y[r0 * 512..(r0 + rn) * 512],
-            );
-        }
         // Reshape /transformer/h.0/mlp/c_proj/Reshape (a view: no code)
         //   f32[128,512] <- f32[1,128,512], const
         // Linear /transformer/h.0/mlp/c_proj/Gemm
         //   f32[128,128] <- f32[128,512], w.h0_mlp_c_proj_weight, w.h0_mlp_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(12, rn);
+            let _timer = profile::timer(11, rn);
             let (y, rest) = arena::split(f32s, buf::H0_MLP_C_PROJ);
             kernels::linear(
-                &(rest.get(buf::H0_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
+                &(rest.get(buf::H0_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
                 rn,
                 512,
                 w.h0_mlp_c_proj_weight,
                 Some(w.h0_mlp_c_proj_bias),
+                Activation::Identity,
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 128,
             );
@@ -1044,7 +1001,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(13, rn);
+            let _timer = profile::timer(12, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ADD_1);
             kernels::broadcast(
                 &(rest.get(buf::H0_ADD))[r0 * 128..],
@@ -1061,7 +1018,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h1_ln_1_weight, w.h1_ln_1_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(14, rn);
+            let _timer = profile::timer(13, rn);
             let (y, rest) = arena::split(f32s, buf::H1_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::H0_ADD_1))[r0 * 128..(r0 + rn) * 128],
@@ -1079,7 +1036,7 @@ impl Model {
         //   f32[128,384] <- f32[128,128], w.h1_attn_c_attn_weight, w.h1_attn_c_attn_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(15, rn);
+            let _timer = profile::timer(14, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_C_ATTN);
             kernels::linear(
                 &(rest.get(buf::H1_LN_1))[r0 * 128..(r0 + rn) * 128],
@@ -1087,6 +1044,7 @@ impl Model {
                 128,
                 w.h1_attn_c_attn_weight,
                 Some(w.h1_attn_c_attn_bias),
+                Activation::Identity,
                 &mut y[r0 * 384..(r0 + rn) * 384],
                 384,
             );
@@ -1095,7 +1053,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(16, rn);
+            let _timer = profile::timer(15, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_VALUES);
             kernels::copy_strided(
                 rest.get(buf::H1_ATTN_C_ATTN),
@@ -1111,7 +1069,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(17, rn);
+            let _timer = profile::timer(16, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_KEYS);
             kernels::copy_strided(
                 rest.get(buf::H1_ATTN_C_ATTN),
@@ -1133,7 +1091,7 @@ impl Model {
         //   f32[1,128,4,32] <- f32[128,384], f32[1,4,128,32], f32[1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(18, rn);
+            let _timer = profile::timer(17, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
@@ -1178,7 +1136,7 @@ impl Model {
         //   f32[128,128] <- f32[128,128], w.h1_attn_c_proj_weight, w.h1_attn_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(19, rn);
+            let _timer = profile::timer(18, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H1_ATTN))[r0 * 128..(r0 + rn) * 128],
@@ -1186,6 +1144,7 @@ impl Model {
                 128,
                 w.h1_attn_c_proj_weight,
                 Some(w.h1_attn_c_proj_bias),
+                Activation::Identity,
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 128,
             );
@@ -1196,7 +1155,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(20, rn);
+            let _timer = profile::timer(19, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ADD);
             kernels::broadcast(
                 &(rest.get(buf::H0_ADD_1))[r0 * 128..],
@@ -1212,7 +1171,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h1_ln_2_weight, w.h1_ln_2_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(21, rn);
+            let _timer = profile::timer(20, rn);
             let (y, rest) = arena::split(f32s, buf::H1_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H1_ADD))[r0 * 128..(r0 + rn) * 128],
@@ -1226,11 +1185,11 @@ impl Model {
         }
         // Reshape /transformer/h.1/mlp/c_fc/Reshape (a view: no code)
         //   f32[128,128] <- f32[1,128,128], const
-        // Linear /transformer/h.1/mlp/c_fc/Gemm
+        // Linear /transformer/h.1/mlp/c_fc/Gemm (then GELU, fused)
         //   f32[128,512] <- f32[128,128], w.h1_mlp_c_fc_weight, w.h1_mlp_c_fc_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(22, rn);
+            let _timer = profile::timer(21, rn);
             let (y, rest) = arena::split(f32s, buf::H1_MLP_C_FC);
             kernels::linear(
                 &(rest.get(buf::H1_LN_2))[r0 * 128..(r0 + rn) * 128],
@@ -1238,37 +1197,28 @@ impl Model {
                 128,
                 w.h1_mlp_c_fc_weight,
                 Some(w.h1_mlp_c_fc_bias),
+                Activation::Gelu,
                 &mut y[r0 * 512..(r0 + rn) * 512],
                 512,
             );
         }
         // Reshape /transformer/h.1/mlp/c_fc/Reshape_1 (a view: no code)
         //   f32[1,128,512] <- f32[128,512], const
-        // Gelu /transformer/h.1/mlp/Gelu
-        //   f32[1,128,512] <- f32[1,128,512]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(23, rn);
-            let (y, rest) = arena::split(f32s, buf::H1_MLP_GELU);
-            kernels::gelu_slice(
-                &(rest.get(buf::H1_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
-                &mut y[r0 * 512..(r0 + rn) * 512],
-            );
-        }
         // Reshape /transformer/h.1/mlp/c_proj/Reshape (a view: no code)
         //   f32[128,512] <- f32[1,128,512], const
         // Linear /transformer/h.1/mlp/c_proj/Gemm
         //   f32[128,128] <- f32[128,512], w.h1_mlp_c_proj_weight, w.h1_mlp_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(24, rn);
+            let _timer = profile::timer(22, rn);
             let (y, rest) = arena::split(f32s, buf::H1_MLP_C_PROJ);
             kernels::linear(
-                &(rest.get(buf::H1_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
+                &(rest.get(buf::H1_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
                 rn,
                 512,
                 w.h1_mlp_c_proj_weight,
                 Some(w.h1_mlp_c_proj_bias),
+                Activation::Identity,
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 128,
             );
@@ -1279,7 +1229,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(25, rn);
+            let _timer = profile::timer(23, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ADD_1);
             kernels::broadcast(
                 &(rest.get(buf::H1_ADD))[r0 * 128..],
@@ -1296,7 +1246,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h2_ln_1_weight, w.h2_ln_1_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(26, rn);
+            let _timer = profile::timer(24, rn);
             let (y, rest) = arena::split(f32s, buf::H2_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::H1_ADD_1))[r0 * 128..(r0 + rn) * 128],
@@ -1314,7 +1264,7 @@ impl Model {
         //   f32[128,384] <- f32[128,128], w.h2_attn_c_attn_weight, w.h2_attn_c_attn_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(27, rn);
+            let _timer = profile::timer(25, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_C_ATTN);
             kernels::linear(
                 &(rest.get(buf::H2_LN_1))[r0 * 128..(r0 + rn) * 128],
@@ -1322,6 +1272,7 @@ impl Model {
                 128,
                 w.h2_attn_c_attn_weight,
                 Some(w.h2_attn_c_attn_bias),
+                Activation::Identity,
                 &mut y[r0 * 384..(r0 + rn) * 384],
                 384,
             );
@@ -1330,7 +1281,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(28, rn);
+            let _timer = profile::timer(26, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_VALUES);
             kernels::copy_strided(
                 rest.get(buf::H2_ATTN_C_ATTN),
@@ -1346,7 +1297,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(29, rn);
+            let _timer = profile::timer(27, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_KEYS);
             kernels::copy_strided(
                 rest.get(buf::H2_ATTN_C_ATTN),
@@ -1368,7 +1319,7 @@ impl Model {
         //   f32[1,128,4,32] <- f32[128,384], f32[1,4,128,32], f32[1,4,128,32]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(30, rn);
+            let _timer = profile::timer(28, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
@@ -1413,7 +1364,7 @@ impl Model {
         //   f32[128,128] <- f32[128,128], w.h2_attn_c_proj_weight, w.h2_attn_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(31, rn);
+            let _timer = profile::timer(29, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H2_ATTN))[r0 * 128..(r0 + rn) * 128],
@@ -1421,6 +1372,7 @@ impl Model {
                 128,
                 w.h2_attn_c_proj_weight,
                 Some(w.h2_attn_c_proj_bias),
+                Activation::Identity,
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 128,
             );
@@ -1431,7 +1383,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(32, rn);
+            let _timer = profile::timer(30, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ADD);
             kernels::broadcast(
                 &(rest.get(buf::H1_ADD_1))[r0 * 128..],
@@ -1447,7 +1399,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h2_ln_2_weight, w.h2_ln_2_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(33, rn);
+            let _timer = profile::timer(31, rn);
             let (y, rest) = arena::split(f32s, buf::H2_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H2_ADD))[r0 * 128..(r0 + rn) * 128],
@@ -1461,11 +1413,11 @@ impl Model {
         }
         // Reshape /transformer/h.2/mlp/c_fc/Reshape (a view: no code)
         //   f32[128,128] <- f32[1,128,128], const
-        // Linear /transformer/h.2/mlp/c_fc/Gemm
+        // Linear /transformer/h.2/mlp/c_fc/Gemm (then GELU, fused)
         //   f32[128,512] <- f32[128,128], w.h2_mlp_c_fc_weight, w.h2_mlp_c_fc_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(34, rn);
+            let _timer = profile::timer(32, rn);
             let (y, rest) = arena::split(f32s, buf::H2_MLP_C_FC);
             kernels::linear(
                 &(rest.get(buf::H2_LN_2))[r0 * 128..(r0 + rn) * 128],
@@ -1473,37 +1425,28 @@ impl Model {
                 128,
                 w.h2_mlp_c_fc_weight,
                 Some(w.h2_mlp_c_fc_bias),
+                Activation::Gelu,
                 &mut y[r0 * 512..(r0 + rn) * 512],
                 512,
             );
         }
         // Reshape /transformer/h.2/mlp/c_fc/Reshape_1 (a view: no code)
         //   f32[1,128,512] <- f32[128,512], const
-        // Gelu /transformer/h.2/mlp/Gelu
-        //   f32[1,128,512] <- f32[1,128,512]
-        {
-            let (r0, rn) = rows;
-            let _timer = profile::timer(35, rn);
-            let (y, rest) = arena::split(f32s, buf::H2_MLP_GELU);
-            kernels::gelu_slice(
-                &(rest.get(buf::H2_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
-                &mut y[r0 * 512..(r0 + rn) * 512],
-            );
-        }
         // Reshape /transformer/h.2/mlp/c_proj/Reshape (a view: no code)
         //   f32[128,512] <- f32[1,128,512], const
         // Linear /transformer/h.2/mlp/c_proj/Gemm
         //   f32[128,128] <- f32[128,512], w.h2_mlp_c_proj_weight, w.h2_mlp_c_proj_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(36, rn);
+            let _timer = profile::timer(33, rn);
             let (y, rest) = arena::split(f32s, buf::H2_MLP_C_PROJ);
             kernels::linear(
-                &(rest.get(buf::H2_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
+                &(rest.get(buf::H2_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
                 rn,
                 512,
                 w.h2_mlp_c_proj_weight,
                 Some(w.h2_mlp_c_proj_bias),
+                Activation::Identity,
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 128,
             );
@@ -1514,7 +1457,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(37, rn);
+            let _timer = profile::timer(34, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ADD_1);
             kernels::broadcast(
                 &(rest.get(buf::H2_ADD))[r0 * 128..],
@@ -1531,7 +1474,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h3_ln_1_weight, w.h3_ln_1_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(38, rn);
+            let _timer = profile::timer(35, rn);
             let (y, rest) = arena::split(f32s, buf::H3_LN_1);
             kernels::layer_norm(
                 &(rest.get(buf::H2_ADD_1))[r0 * 128..(r0 + rn) * 128],
@@ -1549,7 +1492,7 @@ impl Model {
         //   f32[128,384] <- f32[128,128], w.h3_attn_c_attn_weight, w.h3_attn_c_attn_bias
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(39, rn);
+            let _timer = profile::timer(36, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_C_ATTN);
             kernels::linear(
                 &(rest.get(buf::H3_LN_1))[r0 * 128..(r0 + rn) * 128],
@@ -1557,6 +1500,7 @@ impl Model {
                 128,
                 w.h3_attn_c_attn_weight,
                 Some(w.h3_attn_c_attn_bias),
+                Activation::Identity,
                 &mut y[r0 * 384..(r0 + rn) * 384],
                 384,
             );
@@ -1565,7 +1509,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(40, rn);
+            let _timer = profile::timer(37, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_VALUES);
             kernels::copy_strided(
                 rest.get(buf::H3_ATTN_C_ATTN),
@@ -1581,7 +1525,7 @@ impl Model {
         //   f32[1,4,128,32] <- f32[128,384]
         {
             let (r0, rn) = rows;
-            let _timer = profile::timer(41, rn);
+            let _timer = profile::timer(38, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_KEYS);
             kernels::copy_strided(
                 rest.get(buf::H3_ATTN_C_ATTN),
@@ -1603,7 +1547,7 @@ impl Model {
         //   f32[1,128,4,32] <- f32[128,384], f32[1,4,128,32], f32[1,4,128,32]
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(42, rn);
+            let _timer = profile::timer(39, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN);
             let dims = kernels::AttentionDims {
                 bh: 4,
@@ -1648,7 +1592,7 @@ impl Model {
         //   f32[128,128] <- f32[128,128], w.h3_attn_c_proj_weight, w.h3_attn_c_proj_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(43, rn);
+            let _timer = profile::timer(40, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN_C_PROJ);
             kernels::linear(
                 &(rest.get(buf::H3_ATTN))[r0 * 128..(r0 + rn) * 128],
@@ -1656,6 +1600,7 @@ impl Model {
                 128,
                 w.h3_attn_c_proj_weight,
                 Some(w.h3_attn_c_proj_bias),
+                Activation::Identity,
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 128,
             );
@@ -1666,7 +1611,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(44, rn);
+            let _timer = profile::timer(41, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ADD);
             kernels::broadcast(
                 &(rest.get(buf::H2_ADD_1))[r0 * 128..],
@@ -1682,7 +1627,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.h3_ln_2_weight, w.h3_ln_2_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(45, rn);
+            let _timer = profile::timer(42, rn);
             let (y, rest) = arena::split(f32s, buf::H3_LN_2);
             kernels::layer_norm(
                 &(rest.get(buf::H3_ADD))[r0 * 128..(r0 + rn) * 128],
@@ -1696,11 +1641,11 @@ impl Model {
         }
         // Reshape /transformer/h.3/mlp/c_fc/Reshape (a view: no code)
         //   f32[128,128] <- f32[1,128,128], const
-        // Linear /transformer/h.3/mlp/c_fc/Gemm
+        // Linear /transformer/h.3/mlp/c_fc/Gemm (then GELU, fused)
         //   f32[128,512] <- f32[128,128], w.h3_mlp_c_fc_weight, w.h3_mlp_c_fc_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(46, rn);
+            let _timer = profile::timer(43, rn);
             let (y, rest) = arena::split(f32s, buf::H3_MLP_C_FC);
             kernels::linear(
                 &(rest.get(buf::H3_LN_2))[r0 * 128..(r0 + rn) * 128],
@@ -1708,37 +1653,28 @@ impl Model {
                 128,
                 w.h3_mlp_c_fc_weight,
                 Some(w.h3_mlp_c_fc_bias),
+                Activation::Gelu,
                 &mut y[r0 * 512..(r0 + rn) * 512],
                 512,
             );
         }
         // Reshape /transformer/h.3/mlp/c_fc/Reshape_1 (a view: no code)
         //   f32[1,128,512] <- f32[128,512], const
-        // Gelu /transformer/h.3/mlp/Gelu
-        //   f32[1,128,512] <- f32[1,128,512]
-        {
-            let (r0, rn) = tail_rows;
-            let _timer = profile::timer(47, rn);
-            let (y, rest) = arena::split(f32s, buf::H3_MLP_GELU);
-            kernels::gelu_slice(
-                &(rest.get(buf::H3_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
-                &mut y[r0 * 512..(r0 + rn) * 512],
-            );
-        }
         // Reshape /transformer/h.3/mlp/c_proj/Reshape (a view: no code)
         //   f32[128,512] <- f32[1,128,512], const
         // Linear /transformer/h.3/mlp/c_proj/Gemm
         //   f32[128,128] <- f32[128,512], w.h3_mlp_c_proj_weight, w.h3_mlp_c_proj_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(48, rn);
+            let _timer = profile::timer(44, rn);
             let (y, rest) = arena::split(f32s, buf::H3_MLP_C_PROJ);
             kernels::linear(
-                &(rest.get(buf::H3_MLP_GELU))[r0 * 512..(r0 + rn) * 512],
+                &(rest.get(buf::H3_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
                 rn,
                 512,
                 w.h3_mlp_c_proj_weight,
                 Some(w.h3_mlp_c_proj_bias),
+                Activation::Identity,
                 &mut y[r0 * 128..(r0 + rn) * 128],
                 128,
             );
@@ -1749,7 +1685,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], f32[1,128,128]
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(49, rn);
+            let _timer = profile::timer(45, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ADD_1);
             kernels::broadcast(
                 &(rest.get(buf::H3_ADD))[r0 * 128..],
@@ -1766,7 +1702,7 @@ impl Model {
         //   f32[1,128,128] <- f32[1,128,128], w.ln_f_weight, w.ln_f_bias
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(50, rn);
+            let _timer = profile::timer(46, rn);
             let (y, rest) = arena::split(f32s, buf::LN_F);
             kernels::layer_norm(
                 &(rest.get(buf::H3_ADD_1))[r0 * 128..(r0 + rn) * 128],
@@ -1784,7 +1720,7 @@ impl Model {
         //   f32[1,1,128,50257] <- f32[1,1,128,128], w.wte_weight
         {
             let (r0, rn) = tail_rows;
-            let _timer = profile::timer(51, rn);
+            let _timer = profile::timer(47, rn);
             let (y, rest) = arena::split(f32s, buf::LM_HEAD);
             kernels::linear(
                 &(rest.get(buf::LN_F))[r0 * 128..(r0 + rn) * 128],
@@ -1792,6 +1728,7 @@ impl Model {
                 128,
                 w.wte_weight,
                 None,
+                Activation::Identity,
                 &mut y[r0 * 50257..(r0 + rn) * 50257],
                 50257,
             );

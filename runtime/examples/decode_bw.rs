@@ -1,5 +1,6 @@
 //! Memory bandwidth of one GPT-2 124M decode step's matrix-vector products against a plain
 //! streaming read of the same bytes. `cargo run --release -p gpt2rt --example decode_bw [threads]`
+use gpt2rt::gemm::Activation::Identity;
 use std::time::Instant;
 
 fn main() {
@@ -24,7 +25,7 @@ fn main() {
         .collect();
     let step_panels = |y: &mut [f32]| {
         for (m, &(k, n)) in panels.iter().zip(&shapes) {
-            gpt2rt::gemm::linear(&x[..k], 1, k, m, None, &mut y[..n], n);
+            gpt2rt::gemm::linear(&x[..k], 1, k, m, None, Identity, &mut y[..n], n);
         }
         gpt2rt::gemv::gemv_t(1.0, &x[..768], &head, 768, 0.0, y);
     };

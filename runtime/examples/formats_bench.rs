@@ -3,6 +3,7 @@
 //! step, LM head included) and on 128 rows (a prompt), per ISA.
 //! `cargo run --release -p gpt2rt --example formats_bench [threads]`
 use gpt2rt::elem::{Bf16, Q8};
+use gpt2rt::gemm::Activation::Identity;
 use gpt2rt::gemv::Isa;
 use std::time::Instant;
 
@@ -46,10 +47,12 @@ fn main() {
                     match format {
                         "q8" => {
                             let sc = &scales[..n.div_ceil(nr) * nr];
-                            gpt2rt::q8::linear_on(isa, x, m, k, &mats[i], sc, None, y, n)
+                            gpt2rt::q8::linear_on(isa, x, m, k, &mats[i], sc, None, Identity, y, n)
                         }
-                        "bf16" => gpt2rt::bf16::linear_on(isa, x, m, k, &bf[i], None, y, n),
-                        _ => gpt2rt::gemm::linear_on(isa, x, m, k, &f[i], None, y, n),
+                        "bf16" => {
+                            gpt2rt::bf16::linear_on(isa, x, m, k, &bf[i], None, Identity, y, n)
+                        }
+                        _ => gpt2rt::gemm::linear_on(isa, x, m, k, &f[i], None, Identity, y, n),
                     }
                 }
             };

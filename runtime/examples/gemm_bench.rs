@@ -1,5 +1,6 @@
 //! GFLOP/s of the packed AVX-512 GEMM against matrixmultiply on GPT-2's shapes.
 //! `cargo run --release -p gpt2rt --example gemm_bench [threads]`
+use gpt2rt::gemm::Activation::Identity;
 use gpt2rt::kernels::Layout;
 use std::time::Instant;
 
@@ -45,7 +46,7 @@ fn main() {
         });
         let nr = gpt2rt::gemm::NR;
         let panels = vec![0.01f32; n.div_ceil(nr) * k * nr];
-        let lin = time(&mut || gpt2rt::gemm::linear(&a, m, k, &panels, None, &mut c, n));
+        let lin = time(&mut || gpt2rt::gemm::linear(&a, m, k, &panels, None, Identity, &mut c, n));
         println!(
             "{m:5}x{k:5}x{n:6}: linear (stored panels) {:7.2} ms {:6.1} GFLOP/s",
             lin * 1e3,

@@ -15,7 +15,7 @@
 //! as no input, weight or partial sum is subnormal (which `vdpbf16ps` flushes to zero).
 
 use crate::elem::Bf16;
-use crate::gemm::NR;
+use crate::gemm::{Activation, NR};
 use crate::gemv::{detected, Isa};
 
 /// The stored depth of a `k`-deep weight: `k` rounded up to whole pairs.
@@ -67,16 +67,18 @@ thread_local! {
 
 /// `y = x·W + bias` with `x` `[m, k]`, `y` `[m, n]` and `W` `[k, n]` stored as bf16 panels
 /// (see the module docs). On all threads.
+#[allow(clippy::too_many_arguments)]
 pub fn linear(
     x: &[f32],
     m: usize,
     k: usize,
     w: &[Bf16],
     bias: Option<&[f32]>,
+    act: Activation,
     y: &mut [f32],
     n: usize,
 ) {
-    linear_on(detected(), x, m, k, w, bias, y, n)
+    linear_on(detected(), x, m, k, w, bias, act, y, n)
 }
 
 /// One row of `x` as bf16 pairs: lane `q` holds `x[2q]` in its low half and `x[2q + 1]`
@@ -105,6 +107,7 @@ pub fn linear_on(
     k: usize,
     w: &[Bf16],
     bias: Option<&[f32]>,
+    act: Activation,
     y: &mut [f32],
     n: usize,
 ) {
@@ -115,7 +118,7 @@ pub fn linear_on(
         panels_len(k, n),
         "W is not {k} x {n} in bf16 panels"
     );
-    if !crate::gemm::linear_operands(x, m, k, bias, y, n) {
+    if !crate::gemm::linear_operands(x, m, k, bias, act, y, n) {
         return;
     }
     let half = kp / 2;
@@ -143,18 +146,10 @@ pub fn linear_on(
         let fast = isa == Isa::Avx512 && dot_instructions();
         let avx2 = isa != Isa::Scalar && crate::gemv::available().contains(&Isa::Avx2);
         crate::gemm::for_panel_ranges(panels, t, |p0, p1| {
-            if fast {
-                // SAFETY: this task writes only columns `p0·NR .. min(p1·NR, n)` of `y`'s m
-                // rows, disjoint from every other task's, and `y` (m·n elements, checked
-                // above) stays mutably borrowed until all tasks return; `w` and `xp` hold
-                // every panel and row (checked above); the CPU has AVX-512 BF16.
-                unsafe { dot_columns(xp, m, kp, w, bias, yp.get(), n, p0, p1) }
-                return;
-            }
             let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
             let wp = &w[p0 * kp * NR..p1 * kp * NR];
             let b = bias.map(|b| &b[j0..j1]);
-            for r in 0..m {
+            for r in 0..if fast { 0 } else { m } {
                 debug_assert!(r < m && j1 <= n);
                 // SAFETY: row `r`'s columns `j0..j1` are inside `y` (`r < m`, `j1 ≤ n`) and
                 // only this task touches them (as above).
@@ -168,6 +163,15 @@ pub fn linear_on(
                     portable_panel_row(row, wp, b, out);
                 }
             }
+            if fast {
+                // SAFETY: this task writes only columns `j0..j1` of `y`'s m rows, disjoint
+                // from every other task's, and `y` (m·n elements, checked above) stays
+                // mutably borrowed until all tasks return; `w` and `xp` hold every panel
+                // and row (checked above); the CPU has AVX-512 BF16.
+                unsafe { dot_columns(xp, m, kp, w, bias, yp.get(), n, p0, p1) }
+            }
+            // SAFETY: as above: columns `j0..j1` of `y`'s m rows are this task's alone.
+            unsafe { act.apply(isa, yp.get(), m, n, j0, j1) }
         });
     })
 }
@@ -427,15 +431,23 @@ mod tests {
                         .sum::<f64>()
                 })
                 .collect();
-            for bias in [None, Some(&b[..])] {
+            use Activation::{Gelu, Identity};
+            for (bias, act) in [
+                (None, Identity),
+                (Some(&b[..]), Identity),
+                (Some(&b[..]), Gelu),
+            ] {
                 let mut first: Option<Vec<f32>> = None;
                 for &isa in crate::gemv::available() {
                     for threads in [1, 2] {
                         crate::set_threads(threads);
                         let mut got = vec![f32::NAN; m * n];
-                        linear_on(isa, &x, m, k, &w, bias, &mut got, n);
+                        linear_on(isa, &x, m, k, &w, bias, act, &mut got, n);
                         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                            let w = w + bias.map_or(0.0, |b| b[i % n] as f64);
+                            let mut w = w + bias.map_or(0.0, |b| b[i % n] as f64);
+                            if act == Gelu {
+                                w = crate::vmath::gelu(w as f32) as f64;
+                            }
                             let tol = 1e-5 * (k as f64).sqrt().max(1.0);
                             assert!(
                                 (*g as f64 - w).abs() <= tol,

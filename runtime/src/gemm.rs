@@ -137,20 +137,57 @@ pub(crate) fn for_panel_ranges(panels: usize, t: usize, f: impl Fn(usize, usize)
     });
 }
 
-/// `y = x·W + bias` with `x` `[m, k]` and `y` `[m, n]` contiguous and `W` `[k, n]` stored
+/// What a Linear applies to each output after adding the bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    /// GPT-2's tanh-GELU (`vmath::gelu`).
+    Gelu,
+}
+
+impl Activation {
+    /// Applies the activation to columns `j0..j1` of the `m` rows of `y` (`[m, n]` at `y`),
+    /// just computed by this task and still in cache.
+    ///
+    /// # Safety
+    /// `y` points at `m·n` floats of which no other thread accesses columns `j0..j1`.
+    pub(crate) unsafe fn apply(
+        self,
+        isa: Isa,
+        y: *mut f32,
+        m: usize,
+        n: usize,
+        j0: usize,
+        j1: usize,
+    ) {
+        if self == Activation::Identity {
+            return;
+        }
+        debug_assert!(j0 <= j1 && j1 <= n);
+        for r in 0..m {
+            // SAFETY: row `r < m`, columns `j0..j1 ≤ n`: inside `y` and this task's (caller).
+            let row = unsafe { std::slice::from_raw_parts_mut(y.add(r * n + j0), j1 - j0) };
+            crate::vmath::gelu_in_place(isa, row);
+        }
+    }
+}
+
+/// `y = act(x·W + bias)` with `x` `[m, k]` and `y` `[m, n]` contiguous and `W` `[k, n]` stored
 /// as column panels: `⌈n / NR⌉` panels, each `k × NR` row-major, zero-padded past `n` (the
 /// compiler lays out a Linear's weight this way, so it is never packed at run time and
 /// each thread streams its own panels front to back). On all threads.
+#[allow(clippy::too_many_arguments)]
 pub fn linear<E: PanelElem>(
     x: &[f32],
     m: usize,
     k: usize,
     w: &[E],
     bias: Option<&[f32]>,
+    act: Activation,
     y: &mut [f32],
     n: usize,
 ) {
-    linear_on(detected(), x, m, k, w, bias, y, n)
+    linear_on(detected(), x, m, k, w, bias, act, y, n)
 }
 
 /// `linear` on a chosen ISA (AVX-512: the packed micro-kernel; otherwise a vectorized
@@ -163,6 +200,7 @@ pub fn linear_on<E: PanelElem>(
     k: usize,
     w: &[E],
     bias: Option<&[f32]>,
+    act: Activation,
     y: &mut [f32],
     n: usize,
 ) {
@@ -172,7 +210,7 @@ pub fn linear_on<E: PanelElem>(
         panels * k * NR,
         "W is not {k} x {n} in {NR}-column panels"
     );
-    if !linear_operands(x, m, k, bias, y, n) {
+    if !linear_operands(x, m, k, bias, act, y, n) {
         return;
     }
     // Decoding reads every weight once per token: split even small products, since each
@@ -221,17 +259,20 @@ pub fn linear_on<E: PanelElem>(
                 E::panel_row(isa, &x[r * k..(r + 1) * k], wp, b, row);
             }
         }
+        // SAFETY: as above: columns `j0..j1` of `y`'s m rows are this task's alone.
+        unsafe { act.apply(isa, yp.get(), m, n, j0, j1) }
     });
 }
 
 /// Checks a Linear's `x` `[m, k]`, `y` `[m, n]` and bias `[n]`; when the product is
-/// empty (no rows, columns or depth), writes its result (the bias, or zeros) and returns
-/// false.
+/// empty (no rows, columns or depth), writes its result (the activated bias, or zeros)
+/// and returns false.
 pub(crate) fn linear_operands(
     x: &[f32],
     m: usize,
     k: usize,
     bias: Option<&[f32]>,
+    act: Activation,
     y: &mut [f32],
     n: usize,
 ) -> bool {
@@ -252,6 +293,8 @@ pub(crate) fn linear_operands(
                 None => row.fill(0.0),
             }
         }
+        // SAFETY: `y` is `m·n` floats, all this thread's.
+        unsafe { act.apply(detected(), y.as_mut_ptr(), m, n, 0, n) };
         return false;
     }
     true
@@ -774,7 +817,7 @@ mod tests {
             };
             let hf: Vec<F16> = wp.iter().map(|&v| F16::from_f32(v)).collect();
             check(hf.iter().map(|v| v.to_f32()).collect(), &|isa, y| {
-                linear_on(isa, &x, m, k, &hf, Some(&b), y, n)
+                linear_on(isa, &x, m, k, &hf, Some(&b), Activation::Identity, y, n)
             });
         }
     }
@@ -825,12 +868,16 @@ mod tests {
                     n,
                 );
                 for &isa in crate::gemv::available() {
-                    for threads in [1, 2] {
+                    for (threads, act) in [(1, Activation::Identity), (2, Activation::Gelu)] {
                         crate::set_threads(threads);
                         let mut got = vec![f32::NAN; m * n];
-                        linear_on(isa, &x, m, k, &wp, bias, &mut got, n);
+                        linear_on(isa, &x, m, k, &wp, bias, act, &mut got, n);
                         let tol = 1e-4 * (k as f32).sqrt();
-                        for (g, w) in got.iter().zip(&want) {
+                        for (g, &w) in got.iter().zip(&want) {
+                            let w = match act {
+                                Activation::Gelu => crate::vmath::gelu(w),
+                                Activation::Identity => w,
+                            };
                             assert!((g - w).abs() <= tol, "{isa:?} {m}x{k}x{n}: {g} vs {w}");
                         }
                     }

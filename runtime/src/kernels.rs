@@ -2,6 +2,8 @@
 //! compile-time constants in the generated code; these functions only check them in debug
 //! builds. Strides are in elements. No kernel allocates: decoding a token allocates nothing.
 
+pub use crate::gemm::Activation;
+
 /// Largest tensor rank the strided kernels walk.
 pub const MAX_RANK: usize = 8;
 
@@ -438,31 +440,36 @@ fn matmul_serial(
     }
 }
 
-/// `y = x·W + bias` for `m` rows, `W` `[k, n]` in the compiler's column-panel layout
-/// (`gemm::linear`), stored as f32 or f16.
+/// `y = act(x·W + bias)` for `m` rows, `W` `[k, n]` in the compiler's column-panel layout
+/// (`gemm::linear`), stored as f32 or f16. Each thread applies the activation to the
+/// columns it just computed, while they are in cache.
+#[allow(clippy::too_many_arguments)]
 pub fn linear<E: crate::elem::PanelElem>(
     x: &[f32],
     m: usize,
     k: usize,
     w: &[E],
     bias: Option<&[f32]>,
+    act: Activation,
     y: &mut [f32],
     n: usize,
 ) {
-    crate::gemm::linear(x, m, k, w, bias, y, n)
+    crate::gemm::linear(x, m, k, w, bias, act, y, n)
 }
 
 /// `linear` over bf16 panels of row pairs, inputs rounded to bf16 (`bf16::linear`).
+#[allow(clippy::too_many_arguments)]
 pub fn linear_bf16(
     x: &[f32],
     m: usize,
     k: usize,
     w: &[crate::elem::Bf16],
     bias: Option<&[f32]>,
+    act: Activation,
     y: &mut [f32],
     n: usize,
 ) {
-    crate::bf16::linear(x, m, k, w, bias, y, n)
+    crate::bf16::linear(x, m, k, w, bias, act, y, n)
 }
 
 /// `linear` over int8 panels with a scale per column: activations quantized per row,
@@ -475,14 +482,16 @@ pub fn linear_q8(
     w: &[crate::elem::Q8],
     scales: &[f32],
     bias: Option<&[f32]>,
+    act: Activation,
     y: &mut [f32],
     n: usize,
 ) {
-    crate::q8::linear(x, m, k, w, scales, bias, y, n)
+    crate::q8::linear(x, m, k, w, scales, bias, act, y, n)
 }
 
-/// `y = x·W + bias` for `m` rows, `W` `[k, n]` at layout `lb` (a weight something other
-/// than a Linear also reads, so it is not stored in panels: row-major, or a tied transpose).
+/// `y = act(x·W + bias)` for `m` rows, `W` `[k, n]` at layout `lb` (a weight something
+/// other than a Linear also reads, so it is not stored in panels: row-major, or a tied
+/// transpose).
 #[allow(clippy::too_many_arguments)]
 pub fn linear_unpacked(
     x: &[f32],
@@ -491,6 +500,7 @@ pub fn linear_unpacked(
     w: &[f32],
     lb: Layout,
     bias: Option<&[f32]>,
+    act: Activation,
     y: &mut [f32],
     n: usize,
 ) {
@@ -503,7 +513,10 @@ pub fn linear_unpacked(
         None => 0.0,
     };
     let la = Layout::row_major(k);
-    matmul(1.0, x, &[0], la, w, &[0], lb, beta, y, m, k, n)
+    matmul(1.0, x, &[0], la, w, &[0], lb, beta, y, m, k, n);
+    if act == Activation::Gelu {
+        gelu_in_place(y);
+    }
 }
 
 /// Rows of an embedding table `[rows, width]` stored transposed in column panels (as the
@@ -1083,6 +1096,13 @@ pub fn gelu(x: f32) -> f32 {
 /// `out[i] = gelu(x[i])`, vectorized and on all threads.
 pub fn gelu_slice(x: &[f32], out: &mut [f32]) {
     crate::vmath::gelu_slice(x, out)
+}
+
+/// `x[i] = gelu(x[i])` on all threads.
+pub fn gelu_in_place(x: &mut [f32]) {
+    let isa = crate::gemv::detected();
+    let chunk = x.len().div_ceil(crate::threads()).div_ceil(16).max(1 << 14) * 16;
+    crate::for_each_part(x, chunk, |_, part| crate::vmath::gelu_in_place(isa, part));
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 //! `fma(sum, sw[j], bias[j])`: every ISA computes the same bits.
 
 use crate::elem::Q8;
-use crate::gemm::NR;
+use crate::gemm::{Activation, NR};
 use crate::gemv::{detected, Isa};
 
 /// Activations per quantization block (a multiple of 4).
@@ -101,10 +101,11 @@ pub fn linear(
     w: &[Q8],
     scales: &[f32],
     bias: Option<&[f32]>,
+    act: Activation,
     y: &mut [f32],
     n: usize,
 ) {
-    linear_on(detected(), x, m, k, w, scales, bias, y, n)
+    linear_on(detected(), x, m, k, w, scales, bias, act, y, n)
 }
 
 /// Whether this CPU has AVX-512 VNNI (and AVX-512BW), which the fast int8 kernel needs.
@@ -133,6 +134,7 @@ pub fn linear_on(
     w: &[Q8],
     scales: &[f32],
     bias: Option<&[f32]>,
+    act: Activation,
     y: &mut [f32],
     n: usize,
 ) {
@@ -148,7 +150,7 @@ pub fn linear_on(
         panels * NR,
         "scales are not one per panel column"
     );
-    if !crate::gemm::linear_operands(x, m, k, bias, y, n) {
+    if !crate::gemm::linear_operands(x, m, k, bias, act, y, n) {
         return;
     }
     let blocks = k.div_ceil(QBLOCK);
@@ -182,6 +184,7 @@ pub fn linear_on(
         let yp = crate::SendPtr(y.as_mut_ptr());
         let fast = isa == Isa::Avx512 && vnni();
         crate::gemm::for_panel_ranges(panels, t, |p0, p1| {
+            let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
             if fast {
                 // SAFETY: this task writes only columns `p0·NR .. min(p1·NR, n)` of `y`'s m
                 // rows, disjoint from every other task's, and `y` (m·n elements, checked
@@ -190,7 +193,6 @@ pub fn linear_on(
                 unsafe { vnni_columns(&a, m, w, scales, bias, yp.get(), n, p0, p1) }
             } else {
                 for r in 0..m {
-                    let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
                     debug_assert!(r < m && j1 <= n);
                     // SAFETY: row `r`'s columns `j0..j1` are inside `y` (`r < m`, `j1 ≤ n`)
                     // and only this task touches them (as above).
@@ -213,6 +215,8 @@ pub fn linear_on(
                     }
                 }
             }
+            // SAFETY: as above: columns `j0..j1` of `y`'s m rows are this task's alone.
+            unsafe { act.apply(isa, yp.get(), m, n, j0, j1) }
         });
     })
 }
@@ -655,15 +659,23 @@ mod tests {
                     want[r * n + j] = acc + b[j] as f64;
                 }
             }
-            for bias in [None, Some(&b[..])] {
+            use Activation::{Gelu, Identity};
+            for (bias, act) in [
+                (None, Identity),
+                (Some(&b[..]), Identity),
+                (Some(&b[..]), Gelu),
+            ] {
                 let mut first: Option<Vec<f32>> = None;
                 for &isa in crate::gemv::available() {
                     for threads in [1, 2] {
                         crate::set_threads(threads);
                         let mut got = vec![f32::NAN; m * n];
-                        linear_on(isa, &x, m, k, &w, &scales, bias, &mut got, n);
+                        linear_on(isa, &x, m, k, &w, &scales, bias, act, &mut got, n);
                         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                            let w = w - if bias.is_some() { 0.0 } else { b[i % n] as f64 };
+                            let mut w = w - if bias.is_some() { 0.0 } else { b[i % n] as f64 };
+                            if act == Gelu {
+                                w = crate::vmath::gelu(w as f32) as f64;
+                            }
                             let tol = 1e-5 * (k as f64).sqrt() * w.abs().max(1.0);
                             assert!(
                                 (*g as f64 - w).abs() <= tol,

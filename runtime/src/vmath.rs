@@ -95,6 +95,18 @@ fn gelu_body(x: &[f32], out: &mut [f32]) {
     }
 }
 
+#[inline(always)]
+fn gelu_in_place_body(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = gelu(*v);
+    }
+}
+
+isa_kernel!(
+    /// `x[i] = gelu(x[i])` on one thread with the given ISA.
+    gelu_in_place => gelu_in_place_body(x: &mut [f32])
+);
+
 isa_kernel!(
     /// `out[i] = gelu(x[i])` on one thread with the given ISA.
     gelu_with => gelu_body(x: &[f32], out: &mut [f32])

@@ -234,3 +234,27 @@ fn attention_reads_the_projection_and_the_presents_in_place() {
         }
     }
 }
+
+#[test]
+fn each_mlp_gelu_is_folded_into_its_linear() {
+    use gpt2c::ops::{linear::Activation, Op};
+    let fx = gpt2c_tests::SpecializedFixture::load("tiny");
+    let g = &fx.specialized;
+    let gelu_linears = g
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.op == Op::Linear {
+                activation: Activation::Gelu,
+            }
+        })
+        .inspect(|n| assert!(n.name.contains("mlp/c_fc"), "{}", n.name))
+        .count();
+    let layers = g
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::Attention(_)))
+        .count();
+    assert_eq!(gelu_linears, layers);
+    assert!(g.nodes.iter().all(|n| n.op != Op::Gelu));
+}

@@ -473,8 +473,12 @@ impl Lowerer<'_> {
                     kernels::matmul(#alpha_t, #xa, &[0], Layout { row_stride: #la0, col_stride: #la1 }, #xb, &[0], Layout { row_stride: #lb0, col_stride: #lb1 }, #beta_t, yr, #ml, #kl, #nl);
                 }
             }
-            Op::Linear => {
+            Op::Linear { activation } => {
                 let (x, wv) = (data[0], data[1]);
+                let act = match activation {
+                    crate::ops::linear::Activation::Identity => quote!(Activation::Identity),
+                    crate::ops::linear::Activation::Gelu => quote!(Activation::Gelu),
+                };
                 let (m, k, n) = crate::ops::linear::dims(&sh(0), &sh(1)).map_err(|e| err(e.0))?;
                 let ml = if self.ax(x).is_some() {
                     quote!(rn)
@@ -495,11 +499,11 @@ impl Lowerer<'_> {
                 let packed = matches!(self.plan.storage[wv],
                     Some(Storage::Weight(i)) if self.plan.weights[i].panels.is_some());
                 if let Some(scales) = self.q8_scales(wv) {
-                    quote!(kernels::linear_q8(#xa, #ml, #kl, #wt, #scales, #bias, #y, #nl);)
+                    quote!(kernels::linear_q8(#xa, #ml, #kl, #wt, #scales, #bias, #act, #y, #nl);)
                 } else if self.panel_format(wv) == Some(WeightFormat::Bf16) {
-                    quote!(kernels::linear_bf16(#xa, #ml, #kl, #wt, #bias, #y, #nl);)
+                    quote!(kernels::linear_bf16(#xa, #ml, #kl, #wt, #bias, #act, #y, #nl);)
                 } else if packed {
-                    quote!(kernels::linear(#xa, #ml, #kl, #wt, #bias, #y, #nl);)
+                    quote!(kernels::linear(#xa, #ml, #kl, #wt, #bias, #act, #y, #nl);)
                 } else {
                     // A weight something else reads too: as stored, or as a tied transpose.
                     let lb = if self.transposed_source(wv).is_some() {
@@ -507,7 +511,7 @@ impl Lowerer<'_> {
                     } else {
                         quote!(Layout { row_stride: #nl, col_stride: 1 })
                     };
-                    quote!(kernels::linear_unpacked(#xa, #ml, #kl, #wt, #lb, #bias, #y, #nl);)
+                    quote!(kernels::linear_unpacked(#xa, #ml, #kl, #wt, #lb, #bias, #act, #y, #nl);)
                 }
             }
             Op::Attention(at) => {

@@ -241,6 +241,12 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
             (crate::ops::Op::Concat { .. }, true) => " (in place: its inputs were written into it)",
             _ => " (a view: no code)",
         };
+        let what = match node.op {
+            crate::ops::Op::Linear {
+                activation: crate::ops::linear::Activation::Gelu,
+            } => " (then GELU, fused)",
+            _ => what,
+        };
         // Weights-only nodes run once, in `Model::new`.
         let target = if seq.as_ref().is_ok_and(|s| s.init[index]) {
             &mut init_stmts
@@ -418,7 +424,7 @@ fn round_linear_inputs(g: &mut Graph, rounding: crate::ops::fused::RowRounding) 
     let linears: Vec<usize> = (0..g.nodes.len())
         .filter(|&i| {
             let n = &g.nodes[i];
-            n.op == Op::Linear && n.inputs[1].is_some_and(in_panels)
+            matches!(n.op, Op::Linear { .. }) && n.inputs[1].is_some_and(in_panels)
         })
         .collect();
     // From the back, so the indices still to visit do not move.
@@ -762,7 +768,7 @@ fn module_tokens(
 
         use gpt2rt::arena;
         use gpt2rt::io::{DType, Gpt2Config, TensorInfo, TensorRef};
-        use gpt2rt::kernels::{self, Layout};
+        use gpt2rt::kernels::{self, Activation, Layout};
         use gpt2rt::profile;
         use gpt2rt::weights::view;
         use std::ops::Range;

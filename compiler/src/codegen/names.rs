@@ -46,7 +46,7 @@ pub fn role(node_name: &str, op: &crate::ops::Op) -> Option<String> {
     use crate::ops::Op;
     let module = node_name.rsplit_once('/')?.0;
     let suffix = match op {
-        Op::LayerNorm { .. } | Op::Linear | Op::Attention(_) => "",
+        Op::LayerNorm { .. } | Op::Linear { .. } | Op::Attention(_) => "",
         Op::Gelu => "_gelu",
         _ => return None,
     };
@@ -119,7 +119,13 @@ mod tests {
             "h0_ln_1"
         );
         assert_eq!(role("/transformer/ln_f/LayerNorm", &ln).unwrap(), "ln_f");
-        let linear = role("/transformer/h.3/mlp/c_fc/Gemm", &Op::Linear).unwrap();
+        let linear = role(
+            "/transformer/h.3/mlp/c_fc/Gemm",
+            &Op::Linear {
+                activation: Default::default(),
+            },
+        )
+        .unwrap();
         assert_eq!(linear, "h3_mlp_c_fc");
         assert_eq!(
             role("/transformer/h.0/mlp/Gelu", &Op::Gelu).unwrap(),

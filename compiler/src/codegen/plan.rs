@@ -133,7 +133,8 @@ pub fn transposed_weight(g: &Graph, n: &Node) -> Option<ValueId> {
     let o = n.outputs[0];
     let only_rhs = g.nodes.iter().all(|m| {
         m.inputs.iter().enumerate().all(|(k, i)| {
-            *i != Some(o) || (k == 1 && matches!(m.op, Op::MatMul | Op::Gemm { .. } | Op::Linear))
+            *i != Some(o)
+                || (k == 1 && matches!(m.op, Op::MatMul | Op::Gemm { .. } | Op::Linear { .. }))
         })
     });
     (only_rhs && !g.outputs.contains(&o)).then_some(a)
@@ -211,7 +212,10 @@ pub fn weight_layout(g: &Graph, v: ValueId) -> WeightLayout {
     if readers.is_empty() {
         return WeightLayout::Plain;
     }
-    if readers.iter().all(|(n, k)| n.op == Op::Linear && *k == 1) {
+    if readers
+        .iter()
+        .all(|(n, k)| matches!(n.op, Op::Linear { .. }) && *k == 1)
+    {
         return WeightLayout::Panels;
     }
     // A tied view read only by Linears, and row-gathers.
@@ -222,7 +226,7 @@ pub fn weight_layout(g: &Graph, v: ValueId) -> WeightLayout {
                 m.inputs
                     .iter()
                     .enumerate()
-                    .all(|(k, i)| *i != Some(o) || (k == 1 && m.op == Op::Linear))
+                    .all(|(k, i)| *i != Some(o) || (k == 1 && matches!(m.op, Op::Linear { .. })))
             })
         }
     };

@@ -1,11 +1,20 @@
-//! Linear (fused; from `passes::fuse_linear`): `y[.., N] = x[.., K] · W[K, N] + b[N]` with
-//! `W` (and `b`, when present) constant. Every leading dimension of `x` is a row, so a
+//! Linear (fused; from `passes::fuse_linear`): `y[.., N] = act(x[.., K] · W[K, N] + b[N])`
+//! with `W` (and `b`, when present) constant. Every leading dimension of `x` is a row, so a
 //! prompt's tokens are the rows. f32 only; the reference accumulates in f64.
 
 use super::{input, req, InferIn, OutType};
 use crate::error::OpResult;
 use crate::ir::{DType, Tensor};
 use crate::op_err;
+
+/// What a Linear applies to each output after the bias (`passes::fuse_linear_gelu`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    #[default]
+    Identity,
+    /// GPT-2's tanh-GELU (`fused::gelu`).
+    Gelu,
+}
 
 /// Rows, K and N of a Linear with these input shapes.
 pub fn dims(x: &[usize], w: &[usize]) -> OpResult<(usize, usize, usize)> {
@@ -38,7 +47,7 @@ pub fn infer(ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     Ok(vec![(DType::F32, out)])
 }
 
-pub fn eval(ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
+pub fn eval(act: Activation, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let (x, w) = (input(ins, 0)?, input(ins, 1)?);
     let (m, k, n) = dims(x.shape(), w.shape())?;
     let (xv, wv) = (x.to_vec::<f32>()?, w.to_vec::<f32>()?);
@@ -62,6 +71,9 @@ pub fn eval(ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
         for ((o, a), b) in y[i * n..(i + 1) * n].iter_mut().zip(&acc).zip(&bias) {
             // The graph rounds the product to f32 before adding the bias.
             *o = (*a as f32) + b;
+            if act == Activation::Gelu {
+                *o = super::fused::gelu(*o);
+            }
         }
     }
     let mut shape = x.shape().to_vec();
@@ -69,8 +81,8 @@ pub fn eval(ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     Ok(vec![Tensor::from_vec(shape, y)])
 }
 
-/// `2·K` flops per output element plus one for the bias; reads x, W and b.
-pub fn cost(ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
+/// `2·K` flops per output element, one for the bias, and a GELU's nine.
+pub fn cost(act: Activation, ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
     let k = ins
         .first()
         .copied()
@@ -80,7 +92,7 @@ pub fn cost(ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
     let has_bias = ins.get(2).copied().flatten().is_some();
     let out = super::out_count(outs);
     super::Cost {
-        flops: (2 * k + u64::from(has_bias)) * out,
+        flops: (2 * k + u64::from(has_bias) + 9 * u64::from(act == Activation::Gelu)) * out,
         bytes: super::traffic(ins, &[0, 1, 2], outs),
     }
 }

@@ -97,9 +97,11 @@ pub enum Op {
     },
     /// tanh-approximated GELU (from `passes::fuse_gelu`).
     Gelu,
-    /// `x · W + b` with constant W [K, N] and optional constant b [N] (from
-    /// `passes::fuse_linear`).
-    Linear,
+    /// `act(x · W + b)` with constant W [K, N] and optional constant b [N] (from
+    /// `passes::fuse_linear`; `passes::fuse_linear_gelu` folds a following Gelu in).
+    Linear {
+        activation: linear::Activation,
+    },
     /// What the kernels of a narrow weight format do to a Linear's input, for the reference
     /// interpreter only (`codegen::narrowed` adds it; code generation refuses it).
     RoundRows(fused::RowRounding),
@@ -197,7 +199,7 @@ impl Op {
             Op::LayerNorm { .. } => "LayerNorm",
             Op::Gelu => "Gelu",
             Op::RoundRows(_) => "RoundRows",
-            Op::Linear => "Linear",
+            Op::Linear { .. } => "Linear",
         }
     }
 
@@ -230,7 +232,7 @@ impl Op {
             Op::StridedCopy(c) => strided_copy::infer(c, ins),
             Op::LayerNorm { .. } => fused::infer_layer_norm(ins),
             Op::Gelu | Op::RoundRows(_) => Ok(vec![owned(float_in(ins, 0)?)]),
-            Op::Linear => linear::infer(ins),
+            Op::Linear { .. } => linear::infer(ins),
         }?;
         for (_, shape) in &outs {
             if crate::ir::bounded_numel(shape).is_none() {
@@ -266,7 +268,7 @@ impl Op {
             Op::LayerNorm { eps } => fused::eval_layer_norm(*eps, ins),
             Op::Gelu => fused::eval_gelu(input(ins, 0)?),
             Op::RoundRows(r) => fused::eval_round_rows(*r, input(ins, 0)?),
-            Op::Linear => linear::eval(ins),
+            Op::Linear { activation } => linear::eval(*activation, ins),
         }
     }
 }
@@ -326,7 +328,7 @@ impl Op {
             Op::LayerNorm { .. } => fused::cost_layer_norm(ins, outs),
             Op::Gelu => fused::cost_gelu(ins, outs),
             Op::RoundRows(_) => fused::cost_round_rows(ins, outs),
-            Op::Linear => linear::cost(ins, outs),
+            Op::Linear { activation } => linear::cost(*activation, ins, outs),
         }
     }
 }

@@ -46,7 +46,9 @@ fn linear(name: &str, x: ValueId, w: ValueId, b: Option<ValueId>, out: ValueId) 
     inputs.extend(b.map(Some));
     Node {
         name: name.to_string(),
-        op: Op::Linear,
+        op: Op::Linear {
+            activation: Default::default(),
+        },
         inputs,
         outputs: vec![out],
     }

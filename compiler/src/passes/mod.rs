@@ -8,6 +8,7 @@ pub mod fuse_attention;
 pub mod fuse_gelu;
 pub mod fuse_layernorm;
 pub mod fuse_linear;
+pub mod fuse_linear_gelu;
 pub mod pattern;
 pub mod simplify;
 pub mod specialize;
