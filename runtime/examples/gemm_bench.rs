@@ -1,6 +1,6 @@
 //! GFLOP/s of the packed AVX-512 GEMM against matrixmultiply on GPT-2's shapes.
 //! `cargo run --release -p gpt2rt --example gemm_bench [threads]`
-use gpt2rt::gemm::Activation::Identity;
+use gpt2rt::gemm::Activation::{Gelu, Identity};
 use gpt2rt::kernels::Layout;
 use std::time::Instant;
 
@@ -51,6 +51,18 @@ fn main() {
             "{m:5}x{k:5}x{n:6}: linear (stored panels) {:7.2} ms {:6.1} GFLOP/s",
             lin * 1e3,
             flops / lin / 1e9
+        );
+        // The MLP's c_fc: GELU fused into the Linear, or a pass of its own after it.
+        let fused = time(&mut || gpt2rt::gemm::linear(&a, m, k, &panels, None, Gelu, &mut c, n));
+        let mut g = vec![0f32; m * n];
+        let apart = time(&mut || {
+            gpt2rt::gemm::linear(&a, m, k, &panels, None, Identity, &mut c, n);
+            gpt2rt::kernels::gelu_slice(&c, &mut g);
+        });
+        println!(
+            "{m:5}x{k:5}x{n:6}: linear + GELU fused {:7.2} ms, then GELU apart {:7.2} ms",
+            fused * 1e3,
+            apart * 1e3
         );
         let mm = time(&mut || {
             let rows = m.div_ceil(threads);
