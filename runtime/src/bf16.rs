@@ -403,7 +403,7 @@ pub fn gather_row(w: &[Bf16], rows: usize, width: usize, r: usize, out: &mut [f3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_data::rand_vec;
+    use crate::test_data::{rand_vec, same_bits_on_every_isa};
 
     #[test]
     fn every_isa_gives_the_same_bits_and_matches_the_rounded_reference() {
@@ -437,32 +437,24 @@ mod tests {
                 (Some(&b[..]), Identity),
                 (Some(&b[..]), Gelu),
             ] {
-                let mut first: Option<Vec<f32>> = None;
-                for &isa in crate::gemv::available() {
-                    for threads in [1, 2] {
-                        crate::set_threads(threads);
-                        let mut got = vec![f32::NAN; m * n];
-                        linear_on(isa, &x, m, k, &w, bias, act, &mut got, n);
-                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                            let mut w = w + bias.map_or(0.0, |b| b[i % n] as f64);
-                            if act == Gelu {
-                                w = crate::vmath::gelu(w as f32) as f64;
-                            }
-                            let tol = 1e-5 * (k as f64).sqrt().max(1.0);
-                            assert!(
-                                (*g as f64 - w).abs() <= tol,
-                                "{isa:?} {m}x{k}x{n}: {g} vs {w}"
-                            );
+                let want: Vec<f64> = want
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| {
+                        let w = w + bias.map_or(0.0, |b| b[i % n] as f64);
+                        match act {
+                            Gelu => crate::vmath::gelu(w as f32) as f64,
+                            Identity => w,
                         }
-                        match &first {
-                            None => first = Some(got),
-                            Some(f) => assert!(
-                                f.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
-                                "{isa:?} on {threads} threads differs from the first run, {m}x{k}x{n}"
-                            ),
-                        }
-                    }
-                }
+                    })
+                    .collect();
+                let tol = 1e-5 * (k as f64).sqrt().max(1.0);
+                same_bits_on_every_isa(
+                    &format!("{m}x{k}x{n} {act:?}"),
+                    &want,
+                    |_| tol,
+                    |isa, y| linear_on(isa, &x, m, k, &w, bias, act, y, n),
+                );
             }
         }
     }

@@ -93,4 +93,33 @@ pub(crate) mod test_data {
             })
             .collect()
     }
+
+    /// Runs `run(isa, out)` on every ISA this CPU has, on 1 and 2 threads: each output
+    /// must be within `tol(want)` of `want`, and every run must give the first run's bits.
+    pub fn same_bits_on_every_isa(
+        what: &str,
+        want: &[f64],
+        tol: impl Fn(f64) -> f64,
+        run: impl Fn(crate::gemv::Isa, &mut [f32]),
+    ) {
+        let mut first: Option<Vec<f32>> = None;
+        for &isa in crate::gemv::available() {
+            for threads in [1, 2] {
+                crate::set_threads(threads);
+                let mut got = vec![f32::NAN; want.len()];
+                run(isa, &mut got);
+                for (g, &w) in got.iter().zip(want) {
+                    let d = (*g as f64 - w).abs();
+                    assert!(d <= tol(w), "{what}, {isa:?}: {g} vs {w}");
+                }
+                match &first {
+                    None => first = Some(got),
+                    Some(f) => assert!(
+                        f.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{what}: {isa:?} on {threads} threads differs from the first run"
+                    ),
+                }
+            }
+        }
+    }
 }

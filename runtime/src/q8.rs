@@ -589,7 +589,7 @@ pub fn pack(q: &[i8], k: usize, n: usize) -> Vec<Q8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_data::rand_vec;
+    use crate::test_data::{rand_vec, same_bits_on_every_isa};
 
     /// A random int8 weight on a column grid, its scales (padded) and the f32 matrix.
     fn weight(k: usize, n: usize, seed: &mut u64) -> (Vec<i8>, Vec<f32>) {
@@ -665,32 +665,21 @@ mod tests {
                 (Some(&b[..]), Identity),
                 (Some(&b[..]), Gelu),
             ] {
-                let mut first: Option<Vec<f32>> = None;
-                for &isa in crate::gemv::available() {
-                    for threads in [1, 2] {
-                        crate::set_threads(threads);
-                        let mut got = vec![f32::NAN; m * n];
-                        linear_on(isa, &x, m, k, &w, &scales, bias, act, &mut got, n);
-                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                            let mut w = w - if bias.is_some() { 0.0 } else { b[i % n] as f64 };
-                            if act == Gelu {
-                                w = crate::vmath::gelu(w as f32) as f64;
-                            }
-                            let tol = 1e-5 * (k as f64).sqrt() * w.abs().max(1.0);
-                            assert!(
-                                (*g as f64 - w).abs() <= tol,
-                                "{isa:?} {m}x{k}x{n}: {g} vs {w}"
-                            );
+                let want: Vec<f64> = want
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| {
+                        let w = w - if bias.is_some() { 0.0 } else { b[i % n] as f64 };
+                        match act {
+                            Gelu => crate::vmath::gelu(w as f32) as f64,
+                            Identity => w,
                         }
-                        match &first {
-                            None => first = Some(got),
-                            Some(f) => assert!(
-                                f.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
-                                "{isa:?} on {threads} threads differs from the first run, {m}x{k}x{n}"
-                            ),
-                        }
-                    }
-                }
+                    })
+                    .collect();
+                let tol = |w: f64| 1e-5 * (k as f64).sqrt() * w.abs().max(1.0);
+                same_bits_on_every_isa(&format!("{m}x{k}x{n} {act:?}"), &want, tol, |isa, y| {
+                    linear_on(isa, &x, m, k, &w, &scales, bias, act, y, n)
+                });
             }
         }
     }
