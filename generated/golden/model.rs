@@ -130,7 +130,7 @@ pub const PROFILE: &[profile::NodeInfo] = &[
     },
     profile::NodeInfo {
         name: "/transformer/h.0/mlp/c_fc/Gemm",
-        op: "Linear",
+        op: "Linear+Gelu",
         layer: 0i32,
         flops: [0, 136192],
         bytes: [264192, 2560],
@@ -207,7 +207,7 @@ pub const PROFILE: &[profile::NodeInfo] = &[
     },
     profile::NodeInfo {
         name: "/transformer/h.1/mlp/c_fc/Gemm",
-        op: "Linear",
+        op: "Linear+Gelu",
         layer: 1i32,
         flops: [0, 136192],
         bytes: [264192, 2560],
@@ -284,7 +284,7 @@ pub const PROFILE: &[profile::NodeInfo] = &[
     },
     profile::NodeInfo {
         name: "/transformer/h.2/mlp/c_fc/Gemm",
-        op: "Linear",
+        op: "Linear+Gelu",
         layer: 2i32,
         flops: [0, 136192],
         bytes: [264192, 2560],
@@ -361,7 +361,7 @@ pub const PROFILE: &[profile::NodeInfo] = &[
     },
     profile::NodeInfo {
         name: "/transformer/h.3/mlp/c_fc/Gemm",
-        op: "Linear",
+        op: "Linear+Gelu",
         layer: 3i32,
         flops: [0, 136192],
         bytes: [264192, 2560],
@@ -957,7 +957,7 @@ impl Model {
         }
         // Reshape /transformer/h.0/mlp/c_fc/Reshape (a view: no code)
         //   f32[128,128] <- f32[1,128,128], const
-        // Linear /transformer/h.0/mlp/c_fc/Gemm (then GELU, fused)
+        // Linear+Gelu /transformer/h.0/mlp/c_fc/Gemm
         //   f32[128,512] <- f32[128,128], w.h0_mlp_c_fc_weight, w.h0_mlp_c_fc_bias
         {
             let (r0, rn) = rows;
@@ -1185,7 +1185,7 @@ impl Model {
         }
         // Reshape /transformer/h.1/mlp/c_fc/Reshape (a view: no code)
         //   f32[128,128] <- f32[1,128,128], const
-        // Linear /transformer/h.1/mlp/c_fc/Gemm (then GELU, fused)
+        // Linear+Gelu /transformer/h.1/mlp/c_fc/Gemm
         //   f32[128,512] <- f32[128,128], w.h1_mlp_c_fc_weight, w.h1_mlp_c_fc_bias
         {
             let (r0, rn) = rows;
@@ -1413,7 +1413,7 @@ impl Model {
         }
         // Reshape /transformer/h.2/mlp/c_fc/Reshape (a view: no code)
         //   f32[128,128] <- f32[1,128,128], const
-        // Linear /transformer/h.2/mlp/c_fc/Gemm (then GELU, fused)
+        // Linear+Gelu /transformer/h.2/mlp/c_fc/Gemm
         //   f32[128,512] <- f32[128,128], w.h2_mlp_c_fc_weight, w.h2_mlp_c_fc_bias
         {
             let (r0, rn) = rows;
@@ -1641,7 +1641,7 @@ impl Model {
         }
         // Reshape /transformer/h.3/mlp/c_fc/Reshape (a view: no code)
         //   f32[128,128] <- f32[1,128,128], const
-        // Linear /transformer/h.3/mlp/c_fc/Gemm (then GELU, fused)
+        // Linear+Gelu /transformer/h.3/mlp/c_fc/Gemm
         //   f32[128,512] <- f32[128,128], w.h3_mlp_c_fc_weight, w.h3_mlp_c_fc_bias
         {
             let (r0, rn) = tail_rows;

@@ -241,12 +241,6 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
             (crate::ops::Op::Concat { .. }, true) => " (in place: its inputs were written into it)",
             _ => " (a view: no code)",
         };
-        let what = match node.op {
-            crate::ops::Op::Linear {
-                activation: crate::ops::linear::Activation::Gelu,
-            } => " (then GELU, fused)",
-            _ => what,
-        };
         // Weights-only nodes run once, in `Model::new`.
         let target = if seq.as_ref().is_ok_and(|s| s.init[index]) {
             &mut init_stmts

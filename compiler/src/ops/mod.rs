@@ -199,7 +199,12 @@ impl Op {
             Op::LayerNorm { .. } => "LayerNorm",
             Op::Gelu => "Gelu",
             Op::RoundRows(_) => "RoundRows",
-            Op::Linear { .. } => "Linear",
+            Op::Linear {
+                activation: linear::Activation::Identity,
+            } => "Linear",
+            Op::Linear {
+                activation: linear::Activation::Gelu,
+            } => "Linear+Gelu",
         }
     }
 
