@@ -395,8 +395,13 @@ unsafe fn dot_tile<const R: usize>(_: Tile) {
 /// weight, `width` deep): `out[p] = w[p, r]`.
 pub fn gather_row(w: &[Bf16], rows: usize, width: usize, r: usize, out: &mut [f32]) {
     assert!(r < rows && out.len() == width && w.len() == panels_len(width, rows));
-    for (p, o) in out.iter_mut().enumerate() {
-        *o = w[panel_index(width, p, r)].to_f32();
+    // Column `r`'s pairs: two values each, one pair of the panel (2·NR values) apart.
+    let first = panel_index(width, 0, r);
+    let pairs = w[first..].chunks(2 * NR).map(|p| &p[..2]);
+    for (o2, p) in out.chunks_mut(2).zip(pairs) {
+        for (o, b) in o2.iter_mut().zip(p) {
+            *o = b.to_f32();
+        }
     }
 }
 

@@ -568,8 +568,13 @@ unsafe fn vnni_tile<const R: usize>(_: Tile) {
 pub fn gather_row(w: &[Q8], scales: &[f32], rows: usize, width: usize, r: usize, out: &mut [f32]) {
     assert!(r < rows && out.len() == width && w.len() == panels_len(width, rows));
     let s = scales[r];
-    for (p, o) in out.iter_mut().enumerate() {
-        *o = (w[panel_index(width, p, r)].0 as i32 - 128) as f32 * s;
+    // Column `r`'s quads: four bytes each, one quad of the panel (4·NR bytes) apart.
+    let first = panel_index(width, 0, r);
+    let quads = w[first..].chunks(4 * NR).map(|q| &q[..4]);
+    for (o4, q) in out.chunks_mut(4).zip(quads) {
+        for (o, b) in o4.iter_mut().zip(q) {
+            *o = (b.0 as i32 - 128) as f32 * s;
+        }
     }
 }
 
