@@ -119,8 +119,14 @@ fn write(path: &Path, data: &str) -> Result<()> {
     })
 }
 
-/// Compiles `model` into a crate in `dir` that depends on the runtime crate at `runtime`.
-pub fn emit_crate(model: &Path, dir: &Path, runtime: &Path) -> Result<Emitted> {
+/// Compiles `model`, its weight matrices stored in `format`, into a crate in `dir` that
+/// depends on the runtime crate at `runtime`.
+pub fn emit_crate(
+    model: &Path,
+    dir: &Path,
+    runtime: &Path,
+    format: crate::codegen::layout::WeightFormat,
+) -> Result<Emitted> {
     let io = |p: &Path| {
         let p = p.display().to_string();
         move |source: std::io::Error| Error::Io { path: p, source }
@@ -140,11 +146,12 @@ pub fn emit_crate(model: &Path, dir: &Path, runtime: &Path) -> Result<Emitted> {
     let data = crate::progress::read_file(model).map_err(io(model))?;
     let src = dir.join("src");
     std::fs::create_dir_all(&src).map_err(io(&src))?;
-    let (source, compiled) = crate::driver::compile_bytes(
+    let (source, compiled) = crate::driver::compile_bytes_as(
         data.into(),
         model,
         WeightsPath::ManifestDir("weights.bin".into()),
         &dir.join("weights.bin"),
+        format,
     )?;
     crate::progress::stage("writing the crate", None);
     let package = package_name(model);

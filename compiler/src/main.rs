@@ -60,13 +60,17 @@ enum Cmd {
         /// source tree gpt2c was built from].
         #[arg(long, value_name = "DIR")]
         runtime_path: Option<PathBuf>,
+        /// How to store the weight matrices: f32, bf16, f16 or q8 [default: GPT2_WEIGHTS,
+        /// or f32].
+        #[arg(long, value_name = "FORMAT")]
+        weights: Option<String>,
     },
     /// Measure what a weight format costs: the f32 model and the model with its matrices
     /// rounded to the format, through the reference interpreter on fixed token sequences.
     Accuracy {
         /// The ONNX model file.
         model: PathBuf,
-        /// Weight format: bf16 or f16 (as `GPT2_WEIGHTS`).
+        /// Weight format: bf16, f16 or q8 (as `GPT2_WEIGHTS`).
         #[arg(long)]
         format: String,
         /// Token sequences to run.
@@ -103,7 +107,8 @@ fn main() -> ExitCode {
             model,
             out,
             runtime_path,
-        } => emit(&model, &out, runtime_path),
+            weights,
+        } => emit(&model, &out, runtime_path, weights.as_deref()),
         Cmd::Accuracy {
             model,
             format,
@@ -136,12 +141,17 @@ fn accuracy(model: &Path, format: &str, sequences: usize, len: usize) -> Result<
     Ok(())
 }
 
-fn emit(model: &Path, out: &Path, runtime: Option<PathBuf>) -> Result<()> {
+fn emit(model: &Path, out: &Path, runtime: Option<PathBuf>, weights: Option<&str>) -> Result<()> {
     let t = Instant::now();
     let runtime = runtime.unwrap_or_else(gpt2c::emit::default_runtime_path);
+    let format = match weights {
+        Some(w) => gpt2c::codegen::layout::WeightFormat::parse(w)
+            .map_err(|e| anyhow::anyhow!("--weights: {e}"))?,
+        None => gpt2c::driver::weight_format_from_env()?,
+    };
     let e = {
         let _progress = gpt2c::progress::Progress::start();
-        gpt2c::emit::emit_crate(model, out, &runtime)?
+        gpt2c::emit::emit_crate(model, out, &runtime, format)?
     };
     let s = &e.compiled.summary;
     println!(

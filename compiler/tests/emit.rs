@@ -288,3 +288,19 @@ fn emitted_crate_builds_and_matches_the_interpreter() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("'x' is not a token id"));
 }
+
+#[test]
+fn emit_stores_the_weights_in_the_format_asked_for() {
+    let dir = scratch("emit-q8");
+    let (ok, _, err) = emit(&tiny(), &dir, &["--weights", "q8"], &[("GPT2_WEIGHTS", "bf16")]);
+    assert!(ok, "{err}");
+    let model = read(&dir.join("src/model.rs"));
+    assert!(model.contains(r#"pub const WEIGHT_FORMAT: &str = "q8";"#));
+    assert!(model.contains("kernels::linear_q8("));
+    // Without the flag, GPT2_WEIGHTS decides.
+    let (ok, _, err) = emit(&tiny(), &dir, &[], &[("GPT2_WEIGHTS", "bf16")]);
+    assert!(ok, "{err}");
+    assert!(read(&dir.join("src/model.rs")).contains("kernels::linear_bf16("));
+    let (ok, _, err) = emit(&tiny(), &dir, &["--weights", "int4"], &[]);
+    assert!(!ok && err.contains("--weights: unknown weight format 'int4'"), "{err}");
+}
