@@ -292,7 +292,12 @@ fn emitted_crate_builds_and_matches_the_interpreter() {
 #[test]
 fn emit_stores_the_weights_in_the_format_asked_for() {
     let dir = scratch("emit-q8");
-    let (ok, _, err) = emit(&tiny(), &dir, &["--weights", "q8"], &[("GPT2_WEIGHTS", "bf16")]);
+    let (ok, _, err) = emit(
+        &tiny(),
+        &dir,
+        &["--weights", "q8"],
+        &[("GPT2_WEIGHTS", "bf16")],
+    );
     assert!(ok, "{err}");
     let model = read(&dir.join("src/model.rs"));
     assert!(model.contains(r#"pub const WEIGHT_FORMAT: &str = "q8";"#));
@@ -302,5 +307,8 @@ fn emit_stores_the_weights_in_the_format_asked_for() {
     assert!(ok, "{err}");
     assert!(read(&dir.join("src/model.rs")).contains("kernels::linear_bf16("));
     let (ok, _, err) = emit(&tiny(), &dir, &["--weights", "int4"], &[]);
-    assert!(!ok && err.contains("--weights: unknown weight format 'int4'"), "{err}");
+    assert!(
+        !ok && err.contains("--weights: unknown weight format 'int4'"),
+        "{err}"
+    );
 }

@@ -134,85 +134,140 @@ pub fn copy_strided<T: Copy + Send + Sync>(
     shape: &[usize],
 ) {
     let rank = shape.len();
+    assert!(rank <= MAX_RANK, "rank {rank} above {MAX_RANK}");
+    if shape.contains(&0) {
+        return;
+    }
+    let (lo, hi) = view_bounds(dst_offset, dst_strides, shape);
+    assert!(
+        lo >= 0 && (hi as usize) < dst.len(),
+        "dst view out of bounds"
+    );
     let numel: usize = shape.iter().product();
-    // A large copy into a contiguous destination (a transpose, a split) is split over
-    // threads along its first dimension longer than 1: each part is its own sub-slice.
+    let dp = crate::SendPtr(dst.as_mut_ptr());
+    // A large copy (a head split, k and v into the presents) is split over threads along
+    // its first dimension longer than 1, when no two elements of the destination view
+    // coincide: then the parts write disjoint elements.
     let t = crate::threads();
-    if t > 1 && numel >= 1 << 16 && rank <= MAX_RANK && is_row_major(dst_strides, shape) {
+    if t > 1 && numel >= 1 << 16 && rank > 0 && injective(dst_strides, shape) {
         let d = shape.iter().position(|&x| x > 1).unwrap_or(0);
-        let inner: usize = shape[d + 1..].iter().product();
         let per = shape[d].div_ceil(t);
-        let dst = &mut dst[dst_offset..dst_offset + numel];
-        crate::for_each_part(dst, per * inner, |i, part| {
+        crate::pool::run(shape[d].div_ceil(per), &|i| {
+            let first = i * per;
             let mut sub = [0usize; MAX_RANK];
             sub[..rank].copy_from_slice(shape);
-            sub[d] = part.len() / inner;
-            let from = src_offset as isize + (i * per) as isize * src_strides[d];
-            copy_serial(
-                src,
-                from as usize,
-                src_strides,
-                part,
-                0,
-                dst_strides,
-                &sub[..rank],
-            );
+            sub[d] = per.min(shape[d] - first);
+            let so = src_offset as isize + first as isize * src_strides[d];
+            let doff = dst_offset as isize + first as isize * dst_strides[d];
+            // SAFETY: the destination view is inside `dst` (asserted above) and injective,
+            // so this part's elements (indices `first..first + sub[d]` along `d`) are
+            // written by no other part; `dst` stays mutably borrowed until `pool::run`
+            // returns after every part.
+            unsafe {
+                copy_view(
+                    src,
+                    so as usize,
+                    src_strides,
+                    dp.get(),
+                    doff as usize,
+                    dst_strides,
+                    &sub[..rank],
+                )
+            }
         });
         return;
     }
-    copy_serial(
-        src,
-        src_offset,
-        src_strides,
-        dst,
-        dst_offset,
-        dst_strides,
-        shape,
-    )
+    // SAFETY: the destination view is inside `dst` (asserted above), borrowed mutably here.
+    unsafe {
+        copy_view(
+            src,
+            src_offset,
+            src_strides,
+            dp.get(),
+            dst_offset,
+            dst_strides,
+            shape,
+        )
+    }
 }
 
-/// Whether `strides` are the row-major strides of `shape` (dims of extent 1 excepted).
-fn is_row_major(strides: &[isize], shape: &[usize]) -> bool {
-    let mut expect = 1isize;
-    for (&s, &n) in strides.iter().zip(shape).rev() {
-        if n > 1 && s != expect {
+/// The smallest and largest element offsets a strided view touches.
+fn view_bounds(offset: usize, strides: &[isize], shape: &[usize]) -> (isize, isize) {
+    let (mut lo, mut hi) = (offset as isize, offset as isize);
+    for (&s, &n) in strides.iter().zip(shape) {
+        let span = s * (n as isize - 1);
+        if span < 0 {
+            lo += span;
+        } else {
+            hi += span;
+        }
+    }
+    (lo, hi)
+}
+
+/// Whether a view with non-negative strides maps distinct indices to distinct elements:
+/// taken by increasing stride, each dimension (of extent above 1) steps past everything
+/// the smaller ones span.
+fn injective(strides: &[isize], shape: &[usize]) -> bool {
+    if strides.len() != shape.len() || strides.iter().any(|&s| s < 0) {
+        return false;
+    }
+    let mut dims = [(0usize, 0usize); MAX_RANK];
+    let mut k = 0;
+    for (&s, &n) in strides.iter().zip(shape) {
+        if n > 1 {
+            dims[k] = (s as usize, n);
+            k += 1;
+        }
+    }
+    dims[..k].sort_unstable();
+    // Elements from the first that the smaller dimensions span.
+    let mut span = 1;
+    for &(s, n) in &dims[..k] {
+        if s < span {
             return false;
         }
-        expect *= n as isize;
+        span += s * (n - 1);
     }
-    strides.len() == shape.len()
+    true
 }
 
-fn copy_serial<T: Copy>(
+/// The copy itself, on one thread.
+///
+/// # Safety
+/// Every element of the destination view (`dst_offset`, `dst_strides` over `shape`) is
+/// inside the allocation at `dst`, and no other thread accesses those elements.
+unsafe fn copy_view<T: Copy>(
     src: &[T],
     src_offset: usize,
     src_strides: &[isize],
-    dst: &mut [T],
+    dst: *mut T,
     dst_offset: usize,
     dst_strides: &[isize],
     shape: &[usize],
 ) {
     let rank = shape.len();
-    if shape.contains(&0) {
-        return;
-    }
     if rank == 0 {
-        dst[dst_offset] = src[src_offset];
+        // SAFETY: the view's one element is inside the allocation (caller).
+        unsafe { dst.add(dst_offset).write(src[src_offset]) };
         return;
     }
     let n = shape[rank - 1];
     let (ss, ds) = (src_strides[rank - 1], dst_strides[rank - 1]);
-    assert!(rank <= MAX_RANK, "rank {rank} above {MAX_RANK}");
     let mut idx = [0usize; MAX_RANK];
     let (mut so, mut dof) = (src_offset as isize, dst_offset as isize);
     let rows: usize = shape[..rank - 1].iter().product();
     for _ in 0..rows {
         if ss == 1 && ds == 1 {
-            let (s, d) = (so as usize, dof as usize);
-            dst[d..d + n].copy_from_slice(&src[s..s + n]);
+            let s = &src[so as usize..so as usize + n];
+            // SAFETY: elements `dof..dof + n` belong to the destination view (caller); `s`
+            // is a shared slice, so it cannot overlap the destination.
+            unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), dst.offset(dof), n) };
         } else {
             for j in 0..n as isize {
-                dst[(dof + j * ds) as usize] = src[(so + j * ss) as usize];
+                let v = src[(so + j * ss) as usize];
+                // SAFETY: element `dof + j·ds` belongs to the destination view (caller).
+                unsafe { dst.offset(dof + j * ds).write(v) };
             }
         }
         for d in (0..rank - 1).rev() {
@@ -1260,11 +1315,12 @@ mod tests {
 
     #[test]
     fn threaded_copies_match_one_thread() {
-        // A head split [1, 300, 4, 64] -> [1, 4, 300, 64], a reversed slice, and a copy
-        // into a sub-view (not contiguous: stays on one thread).
+        // A head split [1, 300, 4, 64] -> [1, 4, 300, 64], a reversed slice, a copy into a
+        // sub-view, heads into a cache of 1024 rows, and a broadcast into overlapping
+        // elements (not injective: stays on one thread).
         let a: Vec<f32> = (0..300 * 256).map(|i| i as f32).collect();
         type Case<'a> = (usize, &'a [isize], &'a [isize], usize, &'a [usize], usize);
-        let cases: [Case; 3] = [
+        let cases: [Case; 5] = [
             (
                 0,
                 &[0, 64, 256, 1],
@@ -1275,6 +1331,15 @@ mod tests {
             ),
             (76799, &[-256, -1], &[256, 1], 0, &[300, 256], 76800),
             (0, &[256, 1], &[512, 1], 3, &[300, 256], 153_600),
+            (
+                0,
+                &[0, 64, 256, 1],
+                &[0, 65536, 64, 1],
+                64,
+                &[1, 4, 300, 64],
+                4 * 65536 + 64,
+            ),
+            (0, &[256, 1], &[1, 1], 0, &[300, 256], 600),
         ];
         for (so, ss, ds, doff, shape, len) in cases {
             let mut want = vec![0f32; len];
@@ -1285,8 +1350,10 @@ mod tests {
             copy_strided(&a, so, ss, &mut got, doff, ds, shape);
             assert_eq!(got, want, "{shape:?}");
         }
-        assert!(is_row_major(&[76800, 19200, 64, 1], &[1, 4, 300, 64]));
-        assert!(!is_row_major(&[512, 1], &[300, 256]));
+        assert!(injective(&[76800, 19200, 64, 1], &[1, 4, 300, 64]));
+        assert!(injective(&[0, 65536, 64, 1], &[1, 4, 300, 64]));
+        assert!(!injective(&[1, 1], &[300, 256]));
+        assert!(!injective(&[64, 1], &[4, 65]));
     }
 
     #[test]
