@@ -18,19 +18,22 @@ use crate::elem::Bf16;
 use crate::gemm::{Activation, NR};
 use crate::gemv::{detected, Isa};
 
+/// Rows per group of the weight panels: a pair.
+const PAIR: usize = 2;
+
 /// The stored depth of a `k`-deep weight: `k` rounded up to whole pairs.
 pub fn padded_depth(k: usize) -> usize {
-    k.next_multiple_of(2)
+    k.next_multiple_of(PAIR)
 }
 
 /// Elements of a `[k, n]` weight in bf16 panels.
 pub fn panels_len(k: usize, n: usize) -> usize {
-    n.div_ceil(NR) * padded_depth(k) * NR
+    crate::gemm::grouped_len(k, n, PAIR)
 }
 
 /// Index in the panels of weight `(p, j)` (row `p < k`, column `j < n`) of a `k`-deep matrix.
 pub fn panel_index(k: usize, p: usize, j: usize) -> usize {
-    (j / NR) * padded_depth(k) * NR + (p / 2) * 2 * NR + (j % NR) * 2 + p % 2
+    crate::gemm::grouped_index(k, PAIR, p, j)
 }
 
 /// A `[k, n]` row-major matrix in bf16 panels (rounded to nearest even): for the compiler
@@ -255,8 +258,6 @@ unsafe fn avx2_panel_row(_: &[u32], _: &[Bf16], _: Option<&[f32]>, _: &mut [f32]
 
 /// Rows of the `vdpbf16ps` micro-kernel: 8 rows × 3 vectors of sums in 24 registers.
 const DMR: usize = 8;
-/// Panels whose weights stay in L2 while every row strip passes over them.
-const GROUP_BYTES: usize = 256 << 10;
 
 /// Panels `p0..p1` of `linear` on this thread with `vdpbf16ps`.
 ///
@@ -277,45 +278,35 @@ unsafe fn dot_columns(
     p1: usize,
 ) {
     let half = kp / 2;
-    let group = (GROUP_BYTES / (2 * kp * NR).max(1)).max(1);
-    for g0 in (p0..p1).step_by(group) {
-        let g1 = (g0 + group).min(p1);
-        for i0 in (0..m).step_by(DMR) {
-            let rows = (m - i0).min(DMR);
-            for t in g0..g1 {
-                let col = t * NR;
-                let cols = (n - col).min(NR);
-                debug_assert!(i0 + rows <= m && col + cols <= n);
-                debug_assert!((t + 1) * kp * NR <= w.len() && (i0 + rows) * half <= x.len());
-                debug_assert!(bias.is_none_or(|b| col + cols <= b.len()));
-                let tile = Tile {
-                    x: x[i0 * half..].as_ptr(),
-                    half,
-                    w: w[t * kp * NR..].as_ptr().cast::<u32>(),
-                    bias: bias.map_or(std::ptr::null(), |b| b[col..].as_ptr()),
-                    // SAFETY: row `i0 < m`, column `col < n`: inside `y` (caller).
-                    y: unsafe { y.add(i0 * n + col) },
-                    ldy: n,
-                    cols,
-                };
-                // SAFETY: rows `i0..i0 + rows` of `x` and `y`, panel `t` and `cols ≤ NR`
-                // columns of bias and `y` are in bounds (checked above); the columns are
-                // this task's (caller); the CPU has AVX-512 BF16 (caller).
-                unsafe {
-                    match rows {
-                        8 => dot_tile::<8>(tile),
-                        7 => dot_tile::<7>(tile),
-                        6 => dot_tile::<6>(tile),
-                        5 => dot_tile::<5>(tile),
-                        4 => dot_tile::<4>(tile),
-                        3 => dot_tile::<3>(tile),
-                        2 => dot_tile::<2>(tile),
-                        _ => dot_tile::<1>(tile),
-                    }
-                }
+    crate::gemm::for_each_tile(m, n, p0, p1, DMR, 2 * kp * NR, |i0, rows, t, col, cols| {
+        debug_assert!((t + 1) * kp * NR <= w.len() && (i0 + rows) * half <= x.len());
+        debug_assert!(bias.is_none_or(|b| col + cols <= b.len()));
+        let tile = Tile {
+            x: x[i0 * half..].as_ptr(),
+            half,
+            w: w[t * kp * NR..].as_ptr().cast::<u32>(),
+            bias: bias.map_or(std::ptr::null(), |b| b[col..].as_ptr()),
+            // SAFETY: row `i0 < m`, column `col < n`: inside `y` (caller).
+            y: unsafe { y.add(i0 * n + col) },
+            ldy: n,
+            cols,
+        };
+        // SAFETY: rows `i0..i0 + rows` of `x` and `y`, panel `t` and `cols ≤ NR`
+        // columns of bias and `y` are in bounds (checked above); the columns are
+        // this task's (caller); the CPU has AVX-512 BF16 (caller).
+        unsafe {
+            match rows {
+                8 => dot_tile::<8>(tile),
+                7 => dot_tile::<7>(tile),
+                6 => dot_tile::<6>(tile),
+                5 => dot_tile::<5>(tile),
+                4 => dot_tile::<4>(tile),
+                3 => dot_tile::<3>(tile),
+                2 => dot_tile::<2>(tile),
+                _ => dot_tile::<1>(tile),
             }
         }
-    }
+    });
 }
 
 /// What one micro-kernel call reads and writes.
@@ -362,12 +353,8 @@ unsafe fn dot_tile<const R: usize>(t: Tile) {
             }
         }
     }
-    let mask = |v: usize| -> __mmask16 {
-        let live = t.cols.saturating_sub(16 * v).min(16);
-        ((1u32 << live) - 1) as __mmask16
-    };
     for v in 0..3 {
-        let mv = mask(v);
+        let mv = crate::gemm::lane_mask(t.cols, v);
         if mv == 0 {
             continue;
         }

@@ -146,6 +146,13 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Applies the activation to every element of `y`, on this thread.
+    pub(crate) fn apply_to(self, isa: Isa, y: &mut [f32]) {
+        if self == Activation::Gelu {
+            crate::vmath::gelu_in_place(isa, y);
+        }
+    }
+
     /// Applies the activation to columns `j0..j1` of the `m` rows of `y` (`[m, n]` at `y`),
     /// just computed by this task and still in cache.
     ///
@@ -167,7 +174,7 @@ impl Activation {
         for r in 0..m {
             // SAFETY: row `r < m`, columns `j0..j1 ≤ n`: inside `y` and this task's (caller).
             let row = unsafe { std::slice::from_raw_parts_mut(y.add(r * n + j0), j1 - j0) };
-            crate::vmath::gelu_in_place(isa, row);
+            self.apply_to(isa, row);
         }
     }
 }
@@ -293,11 +300,58 @@ pub(crate) fn linear_operands(
                 None => row.fill(0.0),
             }
         }
-        // SAFETY: `y` is `m·n` floats, all this thread's.
-        unsafe { act.apply(detected(), y.as_mut_ptr(), m, n, 0, n) };
+        act.apply_to(detected(), y);
         return false;
     }
     true
+}
+
+/// Elements of a `[k, n]` weight in panels whose depth is taken `g` rows at a time (bf16
+/// pairs, int8 quads: one column's `g` consecutive weights side by side, what a dot-product
+/// instruction multiplies with `g` inputs), the depth padded to a multiple of `g`.
+pub(crate) fn grouped_len(k: usize, n: usize, g: usize) -> usize {
+    n.div_ceil(NR) * k.next_multiple_of(g) * NR
+}
+
+/// Index of weight `(p, j)` of a `k`-deep matrix in panels grouped `g` rows at a time.
+pub(crate) fn grouped_index(k: usize, g: usize, p: usize, j: usize) -> usize {
+    (j / NR) * k.next_multiple_of(g) * NR + (p / g) * g * NR + (j % NR) * g + p % g
+}
+
+/// The mask of the lanes of vector `v` (16 lanes each) that hold one of the first `cols`
+/// columns of a tile.
+#[inline(always)]
+pub(crate) fn lane_mask(cols: usize, v: usize) -> u16 {
+    let live = cols.saturating_sub(16 * v).min(16);
+    ((1u32 << live) - 1) as u16
+}
+
+/// Panel bytes that stay in L2 while every row strip passes over them.
+const GROUP_BYTES: usize = 256 << 10;
+
+/// Visits the tiles of panels `p0..p1` of an `[m, n]` product over stored panels of
+/// `panel_bytes` each: panels in groups that fit in half of L2, and within a group each
+/// strip of up to `mr` rows over each panel, so a group's weights come from memory once.
+/// Calls `f(i0, rows, t, col, cols)` for rows `i0..i0 + rows`, panel `t`, columns
+/// `col..col + cols`.
+pub(crate) fn for_each_tile(
+    m: usize,
+    n: usize,
+    p0: usize,
+    p1: usize,
+    mr: usize,
+    panel_bytes: usize,
+    mut f: impl FnMut(usize, usize, usize, usize, usize),
+) {
+    let group = (GROUP_BYTES / panel_bytes.max(1)).max(1);
+    for g0 in (p0..p1).step_by(group) {
+        for i0 in (0..m).step_by(mr) {
+            for t in g0..(g0 + group).min(p1) {
+                let col = t * NR;
+                f(i0, (m - i0).min(mr), t, col, (n - col).min(NR));
+            }
+        }
+    }
 }
 
 /// Packs `B` `[k, n]` (element (p, j) at `b[p·rs + j·cs]`) into column panels of `k` rows
@@ -660,13 +714,9 @@ unsafe fn kernel<const R: usize, const V: usize, E: PanelElem>(
         }
     }
     // Lanes of each vector inside `cols`.
-    let mask = |v: usize| -> __mmask16 {
-        let live = cols.saturating_sub(16 * v).min(16);
-        ((1u32 << live) - 1) as __mmask16
-    };
     let mut masks = [0; V];
     for (v, m) in masks.iter_mut().enumerate() {
-        *m = mask(v);
+        *m = lane_mask(cols, v);
     }
     let va = _mm512_set1_ps(o.alpha);
     let vb = _mm512_set1_ps(o.beta);

@@ -300,13 +300,7 @@ pub fn gather<T: Copy>(
     let mut at = 0;
     for o in 0..outer {
         for &i in indices {
-            let j = if i < 0 { i + axis_len as i64 } else { i };
-            if j < 0 || j >= axis_len as i64 {
-                return Err(format!(
-                    "index {i} is out of range for an axis of {axis_len}"
-                ));
-            }
-            let src = (o * axis_len + j as usize) * inner;
+            let src = (o * axis_len + axis_index(i, axis_len)?) * inner;
             out[at..at + inner].copy_from_slice(&data[src..src + inner]);
             at += inner;
         }
@@ -569,9 +563,7 @@ pub fn linear_unpacked(
     };
     let la = Layout::row_major(k);
     matmul(1.0, x, &[0], la, w, &[0], lb, beta, y, m, k, n);
-    if act == Activation::Gelu {
-        gelu_in_place(y);
-    }
+    act.apply_to(crate::gemv::detected(), y);
 }
 
 /// Rows of an embedding table `[rows, width]` stored transposed in column panels (as the
@@ -584,7 +576,18 @@ pub fn gather_panels<E: crate::elem::PanelElem>(
     ids: &[i64],
     out: &mut [f32],
 ) -> Result<(), String> {
-    gather_rows_of_panels(w, rows, width, ids, out)
+    const NR: usize = crate::gemm::NR;
+    assert_eq!(
+        w.len(),
+        rows.div_ceil(NR) * width * NR,
+        "not {rows} x {width} in panels"
+    );
+    gather_rows_with(rows, width, ids, out, |r, o| {
+        let panel = &w[(r / NR) * width * NR..(r / NR + 1) * width * NR];
+        for (p, v) in o.iter_mut().enumerate() {
+            *v = panel[p * NR + r % NR].to_f32();
+        }
+    })
 }
 
 /// `gather_panels` over int8 panels (`q8`): row `r` is the LM head's column `r`, times
@@ -597,12 +600,9 @@ pub fn gather_panels_q8(
     ids: &[i64],
     out: &mut [f32],
 ) -> Result<(), String> {
-    assert_eq!(out.len(), ids.len() * width);
-    for (&i, o) in ids.iter().zip(out.chunks_exact_mut(width.max(1))) {
-        let r = row_index(i, rows)?;
-        crate::q8::gather_row(w, scales, rows, width, r, o);
-    }
-    Ok(())
+    gather_rows_with(rows, width, ids, out, |r, o| {
+        crate::q8::gather_row(w, scales, rows, width, r, o)
+    })
 }
 
 /// `gather_panels` over bf16 panels of row pairs (`bf16`).
@@ -613,46 +613,34 @@ pub fn gather_panels_bf16(
     ids: &[i64],
     out: &mut [f32],
 ) -> Result<(), String> {
-    assert_eq!(out.len(), ids.len() * width);
-    for (&i, o) in ids.iter().zip(out.chunks_exact_mut(width.max(1))) {
-        let r = row_index(i, rows)?;
-        crate::bf16::gather_row(w, rows, width, r, o);
-    }
-    Ok(())
+    gather_rows_with(rows, width, ids, out, |r, o| {
+        crate::bf16::gather_row(w, rows, width, r, o)
+    })
 }
 
-/// Id `i` as a row of an axis of `rows` (negative ids count from the end).
-fn row_index(i: i64, rows: usize) -> Result<usize, String> {
-    let r = if i < 0 { i + rows as i64 } else { i };
-    if r < 0 || r >= rows as i64 {
-        return Err(format!("index {i} is out of range for an axis of {rows}"));
-    }
-    Ok(r as usize)
-}
-
-/// Rows of an embedding table stored transposed in column panels (`gather_panels`).
-fn gather_rows_of_panels<E: crate::elem::PanelElem>(
-    w: &[E],
+/// For each id (negative ids count from the end), `row(r, out row)` with `r` checked
+/// against the `rows` of the table: an id out of range is an error, not a panic.
+fn gather_rows_with(
     rows: usize,
     width: usize,
     ids: &[i64],
     out: &mut [f32],
+    row: impl Fn(usize, &mut [f32]),
 ) -> Result<(), String> {
-    const NR: usize = crate::gemm::NR;
-    assert_eq!(
-        w.len(),
-        rows.div_ceil(NR) * width * NR,
-        "not {rows} x {width} in panels"
-    );
     assert_eq!(out.len(), ids.len() * width);
     for (&i, o) in ids.iter().zip(out.chunks_exact_mut(width.max(1))) {
-        let r = row_index(i, rows)?;
-        let panel = &w[(r / NR) * width * NR..(r / NR + 1) * width * NR];
-        for (p, v) in o.iter_mut().enumerate() {
-            *v = panel[p * NR + r % NR].to_f32();
-        }
+        row(axis_index(i, rows)?, o);
     }
     Ok(())
+}
+
+/// Index `i` into an axis of `len` (negative indices count from the end), or an error.
+fn axis_index(i: i64, len: usize) -> Result<usize, String> {
+    let j = if i < 0 { i + len as i64 } else { i };
+    if j < 0 || j >= len as i64 {
+        return Err(format!("index {i} is out of range for an axis of {len}"));
+    }
+    Ok(j as usize)
 }
 
 /// The scalar twin of `matmul` (f64 accumulation), for tests.
@@ -1151,13 +1139,6 @@ pub fn gelu(x: f32) -> f32 {
 /// `out[i] = gelu(x[i])`, vectorized and on all threads.
 pub fn gelu_slice(x: &[f32], out: &mut [f32]) {
     crate::vmath::gelu_slice(x, out)
-}
-
-/// `x[i] = gelu(x[i])` on all threads.
-pub fn gelu_in_place(x: &mut [f32]) {
-    let isa = crate::gemv::detected();
-    let chunk = x.len().div_ceil(crate::threads()).div_ceil(16).max(1 << 14) * 16;
-    crate::for_each_part(x, chunk, |_, part| crate::vmath::gelu_in_place(isa, part));
 }
 
 #[cfg(test)]

@@ -24,19 +24,22 @@ use crate::gemv::{detected, Isa};
 /// Activations per quantization block (a multiple of 4).
 pub const QBLOCK: usize = 64;
 
+/// Rows per group of the weight panels: a quad.
+const QUAD: usize = 4;
+
 /// The stored depth of a `k`-deep weight: `k` rounded up to whole quads.
 pub fn padded_depth(k: usize) -> usize {
-    k.next_multiple_of(4)
+    k.next_multiple_of(QUAD)
 }
 
 /// Elements of a `[k, n]` weight in int8 panels.
 pub fn panels_len(k: usize, n: usize) -> usize {
-    n.div_ceil(NR) * padded_depth(k) * NR
+    crate::gemm::grouped_len(k, n, QUAD)
 }
 
 /// Index in the panels of weight `(p, j)` (row `p < k`, column `j < n`) of a `k`-deep matrix.
 pub fn panel_index(k: usize, p: usize, j: usize) -> usize {
-    (j / NR) * padded_depth(k) * NR + (p / 4) * 4 * NR + (j % NR) * 4 + p % 4
+    crate::gemm::grouped_index(k, QUAD, p, j)
 }
 
 /// Quantizes one block of activations into `q` (same length): returns its scale and the
@@ -183,6 +186,7 @@ pub fn linear_on(
             .min((m * n * k / (1 << 16)).max(1));
         let yp = crate::SendPtr(y.as_mut_ptr());
         let fast = isa == Isa::Avx512 && vnni();
+        let avx2 = isa != Isa::Scalar && crate::gemv::available().contains(&Isa::Avx2);
         crate::gemm::for_panel_ranges(panels, t, |p0, p1| {
             let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
             if fast {
@@ -207,8 +211,8 @@ pub fn linear_on(
                     let wp = &w[p0 * kp * NR..p1 * kp * NR];
                     let sc = &scales[j0..p1 * NR];
                     let b = bias.map(|b| &b[j0..j1]);
-                    if isa != Isa::Scalar && crate::gemv::available().contains(&Isa::Avx2) {
-                        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                    if avx2 {
+                        // SAFETY: the CPU has AVX2 and FMA (checked above).
                         unsafe { avx2_panel_row(xq, xs, wp, sc, b, out) }
                     } else {
                         portable_panel_row(xq, xs, xo, wp, sc, b, out);
@@ -399,8 +403,6 @@ unsafe fn avx2_panel_row(
 /// Rows of the VNNI micro-kernel: 4 rows × 3 vectors of sums, twice (the block's integer
 /// sums and the row's f32 sums), in 24 of the 32 registers.
 const QMR: usize = 4;
-/// Panels whose weights stay in L2 while every row strip passes over them.
-const GROUP_BYTES: usize = 256 << 10;
 
 /// Panels `p0..p1` of `linear` on this thread with the VNNI kernel.
 ///
@@ -421,47 +423,37 @@ unsafe fn vnni_columns(
     p1: usize,
 ) {
     let kp = a.kp;
-    let group = (GROUP_BYTES / (kp * NR)).max(1);
-    for g0 in (p0..p1).step_by(group) {
-        let g1 = (g0 + group).min(p1);
-        for i0 in (0..m).step_by(QMR) {
-            let rows = (m - i0).min(QMR);
-            for t in g0..g1 {
-                let col = t * NR;
-                let cols = (n - col).min(NR);
-                debug_assert!(i0 + rows <= m && col + cols <= n);
-                debug_assert!((t + 1) * kp * NR <= w.len() && (t + 1) * NR <= scales.len());
-                debug_assert!(bias.is_none_or(|b| col + cols <= b.len()));
-                debug_assert!((i0 + rows) * kp <= a.xq.len());
-                debug_assert!((i0 + rows) * a.blocks <= a.scales.len());
-                let tile = Tile {
-                    xq: a.xq[i0 * kp..].as_ptr(),
-                    scales: a.scales[i0 * a.blocks..].as_ptr(),
-                    offsets: a.offsets[i0 * a.blocks..].as_ptr(),
-                    kp,
-                    blocks: a.blocks,
-                    w: w[t * kp * NR..].as_ptr().cast::<u8>(),
-                    sw: scales[col..].as_ptr(),
-                    bias: bias.map_or(std::ptr::null(), |b| b[col..].as_ptr()),
-                    // SAFETY: row `i0 < m`, column `col < n`: inside `y` (caller).
-                    y: unsafe { y.add(i0 * n + col) },
-                    ldy: n,
-                    cols,
-                };
-                // SAFETY: rows `i0..i0 + rows` of `a` and `y`, panel `t`, its scales and
-                // `cols ≤ NR` columns of bias and `y` are in bounds (checked above); the
-                // columns are this task's (caller); the CPU has VNNI (caller).
-                unsafe {
-                    match rows {
-                        4 => vnni_tile::<4>(tile),
-                        3 => vnni_tile::<3>(tile),
-                        2 => vnni_tile::<2>(tile),
-                        _ => vnni_tile::<1>(tile),
-                    }
-                }
+    crate::gemm::for_each_tile(m, n, p0, p1, QMR, kp * NR, |i0, rows, t, col, cols| {
+        debug_assert!((t + 1) * kp * NR <= w.len() && (t + 1) * NR <= scales.len());
+        debug_assert!(bias.is_none_or(|b| col + cols <= b.len()));
+        debug_assert!((i0 + rows) * kp <= a.xq.len());
+        debug_assert!((i0 + rows) * a.blocks <= a.scales.len());
+        let tile = Tile {
+            xq: a.xq[i0 * kp..].as_ptr(),
+            scales: a.scales[i0 * a.blocks..].as_ptr(),
+            offsets: a.offsets[i0 * a.blocks..].as_ptr(),
+            kp,
+            blocks: a.blocks,
+            w: w[t * kp * NR..].as_ptr().cast::<u8>(),
+            sw: scales[col..].as_ptr(),
+            bias: bias.map_or(std::ptr::null(), |b| b[col..].as_ptr()),
+            // SAFETY: row `i0 < m`, column `col < n`: inside `y` (caller).
+            y: unsafe { y.add(i0 * n + col) },
+            ldy: n,
+            cols,
+        };
+        // SAFETY: rows `i0..i0 + rows` of `a` and `y`, panel `t`, its scales and
+        // `cols ≤ NR` columns of bias and `y` are in bounds (checked above); the
+        // columns are this task's (caller); the CPU has VNNI (caller).
+        unsafe {
+            match rows {
+                4 => vnni_tile::<4>(tile),
+                3 => vnni_tile::<3>(tile),
+                2 => vnni_tile::<2>(tile),
+                _ => vnni_tile::<1>(tile),
             }
         }
-    }
+    });
 }
 
 /// What one micro-kernel call reads and writes.
@@ -529,12 +521,8 @@ unsafe fn vnni_tile<const R: usize>(t: Tile) {
             }
         }
     }
-    let mask = |v: usize| -> __mmask16 {
-        let live = t.cols.saturating_sub(16 * v).min(16);
-        ((1u32 << live) - 1) as __mmask16
-    };
     for v in 0..3 {
-        let mv = mask(v);
+        let mv = crate::gemm::lane_mask(t.cols, v);
         if mv == 0 {
             continue;
         }
