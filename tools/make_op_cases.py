@@ -34,12 +34,23 @@ Note that tests/ops/errors itself has no manifest.json.
 Where it is cheap, onnxruntime's result is also checked against a numpy
 reference so the committed expectations encode the intended ONNX semantics.
 
+Besides the opset-10 ops of the ONNX model zoo's GPT-2, the cases cover what
+other GPT-2 exporters (torch.onnx, transformers, optimum) write at opsets
+9-19: Range, Where, comparisons, Not/And/Or, LayerNormalization, CastLike,
+Trilu, Erf/Sigmoid/Neg/Exp/Abs/Reciprocal/Log, Min/Max, CumSum,
+SplitToSequence (always followed by SequenceAt: a graph output cannot be a
+sequence), Shape start/end, and the mask idioms built from them; case names
+end in the opset where the op has more than one version. Float outputs are
+always finite: the Rust comparison counts inf/NaN as a mismatch (inputs may
+hold them, e.g. the float comparisons).
+
 Usage (deterministic; wipes and regenerates tests/ops)::
 
     /work/venv/py/bin/python tools/make_op_cases.py
 """
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -1102,6 +1113,546 @@ def graph_cases():
          rtol=1e-4, atol=1e-5)
 
 
+# --------------------------------------------------------------------------
+# ops written by other GPT-2 exporters (torch.onnx / transformers / optimum),
+# opsets 11-18
+# --------------------------------------------------------------------------
+
+FMIN = np.finfo(np.float32).min  # torch.finfo(torch.float32).min, the usual mask fill
+
+
+def sc(v, dtype):
+    """A 0-D (scalar) array."""
+    return np.array(v, dtype=dtype)
+
+
+def np_range(start, limit, delta):
+    """Range as onnxruntime computes it: n = max(ceil(double(limit - start) / delta), 0)
+    with limit - start evaluated in the input type, values accumulated (start += delta)
+    in the input type."""
+    dtype = np.asarray(start).dtype
+    diff = (np.asarray(limit) - np.asarray(start)).astype(dtype)
+    n = max(int(np.ceil(float(diff) / float(delta))), 0)
+    y = np.empty(n, dtype)
+    v = dtype.type(start)
+    for k in range(n):
+        y[k] = v
+        v = dtype.type(v + delta)
+    return y
+
+
+def np_cumsum(x, axis, exclusive=0, reverse=0):
+    """CumSum: exclusive leaves the element itself out (first result 0); reverse sums
+    from the end of the axis towards its start."""
+    if reverse:
+        x = np.flip(x, axis)
+    y = np.cumsum(x, axis=axis, dtype=x.dtype)
+    if exclusive:
+        n = x.shape[axis]
+        zero = np.zeros_like(np.take(x, [0], axis=axis))
+        y = np.concatenate([zero, np.take(y, list(range(n - 1)), axis=axis)], axis=axis)
+    if reverse:
+        y = np.flip(y, axis)
+    return y
+
+
+def np_layernorm(x, scale, bias, axis, eps):
+    """LayerNormalization-17: normalize over dims [axis, rank) (all trailing dims from
+    axis on, not just one); returns Y, Mean, InvStdDev (the latter two keep the
+    reduced dims as 1)."""
+    axes = tuple(range(axis % x.ndim, x.ndim))
+    x64 = x.astype(np.float64)
+    m = x64.mean(axis=axes, keepdims=True)
+    v = ((x64 - m) ** 2).mean(axis=axes, keepdims=True)
+    inv = 1.0 / np.sqrt(v + eps)
+    y = (x64 - m) * inv * scale
+    if bias is not None:
+        y = y + bias
+    return y.astype(F32), m.astype(F32), inv.astype(F32)
+
+
+def np_sigmoid(x):
+    return (0.5 * (1.0 + np.tanh(0.5 * x.astype(np.float64)))).astype(F32)
+
+
+def np_erf(x):
+    return np.vectorize(math.erf, otypes=[np.float64])(x.astype(np.float64)).astype(F32)
+
+
+def range_cases():
+    case("range_i64_graph_inputs", "Range opset 11 int64, scalar graph inputs (0,5,1) -> [0..4]; extra cases (10,2,-3) -> [10,7,4] (n = ceil((limit-start)/delta) = 3), (-3,4,3) -> [-3,0,3], (5,2,1) and (2,5,-1) -> empty [0]",
+         [node("Range", ["start", "limit", "delta"], ["y"])],
+         [In("start", sc(0, I64)), In("limit", sc(5, I64)), In("delta", sc(1, I64))],
+         [("y", "int64")], opset=11,
+         extra=[("neg_delta", [sc(10, I64), sc(2, I64), sc(-3, I64)]),
+                ("uneven", [sc(-3, I64), sc(4, I64), sc(3, I64)]),
+                ("empty", [sc(5, I64), sc(2, I64), sc(1, I64)]),
+                ("empty_neg_delta", [sc(2, I64), sc(5, I64), sc(-1, I64)])],
+         expect=lambda s, l, d: [np_range(s, l, d)])
+
+    case("range_f32_graph_inputs", "Range float32 at opset 18 (Range-11), scalar graph inputs (0,1,0.25) -> 4 values; extra cases (2.5,-1,-0.5) -> 7 values, (1,2,0.3) -> 4 values (ceil(3.33)), (0,0.3,0.1) -> 4 values [0,0.1,0.2,0.3] (onnxruntime: ceil(double(0.3f-0f)/double(0.1f)) = ceil(3.0000000894) = 4), (1,1,0.5) -> empty",
+         [node("Range", ["start", "limit", "delta"], ["y"])],
+         [In("start", sc(0.0, F32)), In("limit", sc(1.0, F32)), In("delta", sc(0.25, F32))],
+         [("y", "float32")], opset=18,
+         extra=[("neg_delta", [sc(2.5, F32), sc(-1.0, F32), sc(-0.5, F32)]),
+                ("uneven", [sc(1.0, F32), sc(2.0, F32), sc(0.3, F32)]),
+                ("fp_count", [sc(0.0, F32), sc(0.3, F32), sc(0.1, F32)]),
+                ("empty", [sc(1.0, F32), sc(1.0, F32), sc(0.5, F32)])],
+         expect=lambda s, l, d: [np_range(s, l, d)])
+
+    # torch.arange(past_length, past_length + seq) as GPT-2 exports it: every Range input
+    # comes from Shape/Gather, so a specializer can fold it for fixed input shapes.
+    r = rng_for("range_position_ids_past")
+    case("range_position_ids_past", "Position ids with past as torch exports arange(past, past+seq) at opset 13: Shape/Gather of past [b,h,past,d] and input_ids [b,seq], Add, Range(past, past+seq, 1), Unsqueeze(axes input [0]); symbolic dims, extra cases past=0 (empty past) and seq=1",
+         [node("Shape", ["past"], ["ps"]), node("Gather", ["ps", "i2"], ["plen"], axis=0),
+          node("Shape", ["input_ids"], ["is"]), node("Gather", ["is", "i1"], ["slen"], axis=0),
+          node("Add", ["plen", "slen"], ["end"]),
+          node("Range", ["plen", "end", "one"], ["pos"]),
+          node("Unsqueeze", ["pos", "ax0"], ["position_ids"])],
+         [In("input_ids", ints(r, 0, 50257, 1, 3), dims=["batch", "seq"]),
+          In("past", randn(r, 1, 2, 4, 2), dims=["batch", 2, "past", 2])],
+         [("position_ids", "int64")], opset=13,
+         inits={"i1": sc(1, I64), "i2": sc(2, I64), "one": sc(1, I64), "ax0": i64(0)},
+         extra=[("no_past", [ints(r, 0, 50257, 2, 5), np.zeros((2, 2, 0, 2), F32)]),
+                ("seq1", [ints(r, 0, 50257, 1, 1), randn(r, 1, 2, 7, 2)])],
+         expect=lambda ids, past: [np.arange(past.shape[2], past.shape[2] + ids.shape[1],
+                                             dtype=I64)[None]])
+
+
+def where_compare_logic_cases():
+    r = rng_for("where_f32_broadcast")
+    case("where_f32_broadcast", "Where opset 9 float32, all three inputs broadcast: cond bool [2,1,4], x [3,1], y scalar [] -> [2,3,4]",
+         [node("Where", ["c", "x", "y"], ["z"])],
+         [In("c", r.random((2, 1, 4)) < 0.5), In("x", randn(r, 3, 1)), In("y", sc(-2.5, F32))],
+         [("z", "float32")], opset=9,
+         expect=lambda c, x, y: [np.where(c, x, y)])
+
+    r = rng_for("where_i64_broadcast_opset16")
+    case("where_i64_broadcast_opset16", "Where opset 16 int64: cond [1,3] with x [2,1] and y [2,3]; and cond [2,3] with scalar x and [3] y",
+         [node("Where", ["c", "x", "y"], ["z"]), node("Where", ["d", "s", "w"], ["u"])],
+         [In("c", np.array([[True, False, True]])), In("x", ints(r, -50, 50, 2, 1)),
+          In("y", ints(r, -50, 50, 2, 3)), In("d", r.random((2, 3)) < 0.5),
+          In("s", sc(1, I64)), In("w", ints(r, -50, 50, 3))],
+         [("z", "int64"), ("u", "int64")], opset=16,
+         expect=lambda c, x, y, d, s, w: [np.where(c, x, y), np.where(d, s, w)])
+
+    ops = [("Equal", np.equal), ("Less", np.less), ("LessOrEqual", np.less_equal),
+           ("Greater", np.greater), ("GreaterOrEqual", np.greater_equal)]
+    outs = ["eq", "lt", "le", "gt", "ge"]
+
+    r = rng_for("compare_f32_broadcast_opset12")
+    a = ints(r, -2, 3, 2, 3).astype(F32)
+    a[0, 0], a[1, 2] = -np.inf, np.nan
+    b = np.array([0.0, 1.0, np.inf], F32)
+    case("compare_f32_broadcast_opset12", "Equal/Less/LessOrEqual/Greater/GreaterOrEqual opset 12 float32 [2,3] vs [3] -> bool [2,3]; ties (so < and <= differ), +-inf, and a NaN (every comparison with NaN is false)",
+         [node(op, ["a", "b"], [o]) for (op, _), o in zip(ops, outs)],
+         [In("a", a), In("b", b)], [(o, "bool") for o in outs], opset=12,
+         expect=lambda a, b: [f(a, b) for _, f in ops])  # NaN compares false, no warnings
+
+    r = rng_for("compare_i64_broadcast_opset16")
+    case("compare_i64_broadcast_opset16", "Equal-13/Less-13/LessOrEqual-16/Greater-13/GreaterOrEqual-16 at opset 16 int64 [2,1,3] vs [4,1] -> bool [2,4,3]; plus Equal(mask, scalar 0)",
+         [node(op, ["a", "b"], [o]) for (op, _), o in zip(ops, outs)]
+         + [node("Equal", ["m", "zero"], ["m0"])],
+         [In("a", ints(r, -3, 3, 2, 1, 3)), In("b", ints(r, -3, 3, 4, 1)),
+          In("m", np.array([[0, 1, 1, 1], [1, 1, 0, 0]], I64))],
+         [(o, "bool") for o in outs] + [("m0", "bool")], opset=16,
+         inits={"zero": sc(0, I64)},
+         expect=lambda a, b, m: [f(a, b) for _, f in ops] + [m == 0])
+
+    r = rng_for("logic_not_and_or_opset11")
+    case("logic_not_and_or_opset11", "Not, And, Or, Equal on bool at opset 11: a [2,3], b [3] (broadcast) -> [2,3]",
+         [node("Not", ["a"], ["n"]), node("And", ["a", "b"], ["y"]),
+          node("Or", ["a", "b"], ["o"]), node("Equal", ["a", "b"], ["e"])],
+         [In("a", r.random((2, 3)) < 0.5), In("b", np.array([True, False, True]))],
+         [("n", "bool"), ("y", "bool"), ("o", "bool"), ("e", "bool")], opset=11,
+         expect=lambda a, b: [~a, a & b, a | b, a == b])
+
+
+def layernorm_cases():
+    r = rng_for("layernorm_opset17")
+    s, b = randn(r, 8), randn(r, 8)
+    case("layernorm_opset17", "LayerNormalization opset 17 on [2,3,8], default axis=-1 and epsilon=1e-5, scale and bias [8] initializers, one output",
+         [node("LayerNormalization", ["x", "s", "b"], ["y"])],
+         [In("x", randn(r, 2, 3, 8, scale=2.0) + 1.0)], [("y", "float32")], opset=17,
+         inits={"s": s, "b": b},
+         expect=lambda x: [np_layernorm(x, s, b, -1, 1e-5)[0]], rtol=1e-4, atol=1e-5)
+
+    r = rng_for("layernorm_axis1_opset17")
+    s, b = randn(r, 3, 4), randn(r, 3, 4)
+    case("layernorm_axis1_opset17", "LayerNormalization opset 17 axis=1 on [2,3,4]: mean/variance over dims 1 AND 2 (12 values), scale/bias [3,4], epsilon=1e-3",
+         [node("LayerNormalization", ["x", "s", "b"], ["y"], axis=1, epsilon=1e-3)],
+         [In("x", randn(r, 2, 3, 4))], [("y", "float32")], opset=17,
+         inits={"s": s, "b": b},
+         expect=lambda x: [np_layernorm(x, s, b, 1, 1e-3)[0]], rtol=1e-4, atol=1e-5)
+
+    r = rng_for("layernorm_no_bias_opset17")
+    case("layernorm_no_bias_opset17", "LayerNormalization opset 17 without bias (2 inputs), scale as graph input, explicit axis=-1, large epsilon=0.5 (visible in the result)",
+         [node("LayerNormalization", ["x", "s"], ["y"], axis=-1, epsilon=0.5)],
+         [In("x", randn(r, 4, 6, scale=0.5)), In("s", randn(r, 6))], [("y", "float32")], opset=17,
+         expect=lambda x, s: [np_layernorm(x, s, None, -1, 0.5)[0]], rtol=1e-4, atol=1e-5)
+
+    r = rng_for("layernorm_mean_invstd_opset17")
+    s, b = randn(r, 3, 4), randn(r, 3, 4)
+    case("layernorm_mean_invstd_opset17", "LayerNormalization opset 17 axis=-2 on [2,3,4] with the optional Mean and InvStdDev outputs (shape [2,1,1]; InvStdDev = 1/sqrt(var+eps))",
+         [node("LayerNormalization", ["x", "s", "b"], ["y", "mean", "invstd"], axis=-2)],
+         [In("x", randn(r, 2, 3, 4) + 0.5)],
+         [("y", "float32"), ("mean", "float32"), ("invstd", "float32")], opset=17,
+         inits={"s": s, "b": b},
+         expect=lambda x: list(np_layernorm(x, s, b, -2, 1e-5)), rtol=1e-4, atol=1e-5)
+
+
+def castlike_cases():
+    xf = np.array([-2.7, -0.5, 0.0, 0.5, 1.9, 3.0], F32)
+    case("castlike_opset15", "CastLike opset 15 (output type is the second input's, its shape/values ignored): int64 -> float32, float32 -> int64 (truncates), float32 -> bool, int64 -> bool",
+         [node("CastLike", ["i", "tf"], ["a"]), node("CastLike", ["f", "ti"], ["b"]),
+          node("CastLike", ["f", "tb"], ["c"]), node("CastLike", ["i", "tb"], ["d"])],
+         [In("i", i64(-3, 0, 7, 1 << 24)), In("f", xf), In("tf", np.zeros((2, 2), F32)),
+          In("ti", i64(5))],
+         [("a", "float32"), ("b", "int64"), ("c", "bool"), ("d", "bool")], opset=15,
+         inits={"tb": np.array([True, False])},
+         expect=lambda i, f, tf, ti: [i.astype(F32), np.trunc(f).astype(I64), f != 0, i != 0])
+
+    case("castlike_opset19", "CastLike opset 19 (saturate attribute only matters for float8): bool -> float32 via a scalar float target initializer, float32 -> int64",
+         [node("CastLike", ["m", "tf"], ["a"]), node("CastLike", ["f", "ti"], ["b"])],
+         [In("m", np.array([[True, False, True]])), In("f", xf)],
+         [("a", "float32"), ("b", "int64")], opset=19,
+         inits={"tf": sc(1.0, F32), "ti": sc(0, I64)},
+         expect=lambda m, f: [m.astype(F32), np.trunc(f).astype(I64)])
+
+
+def trilu_cases():
+    r = rng_for("trilu_upper_default_opset14")
+    case("trilu_upper_default_opset14", "Trilu opset 14 without k and without upper attribute (default upper=1, k=0): keeps j >= i on [3,5] and [5,3]",
+         [node("Trilu", ["x"], ["y"]), node("Trilu", ["w"], ["z"])],
+         [In("x", randn(r, 3, 5)), In("w", randn(r, 5, 3))], [("y", "float32"), ("z", "float32")],
+         opset=14, expect=lambda x, w: [np.triu(x), np.triu(w)])
+
+    r = rng_for("trilu_upper_k_opset14")
+    case("trilu_upper_k_opset14", "Trilu opset 14 upper=1 with k: k=1 on [4,4] (strictly upper, the causal-mask idiom), k=-1 on [5,3], k=2 on [3,5] (graph input), k=10 (all zero)",
+         [node("Trilu", ["x", "k1"], ["a"], upper=1), node("Trilu", ["w", "km1"], ["b"], upper=1),
+          node("Trilu", ["v", "k"], ["c"], upper=1), node("Trilu", ["v", "k10"], ["d"], upper=1)],
+         [In("x", randn(r, 4, 4)), In("w", randn(r, 5, 3)), In("v", randn(r, 3, 5)), In("k", sc(2, I64))],
+         [("a", "float32"), ("b", "float32"), ("c", "float32"), ("d", "float32")], opset=14,
+         inits={"k1": sc(1, I64), "km1": sc(-1, I64), "k10": sc(10, I64)},
+         expect=lambda x, w, v, k: [np.triu(x, 1), np.triu(w, -1), np.triu(v, 2), np.zeros_like(v)])
+
+    r = rng_for("trilu_lower_k_opset14")
+    case("trilu_lower_k_opset14", "Trilu opset 14 upper=0 (keeps j - i <= k): no k on [3,5]; k=-1 on [4,4]; k=2 on [5,3]; k=-10 (all zero) on int64 [2,3]",
+         [node("Trilu", ["x"], ["a"], upper=0), node("Trilu", ["w", "km1"], ["b"], upper=0),
+          node("Trilu", ["v", "k2"], ["c"], upper=0), node("Trilu", ["i", "km10"], ["d"], upper=0)],
+         [In("x", randn(r, 3, 5)), In("w", randn(r, 4, 4)), In("v", randn(r, 5, 3)),
+          In("i", ints(r, 1, 9, 2, 3))],
+         [("a", "float32"), ("b", "float32"), ("c", "float32"), ("d", "int64")], opset=14,
+         inits={"km1": sc(-1, I64), "k2": sc(2, I64), "km10": sc(-10, I64)},
+         expect=lambda x, w, v, i: [np.tril(x), np.tril(w, -1), np.tril(v, 2), np.zeros_like(i)])
+
+    r = rng_for("trilu_rank4_opset14")
+    case("trilu_rank4_opset14", "Trilu opset 14 on rank 4 [1,2,3,5] (applies to the last two dims of every matrix): upper=1 k=1 (graph input); upper=0 no k; bool [2,1,4,4] upper=0",
+         [node("Trilu", ["x", "k"], ["a"]), node("Trilu", ["x"], ["b"], upper=0),
+          node("Trilu", ["m"], ["c"], upper=0)],
+         [In("x", randn(r, 1, 2, 3, 5)), In("k", sc(1, I64)), In("m", np.ones((2, 1, 4, 4), BOOL))],
+         [("a", "float32"), ("b", "float32"), ("c", "bool")], opset=14,
+         expect=lambda x, k, m: [np.triu(x, 1), np.tril(x), np.tril(m)])
+
+
+def exporter_unary_cases():
+    r = rng_for("erf_f32_opset13")
+    x = np.concatenate([[0.0, -0.0, 0.5, -0.5, 3.0, -3.0, 6.0, -6.0, 20.0, -20.0],
+                        randn(r, 14, scale=1.5)]).astype(F32).reshape(2, 3, 4)
+    case("erf_f32_opset13", "Erf opset 13 float32 (erf-GELU): values near 0, +-3, and saturating +-6, +-20",
+         [node("Erf", ["x"], ["y"])], [In("x", x)], [("y", "float32")], opset=13,
+         expect=lambda x: [np_erf(x)])
+
+    r = rng_for("sigmoid_f32_opset13")
+    x = np.concatenate([[0.0, 1.0, -1.0, 20.0, -20.0, 90.0, -90.0, 1000.0, -1000.0],
+                        randn(r, 7, scale=3.0)]).astype(F32).reshape(4, 4)
+    case("sigmoid_f32_opset13", "Sigmoid opset 13 float32 including large |x| (+-90, +-1000: 1 and 0, no NaN/inf)",
+         [node("Sigmoid", ["x"], ["y"])], [In("x", x)], [("y", "float32")], opset=13,
+         expect=lambda x: [np_sigmoid(x)])
+
+    r = rng_for("neg_abs_opset13")
+    case("neg_abs_opset13", "Neg and Abs opset 13 on float32 [2,3] and int64 [5] (shape arithmetic)",
+         [node("Neg", ["x"], ["nx"]), node("Abs", ["x"], ["ax"]),
+          node("Neg", ["i"], ["ni"]), node("Abs", ["i"], ["ai"])],
+         [In("x", randn(r, 2, 3)), In("i", i64(-7, 0, 3, -1, 1 << 40))],
+         [("nx", "float32"), ("ax", "float32"), ("ni", "int64"), ("ai", "int64")], opset=13,
+         expect=lambda x, i: [-x, np.abs(x), -i, np.abs(i)])
+
+    r = rng_for("exp_f32_opset13")
+    x = np.concatenate([[0.0, -100.0, 5.0], uniform(r, -10.0, 5.0, 9)]).astype(F32).reshape(3, 4)
+    case("exp_f32_opset13", "Exp opset 13 float32 on [-100, 5] (exp(-100) underflows towards 0)",
+         [node("Exp", ["x"], ["y"])], [In("x", x)], [("y", "float32")], opset=13,
+         expect=lambda x: [np.exp(x)])
+
+    r = rng_for("reciprocal_f32_opset13")
+    case("reciprocal_f32_opset13", "Reciprocal opset 13 float32 on values bounded away from 0, both signs",
+         [node("Reciprocal", ["x"], ["y"])], [In("x", nonzero_f(r, 3, 4, lo=0.1, hi=10.0))],
+         [("y", "float32")], opset=13, expect=lambda x: [1.0 / x])
+
+    r = rng_for("log_f32_opset13")
+    x = np.concatenate([[1.0, 1e-30, 3.0e38], uniform(r, 1e-3, 100.0, 9)]).astype(F32).reshape(3, 4)
+    case("log_f32_opset13", "Log opset 13 float32 on positive values incl. 1 (-> 0), 1e-30, 3e38",
+         [node("Log", ["x"], ["y"])], [In("x", x)], [("y", "float32")], opset=13,
+         expect=lambda x: [np.log(x)])
+
+    r = rng_for("unary_exporter_ops_opset11")
+    case("unary_exporter_ops_opset11", "Erf-9, Sigmoid-6, Neg-6, Exp-6, Abs-6, Reciprocal-6, Log-6 at opset 11 on one float32 [2,4] input (positive for Log/Reciprocal)",
+         [node("Erf", ["x"], ["erf"]), node("Sigmoid", ["x"], ["sig"]), node("Neg", ["x"], ["neg"]),
+          node("Exp", ["x"], ["exp"]), node("Abs", ["x"], ["abs"]),
+          node("Reciprocal", ["p"], ["rec"]), node("Log", ["p"], ["log"])],
+         [In("x", randn(r, 2, 4, scale=2.0)), In("p", uniform(r, 0.1, 10.0, 2, 4))],
+         [(o, "float32") for o in ("erf", "sig", "neg", "exp", "abs", "rec", "log")], opset=11,
+         expect=lambda x, p: [np_erf(x), np_sigmoid(x), -x, np.exp(x), np.abs(x), 1.0 / p, np.log(p)])
+
+
+def minmax_cases():
+    r = rng_for("minmax_f32_opset13")
+    case("minmax_f32_opset13", "Min/Max opset 13 float32: two inputs [2,3] and [3] broadcast; three inputs [2,3], [2,1], scalar []; one input (identity)",
+         [node("Min", ["a", "b"], ["min2"]), node("Max", ["a", "b"], ["max2"]),
+          node("Min", ["a", "c", "s"], ["min3"]), node("Max", ["a", "c", "s"], ["max3"]),
+          node("Max", ["a"], ["max1"])],
+         [In("a", randn(r, 2, 3)), In("b", randn(r, 3)), In("c", randn(r, 2, 1)), In("s", sc(0.25, F32))],
+         [(o, "float32") for o in ("min2", "max2", "min3", "max3", "max1")], opset=13,
+         expect=lambda a, b, c, s: [np.minimum(a, b), np.maximum(a, b),
+                                    np.minimum(np.minimum(a, c), s), np.maximum(np.maximum(a, c), s), a])
+
+    r = rng_for("minmax_i64_opset12")
+    case("minmax_i64_opset12", "Min/Max opset 12 (first version with int64) int64: Min [2,3] with [3]; Max of three [2,3], [2,1], scalar [] (length clamping)",
+         [node("Min", ["a", "b"], ["min2"]), node("Max", ["a", "c", "s"], ["max3"])],
+         [In("a", ints(r, -20, 20, 2, 3)), In("b", ints(r, -20, 20, 3)), In("c", ints(r, -20, 20, 2, 1)),
+          In("s", sc(1, I64))],
+         [("min2", "int64"), ("max3", "int64")], opset=12,
+         expect=lambda a, b, c, s: [np.minimum(a, b), np.maximum(np.maximum(a, c), s)])
+
+
+def cumsum_cases():
+    r = rng_for("cumsum_f32_opset11")
+    case("cumsum_f32_opset11", "CumSum opset 11 float32 [2,3,4], axis scalar int64 initializer 1, default exclusive=0 reverse=0",
+         [node("CumSum", ["x", "axis"], ["y"])],
+         [In("x", randn(r, 2, 3, 4))], [("y", "float32")], opset=11,
+         inits={"axis": sc(1, I64)},
+         expect=lambda x: [np_cumsum(x, 1)])
+
+    r = rng_for("cumsum_exclusive_reverse_opset14")
+    case("cumsum_exclusive_reverse_opset14", "CumSum opset 14 float32 [2,5], axis scalar int32 graph input -1, all four exclusive/reverse combinations (exclusive: first result 0; reverse: sums from the end)",
+         [node("CumSum", ["x", "axis"], ["plain"]),
+          node("CumSum", ["x", "axis"], ["excl"], exclusive=1),
+          node("CumSum", ["x", "axis"], ["rev"], reverse=1),
+          node("CumSum", ["x", "axis"], ["excl_rev"], exclusive=1, reverse=1)],
+         [In("x", randn(r, 2, 5)), In("axis", sc(-1, I32))],
+         [(o, "float32") for o in ("plain", "excl", "rev", "excl_rev")], opset=14,
+         expect=lambda x, a: [np_cumsum(x, -1, e, v) for e, v in ((0, 0), (1, 0), (0, 1), (1, 1))])
+
+    r = rng_for("cumsum_i64_opset11")
+    case("cumsum_i64_opset11", "CumSum opset 11 int64 [4,3] along axis 0 (int32 initializer): exclusive=1 reverse=1, and reverse=1 only",
+         [node("CumSum", ["x", "axis"], ["a"], exclusive=1, reverse=1),
+          node("CumSum", ["x", "axis"], ["b"], reverse=1)],
+         [In("x", ints(r, -9, 10, 4, 3))], [("a", "int64"), ("b", "int64")], opset=11,
+         inits={"axis": sc(0, I32)},
+         expect=lambda x: [np_cumsum(x, 0, 1, 1), np_cumsum(x, 0, 0, 1)])
+
+    # transformers' GPT-2 generation: position_ids = attention_mask.cumsum(-1) - 1,
+    # masked_fill(attention_mask == 0, 1)
+    mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 1, 1]], I64)
+    case("position_ids_from_attention_mask", "Position ids from a left-padded attention mask at opset 14: CumSum(mask, axis -1) - 1, then Where(Equal(mask, 0), 1, pos)",
+         [node("CumSum", ["mask", "axis"], ["cs"]), node("Sub", ["cs", "one"], ["pos"]),
+          node("Equal", ["mask", "zero"], ["pad"]), node("Where", ["pad", "one", "pos"], ["position_ids"])],
+         [In("mask", mask, dims=["batch", "seq"])], [("position_ids", "int64")], opset=14,
+         inits={"axis": sc(-1, I64), "one": sc(1, I64), "zero": sc(0, I64)},
+         extra=[("no_padding", [np.ones((1, 3), I64)])],
+         expect=lambda m: [np.where(m == 0, 1, np.cumsum(m, -1) - 1)])
+
+
+def sequence_cases():
+    r = rng_for("splittoseq_sizes_opset11")
+    case("splittoseq_sizes_opset11", "SplitToSequence opset 11 split=[1,2,3] (initializer) axis=-1 on [2,6], then SequenceAt position 1 (int64) and -1 (int32, negative counts from the end)",
+         [node("SplitToSequence", ["x", "split"], ["seq"], axis=-1),
+          node("SequenceAt", ["seq", "p1"], ["a"]), node("SequenceAt", ["seq", "pm1"], ["b"])],
+         [In("x", randn(r, 2, 6))], [("a", "float32"), ("b", "float32")], opset=11,
+         inits={"split": i64(1, 2, 3), "p1": sc(1, I64), "pm1": sc(-1, I32)},
+         expect=lambda x: [x[:, 1:3], x[:, 3:6]])
+
+    r = rng_for("splittoseq_chunk_scalar_opset18")
+    case("splittoseq_chunk_scalar_opset18", "SplitToSequence at opset 18 with a scalar split=2 on axis 0 of size 5: chunks [2,2,1] (last one smaller); SequenceAt 0, 1 and -1",
+         [node("SplitToSequence", ["x", "split"], ["seq"]),
+          node("SequenceAt", ["seq", "p0"], ["a"]), node("SequenceAt", ["seq", "p1"], ["b"]),
+          node("SequenceAt", ["seq", "pm1"], ["c"])],
+         [In("x", randn(r, 5, 3))], [("a", "float32"), ("b", "float32"), ("c", "float32")], opset=18,
+         inits={"split": sc(2, I64), "p0": sc(0, I64), "p1": sc(1, I64), "pm1": sc(-1, I64)},
+         expect=lambda x: [x[0:2], x[2:4], x[4:5]])
+
+    r = rng_for("splittoseq_nosplit_keepdims_opset11")
+    case("splittoseq_nosplit_keepdims_opset11", "SplitToSequence opset 11 without split: size-1 chunks along axis 1 of [2,3,4]; keepdims=1 (default) keeps the axis -> [2,1,4], keepdims=0 drops it -> [2,4]; int64 with keepdims=0 axis 0; SequenceAt 2 / -3 / -1",
+         [node("SplitToSequence", ["x"], ["s1"], axis=1),
+          node("SplitToSequence", ["x"], ["s0"], axis=1, keepdims=0),
+          node("SplitToSequence", ["i"], ["si"], keepdims=0),
+          node("SequenceAt", ["s1", "p2"], ["a"]), node("SequenceAt", ["s0", "pm3"], ["b"]),
+          node("SequenceAt", ["si", "pm1"], ["c"])],
+         [In("x", randn(r, 2, 3, 4)), In("i", ints(r, -9, 9, 3, 2))],
+         [("a", "float32"), ("b", "float32"), ("c", "int64")], opset=11,
+         inits={"p2": sc(2, I64), "pm3": sc(-3, I64), "pm1": sc(-1, I64)},
+         expect=lambda x, i: [x[:, 2:3], x[:, 0], i[-1]])
+
+
+def shape_expand_extra_cases():
+    r = rng_for("shape_start_end_opset15")
+    x = randn(r, 2, 3, 4, 5)
+    case("shape_start_end_opset15", "Shape opset 15 with start/end on [2,3,4,5]: start=1; end=-1; start=-2; start=1 end=-1; start=-10 end=100 (clamped -> all); start=3 end=1 (empty); symbolic dims, extra case [1,1,2,3]",
+         [node("Shape", ["x"], ["a"], start=1), node("Shape", ["x"], ["b"], end=-1),
+          node("Shape", ["x"], ["c"], start=-2), node("Shape", ["x"], ["d"], start=1, end=-1),
+          node("Shape", ["x"], ["e"], start=-10, end=100), node("Shape", ["x"], ["f"], start=3, end=1)],
+         [In("x", x, dims=["n0", "n1", "n2", "n3"])], [(o, "int64") for o in "abcdef"], opset=15,
+         extra=[("other", [randn(r, 1, 1, 2, 3)])],
+         expect=lambda x: [i64(*x.shape[1:]), i64(*x.shape[:-1]), i64(*x.shape[-2:]),
+                           i64(*x.shape[1:-1]), i64(*x.shape), np.zeros((0,), I64)])
+
+    r = rng_for("expand_rank_increase_opset13")
+    case("expand_rank_increase_opset13", "Expand opset 13 to a higher rank: float32 [4] with shape [2,1,3,4] -> [2,1,3,4]; bool [1,4] with shape [2,3,1,1] -> [2,3,1,4]",
+         [node("Expand", ["x", "s1"], ["y"]), node("Expand", ["m", "s2"], ["z"])],
+         [In("x", randn(r, 4)), In("m", np.array([[True, False, True, True]]))],
+         [("y", "float32"), ("z", "bool")], opset=13,
+         inits={"s1": i64(2, 1, 3, 4), "s2": i64(2, 3, 1, 1)},
+         expect=lambda x, m: [np.broadcast_to(x, (2, 1, 3, 4)), np.broadcast_to(m, (2, 3, 1, 4))])
+
+
+def mask_cases():
+    # transformers AttentionMaskConverter._make_causal_mask:
+    #   mask = full((S, S), finfo.min); cond = arange(S)
+    #   mask.masked_fill_(cond < (cond + 1).view(S, 1), 0)
+    # plus the Greater/LessOrEqual forms of the same comparison.
+    nodes = [
+        node("Shape", ["input_ids"], ["shp"]),
+        node("Gather", ["shp", "i1"], ["seq"], axis=0),
+        node("Range", ["zero", "seq", "one"], ["r"]),
+        node("Unsqueeze", ["seq", "ax0"], ["seq1"]),
+        node("Concat", ["seq1", "seq1"], ["ss"], axis=0),
+        node("ConstantOfShape", ["ss"], ["full"],
+             value=helper.make_tensor("value", TensorProto.FLOAT, [1], [float(FMIN)])),
+        node("Add", ["r", "one"], ["r1"]),
+        node("Reshape", ["r1", "col_shape"], ["rows"]),
+        node("Less", ["r", "rows"], ["keep"]),
+        node("Where", ["keep", "fzero", "full"], ["mask"]),
+        node("Unsqueeze", ["r", "ax1"], ["rowsk"]),
+        node("Unsqueeze", ["r", "ax0"], ["colsk"]),
+        node("LessOrEqual", ["colsk", "rowsk"], ["keep2"]),
+        node("Where", ["keep2", "fzero", "fmin"], ["mask_le"]),
+        node("Greater", ["colsk", "rowsk"], ["future"]),
+        node("Where", ["future", "fmin", "fzero"], ["mask_gt"]),
+        node("Unsqueeze", ["mask", "ax01"], ["mask4"]),
+    ]
+
+    def causal(ids):
+        s = ids.shape[1]
+        m = np.where(np.tril(np.ones((s, s), bool)), np.float32(0), FMIN).astype(F32)
+        return [m, m, m, m[None, None]]
+    r = rng_for("mask_causal_range_where_opset17")
+    case("mask_causal_range_where_opset17", "Causal mask as transformers writes it (opset 17): Range(0,S,1) from Shape/Gather, Less(r, Reshape(r+1,[S,1])) -> Where(keep, 0, ConstantOfShape([S,S], finfo.min)); also Unsqueeze + LessOrEqual -> Where(keep, 0, min) and Greater -> Where(future, min, 0); symbolic seq, extra case seq=1",
+         nodes, [In("input_ids", ints(r, 0, 50257, 2, 5), dims=["batch", "seq"])],
+         [("mask", "float32"), ("mask_le", "float32"), ("mask_gt", "float32"), ("mask4", "float32")],
+         opset=17,
+         inits={"i1": sc(1, I64), "zero": sc(0, I64), "one": sc(1, I64), "ax0": i64(0), "ax1": i64(1),
+                "ax01": i64(0, 1), "col_shape": i64(-1, 1), "fzero": sc(0.0, F32), "fmin": sc(FMIN, F32)},
+         extra=[("seq1", [ints(r, 0, 50257, 1, 1)])],
+         expect=causal)
+
+    # torch.triu(torch.full((S, S), finfo.min), diagonal=1), and the bool form
+    # torch.ones(S, S, dtype=bool).triu(1) used with Where.
+    nodes = [
+        node("Shape", ["input_ids"], ["shp"]),
+        node("Gather", ["shp", "i1"], ["seq"], axis=0),
+        node("Unsqueeze", ["seq", "ax0"], ["seq1"]),
+        node("Concat", ["seq1", "seq1"], ["ss"], axis=0),
+        node("ConstantOfShape", ["ss"], ["full"],
+             value=helper.make_tensor("value", TensorProto.FLOAT, [1], [float(FMIN)])),
+        node("Trilu", ["full", "k1"], ["mask"], upper=1),
+        node("ConstantOfShape", ["ss"], ["ones"],
+             value=helper.make_tensor("value", TensorProto.BOOL, [1], [True])),
+        node("Trilu", ["ones", "k1"], ["future"], upper=1),
+        node("Where", ["future", "fmin", "fzero"], ["mask_b"]),
+    ]
+
+    def triu_mask(ids):
+        s = ids.shape[1]
+        fut = np.triu(np.ones((s, s), bool), 1)
+        return [np.where(fut, FMIN, np.float32(0)).astype(F32)] * 2
+    r = rng_for("mask_causal_trilu_opset14")
+    case("mask_causal_trilu_opset14", "Causal mask with Trilu (opset 14): Trilu(ConstantOfShape([S,S], finfo.min), k=1, upper=1) -> min above the diagonal, 0 elsewhere; and Where(Trilu(ConstantOfShape bool true, k=1), min, 0); symbolic seq, extra case seq=1",
+         nodes, [In("input_ids", ints(r, 0, 50257, 1, 4), dims=["batch", "seq"])],
+         [("mask", "float32"), ("mask_b", "float32")], opset=14,
+         inits={"i1": sc(1, I64), "ax0": i64(0), "k1": sc(1, I64),
+                "fzero": sc(0.0, F32), "fmin": sc(FMIN, F32)},
+         extra=[("seq1", [ints(r, 0, 50257, 1, 1)])],
+         expect=triu_mask)
+
+    # Padding mask: GPT2Model (1.0 - mask[:, None, None, :]) * finfo.min, and
+    # transformers _expand_mask: inverted = 1 - mask; inverted.masked_fill(inverted.bool(), min)
+    mask = np.array([[0, 1, 1, 1], [1, 1, 1, 1], [0, 0, 1, 1]], I64)
+    nodes = [
+        node("Unsqueeze", ["attention_mask", "ax12"], ["m4"]),
+        node("Cast", ["m4"], ["mf"], to=TensorProto.FLOAT),
+        node("Sub", ["onef", "mf"], ["inv"]),
+        node("Mul", ["inv", "fmin"], ["mask_mul"]),
+        node("Cast", ["inv"], ["invb"], to=TensorProto.BOOL),
+        node("Where", ["invb", "fmin", "inv"], ["mask_where"]),
+    ]
+
+    def pad_mask(m):
+        inv = (1.0 - m[:, None, None, :]).astype(F32)
+        return [(inv * FMIN).astype(F32), np.where(inv != 0, FMIN, inv).astype(F32)]
+    case("mask_padding_sub_mul_opset14", "Padding mask from attention_mask int64 [b,s] (opset 14): Unsqueeze axes [1,2], Cast float, Sub(1, m), then Mul(., finfo.min) (GPT2Model) and Where(Cast(., bool), min, .) (_expand_mask) -> [b,1,1,s]",
+         nodes, [In("attention_mask", mask)], [("mask_mul", "float32"), ("mask_where", "float32")],
+         opset=14,
+         inits={"ax12": i64(1, 2), "onef": sc(1.0, F32), "fmin": sc(FMIN, F32)},
+         expect=pad_mask)
+
+    # GPT2Attention._attn (transformers 4.x) as optimum exports it:
+    #   w = q @ k^T / sqrt(d); causal = bias[:, :, k-q:k, :k] (bool buffer)
+    #   w = where(causal, w, finfo.min); w = w + (1 - mask) * finfo.min; softmax; @ v
+    # With left padding, masked future positions of padded keys become min + min = -inf
+    # (float32 overflow) inside the softmax input; the result stays finite.
+    S, D, M = 4, 4, 6
+    bias = np.tril(np.ones((M, M), BOOL)).reshape(1, 1, M, M)
+    nodes = [
+        node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+        node("MatMul", ["q", "kt"], ["w0"]),
+        node("Div", ["w0", "scale"], ["w1"]),
+        node("Shape", ["q"], ["qs"]), node("Gather", ["qs", "i2"], ["qlen"], axis=0),
+        node("Shape", ["k"], ["ks"]), node("Gather", ["ks", "i2"], ["klen"], axis=0),
+        node("Sub", ["klen", "qlen"], ["st"]),
+        node("Unsqueeze", ["st", "ax0"], ["st1"]),
+        node("Unsqueeze", ["klen", "ax0"], ["kl1"]),
+        node("Slice", ["bias", "st1", "kl1", "ax2"], ["b0"]),
+        node("Slice", ["b0", "zero1", "kl1", "ax3"], ["causal"]),
+        node("Where", ["causal", "w1", "fmin"], ["w2"]),
+        node("Unsqueeze", ["attention_mask", "ax12"], ["m4"]),
+        node("Cast", ["m4"], ["mf"], to=TensorProto.FLOAT),
+        node("Sub", ["onef", "mf"], ["inv"]),
+        node("Mul", ["inv", "fmin"], ["pad"]),
+        node("Add", ["w2", "pad"], ["w3"]),
+        node("Softmax", ["w3"], ["p"], axis=-1),
+        node("MatMul", ["p", "v"], ["y"]),
+    ]
+
+    def attn_ref(q, k, v, m):
+        q, k, v = (t.astype(np.float64) for t in (q, k, v))
+        w = (q @ k.transpose(0, 1, 3, 2)) / 2.0
+        s = q.shape[2]
+        w = np.where(np.tril(np.ones((s, s), bool)), w, float(FMIN))
+        w = w + (1.0 - m[:, None, None, :]) * float(FMIN)
+        return [np_softmax(w, -1) @ v]
+    r = rng_for("attention_where_padding_opset14")
+    case("attention_where_padding_opset14", "GPT-2 attention core as transformers/optimum export it (opset 14): Where(bias-slice bool causal, w, finfo.min) + (1 - attention_mask) * finfo.min, Softmax, MatMul; left-padded batch (min + min overflows to -inf inside; output finite)",
+         nodes,
+         [In("q", randn(r, 2, 2, S, D)), In("k", randn(r, 2, 2, S, D)), In("v", randn(r, 2, 2, S, D)),
+          In("attention_mask", np.array([[0, 1, 1, 1], [1, 1, 1, 1]], I64))],
+         [("y", "float32")], opset=14,
+         inits={"scale": sc(2.0, F32), "i2": sc(2, I64), "ax0": i64(0), "ax2": i64(2), "ax3": i64(3),
+                "ax12": i64(1, 2), "zero1": i64(0), "bias": bias, "onef": sc(1.0, F32),
+                "fmin": sc(FMIN, F32)},
+         expect=attn_ref, rtol=1e-4, atol=1e-5)
+
+
+
 def error_cases():
     r = rng_for("errors")
     error_case("gather_index_out_of_range", "gather index out of range",
@@ -1176,6 +1727,66 @@ def error_cases():
                [In("x", randn(r, 2, 2))], [("y", "float32")])
 
 
+def exporter_error_cases():
+    r = rng_for("errors_exporter_ops")
+    error_case("where_condition_not_bool", "where condition must be bool",
+               "Where opset 16 with a float32 condition",
+               [node("Where", ["c", "a", "b"], ["y"])],
+               [In("c", np.array([1.0, 0.0, 1.0], F32)), In("a", randn(r, 3)), In("b", randn(r, 3))],
+               [("y", "float32")], opset=16)
+
+    error_case("range_delta_zero", "range delta of 0",
+               "Range opset 11 int64 (0, 5, 0) from graph inputs",
+               [node("Range", ["s", "l", "d"], ["y"])],
+               [In("s", sc(0, I64)), In("l", sc(5, I64)), In("d", sc(0, I64))],
+               [("y", "int64")], opset=11)
+
+    error_case("trilu_rank1", "trilu input rank below 2",
+               "Trilu opset 14 on a rank-1 [4] input",
+               [node("Trilu", ["x"], ["y"])],
+               [In("x", randn(r, 4))], [("y", "float32")], opset=14)
+
+    error_case("cumsum_axis_two_elements", "cumsum axis must be a single value",
+               "CumSum opset 14 with axis tensor [0,1] (graph input)",
+               [node("CumSum", ["x", "axis"], ["y"])],
+               [In("x", randn(r, 2, 3)), In("axis", i64(0, 1))], [("y", "float32")], opset=14)
+
+    error_case("cumsum_axis_out_of_range", "axis out of range",
+               "CumSum opset 14 axis=2 (initializer) on rank-2 [2,3]",
+               [node("CumSum", ["x", "axis"], ["y"])],
+               [In("x", randn(r, 2, 3))], [("y", "float32")], opset=14,
+               inits={"axis": sc(2, I64)})
+
+    error_case("layernorm_axis_out_of_range", "axis out of range",
+               "LayerNormalization opset 17 axis=3 on rank-3 [2,3,4]",
+               [node("LayerNormalization", ["x", "s", "b"], ["y"], axis=3)],
+               [In("x", randn(r, 2, 3, 4))], [("y", "float32")], opset=17,
+               inits={"s": randn(r, 4), "b": randn(r, 4)})
+
+    error_case("layernorm_scale_shape_mismatch", "shapes not broadcastable",
+               "LayerNormalization opset 17 axis=-1 on [2,3,4] with scale [5]",
+               [node("LayerNormalization", ["x", "s"], ["y"])],
+               [In("x", randn(r, 2, 3, 4))], [("y", "float32")], opset=17,
+               inits={"s": randn(r, 5)})
+
+    error_case("splittoseq_sizes_mismatch", "split sizes do not sum to the axis length",
+               "SplitToSequence opset 11 split=[2,2] on axis of size 5, then SequenceAt 0",
+               [node("SplitToSequence", ["x", "split"], ["seq"]), node("SequenceAt", ["seq", "p"], ["y"])],
+               [In("x", randn(r, 5))], [("y", "float32")], opset=11,
+               inits={"split": i64(2, 2), "p": sc(0, I64)})
+
+    error_case("splittoseq_chunk_zero", "split chunk size must be positive",
+               "SplitToSequence opset 11 with scalar split=0, then SequenceAt 0",
+               [node("SplitToSequence", ["x", "split"], ["seq"]), node("SequenceAt", ["seq", "p"], ["y"])],
+               [In("x", randn(r, 5))], [("y", "float32")], opset=11,
+               inits={"split": sc(0, I64), "p": sc(0, I64)})
+
+    error_case("sequenceat_index_out_of_range", "sequence position out of range",
+               "SplitToSequence opset 11 of [3,2] into 3 pieces, SequenceAt position 3 (graph input)",
+               [node("SplitToSequence", ["x"], ["seq"]), node("SequenceAt", ["seq", "p"], ["y"])],
+               [In("x", randn(r, 3, 2)), In("p", sc(3, I64))], [("y", "float32")], opset=11)
+
+
 def main():
     if os.path.isdir(OUT_DIR):
         shutil.rmtree(OUT_DIR)
@@ -1198,7 +1809,19 @@ def main():
     cos_cases()
     misc_cases()
     graph_cases()
+    range_cases()
+    where_compare_logic_cases()
+    layernorm_cases()
+    castlike_cases()
+    trilu_cases()
+    exporter_unary_cases()
+    minmax_cases()
+    cumsum_cases()
+    sequence_cases()
+    shape_expand_extra_cases()
+    mask_cases()
     error_cases()
+    exporter_error_cases()
     total = 0
     for dirpath, _, files in os.walk(OUT_DIR):
         total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)

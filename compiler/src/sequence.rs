@@ -107,7 +107,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 init[ni] = true; // computed from weights alone
                 None
             }
-            Op::Binary(_) => {
+            Op::Binary(_) | Op::Compare(_) | Op::Logic(_) | Op::Where | Op::MinMax { .. } => {
                 let r = out_shape.len();
                 let mut out = None;
                 for &v in ins.iter().flatten() {
@@ -165,7 +165,54 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 contiguous_out(a)?;
                 Some(a)
             }
-            Op::Unary(_) | Op::Cast { .. } | Op::Gelu => {
+            Op::LayerNormalization { axis: la, .. } => {
+                if ax(1).is_some() || ax(2).is_some() {
+                    return Err(fail("its scale or bias depends on position".into()));
+                }
+                let a = ax(0).expect("input has the axis");
+                if norm_axis(*la, out_shape.len()).map_err(|e| fail(e.0))? <= a {
+                    return Err(fail("it normalizes over the sequence axis".into()));
+                }
+                contiguous_out(a)?;
+                Some(a)
+            }
+            Op::CumSum { .. } => {
+                let a = ax(0).ok_or_else(|| fail("its axis depends on position".into()))?;
+                let c = ins[1]
+                    .and_then(|v| g.konst(v))
+                    .and_then(|t| t.to_i64s().ok())
+                    .and_then(|v| v.first().copied())
+                    .ok_or_else(|| fail("its axis is not a constant".into()))?;
+                if norm_axis(c, out_shape.len()).map_err(|e| fail(e.0))? == a {
+                    return Err(fail("it accumulates along the sequence axis".into()));
+                }
+                contiguous_out(a)?;
+                Some(a)
+            }
+            Op::Trilu { .. } => {
+                let a = ax(0).ok_or_else(|| fail("its k depends on position".into()))?;
+                if a + 2 >= out_shape.len() {
+                    return Err(fail("its triangle spans the sequence axis".into()));
+                }
+                Some(a)
+            }
+            Op::SplitPart(p) => {
+                let a =
+                    ax(0).ok_or_else(|| fail("only its split sizes depend on position".into()))?;
+                let s = g.shape(ins[0].expect("input"));
+                if norm_axis(p.axis, s.len()).map_err(|e| fail(e.0))? == a {
+                    return Err(fail("it splits the sequence axis".into()));
+                }
+                if out_shape.len() == s.len() {
+                    Some(a)
+                } else {
+                    reshape_axis(&s, a, &out_shape)
+                }
+            }
+            Op::Range | Op::CastLike => {
+                return Err(fail("its result's length depends on position".into()))
+            }
+            Op::Unary(_) | Op::Cast { .. } | Op::Gelu | Op::Not => {
                 let a = ax(0).expect("input has the axis");
                 contiguous_out(a)?;
                 Some(a)

@@ -279,9 +279,18 @@ impl Lowerer<'_> {
             Op::Binary(b) => self.binary(*b, data[0], data[1], o, oe).map_err(err)?,
             Op::Unary(u) => {
                 let x = self.read_rows(data[0], oe);
-                let f = match u {
-                    UnaryOp::Sqrt => quote!(f32::sqrt),
-                    UnaryOp::Tanh => quote!(f32::tanh),
+                let f = match (u, oe) {
+                    (UnaryOp::Sqrt, _) => quote!(f32::sqrt),
+                    (UnaryOp::Tanh, _) => quote!(f32::tanh),
+                    (UnaryOp::Erf, _) => quote!(gpt2rt::vmath::erf),
+                    (UnaryOp::Sigmoid, _) => quote!(|v: f32| 1.0 / (1.0 + (-v).exp())),
+                    (UnaryOp::Exp, _) => quote!(f32::exp),
+                    (UnaryOp::Log, _) => quote!(f32::ln),
+                    (UnaryOp::Reciprocal, _) => quote!(|v: f32| 1.0 / v),
+                    (UnaryOp::Neg, Elem::F32) => quote!(|v: f32| -v),
+                    (UnaryOp::Abs, Elem::F32) => quote!(f32::abs),
+                    (UnaryOp::Neg, Elem::I64) => quote!(i64::wrapping_neg),
+                    (UnaryOp::Abs, Elem::I64) => quote!(i64::wrapping_abs),
                 };
                 quote!(kernels::map(#x, #y, #f);)
             }
@@ -568,6 +577,51 @@ impl Lowerer<'_> {
                 let x = self.read_rows(data[0], oe);
                 quote!(kernels::gelu_slice(#x, #y);)
             }
+            Op::MinMax { max } if data.len() == 2 => {
+                let f = match (max, oe) {
+                    (true, Elem::F32) => quote!(f32::max),
+                    (false, Elem::F32) => quote!(f32::min),
+                    (true, Elem::I64) => quote!(i64::max),
+                    (false, Elem::I64) => quote!(i64::min),
+                };
+                self.broadcast_with(data[0], data[1], o, oe, f)
+            }
+            // ONNX LayerNormalization over the last axis with a scale and bias of the width
+            // is the fused LayerNorm (when `fuse-layernorm` is off it still runs here).
+            Op::LayerNormalization { axis, eps, .. }
+                if data.len() == 3
+                    && node.outputs.len() == 1
+                    && crate::ops::norm_axis(*axis, sh(0).len()).ok() == Some(sh(0).len() - 1)
+                    && sh(1) == [*sh(0).last().unwrap_or(&0)]
+                    && sh(2) == sh(1) =>
+            {
+                let s = sh(0);
+                let n = *s.last().expect("rank >= 1");
+                let rows = self.prod(data[0], 0..s.len() - 1);
+                let (x, g, b) = (
+                    self.read_rows(data[0], oe),
+                    self.read(data[1], oe),
+                    self.read(data[2], oe),
+                );
+                let (nl, e) = (lit(n), f32_lit(*eps));
+                quote!(kernels::layer_norm(#x, #g, #b, #y, #rows, #nl, #e);)
+            }
+            Op::CastLike
+            | Op::Compare(_)
+            | Op::Logic(_)
+            | Op::Not
+            | Op::Where
+            | Op::MinMax { .. }
+            | Op::Range
+            | Op::CumSum { .. }
+            | Op::Trilu { .. }
+            | Op::LayerNormalization { .. }
+            | Op::SplitPart(_) => {
+                return Err(err(format!(
+                    "the code generator has no run-time lowering for {} with these operands; it is supported where specialization folds it to a constant or a fusion absorbs it",
+                    node.op.name()
+                )))
+            }
             Op::Identity | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => {
                 unreachable!()
             }
@@ -659,6 +713,20 @@ impl Lowerer<'_> {
             // ONNX leaves integer division by zero undefined; never panic on it.
             (BinaryOp::Div, Elem::I64) => quote!(|a: i64, b: i64| a.checked_div(b).unwrap_or(0)),
         };
+        Ok(self.broadcast_with(a, b, o, oe, f))
+    }
+
+    /// `kernels::broadcast` of `f` over two operands into `o`.
+    fn broadcast_with(
+        &self,
+        a: ValueId,
+        b: ValueId,
+        o: ValueId,
+        oe: Elem,
+        f: TokenStream,
+    ) -> TokenStream {
+        let out = self.shape(o);
+        let y = self.out_rows(o);
         // Operands are read from row r0 on; their strides are those of the full buffers.
         let operand = |v: ValueId| {
             let r = self.read(v, oe);
@@ -673,7 +741,7 @@ impl Lowerer<'_> {
         };
         let ((xa, sa), (xb, sb)) = (operand(a), operand(b));
         let shp = self.dims(o);
-        Ok(quote!(kernels::broadcast(#xa, #sa, #xb, #sb, #y, #shp, #f);))
+        quote!(kernels::broadcast(#xa, #sa, #xb, #sb, #y, #shp, #f);)
     }
 
     fn matmul(&self, a: ValueId, b: ValueId, o: ValueId, oe: Elem) -> Result<TokenStream> {

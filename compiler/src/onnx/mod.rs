@@ -4,6 +4,7 @@
 //! weights are never copied. Import checks what the IR relies on (a graph, a default-domain
 //! opset, every name defined, topological order) and reports all unsupported nodes at once.
 
+pub mod inline;
 pub mod proto;
 
 use crate::error::{Error, Result, UnsupportedNode};
@@ -246,12 +247,16 @@ pub fn import(model: &ModelProto) -> Result<Graph> {
 
     let mut unsupported = Vec::new();
     let mut pending: Vec<(String, Op, Vec<String>, Vec<String>)> = Vec::new();
-    for (i, n) in g.node.iter().enumerate() {
-        let name = if n.name.is_empty() {
-            format!("{}_{i}", n.op_type)
-        } else {
-            n.name.clone()
-        };
+    let (flat, _functions) = inline::flatten(model, opset)?;
+    // Sequences exist only between SplitToSequence and the SequenceAt nodes reading them.
+    let sequences: HashMap<&str, &proto::NodeProto> = flat
+        .iter()
+        .filter(|f| f.node.op_type == "SplitToSequence" && f.node.domain.is_empty())
+        .filter_map(|f| f.node.output.first().map(|o| (o.as_str(), &f.node)))
+        .collect();
+    for f in &flat {
+        let (n, opset) = (&f.node, f.opset);
+        let name = n.name.clone();
         let unsupported_node = |reason: String| UnsupportedNode {
             node: name.clone(),
             op_type: n.op_type.clone(),
@@ -261,23 +266,65 @@ pub fn import(model: &ModelProto) -> Result<Graph> {
         };
         if !(n.domain.is_empty() || n.domain == "ai.onnx") {
             unsupported.push(unsupported_node(
-                "custom op domains are not supported".into(),
+                "custom op domains are not supported (and the model defines no function of that name)".into(),
             ));
             continue;
         }
+        if let Some(s) = n.input.iter().find(|i| sequences.contains_key(i.as_str())) {
+            if n.op_type != "SequenceAt" || n.input.first() != Some(s) {
+                unsupported.push(unsupported_node(format!(
+                    "reads the sequence '{s}'; only SequenceAt of a SplitToSequence is supported"
+                )));
+                continue;
+            }
+        }
+        // Optional outputs that are not produced have empty names.
+        let mut outputs = n.output.clone();
+        while outputs.last().is_some_and(|o| o.is_empty()) {
+            outputs.pop();
+        }
         if n.op_type == "Constant" {
             match constant_value(n) {
-                Ok(t) if n.output.len() == 1 => {
-                    let id = graph.add_const(n.output[0].clone(), t);
-                    define(&mut graph, &mut names, &n.output[0], id)?;
+                Ok(t) if outputs.len() == 1 => {
+                    let id = graph.add_const(outputs[0].clone(), t);
+                    define(&mut graph, &mut names, &outputs[0], id)?;
                 }
                 Ok(_) => unsupported.push(unsupported_node("Constant must have one output".into())),
                 Err(e) => unsupported.push(unsupported_node(e)),
             }
             continue;
         }
+        match n.op_type.as_str() {
+            "SplitToSequence" => {
+                // Checked here; computed by the SequenceAt nodes that read it.
+                if let Err(e) = crate::ops::slice::parse_split_to_sequence(&Attrs(&n.attribute)) {
+                    unsupported.push(unsupported_node(e));
+                }
+                continue;
+            }
+            "SequenceAt" => {
+                let split = n.input.first().and_then(|s| sequences.get(s.as_str()));
+                let part = split.map(|s| {
+                    crate::ops::slice::parse_split_to_sequence(&Attrs(&s.attribute)).map(|p| (p, s))
+                });
+                match part {
+                    Some(Ok((p, s))) if n.input.len() == 2 && n.attribute.is_empty() => {
+                        let x = s.input.first().cloned().unwrap_or_default();
+                        let sizes = s.input.get(1).cloned().unwrap_or_default();
+                        let inputs = vec![x, sizes, n.input[1].clone()];
+                        pending.push((name, Op::SplitPart(p), inputs, outputs));
+                    }
+                    Some(Err(_)) => {} // reported at the SplitToSequence node
+                    _ => unsupported.push(unsupported_node(
+                        "only SequenceAt(SplitToSequence(x), position) is supported".into(),
+                    )),
+                }
+                continue;
+            }
+            _ => {}
+        }
         match Op::from_node(n, opset) {
-            Ok(op) => pending.push((name, op, n.input.clone(), n.output.clone())),
+            Ok(op) => pending.push((name, op, n.input.clone(), outputs)),
             Err(reason) => unsupported.push(unsupported_node(reason)),
         }
     }

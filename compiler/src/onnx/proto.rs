@@ -1,8 +1,8 @@
 //! The part of `onnx.proto` (IR version 3..10) the compiler reads, as prost messages.
 //!
 //! Written by hand from the schema so the build needs no `protoc`. Fields we do not model
-//! (training info, functions, sparse tensors, sequence/map types) are skipped by prost as
-//! unknown fields. Every `bytes` field is a `bytes::Bytes`: decoding from a `Bytes` buffer
+//! (training info, sparse tensors, sequence/map types) are skipped by prost as unknown
+//! fields; model-local functions are read so the importer can inline them. Every `bytes` field is a `bytes::Bytes`: decoding from a `Bytes` buffer
 //! slices it instead of copying, so weight data stays in the one file buffer.
 
 use bytes::Bytes;
@@ -25,6 +25,33 @@ pub struct ModelProto {
     pub doc_string: String,
     #[prost(message, optional, tag = "7")]
     pub graph: Option<GraphProto>,
+    /// Model-local functions (IR version 8+), called by nodes of their domain and name.
+    #[prost(message, repeated, tag = "25")]
+    pub functions: Vec<FunctionProto>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FunctionProto {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, repeated, tag = "4")]
+    pub input: Vec<String>,
+    #[prost(string, repeated, tag = "5")]
+    pub output: Vec<String>,
+    /// Attribute names without defaults.
+    #[prost(string, repeated, tag = "6")]
+    pub attribute: Vec<String>,
+    /// Attributes with their default values.
+    #[prost(message, repeated, tag = "11")]
+    pub attribute_proto: Vec<AttributeProto>,
+    #[prost(message, repeated, tag = "7")]
+    pub node: Vec<NodeProto>,
+    #[prost(message, repeated, tag = "9")]
+    pub opset_import: Vec<OperatorSetIdProto>,
+    #[prost(string, tag = "10")]
+    pub domain: String,
+    #[prost(string, tag = "13")]
+    pub overload: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -69,6 +96,9 @@ pub struct NodeProto {
     pub attribute: Vec<AttributeProto>,
     #[prost(string, tag = "6")]
     pub doc_string: String,
+    /// Which overload of a model-local function the node calls.
+    #[prost(string, tag = "8")]
+    pub overload: String,
 }
 
 /// `AttributeProto.AttributeType`.

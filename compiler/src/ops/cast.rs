@@ -1,5 +1,6 @@
-//! Cast (ONNX Cast-6..13): converts element types like a C++ `static_cast`, as onnxruntime
-//! does: float→int truncates toward zero, anything→bool is `x != 0`.
+//! Cast (ONNX Cast-6..13) and CastLike (15+, the type of its second input): converts element
+//! types like a C++ `static_cast`, as onnxruntime does: float→int truncates toward zero,
+//! anything→bool is `x != 0`. Specialization turns CastLike into Cast once types are known.
 
 use super::{Attrs, Op};
 use crate::error::OpResult;
@@ -12,6 +13,11 @@ pub fn parse(a: &Attrs) -> Result<Op, String> {
         .map_err(|_| format!("bad 'to' {code}"))
         .and_then(|c| DType::from_onnx(c).map_err(|n| format!("cast to {n} is not supported")))?;
     Ok(Op::Cast { to })
+}
+
+pub fn parse_like(a: &Attrs) -> Result<Op, String> {
+    a.only(&["saturate"])?;
+    Ok(Op::CastLike)
 }
 
 pub fn eval(to: DType, x: &Tensor) -> OpResult<Vec<Tensor>> {

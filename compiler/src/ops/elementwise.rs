@@ -1,6 +1,9 @@
-//! Elementwise ops: Add, Sub, Mul, Div, Pow (binary, with broadcasting) and Sqrt, Tanh.
+//! Elementwise ops: Add, Sub, Mul, Div, Pow (binary, with broadcasting) and the unary Sqrt,
+//! Tanh, Erf, Sigmoid, Exp, Log, Neg, Abs, Reciprocal.
 //!
-//! Spec: ONNX Add/Sub/Mul/Div-7..14, Pow-7..15, Sqrt-6..13, Tanh-6..13. Binary ops use numpy
+//! Spec: ONNX Add/Sub/Mul/Div-7..14, Pow-7..15, Sqrt/Tanh/Exp/Log/Neg/Abs/Reciprocal/
+//! Sigmoid-6..13, Erf-9..13. Unary ops are float-only except Neg and Abs, which also take
+//! i64 and i32 (wrapping, as onnxruntime). Binary ops use numpy
 //! multidirectional broadcasting. Types: f32 and f64; Add/Sub/Mul/Div also i64 and i32, with
 //! integer division truncating toward zero (as onnxruntime) and division by zero an error.
 //! Pow: float base; the exponent may be any numeric type (opset 12+ allows that).
@@ -23,7 +26,27 @@ pub enum BinaryOp {
 pub enum UnaryOp {
     Sqrt,
     Tanh,
+    Erf,
+    Sigmoid,
+    Exp,
+    Log,
+    Neg,
+    Abs,
+    Reciprocal,
 }
+
+/// ONNX names of the unary ops, in `UnaryOp` order.
+pub const UNARY: &[(&str, UnaryOp)] = &[
+    ("Sqrt", UnaryOp::Sqrt),
+    ("Tanh", UnaryOp::Tanh),
+    ("Erf", UnaryOp::Erf),
+    ("Sigmoid", UnaryOp::Sigmoid),
+    ("Exp", UnaryOp::Exp),
+    ("Log", UnaryOp::Log),
+    ("Neg", UnaryOp::Neg),
+    ("Abs", UnaryOp::Abs),
+    ("Reciprocal", UnaryOp::Reciprocal),
+];
 
 impl BinaryOp {
     pub fn name(self) -> &'static str {
@@ -39,9 +62,29 @@ impl BinaryOp {
 
 impl UnaryOp {
     pub fn name(self) -> &'static str {
+        UNARY
+            .iter()
+            .find(|(_, u)| *u == self)
+            .map_or("?", |(n, _)| n)
+    }
+
+    /// Also defined for signed integers.
+    pub fn takes_ints(self) -> bool {
+        matches!(self, UnaryOp::Neg | UnaryOp::Abs)
+    }
+
+    /// The op on one f64 value (the reference computes in f64 and rounds once).
+    pub fn apply(self, v: f64) -> f64 {
         match self {
-            UnaryOp::Sqrt => "Sqrt",
-            UnaryOp::Tanh => "Tanh",
+            UnaryOp::Sqrt => v.sqrt(),
+            UnaryOp::Tanh => v.tanh(),
+            UnaryOp::Erf => libm::erf(v),
+            UnaryOp::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+            UnaryOp::Exp => v.exp(),
+            UnaryOp::Log => v.ln(),
+            UnaryOp::Neg => -v,
+            UnaryOp::Abs => v.abs(),
+            UnaryOp::Reciprocal => 1.0 / v,
         }
     }
 }
@@ -65,11 +108,20 @@ pub fn parse_binary(op: &str, a: &Attrs, opset: i64) -> Result<Op, String> {
 
 pub fn parse_unary(op: &str, a: &Attrs) -> Result<Op, String> {
     a.only(&[])?;
-    Ok(Op::Unary(if op == "Sqrt" {
-        UnaryOp::Sqrt
-    } else {
-        UnaryOp::Tanh
-    }))
+    let (_, u) = UNARY
+        .iter()
+        .find(|(n, _)| *n == op)
+        .ok_or_else(|| format!("not a unary op: {op}"))?;
+    Ok(Op::Unary(*u))
+}
+
+pub fn infer_unary(op: UnaryOp, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
+    let x = req(ins, 0)?;
+    let ok = x.dtype.is_float() || (op.takes_ints() && matches!(x.dtype, DType::I64 | DType::I32));
+    if !ok {
+        return op_err!("{} is not defined for {}", op.name(), x.dtype);
+    }
+    Ok(vec![(x.dtype, x.shape.to_vec())])
 }
 
 /// numpy broadcasting of two shapes.
@@ -239,11 +291,23 @@ fn to_f64(t: &Tensor) -> OpResult<Vec<f64>> {
 }
 
 pub fn eval_unary(op: UnaryOp, x: &Tensor) -> OpResult<Vec<Tensor>> {
-    let f = |v: f64| match op {
-        UnaryOp::Sqrt => v.sqrt(),
-        UnaryOp::Tanh => v.tanh(),
+    let f = |v: f64| op.apply(v);
+    let int = |v: i64| match op {
+        UnaryOp::Neg => v.wrapping_neg(),
+        _ => v.wrapping_abs(),
     };
     let t = match x.dtype() {
+        DType::I64 if op.takes_ints() => Tensor::from_vec(
+            x.shape().to_vec(),
+            x.to_vec::<i64>()?.into_iter().map(int).collect(),
+        ),
+        DType::I32 if op.takes_ints() => Tensor::from_vec(
+            x.shape().to_vec(),
+            x.to_vec::<i32>()?
+                .into_iter()
+                .map(|v| int(v as i64) as i32)
+                .collect(),
+        ),
         DType::F32 => Tensor::from_vec(
             x.shape().to_vec(),
             x.to_vec::<f32>()?

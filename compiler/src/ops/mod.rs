@@ -6,22 +6,28 @@
 
 pub mod attention;
 pub mod cast;
+pub mod cumsum;
 pub mod elementwise;
 pub mod fused;
 pub mod linear;
+pub mod logic;
 pub mod matmul;
+pub mod norm;
+pub mod range;
 pub mod reduce;
 pub mod shape;
 pub mod slice;
 pub mod softmax;
 pub mod strided_copy;
 pub mod transpose;
+pub mod trilu;
 
 use crate::error::{OpError, OpResult};
 use crate::ir::{DType, Tensor};
 use crate::onnx::proto::{AttributeProto, AttributeType, NodeProto};
 
 pub use elementwise::{BinaryOp, UnaryOp};
+pub use logic::{CmpOp, LogicOp};
 
 /// A typed op with validated attributes.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +38,37 @@ pub enum Op {
     Cast {
         to: DType,
     },
+    /// Cast to the type of input 1 (specialization makes it a `Cast`).
+    CastLike,
+    /// Equal, Less, LessOrEqual, Greater, GreaterOrEqual: bool results, broadcasting.
+    Compare(CmpOp),
+    /// And, Or on bools.
+    Logic(LogicOp),
+    Not,
+    /// `cond ? x : y`, broadcasting all three.
+    Where,
+    /// Min or Max of one or more operands.
+    MinMax {
+        max: bool,
+    },
+    Range,
+    CumSum {
+        exclusive: bool,
+        reverse: bool,
+    },
+    Trilu {
+        upper: bool,
+    },
+    /// ONNX LayerNormalization over axes `axis..` (`passes::fuse_layernorm` makes the common
+    /// case a `LayerNorm`).
+    LayerNormalization {
+        axis: i64,
+        eps: f32,
+        /// 1 (Y), 2 (+ Mean) or 3 (+ InvStdDev).
+        outputs: usize,
+    },
+    /// One part of a SplitToSequence, as SequenceAt reads it (fused at import).
+    SplitPart(slice::SplitPart),
     Shape {
         start: i64,
         end: Option<i64>,
@@ -118,7 +155,32 @@ pub const REGISTRY: &[&str] = &[
     "Pow",
     "Sqrt",
     "Tanh",
+    "Erf",
+    "Sigmoid",
+    "Exp",
+    "Log",
+    "Neg",
+    "Abs",
+    "Reciprocal",
     "Cast",
+    "CastLike",
+    "Equal",
+    "Less",
+    "LessOrEqual",
+    "Greater",
+    "GreaterOrEqual",
+    "Not",
+    "And",
+    "Or",
+    "Where",
+    "Min",
+    "Max",
+    "Range",
+    "CumSum",
+    "Trilu",
+    "LayerNormalization",
+    "SplitToSequence",
+    "SequenceAt",
     "Shape",
     "ConstantOfShape",
     "NonZero",
@@ -157,8 +219,21 @@ impl Op {
         Ok(match op {
             "Identity" => a.only(&[]).map(|_| Op::Identity)?,
             "Add" | "Sub" | "Mul" | "Div" | "Pow" => elementwise::parse_binary(op, &a, opset)?,
-            "Sqrt" | "Tanh" => elementwise::parse_unary(op, &a)?,
+            "Sqrt" | "Tanh" | "Erf" | "Sigmoid" | "Exp" | "Log" | "Neg" | "Abs" | "Reciprocal" => {
+                elementwise::parse_unary(op, &a)?
+            }
             "Cast" => cast::parse(&a)?,
+            "CastLike" => cast::parse_like(&a)?,
+            "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "Not" | "And"
+            | "Or" | "Where" | "Min" | "Max" => logic::parse(op, &a)?,
+            "Range" => range::parse(&a)?,
+            "CumSum" => cumsum::parse(&a)?,
+            "Trilu" => trilu::parse(&a)?,
+            "LayerNormalization" => norm::parse(&a, &node.output)?,
+            // The importer fuses SplitToSequence into each SequenceAt that reads it.
+            "SplitToSequence" | "SequenceAt" => {
+                return Err("sequence ops are handled by the importer".into())
+            }
             "Shape" | "ConstantOfShape" | "NonZero" | "Expand" | "Reshape" | "Squeeze"
             | "Unsqueeze" => shape::parse(op, &a, opset)?,
             "Concat" | "Slice" | "Gather" => slice::parse(op, &a, opset)?,
@@ -178,6 +253,18 @@ impl Op {
             Op::Binary(b) => b.name(),
             Op::Unary(u) => u.name(),
             Op::Cast { .. } => "Cast",
+            Op::CastLike => "CastLike",
+            Op::Compare(c) => c.name(),
+            Op::Logic(l) => l.name(),
+            Op::Not => "Not",
+            Op::Where => "Where",
+            Op::MinMax { max: true } => "Max",
+            Op::MinMax { max: false } => "Min",
+            Op::Range => "Range",
+            Op::CumSum { .. } => "CumSum",
+            Op::Trilu { .. } => "Trilu",
+            Op::LayerNormalization { .. } => "LayerNormalization",
+            Op::SplitPart(_) => "SplitToSequence+SequenceAt",
             Op::Shape { .. } => "Shape",
             Op::ConstantOfShape { .. } => "ConstantOfShape",
             Op::NonZero => "NonZero",
@@ -217,8 +304,17 @@ impl Op {
         let outs = match self {
             Op::Identity => Ok(vec![owned(req(ins, 0)?)]),
             Op::Binary(b) => elementwise::infer_binary(*b, ins),
-            Op::Unary(_) => Ok(vec![owned(float_in(ins, 0)?)]),
+            Op::Unary(u) => elementwise::infer_unary(*u, ins),
             Op::Cast { to } => Ok(vec![(*to, req(ins, 0)?.shape.to_vec())]),
+            Op::CastLike => Ok(vec![(req(ins, 1)?.dtype, req(ins, 0)?.shape.to_vec())]),
+            Op::Compare(_) | Op::Logic(_) | Op::Not | Op::Where | Op::MinMax { .. } => {
+                logic::infer(self, ins)
+            }
+            Op::Range => range::infer(ins),
+            Op::CumSum { .. } => cumsum::infer(ins),
+            Op::Trilu { .. } => trilu::infer(ins),
+            Op::LayerNormalization { axis, outputs, .. } => norm::infer(*axis, *outputs, ins),
+            Op::SplitPart(p) => slice::infer_split_part(p, ins),
             Op::Shape { .. }
             | Op::ConstantOfShape { .. }
             | Op::NonZero
@@ -254,6 +350,15 @@ impl Op {
             Op::Binary(b) => elementwise::eval_binary(*b, input(ins, 0)?, input(ins, 1)?),
             Op::Unary(u) => elementwise::eval_unary(*u, input(ins, 0)?),
             Op::Cast { to } => cast::eval(*to, input(ins, 0)?),
+            Op::CastLike => cast::eval(input(ins, 1)?.dtype(), input(ins, 0)?),
+            Op::Compare(_) | Op::Logic(_) | Op::Not | Op::Where | Op::MinMax { .. } => {
+                logic::eval(self, ins)
+            }
+            Op::Range => range::eval(ins),
+            Op::CumSum { exclusive, reverse } => cumsum::eval(*exclusive, *reverse, ins),
+            Op::Trilu { upper } => trilu::eval(*upper, ins),
+            Op::LayerNormalization { axis, eps, outputs } => norm::eval(*axis, *eps, *outputs, ins),
+            Op::SplitPart(p) => slice::eval_split_part(p, ins),
             Op::Shape { .. }
             | Op::ConstantOfShape { .. }
             | Op::NonZero
@@ -317,7 +422,19 @@ impl Op {
                 Cost::default()
             }
             Op::Binary(_) | Op::Unary(_) => elementwise::cost(ins, outs),
-            Op::Cast { .. } => cast::cost(ins, outs),
+            Op::Cast { .. } | Op::CastLike | Op::SplitPart(_) => cast::cost(ins, outs),
+            Op::Compare(_)
+            | Op::Logic(_)
+            | Op::Not
+            | Op::Where
+            | Op::MinMax { .. }
+            | Op::CumSum { .. }
+            | Op::Trilu { .. } => logic::cost(ins, outs),
+            Op::Range => Cost {
+                flops: 0,
+                bytes: traffic(&[], &[], outs),
+            },
+            Op::LayerNormalization { .. } => fused::cost_layer_norm(ins, outs),
             Op::Shape { .. } | Op::ConstantOfShape { .. } | Op::NonZero | Op::Expand => {
                 shape::cost(self, ins, outs)
             }

@@ -371,3 +371,103 @@ pub fn cost(op: &Op, ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
     };
     super::Cost { flops: 0, bytes }
 }
+
+/// `SequenceAt(SplitToSequence(x, split), position)` (ONNX SplitToSequence-11,
+/// SequenceAt-11): one part of a split, as a tensor. The IR has no sequence values; the
+/// importer fuses each SequenceAt with the SplitToSequence it reads. `split` absent: parts
+/// of size 1, the axis dropped unless `keepdims`; a scalar: parts of that size, the last
+/// one smaller if needed; a vector: the part sizes. A negative position counts from the
+/// end. Shapes depend on `split` and `position`, so inference needs them constant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SplitPart {
+    pub axis: i64,
+    pub keepdims: bool,
+}
+
+pub fn parse_split_to_sequence(a: &Attrs) -> Result<SplitPart, String> {
+    a.only(&["axis", "keepdims"])?;
+    Ok(SplitPart {
+        axis: a.int_or("axis", 0)?,
+        keepdims: a.int_or("keepdims", 1)? != 0,
+    })
+}
+
+/// (axis, start, size, keep the axis) of the part.
+fn split_part(
+    p: &SplitPart,
+    shape: &[usize],
+    split: Option<&Tensor>,
+    position: &Tensor,
+) -> OpResult<(usize, usize, usize, bool)> {
+    let ax = norm_axis(p.axis, shape.len())?;
+    let d = shape[ax];
+    let (sizes, keep) = match split {
+        None => (vec![1; d], p.keepdims),
+        Some(t) if t.rank() == 0 => {
+            let c = t.to_i64s()?[0];
+            if c <= 0 {
+                return op_err!("SplitToSequence's split {c} must be positive");
+            }
+            let c = c as usize;
+            let n = d.div_ceil(c);
+            ((0..n).map(|i| c.min(d - i * c)).collect(), true)
+        }
+        Some(t) => {
+            let v = t.to_i64s()?;
+            if v.iter().any(|&x| x < 0) || v.iter().sum::<i64>() != d as i64 {
+                return op_err!("SplitToSequence's split {v:?} does not add up to {d}");
+            }
+            (v.into_iter().map(|x| x as usize).collect(), true)
+        }
+    };
+    if position.numel() != 1 {
+        return op_err!("SequenceAt's position must be a scalar");
+    }
+    let n = sizes.len() as i64;
+    let i = position.to_i64s()?[0];
+    let j = if i < 0 { i + n } else { i };
+    if j < 0 || j >= n {
+        return op_err!("SequenceAt position {i} is out of range for {n} parts");
+    }
+    let start = sizes[..j as usize].iter().sum();
+    Ok((ax, start, sizes[j as usize], keep))
+}
+
+fn part_shape(shape: &[usize], ax: usize, size: usize, keep: bool) -> Vec<usize> {
+    let mut s = shape.to_vec();
+    if keep {
+        s[ax] = size;
+    } else {
+        s.remove(ax);
+    }
+    s
+}
+
+pub fn infer_split_part(p: &SplitPart, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
+    let x = req(ins, 0)?;
+    let split = match ins.get(1).copied().flatten() {
+        Some(_) => Some(super::req_const(ins, 1)?),
+        None => None,
+    };
+    let (ax, _, size, keep) = split_part(p, x.shape, split, super::req_const(ins, 2)?)?;
+    Ok(vec![(x.dtype, part_shape(x.shape, ax, size, keep))])
+}
+
+pub fn eval_split_part(p: &SplitPart, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
+    let x = input(ins, 0)?;
+    let (ax, start, size, keep) =
+        split_part(p, x.shape(), ins.get(1).copied().flatten(), input(ins, 2)?)?;
+    let st = strides(x.shape());
+    let mut sh = x.shape().to_vec();
+    sh[ax] = size;
+    let base = start * st[ax];
+    let part = gather_elems(
+        x,
+        sh.clone(),
+        strided_offsets(&sh, &st)
+            .map(|o| o + base)
+            .collect::<Vec<_>>()
+            .into_iter(),
+    );
+    Ok(vec![part.reshaped(part_shape(x.shape(), ax, size, keep))])
+}

@@ -69,7 +69,16 @@ impl Pass for Specialize {
 
         let nodes = std::mem::take(&mut graph.nodes);
         let (before, mut folded) = (nodes.len(), 0);
-        for node in nodes {
+        for mut node in nodes {
+            // CastLike is a Cast once its second input's type is known.
+            if node.op == Op::CastLike {
+                if let Some(t) = node.inputs.get(1).copied().flatten() {
+                    if let Some(ty) = &graph.values[t].ty {
+                        node.op = Op::Cast { to: ty.dtype };
+                        node.inputs.truncate(1);
+                    }
+                }
+            }
             let node_err = |msg: String| Error::Node {
                 node: node.name.clone(),
                 op: node.op.name().into(),
