@@ -70,10 +70,10 @@ pub fn measure(
     len: usize,
 ) -> Result<Report> {
     let config = Gpt2Config::derive(graph)?;
-    let (name, _) = crate::gpt2::token_input(graph)?;
+    let (name, dims) = crate::gpt2::token_input(graph)?;
     let len = len.min(config.n_ctx);
-    let f32_model =
-        crate::compile_graph(graph, vec![(name.clone(), vec![1, 1, len])], |_, _, _| {})?;
+    let shape = crate::gpt2::token_shape(&dims, len);
+    let f32_model = crate::compile_graph(graph, vec![(name.clone(), shape.clone())], |_, _, _| {})?;
     let narrow = crate::codegen::narrowed(&f32_model, format);
     let vocab = config.vocab;
     let mut r = Report {
@@ -85,7 +85,7 @@ pub fn measure(
         top1_agree: 0,
     };
     for ids in self::sequences(sequences, len, vocab) {
-        let t = Tensor::from_vec(vec![1, 1, len], ids);
+        let t = Tensor::from_vec(shape.clone(), ids);
         let a = crate::interp::run(&f32_model, &[(name.as_str(), t.clone())])?;
         let b = crate::interp::run(&narrow, &[(name.as_str(), t)])?;
         let (a, b) = (

@@ -4,7 +4,7 @@
 use crate::codegen::layout::WeightFormat;
 use crate::codegen::{self, Options, Summary, WeightsPath};
 use crate::error::{Error, Result};
-use crate::gpt2::{token_input, Gpt2Config};
+use crate::gpt2::{token_input, token_shape, Gpt2Config};
 use crate::ir::Graph;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -28,12 +28,12 @@ pub fn input_shapes(
 ) -> Result<Vec<(String, Vec<usize>)>> {
     if let Some(c) = config {
         let (name, dims) = token_input(graph)?;
-        let len = match dims.get(2) {
+        let len = match dims.last() {
             Some(crate::ir::Dim::Known(n)) => *n,
             _ => c.n_ctx,
         };
         c.check_len(graph, len)?;
-        return Ok(vec![(name, vec![1, 1, len])]);
+        return Ok(vec![(name, token_shape(&dims, len))]);
     }
     graph
         .inputs
@@ -46,6 +46,15 @@ pub fn input_shapes(
             Ok((v.name.clone(), shape))
         })
         .collect()
+}
+
+/// Whether the graph has inputs `bind_side_inputs` knows (so its refusal is the answer).
+fn token_input_kind(graph: &Graph) -> bool {
+    graph.inputs.len() > 1
+        && graph.inputs.iter().any(|&i| {
+            let n = graph.values[i].name.to_ascii_lowercase();
+            n.contains("past") || n.contains("attention_mask") || n.contains("position_ids")
+        })
 }
 
 /// The weight format `GPT2_WEIGHTS` asks for (f32 when unset).
@@ -121,6 +130,13 @@ pub fn compile_bytes_as(
     crate::progress::stage("importing", None);
     let graph = crate::onnx::import(&proto)?;
     drop(proto);
+    // attention_mask and position_ids of one unpadded sequence; a graph without a token
+    // input is compiled as it is.
+    let graph = match crate::gpt2::bind_side_inputs(&graph) {
+        Ok(g) => g,
+        Err(e) if token_input_kind(&graph) => return Err(e),
+        Err(_) => graph,
+    };
     let derived = Gpt2Config::derive(&graph);
     let config = derived.as_ref().ok().copied();
     // Without GPT-2's input the inputs must be static; when they are not, say also why the

@@ -232,18 +232,19 @@ fn inspect(
     progress::stage("importing", None);
     let graph = gpt2c::onnx::import(&proto)?;
     drop(proto);
+    let graph = gpt2c::gpt2::bind_side_inputs(&graph)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let (name, dims) = token_input(&graph)?;
     let config = Gpt2Config::derive(&graph)?;
     let len = match len {
         Some(l) => l,
-        None => match dims.get(2) {
+        None => match dims.last() {
             Some(gpt2c::ir::Dim::Known(n)) => *n,
             _ => 1,
         },
     };
     config.check_len(&graph, len)?;
-    let inputs = vec![(name, vec![1, 1, len])];
+    let inputs = vec![(name, gpt2c::gpt2::token_shape(&dims, len))];
     let t1 = Instant::now();
     let result = Inspection::run(&graph, inputs.clone(), disable, stop);
     let passes_ms = t1.elapsed().as_secs_f64() * 1e3;

@@ -212,7 +212,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
             Op::Range | Op::CastLike => {
                 return Err(fail("its result's length depends on position".into()))
             }
-            Op::Unary(_) | Op::Cast { .. } | Op::Gelu | Op::Not => {
+            Op::Unary(_) | Op::Cast { .. } | Op::Gelu | Op::Not | Op::IsNaN => {
                 let a = ax(0).expect("input has the axis");
                 contiguous_out(a)?;
                 Some(a)
@@ -262,7 +262,8 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 if ins.iter().flatten().any(|&v| axis[v] != a) || a.is_none() {
                     return Err(fail("its inputs disagree on the sequence axis".into()));
                 }
-                if norm_axis(*ca, out_shape.len()).ok() == a {
+                // One input is a copy (transformers' first cache update writes that).
+                if norm_axis(*ca, out_shape.len()).ok() == a && ins.iter().flatten().count() > 1 {
                     return Err(fail("it concatenates along the sequence axis".into()));
                 }
                 a

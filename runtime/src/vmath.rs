@@ -65,7 +65,7 @@ pub fn erf(x: f32) -> f32 {
     let q = q * z + 1.0 / 10.0;
     let q = q * z - 1.0 / 3.0;
     let q = q * z + 1.0;
-    let near = 1.128_379_2 * a * q;
+    let near = std::f32::consts::FRAC_2_SQRT_PI * a * q;
     (if a < 0.8 { near } else { far }).copysign(x)
 }
 

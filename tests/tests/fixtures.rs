@@ -1,8 +1,11 @@
 //! Whole-model conformance: the reference interpreter against onnxruntime on every committed
 //! GPT-2 fixture, at L = 1, a middle length and the full context, on the raw graph and after
-//! specialization (logits and every present).
+//! specialization (logits and every present). The `x-*` fixtures are the same network from
+//! other exporters (tests/fixtures/EXPORTERS.md): their raw graph runs with every input the
+//! case stores (attention masks with padding, past keys and values); the specialized graph
+//! has its side inputs bound (`bind_side_inputs`) and runs the unpadded cases.
 
-use gpt2c::gpt2::{token_input, Gpt2Config};
+use gpt2c::gpt2::{bind_side_inputs, token_input, token_shape, Gpt2Config};
 use gpt2c_tests::{compare, repo_root, Manifest, MODEL_TOL};
 use std::path::Path;
 
@@ -19,9 +22,24 @@ fn fixtures() -> Vec<Manifest> {
     v
 }
 
+/// Exporter variants the compiler refuses today, with the reason it gives.
+const REFUSED: &[(&str, &str)] = &[
+    ("x-optimum", "Flatten with axis 2"),
+    ("x-optimum-past", "Flatten with axis 2"),
+];
+
 fn check_manifest(m: &Manifest) {
     let name = m.json["name"].as_str().unwrap_or("?");
-    let graph = gpt2c::onnx::load_graph(&m.model).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let raw = gpt2c::onnx::load_graph(&m.model);
+    if let Some((_, why)) = REFUSED.iter().find(|(n, _)| *n == name) {
+        let e = raw
+            .err()
+            .unwrap_or_else(|| panic!("{name} now imports: test it here"));
+        assert!(e.to_string().contains(why), "{name}: {e}");
+        return;
+    }
+    let raw = raw.unwrap_or_else(|e| panic!("{name}: {e}"));
+    let graph = bind_side_inputs(&raw).unwrap_or_else(|e| panic!("{name}: {e}"));
     let config = Gpt2Config::derive(&graph).unwrap_or_else(|e| panic!("{name}: {e}"));
     let c = &m.json["config"];
     let expect = |k: &str| {
@@ -39,25 +57,46 @@ fn check_manifest(m: &Manifest) {
         },
         "{name}: derived config"
     );
-    let (input, _) = token_input(&graph).expect("token input");
+    let (input, dims) = token_input(&graph).expect("token input");
     let mut lens = Vec::new();
     for case in &m.cases {
         let len = case.len.expect("case len");
         lens.push(len);
         config.check_len(&graph, len).expect("length fits");
-        let inputs = vec![(input.as_str(), case.inputs[0].tensor.clone())];
-        let specialized =
-            gpt2c::compile_graph(&graph, vec![(input.clone(), vec![1, 1, len])], |_, _, _| {})
-                .unwrap_or_else(|e| panic!("{name} L={len}: {e}"));
-        for (stage, g) in [("raw", &graph), ("specialized", &specialized)] {
-            let outs = gpt2c::interp::run(g, &inputs)
-                .unwrap_or_else(|e| panic!("{name} L={len} {stage}: {e}"));
+        let all: Vec<(&str, gpt2c::ir::Tensor)> = case
+            .inputs
+            .iter()
+            .map(|t| (t.name.as_str(), t.tensor.clone()))
+            .collect();
+        let tokens = case
+            .inputs
+            .iter()
+            .find(|t| t.name == input)
+            .expect("tokens");
+        let tokens = vec![(input.as_str(), tokens.tensor.clone())];
+        // Cases with padding or a past need the inputs the binding removes.
+        let plain =
+            case.inputs.len() == 1 || !case.name.contains("pad") && !case.name.starts_with('P');
+        let specialized = gpt2c::compile_graph(
+            &graph,
+            vec![(input.clone(), token_shape(&dims, len))],
+            |_, _, _| {},
+        )
+        .unwrap_or_else(|e| panic!("{name} L={len}: {e}"));
+        let mut stages = vec![("raw", &raw, &all)];
+        if plain {
+            stages.push(("specialized", &specialized, &tokens));
+        }
+        for (stage, g, inputs) in stages {
+            let outs = gpt2c::interp::run(g, inputs)
+                .unwrap_or_else(|e| panic!("{name} {} {stage}: {e}", case.name));
             assert!(outs.len() >= case.outputs.len());
             let mut worst = 0.0f64;
             for (i, (o, r)) in outs.iter().zip(&case.outputs).enumerate() {
                 // Output 0 is the logits: `compare` also checks its argmax per row.
                 let what = format!(
-                    "{name} L={len} {stage} {}{}",
+                    "{name} {} {stage} {}{}",
+                    case.name,
                     r.name,
                     if i == 0 { " (logits)" } else { "" }
                 );
@@ -65,7 +104,8 @@ fn check_manifest(m: &Manifest) {
                     .max(compare(&what, o, &r.tensor, MODEL_TOL).unwrap_or_else(|e| panic!("{e}")));
             }
             eprintln!(
-                "{name} L={len} {stage}: {} outputs match, max |diff| {worst:.2e}",
+                "{name} {} {stage}: {} outputs match, max |diff| {worst:.2e}",
+                case.name,
                 case.outputs.len()
             );
         }
@@ -83,6 +123,67 @@ fn fixtures_match_onnxruntime_raw_and_specialized() {
     );
     for m in &all {
         check_manifest(m);
+    }
+}
+
+/// The fixtures the compiler takes (all but `REFUSED`).
+fn compiled_fixtures() -> Vec<Manifest> {
+    fixtures()
+        .into_iter()
+        .filter(|m| !REFUSED.iter().any(|(n, _)| m.json["name"] == *n))
+        .collect()
+}
+
+/// Every exporter's graph gets the same fusions and the same proof as the zoo's: one
+/// LayerNorm per norm, GELU folded into the MLP's first Linear, one causal attention per
+/// layer, Linears, and a graph proven incremental (so the derived cache applies).
+#[test]
+fn every_exporter_variant_fuses_and_is_incremental() {
+    use gpt2c::ops::Op;
+    let variants: Vec<Manifest> = compiled_fixtures()
+        .into_iter()
+        .filter(|m| m.json["exporter"].is_string())
+        .collect();
+    assert!(variants.len() >= 8, "expected the exporter fixtures");
+    for m in variants {
+        let name = m.json["name"].as_str().unwrap().to_string();
+        let graph = bind_side_inputs(&gpt2c::onnx::load_graph(&m.model).unwrap()).unwrap();
+        let config = Gpt2Config::derive(&graph).unwrap();
+        let (input, dims) = token_input(&graph).unwrap();
+        let shape = token_shape(&dims, config.n_ctx);
+        let g = gpt2c::compile_graph(&graph, vec![(input, shape)], |_, _, _| {}).unwrap();
+        let count = |f: &dyn Fn(&Op) -> bool| g.nodes.iter().filter(|n| f(&n.op)).count();
+        let layers = config.n_layer;
+        let causal = count(&|o| matches!(o, Op::Attention(a) if a.causal));
+        let norms = count(&|o| matches!(o, Op::LayerNorm { .. }));
+        let gelu = count(&|o| o.name() == "Linear+Gelu");
+        let linear = count(&|o| matches!(o, Op::Linear { .. }));
+        let left: Vec<&str> = g
+            .nodes
+            .iter()
+            .map(|n| n.op.name())
+            .filter(|o| {
+                [
+                    "Softmax",
+                    "Where",
+                    "LayerNormalization",
+                    "Tanh",
+                    "Erf",
+                    "MatMul",
+                    "Gemm",
+                ]
+                .contains(o)
+            })
+            .collect();
+        eprintln!("{name}: {causal} attention, {norms} LayerNorm, {gelu} Linear+Gelu, {linear} Linear; unfused {left:?}");
+        assert_eq!(causal, layers, "{name}: attention");
+        assert_eq!(norms, 2 * layers + 1, "{name}: LayerNorm");
+        assert_eq!(gelu, layers, "{name}: GELU");
+        assert!(linear >= 4 * layers, "{name}: Linear");
+        assert!(left.is_empty(), "{name}: unfused {left:?}");
+        if let Err(why) = gpt2c::codegen::sequence_info(&g) {
+            panic!("{name}: not incremental: {why}");
+        }
     }
 }
 
@@ -105,11 +206,12 @@ fn fixtures_cover_full_context_and_variants() {
 
 #[test]
 fn specialization_removes_every_shape_computation() {
-    for m in fixtures() {
-        let graph = gpt2c::onnx::load_graph(&m.model).unwrap();
-        let (input, _) = token_input(&graph).unwrap();
+    for m in compiled_fixtures() {
+        let graph = bind_side_inputs(&gpt2c::onnx::load_graph(&m.model).unwrap()).unwrap();
+        let (input, dims) = token_input(&graph).unwrap();
         let len = m.cases.last().unwrap().len.unwrap();
-        let g = gpt2c::compile_graph(&graph, vec![(input, vec![1, 1, len])], |_, _, _| {}).unwrap();
+        let g = gpt2c::compile_graph(&graph, vec![(input, token_shape(&dims, len))], |_, _, _| {})
+            .unwrap();
         let hist = g.op_histogram();
         for op in ["Shape", "NonZero", "ConstantOfShape", "Identity"] {
             assert!(
@@ -142,12 +244,20 @@ fn full_size_model_when_available() {
 /// matches onnxruntime, so every pass is an optimization and nothing else.
 #[test]
 fn every_optional_pass_can_be_switched_off() {
+    let chosen = [
+        "tiny",
+        "matmul_add",
+        "x-pt12-opset17",
+        "x-hf-eager",
+        "x-hf-sdpa",
+        "x-dynamo",
+    ];
     for m in fixtures()
         .iter()
-        .filter(|m| m.json["name"] == "tiny" || m.json["name"] == "matmul_add")
+        .filter(|m| chosen.contains(&m.json["name"].as_str().unwrap_or("")))
     {
-        let graph = gpt2c::onnx::load_graph(&m.model).unwrap();
-        let (input, _) = token_input(&graph).unwrap();
+        let graph = bind_side_inputs(&gpt2c::onnx::load_graph(&m.model).unwrap()).unwrap();
+        let (input, dims) = token_input(&graph).unwrap();
         let case = m.cases.last().unwrap();
         let len = case.len.unwrap();
         let mut sets: Vec<Vec<String>> = gpt2c::OPTIONAL_PASSES
@@ -163,7 +273,7 @@ fn every_optional_pass_can_be_switched_off() {
         for disabled in sets {
             let g = gpt2c::compile_graph_with(
                 &graph,
-                vec![(input.clone(), vec![1, 1, len])],
+                vec![(input.clone(), token_shape(&dims, len))],
                 &disabled,
                 |_, _, _| {},
             )

@@ -287,6 +287,8 @@ impl Lowerer<'_> {
                     (UnaryOp::Exp, _) => quote!(f32::exp),
                     (UnaryOp::Log, _) => quote!(f32::ln),
                     (UnaryOp::Reciprocal, _) => quote!(|v: f32| 1.0 / v),
+                    (UnaryOp::Ceil, _) => quote!(f32::ceil),
+                    (UnaryOp::Floor, _) => quote!(f32::floor),
                     (UnaryOp::Neg, Elem::F32) => quote!(|v: f32| -v),
                     (UnaryOp::Abs, Elem::F32) => quote!(f32::abs),
                     (UnaryOp::Neg, Elem::I64) => quote!(i64::wrapping_neg),
@@ -606,17 +608,42 @@ impl Lowerer<'_> {
                 let (nl, e) = (lit(n), f32_lit(*eps));
                 quote!(kernels::layer_norm(#x, #g, #b, #y, #rows, #nl, #e);)
             }
+            // One part of a split: a strided copy of the input (the axis dropped when the
+            // part's shape drops it).
+            Op::SplitPart(p) => {
+                let in_shape = sh(0);
+                let position = consts
+                    .get(2)
+                    .copied()
+                    .flatten()
+                    .ok_or_else(|| err("the position is not a constant".into()))?;
+                let (ax, start, _, keep) = crate::ops::slice::split_part(
+                    p,
+                    &in_shape,
+                    consts.get(1).copied().flatten(),
+                    position,
+                )
+                .map_err(|e| err(e.0))?;
+                let st = strides(&in_shape);
+                let src: Vec<isize> = st
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| keep || i != ax)
+                    .map(|(_, &s)| s as isize)
+                    .collect();
+                self.copy(data[0], start * st[ax], &src, o, 0, &strides(&out_shape), o)
+            }
             Op::CastLike
             | Op::Compare(_)
             | Op::Logic(_)
             | Op::Not
+            | Op::IsNaN
             | Op::Where
             | Op::MinMax { .. }
             | Op::Range
             | Op::CumSum { .. }
             | Op::Trilu { .. }
-            | Op::LayerNormalization { .. }
-            | Op::SplitPart(_) => {
+            | Op::LayerNormalization { .. } => {
                 return Err(err(format!(
                     "the code generator has no run-time lowering for {} with these operands; it is supported where specialization folds it to a constant or a fusion absorbs it",
                     node.op.name()

@@ -105,6 +105,7 @@ pub fn data_inputs(op: &Op, n: usize) -> Vec<usize> {
         | Op::Expand
         | Op::Slice { .. }
         | Op::Split { .. }
+        | Op::SplitPart(_)
         | Op::ReduceMean { .. } => vec![0],
         Op::Gather { .. } => vec![0, 1],
         _ => (0..n).collect(),

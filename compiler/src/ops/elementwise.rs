@@ -1,8 +1,8 @@
 //! Elementwise ops: Add, Sub, Mul, Div, Pow (binary, with broadcasting) and the unary Sqrt,
-//! Tanh, Erf, Sigmoid, Exp, Log, Neg, Abs, Reciprocal.
+//! Tanh, Erf, Sigmoid, Exp, Log, Neg, Abs, Reciprocal, Ceil, Floor.
 //!
 //! Spec: ONNX Add/Sub/Mul/Div-7..14, Pow-7..15, Sqrt/Tanh/Exp/Log/Neg/Abs/Reciprocal/
-//! Sigmoid-6..13, Erf-9..13. Unary ops are float-only except Neg and Abs, which also take
+//! Sigmoid/Ceil/Floor-6..13, Erf-9..13. Unary ops are float-only except Neg and Abs, which also take
 //! i64 and i32 (wrapping, as onnxruntime). Binary ops use numpy
 //! multidirectional broadcasting. Types: f32 and f64; Add/Sub/Mul/Div also i64 and i32, with
 //! integer division truncating toward zero (as onnxruntime) and division by zero an error.
@@ -33,6 +33,8 @@ pub enum UnaryOp {
     Neg,
     Abs,
     Reciprocal,
+    Ceil,
+    Floor,
 }
 
 /// ONNX names of the unary ops, in `UnaryOp` order.
@@ -46,6 +48,8 @@ pub const UNARY: &[(&str, UnaryOp)] = &[
     ("Neg", UnaryOp::Neg),
     ("Abs", UnaryOp::Abs),
     ("Reciprocal", UnaryOp::Reciprocal),
+    ("Ceil", UnaryOp::Ceil),
+    ("Floor", UnaryOp::Floor),
 ];
 
 impl BinaryOp {
@@ -85,6 +89,8 @@ impl UnaryOp {
             UnaryOp::Neg => -v,
             UnaryOp::Abs => v.abs(),
             UnaryOp::Reciprocal => 1.0 / v,
+            UnaryOp::Ceil => v.ceil(),
+            UnaryOp::Floor => v.floor(),
         }
     }
 }

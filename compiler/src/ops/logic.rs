@@ -3,6 +3,7 @@
 //!
 //! Spec: Equal-11..19, Less-9..13, LessOrEqual-12..16, Greater-9..13, GreaterOrEqual-12..16
 //! (numpy broadcasting, both operands one type, output bool); Not-1, And-7, Or-7 (bool);
+//! IsNaN-9..13 (float in, bool out);
 //! Where-9..16 (bool condition, x and y of one type, all three broadcast); Min-8..13 and
 //! Max-8..13 (one or more operands of one numeric type, broadcast). Comparisons on floats
 //! follow IEEE (NaN compares unequal and unordered), as onnxruntime does.
@@ -71,6 +72,7 @@ pub fn parse(op: &str, a: &Attrs) -> Result<Op, String> {
         "And" => Op::Logic(LogicOp::And),
         "Or" => Op::Logic(LogicOp::Or),
         "Not" => Op::Not,
+        "IsNaN" => Op::IsNaN,
         "Where" => Op::Where,
         "Min" => Op::MinMax { max: false },
         "Max" => Op::MinMax { max: true },
@@ -118,6 +120,13 @@ pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
             let x = req(ins, 0)?;
             if x.dtype != DType::Bool {
                 return op_err!("Not needs a bool input, found {}", x.dtype);
+            }
+            Ok(vec![(DType::Bool, x.shape.to_vec())])
+        }
+        Op::IsNaN => {
+            let x = req(ins, 0)?;
+            if !x.dtype.is_float() {
+                return op_err!("IsNaN needs a float input, found {}", x.dtype);
             }
             Ok(vec![(DType::Bool, x.shape.to_vec())])
         }
@@ -222,6 +231,11 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
         Op::Not => {
             let x = input(ins, 0)?;
             let v: Vec<bool> = x.to_vec::<bool>()?.into_iter().map(|b| !b).collect();
+            Ok(vec![Tensor::from_vec(out, v)])
+        }
+        Op::IsNaN => {
+            let x = input(ins, 0)?;
+            let v: Vec<bool> = (0..x.numel()).map(|i| x.get_f64(i).is_nan()).collect();
             Ok(vec![Tensor::from_vec(out, v)])
         }
         Op::Where => {

@@ -45,6 +45,7 @@ pub enum Op {
     /// And, Or on bools.
     Logic(LogicOp),
     Not,
+    IsNaN,
     /// `cond ? x : y`, broadcasting all three.
     Where,
     /// Min or Max of one or more operands.
@@ -162,6 +163,10 @@ pub const REGISTRY: &[&str] = &[
     "Neg",
     "Abs",
     "Reciprocal",
+    "Ceil",
+    "Floor",
+    "IsNaN",
+    "Flatten",
     "Cast",
     "CastLike",
     "Equal",
@@ -219,13 +224,14 @@ impl Op {
         Ok(match op {
             "Identity" => a.only(&[]).map(|_| Op::Identity)?,
             "Add" | "Sub" | "Mul" | "Div" | "Pow" => elementwise::parse_binary(op, &a, opset)?,
-            "Sqrt" | "Tanh" | "Erf" | "Sigmoid" | "Exp" | "Log" | "Neg" | "Abs" | "Reciprocal" => {
-                elementwise::parse_unary(op, &a)?
-            }
+            "Sqrt" | "Tanh" | "Erf" | "Sigmoid" | "Exp" | "Log" | "Neg" | "Abs" | "Reciprocal"
+            | "Ceil" | "Floor" => elementwise::parse_unary(op, &a)?,
             "Cast" => cast::parse(&a)?,
             "CastLike" => cast::parse_like(&a)?,
             "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "Not" | "And"
-            | "Or" | "Where" | "Min" | "Max" => logic::parse(op, &a)?,
+            | "Or" | "Where" | "Min" | "Max" | "IsNaN" => logic::parse(op, &a)?,
+            // The importer writes Flatten as a Reshape.
+            "Flatten" => return Err("Flatten is handled by the importer".into()),
             "Range" => range::parse(&a)?,
             "CumSum" => cumsum::parse(&a)?,
             "Trilu" => trilu::parse(&a)?,
@@ -257,6 +263,7 @@ impl Op {
             Op::Compare(c) => c.name(),
             Op::Logic(l) => l.name(),
             Op::Not => "Not",
+            Op::IsNaN => "IsNaN",
             Op::Where => "Where",
             Op::MinMax { max: true } => "Max",
             Op::MinMax { max: false } => "Min",
@@ -307,7 +314,7 @@ impl Op {
             Op::Unary(u) => elementwise::infer_unary(*u, ins),
             Op::Cast { to } => Ok(vec![(*to, req(ins, 0)?.shape.to_vec())]),
             Op::CastLike => Ok(vec![(req(ins, 1)?.dtype, req(ins, 0)?.shape.to_vec())]),
-            Op::Compare(_) | Op::Logic(_) | Op::Not | Op::Where | Op::MinMax { .. } => {
+            Op::Compare(_) | Op::Logic(_) | Op::Not | Op::IsNaN | Op::Where | Op::MinMax { .. } => {
                 logic::infer(self, ins)
             }
             Op::Range => range::infer(ins),
@@ -351,7 +358,7 @@ impl Op {
             Op::Unary(u) => elementwise::eval_unary(*u, input(ins, 0)?),
             Op::Cast { to } => cast::eval(*to, input(ins, 0)?),
             Op::CastLike => cast::eval(input(ins, 1)?.dtype(), input(ins, 0)?),
-            Op::Compare(_) | Op::Logic(_) | Op::Not | Op::Where | Op::MinMax { .. } => {
+            Op::Compare(_) | Op::Logic(_) | Op::Not | Op::IsNaN | Op::Where | Op::MinMax { .. } => {
                 logic::eval(self, ins)
             }
             Op::Range => range::eval(ins),
@@ -426,6 +433,7 @@ impl Op {
             Op::Compare(_)
             | Op::Logic(_)
             | Op::Not
+            | Op::IsNaN
             | Op::Where
             | Op::MinMax { .. }
             | Op::CumSum { .. }

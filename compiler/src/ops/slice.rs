@@ -393,7 +393,7 @@ pub fn parse_split_to_sequence(a: &Attrs) -> Result<SplitPart, String> {
 }
 
 /// (axis, start, size, keep the axis) of the part.
-fn split_part(
+pub(crate) fn split_part(
     p: &SplitPart,
     shape: &[usize],
     split: Option<&Tensor>,

@@ -1,16 +1,21 @@
-//! Fuses causal self-attention as the GPT-2 export writes it:
+//! Fuses causal self-attention, recognised by what it computes rather than by one
+//! exporter's node order:
 //!
 //! ```text
-//! q ─┐
-//!    ├─► MatMul ─► Div(√d) ─► Mul(mask) ─► Sub(10000·(1−mask)) ─► Softmax(last) ─┐
-//! kᵀ ┘                                                                            ├─► MatMul ─► out
-//! v ──────────────────────────────────────────────────────────────────────────────┘
-//!                                        ==> Attention(q, k, v; scale 1/√d, causal)
+//! q ─► [Mul(c₁)] ─┐
+//!                 ├─► MatMul ─► [Div|Mul(s)] ─► mask chain ─► Softmax(last) ─┐
+//! kᵀ ─► [Mul(c₂)] ┘                                                          ├─► MatMul ─► out
+//! v ─────────────────────────────────────────────────────────────────────────┘
+//!                                   ==> Attention(q, k, v; scale c₁·c₂·s, causal)
 //! ```
-//! Needs: static shapes (after `specialize`). The mask operands must be constant (or
-//! computed from constants only): `mask` lower-triangular ones, the subtrahend 0 where the
-//! mask is 1 and one large constant c ≥ 1e4 where it is 0, so a masked score is exactly −c
-//! and its softmax weight is exactly 0 in f32. When kᵀ is `Transpose(k4, [0,2,3,1])`, the
+//! The mask chain is any run of Add, Sub, Mul and Where nodes whose other operands are
+//! constant (or computed from constants only): the zoo's `Mul(mask) − 10000·(1 − mask)`,
+//! transformers' `Where(causal, scores, min) + mask`, torch's SDPA `+ Where(mask, 0, −inf)`.
+//! The chain is probed: run on two different score tensors it must return kept scores
+//! unchanged exactly where key j ≤ query i (+ the past), and one constant c ≤ −10⁴ (or −∞,
+//! softmax weight exactly 0 in f32) elsewhere. The scale is a constant Div or Mul after the
+//! product, and/or constant Muls of q and kᵀ before it (SDPA writes √scale on each).
+//! Needs: static shapes (after `specialize`). When kᵀ is `Transpose(k4, [0,2,3,1])`, the
 //! fused op reads `Transpose(k4, [0,2,1,3])` (the layout the present output already uses),
 //! so the key cache is stored row by row. Anything else is left as it was.
 
@@ -45,12 +50,102 @@ fn const_value(g: &Graph, producers: &HashMap<ValueId, usize>, v: ValueId) -> Op
 struct Match {
     /// Node indices to remove (the chain), the last being the final MatMul.
     nodes: Vec<usize>,
+    /// The q·kᵀ MatMul (names the fused node).
+    matmul: usize,
     q: ValueId,
     k_t: ValueId,
     v: ValueId,
     out: ValueId,
     scale: f32,
     masked: f32,
+}
+
+/// A constant scalar operand of a binary Mul or Div: (other operand, factor it applies).
+fn scaled_by(g: &Graph, n: &Node) -> Option<(ValueId, f32)> {
+    let (a, b) = (n.inputs.first().copied()??, n.inputs.get(1).copied()??);
+    let scalar = |v: ValueId| {
+        g.konst(v)
+            .filter(|t| t.numel() == 1 && t.dtype() == crate::ir::DType::F32)
+            .map(|t| t.get_f64(0) as f32)
+    };
+    match (&n.op, scalar(a), scalar(b)) {
+        (Op::Binary(BinaryOp::Div), None, Some(s)) => Some((a, 1.0 / s)),
+        (Op::Binary(BinaryOp::Mul), None, Some(s)) => Some((a, s)),
+        (Op::Binary(BinaryOp::Mul), Some(s), None) => Some((b, s)),
+        _ => None,
+    }
+}
+
+/// Runs the mask chain (nodes in graph order, each with one non-constant operand, the
+/// previous node's output) on `x`.
+fn run_chain(
+    g: &Graph,
+    producers: &HashMap<ValueId, usize>,
+    chain: &[(usize, ValueId)],
+    x: Tensor,
+) -> Option<Tensor> {
+    let mut cur = x;
+    for &(ni, input) in chain {
+        let n = &g.nodes[ni];
+        let mut ins = Vec::with_capacity(n.inputs.len());
+        for i in &n.inputs {
+            ins.push(match i {
+                Some(v) if *v == input => Some(cur.clone()),
+                Some(v) => Some(const_value(g, producers, *v)?),
+                None => None,
+            });
+        }
+        let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.as_ref()).collect();
+        cur = n.op.eval(&refs).ok()?.into_iter().next()?;
+    }
+    Some(cur)
+}
+
+/// The value masked scores take, if the chain keeps exactly the causal scores of an
+/// `[lq, lk]` score matrix (for every batch and head: the probe must keep its shape).
+fn causal_mask_value(
+    g: &Graph,
+    producers: &HashMap<ValueId, usize>,
+    chain: &[(usize, ValueId)],
+    lq: usize,
+    lk: usize,
+) -> Option<f32> {
+    if chain.is_empty() || lk < lq {
+        return None;
+    }
+    let shape = vec![1, 1, lq, lk];
+    let probe = |f: &dyn Fn(usize) -> f32| -> Option<(Vec<f32>, Vec<f32>)> {
+        let x: Vec<f32> = (0..lq * lk).map(f).collect();
+        let y = run_chain(
+            g,
+            producers,
+            chain,
+            Tensor::from_vec(shape.clone(), x.clone()),
+        )?;
+        (y.shape() == &shape[..]).then_some(())?;
+        Some((x, y.to_vec::<f32>().ok()?))
+    };
+    let (x1, y1) = probe(&|_| 0.0)?;
+    let (x2, y2) = probe(&|e| 1.5 + (e % 7) as f32 * 0.25 - (e % 3) as f32)?;
+    let mut masked: Option<f32> = None;
+    for i in 0..lq {
+        for j in 0..lk {
+            let e = i * lk + j;
+            if j <= i + (lk - lq) {
+                if y1[e] != x1[e] || y2[e] != x2[e] {
+                    return None;
+                }
+            } else {
+                let c = y1[e];
+                // NaN is no mask value.
+                if y2[e] != c || c.is_nan() || c > -1e4 || masked.is_some_and(|m| m != c) {
+                    return None;
+                }
+                masked = Some(c);
+            }
+        }
+    }
+    Some(masked.unwrap_or(-1e4))
 }
 
 fn match_at(
@@ -71,53 +166,59 @@ fn match_at(
     }
     let single = |v: ValueId| uses[v] == 1 && !g.outputs.contains(&v);
     let prod = |v: ValueId| producers.get(&v).copied();
-    // Softmax ← Sub(a, c)
-    let sub_i = prod(x)?;
-    let sub = &g.nodes[sub_i];
-    if sub.op != Op::Binary(BinaryOp::Sub) || !single(x) {
-        return None;
-    }
-    let (a, c) = (sub.inputs[0]?, sub.inputs[1]?);
-    // a ← Mul(b, mask) in either order
-    let mul_i = prod(a)?;
-    let mul = &g.nodes[mul_i];
-    if mul.op != Op::Binary(BinaryOp::Mul) || !single(a) {
-        return None;
-    }
-    let (m0, m1) = (mul.inputs[0]?, mul.inputs[1]?);
-    let (b, mask) = if const_value(g, producers, m1).is_some() {
-        (m0, m1)
-    } else {
-        (m1, m0)
-    };
-    let mask_t = const_value(g, producers, mask)?;
-    let c_t = const_value(g, producers, c)?;
-    // b ← Div(mm, s) | Mul(mm, s) | mm
-    let mut chain = vec![];
-    let (mm, scale) = match prod(b).map(|i| (i, &g.nodes[i])) {
-        Some((i, n))
-            if matches!(n.op, Op::Binary(BinaryOp::Div) | Op::Binary(BinaryOp::Mul))
-                && single(b) =>
-        {
-            let s = g.konst(n.inputs[1]?).filter(|t| t.numel() == 1)?.get_f64(0) as f32;
-            chain.push(i);
-            (
-                n.inputs[0]?,
-                if n.op == Op::Binary(BinaryOp::Div) {
-                    1.0 / s
-                } else {
-                    s
-                },
-            )
+    // The mask chain, walked back from the softmax: one non-constant operand per node.
+    let mut chain: Vec<(usize, ValueId)> = Vec::new();
+    let mut cur = x;
+    while let Some(i) = prod(cur).filter(|_| single(cur)) {
+        let n = &g.nodes[i];
+        if !matches!(
+            n.op,
+            Op::Binary(BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul) | Op::Where
+        ) {
+            break;
         }
-        _ => (b, 1.0),
-    };
+        let live: Vec<ValueId> = n
+            .inputs
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&v| const_value(g, producers, v).is_none())
+            .collect();
+        let [input] = live[..] else { break };
+        // A scalar Mul right after the product is the scale, not the mask.
+        if scaled_by(g, n).is_some() && prod(input).is_some_and(|p| g.nodes[p].op == Op::MatMul) {
+            break;
+        }
+        chain.push((i, input));
+        cur = input;
+    }
+    chain.reverse();
+    // cur ← [Div|Mul(s)] ← MatMul(q', k')
+    let mut nodes: Vec<usize> = Vec::new();
+    let mut scale = 1.0f32;
+    let mut mm = cur;
+    if let Some(i) = prod(mm).filter(|_| single(mm)) {
+        if let Some((a, s)) = scaled_by(g, &g.nodes[i]) {
+            nodes.push(i);
+            scale *= s;
+            mm = a;
+        }
+    }
     let mm_i = prod(mm)?;
     let mmn = &g.nodes[mm_i];
     if mmn.op != Op::MatMul || !single(mm) {
         return None;
     }
-    let (q, k_t) = (mmn.inputs[0]?, mmn.inputs[1]?);
+    let (mut q, mut k_t) = (mmn.inputs[0]?, mmn.inputs[1]?);
+    for operand in [&mut q, &mut k_t] {
+        if let Some(i) = prod(*operand).filter(|_| single(*operand)) {
+            if let Some((a, s)) = scaled_by(g, &g.nodes[i]) {
+                nodes.push(i);
+                scale *= s;
+                *operand = a;
+            }
+        }
+    }
     // Softmax → MatMul(·, v)
     let s_out = sm.outputs[0];
     let [user] = users.get(&s_out)?[..] else {
@@ -132,43 +233,14 @@ fn match_at(
     if qs.len() != 4 || ks.len() != 4 || vs.len() != 4 {
         return None;
     }
-    let (lq, lk) = (qs[2], ks[3]);
-    // The mask: lower-triangular ones over [Lq, Lk], broadcast over batch and heads.
-    let ms = mask_t.shape().to_vec();
-    if ms.len() != 4 || ms[0] != 1 || ms[1] != 1 || ms[2] != lq || ms[3] != lk {
-        return None;
-    }
-    let cs = c_t.shape().to_vec();
-    if cs != ms && c_t.numel() != 1 {
-        return None;
-    }
-    let mut masked = None;
-    for i in 0..lq {
-        for j in 0..lk {
-            let keep = j <= i + (lk - lq);
-            let mv = mask_t.get_f64(i * lk + j);
-            let cv = c_t.get_f64(if c_t.numel() == 1 { 0 } else { i * lk + j });
-            if mv != if keep { 1.0 } else { 0.0 } || (keep && cv != 0.0) {
-                return None;
-            }
-            if !keep {
-                match masked {
-                    None => masked = Some(cv),
-                    Some(m) if m == cv => {}
-                    Some(_) => return None,
-                }
-            }
-        }
-    }
-    let masked = -(masked.unwrap_or(1e4) as f32);
-    if masked > -1e4 {
-        return None;
-    }
-    let mut nodes = vec![mm_i];
-    nodes.extend(chain);
-    nodes.extend([mul_i, sub_i, softmax, user]);
+    let masked = causal_mask_value(g, producers, &chain, qs[2], ks[3])?;
+    nodes.push(mm_i);
+    nodes.extend(chain.iter().map(|&(i, _)| i));
+    nodes.extend([softmax, user]);
+    nodes.sort();
     Some(Match {
         nodes,
+        matmul: mm_i,
         q,
         k_t,
         v,
@@ -240,7 +312,7 @@ impl Pass for FuseAttention {
             else {
                 continue;
             };
-            let name = g.nodes[m.nodes[0]].name.replace("/MatMul", "/Attention");
+            let name = g.nodes[m.matmul].name.replace("/MatMul", "/Attention");
             extra.push(Node {
                 name,
                 op: Op::Attention(attn),

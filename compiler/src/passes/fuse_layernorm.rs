@@ -5,7 +5,9 @@
 //!   └──────────────────┘                                                 ▲
 //!   └────────────────────────────────────────────────────────────────────┘     ==> LayerNorm(x, γ, β, eps)
 //! ```
-//! Both means over the last axis with keepdims; γ and β of shape `[N]`. Needs static shapes.
+//! Both means over the last axis with keepdims; γ and β of shape `[N]`. ONNX's own
+//! LayerNormalization (opset 17) over the last axis with γ and β (or no β) of shape `[N]`
+//! becomes the same op. Needs static shapes.
 
 use super::pattern::{replace, Matcher};
 use super::Pass;
@@ -87,15 +89,62 @@ fn match_at(m: &Matcher, end: usize) -> Option<(Vec<usize>, Vec<Node>)> {
     None
 }
 
+/// Rewrites LayerNormalization nodes that are a LayerNorm in place; returns how many.
+fn from_onnx_op(g: &mut Graph) -> usize {
+    let mut count = 0;
+    for i in 0..g.nodes.len() {
+        let n = &g.nodes[i];
+        let Op::LayerNormalization { axis, eps, .. } = n.op else {
+            continue;
+        };
+        // Mean and InvStdDev outputs (the dynamo exporter names them) must be unused.
+        let uses = g.use_counts();
+        if n.outputs[1..]
+            .iter()
+            .any(|&o| uses[o] > 0 || g.outputs.contains(&o))
+        {
+            continue;
+        }
+        let Some(x) = n.inputs[0] else { continue };
+        let s = g.shape(x);
+        let Some(&width) = s.last() else { continue };
+        let last = crate::ops::norm_axis(axis, s.len()).ok() == Some(s.len() - 1);
+        let vector = |v: Option<usize>| v.is_some_and(|v| g.shape(v) == [width]);
+        if !last
+            || !vector(n.inputs[1])
+            || !(n.inputs.len() < 3 || n.inputs[2].is_none() || vector(n.inputs[2]))
+        {
+            continue;
+        }
+        let beta = match n.inputs.get(2).copied().flatten() {
+            Some(b) => b,
+            None => {
+                let name = format!("{}/zero_bias", n.name);
+                g.add_const(
+                    name,
+                    crate::ir::Tensor::from_vec(vec![width], vec![0f32; width]),
+                )
+            }
+        };
+        let n = &mut g.nodes[i];
+        n.inputs = vec![n.inputs[0], n.inputs[1], Some(beta)];
+        n.outputs.truncate(1);
+        n.op = Op::LayerNorm { eps };
+        count += 1;
+    }
+    count
+}
+
 impl Pass for FuseLayerNorm {
     fn name(&self) -> &'static str {
         "fuse-layernorm"
     }
 
     fn run(&self, g: &mut Graph) -> Result<String> {
+        let whole = from_onnx_op(g);
         let m = Matcher::new(g);
         let edits: Vec<_> = (0..g.nodes.len()).filter_map(|i| match_at(&m, i)).collect();
-        let count = edits.len();
+        let count = edits.len() + whole;
         let dead = replace(g, edits);
         Ok(format!("{count} LayerNorm(s) fused, {dead} dead removed"))
     }

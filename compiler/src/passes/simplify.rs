@@ -5,6 +5,7 @@
 //! x ─► Reshape/Squeeze/Unsqueeze/Expand ─► y, shape(y) == shape(x)   ==> x
 //! x ─► Transpose(perm = identity) ─► y      ==> x
 //! x ─► Cast(to = dtype(x)) ─► y             ==> x
+//! x ─► Concat (one input) ─► y              ==> x
 //! ```
 //! Needs: static types (run after `specialize`). A node whose output is a graph output is
 //! kept, so outputs keep their names.
@@ -27,7 +28,8 @@ fn is_noop(graph: &Graph, op: &Op, input: usize, output: usize) -> bool {
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. }
         | Op::Expand
-        | Op::Cast { .. } => same,
+        | Op::Cast { .. }
+        | Op::Concat { .. } => same,
         Op::Transpose { perm } => {
             same && perm.as_ref().map_or(a.shape.len() <= 1, |p| {
                 p.iter().enumerate().all(|(i, &x)| i == x)
@@ -48,7 +50,11 @@ impl Pass for Simplify {
         while i < graph.nodes.len() {
             let n = &graph.nodes[i];
             let candidate = match (n.inputs.first().copied().flatten(), n.outputs.as_slice()) {
-                (Some(x), &[y]) if !graph.outputs.contains(&y) && is_noop(graph, &n.op, x, y) => {
+                (Some(x), &[y])
+                    if !graph.outputs.contains(&y)
+                        && n.inputs.iter().flatten().count() == 1
+                        && is_noop(graph, &n.op, x, y) =>
+                {
                     Some((x, y))
                 }
                 _ => None,

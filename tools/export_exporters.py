@@ -1,0 +1,792 @@
+#!/usr/bin/env python3
+"""Export ONE small GPT-2 in the ways real users' ONNX files were made (several exporters,
+opsets and I/O conventions), with onnxruntime reference outputs, as gpt2c test fixtures.
+
+What it does
+------------
+1. Builds the weights once: ``export_gpt2_fixtures.build_model`` with the ``tiny`` spec
+   (n_layer 2, n_head 2, n_embd 32, vocab 1000, n_ctx 64) and seed ``SEED`` (1101), i.e. a
+   ``pytorch_transformers`` 1.2.0 ``GPT2LMHeadModel`` (the 2019 code) with every parameter
+   re-initialised from a seeded generator (see ``tools/README.md``, "Weights").
+2. Builds ``transformers.GPT2LMHeadModel`` (transformers 4.x) with the same config
+   (``attn_implementation`` "eager" or "sdpa", dropout 0, ``eval()``) and loads the SAME
+   state_dict (parameter names match; the 2019 ``attn.bias`` mask buffers are skipped, the
+   LM head stays tied to ``wte``), and asserts both give the same logits (max diff < 1e-4).
+3. Exports one ONNX file per variant (below) into ``tests/fixtures/<variant>/model.onnx``.
+4. For every case, runs onnxruntime (CPUExecutionProvider, graph optimisations disabled,
+   one thread) on the written file, compares every output with PyTorch (asserts
+   max |diff| < 1e-3; NaN only where PyTorch has NaN too) and stores inputs / outputs as raw
+   little-endian ``.bin`` files plus ``manifest.json`` in the format of
+   ``export_gpt2_fixtures.py`` (see ``tools/README.md``, "Fixture format"), with the extra keys
+   ``exporter``, ``inputs_kind``, ``op_histogram`` (nodes inside ONNX local functions
+   counted too) and ``functions`` (local function names, if any).
+5. Prints per variant the op histogram and the declared input / output names and shapes,
+   and writes the summary table ``tests/fixtures/EXPORTERS.md``.
+
+Variants (``--only NAME ...`` selects a subset):
+
+* ``x-pt12-opset11`` / ``-opset13`` / ``-opset14`` / ``-opset17``: the pytorch-transformers
+  1.2.0 model exported exactly like ``export_gpt2_fixtures.py`` (TorchScript exporter,
+  ``dynamo=False``, constant folding, ``input1`` int64 ``[1, 1, L]`` with dynamic axes
+  0, 1, 2; outputs ``logits``, ``present_0`` ...) at those opsets.
+* ``x-hf-eager``, ``x-hf-sdpa``: transformers 4.x ``GPT2LMHeadModel`` with
+  ``attn_implementation`` eager / sdpa, ``torch.onnx.export(dynamo=False)``, opset 14,
+  ``input_ids`` int64 ``[batch, sequence]``, ``use_cache=False``, ``return_dict=False``, one
+  output ``logits`` ``[batch, sequence, vocab]``.
+* ``x-hf-eager-cache``: as ``x-hf-eager`` with ``use_cache=True``; outputs ``logits`` and
+  ``present.{i}.key`` / ``present.{i}.value`` ``[batch, n_head, sequence, head_dim]`` (no past
+  inputs: the prompt step). transformers' ``DynamicCache`` is used unpatched: its
+  ``torch.cat([torch.tensor([]), keys], -2)`` is traced as a ONE-input ``Concat(axis=-2)`` per
+  present (optimum patches this away, so its presents come straight from a ``Transpose``).
+* ``x-dynamo``: the transformers sdpa model through ``torch.onnx.export(dynamo=True)``
+  (torch.export + onnxscript, opset 18), ``input_ids`` with dynamic batch and sequence,
+  output ``logits``. Nothing is inlined or optimised after export: with torch 2.5.1 the
+  exporter's ``optimize`` / ``convert_version`` steps are no-ops unless the environment
+  variables ``TORCH_ONNX_ENABLE_OPTIMIZATION`` / ``TORCH_ONNX_ENABLE_VERSION_CONVERSION`` are
+  "1" (this script removes them); ``external_data=False`` keeps the weights in model.onnx.
+  The file keeps what this exporter writes: three onnxscript local functions
+  (``aten_getitem``, ``Rank``, ``IsScalar``), dead nodes, dynamic dims named ``s0``/``s1``
+  (torch 2.5.1 ignores the ``Dim`` names) and per-node metadata with Python stack traces.
+* ``x-optimum``: optimum's ``decoder_model.onnx`` layout, made with optimum-onnx's own
+  exporter (``optimum.exporters.onnx.export`` with ``GPT2OnnxConfig(task="text-generation",
+  use_past=True, use_past_in_inputs=False)``, opset 14) from the model saved with
+  ``save_pretrained`` and reloaded with ``from_pretrained``: inputs ``input_ids``,
+  ``attention_mask``, ``position_ids`` ``[batch, seq]`` int64; outputs ``logits``,
+  ``present.{i}.key/value``.
+* ``x-optimum-past``: what ``optimum-cli export onnx --task text-generation-with-past
+  --opset 14`` writes today (``main_export``; a single ``model.onnx`` that is the old
+  ``decoder_with_past_model.onnx``: it also takes an empty past for the prompt): inputs
+  ``input_ids`` ``[batch, seq]``, ``past_key_values.{i}.key/value`` ``[batch, n_head, past,
+  head_dim]``, ``attention_mask`` ``[batch, past+seq]``, ``position_ids`` ``[batch, seq]``;
+  outputs ``logits``, ``present.{i}.key/value``.
+
+The transformers 4.x causal mask is built with ``torch.vmap``; with torch 2.5.1 a TorchScript
+trace of it bakes in the trace length. Every transformers export here therefore runs inside
+``vmap_free_masks()``, which registers transformers' own export mask
+``transformers.integrations.executorch.sdpa_mask_without_vmap`` for "sdpa" (and an eager
+version of it, ``where(mask, 0, finfo.min)``, for "eager") in ``ALL_MASK_ATTENTION_FUNCTIONS``
+and replaces ``masking_utils.find_packed_sequence_indices`` (whose result torch < 2.6 never
+uses) by ``zeros_like`` -- the same patches optimum-onnx applies in its model patcher; the
+optimum variants get them from optimum itself. Importing optimum's model patcher also
+registers, process-wide, its own symbolic for ``aten::scaled_dot_product_attention`` (it adds
+``Where(IsNaN(softmax), 0, softmax)``), so the variants always run in the order listed above
+(optimum last) and the non-optimum exports assert that optimum is not imported yet. Tracing uses L = 8 (optimum: its default
+dummy shapes, batch 2, sequence 16); every case (L = 1, 13, 64) is checked against PyTorch,
+and the transformers variants are also checked at batch 2 (not stored).
+
+Cases: ``L1``, ``L13``, ``L64`` (64 = full context); token ids from
+``numpy.random.default_rng([SEED, L])`` in ``[0, vocab)`` (the same ids in every variant).
+With an attention mask: all ones and ``position_ids = arange(L)``, plus ``L13pad``: the L13
+ids with the first 3 mask entries 0 and position ids as transformers computes them for left
+padding (``cumsum(mask) - 1``, masked positions set to 1). ``x-optimum-past`` uses
+``P0L1``, ``P0L13``, ``P0L64`` (empty past), ``L13pad`` (empty past), ``P12L1`` and
+``P63L1`` (the past is the file's own presents, from ORT, for the first 12 / 63 tokens of
+the L13 / L64 ids; the new token is the next id); its cases carry ``"past_len"``.
+
+Requirements / install
+----------------------
+::
+
+    /work/venv/py/bin/pip install -r tools/requirements.txt
+
+(torch 2.5.1, pytorch-transformers 1.2.0, transformers 4.57.6, onnxscript 0.7.2,
+optimum 2.1.0 + optimum-onnx 0.1.0, onnx, onnxruntime; pins in ``tools/requirements.txt``.)
+No hub access is needed: the transformers model is built from a config.
+
+Usage
+-----
+::
+
+    /work/venv/py/bin/python tools/export_exporters.py                   # all variants
+    /work/venv/py/bin/python tools/export_exporters.py --only x-dynamo x-hf-sdpa
+
+Everything is seeded; a re-run with the same package versions produces byte-identical
+``.onnx`` and ``.bin`` files (checked for every variant, including the dynamo one).
+Each variant's directory is wiped first.
+"""
+
+import argparse
+import collections
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+# The dynamo exporter's post-export passes are switched on by these (torch 2.5.1 +
+# onnxscript's torch_2_5 API); keep what the exporter writes.
+os.environ.pop("TORCH_ONNX_ENABLE_OPTIMIZATION", None)
+os.environ.pop("TORCH_ONNX_ENABLE_VERSION_CONVERSION", None)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import export_gpt2_fixtures as fx  # noqa: E402
+
+import transformers  # noqa: E402
+import transformers.masking_utils as masking_utils  # noqa: E402
+from transformers.integrations.executorch import sdpa_mask_without_vmap  # noqa: E402
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS  # noqa: E402
+
+FIXTURES = fx.FIXTURES
+SEED = 1101
+SPEC = dict(fx.TARGETS["tiny"], seed=SEED)
+CFG = collections.OrderedDict([("n_layer", SPEC["n_layer"]), ("n_head", SPEC["n_head"]),
+                               ("n_embd", SPEC["n_embd"]), ("vocab", SPEC["vocab"]),
+                               ("n_ctx", SPEC["n_ctx"])])
+HEAD_DIM = SPEC["n_embd"] // SPEC["n_head"]
+LENGTHS = [1, 13, 64]
+TRACE_LEN = 8
+HF_OPSET = 14
+PAD = 3            # left-padding tokens of the L13pad case
+TOL = 1e-3         # ORT vs torch, every output
+SAME_MODEL_TOL = 1e-4
+
+VARIANTS = collections.OrderedDict()
+for _op in (11, 13, 14, 17):
+    VARIANTS["x-pt12-opset%d" % _op] = dict(
+        kind="pt12", opset=_op, inputs_kind="input1[B,1,L]",
+        description="pytorch-transformers 1.2.0 GPT2LMHeadModel exported like export_gpt2_fixtures.py "
+                    "(TorchScript exporter, dynamic axes, constant folding) at opset %d" % _op)
+VARIANTS["x-hf-eager"] = dict(
+    kind="hf", attn="eager", cache=False, opset=HF_OPSET, inputs_kind="input_ids[B,L]",
+    description="transformers GPT2LMHeadModel, attn_implementation=eager, use_cache=False; "
+                "TorchScript exporter at opset 14 with the vmap-free mask; logits only")
+VARIANTS["x-hf-sdpa"] = dict(
+    kind="hf", attn="sdpa", cache=False, opset=HF_OPSET, inputs_kind="input_ids[B,L]",
+    description="transformers GPT2LMHeadModel, attn_implementation=sdpa, use_cache=False; "
+                "TorchScript exporter at opset 14 with the vmap-free mask; logits only")
+VARIANTS["x-hf-eager-cache"] = dict(
+    kind="hf", attn="eager", cache=True, opset=HF_OPSET, inputs_kind="input_ids[B,L]",
+    description="transformers GPT2LMHeadModel, attn_implementation=eager, use_cache=True (prompt step, "
+                "no past inputs); TorchScript exporter at opset 14; logits + present.{i}.key/value")
+VARIANTS["x-dynamo"] = dict(
+    kind="dynamo", attn="sdpa", cache=False, opset=18, inputs_kind="input_ids[B,L]",
+    description="transformers GPT2LMHeadModel, attn_implementation=sdpa, use_cache=False; "
+                "torch.onnx.export(dynamo=True), opset 18, not optimised/inlined; logits only")
+VARIANTS["x-optimum"] = dict(
+    kind="optimum", past=False, opset=HF_OPSET, inputs_kind="input_ids+attention_mask+position_ids",
+    description="optimum decoder_model.onnx layout: optimum-onnx's exporter, GPT2OnnxConfig(text-generation, "
+                "use_past=True, use_past_in_inputs=False), opset 14, model reloaded with from_pretrained")
+VARIANTS["x-optimum-past"] = dict(
+    kind="optimum", past=True, opset=HF_OPSET,
+    inputs_kind="input_ids+attention_mask+position_ids+past_key_values",
+    description="optimum decoder_with_past layout: optimum-onnx main_export(task=text-generation-with-past, "
+                "opset 14) from a save_pretrained directory; accepts an empty past for the prompt")
+
+
+def versions():
+    import importlib.metadata as md
+
+    def v(p):
+        try:
+            return md.version(p)
+        except md.PackageNotFoundError:
+            return None
+    return collections.OrderedDict([
+        ("torch", torch.__version__.split("+")[0]), ("pytorch-transformers", v("pytorch-transformers")),
+        ("transformers", transformers.__version__), ("onnxscript", v("onnxscript")),
+        ("optimum", v("optimum")), ("optimum-onnx", v("optimum-onnx")),
+        ("onnx", onnx.__version__), ("onnxruntime", ort.__version__)])
+
+
+# --------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------
+
+def build_pt12():
+    return fx.build_model(SPEC)
+
+
+def hf_config(attn):
+    return transformers.GPT2Config(
+        vocab_size=SPEC["vocab"], n_positions=SPEC["n_ctx"], n_embd=SPEC["n_embd"],
+        n_layer=SPEC["n_layer"], n_head=SPEC["n_head"], n_inner=None,
+        activation_function="gelu_new", layer_norm_epsilon=1e-5,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        bos_token_id=SPEC["vocab"] - 1, eos_token_id=SPEC["vocab"] - 1,
+        tie_word_embeddings=True, attn_implementation=attn)
+
+
+def build_hf(pt12, attn):
+    """transformers GPT2LMHeadModel with the pytorch-transformers model's weights."""
+    torch.manual_seed(SEED)
+    model = transformers.GPT2LMHeadModel(hf_config(attn))
+    model.eval()
+    sd = collections.OrderedDict((k, v) for k, v in pt12.state_dict().items()
+                                 if not k.endswith(".attn.bias"))  # 2019 causal-mask buffers
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    assert not unexpected, unexpected
+    assert all(k.endswith((".attn.bias", ".attn.masked_bias")) for k in missing), missing
+    model.tie_weights()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert model.config._attn_implementation == attn, model.config._attn_implementation
+    check_same_model(pt12, model, attn)
+    return model
+
+
+def check_same_model(pt12, hf, tag):
+    worst = 0.0
+    for L in LENGTHS:
+        ids = token_ids(L)
+        with torch.no_grad():
+            a = pt12(torch.from_numpy(ids.reshape(1, 1, L)))[0].reshape(1, L, -1)
+            b = hf(torch.from_numpy(ids), use_cache=False, return_dict=False)[0]
+        worst = max(worst, float((a - b).abs().max()))
+    print("  transformers(%s) vs pytorch-transformers logits max|diff| = %.3g" % (tag, worst))
+    assert worst < SAME_MODEL_TOL, worst
+
+
+def token_ids(L):
+    """[1, L] int64, the same in every variant."""
+    rng = np.random.default_rng([SEED, L])
+    return rng.integers(0, SPEC["vocab"], size=(1, L), dtype=np.int64)
+
+
+@contextlib.contextmanager
+def vmap_free_masks():
+    """Register transformers' vmap-free export masks for "sdpa" and "eager" (what
+    transformers' executorch integration and optimum-onnx's patcher do) and restore after."""
+    orig = {k: ALL_MASK_ATTENTION_FUNCTIONS._global_mapping[k] for k in ("sdpa", "eager")}
+    orig_packed = masking_utils.find_packed_sequence_indices
+
+    def eager_mask_without_vmap(*args, **kwargs):
+        kwargs.pop("allow_is_causal_skip", None)
+        dtype = kwargs.get("dtype", torch.float32)
+        mask = sdpa_mask_without_vmap(*args, allow_is_causal_skip=False, **kwargs)
+        return torch.where(mask, torch.tensor(0.0, device=mask.device, dtype=dtype), torch.finfo(dtype).min)
+
+    ALL_MASK_ATTENTION_FUNCTIONS.register("sdpa", sdpa_mask_without_vmap)
+    ALL_MASK_ATTENTION_FUNCTIONS.register("eager", eager_mask_without_vmap)
+    masking_utils.find_packed_sequence_indices = lambda position_ids: torch.zeros_like(position_ids)
+    try:
+        yield
+    finally:
+        for k, f in orig.items():
+            ALL_MASK_ATTENTION_FUNCTIONS.register(k, f)
+        masking_utils.find_packed_sequence_indices = orig_packed
+
+
+def cache_tensors(cache):
+    out = []
+    for layer in cache.layers:
+        out += [layer.keys, layer.values]
+    return out
+
+
+class HFWrapper(torch.nn.Module):
+    """forward(input_ids) -> logits, or (logits, k0, v0, k1, v1, ...) with use_cache."""
+
+    def __init__(self, model, cache):
+        super().__init__()
+        self.model, self.cache = model, cache
+
+    def forward(self, input_ids):
+        out = self.model(input_ids=input_ids, use_cache=self.cache, return_dict=False)
+        if not self.cache:
+            return out[0]
+        return (out[0],) + tuple(cache_tensors(out[1]))
+
+
+def present_names(n_layer):
+    return [n for i in range(n_layer) for n in ("present.%d.key" % i, "present.%d.value" % i)]
+
+
+def past_names(n_layer):
+    return [n for i in range(n_layer) for n in ("past_key_values.%d.key" % i, "past_key_values.%d.value" % i)]
+
+
+# --------------------------------------------------------------------------------------
+# exports
+# --------------------------------------------------------------------------------------
+
+def assert_no_optimum():
+    assert "optimum.exporters.onnx.model_patcher" not in sys.modules, \
+        "optimum is imported: its SDPA symbolic would change this export; run the optimum variants last"
+
+
+def export_pt12(model, path, opset):
+    assert_no_optimum()
+    names = fx.output_names(SPEC["n_layer"])
+    trace_ids = torch.from_numpy(token_ids(TRACE_LEN).reshape(1, 1, TRACE_LEN))
+    dynamic_axes = {fx.INPUT_NAME: {0: "batch", 1: "seq_group", 2: "seq"},
+                    "logits": {0: "batch", 1: "seq_group", 2: "seq"}}
+    for n in names[1:]:
+        dynamic_axes[n] = {1: "batch_x_seq_group", 3: "seq"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (trace_ids,), path, export_params=True, opset_version=opset,
+                          do_constant_folding=True, input_names=[fx.INPUT_NAME], output_names=names,
+                          dynamic_axes=dynamic_axes, dynamo=False)
+
+
+def export_hf_legacy(model, path, cache, opset):
+    assert_no_optimum()
+    wrapper = HFWrapper(model, cache).eval()
+    outs = ["logits"] + (present_names(SPEC["n_layer"]) if cache else [])
+    dyn = {"input_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch", 1: "sequence"}}
+    for n in outs[1:]:
+        dyn[n] = {0: "batch", 2: "sequence"}
+    trace_ids = torch.from_numpy(token_ids(TRACE_LEN))
+    with torch.no_grad(), warnings.catch_warnings(), vmap_free_masks():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (trace_ids,), path, export_params=True, opset_version=opset,
+                          do_constant_folding=True, input_names=["input_ids"], output_names=outs,
+                          dynamic_axes=dyn, dynamo=False)
+
+
+def export_dynamo(model, path, opset):
+    assert_no_optimum()
+    wrapper = HFWrapper(model, False).eval()
+    trace_ids = torch.from_numpy(np.concatenate([token_ids(TRACE_LEN)] * 2))  # batch 2
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    seq = torch.export.Dim("sequence", min=1, max=SPEC["n_ctx"])
+    with torch.no_grad(), warnings.catch_warnings(), vmap_free_masks():
+        warnings.simplefilter("ignore")
+        prog = torch.onnx.export(wrapper, (trace_ids,), path, dynamo=True, opset_version=opset,
+                                 input_names=["input_ids"], output_names=["logits"],
+                                 dynamic_shapes={"input_ids": {0: batch, 1: seq}},
+                                 external_data=False)
+    return prog
+
+
+def export_optimum(hf_dir, path, past, opset):
+    """optimum-onnx's own exporter on the model reloaded from hf_dir."""
+    from optimum.exporters.onnx import export, main_export
+    from optimum.exporters.onnx.model_configs import GPT2OnnxConfig
+    torch.manual_seed(SEED)  # optimum's dummy inputs use the global RNG
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if past:
+            # = optimum-cli export onnx --model hf_dir --task text-generation-with-past --opset 14 out/
+            with tempfile.TemporaryDirectory() as out:
+                main_export(hf_dir, out, task="text-generation-with-past", opset=opset,
+                            local_files_only=True, do_validation=False)
+                files = sorted(os.listdir(out))
+                print("  optimum main_export wrote: %s" % ", ".join(files))
+                shutil.copyfile(os.path.join(out, "model.onnx"), path)
+            return None
+        model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, local_files_only=True)
+        model.eval()
+        onnx_config = GPT2OnnxConfig(model.config, task="text-generation", use_past=True,
+                                     use_past_in_inputs=False)
+        export(model, onnx_config, Path(path), opset=opset)
+        return model
+
+
+# --------------------------------------------------------------------------------------
+# graph inspection
+# --------------------------------------------------------------------------------------
+
+def graph_histogram(m):
+    hist = collections.Counter()
+
+    def walk(nodes):
+        for n in nodes:
+            hist[n.op_type] += 1
+            for a in n.attribute:  # If / Loop / Scan bodies
+                if a.type == onnx.AttributeProto.GRAPH:
+                    walk(a.g.node)
+                for g in a.graphs:
+                    walk(g.node)
+    walk(m.graph.node)
+    for f in m.functions:
+        walk(f.node)
+    return hist
+
+
+def io_desc(vi):
+    t = vi.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
+    return vi.name, onnx.TensorProto.DataType.Name(t.elem_type), dims
+
+
+def report(name, m):
+    hist = graph_histogram(m)
+    extra = sorted(set(hist) - fx.EXPECTED_OPS)
+    funcs = ["%s:%s" % (f.domain, f.name) for f in m.functions]
+    print("[%s] ir_version=%d opset=%s producer=%s %s nodes=%d (incl. functions %d) initializers=%d" % (
+        name, m.ir_version, [(o.domain or "ai.onnx", o.version) for o in m.opset_import],
+        m.producer_name, m.producer_version, len(m.graph.node), sum(hist.values()), len(m.graph.initializer)))
+    print("[%s] op histogram: %s" % (name, ", ".join("%s=%d" % (k, hist[k]) for k in sorted(hist))))
+    print("[%s] op types outside the zoo list: %s" % (name, ", ".join(extra) or "none"))
+    print("[%s] local functions (%d): %s" % (name, len(funcs), ", ".join(funcs) or "none"))
+    for vi in m.graph.input:
+        print("[%s] input  %s %s %s" % ((name,) + io_desc(vi)))
+    for vi in m.graph.output:
+        print("[%s] output %s %s %s" % ((name,) + io_desc(vi)))
+    return hist, funcs
+
+
+# --------------------------------------------------------------------------------------
+# cases
+# --------------------------------------------------------------------------------------
+
+def ort_session(path):
+    return fx.ort_session(path, optimize=False)
+
+
+def compare(tag, ort_outs, ref_outs, names):
+    worst = 0.0
+    for n, a, b in zip(names, ort_outs, ref_outs):
+        assert a.shape == b.shape, (tag, n, a.shape, b.shape)
+        na, nb = np.isnan(a), np.isnan(b)
+        if na.any() or nb.any():
+            assert (na == nb).all(), "%s %s: NaN pattern differs (ORT %d, torch %d)" % (tag, n, na.sum(), nb.sum())
+            print("  %s: %s has %d NaN (same in torch)" % (tag, n, int(na.sum())))
+        d = fx.max_abs(np.where(na, 0, a), np.where(nb, 0, b))
+        if d >= TOL:
+            raise RuntimeError("%s: ORT and torch disagree on %s: %g" % (tag, n, d))
+        worst = max(worst, d)
+    return worst
+
+
+def left_pad(L):
+    mask = np.ones((1, L), np.int64)
+    mask[:, :PAD] = 0
+    pos = np.cumsum(mask, axis=-1) - 1
+    pos[mask == 0] = 1
+    return mask, pos.astype(np.int64)
+
+
+def hf_torch(model, ids, mask=None, pos=None, past=None, cache=False):
+    """transformers forward (the model's own vmap mask, no export patches) -> list of numpy."""
+    kw = dict(input_ids=torch.from_numpy(ids), use_cache=cache or past is not None, return_dict=False)
+    if mask is not None:
+        kw["attention_mask"] = torch.from_numpy(mask)
+    if pos is not None:
+        kw["position_ids"] = torch.from_numpy(pos)
+    if past is not None:
+        kw["past_key_values"] = transformers.DynamicCache.from_legacy_cache(
+            tuple((torch.from_numpy(past[2 * i]), torch.from_numpy(past[2 * i + 1]))
+                  for i in range(SPEC["n_layer"])))
+    with torch.no_grad():
+        out = model(**kw)
+    res = [out[0]]
+    if kw["use_cache"]:
+        res += cache_tensors(out[1])
+    return [t.detach().cpu().numpy() for t in res]
+
+
+def case_list(v):
+    """[(case name, len, past_len, feeds OrderedDict, extra)]"""
+    cases = []
+    kind = v["kind"]
+    if kind == "pt12":
+        for L in LENGTHS:
+            cases.append(("L%d" % L, L, 0, collections.OrderedDict([(fx.INPUT_NAME, token_ids(L).reshape(1, 1, L))])))
+    elif kind in ("hf", "dynamo"):
+        for L in LENGTHS:
+            cases.append(("L%d" % L, L, 0, collections.OrderedDict([("input_ids", token_ids(L))])))
+    elif kind == "optimum":
+        for L in LENGTHS + ["pad"]:
+            if L == "pad":
+                ids = token_ids(13)
+                mask, pos = left_pad(13)
+                name, n = "L13pad", 13
+            else:
+                ids = token_ids(L)
+                mask, pos = np.ones((1, L), np.int64), np.arange(L, dtype=np.int64)[None]
+                name, n = ("P0L%d" % L) if v["past"] else ("L%d" % L), L
+            cases.append((name, n, 0, collections.OrderedDict([
+                ("input_ids", ids), ("attention_mask", mask), ("position_ids", pos)])))
+    return cases
+
+
+def order_feeds(sess, feeds):
+    names = [i.name for i in sess.get_inputs()]
+    assert sorted(names) == sorted(feeds), (names, list(feeds))
+    return collections.OrderedDict((n, feeds[n]) for n in names)
+
+
+def empty_past():
+    return [np.zeros((1, SPEC["n_head"], 0, HEAD_DIM), np.float32) for _ in range(2 * SPEC["n_layer"])]
+
+
+def run_variant_cases(name, v, path, ref_fn, out_dir):
+    """ref_fn(feeds, past_len) -> torch outputs (list of numpy)."""
+    sess = ort_session(path)
+    out_names = [o.name for o in sess.get_outputs()]
+    todo = case_list(v)
+    past_variant = v["kind"] == "optimum" and v["past"]
+    if past_variant:
+        todo = [(c, L, p, _with_past(f, empty_past())) for c, L, p, f in todo]
+        # P12L1 / P63L1: the file's own presents of the prefix as past, then the next token
+        for P, full in ((12, 13), (63, 64)):
+            ids = token_ids(full)
+            pre = collections.OrderedDict([
+                ("input_ids", ids[:, :P]), ("attention_mask", np.ones((1, P), np.int64)),
+                ("position_ids", np.arange(P, dtype=np.int64)[None])])
+            pre = _with_past(pre, empty_past())
+            presents = sess.run(None, order_feeds(sess, pre))[1:]
+            f = collections.OrderedDict([
+                ("input_ids", ids[:, P:P + 1]), ("attention_mask", np.ones((1, P + 1), np.int64)),
+                ("position_ids", np.array([[P]], np.int64))])
+            todo.append(("P%dL1" % P, 1, P, _with_past(f, presents)))
+    cases, worst, results = [], 0.0, {}
+    for cname, L, P, feeds in todo:
+        feeds = order_feeds(sess, feeds)
+        res = sess.run(None, feeds)
+        ref = ref_fn(feeds, P)
+        d = compare("%s %s" % (name, cname), res, ref, out_names)
+        worst = max(worst, d)
+        results[cname] = res
+        print("  %-7s len=%-3d past=%-3d ORT-vs-torch max|diff| = %.3g (logits std %.3f)" % (
+            cname, L, P, d, float(np.nanstd(res[0]))))
+        inputs = []
+        for n, arr in feeds.items():
+            f = "%s.%s.bin" % (cname, n)
+            dt = str(arr.dtype)
+            fx.write_bin(os.path.join(out_dir, f), arr, dt)
+            inputs.append(collections.OrderedDict([("name", n), ("dtype", dt), ("shape", list(arr.shape)), ("file", f)]))
+        outputs = []
+        for k, (n, arr) in enumerate(zip(out_names, res)):
+            f = "%s.out%d.bin" % (cname, k)
+            fx.write_bin(os.path.join(out_dir, f), arr, "float32")
+            outputs.append(collections.OrderedDict([("name", n), ("dtype", "float32"), ("shape", list(arr.shape)), ("file", f)]))
+        case = collections.OrderedDict([("name", cname), ("len", L)])
+        if past_variant:
+            case["past_len"] = P
+        if cname.endswith("pad"):
+            case["left_pad"] = PAD
+        case["inputs"] = inputs
+        case["outputs"] = outputs
+        cases.append(case)
+    if past_variant:  # the cached step must reproduce the last row of the full run
+        for P, full in ((12, 13), (63, 64)):
+            d = fx.max_abs(results["P%dL1" % P][0][:, -1], results["P0L%d" % full][0][:, -1]) \
+                if "P0L%d" % full in results else None
+            if d is not None:
+                print("  P%dL1 logits vs last row of P0L%d: max|diff| = %.3g" % (P, full, d))
+                assert d < TOL
+    return cases, worst, sess
+
+
+def _with_past(feeds, past):
+    f = collections.OrderedDict(feeds)
+    for n, arr in zip(past_names(SPEC["n_layer"]), past):
+        f[n] = arr
+    return f
+
+
+def check_batch2(name, sess, ref_fn):
+    """Extra check (not stored): batch 2, two lengths, against torch."""
+    worst = 0.0
+    for L in (5, 29):
+        ids = np.concatenate([token_ids(L), token_ids(L)[:, ::-1]])
+        res = sess.run(None, {"input_ids": ids})
+        ref = ref_fn(collections.OrderedDict([("input_ids", ids)]), 0)
+        worst = max(worst, compare("%s batch2 L%d" % (name, L), res, ref, [o.name for o in sess.get_outputs()]))
+    print("  batch 2 (L=5, 29) ORT-vs-torch max|diff| = %.3g" % worst)
+
+
+# --------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------
+
+class Models:
+    def __init__(self):
+        self._pt12 = None
+        self._hf = {}
+        self._dir = None
+
+    def pt12(self):
+        if self._pt12 is None:
+            self._pt12 = build_pt12()
+        return self._pt12
+
+    def hf(self, attn):
+        if attn not in self._hf:
+            self._hf[attn] = build_hf(self.pt12(), attn)
+        return self._hf[attn]
+
+    def hf_dir(self):
+        """save_pretrained of the transformers model (default attention: not forced)."""
+        if self._dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="gpt2c-hf-")
+            self._dir = self._tmp.name
+            m = self.hf("sdpa")
+            m.save_pretrained(self._dir)
+            print("  save_pretrained -> %s: %s" % (self._dir, ", ".join(sorted(os.listdir(self._dir)))))
+        return self._dir
+
+
+def do_variant(name, models, vers):
+    v = VARIANTS[name]
+    print("=== %s: %s" % (name, v["description"]))
+    out_dir = os.path.join(FIXTURES, name)
+    fx.clean_dir(out_dir)
+    path = os.path.join(out_dir, "model.onnx")
+    kind = v["kind"]
+    if kind == "pt12":
+        model = models.pt12()
+        export_pt12(model, path, v["opset"])
+        exporter = "torch.onnx.export(dynamo=False) torch %s, pytorch-transformers %s" % (
+            vers["torch"], vers["pytorch-transformers"])
+
+        def ref_fn(feeds, P):
+            return fx.torch_outputs(model, feeds[fx.INPUT_NAME])
+    elif kind in ("hf", "dynamo"):
+        model = models.hf(v["attn"])
+        if kind == "hf":
+            export_hf_legacy(model, path, v["cache"], v["opset"])
+            exporter = "torch.onnx.export(dynamo=False) torch %s, transformers %s (%s)" % (
+                vers["torch"], vers["transformers"], v["attn"])
+        else:
+            export_dynamo(model, path, v["opset"])
+            exporter = "torch.onnx.export(dynamo=True) torch %s, onnxscript %s, transformers %s (%s)" % (
+                vers["torch"], vers["onnxscript"], vers["transformers"], v["attn"])
+        cache = v["cache"]
+
+        def ref_fn(feeds, P):
+            return hf_torch(model, feeds["input_ids"], cache=cache)
+    else:  # optimum
+        hf_dir = models.hf_dir()
+        loaded = export_optimum(hf_dir, path, v["past"], v["opset"])
+        if loaded is None:
+            loaded = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, local_files_only=True).eval()
+        attn = loaded.config._attn_implementation
+        v["attn"] = attn
+        exporter = "optimum-onnx %s (optimum %s) %s, torch.onnx.export(dynamo=False) torch %s, transformers %s (%s)" % (
+            vers["optimum-onnx"], vers["optimum"], "main_export" if v["past"] else "export()",
+            vers["torch"], vers["transformers"], attn)
+        print("  reloaded model: attn_implementation=%s" % attn)
+        assert loaded.lm_head.weight is loaded.transformer.wte.weight
+        check_same_model(models.pt12(), loaded, "from_pretrained " + attn)
+        n_layer = SPEC["n_layer"]
+
+        def ref_fn(feeds, P):
+            past = [feeds[n] for n in past_names(n_layer)] if v["past"] and P > 0 else None
+            return hf_torch(loaded, feeds["input_ids"], mask=feeds["attention_mask"],
+                            pos=feeds["position_ids"], past=past, cache=True)
+
+    m = onnx.load(path)
+    onnx.checker.check_model(m, full_check=True)
+    hist, funcs = report(name, m)
+    n_nodes = len(m.graph.node)
+    ins = [io_desc(vi) for vi in m.graph.input]
+    outs = [io_desc(vi) for vi in m.graph.output]
+    ir_version = m.ir_version
+    del m
+    cases, worst, sess = run_variant_cases(name, v, path, ref_fn, out_dir)
+    if kind in ("hf", "dynamo"):
+        check_batch2(name, sess, ref_fn)
+    print("  worst ORT-vs-torch max|diff|: %.3g" % worst)
+
+    man = collections.OrderedDict([
+        ("name", name),
+        ("description", "%s (tiny config, seed %d)" % (v["description"], SEED)),
+        ("config", CFG),
+        ("static", False),
+        ("gemm_as_matmul", False),
+        ("opset", v["opset"]),
+        ("exporter", exporter),
+        ("inputs_kind", v["inputs_kind"]),
+        ("op_types", sorted(hist)),
+        ("op_histogram", collections.OrderedDict((k, hist[k]) for k in sorted(hist))),
+    ])
+    if funcs:
+        man["functions"] = funcs
+    man["cases"] = cases
+    fx.write_json(os.path.join(out_dir, "manifest.json"), man)
+    size = fx.dir_size(out_dir)
+    print("  wrote %s: model.onnx %.2f MB, directory %.2f MB" % (out_dir, os.path.getsize(path) / 1e6, size / 1e6))
+    assert size < 2.2e6, size
+    return dict(name=name, exporter=exporter, opset=v["opset"], ins=ins, outs=outs, hist=hist,
+                n_nodes=n_nodes, funcs=funcs, ir=ir_version, cases=[c["name"] for c in cases],
+                worst=worst, attn=v.get("attn"))
+
+
+def fmt_io(lst):
+    return "<br>".join("`%s` %s %s" % (n, t.lower(), "[" + ", ".join(str(d) for d in dims) + "]")
+                       for n, t, dims in lst)
+
+
+NOTES = """
+Notes
+
+* All variants hold the same weights (`export_gpt2_fixtures.build_model`, tiny spec, seed {seed});
+  the token ids of a given L are the same everywhere, so the logits of `L13` agree across variants
+  (up to float rounding).
+* The transformers 4.x exports use transformers' vmap-free export mask
+  (`transformers.integrations.executorch.sdpa_mask_without_vmap`, registered for "sdpa"/"eager");
+  optimum-onnx registers its own copy of the same function.
+* `x-optimum-past`: `past_len` in each case; the `P0*` cases and `L13pad` feed an empty past
+  (`[1, {n_head}, 0, {head_dim}]`); `P12L1`/`P63L1` feed the file's own presents of the first 12/63 ids.
+* `L13pad`: first {pad} `attention_mask` entries 0, `position_ids = cumsum(mask)-1` with 1 at the padded
+  positions. Rows of padded query positions are whatever ORT computes (checked equal to PyTorch).
+* Mask / attention per family (layer 0; see `tools/dump_onnx_graph.py`):
+  * `x-pt12-*`: as the zoo export: the float `attn.bias` buffer [1,1,64,64] sliced by two `Slice`
+    (runtime starts/ends), `w*b - 1e4*(1-b)`, scale `Div(w, 4.0)`; position ids `Range` (no
+    ConstantOfShape/NonZero from opset 11); opset 13+ passes Squeeze/Unsqueeze axes and Split sizes
+    as inputs; opset 17 emits `LayerNormalization`. LM head: MatMul with a folded transposed wte copy.
+  * `x-hf-eager*`: mask `LessOrEqual(Range(kv), Reshape(Range(q), [-1,1]))` -> Unsqueeze x2 -> `Expand`
+    -> `Where(m, 0, -3.4028e38)`, sliced `[..., :kv]` and added after GPT-2's own causal step:
+    bool constant [1,1,64,64] sliced `[kl-ql:kl, :kl]` -> `Where(b, w, -3.4028e38)`. Scale computed at run
+    time: `Div(w, ConstantOfShape([]) + Pow(Cast(head_dim from Shape), 0.5))`. `x-hf-eager-cache`: each
+    present is a ONE-input `Concat(axis=-2)` of the transposed k/v.
+  * `x-hf-sdpa`: same bool mask -> torch's SDPA symbolic: `Where(m, 0, -inf)` + `Add`; q and k^T each
+    multiplied by `Sqrt(1/Sqrt(Cast(Shape(q)[-1])))` before the MatMul; no NaN guard.
+  * `x-dynamo`: same mask, then `Not` + `Where(not m, -inf, 0)` + `Add`; scale as in sdpa (CastLike);
+    k^T via Reshape/Transpose(perm [0,2,1])/Reshape; `Shape` with start/end; c_attn split via
+    `SplitToSequence` + local function `aten_getitem` (`SequenceAt`); a dead `Expand` (the unused
+    logsumexp of `_scaled_dot_product_flash_attention_for_cpu`, sized with `Ceil`); LM head
+    `MatMul(x, Transpose(wte))` (weight stored once).
+  * `x-optimum*`: causal `LessOrEqual` `And` the padding mask (gathered from `Flatten(attention_mask)` by
+    advanced indexing) -> `Expand`; optimum's SDPA symbolic = torch's plus
+    `Where(IsNaN(softmax), 0, softmax)`; wpe gathered with the `position_ids` input; past variant:
+    `present = Concat(past, new, axis=-2)`.
+* Regenerate: `/work/venv/py/bin/python tools/export_exporters.py` (see tools/README.md).
+"""
+
+
+def write_summary(rows, vers):
+    path = os.path.join(FIXTURES, "EXPORTERS.md")
+    lines = ["# Exporter variants of one tiny GPT-2 (`tools/export_exporters.py`)", "",
+             "Versions: " + ", ".join("%s %s" % (k, v) for k, v in vers.items() if v) + ".", "",
+             "| variant | exporter | opset | inputs | outputs | op types (count) | nodes | functions | cases |",
+             "|---|---|---:|---|---|---|---:|---|---|"]
+    for r in rows:
+        ops = ", ".join("%s %d" % (k, r["hist"][k]) for k in sorted(r["hist"]))
+        extra = sorted(set(r["hist"]) - fx.EXPECTED_OPS)
+        if extra:
+            ops += "<br>**beyond the zoo list:** " + ", ".join(extra)
+        lines.append("| `%s` | %s | %d | %s | %s | %s | %d | %s | %s |" % (
+            r["name"], r["exporter"], r["opset"], fmt_io(r["ins"]), fmt_io(r["outs"]), ops,
+            r["n_nodes"], ", ".join(r["funcs"]) or "none", ", ".join(r["cases"])))
+    lines.append(NOTES.format(seed=SEED, n_head=SPEC["n_head"], head_dim=HEAD_DIM, pad=PAD).rstrip())
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote %s" % path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Export one tiny GPT-2 with several exporters as gpt2c fixtures; "
+                                             "see tools/README.md.")
+    ap.add_argument("--only", nargs="+", metavar="NAME", choices=list(VARIANTS),
+                    help="variants to build (default: all); EXPORTERS.md is only rewritten for a full run")
+    args = ap.parse_args(argv)
+    names = [n for n in VARIANTS if not args.only or n in args.only]  # optimum last, see above
+    torch.set_num_threads(1)
+    vers = versions()
+    print(", ".join("%s %s" % kv for kv in vers.items()))
+    models = Models()
+    rows = [do_variant(n, models, vers) for n in names]
+    if not args.only:
+        write_summary(rows, vers)
+    print("=== sizes")
+    for n in names:
+        print("  tests/fixtures/%-18s %6.2f MB" % (n, fx.dir_size(os.path.join(FIXTURES, n)) / 1e6))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
