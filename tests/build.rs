@@ -4,7 +4,20 @@
 use std::path::PathBuf;
 
 /// Fixtures compiled for the generated-code tests (directory names under tests/fixtures).
-const FIXTURES: &[&str] = &["tiny", "wide", "deep", "static", "matmul_add"];
+const FIXTURES: &[&str] = &[
+    "tiny",
+    "wide",
+    "deep",
+    "static",
+    "matmul_add",
+    // The same network from other exporters (tests/fixtures/EXPORTERS.md).
+    "x-pt12-opset17",
+    "x-hf-eager",
+    "x-hf-sdpa",
+    "x-hf-eager-cache",
+    "x-dynamo",
+    "x-optimum",
+];
 
 /// A small graph that is not GPT-2: a Gemm and two MatMuls whose right operands are a
 /// matrix and its transpose stored separately (so tie-weights rewrites them), with two

@@ -206,20 +206,20 @@ def build_pt12():
     return fx.build_model(SPEC)
 
 
-def hf_config(attn):
+def hf_config(attn, spec=SPEC):
     return transformers.GPT2Config(
-        vocab_size=SPEC["vocab"], n_positions=SPEC["n_ctx"], n_embd=SPEC["n_embd"],
-        n_layer=SPEC["n_layer"], n_head=SPEC["n_head"], n_inner=None,
+        vocab_size=spec["vocab"], n_positions=spec["n_ctx"], n_embd=spec["n_embd"],
+        n_layer=spec["n_layer"], n_head=spec["n_head"], n_inner=None,
         activation_function="gelu_new", layer_norm_epsilon=1e-5,
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        bos_token_id=SPEC["vocab"] - 1, eos_token_id=SPEC["vocab"] - 1,
+        bos_token_id=spec["vocab"] - 1, eos_token_id=spec["vocab"] - 1,
         tie_word_embeddings=True, attn_implementation=attn)
 
 
-def build_hf(pt12, attn):
+def build_hf(pt12, attn, spec=SPEC):
     """transformers GPT2LMHeadModel with the pytorch-transformers model's weights."""
     torch.manual_seed(SEED)
-    model = transformers.GPT2LMHeadModel(hf_config(attn))
+    model = transformers.GPT2LMHeadModel(hf_config(attn, spec))
     model.eval()
     sd = collections.OrderedDict((k, v) for k, v in pt12.state_dict().items()
                                  if not k.endswith(".attn.bias"))  # 2019 causal-mask buffers
@@ -773,7 +773,13 @@ def main(argv=None):
                                              "see tools/README.md.")
     ap.add_argument("--only", nargs="+", metavar="NAME", choices=list(VARIANTS),
                     help="variants to build (default: all); EXPORTERS.md is only rewritten for a full run")
+    ap.add_argument("--full-size-hf", metavar="OUT",
+                    help="instead: export the 124M weights of export_gpt2_fixtures.py's gpt2-124m like x-hf-sdpa "
+                         "to OUT (e.g. /work/models/gpt2-124m-hf.onnx), references in OUT's stem + '-refs/'")
     args = ap.parse_args(argv)
+    if args.full_size_hf:
+        torch.set_num_threads(1)
+        return full_size_hf(args.full_size_hf)
     names = [n for n in VARIANTS if not args.only or n in args.only]  # optimum last, see above
     torch.set_num_threads(1)
     vers = versions()
@@ -785,6 +791,102 @@ def main(argv=None):
     print("=== sizes")
     for n in names:
         print("  tests/fixtures/%-18s %6.2f MB" % (n, fx.dir_size(os.path.join(FIXTURES, n)) / 1e6))
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# --full-size-hf: the 124M model as x-hf-sdpa (not committed)
+# --------------------------------------------------------------------------------------
+
+FULL_NAME = "gpt2-124m"
+FULL_TOL = 1e-4    # HF file vs zoo-style file, ORT logits
+
+
+def full_size_hf(out_path):
+    """Export the gpt2-124m weights (export_gpt2_fixtures.build_model(TARGETS["gpt2-124m"]), the
+    same as /work/models/gpt2-124m.onnx) through transformers sdpa exactly like x-hf-sdpa, write
+    ORT references for the zoo file's L8 token ids to <out>-refs/ and compare the two files."""
+    import json
+    spec = fx.TARGETS[FULL_NAME]
+    out_path = os.path.abspath(out_path)
+    zoo_path = os.path.join(fx.FULL_DIR, FULL_NAME + ".onnx")
+    zoo_refs = os.path.join(fx.FULL_DIR, FULL_NAME + "-refs")
+    if not os.path.isfile(os.path.join(zoo_refs, "manifest.json")):
+        raise SystemExit("%s missing: run tools/export_gpt2_fixtures.py --only %s first" % (zoo_refs, FULL_NAME))
+    vers = versions()
+    print(", ".join("%s %s" % kv for kv in vers.items()))
+    v = VARIANTS["x-hf-sdpa"]
+    pt12 = fx.build_model(spec)
+    hf = build_hf(pt12, "sdpa", spec)
+    del pt12
+    print("=== %s (%s)" % (out_path, FULL_NAME))
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    export_hf_legacy(hf, out_path, False, v["opset"])
+    m = onnx.load(out_path, load_external_data=False)
+    ext = [t.name for t in m.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert not ext, "external data: %s" % ext[:5]
+    onnx.checker.check_model(out_path, full_check=True)
+    hist, _funcs = report(os.path.basename(out_path), m)
+    del m
+
+    with open(os.path.join(zoo_refs, "manifest.json")) as f:
+        zoo_man = json.load(f)
+    zcase = [c for c in zoo_man["cases"] if c["len"] == 8][0]
+    zin = zcase["inputs"][0]
+    ids = np.fromfile(os.path.join(zoo_refs, zin["file"]), dtype=np.int64).reshape(zin["shape"])
+    ids = ids.reshape(1, -1)                                  # [1, 1, 8] -> [1, 8]
+    zout = zcase["outputs"][0]
+    zoo_ref = np.fromfile(os.path.join(zoo_refs, zout["file"]), dtype=np.float32).reshape(zout["shape"])
+
+    sess = ort_session(out_path)
+    res = sess.run(None, {"input_ids": ids})
+    d_torch = compare("full-size-hf L8", res, hf_torch(hf, ids), ["logits"])
+    check_batch2("full-size-hf", sess, lambda feeds, P: hf_torch(hf, feeds["input_ids"]))
+    del sess
+    d_refs = fx.max_abs(res[0], zoo_ref.reshape(res[0].shape))
+    zsess = ort_session(zoo_path)
+    zres = zsess.run(None, {fx.INPUT_NAME: ids.reshape(1, 1, -1)})[0]
+    del zsess
+    d_zoo = fx.max_abs(res[0], zres.reshape(res[0].shape))
+    print("  ids %s" % ids.tolist())
+    print("  ORT(hf file) vs torch(transformers)     max|diff| = %.3g" % d_torch)
+    print("  ORT(hf file) vs %s-refs L8.out0 max|diff| = %.3g" % (FULL_NAME, d_refs))
+    print("  ORT(hf file) vs ORT(%s.onnx)     max|diff| = %.3g" % (FULL_NAME, d_zoo))
+    print("  logits std %.3f, argmax %s" % (float(res[0].std()), res[0].argmax(-1).tolist()))
+    assert max(d_refs, d_zoo) < FULL_TOL, (d_refs, d_zoo)
+
+    out_dir = os.path.splitext(out_path)[0] + "-refs"
+    fx.clean_dir(out_dir)
+    fx.write_bin(os.path.join(out_dir, "L8.input_ids.bin"), ids, "int64")
+    fx.write_bin(os.path.join(out_dir, "L8.out0.bin"), res[0], "float32")
+    case = collections.OrderedDict([
+        ("name", "L8"), ("len", 8),
+        ("inputs", [collections.OrderedDict([("name", "input_ids"), ("dtype", "int64"),
+                                             ("shape", list(ids.shape)), ("file", "L8.input_ids.bin")])]),
+        ("outputs", [collections.OrderedDict([("name", "logits"), ("dtype", "float32"),
+                                              ("shape", list(res[0].shape)), ("file", "L8.out0.bin")])])])
+    man = collections.OrderedDict([
+        ("name", os.path.splitext(os.path.basename(out_path))[0]),
+        ("description", "%s weights (%s, seed %d) in transformers GPT2LMHeadModel, exported like x-hf-sdpa: %s; "
+                        "token ids = %s-refs L8" % (FULL_NAME, spec["description"].split(";")[0], spec["seed"],
+                                                    v["description"], FULL_NAME)),
+        ("config", collections.OrderedDict((k, spec[k2]) for k, k2 in (
+            ("n_layer", "n_layer"), ("n_head", "n_head"), ("n_embd", "n_embd"), ("vocab", "vocab"), ("n_ctx", "n_ctx")))),
+        ("static", False),
+        ("gemm_as_matmul", False),
+        ("opset", v["opset"]),
+        ("exporter", "torch.onnx.export(dynamo=False) torch %s, transformers %s (sdpa)" % (
+            vers["torch"], vers["transformers"])),
+        ("inputs_kind", v["inputs_kind"]),
+        ("op_types", sorted(hist)),
+        ("op_histogram", collections.OrderedDict((k, hist[k]) for k in sorted(hist))),
+        ("max_abs_diff_vs_zoo", d_zoo),
+        ("cases", [case]),
+    ])
+    fx.write_json(os.path.join(out_dir, "manifest.json"), man)
+    link = os.path.join(out_dir, "model.onnx")
+    os.symlink(os.path.relpath(out_path, out_dir), link)
+    print("  wrote %s (%.2f MB) and %s" % (out_path, os.path.getsize(out_path) / 1e6, out_dir))
     return 0
 
 

@@ -209,9 +209,10 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                     reshape_axis(&s, a, &out_shape)
                 }
             }
-            Op::Range | Op::CastLike => {
-                return Err(fail("its result's length depends on position".into()))
-            }
+            Op::Range | Op::CastLike | Op::Flatten { .. } => return Err(fail(
+                "specialization should have replaced it (its result's length depends on position)"
+                    .into(),
+            )),
             Op::Unary(_) | Op::Cast { .. } | Op::Gelu | Op::Not | Op::IsNaN => {
                 let a = ax(0).expect("input has the axis");
                 contiguous_out(a)?;

@@ -200,6 +200,8 @@ pub struct SpecializedFixture {
     pub specialized: gpt2c::ir::Graph,
     /// The token input's name.
     pub input: String,
+    /// Its static shape (`[1, 1, full]` or `[1, full]`).
+    pub token_shape: Vec<usize>,
     /// The context the code is specialized to.
     pub full: usize,
     pub vocab: usize,
@@ -214,15 +216,18 @@ impl SpecializedFixture {
             .join("manifest.json");
         let manifest = Manifest::read(&path, None);
         let graph = gpt2c::onnx::load_graph(&manifest.model).unwrap();
+        let graph = gpt2c::gpt2::bind_side_inputs(&graph).unwrap();
         let config = gpt2c::gpt2::Gpt2Config::derive(&graph).unwrap();
         let shapes = gpt2c::driver::input_shapes(&graph, Some(&config)).unwrap();
-        let full = shapes[0].1[2];
+        let full = *shapes[0].1.last().unwrap();
+        let token_shape = shapes[0].1.clone();
         let input = shapes[0].0.clone();
         let specialized = gpt2c::compile_graph(&graph, shapes, |_, _, _| {}).unwrap();
         SpecializedFixture {
             manifest,
             specialized,
             input,
+            token_shape,
             full,
             vocab: config.vocab,
         }
@@ -240,7 +245,7 @@ impl SpecializedFixture {
 
     /// The interpreter on `graph` (this fixture's specialized graph or a variant of it).
     pub fn interpret(&self, graph: &gpt2c::ir::Graph, ids: &[i64]) -> Vec<Tensor> {
-        let input = Tensor::from_vec(vec![1, 1, self.full], ids.to_vec());
+        let input = Tensor::from_vec(self.token_shape.clone(), ids.to_vec());
         gpt2c::interp::run(graph, &[(self.input.as_str(), input)]).unwrap()
     }
 }

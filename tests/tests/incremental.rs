@@ -23,11 +23,14 @@ macro_rules! check_incremental {
                 .join("manifest.json"),
             None,
         );
-        let case = man.cases.last().unwrap();
-        let ids = case.inputs[0].tensor.to_vec::<i64>().unwrap();
         let ctx = m::SEQ_LEN;
-        assert_eq!(ids.len(), ctx, "the last case is the full context");
-        let vocab = m::OUTPUTS[0].shape[3];
+        let case = man
+            .cases
+            .iter()
+            .find(|c| c.len == Some(ctx))
+            .expect("a full-context case");
+        let ids = case.inputs[0].tensor.to_vec::<i64>().unwrap();
+        let vocab = *m::OUTPUTS[0].shape.last().unwrap();
         let mut full = m::Model::new();
         full.forward(&ids).unwrap();
         let full_logits = f32s(full.output(0));
@@ -100,4 +103,11 @@ fn prefill_and_steps_equal_the_full_forward() {
     check_incremental!(deep, "deep");
     check_incremental!(static_ctx, "static");
     check_incremental!(matmul_add, "matmul_add");
+    // The same network from other exporters.
+    check_incremental!(x_pt12_opset17, "x-pt12-opset17");
+    check_incremental!(x_hf_eager, "x-hf-eager");
+    check_incremental!(x_hf_sdpa, "x-hf-sdpa");
+    check_incremental!(x_hf_eager_cache, "x-hf-eager-cache");
+    check_incremental!(x_dynamo, "x-dynamo");
+    check_incremental!(x_optimum, "x-optimum");
 }

@@ -634,6 +634,7 @@ impl Lowerer<'_> {
                 self.copy(data[0], start * st[ax], &src, o, 0, &strides(&out_shape), o)
             }
             Op::CastLike
+            | Op::Flatten { .. }
             | Op::Compare(_)
             | Op::Logic(_)
             | Op::Not

@@ -302,26 +302,6 @@ pub fn import(model: &ModelProto) -> Result<Graph> {
                 }
                 continue;
             }
-            // Flatten at axis 0 or 1 is a Reshape to [1, -1] or [0, -1] (0 keeps dim 0).
-            "Flatten" => {
-                let a = Attrs(&n.attribute);
-                let axis = a.only(&["axis"]).and_then(|_| a.int_or("axis", 1));
-                match axis {
-                    Ok(ax @ (0 | 1)) if n.input.len() == 1 && outputs.len() == 1 => {
-                        let shape = format!("{name}/shape");
-                        let target = if ax == 0 { vec![1i64, -1] } else { vec![0, -1] };
-                        let id = graph.add_const(shape.clone(), Tensor::from_vec(vec![2], target));
-                        define(&mut graph, &mut names, &shape, id)?;
-                        let op = Op::Reshape { allow_zero: false };
-                        pending.push((name, op, vec![n.input[0].clone(), shape], outputs));
-                    }
-                    Ok(ax) => unsupported.push(unsupported_node(format!(
-                        "Flatten with axis {ax} is not supported (0 and 1 are)"
-                    ))),
-                    Err(e) => unsupported.push(unsupported_node(e)),
-                }
-                continue;
-            }
             "SequenceAt" => {
                 let split = n.input.first().and_then(|s| sequences.get(s.as_str()));
                 let part = split.map(|s| {

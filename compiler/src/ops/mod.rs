@@ -40,6 +40,10 @@ pub enum Op {
     },
     /// Cast to the type of input 1 (specialization makes it a `Cast`).
     CastLike,
+    /// `[d₀…d_{axis−1}, d_axis…]` → `[Πd₀…, Πd_axis…]` (specialization makes it a `Reshape`).
+    Flatten {
+        axis: i64,
+    },
     /// Equal, Less, LessOrEqual, Greater, GreaterOrEqual: bool results, broadcasting.
     Compare(CmpOp),
     /// And, Or on bools.
@@ -230,8 +234,7 @@ impl Op {
             "CastLike" => cast::parse_like(&a)?,
             "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "Not" | "And"
             | "Or" | "Where" | "Min" | "Max" | "IsNaN" => logic::parse(op, &a)?,
-            // The importer writes Flatten as a Reshape.
-            "Flatten" => return Err("Flatten is handled by the importer".into()),
+            "Flatten" => shape::parse(op, &a, opset)?,
             "Range" => range::parse(&a)?,
             "CumSum" => cumsum::parse(&a)?,
             "Trilu" => trilu::parse(&a)?,
@@ -260,6 +263,7 @@ impl Op {
             Op::Unary(u) => u.name(),
             Op::Cast { .. } => "Cast",
             Op::CastLike => "CastLike",
+            Op::Flatten { .. } => "Flatten",
             Op::Compare(c) => c.name(),
             Op::Logic(l) => l.name(),
             Op::Not => "Not",
@@ -328,7 +332,8 @@ impl Op {
             | Op::Expand
             | Op::Reshape { .. }
             | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. } => shape::infer(self, ins),
+            | Op::Unsqueeze { .. }
+            | Op::Flatten { .. } => shape::infer(self, ins),
             Op::Concat { .. } | Op::Slice { .. } | Op::Split { .. } | Op::Gather { .. } => {
                 slice::infer(self, ins)
             }
@@ -372,7 +377,8 @@ impl Op {
             | Op::Expand
             | Op::Reshape { .. }
             | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. } => shape::eval(self, ins),
+            | Op::Unsqueeze { .. }
+            | Op::Flatten { .. } => shape::eval(self, ins),
             Op::Concat { .. } | Op::Slice { .. } | Op::Split { .. } | Op::Gather { .. } => {
                 slice::eval(self, ins)
             }
@@ -425,9 +431,11 @@ impl Op {
     /// Each family module counts its own ops.
     pub fn cost(&self, ins: &[Option<InferIn>], outs: &[OutType]) -> Cost {
         match self {
-            Op::Identity | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => {
-                Cost::default()
-            }
+            Op::Identity
+            | Op::Reshape { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Flatten { .. } => Cost::default(),
             Op::Binary(_) | Op::Unary(_) => elementwise::cost(ins, outs),
             Op::Cast { .. } | Op::CastLike | Op::SplitPart(_) => cast::cost(ins, outs),
             Op::Compare(_)

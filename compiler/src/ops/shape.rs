@@ -1,6 +1,6 @@
 //! Shape-manipulating ops: Shape (1..21), ConstantOfShape (9..21), NonZero (9..13),
 //! Expand (8..13), Reshape (5..21), Squeeze and Unsqueeze (1..21: axes an attribute before
-//! opset 13, an input from 13 on).
+//! opset 13, an input from 13 on), Flatten (1..21: negative axes from 11).
 //!
 //! After specialization these either fold away (their results depend only on shapes) or
 //! become pure data movement; NonZero's output shape depends on data, so it must fold.
@@ -34,6 +34,12 @@ pub fn parse(op: &str, a: &Attrs, opset: i64) -> Result<Op, String> {
             }
         }
         "NonZero" => a.only(&[]).map(|_| Op::NonZero)?,
+        "Flatten" => {
+            a.only(&["axis"])?;
+            Op::Flatten {
+                axis: a.int_or("axis", 1)?,
+            }
+        }
         "Expand" => a.only(&[]).map(|_| Op::Expand)?,
         "Reshape" => {
             a.only(&["allowzero"])?;
@@ -55,6 +61,17 @@ pub fn parse(op: &str, a: &Attrs, opset: i64) -> Result<Op, String> {
         }
         _ => unreachable!("not a shape op: {op}"),
     })
+}
+
+/// Flatten's 2-D result; `axis` may equal the rank (everything in the first dim).
+pub fn flatten_shape(x: &[usize], axis: i64) -> OpResult<Vec<usize>> {
+    let r = x.len() as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a > r {
+        return op_err!("Flatten axis {axis} is out of range for rank {r}");
+    }
+    let a = a as usize;
+    Ok(vec![x[..a].iter().product(), x[a..].iter().product()])
 }
 
 /// A 1-D integer tensor read as dims (must be non-negative).
@@ -191,6 +208,7 @@ fn out_shape(op: &Op, x: &[usize], consts: &[Option<&Tensor>]) -> OpResult<Vec<u
         Op::ConstantOfShape { .. } => to_usize_dims(&dims_of(c(0)?)?),
         Op::Expand => broadcast_shapes(x, &to_usize_dims(&dims_of(c(1)?)?)?),
         Op::Reshape { allow_zero } => reshape_target(x, &dims_of(c(1)?)?, *allow_zero),
+        Op::Flatten { axis } => flatten_shape(x, *axis),
         Op::Squeeze { axes } => {
             let ax = axes_from(axes, consts.get(1).copied().flatten())?;
             squeeze_shape(x, ax.as_deref())

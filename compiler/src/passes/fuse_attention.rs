@@ -148,21 +148,24 @@ fn causal_mask_value(
     Some(masked.unwrap_or(-1e4))
 }
 
+/// The attention block around the Softmax node `softmax`, or why there is none.
 fn match_at(
     g: &Graph,
     producers: &HashMap<ValueId, usize>,
     uses: &[usize],
     users: &HashMap<ValueId, Vec<usize>>,
     softmax: usize,
-) -> Option<Match> {
+) -> std::result::Result<Match, String> {
     let sm = &g.nodes[softmax];
     let Op::Softmax { axis, .. } = sm.op else {
-        return None;
+        return Err("not a Softmax".into());
     };
-    let x = sm.inputs[0]?;
+    let x = sm.inputs[0].ok_or("no input")?;
     let rank = g.shape(x).len();
     if rank != 4 || !(axis == -1 || axis == 3) {
-        return None;
+        return Err(format!(
+            "softmax over axis {axis} of a rank-{rank} tensor, not the keys of [B,H,Lq,Lk]"
+        ));
     }
     let single = |v: ValueId| uses[v] == 1 && !g.outputs.contains(&v);
     let prod = |v: ValueId| producers.get(&v).copied();
@@ -204,12 +207,17 @@ fn match_at(
             mm = a;
         }
     }
-    let mm_i = prod(mm)?;
+    let mm_i = prod(mm).ok_or("the scores come from no node")?;
     let mmn = &g.nodes[mm_i];
     if mmn.op != Op::MatMul || !single(mm) {
-        return None;
+        return Err(format!(
+            "the scores (after a mask chain of {} node(s)) come from '{}' ({}), not a q·kᵀ MatMul read only here",
+            chain.len(),
+            mmn.name,
+            mmn.op.name()
+        ));
     }
-    let (mut q, mut k_t) = (mmn.inputs[0]?, mmn.inputs[1]?);
+    let (mut q, mut k_t) = (mmn.inputs[0].ok_or("no q")?, mmn.inputs[1].ok_or("no k")?);
     for operand in [&mut q, &mut k_t] {
         if let Some(i) = prod(*operand).filter(|_| single(*operand)) {
             if let Some((a, s)) = scaled_by(g, &g.nodes[i]) {
@@ -219,26 +227,66 @@ fn match_at(
             }
         }
     }
-    // Softmax → MatMul(·, v)
-    let s_out = sm.outputs[0];
-    let [user] = users.get(&s_out)?[..] else {
-        return None;
-    };
-    let pv = &g.nodes[user];
-    if pv.op != Op::MatMul || pv.inputs[0] != Some(s_out) || !single(s_out) {
-        return None;
+    // Softmax → [Where(IsNaN(p), 0, p)] → MatMul(·, v). The guard (optimum's SDPA) only
+    // changes rows whose every key is masked, which causal attention never has.
+    let mut p_out = sm.outputs[0];
+    let readers = users.get(&p_out).cloned().unwrap_or_default();
+    if readers.len() == 2 && !g.outputs.contains(&p_out) {
+        let isnan = readers
+            .iter()
+            .copied()
+            .find(|&i| g.nodes[i].op == Op::IsNaN);
+        let sel = readers
+            .iter()
+            .copied()
+            .find(|&i| g.nodes[i].op == Op::Where);
+        if let (Some(a), Some(w)) = (isnan, sel) {
+            let (an, wn) = (&g.nodes[a], &g.nodes[w]);
+            let zero = wn.inputs[1]
+                .and_then(|v| const_value(g, producers, v))
+                .is_some_and(|t| t.numel() == 1);
+            if wn.inputs[0] == Some(an.outputs[0])
+                && wn.inputs[2] == Some(p_out)
+                && single(an.outputs[0])
+                && zero
+            {
+                nodes.extend([a, w]);
+                p_out = wn.outputs[0];
+            }
+        }
     }
-    let v = pv.inputs[1]?;
+    let [user] = users.get(&p_out).map(|u| &u[..]).unwrap_or_default() else {
+        return Err(format!(
+            "the probabilities have {} readers, expected one MatMul with v",
+            users.get(&p_out).map_or(0, |u| u.len())
+        ));
+    };
+    let pv = &g.nodes[*user];
+    if pv.op != Op::MatMul || pv.inputs[0] != Some(p_out) || !single(p_out) {
+        return Err(format!(
+            "the probabilities go to '{}' ({}), not a MatMul with v",
+            pv.name,
+            pv.op.name()
+        ));
+    }
+    let v = pv.inputs[1].ok_or("no v")?;
     let (qs, ks, vs) = (g.shape(q), g.shape(k_t), g.shape(v));
     if qs.len() != 4 || ks.len() != 4 || vs.len() != 4 {
-        return None;
+        return Err(format!(
+            "q, kᵀ, v have shapes {qs:?}, {ks:?}, {vs:?}; expected rank 4"
+        ));
     }
-    let masked = causal_mask_value(g, producers, &chain, qs[2], ks[3])?;
+    let masked = causal_mask_value(g, producers, &chain, qs[2], ks[3]).ok_or_else(|| {
+        let names: Vec<&str> = chain.iter().map(|&(i, _)| g.nodes[i].name.as_str()).collect();
+        format!(
+            "the mask chain {names:?} does not keep exactly the causal scores (key j ≤ query i) and set the rest to one constant ≤ −1e4"
+        )
+    })?;
     nodes.push(mm_i);
     nodes.extend(chain.iter().map(|&(i, _)| i));
-    nodes.extend([softmax, user]);
+    nodes.extend([softmax, *user]);
     nodes.sort();
-    Some(Match {
+    Ok(Match {
         nodes,
         matmul: mm_i,
         q,
@@ -264,12 +312,27 @@ impl Pass for FuseAttention {
                 users.entry(*v).or_default().push(i);
             }
         }
-        let matches: Vec<Match> = (0..g.nodes.len())
-            .filter(|&i| matches!(g.nodes[i].op, Op::Softmax { .. }))
-            .filter_map(|i| match_at(g, &producers, &uses, &users, i))
-            .collect();
+        let mut matches: Vec<Match> = Vec::new();
+        let mut missed: Vec<String> = Vec::new();
+        for i in 0..g.nodes.len() {
+            if matches!(g.nodes[i].op, Op::Softmax { .. }) {
+                match match_at(g, &producers, &uses, &users, i) {
+                    Ok(m) => matches.push(m),
+                    Err(why) => missed.push(format!("'{}': {why}", g.nodes[i].name)),
+                }
+            }
+        }
+        // Name the first softmax that was not fused, and why.
+        let not_fused = match &missed[..] {
+            [] => String::new(),
+            [first, rest @ ..] => format!(
+                "; {} softmax(es) not fused, first {first}{}",
+                missed.len(),
+                if rest.is_empty() { "" } else { " (and others)" }
+            ),
+        };
         if matches.is_empty() {
-            return Ok("no attention pattern found".into());
+            return Ok(format!("no attention pattern found{not_fused}"));
         }
         let mut edits = Vec::new();
         for m in matches {
@@ -324,7 +387,7 @@ impl Pass for FuseAttention {
         let count = edits.len();
         let dead = super::pattern::replace(g, edits);
         Ok(format!(
-            "{count} attention blocks fused, {dead} dead nodes removed"
+            "{count} attention blocks fused, {dead} dead nodes removed{not_fused}"
         ))
     }
 }

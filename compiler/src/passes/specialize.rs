@@ -79,6 +79,20 @@ impl Pass for Specialize {
                     }
                 }
             }
+            // Flatten is a Reshape to a constant target once the input's shape is known.
+            if let (Op::Flatten { axis }, Some(x)) =
+                (&node.op, node.inputs.first().copied().flatten())
+            {
+                if let Some(s) = graph.values[x].ty.as_ref().and_then(|t| t.static_shape()) {
+                    if let Ok(t) = crate::ops::shape::flatten_shape(&s, *axis) {
+                        let target: Vec<i64> = t.iter().map(|&d| d as i64).collect();
+                        let name = format!("{}/shape", node.name);
+                        let c = graph.add_const(name, Tensor::from_vec(vec![2], target));
+                        node.op = Op::Reshape { allow_zero: false };
+                        node.inputs.push(Some(c));
+                    }
+                }
+            }
             let node_err = |msg: String| Error::Node {
                 node: node.name.clone(),
                 op: node.op.name().into(),
