@@ -102,6 +102,10 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
             }
         };
         let any_seq = ins.iter().flatten().any(|&v| axis[v].is_some());
+        // The data operand's axis, when only a shape-deciding operand depends on position.
+        let data_axis = |i: usize| {
+            ax(i).ok_or_else(|| fail(format!("its operand {i} does not run along the sequence")))
+        };
         let out_axis: Option<usize> = match &n.op {
             _ if !any_seq => {
                 init[ni] = true; // computed from weights alone
@@ -150,7 +154,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 if ax(1).is_some() || ax(2).is_some() {
                     return Err(fail("its scale or bias depends on position".into()));
                 }
-                let a = ax(0).expect("input has the axis");
+                let a = data_axis(0)?;
                 if a + 1 == out_shape.len() {
                     return Err(fail("it normalizes over the sequence axis".into()));
                 }
@@ -158,7 +162,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 Some(a)
             }
             Op::RoundRows(_) => {
-                let a = ax(0).expect("input has the axis");
+                let a = data_axis(0)?;
                 if a + 1 == out_shape.len() {
                     return Err(fail("it rounds blocks along the sequence axis".into()));
                 }
@@ -169,7 +173,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 if ax(1).is_some() || ax(2).is_some() {
                     return Err(fail("its scale or bias depends on position".into()));
                 }
-                let a = ax(0).expect("input has the axis");
+                let a = data_axis(0)?;
                 if norm_axis(*la, out_shape.len()).map_err(|e| fail(e.0))? <= a {
                     return Err(fail("it normalizes over the sequence axis".into()));
                 }
@@ -214,7 +218,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                     .into(),
             )),
             Op::Unary(_) | Op::Cast { .. } | Op::Gelu | Op::Not | Op::IsNaN => {
-                let a = ax(0).expect("input has the axis");
+                let a = data_axis(0)?;
                 contiguous_out(a)?;
                 Some(a)
             }
@@ -235,21 +239,21 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 })?)
             }
             Op::Transpose { perm } => {
-                let a = ax(0).expect("axis");
+                let a = data_axis(0)?;
                 let p: Vec<usize> = perm
                     .clone()
                     .unwrap_or_else(|| (0..out_shape.len()).rev().collect());
                 p.iter().position(|&x| x == a)
             }
             Op::Slice { .. } => {
-                let a = ax(0).expect("axis");
+                let a = data_axis(0)?;
                 if out_shape[a] != len {
                     return Err(fail("it slices the sequence axis".into()));
                 }
                 Some(a)
             }
             Op::Split { axis: sa, .. } => {
-                let a = ax(0).expect("axis");
+                let a = data_axis(0)?;
                 if norm_axis(*sa, out_shape.len()).ok() == Some(a) {
                     return Err(fail("it splits the sequence axis".into()));
                 }
@@ -275,15 +279,15 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 }
                 let gi =
                     norm_axis(*ga, g.shape(ins[0].expect("data")).len()).map_err(|e| fail(e.0))?;
-                let a = gi + ax(1).expect("indices have the axis");
+                let a = gi + data_axis(1)?;
                 contiguous_out(a)?;
-                if !rows_contiguous(g, ins[1].expect("indices"), ax(1).expect("axis")) {
+                if !rows_contiguous(g, ins[1].expect("indices"), data_axis(1)?) {
                     return Err(fail("its indices' rows are not contiguous".into()));
                 }
                 Some(a)
             }
             Op::ReduceMean { .. } | Op::Softmax { .. } => {
-                let a = ax(0).expect("axis");
+                let a = data_axis(0)?;
                 let r = g.shape(ins[0].expect("x")).len();
                 let touches = match &n.op {
                     Op::Softmax {
@@ -328,7 +332,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                             .into(),
                     ));
                 }
-                let a = ax(0).expect("axis");
+                let a = data_axis(0)?;
                 let s = g.shape(ins[0].expect("a"));
                 let row_axis = s.len().saturating_sub(2);
                 if let Op::Gemm { trans_a: true, .. } = n.op {
@@ -361,7 +365,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
             }
             Op::StridedCopy(c) => {
                 let x = ins[0].expect("input");
-                let a = ax(0).expect("axis");
+                let a = data_axis(0)?;
                 Some(
                     view_row_axis(&g.shape(x), a, c.offset, &c.strides, &c.shape).ok_or_else(
                         || fail("the copy does not keep each row of the sequence whole".into()),
