@@ -217,7 +217,7 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
                 "specialization should have replaced it (its result's length depends on position)"
                     .into(),
             )),
-            Op::Unary(_) | Op::Cast { .. } | Op::Gelu | Op::Not | Op::IsNaN => {
+            Op::Unary(_) | Op::Cast { .. } | Op::Gelu | Op::GeluErf | Op::Not | Op::IsNaN => {
                 let a = data_axis(0)?;
                 contiguous_out(a)?;
                 Some(a)

@@ -579,6 +579,10 @@ impl Lowerer<'_> {
                 let x = self.read_rows(data[0], oe);
                 quote!(kernels::gelu_slice(#x, #y);)
             }
+            Op::GeluErf => {
+                let x = self.read_rows(data[0], oe);
+                quote!(kernels::map(#x, #y, |v: f32| 0.5 * v * (1.0 + gpt2rt::vmath::erf(v * std::f32::consts::FRAC_1_SQRT_2)));)
+            }
             Op::MinMax { max } if data.len() == 2 => {
                 let f = match (max, oe) {
                     (true, Elem::F32) => quote!(f32::max),

@@ -47,7 +47,7 @@ pub fn role(node_name: &str, op: &crate::ops::Op) -> Option<String> {
     let module = node_name.rsplit_once('/')?.0;
     let suffix = match op {
         Op::LayerNorm { .. } | Op::Linear { .. } | Op::Attention(_) => "",
-        Op::Gelu => "_gelu",
+        Op::Gelu | Op::GeluErf => "_gelu",
         _ => return None,
     };
     let m = snake(module);

@@ -57,6 +57,31 @@ pub fn eval_gelu(x: &Tensor) -> OpResult<Vec<Tensor>> {
     )])
 }
 
+/// ONNX Gelu-20: `approximate` "none" (exact, erf) or "tanh".
+pub fn parse_gelu(a: &super::Attrs) -> Result<super::Op, String> {
+    a.only(&["approximate"])?;
+    match a.string("approximate")?.as_deref() {
+        None | Some("none") => Ok(super::Op::GeluErf),
+        Some("tanh") => Ok(super::Op::Gelu),
+        Some(o) => Err(format!("unknown approximate '{o}' (expected none or tanh)")),
+    }
+}
+
+/// `0.5 · x · (1 + erf(x / √2))`, in f64.
+pub fn eval_gelu_erf(x: &Tensor) -> OpResult<Vec<Tensor>> {
+    if x.dtype() != DType::F32 {
+        return op_err!("GeluErf needs f32");
+    }
+    let f = |v: f32| {
+        let v = v as f64;
+        (0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2))) as f32
+    };
+    Ok(vec![Tensor::from_vec(
+        x.shape().to_vec(),
+        x.to_vec::<f32>()?.into_iter().map(f).collect(),
+    )])
+}
+
 /// How `RoundRows` rounds each row (the last axis) of its input.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum RowRounding {

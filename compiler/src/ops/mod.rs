@@ -137,8 +137,11 @@ pub enum Op {
     LayerNorm {
         eps: f32,
     },
-    /// tanh-approximated GELU (from `passes::fuse_gelu`).
+    /// tanh-approximated GELU (from `passes::fuse_gelu`, or ONNX Gelu-20 with
+    /// `approximate = "tanh"`).
     Gelu,
+    /// Exact GELU, `0.5·x·(1 + erf(x/√2))` (from `passes::fuse_gelu`, or ONNX Gelu-20).
+    GeluErf,
     /// `act(x · W + b)` with constant W [K, N] and optional constant b [N] (from
     /// `passes::fuse_linear`; `passes::fuse_linear_gelu` folds a following Gelu in).
     Linear {
@@ -171,6 +174,7 @@ pub const REGISTRY: &[&str] = &[
     "Floor",
     "IsNaN",
     "Flatten",
+    "Gelu",
     "Cast",
     "CastLike",
     "Equal",
@@ -235,6 +239,7 @@ impl Op {
             "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "Not" | "And"
             | "Or" | "Where" | "Min" | "Max" | "IsNaN" => logic::parse(op, &a)?,
             "Flatten" => shape::parse(op, &a, opset)?,
+            "Gelu" => fused::parse_gelu(&a)?,
             "Range" => range::parse(&a)?,
             "CumSum" => cumsum::parse(&a)?,
             "Trilu" => trilu::parse(&a)?,
@@ -296,6 +301,7 @@ impl Op {
             Op::StridedCopy(_) => "StridedCopy",
             Op::LayerNorm { .. } => "LayerNorm",
             Op::Gelu => "Gelu",
+            Op::GeluErf => "GeluErf",
             Op::RoundRows(_) => "RoundRows",
             Op::Linear {
                 activation: linear::Activation::Identity,
@@ -344,7 +350,7 @@ impl Op {
             Op::Attention(a) => attention::infer(a, ins),
             Op::StridedCopy(c) => strided_copy::infer(c, ins),
             Op::LayerNorm { .. } => fused::infer_layer_norm(ins),
-            Op::Gelu | Op::RoundRows(_) => Ok(vec![owned(float_in(ins, 0)?)]),
+            Op::Gelu | Op::GeluErf | Op::RoundRows(_) => Ok(vec![owned(float_in(ins, 0)?)]),
             Op::Linear { .. } => linear::infer(ins),
         }?;
         for (_, shape) in &outs {
@@ -390,6 +396,7 @@ impl Op {
             Op::StridedCopy(c) => strided_copy::eval(c, input(ins, 0)?),
             Op::LayerNorm { eps } => fused::eval_layer_norm(*eps, ins),
             Op::Gelu => fused::eval_gelu(input(ins, 0)?),
+            Op::GeluErf => fused::eval_gelu_erf(input(ins, 0)?),
             Op::RoundRows(r) => fused::eval_round_rows(*r, input(ins, 0)?),
             Op::Linear { activation } => linear::eval(*activation, ins),
         }
@@ -464,7 +471,7 @@ impl Op {
             Op::Attention(a) => attention::cost(a, ins, outs),
             Op::StridedCopy(_) => strided_copy::cost(outs),
             Op::LayerNorm { .. } => fused::cost_layer_norm(ins, outs),
-            Op::Gelu => fused::cost_gelu(ins, outs),
+            Op::Gelu | Op::GeluErf => fused::cost_gelu(ins, outs),
             Op::RoundRows(_) => fused::cost_round_rows(ins, outs),
             Op::Linear { activation } => linear::cost(*activation, ins, outs),
         }
@@ -605,6 +612,15 @@ impl<'a> Attrs<'a> {
         Ok(self
             .get(name, AttributeType::Float)?
             .map_or(default, |a| a.f))
+    }
+
+    pub fn string(&self, name: &str) -> Result<Option<String>, String> {
+        self.get(name, AttributeType::String)?
+            .map(|a| {
+                String::from_utf8(a.s.to_vec())
+                    .map_err(|_| format!("attribute '{name}' is not UTF-8"))
+            })
+            .transpose()
     }
 
     pub fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, String> {

@@ -1,78 +1,158 @@
-//! Fuses GPT-2's tanh-approximated GELU, strength-reducing its `Pow(x, 3)`:
+//! Fuses GELU, recognised by the function an elementwise subgraph computes rather than by
+//! one exporter's node order:
 //!
 //! ```text
-//! x ─► Mul(0.5) ──────────────────────────────────────────────────────────────┐
-//! x ─► Pow(3) ─► Mul(0.044715) ─► Add(x) ─► Mul(√(2/π)) ─► Tanh ─► Add(1) ─► Mul ==> Gelu(x)
+//! x ─► (Mul, Add, Pow, Div, Tanh, Erf, … with scalar constants) ─► y    y = GELU(x)
+//!                                                                     ==> Gelu(x) | GeluErf(x)
 //! ```
-//! Constants must match GPT-2's to f32 precision. Needs static shapes.
+//! For every value x read by two or more elementwise nodes, the pass collects the
+//! elementwise nodes computable from x and scalar constants alone (at most `MAX_NODES`),
+//! runs them on probe values, and takes the latest value equal to GPT-2's tanh GELU
+//! `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (→ `Gelu`, its `Pow(x, 3)` strength-reduced
+//! by the kernel) or to the exact `0.5·x·(1 + erf(x/√2))` (→ `GeluErf`), to within f32
+//! rounding, whose intermediate values nothing else reads. Needs static shapes.
 
-use super::pattern::{replace, Matcher};
+use super::pattern::replace;
 use super::Pass;
 use crate::error::Result;
-use crate::ir::{Graph, Node};
-use crate::ops::fused::GELU_C;
-use crate::ops::{BinaryOp, Op, UnaryOp};
+use crate::ir::{DType, Graph, Node, Tensor, ValueId};
+use crate::ops::Op;
+use std::collections::HashMap;
 
 pub struct FuseGelu;
 
-const MUL: Op = Op::Binary(BinaryOp::Mul);
-const ADD: Op = Op::Binary(BinaryOp::Add);
+/// Elementwise nodes a GELU may be written with.
+const MAX_NODES: usize = 24;
 
-fn close(a: f32, b: f32) -> bool {
-    (a - b).abs() <= 1e-6 * b.abs().max(1.0)
+fn elementwise(op: &Op) -> bool {
+    matches!(op, Op::Binary(_) | Op::Unary(_))
 }
 
-fn match_at(m: &Matcher, end: usize) -> Option<(Vec<usize>, Vec<Node>)> {
-    let out = &m.g.nodes[end];
-    if out.op != MUL {
+/// Probe points: both tails, the bend around 0 and a few irregular values.
+fn probes() -> Vec<f32> {
+    let mut v: Vec<f32> = (-40..=40).map(|i| i as f32 * 0.2).collect();
+    v.extend([-11.5, -3.3, -0.07, 0.013, 0.51, 1.7, 2.9, 13.0]);
+    v
+}
+
+fn gelu_tanh(x: f64) -> f64 {
+    0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+}
+
+fn gelu_erf(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}
+
+/// Which GELU `y` is as a function of `x` on the probes, if any.
+fn which_gelu(x: &[f32], y: &[f32]) -> Option<Op> {
+    let close = |f: fn(f64) -> f64| {
+        x.iter().zip(y).all(|(&a, &b)| {
+            let r = f(a as f64);
+            (b as f64 - r).abs() <= 4e-6 * r.abs().max(1.0)
+        })
+    };
+    if close(gelu_tanh) {
+        Some(Op::Gelu)
+    } else if close(gelu_erf) {
+        Some(Op::GeluErf)
+    } else {
+        None
+    }
+}
+
+/// The GELU computed from `x`, as (nodes to remove, the fused node).
+fn match_from(
+    g: &Graph,
+    x: ValueId,
+    uses: &[usize],
+    users: &HashMap<ValueId, Vec<usize>>,
+    taken: &[bool],
+) -> Option<(Vec<usize>, Node)> {
+    let scalar = |v: ValueId| g.konst(v).filter(|t| t.numel() == 1);
+    // The forward closure of x through elementwise nodes with scalar-constant operands.
+    let mut inside: HashMap<ValueId, ()> = HashMap::from([(x, ())]);
+    let mut nodes: Vec<usize> = Vec::new();
+    let first = users.get(&x)?.iter().copied().min()?;
+    for i in first..g.nodes.len() {
+        let n = &g.nodes[i];
+        if taken[i] || !elementwise(&n.op) || n.outputs.len() != 1 {
+            continue;
+        }
+        let ok = n
+            .inputs
+            .iter()
+            .flatten()
+            .all(|&v| inside.contains_key(&v) || scalar(v).is_some());
+        if ok && n.inputs.iter().flatten().any(|v| inside.contains_key(v)) {
+            inside.insert(n.outputs[0], ());
+            nodes.push(i);
+            if nodes.len() == MAX_NODES {
+                break;
+            }
+        }
+    }
+    if nodes.len() < 2 {
         return None;
     }
-    for (half, t1) in m.operands(out)? {
-        let Some((i_half, half_n)) = m.inner(half, &MUL, 1) else {
+    // Run the closure on the probes.
+    let p = probes();
+    let mut env: HashMap<ValueId, Tensor> =
+        HashMap::from([(x, Tensor::from_vec(vec![p.len()], p.clone()))]);
+    for &i in &nodes {
+        let n = &g.nodes[i];
+        let ins: Vec<Option<Tensor>> = n
+            .inputs
+            .iter()
+            .map(|v| v.and_then(|v| env.get(&v).cloned().or_else(|| scalar(v).cloned())))
+            .collect();
+        let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.as_ref()).collect();
+        let out = n.op.eval(&refs).ok()?.into_iter().next()?;
+        env.insert(n.outputs[0], out);
+    }
+    // The latest value that is a GELU of x and whose cone is private.
+    for (k, &root) in nodes.iter().enumerate().rev() {
+        let y = g.nodes[root].outputs[0];
+        let ys = env.get(&y)?;
+        if ys.dtype() != DType::F32 || ys.shape() != [p.len()] {
             continue;
-        };
-        let Some((x, c_half)) = m.with_scalar(half_n) else {
-            continue;
-        };
-        let Some((i_add1, add1)) = m.inner(t1, &ADD, 1) else {
-            continue;
-        };
-        let (th, one) = m.with_scalar(add1)?;
-        let (i_tanh, tanh) = m.inner(th, &Op::Unary(UnaryOp::Tanh), 1)?;
-        let (i_mulc, mulc) = m.inner(tanh.inputs[0]?, &MUL, 1)?;
-        let (u, c) = m.with_scalar(mulc)?;
-        let (i_u, u_n) = m.inner(u, &ADD, 1)?;
-        let [(a, b), (b2, a2)] = m.operands(u_n)?;
-        let (w, xx) = if a == x {
-            (b, a)
-        } else if b2 == x {
-            (a2, b2)
-        } else {
-            return None;
-        };
-        let (i_w, w_n) = m.inner(w, &MUL, 1)?;
-        let (p3, c3) = m.with_scalar(w_n)?;
-        let (i_pow, pow) = m.inner(p3, &Op::Binary(BinaryOp::Pow), 1)?;
-        let ok = xx == x
-            && pow.inputs[0] == Some(x)
-            && m.scalar(pow.inputs[1]?) == Some(3.0)
-            && close(c_half, 0.5)
-            && close(one, 1.0)
-            && close(c, GELU_C)
-            && close(c3, 0.044715);
-        if !ok {
-            return None;
         }
-        let node = Node {
-            name: out.name.replace("/Mul_3", "/Gelu"),
-            op: Op::Gelu,
-            inputs: vec![Some(x)],
-            outputs: out.outputs.clone(),
+        let Some(op) = which_gelu(&p, &ys.to_vec::<f32>().ok()?) else {
+            continue;
         };
-        return Some((
-            vec![i_half, i_pow, i_w, i_u, i_mulc, i_tanh, i_add1, end],
-            vec![node],
-        ));
+        // The nodes y needs, walking back inside the closure.
+        let mut need: Vec<ValueId> = vec![y];
+        let mut cone: Vec<usize> = Vec::new();
+        for &i in nodes[..=k].iter().rev() {
+            let n = &g.nodes[i];
+            if need.contains(&n.outputs[0]) {
+                cone.push(i);
+                need.extend(n.inputs.iter().flatten().filter(|&&v| v != x));
+            }
+        }
+        // Intermediate values must be read only inside the cone.
+        let private = cone.iter().all(|&i| {
+            let v = g.nodes[i].outputs[0];
+            v == y || {
+                let readers = cone
+                    .iter()
+                    .filter(|&&j| g.nodes[j].inputs.contains(&Some(v)))
+                    .map(|&j| g.nodes[j].inputs.iter().filter(|&&u| u == Some(v)).count())
+                    .sum::<usize>();
+                readers == uses[v] && !g.outputs.contains(&v)
+            }
+        });
+        if !private || g.shape(x) != g.shape(y) {
+            continue;
+        }
+        cone.sort();
+        let name = g.nodes[root].name.replace("/Mul_3", "/Gelu");
+        let node = Node {
+            name,
+            op,
+            inputs: vec![Some(x)],
+            outputs: vec![y],
+        };
+        return Some((cone, node));
     }
     None
 }
@@ -83,10 +163,42 @@ impl Pass for FuseGelu {
     }
 
     fn run(&self, g: &mut Graph) -> Result<String> {
-        let m = Matcher::new(g);
-        let edits: Vec<_> = (0..g.nodes.len()).filter_map(|i| match_at(&m, i)).collect();
+        let uses = g.use_counts();
+        let mut users: HashMap<ValueId, Vec<usize>> = HashMap::new();
+        for (i, n) in g.nodes.iter().enumerate() {
+            for v in n.inputs.iter().flatten() {
+                users.entry(*v).or_default().push(i);
+            }
+        }
+        let mut taken = vec![false; g.nodes.len()];
+        let mut edits = Vec::new();
+        let (mut tanh, mut erf) = (0, 0);
+        let candidates: Vec<ValueId> = (0..g.values.len())
+            .filter(|&v| g.konst(v).is_none())
+            .filter(|v| {
+                users.get(v).is_some_and(|u| {
+                    u.iter().filter(|&&i| elementwise(&g.nodes[i].op)).count() >= 2
+                })
+            })
+            .collect();
+        for x in candidates {
+            if let Some((cone, node)) = match_from(g, x, &uses, &users, &taken) {
+                for &i in &cone {
+                    taken[i] = true;
+                }
+                match node.op {
+                    Op::Gelu => tanh += 1,
+                    _ => erf += 1,
+                }
+                edits.push((cone, vec![node]));
+            }
+        }
         let count = edits.len();
         let dead = replace(g, edits);
-        Ok(format!("{count} GELU(s) fused, {dead} dead removed"))
+        let kinds = match (tanh, erf) {
+            (_, 0) => String::new(),
+            (t, e) => format!(" ({t} tanh, {e} erf)"),
+        };
+        Ok(format!("{count} GELU(s) fused{kinds}, {dead} dead removed"))
     }
 }
