@@ -73,8 +73,7 @@ fn match_from(
     let mut inside: HashMap<ValueId, ()> = HashMap::from([(x, ())]);
     let mut nodes: Vec<usize> = Vec::new();
     let first = users.get(&x)?.iter().copied().min()?;
-    for i in first..g.nodes.len() {
-        let n = &g.nodes[i];
+    for (i, n) in g.nodes.iter().enumerate().skip(first) {
         if taken[i] || !elementwise(&n.op) || n.outputs.len() != 1 {
             continue;
         }
