@@ -125,6 +125,20 @@ fn main() {
             std::process::exit(1);
         }
     }
+    // transformers' graphs without fuse-attention: their causal masks (Where over a bool
+    // constant, an additive mask) run as generated code.
+    for name in ["x-hf-eager", "x-dynamo"] {
+        let model = root.join("fixtures").join(name).join("model.onnx");
+        let dir = format!("{name}-noattn");
+        let weights = gpt2c::codegen::WeightsPath::OutDir(format!("{dir}/weights.bin"));
+        std::env::set_var("GPT2C_DISABLE_PASSES", "fuse-attention");
+        let r = gpt2c::driver::compile(&model, &out.join(&dir), weights);
+        std::env::remove_var("GPT2C_DISABLE_PASSES");
+        if let Err(e) = r {
+            eprintln!("error: gpt2c failed on fixture {name} without fuse-attention: {e}");
+            std::process::exit(1);
+        }
+    }
     for name in FIXTURES {
         let model = root.join("fixtures").join(name).join("model.onnx");
         println!("cargo:rerun-if-changed={}", model.display());

@@ -168,6 +168,7 @@ pub fn compile_bytes_as(
         weights_path,
         gpt2: config,
         weight_format,
+        disabled_passes: disabled.clone(),
         options: format!(
             "{} weights; specialized to {}; passes: {}{}",
             weight_format.name(),

@@ -8,15 +8,16 @@ pub use crate::gemm::Activation;
 pub const MAX_RANK: usize = 8;
 
 /// `out[i] = f(a[ia], b[ib])` over a row-major `shape`, where `ia`/`ib` walk `a`/`b` with
-/// per-dimension strides (0 on a broadcast dimension). Covers every numpy broadcast.
-pub fn broadcast<T: Copy + Send + Sync>(
+/// per-dimension strides (0 on a broadcast dimension). Covers every numpy broadcast. The
+/// result may have another type than the operands (a comparison writes 0/1 as i64).
+pub fn broadcast<T: Copy + Send + Sync, U: Copy + Send + Sync>(
     a: &[T],
     a_strides: &[usize],
     b: &[T],
     b_strides: &[usize],
-    out: &mut [T],
+    out: &mut [U],
     shape: &[usize],
-    f: impl Fn(T, T) -> T + Sync,
+    f: impl Fn(T, T) -> U + Sync,
 ) {
     // A large output (a residual add over a prompt) is split over threads along its first
     // dimension longer than 1: each part reads its own sub-slices of `a` and `b`.
@@ -47,14 +48,14 @@ pub fn broadcast<T: Copy + Send + Sync>(
     broadcast_serial(a, a_strides, b, b_strides, out, shape, f)
 }
 
-fn broadcast_serial<T: Copy>(
+fn broadcast_serial<T: Copy, U: Copy>(
     a: &[T],
     a_strides: &[usize],
     b: &[T],
     b_strides: &[usize],
-    out: &mut [T],
+    out: &mut [U],
     shape: &[usize],
-    f: impl Fn(T, T) -> T,
+    f: impl Fn(T, T) -> U,
 ) {
     let rank = shape.len();
     debug_assert_eq!(out.len(), shape.iter().product::<usize>());
@@ -108,6 +109,43 @@ fn broadcast_serial<T: Copy>(
             }
             oa -= a_strides[d] * shape[d];
             ob -= b_strides[d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/// `out[i] = if c[ic] != 0 { x[ix] } else { y[iy] }` over a row-major `shape`, each operand
+/// walked with its own strides (0 where it is broadcast): ONNX Where, its condition stored as
+/// i64 0/1 like every bool tensor of the generated code.
+#[allow(clippy::too_many_arguments)]
+pub fn select<T: Copy>(
+    c: &[i64],
+    c_strides: &[usize],
+    x: &[T],
+    x_strides: &[usize],
+    y: &[T],
+    y_strides: &[usize],
+    out: &mut [T],
+    shape: &[usize],
+) {
+    let rank = shape.len();
+    debug_assert_eq!(out.len(), shape.iter().product::<usize>());
+    assert!(rank <= MAX_RANK, "rank {rank} above {MAX_RANK}");
+    let mut idx = [0usize; MAX_RANK];
+    let (mut oc, mut ox, mut oy) = (0usize, 0usize, 0usize);
+    for o in out.iter_mut() {
+        *o = if c[oc] != 0 { x[ox] } else { y[oy] };
+        for d in (0..rank).rev() {
+            idx[d] += 1;
+            oc += c_strides[d];
+            ox += x_strides[d];
+            oy += y_strides[d];
+            if idx[d] < shape[d] {
+                break;
+            }
+            oc -= c_strides[d] * shape[d];
+            ox -= x_strides[d] * shape[d];
+            oy -= y_strides[d] * shape[d];
             idx[d] = 0;
         }
     }
@@ -1216,6 +1254,23 @@ mod tests {
             }
         }
         crate::set_threads(1);
+    }
+
+    #[test]
+    fn select_picks_by_a_broadcast_condition() {
+        // c [2,1] over x [1,3] and y a scalar.
+        let mut out = [0.0f32; 6];
+        select(
+            &[1, 0],
+            &[1, 0],
+            &[1.0, 2.0, 3.0],
+            &[0, 1],
+            &[-9.0],
+            &[0, 0],
+            &mut out,
+            &[2, 3],
+        );
+        assert_eq!(out, [1.0, 2.0, 3.0, -9.0, -9.0, -9.0]);
     }
 
     #[test]

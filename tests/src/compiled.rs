@@ -11,7 +11,7 @@ macro_rules! compiled {
     };
 }
 
-compiled!(tied => "tied", tiny => "tiny", tiny_bf16 => "tiny_bf16", tiny_f16 => "tiny_f16", tiny_q8 => "tiny_q8", wide => "wide", deep => "deep", static_ctx => "static", matmul_add => "matmul_add", x_pt12_opset17 => "x-pt12-opset17", x_hf_eager => "x-hf-eager", x_hf_sdpa => "x-hf-sdpa", x_hf_eager_cache => "x-hf-eager-cache", x_dynamo => "x-dynamo", x_optimum => "x-optimum");
+compiled!(tied => "tied", tiny => "tiny", tiny_bf16 => "tiny_bf16", tiny_f16 => "tiny_f16", tiny_q8 => "tiny_q8", wide => "wide", deep => "deep", static_ctx => "static", matmul_add => "matmul_add", x_pt12_opset17 => "x-pt12-opset17", x_hf_eager => "x-hf-eager", x_hf_sdpa => "x-hf-sdpa", x_hf_eager_cache => "x-hf-eager-cache", x_dynamo => "x-dynamo", x_optimum => "x-optimum", x_hf_eager_noattn => "x-hf-eager-noattn", x_dynamo_noattn => "x-dynamo-noattn");
 
 /// A full forward of one compiled fixture: every output as f32 vectors.
 pub type Runner = fn(&[i64]) -> Vec<Vec<f32>>;

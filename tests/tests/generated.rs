@@ -95,6 +95,9 @@ fn generated_code_matches_interpreter_and_onnxruntime() {
         runner!(x_hf_eager_cache, "x-hf-eager-cache"),
         runner!(x_dynamo, "x-dynamo"),
         runner!(x_optimum, "x-optimum"),
+        // Without fuse-attention: masks as generated code (bools as i64, Where as select).
+        runner!(x_hf_eager_noattn, "x-hf-eager"),
+        runner!(x_dynamo_noattn, "x-dynamo"),
     ];
     for (dir, run, shapes) in all {
         check(dir, run, shapes);

@@ -11,10 +11,10 @@
 use super::layout::WeightFormat;
 use super::plan::{data_inputs, is_alias, transposed_weight, Elem, Plan, Storage, WeightLayout};
 use crate::error::{Error, Result};
-use crate::ir::{Graph, Tensor, ValueId};
+use crate::ir::{DType, Graph, Tensor, ValueId};
 use crate::ops::attention::HeadView;
 use crate::ops::elementwise::broadcast_offsets;
-use crate::ops::{strides, BinaryOp, Op, UnaryOp};
+use crate::ops::{strides, BinaryOp, CmpOp, LogicOp, Op, UnaryOp};
 use crate::sequence::SeqInfo;
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
@@ -295,6 +295,14 @@ impl Lowerer<'_> {
                     (UnaryOp::Abs, Elem::I64) => quote!(i64::wrapping_abs),
                 };
                 quote!(kernels::map(#x, #y, #f);)
+            }
+            // Bools are stored as i64 0/1: a cast to bool tests for non-zero.
+            Op::Cast { to: DType::Bool } => {
+                let x = self.read_rows(data[0], oe);
+                match self.elem(data[0]) {
+                    Elem::F32 => quote!(kernels::map(#x, #y, |v: f32| (v != 0.0) as i64);),
+                    Elem::I64 => quote!(kernels::map(#x, #y, |v: i64| (v != 0) as i64);),
+                }
             }
             Op::Cast { .. } => {
                 let x = self.read_rows(data[0], oe);
@@ -637,13 +645,41 @@ impl Lowerer<'_> {
                     .collect();
                 self.copy(data[0], start * st[ax], &src, o, 0, &strides(&out_shape), o)
             }
+            Op::Compare(c) => {
+                let f = match c {
+                    CmpOp::Equal => quote!(|a, b| (a == b) as i64),
+                    CmpOp::Less => quote!(|a, b| (a < b) as i64),
+                    CmpOp::LessOrEqual => quote!(|a, b| (a <= b) as i64),
+                    CmpOp::Greater => quote!(|a, b| (a > b) as i64),
+                    CmpOp::GreaterOrEqual => quote!(|a, b| (a >= b) as i64),
+                };
+                self.broadcast_with(data[0], data[1], o, oe, f)
+            }
+            Op::Logic(l) => {
+                let f = match l {
+                    LogicOp::And => quote!(|a: i64, b: i64| a & b),
+                    LogicOp::Or => quote!(|a: i64, b: i64| a | b),
+                };
+                self.broadcast_with(data[0], data[1], o, oe, f)
+            }
+            Op::Not => {
+                let x = self.read_rows(data[0], oe);
+                quote!(kernels::map(#x, #y, |v: i64| v ^ 1);)
+            }
+            Op::IsNaN => {
+                let x = self.read_rows(data[0], oe);
+                quote!(kernels::map(#x, #y, |v: f32| v.is_nan() as i64);)
+            }
+            Op::Where => {
+                let (c, a, b) = (data[0], data[1], data[2]);
+                let (xc, sc) = self.operand(c, o, oe);
+                let (xa, sa) = self.operand(a, o, oe);
+                let (xb, sb) = self.operand(b, o, oe);
+                let shp = self.dims(o);
+                quote!(kernels::select(#xc, #sc, #xa, #sa, #xb, #sb, #y, #shp);)
+            }
             Op::CastLike
             | Op::Flatten { .. }
-            | Op::Compare(_)
-            | Op::Logic(_)
-            | Op::Not
-            | Op::IsNaN
-            | Op::Where
             | Op::MinMax { .. }
             | Op::Range
             | Op::CumSum { .. }
@@ -757,23 +793,24 @@ impl Lowerer<'_> {
         oe: Elem,
         f: TokenStream,
     ) -> TokenStream {
-        let out = self.shape(o);
         let y = self.out_rows(o);
-        // Operands are read from row r0 on; their strides are those of the full buffers.
-        let operand = |v: ValueId| {
-            let r = self.read(v, oe);
-            let st = usizes(&bcast_strides(&self.shape(v), &out));
-            match self.ax(v).or_else(|| self.seq.and_then(|s| s.row_read[v])) {
-                Some(x) => {
-                    let s = lit(strides(&self.shape(v))[x]);
-                    (quote!(&(#r)[r0 * #s..]), st)
-                }
-                None => (r, st),
-            }
-        };
-        let ((xa, sa), (xb, sb)) = (operand(a), operand(b));
+        let ((xa, sa), (xb, sb)) = (self.operand(a, o, oe), self.operand(b, o, oe));
         let shp = self.dims(o);
         quote!(kernels::broadcast(#xa, #sa, #xb, #sb, #y, #shp, #f);)
+    }
+
+    /// A broadcast operand `v` of output `o`: read from row r0 on, with the strides of the
+    /// full buffer (0 on broadcast dims).
+    fn operand(&self, v: ValueId, o: ValueId, oe: Elem) -> (TokenStream, TokenStream) {
+        let r = self.read(v, oe);
+        let st = usizes(&bcast_strides(&self.shape(v), &self.shape(o)));
+        match self.ax(v).or_else(|| self.seq.and_then(|s| s.row_read[v])) {
+            Some(x) => {
+                let s = lit(strides(&self.shape(v))[x]);
+                (quote!(&(#r)[r0 * #s..]), st)
+            }
+            None => (r, st),
+        }
     }
 
     fn matmul(&self, a: ValueId, b: ValueId, o: ValueId, oe: Elem) -> Result<TokenStream> {

@@ -45,6 +45,8 @@ pub struct Options {
     pub options: String,
     /// How Linear weights are stored (`GPT2_WEIGHTS`).
     pub weight_format: layout::WeightFormat,
+    /// Optional passes that were switched off (they change the weight blob's layout).
+    pub disabled_passes: Vec<String>,
 }
 
 /// What `emit` produced.
@@ -652,13 +654,19 @@ fn module_tokens(
         Literal::usize_unsuffixed(plan.arena_i64),
         Literal::usize_unsuffixed(plan.blob_bytes),
     );
-    // Named by model and format, so one binary may link several compiled models.
+    // Named by model, format and disabled passes, so one binary may link several compiled
+    // models.
     let format_suffix = match opts.weight_format {
         layout::WeightFormat::F32 => String::new(),
         f => format!("_{}", f.name()),
     };
+    let passes_suffix: String = opts
+        .disabled_passes
+        .iter()
+        .map(|p| format!("_without_{}", p.replace('-', "_")))
+        .collect();
     let symbol = Literal::string(&format!(
-        "gpt2c_weights_{}{format_suffix}",
+        "gpt2c_weights_{}{format_suffix}{passes_suffix}",
         &opts.model_sha256[..16.min(opts.model_sha256.len())]
     ));
     let path = match &opts.weights_path {

@@ -28,7 +28,8 @@ impl Elem {
     pub fn of(d: DType) -> Option<Elem> {
         match d {
             DType::F32 => Some(Elem::F32),
-            DType::I64 => Some(Elem::I64),
+            // Bools live in the i64 arena as 0/1 (comparisons write them, Where reads them).
+            DType::I64 | DType::Bool => Some(Elem::I64),
             _ => None,
         }
     }
@@ -351,7 +352,7 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
             .ok_or_else(|| Error::Shape(format!("'{}' has no type", graph.values[v].name)))?;
         Elem::of(ty.dtype).ok_or_else(|| {
             Error::Shape(format!(
-                "'{}' is {}; generated code supports f32 and i64 tensors",
+                "'{}' is {}; generated code supports f32, i64 and bool tensors",
                 graph.values[v].name, ty.dtype
             ))
         })
@@ -365,6 +366,13 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
         }
         let t = graph.values[v].konst.clone().expect("constant");
         let elem = elem_of(v)?;
+        // A bool constant is stored as i64 0/1, like bool buffers.
+        let t = match t.dtype() {
+            DType::Bool => crate::ops::cast::eval(DType::I64, &t)
+                .map_err(|e| Error::Invalid(e.0))?
+                .remove(0),
+            _ => t,
+        };
         let layout = weight_layout(graph, v);
         let key = (t.bytes().as_ptr() as usize, t.byte_len(), elem, layout);
         let idx = match by_bytes.get(&key) {
