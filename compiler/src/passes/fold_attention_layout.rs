@@ -12,7 +12,10 @@
 //! (`out_perm`). GPT-2's query is then read straight from the fused QKV projection and the
 //! heads are written side by side in each row, as the output projection reads them: two
 //! copies of the activations per layer fewer. The runtime kernel needs q and v channels
-//! contiguous and rows of q at least a head apart; views that are not are left alone.
+//! contiguous and rows of q at least a head apart; keys and values, the attention cache,
+//! are folded only where each head's rows stay dense (when a graph has no present outputs
+//! they are copied out of the projection once, as the zoo export's presents are); views
+//! that are not are left alone.
 //! Needs: fused Attention (`fuse_attention`), static shapes.
 
 use super::views::{reshape_strides, view_of, View};
@@ -91,6 +94,12 @@ impl Pass for FoldAttentionLayout {
                 // The kernel's needs: contiguous channels of q and v, q rows a head apart.
                 let d = at.head_dim;
                 if i != 1 && d > 1 && (new.strides[3] != 1 || new.strides[2] < d) {
+                    continue;
+                }
+                // Keys and values become the attention cache, read row after row at every
+                // step: keep each head's rows dense (a copy into `[.., L, d]`) rather than
+                // read them a QKV row apart, one page per row at long contexts.
+                if i != 0 && d > 1 && (new.strides[3] != 1 || new.strides[2] != d) {
                     continue;
                 }
                 match i {
