@@ -255,15 +255,25 @@ pub fn linear_on<E: PanelElem>(
                 )
             }
         } else {
-            let wp = &w[p0 * k * NR..p1 * k * NR];
-            let b = bias.map(|b| &b[j0..j1]);
-            for r in 0..m {
-                debug_assert!(r < m && j1 <= n);
-                // SAFETY: row `r`'s columns `j0..j1` are inside `y` (`r < m`, `j1 ≤ n`)
-                // and only this task touches them (as above).
-                let row =
-                    unsafe { std::slice::from_raw_parts_mut(yp.get().add(r * n + j0), j1 - j0) };
-                E::panel_row(isa, &x[r * k..(r + 1) * k], wp, b, row);
+            // Panels in groups that stay in L2 while every row passes over them: a prompt's
+            // rows then read each weight from memory once, not once per row (the LM head's
+            // 154 MB per row made a 1024-row forward memory-bound). Each column's sum runs
+            // over k in the same order whatever the grouping.
+            let group = (GROUP_BYTES / (k * NR * std::mem::size_of::<E>()).max(1)).max(1);
+            for g0 in (p0..p1).step_by(group) {
+                let g1 = (g0 + group).min(p1);
+                let (c0, c1) = (g0 * NR, (g1 * NR).min(n));
+                let wp = &w[g0 * k * NR..g1 * k * NR];
+                let b = bias.map(|b| &b[c0..c1]);
+                for r in 0..m {
+                    debug_assert!(r < m && c1 <= n && j0 <= c0 && c1 <= j1);
+                    // SAFETY: row `r`'s columns `c0..c1` (inside `j0..j1`) are inside `y`
+                    // (`r < m`, `c1 ≤ n`) and only this task touches them (as above).
+                    let row = unsafe {
+                        std::slice::from_raw_parts_mut(yp.get().add(r * n + c0), c1 - c0)
+                    };
+                    E::panel_row(isa, &x[r * k..(r + 1) * k], wp, b, row);
+                }
             }
         }
         // SAFETY: as above: columns `j0..j1` of `y`'s m rows are this task's alone.
