@@ -118,6 +118,11 @@ fn a_wrong_constant_is_not_a_gelu() {
     let y = b.bin(Mul, h, w);
     let (f, summary) = fuse(&b.finish(y));
     assert!(summary.starts_with("0 GELU"), "{summary}");
+    // The summary names where the pattern broke.
+    assert!(
+        summary.contains("1 Tanh/Erf left unfused, first '/mlp/Erf"),
+        "{summary}"
+    );
     assert_eq!(f.nodes.len(), 5);
 }
 

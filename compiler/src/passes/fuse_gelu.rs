@@ -16,7 +16,7 @@ use super::pattern::replace;
 use super::Pass;
 use crate::error::Result;
 use crate::ir::{DType, Graph, Node, Tensor, ValueId};
-use crate::ops::Op;
+use crate::ops::{Op, UnaryOp};
 use std::collections::HashMap;
 
 pub struct FuseGelu;
@@ -198,6 +198,11 @@ impl Pass for FuseGelu {
             (_, 0) => String::new(),
             (t, e) => format!(" ({t} tanh, {e} erf)"),
         };
-        Ok(format!("{count} GELU(s) fused{kinds}, {dead} dead removed"))
+        let left = super::pattern::leftovers(g, "Tanh/Erf", |n| {
+            matches!(n.op, Op::Unary(UnaryOp::Tanh | UnaryOp::Erf))
+        });
+        Ok(format!(
+            "{count} GELU(s) fused{kinds}, {dead} dead removed{left}"
+        ))
     }
 }

@@ -146,6 +146,11 @@ impl Pass for FuseLayerNorm {
         let edits: Vec<_> = (0..g.nodes.len()).filter_map(|i| match_at(&m, i)).collect();
         let count = edits.len() + whole;
         let dead = replace(g, edits);
-        Ok(format!("{count} LayerNorm(s) fused, {dead} dead removed"))
+        let left = super::pattern::leftovers(g, "ReduceMean/LayerNormalization", |n| {
+            matches!(n.op, Op::ReduceMean { .. } | Op::LayerNormalization { .. })
+        });
+        Ok(format!(
+            "{count} LayerNorm(s) fused, {dead} dead removed{left}"
+        ))
     }
 }

@@ -117,8 +117,17 @@ impl Pass for FuseLinear {
         let count = edits.len();
         let biased = edits.iter().filter(|(_, n)| n[0].inputs.len() == 3).count();
         let dead = replace(g, edits);
+        // A MatMul or Gemm with a constant right operand is a Linear that was not fused.
+        let left = super::pattern::leftovers(g, "MatMul/Gemm of a weight", |n| {
+            matches!(n.op, Op::MatMul | Op::Gemm { .. })
+                && n.inputs
+                    .get(1)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|b| g.konst(b).is_some())
+        });
         Ok(format!(
-            "{count} Linear(s) fused ({biased} with bias), {dead} dead removed"
+            "{count} Linear(s) fused ({biased} with bias), {dead} dead removed{left}"
         ))
     }
 }

@@ -84,3 +84,19 @@ pub fn replace(g: &mut Graph, mut edits: Vec<(Vec<usize>, Vec<Node>)>) -> usize 
     }
     g.remove_dead()
 }
+
+/// For a pass's summary: the nodes a fusion would have consumed that are still there
+/// (`"; 2 ReduceMean left unfused, first 'name'"`), so `gpt2c inspect` names where a
+/// pattern broke; empty when there are none.
+pub fn leftovers(g: &Graph, what: &str, left: impl Fn(&Node) -> bool) -> String {
+    let names: Vec<&str> = g
+        .nodes
+        .iter()
+        .filter(|n| left(n))
+        .map(|n| n.name.as_str())
+        .collect();
+    match names.first() {
+        None => String::new(),
+        Some(first) => format!("; {} {what} left unfused, first '{first}'", names.len()),
+    }
+}
