@@ -1,6 +1,6 @@
 //! Compiles the ONNX model into Rust at build time: `GPT2_ONNX` (an absolute path) or the
-//! default model in models/. Writes OUT_DIR/model.rs, OUT_DIR/weights.bin and
-//! OUT_DIR/build_info.rs. A bad model fails the build with the compiler's message.
+//! default model in models/, through `gpt2c::Builder`. Writes OUT_DIR/model.rs,
+//! OUT_DIR/model.weights.bin and OUT_DIR/build_info.rs. A bad model fails the build with the compiler's message.
 
 use std::path::{Path, PathBuf};
 
@@ -30,15 +30,24 @@ fn main() {
     }
 }
 
+/// `GPT2_WEIGHTS` (f32 when unset) and `GPT2C_DISABLE_PASSES` (comma-separated), read
+/// here and passed to the builder as arguments.
 fn build(model: &Path) -> Result<(), String> {
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
     let t = std::time::Instant::now();
-    let c = gpt2c::driver::compile(
-        model,
-        &out,
-        gpt2c::codegen::WeightsPath::OutDir("weights.bin".into()),
-    )
-    .map_err(|e| e.to_string())?;
+    let format = std::env::var("GPT2_WEIGHTS").unwrap_or_default();
+    let format = gpt2c::codegen::layout::WeightFormat::parse(&format)
+        .map_err(|e| format!("GPT2_WEIGHTS: {e}"))?;
+    let mut builder = gpt2c::Builder::new(model).weights(format).module("model");
+    for pass in std::env::var("GPT2C_DISABLE_PASSES")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if !pass.trim().is_empty() {
+            builder = builder.disable(pass.trim());
+        }
+    }
+    let c = builder.compile().map_err(|e| e.to_string())?;
     let model_abs = std::fs::canonicalize(model).map_err(|e| e.to_string())?;
     let info = format!(
         "/// The ONNX file this binary was compiled from.\npub const MODEL_PATH: &str = {:?};\n\

@@ -97,56 +97,55 @@ fn tied_model() -> Vec<u8> {
     model.encode_to_vec()
 }
 
+/// The module name of a fixture directory (`x-hf-eager` → `x_hf_eager`; `static` is a
+/// keyword).
+fn module(dir: &str) -> String {
+    match dir {
+        "static" => "static_ctx".into(),
+        d => d.replace('-', "_"),
+    }
+}
+
+fn compile(builder: gpt2c::Builder, what: &str) {
+    if let Err(e) = builder.compile() {
+        eprintln!("error: gpt2c failed on {what}: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     println!("cargo:rerun-if-changed=build.rs");
     let tied = out.join("tied.onnx");
     std::fs::write(&tied, tied_model()).unwrap();
-    if let Err(e) = gpt2c::driver::compile(
-        &tied,
-        &out.join("tied"),
-        gpt2c::codegen::WeightsPath::OutDir("tied/weights.bin".into()),
-    ) {
-        eprintln!("error: gpt2c failed on the tied-weights graph: {e}");
-        std::process::exit(1);
-    }
+    compile(
+        gpt2c::Builder::new(&tied).module("tied"),
+        "the tied-weights graph",
+    );
+    let fixture = |name: &str| root.join("fixtures").join(name).join("model.onnx");
     // The tiny fixture again with its matrices stored as bf16, f16 and q8.
-    for (fmt, format) in [
-        ("bf16", gpt2c::codegen::layout::WeightFormat::Bf16),
-        ("f16", gpt2c::codegen::layout::WeightFormat::F16),
-        ("q8", gpt2c::codegen::layout::WeightFormat::Q8),
+    for format in [
+        gpt2c::codegen::layout::WeightFormat::Bf16,
+        gpt2c::codegen::layout::WeightFormat::F16,
+        gpt2c::codegen::layout::WeightFormat::Q8,
     ] {
-        let model = root.join("fixtures/tiny/model.onnx");
-        let dir = format!("tiny_{fmt}");
-        let weights = gpt2c::codegen::WeightsPath::OutDir(format!("{dir}/weights.bin"));
-        if let Err(e) = gpt2c::driver::compile_as(&model, &out.join(&dir), weights, format) {
-            eprintln!("error: gpt2c failed on fixture tiny as {fmt}: {e}");
-            std::process::exit(1);
-        }
+        let name = format!("tiny_{}", format.name());
+        let b = gpt2c::Builder::new(fixture("tiny"))
+            .weights(format)
+            .module(&name);
+        compile(b, &format!("fixture tiny as {}", format.name()));
     }
     // transformers' graphs without fuse-attention: their causal masks (Where over a bool
     // constant, an additive mask) run as generated code.
     for name in ["x-hf-eager", "x-dynamo"] {
-        let model = root.join("fixtures").join(name).join("model.onnx");
-        let dir = format!("{name}-noattn");
-        let weights = gpt2c::codegen::WeightsPath::OutDir(format!("{dir}/weights.bin"));
-        std::env::set_var("GPT2C_DISABLE_PASSES", "fuse-attention");
-        let r = gpt2c::driver::compile(&model, &out.join(&dir), weights);
-        std::env::remove_var("GPT2C_DISABLE_PASSES");
-        if let Err(e) = r {
-            eprintln!("error: gpt2c failed on fixture {name} without fuse-attention: {e}");
-            std::process::exit(1);
-        }
+        let b = gpt2c::Builder::new(fixture(name))
+            .disable("fuse-attention")
+            .module(format!("{}_noattn", module(name)));
+        compile(b, &format!("fixture {name} without fuse-attention"));
     }
     for name in FIXTURES {
-        let model = root.join("fixtures").join(name).join("model.onnx");
-        println!("cargo:rerun-if-changed={}", model.display());
-        let dir = out.join(name);
-        let weights = gpt2c::codegen::WeightsPath::OutDir(format!("{name}/weights.bin"));
-        if let Err(e) = gpt2c::driver::compile(&model, &dir, weights) {
-            eprintln!("error: gpt2c failed on fixture {name}: {e}");
-            std::process::exit(1);
-        }
+        let b = gpt2c::Builder::new(fixture(name)).module(module(name));
+        compile(b, &format!("fixture {name}"));
     }
 }

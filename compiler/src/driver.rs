@@ -57,43 +57,42 @@ fn token_input_kind(graph: &Graph) -> bool {
         })
 }
 
-/// The weight format `GPT2_WEIGHTS` asks for (f32 when unset).
-pub fn weight_format_from_env() -> Result<WeightFormat> {
-    WeightFormat::parse(&std::env::var("GPT2_WEIGHTS").unwrap_or_default())
-        .map_err(|e| Error::Invalid(format!("GPT2_WEIGHTS: {e}")))
+/// How to compile: every option explicit (the library reads no environment variable;
+/// build scripts and CLIs read `GPT2_WEIGHTS` and `GPT2C_DISABLE_PASSES` and pass them in).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// How Linear weights are stored.
+    pub weights: WeightFormat,
+    /// Optional passes to switch off (`crate::OPTIONAL_PASSES`).
+    pub disabled: Vec<String>,
 }
 
-/// Compiles `model` into `out_dir/model.rs` and `out_dir/weights.bin`, in the weight
-/// format `GPT2_WEIGHTS` names.
-pub fn compile(model: &Path, out_dir: &Path, weights_path: WeightsPath) -> Result<Compiled> {
-    compile_as(model, out_dir, weights_path, weight_format_from_env()?)
-}
-
-/// `compile` with the weight format given.
-pub fn compile_as(
+/// Compiles the ONNX file `model` into the Rust source `source_out` and the weight blob
+/// `weights_out`, which the source finds at `weights_path`.
+pub fn compile_file(
     model: &Path,
-    out_dir: &Path,
+    source_out: &Path,
+    weights_out: &Path,
     weights_path: WeightsPath,
-    format: WeightFormat,
+    options: &CompileOptions,
 ) -> Result<Compiled> {
     let data = std::fs::read(model).map_err(|source| Error::Io {
         path: model.display().to_string(),
         source,
     })?;
-    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io {
-        path: out_dir.display().to_string(),
-        source,
-    })?;
-    let (source, compiled) = compile_bytes_as(
-        data.into(),
-        model,
-        weights_path,
-        &out_dir.join("weights.bin"),
-        format,
-    )?;
-    let rs = out_dir.join("model.rs");
-    std::fs::write(&rs, source).map_err(|source| Error::Io {
-        path: rs.display().to_string(),
+    for dir in [source_out.parent(), weights_out.parent()]
+        .into_iter()
+        .flatten()
+    {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let (source, compiled) =
+        compile_bytes_as(data.into(), model, weights_path, weights_out, options)?;
+    std::fs::write(source_out, source).map_err(|source| Error::Io {
+        path: source_out.display().to_string(),
         source,
     })?;
     Ok(compiled)
@@ -101,25 +100,16 @@ pub fn compile_as(
 
 /// The whole compiler on a model already in memory (`model` names it in messages and the
 /// header): returns the generated source and writes the weight blob to `weights_out`.
-/// `compile` is this plus file I/O; the fuzzer (tests crate) calls it directly.
-pub fn compile_bytes(
-    data: Bytes,
-    model: &Path,
-    weights_path: WeightsPath,
-    weights_out: &Path,
-) -> Result<(String, Compiled)> {
-    let format = weight_format_from_env()?;
-    compile_bytes_as(data, model, weights_path, weights_out, format)
-}
-
-/// `compile_bytes` with the weight format given.
+/// `compile_file` is this plus file I/O; the fuzzer (tests crate) calls it directly.
 pub fn compile_bytes_as(
     data: Bytes,
     model: &Path,
     weights_path: WeightsPath,
     weights_out: &Path,
-    weight_format: WeightFormat,
+    options: &CompileOptions,
 ) -> Result<(String, Compiled)> {
+    let weight_format = options.weights;
+    let disabled = options.disabled.clone();
     crate::progress::stage("hashing", None);
     let sha: String = Sha256::digest(&data)
         .iter()
@@ -145,13 +135,6 @@ pub fn compile_bytes_as(
         Err(why) => Error::Shape(format!("{e}, and this one is not: {why}")),
         Ok(_) => e,
     })?;
-    // GPT2C_DISABLE_PASSES=fuse-gelu,tie-weights switches optional passes off (for A/B runs).
-    let disabled: Vec<String> = std::env::var("GPT2C_DISABLE_PASSES")
-        .unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
     crate::progress::stage("specialize and fold", None);
     let mut ran = Vec::new();
     let specialized =

@@ -125,7 +125,7 @@ pub fn emit_crate(
     model: &Path,
     dir: &Path,
     runtime: &Path,
-    format: crate::codegen::layout::WeightFormat,
+    options: &crate::driver::CompileOptions,
 ) -> Result<Emitted> {
     let io = |p: &Path| {
         let p = p.display().to_string();
@@ -151,7 +151,7 @@ pub fn emit_crate(
         model,
         WeightsPath::ManifestDir("weights.bin".into()),
         &dir.join("weights.bin"),
-        format,
+        options,
     )?;
     crate::progress::stage("writing the crate", None);
     let package = package_name(model);

@@ -50,6 +50,13 @@ pub enum Error {
     },
     #[error("{0}")]
     Shape(String),
+    /// Any of the above, with the model file it concerns (`Builder::compile`).
+    #[error("{path}: {source}")]
+    Model {
+        path: String,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -5,6 +5,7 @@
 //! stage and is the oracle the tests compare everything against.
 
 pub mod accuracy;
+pub mod builder;
 pub mod codegen;
 pub mod driver;
 pub mod emit;
@@ -20,6 +21,7 @@ pub mod passes;
 pub mod progress;
 pub mod sequence;
 
+pub use builder::Builder;
 pub use error::{Error, Result};
 
 use ir::Graph;

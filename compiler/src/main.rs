@@ -141,17 +141,38 @@ fn accuracy(model: &Path, format: &str, sequences: usize, len: usize) -> Result<
     Ok(())
 }
 
+/// The weight format `GPT2_WEIGHTS` asks for (f32 when unset).
+fn weight_format_from_env() -> Result<gpt2c::codegen::layout::WeightFormat> {
+    gpt2c::codegen::layout::WeightFormat::parse(&std::env::var("GPT2_WEIGHTS").unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("GPT2_WEIGHTS: {e}"))
+}
+
+/// `GPT2C_DISABLE_PASSES=fuse-gelu,tie-weights`: optional passes switched off.
+fn disabled_passes_from_env() -> Vec<String> {
+    std::env::var("GPT2C_DISABLE_PASSES")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 fn emit(model: &Path, out: &Path, runtime: Option<PathBuf>, weights: Option<&str>) -> Result<()> {
     let t = Instant::now();
     let runtime = runtime.unwrap_or_else(gpt2c::emit::default_runtime_path);
+    // The CLI honours the variables the build script does; the library takes arguments.
     let format = match weights {
         Some(w) => gpt2c::codegen::layout::WeightFormat::parse(w)
             .map_err(|e| anyhow::anyhow!("--weights: {e}"))?,
-        None => gpt2c::driver::weight_format_from_env()?,
+        None => weight_format_from_env()?,
+    };
+    let options = gpt2c::driver::CompileOptions {
+        weights: format,
+        disabled: disabled_passes_from_env(),
     };
     let e = {
         let _progress = gpt2c::progress::Progress::start();
-        gpt2c::emit::emit_crate(model, out, &runtime, format)?
+        gpt2c::emit::emit_crate(model, out, &runtime, &options)?
     };
     let s = &e.compiled.summary;
     println!(

@@ -80,6 +80,31 @@ unsafe impl<T: Send> Send for SendPtr<T> {}
 unsafe impl<T: Send> Sync for SendPtr<T> {}
 
 /// Deterministic test data shared by the kernels' tests.
+/// Declares `pub mod $name` holding the model that `gpt2c::Builder` compiled with
+/// `.module("$name")` in this crate's build script (`$OUT_DIR/$name.rs`, its weights
+/// embedded from `$OUT_DIR/$name.weights.bin`).
+///
+/// ```ignore
+/// gpt2rt::include_model!(kjv);
+/// let mut model = kjv::Model::new();
+/// ```
+#[macro_export]
+macro_rules! include_model {
+    ($name:ident) => {
+        #[allow(
+            clippy::all,
+            clippy::pedantic,
+            unused_imports,
+            unused_variables,
+            unused_mut,
+            dead_code
+        )]
+        pub mod $name {
+            include!(concat!(env!("OUT_DIR"), "/", stringify!($name), ".rs"));
+        }
+    };
+}
+
 #[cfg(test)]
 pub(crate) mod test_data {
     /// `n` values in [-1, 1) from a linear congruential generator.

@@ -1,17 +1,30 @@
 //! The committed fixtures, compiled by gpt2c in build.rs.
 
 macro_rules! compiled {
-    ($($name:ident => $dir:literal),*) => {
-        $(
-            #[allow(clippy::all, unused_imports, unused_variables, unused_mut, dead_code)]
-            pub mod $name {
-                include!(concat!(env!("OUT_DIR"), "/", $dir, "/model.rs"));
-            }
-        )*
+    ($($name:ident),*) => {
+        $(gpt2rt::include_model!($name);)*
     };
 }
 
-compiled!(tied => "tied", tiny => "tiny", tiny_bf16 => "tiny_bf16", tiny_f16 => "tiny_f16", tiny_q8 => "tiny_q8", wide => "wide", deep => "deep", static_ctx => "static", matmul_add => "matmul_add", x_pt12_opset17 => "x-pt12-opset17", x_hf_eager => "x-hf-eager", x_hf_sdpa => "x-hf-sdpa", x_hf_eager_cache => "x-hf-eager-cache", x_dynamo => "x-dynamo", x_optimum => "x-optimum", x_hf_eager_noattn => "x-hf-eager-noattn", x_dynamo_noattn => "x-dynamo-noattn");
+compiled!(
+    tied,
+    tiny,
+    tiny_bf16,
+    tiny_f16,
+    tiny_q8,
+    wide,
+    deep,
+    static_ctx,
+    matmul_add,
+    x_pt12_opset17,
+    x_hf_eager,
+    x_hf_sdpa,
+    x_hf_eager_cache,
+    x_dynamo,
+    x_optimum,
+    x_hf_eager_noattn,
+    x_dynamo_noattn
+);
 
 /// A full forward of one compiled fixture: every output as f32 vectors.
 pub type Runner = fn(&[i64]) -> Vec<Vec<f32>>;

@@ -713,11 +713,12 @@ pub fn make_case(corpus: &[SeedModel], seed: u64, index: u64) -> Case {
 /// The compiler front to back on one file in memory; `Ok` is the generated source's length.
 pub fn compile(bytes: &[u8]) -> gpt2c::Result<usize> {
     let null = Path::new("/dev/null");
-    let (source, _) = gpt2c::driver::compile_bytes(
+    let (source, _) = gpt2c::driver::compile_bytes_as(
         Bytes::copy_from_slice(bytes),
         Path::new("fuzz.onnx"),
         gpt2c::codegen::WeightsPath::Absolute("/dev/null".into()),
         null,
+        &gpt2c::driver::CompileOptions::default(),
     )?;
     Ok(source.len())
 }

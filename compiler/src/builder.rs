@@ -1,0 +1,159 @@
+//! The build-script API, in the style of prost-build: a `Builder` with explicit options,
+//! called from a crate's `build.rs`, writes one generated module and its weights into
+//! `OUT_DIR`, and the crate includes it with `gpt2rt::include_model!`.
+//!
+//! ```no_run
+//! // build.rs
+//! use gpt2c::codegen::layout::WeightFormat;
+//! fn main() -> Result<(), gpt2c::Error> {
+//!     gpt2c::Builder::new("models/gpt2-kjv.onnx")
+//!         .weights(WeightFormat::Q8)
+//!         .module("kjv")
+//!         .compile()?;
+//!     Ok(())
+//! }
+//! // src/main.rs: mod kjv { gpt2rt::include_model!("kjv"); }
+//! ```
+//!
+//! Every option is an argument: the builder reads no environment variable of its own
+//! (`GPT2_ONNX`, `GPT2_WEIGHTS` and `GPT2C_DISABLE_PASSES` are for the build scripts and
+//! CLIs that choose to honour them). The one exception is `OUT_DIR`, which cargo sets for
+//! every build script and which is the default output directory, as in prost-build.
+
+use crate::codegen::layout::WeightFormat;
+use crate::codegen::WeightsPath;
+use crate::driver::{compile_file, CompileOptions, Compiled};
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Compiles one ONNX model into a Rust module (`<module>.rs`) and its weight blob
+/// (`<module>.weights.bin`).
+#[derive(Clone, Debug)]
+pub struct Builder {
+    model: PathBuf,
+    options: CompileOptions,
+    module: String,
+    out_dir: Option<PathBuf>,
+    cargo_metadata: bool,
+}
+
+impl Builder {
+    /// A builder for the ONNX file `model` (relative paths are relative to the crate's
+    /// directory, where cargo runs build scripts).
+    pub fn new(model: impl Into<PathBuf>) -> Builder {
+        Builder {
+            model: model.into(),
+            options: CompileOptions::default(),
+            module: "model".into(),
+            out_dir: None,
+            cargo_metadata: true,
+        }
+    }
+
+    /// How the Linear weights are stored (f32 by default).
+    pub fn weights(mut self, format: WeightFormat) -> Builder {
+        self.options.weights = format;
+        self
+    }
+
+    /// Switches an optional pass off (one of `gpt2c::OPTIONAL_PASSES`), for A/B runs.
+    pub fn disable(mut self, pass: impl Into<String>) -> Builder {
+        self.options.disabled.push(pass.into());
+        self
+    }
+
+    /// The name of the generated module: the files are `<name>.rs` and
+    /// `<name>.weights.bin`, and `gpt2rt::include_model!("<name>")` includes it. Default
+    /// `model`. Several models in one crate need one name each.
+    pub fn module(mut self, name: impl Into<String>) -> Builder {
+        self.module = name.into();
+        self
+    }
+
+    /// Where to write the files (default: cargo's `OUT_DIR`). The generated code finds its
+    /// weights there by absolute path when this is not `OUT_DIR`.
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Builder {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// Whether to print `cargo:rerun-if-changed` for the model (default true; turn it off
+    /// outside build scripts).
+    pub fn cargo_metadata(mut self, on: bool) -> Builder {
+        self.cargo_metadata = on;
+        self
+    }
+
+    /// The path of the generated source, once compiled.
+    pub fn source_path(&self) -> Result<PathBuf> {
+        Ok(self.dir()?.join(format!("{}.rs", self.module)))
+    }
+
+    fn dir(&self) -> Result<PathBuf> {
+        match &self.out_dir {
+            Some(d) => Ok(d.clone()),
+            None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or_else(|| {
+                Error::Invalid(
+                    "OUT_DIR is not set: call Builder::compile from a build script or give .out_dir(...)"
+                        .into(),
+                )
+            }),
+        }
+    }
+
+    /// Compiles the model. Errors name the model file.
+    pub fn compile(&self) -> Result<Compiled> {
+        let in_model = |e: Error| match e {
+            Error::Io { .. } => e,
+            e => Error::Model {
+                path: self.model.display().to_string(),
+                source: Box::new(e),
+            },
+        };
+        let valid = !self.module.is_empty()
+            && !self.module.starts_with(|c: char| c.is_ascii_digit())
+            && self
+                .module
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(Error::Invalid(format!(
+                "module name '{}' is not a snake_case identifier",
+                self.module
+            )));
+        }
+        for d in &self.options.disabled {
+            if !crate::OPTIONAL_PASSES.contains(&d.as_str()) {
+                return Err(Error::Invalid(format!(
+                    "unknown pass '{d}'; optional passes: {}",
+                    crate::OPTIONAL_PASSES.join(", ")
+                )));
+            }
+        }
+        if self.cargo_metadata {
+            println!("cargo:rerun-if-changed={}", self.model.display());
+        }
+        let dir = self.dir()?;
+        let weights_file = format!("{}.weights.bin", self.module);
+        let weights_out = dir.join(&weights_file);
+        let weights_path = match (&self.out_dir, std::env::var_os("OUT_DIR")) {
+            (None, _) => WeightsPath::OutDir(weights_file),
+            (Some(d), Some(o)) if Path::new(&o) == d => WeightsPath::OutDir(weights_file),
+            (Some(_), _) => {
+                let abs = std::path::absolute(&weights_out).map_err(|source| Error::Io {
+                    path: weights_out.display().to_string(),
+                    source,
+                })?;
+                WeightsPath::Absolute(abs.display().to_string())
+            }
+        };
+        compile_file(
+            &self.model,
+            &self.source_path()?,
+            &weights_out,
+            weights_path,
+            &self.options,
+        )
+        .map_err(in_model)
+    }
+}
