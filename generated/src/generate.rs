@@ -9,12 +9,12 @@
 //! Window policy, when a sequence outgrows the context: the oldest half of the window is
 //! dropped and generation continues on the most recent `n_ctx / 2` tokens.
 
-use crate::{Model, GPT2, INCREMENTAL, INPUTS};
-use gpt2rt::io::TensorRef;
+use gpt2rt::Gpt2Model;
 
-/// Runs the model over a window of tokens and hands out logits rows.
-pub struct Runner {
-    model: Model,
+/// Runs a compiled model (by default this crate's) over a window of tokens and hands out
+/// logits rows.
+pub struct Runner<M: Gpt2Model = crate::Model> {
+    model: M,
     ctx: usize,
     vocab: usize,
     input: Vec<i64>,
@@ -22,17 +22,25 @@ pub struct Runner {
     cached: Vec<u32>,
 }
 
-impl Runner {
+impl Runner<crate::Model> {
+    /// A runner on the model embedded in this crate.
     pub fn new() -> Result<Runner, String> {
-        let cfg = GPT2.ok_or("the embedded model is not a GPT-2 LM head")?;
-        let ctx = INPUTS[0].numel();
-        Ok(Runner {
-            model: Model::new(),
+        crate::GPT2.ok_or("the embedded model is not a GPT-2 LM head")?;
+        Ok(Runner::with_model(crate::Model::new()))
+    }
+}
+
+impl<M: Gpt2Model> Runner<M> {
+    /// A runner on any compiled GPT-2 model.
+    pub fn with_model(model: M) -> Runner<M> {
+        let (ctx, vocab) = (model.context(), model.config().vocab);
+        Runner {
+            model,
             ctx,
-            vocab: cfg.vocab,
+            vocab,
             input: vec![0; ctx],
             cached: Vec::with_capacity(ctx),
-        })
+        }
     }
 
     /// Tokens the model sees at once.
@@ -42,13 +50,6 @@ impl Runner {
 
     pub fn vocab(&self) -> usize {
         self.vocab
-    }
-
-    fn logits(&self) -> Result<&[f32], String> {
-        match self.model.output(0) {
-            Some(TensorRef::F32(all)) => Ok(all),
-            _ => Err("output 0 is not f32 logits".into()),
-        }
     }
 
     fn check(&self, n: usize) -> Result<(), String> {
@@ -65,16 +66,16 @@ impl Runner {
         for (dst, &t) in self.input.iter_mut().zip(window) {
             *dst = t as i64;
         }
-        if INCREMENTAL {
+        if self.model.incremental() {
             self.model.forward_rows(&self.input[..n], 0, false)?;
             self.cached.clear();
             self.cached.extend_from_slice(window);
         } else {
             let last = window[n - 1] as i64;
             self.input[n..].iter_mut().for_each(|x| *x = last);
-            self.model.forward(&self.input)?;
+            self.model.forward_rows(&self.input, 0, false)?;
         }
-        Ok(&self.logits()?[..n * self.vocab])
+        Ok(&self.model.logits()[..n * self.vocab])
     }
 
     /// Logits of the token after `window`. With the cache, only the rows of `window` that
@@ -82,7 +83,7 @@ impl Runner {
     pub fn next_logits(&mut self, window: &[u32]) -> Result<&[f32], String> {
         let n = window.len();
         let v = self.vocab;
-        if !INCREMENTAL {
+        if !self.model.incremental() {
             return Ok(&self.eval(window)?[(n - 1) * v..n * v]);
         }
         self.check(n)?;
@@ -97,7 +98,7 @@ impl Runner {
         self.model.forward_rows(&self.input[..n - p0], p0, true)?;
         self.cached.truncate(p0);
         self.cached.extend_from_slice(&window[p0..]);
-        Ok(&self.logits()?[(n - 1) * v..n * v])
+        Ok(self.model.logits_row(n - 1))
     }
 }
 
@@ -115,7 +116,7 @@ pub fn window_start(len: usize, ctx: usize, current_start: usize) -> usize {
 /// token after the first is scored once, with at least half a context of history once the
 /// text is long enough (llama.cpp's perplexity tool scores the same way).
 /// Returns (mean negative log-likelihood per token, tokens scored).
-pub fn score(runner: &mut Runner, ids: &[u32]) -> Result<(f64, usize), String> {
+pub fn score<M: Gpt2Model>(runner: &mut Runner<M>, ids: &[u32]) -> Result<(f64, usize), String> {
     if ids.len() < 2 {
         return Err("scoring needs at least two tokens".into());
     }

@@ -12,6 +12,8 @@ pub mod elem;
 pub mod gemm;
 pub mod gemv;
 pub mod io;
+pub mod model;
+pub use model::Gpt2Model;
 pub mod kernels;
 pub mod pool;
 pub mod profile;

@@ -747,6 +747,41 @@ fn module_tokens(
             }
         },
     };
+    // The runtime's GPT-2 interface, for a GPT-2 graph with its one token input.
+    let gpt2_impl = match (&opts.gpt2, &args[..]) {
+        (Some(_), [_]) => quote! {
+            impl gpt2rt::Gpt2Model for Model {
+                fn create() -> Model {
+                    Model::new()
+                }
+                fn config(&self) -> Gpt2Config {
+                    GPT2.expect("a GPT-2 graph")
+                }
+                fn context(&self) -> usize {
+                    INPUTS[0].numel()
+                }
+                fn incremental(&self) -> bool {
+                    INCREMENTAL
+                }
+                fn forward_rows(&mut self, ids: &[i64], p0: usize, last_only: bool) -> Result<(), String> {
+                    if INCREMENTAL {
+                        Model::forward_rows(self, ids, p0, last_only)
+                    } else if p0 == 0 {
+                        self.forward(ids)
+                    } else {
+                        Err(format!("this model cannot compute rows separately: {}", SEQUENCE))
+                    }
+                }
+                fn logits(&self) -> &[f32] {
+                    match self.output(0) {
+                        Some(TensorRef::F32(x)) => x,
+                        _ => &[],
+                    }
+                }
+            }
+        },
+        _ => TokenStream::new(),
+    };
     let (incremental, seq_len, seq_note) = match seq {
         Ok(i) => (
             true,
@@ -860,5 +895,7 @@ fn module_tokens(
                 }
             }
         }
+
+        #gpt2_impl
     })
 }

@@ -1,0 +1,43 @@
+//! The interface every generated GPT-2 module implements (`gpt2c` emits the `impl` for a
+//! graph it recognised as a GPT-2 LM head), so code that handles text is written once,
+//! generic over the compiled model, and one program may hold several models.
+
+use crate::io::Gpt2Config;
+
+/// A compiled GPT-2 LM head: token ids in, logits out, with the attention cache the
+/// compiler derived when it proved the graph causal.
+pub trait Gpt2Model {
+    /// A model with its weights viewed in place in the binary and a zeroed arena.
+    fn create() -> Self
+    where
+        Self: Sized;
+
+    /// Layers, heads, width, vocabulary and context, read from the graph.
+    fn config(&self) -> Gpt2Config;
+
+    /// Tokens one sequence holds: the length the code was specialized to.
+    fn context(&self) -> usize;
+
+    /// Whether rows may run a few at a time against the attention cache (prefill, then
+    /// one-token steps). Otherwise every call computes the whole context.
+    fn incremental(&self) -> bool;
+
+    /// Computes rows `p0..p0 + ids.len()` of the sequence, reading the cached rows
+    /// `0..p0` of earlier calls; with `last_only`, the logits of the last row alone. A model
+    /// that is not incremental takes only `p0 = 0` with `context()` ids.
+    fn forward_rows(&mut self, ids: &[i64], p0: usize, last_only: bool) -> Result<(), String>;
+
+    /// The logits `[context, vocab]` (row r at `r·vocab`); the rows of the last call are
+    /// valid (its last row only, with `last_only`).
+    fn logits(&self) -> &[f32];
+
+    /// Row `row` of `logits`.
+    fn logits_row(&self, row: usize) -> &[f32] {
+        let v = self.config().vocab;
+        &self.logits()[row * v..(row + 1) * v]
+    }
+
+    /// Forgets the sequence. Generated models keep no state but the cached rows, which the
+    /// next call from row 0 overwrites, so this is free.
+    fn reset(&mut self) {}
+}
