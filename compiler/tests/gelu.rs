@@ -49,6 +49,19 @@ impl Builder {
     }
 }
 
+/// `0.5·x·(1 + erf(x / divisor))` in five nodes; returns (y, the Erf's output).
+fn erf_gelu(b: &mut Builder, x: usize, divisor: f32) -> (usize, usize) {
+    use BinaryOp::*;
+    let r2 = b.c(divisor);
+    let d = b.bin(Div, x, r2);
+    let e = b.op(Op::Unary(UnaryOp::Erf), &[d]);
+    let one = b.c(1.0);
+    let w = b.bin(Add, e, one);
+    let half = b.c(0.5);
+    let h = b.bin(Mul, half, x);
+    (b.bin(Mul, h, w), e)
+}
+
 fn fuse(g: &Graph) -> (Graph, String) {
     let mut f = g.clone();
     let summary = FuseGelu.run(&mut f).unwrap();
@@ -88,16 +101,8 @@ fn tanh_gelu_in_another_order_fuses() {
 
 #[test]
 fn erf_gelu_fuses_to_the_exact_form() {
-    use BinaryOp::*;
     let (mut b, x) = Builder::new();
-    let r2 = b.c(std::f32::consts::SQRT_2);
-    let d = b.bin(Div, x, r2);
-    let e = b.op(Op::Unary(UnaryOp::Erf), &[d]);
-    let one = b.c(1.0);
-    let w = b.bin(Add, e, one);
-    let half = b.c(0.5);
-    let h = b.bin(Mul, half, x);
-    let y = b.bin(Mul, h, w);
+    let (y, _) = erf_gelu(&mut b, x, std::f32::consts::SQRT_2);
     let (f, summary) = fuse(&b.finish(y));
     assert!(summary.contains("1 erf"), "{summary}");
     assert_eq!(f.nodes.len(), 1);
@@ -106,16 +111,8 @@ fn erf_gelu_fuses_to_the_exact_form() {
 
 #[test]
 fn a_wrong_constant_is_not_a_gelu() {
-    use BinaryOp::*;
     let (mut b, x) = Builder::new();
-    let r2 = b.c(1.3);
-    let d = b.bin(Div, x, r2);
-    let e = b.op(Op::Unary(UnaryOp::Erf), &[d]);
-    let one = b.c(1.0);
-    let w = b.bin(Add, e, one);
-    let half = b.c(0.5);
-    let h = b.bin(Mul, half, x);
-    let y = b.bin(Mul, h, w);
+    let (y, _) = erf_gelu(&mut b, x, 1.3);
     let (f, summary) = fuse(&b.finish(y));
     assert!(summary.starts_with("0 GELU"), "{summary}");
     // The summary names where the pattern broke.
@@ -129,16 +126,8 @@ fn a_wrong_constant_is_not_a_gelu() {
 /// An intermediate value read outside the GELU keeps its nodes: nothing is fused.
 #[test]
 fn a_shared_intermediate_blocks_the_fusion() {
-    use BinaryOp::*;
     let (mut b, x) = Builder::new();
-    let r2 = b.c(std::f32::consts::SQRT_2);
-    let d = b.bin(Div, x, r2);
-    let e = b.op(Op::Unary(UnaryOp::Erf), &[d]);
-    let one = b.c(1.0);
-    let w = b.bin(Add, e, one);
-    let half = b.c(0.5);
-    let h = b.bin(Mul, half, x);
-    let y = b.bin(Mul, h, w);
+    let (y, e) = erf_gelu(&mut b, x, std::f32::consts::SQRT_2);
     let mut g = b.finish(y);
     g.outputs.push(e);
     let (f, summary) = fuse(&g);

@@ -1,17 +1,7 @@
 //! The model compiled by gpt2c at build time (see build.rs), with its weights embedded.
 //! `model` is the generated code; read it at `build_info::SOURCE_PATH`.
 
-#[allow(
-    clippy::all,
-    clippy::pedantic,
-    unused_imports,
-    unused_variables,
-    unused_mut,
-    dead_code
-)]
-mod model {
-    include!(concat!(env!("OUT_DIR"), "/model.rs"));
-}
+gpt2rt::include_model!(model);
 
 pub use model::*;
 

@@ -571,18 +571,7 @@ impl Lowerer<'_> {
                     kernels::attention(#xq, #xk, #xv, y, dims, #rows);
                 }
             }
-            Op::LayerNorm { eps } => {
-                let s = sh(0);
-                let n = *s.last().expect("rank >= 1");
-                let rows = self.prod(data[0], 0..s.len() - 1);
-                let (x, g, b) = (
-                    self.read_rows(data[0], oe),
-                    self.read(data[1], oe),
-                    self.read(data[2], oe),
-                );
-                let (nl, e) = (lit(n), f32_lit(*eps));
-                quote!(kernels::layer_norm(#x, #g, #b, #y, #rows, #nl, #e);)
-            }
+            Op::LayerNorm { eps } => self.layer_norm(&data, *eps, oe, &y),
             Op::Gelu => {
                 let x = self.read_rows(data[0], oe);
                 quote!(kernels::gelu_slice(#x, #y);)
@@ -609,16 +598,7 @@ impl Lowerer<'_> {
                     && sh(1) == [*sh(0).last().unwrap_or(&0)]
                     && sh(2) == sh(1) =>
             {
-                let s = sh(0);
-                let n = *s.last().expect("rank >= 1");
-                let rows = self.prod(data[0], 0..s.len() - 1);
-                let (x, g, b) = (
-                    self.read_rows(data[0], oe),
-                    self.read(data[1], oe),
-                    self.read(data[2], oe),
-                );
-                let (nl, e) = (lit(n), f32_lit(*eps));
-                quote!(kernels::layer_norm(#x, #g, #b, #y, #rows, #nl, #e);)
+                self.layer_norm(&data, *eps, oe, &y)
             }
             // One part of a split: a strided copy of the input (the axis dropped when the
             // part's shape drops it).
@@ -730,6 +710,20 @@ impl Lowerer<'_> {
         };
         let (ss, ds, shp) = (isizes(src_st), isizes(&signed(dst_st)), self.dims(walk));
         quote!(kernels::copy_strided(#x, #so, #ss, y, #dof, #ds, #shp);)
+    }
+
+    /// `kernels::layer_norm` over the last axis of `data[0]`, γ `data[1]`, β `data[2]`.
+    fn layer_norm(&self, data: &[ValueId], eps: f32, oe: Elem, y: &TokenStream) -> TokenStream {
+        let s = self.shape(data[0]);
+        let n = *s.last().expect("rank >= 1");
+        let rows = self.prod(data[0], 0..s.len() - 1);
+        let (x, g, b) = (
+            self.read_rows(data[0], oe),
+            self.read(data[1], oe),
+            self.read(data[2], oe),
+        );
+        let (nl, e) = (lit(n), f32_lit(eps));
+        quote!(kernels::layer_norm(#x, #g, #b, #y, #rows, #nl, #e);)
     }
 
     fn binary(

@@ -91,31 +91,19 @@ pub fn eval(ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
             Tensor::from_vec(vec![n], (0..n as i64).map(|i| (a + i * c) as i32).collect())
         }
         // Floats accumulate in their own type, as onnxruntime does (`v += delta`).
-        DType::F32 => {
-            let (mut v, c) = (a as f32, c as f32);
-            Tensor::from_vec(
-                vec![n],
-                (0..n)
-                    .map(|_| {
-                        let x = v;
-                        v += c;
-                        x
-                    })
-                    .collect(),
-            )
-        }
-        _ => {
-            let mut v = a;
-            Tensor::from_vec(
-                vec![n],
-                (0..n)
-                    .map(|_| {
-                        let x = v;
-                        v += c;
-                        x
-                    })
-                    .collect(),
-            )
-        }
+        DType::F32 => Tensor::from_vec(vec![n], accumulate(a as f32, c as f32, n)),
+        _ => Tensor::from_vec(vec![n], accumulate(a, c, n)),
     }])
+}
+
+/// `n` values from `start`, adding `delta` each time in `T`.
+fn accumulate<T: Copy + std::ops::AddAssign>(start: T, delta: T, n: usize) -> Vec<T> {
+    let mut v = start;
+    (0..n)
+        .map(|_| {
+            let x = v;
+            v += delta;
+            x
+        })
+        .collect()
 }
