@@ -416,109 +416,109 @@ gpt2rt::embed_weights!(
 );
 /// The weights, viewed in place in the embedded blob (nothing is copied).
 pub struct Weights {
-    /// `transformer.wte.weight` f32[50257,128], stored transposed as 1048 column panels of 128 x 48
+    /// `transformer.wte.weight` `f32[50257,128]`, stored transposed as 1048 column panels of 128 x 48
     pub wte_weight: &'static [f32],
-    /// `/transformer/wpe/Gather_output_0` f32[1,128,128]
+    /// `/transformer/wpe/Gather_output_0` `f32[1,128,128]`
     pub wpe_gather: &'static [f32],
-    /// `transformer.h.0.ln_1.weight` f32[128]
+    /// `transformer.h.0.ln_1.weight` `f32[128]`
     pub h0_ln_1_weight: &'static [f32],
-    /// `transformer.h.0.ln_1.bias` f32[128]
+    /// `transformer.h.0.ln_1.bias` `f32[128]`
     pub h0_ln_1_bias: &'static [f32],
-    /// `transformer.h.0.attn.c_attn.weight` f32[128,384], stored as 8 column panels of 128 x 48
+    /// `transformer.h.0.attn.c_attn.weight` `f32[128,384]`, stored as 8 column panels of 128 x 48
     pub h0_attn_c_attn_weight: &'static [f32],
-    /// `transformer.h.0.attn.c_attn.bias` f32[384]
+    /// `transformer.h.0.attn.c_attn.bias` `f32[384]`
     pub h0_attn_c_attn_bias: &'static [f32],
-    /// `transformer.h.0.attn.c_proj.weight` f32[128,128], stored as 3 column panels of 128 x 48
+    /// `transformer.h.0.attn.c_proj.weight` `f32[128,128]`, stored as 3 column panels of 128 x 48
     pub h0_attn_c_proj_weight: &'static [f32],
-    /// `transformer.h.0.attn.c_proj.bias` f32[128]
+    /// `transformer.h.0.attn.c_proj.bias` `f32[128]`
     pub h0_attn_c_proj_bias: &'static [f32],
-    /// `transformer.h.0.ln_2.weight` f32[128]
+    /// `transformer.h.0.ln_2.weight` `f32[128]`
     pub h0_ln_2_weight: &'static [f32],
-    /// `transformer.h.0.ln_2.bias` f32[128]
+    /// `transformer.h.0.ln_2.bias` `f32[128]`
     pub h0_ln_2_bias: &'static [f32],
-    /// `transformer.h.0.mlp.c_fc.weight` f32[128,512], stored as 11 column panels of 128 x 48
+    /// `transformer.h.0.mlp.c_fc.weight` `f32[128,512]`, stored as 11 column panels of 128 x 48
     pub h0_mlp_c_fc_weight: &'static [f32],
-    /// `transformer.h.0.mlp.c_fc.bias` f32[512]
+    /// `transformer.h.0.mlp.c_fc.bias` `f32[512]`
     pub h0_mlp_c_fc_bias: &'static [f32],
-    /// `transformer.h.0.mlp.c_proj.weight` f32[512,128], stored as 3 column panels of 512 x 48
+    /// `transformer.h.0.mlp.c_proj.weight` `f32[512,128]`, stored as 3 column panels of 512 x 48
     pub h0_mlp_c_proj_weight: &'static [f32],
-    /// `transformer.h.0.mlp.c_proj.bias` f32[128]
+    /// `transformer.h.0.mlp.c_proj.bias` `f32[128]`
     pub h0_mlp_c_proj_bias: &'static [f32],
-    /// `transformer.h.1.ln_1.weight` f32[128]
+    /// `transformer.h.1.ln_1.weight` `f32[128]`
     pub h1_ln_1_weight: &'static [f32],
-    /// `transformer.h.1.ln_1.bias` f32[128]
+    /// `transformer.h.1.ln_1.bias` `f32[128]`
     pub h1_ln_1_bias: &'static [f32],
-    /// `transformer.h.1.attn.c_attn.weight` f32[128,384], stored as 8 column panels of 128 x 48
+    /// `transformer.h.1.attn.c_attn.weight` `f32[128,384]`, stored as 8 column panels of 128 x 48
     pub h1_attn_c_attn_weight: &'static [f32],
-    /// `transformer.h.1.attn.c_attn.bias` f32[384]
+    /// `transformer.h.1.attn.c_attn.bias` `f32[384]`
     pub h1_attn_c_attn_bias: &'static [f32],
-    /// `transformer.h.1.attn.c_proj.weight` f32[128,128], stored as 3 column panels of 128 x 48
+    /// `transformer.h.1.attn.c_proj.weight` `f32[128,128]`, stored as 3 column panels of 128 x 48
     pub h1_attn_c_proj_weight: &'static [f32],
-    /// `transformer.h.1.attn.c_proj.bias` f32[128]
+    /// `transformer.h.1.attn.c_proj.bias` `f32[128]`
     pub h1_attn_c_proj_bias: &'static [f32],
-    /// `transformer.h.1.ln_2.weight` f32[128]
+    /// `transformer.h.1.ln_2.weight` `f32[128]`
     pub h1_ln_2_weight: &'static [f32],
-    /// `transformer.h.1.ln_2.bias` f32[128]
+    /// `transformer.h.1.ln_2.bias` `f32[128]`
     pub h1_ln_2_bias: &'static [f32],
-    /// `transformer.h.1.mlp.c_fc.weight` f32[128,512], stored as 11 column panels of 128 x 48
+    /// `transformer.h.1.mlp.c_fc.weight` `f32[128,512]`, stored as 11 column panels of 128 x 48
     pub h1_mlp_c_fc_weight: &'static [f32],
-    /// `transformer.h.1.mlp.c_fc.bias` f32[512]
+    /// `transformer.h.1.mlp.c_fc.bias` `f32[512]`
     pub h1_mlp_c_fc_bias: &'static [f32],
-    /// `transformer.h.1.mlp.c_proj.weight` f32[512,128], stored as 3 column panels of 512 x 48
+    /// `transformer.h.1.mlp.c_proj.weight` `f32[512,128]`, stored as 3 column panels of 512 x 48
     pub h1_mlp_c_proj_weight: &'static [f32],
-    /// `transformer.h.1.mlp.c_proj.bias` f32[128]
+    /// `transformer.h.1.mlp.c_proj.bias` `f32[128]`
     pub h1_mlp_c_proj_bias: &'static [f32],
-    /// `transformer.h.2.ln_1.weight` f32[128]
+    /// `transformer.h.2.ln_1.weight` `f32[128]`
     pub h2_ln_1_weight: &'static [f32],
-    /// `transformer.h.2.ln_1.bias` f32[128]
+    /// `transformer.h.2.ln_1.bias` `f32[128]`
     pub h2_ln_1_bias: &'static [f32],
-    /// `transformer.h.2.attn.c_attn.weight` f32[128,384], stored as 8 column panels of 128 x 48
+    /// `transformer.h.2.attn.c_attn.weight` `f32[128,384]`, stored as 8 column panels of 128 x 48
     pub h2_attn_c_attn_weight: &'static [f32],
-    /// `transformer.h.2.attn.c_attn.bias` f32[384]
+    /// `transformer.h.2.attn.c_attn.bias` `f32[384]`
     pub h2_attn_c_attn_bias: &'static [f32],
-    /// `transformer.h.2.attn.c_proj.weight` f32[128,128], stored as 3 column panels of 128 x 48
+    /// `transformer.h.2.attn.c_proj.weight` `f32[128,128]`, stored as 3 column panels of 128 x 48
     pub h2_attn_c_proj_weight: &'static [f32],
-    /// `transformer.h.2.attn.c_proj.bias` f32[128]
+    /// `transformer.h.2.attn.c_proj.bias` `f32[128]`
     pub h2_attn_c_proj_bias: &'static [f32],
-    /// `transformer.h.2.ln_2.weight` f32[128]
+    /// `transformer.h.2.ln_2.weight` `f32[128]`
     pub h2_ln_2_weight: &'static [f32],
-    /// `transformer.h.2.ln_2.bias` f32[128]
+    /// `transformer.h.2.ln_2.bias` `f32[128]`
     pub h2_ln_2_bias: &'static [f32],
-    /// `transformer.h.2.mlp.c_fc.weight` f32[128,512], stored as 11 column panels of 128 x 48
+    /// `transformer.h.2.mlp.c_fc.weight` `f32[128,512]`, stored as 11 column panels of 128 x 48
     pub h2_mlp_c_fc_weight: &'static [f32],
-    /// `transformer.h.2.mlp.c_fc.bias` f32[512]
+    /// `transformer.h.2.mlp.c_fc.bias` `f32[512]`
     pub h2_mlp_c_fc_bias: &'static [f32],
-    /// `transformer.h.2.mlp.c_proj.weight` f32[512,128], stored as 3 column panels of 512 x 48
+    /// `transformer.h.2.mlp.c_proj.weight` `f32[512,128]`, stored as 3 column panels of 512 x 48
     pub h2_mlp_c_proj_weight: &'static [f32],
-    /// `transformer.h.2.mlp.c_proj.bias` f32[128]
+    /// `transformer.h.2.mlp.c_proj.bias` `f32[128]`
     pub h2_mlp_c_proj_bias: &'static [f32],
-    /// `transformer.h.3.ln_1.weight` f32[128]
+    /// `transformer.h.3.ln_1.weight` `f32[128]`
     pub h3_ln_1_weight: &'static [f32],
-    /// `transformer.h.3.ln_1.bias` f32[128]
+    /// `transformer.h.3.ln_1.bias` `f32[128]`
     pub h3_ln_1_bias: &'static [f32],
-    /// `transformer.h.3.attn.c_attn.weight` f32[128,384], stored as 8 column panels of 128 x 48
+    /// `transformer.h.3.attn.c_attn.weight` `f32[128,384]`, stored as 8 column panels of 128 x 48
     pub h3_attn_c_attn_weight: &'static [f32],
-    /// `transformer.h.3.attn.c_attn.bias` f32[384]
+    /// `transformer.h.3.attn.c_attn.bias` `f32[384]`
     pub h3_attn_c_attn_bias: &'static [f32],
-    /// `transformer.h.3.attn.c_proj.weight` f32[128,128], stored as 3 column panels of 128 x 48
+    /// `transformer.h.3.attn.c_proj.weight` `f32[128,128]`, stored as 3 column panels of 128 x 48
     pub h3_attn_c_proj_weight: &'static [f32],
-    /// `transformer.h.3.attn.c_proj.bias` f32[128]
+    /// `transformer.h.3.attn.c_proj.bias` `f32[128]`
     pub h3_attn_c_proj_bias: &'static [f32],
-    /// `transformer.h.3.ln_2.weight` f32[128]
+    /// `transformer.h.3.ln_2.weight` `f32[128]`
     pub h3_ln_2_weight: &'static [f32],
-    /// `transformer.h.3.ln_2.bias` f32[128]
+    /// `transformer.h.3.ln_2.bias` `f32[128]`
     pub h3_ln_2_bias: &'static [f32],
-    /// `transformer.h.3.mlp.c_fc.weight` f32[128,512], stored as 11 column panels of 128 x 48
+    /// `transformer.h.3.mlp.c_fc.weight` `f32[128,512]`, stored as 11 column panels of 128 x 48
     pub h3_mlp_c_fc_weight: &'static [f32],
-    /// `transformer.h.3.mlp.c_fc.bias` f32[512]
+    /// `transformer.h.3.mlp.c_fc.bias` `f32[512]`
     pub h3_mlp_c_fc_bias: &'static [f32],
-    /// `transformer.h.3.mlp.c_proj.weight` f32[512,128], stored as 3 column panels of 512 x 48
+    /// `transformer.h.3.mlp.c_proj.weight` `f32[512,128]`, stored as 3 column panels of 512 x 48
     pub h3_mlp_c_proj_weight: &'static [f32],
-    /// `transformer.h.3.mlp.c_proj.bias` f32[128]
+    /// `transformer.h.3.mlp.c_proj.bias` `f32[128]`
     pub h3_mlp_c_proj_bias: &'static [f32],
-    /// `transformer.ln_f.weight` f32[128]
+    /// `transformer.ln_f.weight` `f32[128]`
     pub ln_f_weight: &'static [f32],
-    /// `transformer.ln_f.bias` f32[128]
+    /// `transformer.ln_f.bias` `f32[128]`
     pub ln_f_bias: &'static [f32],
 }
 impl Weights {
@@ -583,111 +583,111 @@ impl Weights {
 /// Where each activation lives in its arena (planned at compile time).
 pub mod buf {
     use std::ops::Range;
-    /// `input1` i64[1,1,128] (i64 arena)
+    /// `input1` `i64[1,1,128]` (i64 arena)
     pub const INPUT1: Range<usize> = 0..128;
-    /// `/transformer/wte/Gather_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/wte/Gather_output_0` `f32[1,128,128]` (f32 arena)
     pub const WTE_GATHER: Range<usize> = 6563968..6580352;
-    /// `/transformer/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const ADD_1: Range<usize> = 6580352..6596736;
-    /// `/transformer/h.0/ln_1/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.0/ln_1/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const H0_LN_1: Range<usize> = 6563968..6580352;
-    /// `/transformer/h.0/attn/c_attn/Gemm_output_0` f32[128,384] (f32 arena)
+    /// `/transformer/h.0/attn/c_attn/Gemm_output_0` `f32[128,384]` (f32 arena)
     pub const H0_ATTN_C_ATTN: Range<usize> = 6596736..6645888;
-    /// `/transformer/h.0/attn/Transpose_2_output_0` f32[1,4,128,32] (f32 arena)
+    /// `/transformer/h.0/attn/Transpose_2_output_0` `f32[1,4,128,32]` (f32 arena)
     pub const H0_ATTN_VALUES: Range<usize> = 16384..32768;
-    /// `/transformer/h.0/attn/Transpose_3_output_0` f32[1,4,128,32] (f32 arena)
+    /// `/transformer/h.0/attn/Transpose_3_output_0` `f32[1,4,128,32]` (f32 arena)
     pub const H0_ATTN_KEYS: Range<usize> = 0..16384;
-    /// `present_0` f32[2,1,4,128,32] (f32 arena)
+    /// `present_0` `f32[2,1,4,128,32]` (f32 arena)
     pub const PRESENT_0: Range<usize> = 0..32768;
-    /// `/transformer/h.0/attn/Transpose_4_output_0` f32[1,128,4,32] (f32 arena)
+    /// `/transformer/h.0/attn/Transpose_4_output_0` `f32[1,128,4,32]` (f32 arena)
     pub const H0_ATTN: Range<usize> = 6563968..6580352;
-    /// `/transformer/h.0/attn/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
+    /// `/transformer/h.0/attn/c_proj/Gemm_output_0` `f32[128,128]` (f32 arena)
     pub const H0_ATTN_C_PROJ: Range<usize> = 6596736..6613120;
-    /// `/transformer/h.0/Add_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.0/Add_output_0` `f32[1,128,128]` (f32 arena)
     pub const H0_ADD: Range<usize> = 6563968..6580352;
-    /// `/transformer/h.0/ln_2/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.0/ln_2/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const H0_LN_2: Range<usize> = 6580352..6596736;
-    /// `/transformer/h.0/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
+    /// `/transformer/h.0/mlp/c_fc/Gemm_output_0` `f32[128,512]` (f32 arena)
     pub const H0_MLP_C_FC: Range<usize> = 6596736..6662272;
-    /// `/transformer/h.0/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
+    /// `/transformer/h.0/mlp/c_proj/Gemm_output_0` `f32[128,128]` (f32 arena)
     pub const H0_MLP_C_PROJ: Range<usize> = 6580352..6596736;
-    /// `/transformer/h.0/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.0/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const H0_ADD_1: Range<usize> = 6596736..6613120;
-    /// `/transformer/h.1/ln_1/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.1/ln_1/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const H1_LN_1: Range<usize> = 6563968..6580352;
-    /// `/transformer/h.1/attn/c_attn/Gemm_output_0` f32[128,384] (f32 arena)
+    /// `/transformer/h.1/attn/c_attn/Gemm_output_0` `f32[128,384]` (f32 arena)
     pub const H1_ATTN_C_ATTN: Range<usize> = 6613120..6662272;
-    /// `/transformer/h.1/attn/Transpose_2_output_0` f32[1,4,128,32] (f32 arena)
+    /// `/transformer/h.1/attn/Transpose_2_output_0` `f32[1,4,128,32]` (f32 arena)
     pub const H1_ATTN_VALUES: Range<usize> = 49152..65536;
-    /// `/transformer/h.1/attn/Transpose_3_output_0` f32[1,4,128,32] (f32 arena)
+    /// `/transformer/h.1/attn/Transpose_3_output_0` `f32[1,4,128,32]` (f32 arena)
     pub const H1_ATTN_KEYS: Range<usize> = 32768..49152;
-    /// `present_1` f32[2,1,4,128,32] (f32 arena)
+    /// `present_1` `f32[2,1,4,128,32]` (f32 arena)
     pub const PRESENT_1: Range<usize> = 32768..65536;
-    /// `/transformer/h.1/attn/Transpose_4_output_0` f32[1,128,4,32] (f32 arena)
+    /// `/transformer/h.1/attn/Transpose_4_output_0` `f32[1,128,4,32]` (f32 arena)
     pub const H1_ATTN: Range<usize> = 6563968..6580352;
-    /// `/transformer/h.1/attn/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
+    /// `/transformer/h.1/attn/c_proj/Gemm_output_0` `f32[128,128]` (f32 arena)
     pub const H1_ATTN_C_PROJ: Range<usize> = 6580352..6596736;
-    /// `/transformer/h.1/Add_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.1/Add_output_0` `f32[1,128,128]` (f32 arena)
     pub const H1_ADD: Range<usize> = 6563968..6580352;
-    /// `/transformer/h.1/ln_2/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.1/ln_2/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const H1_LN_2: Range<usize> = 6580352..6596736;
-    /// `/transformer/h.1/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
+    /// `/transformer/h.1/mlp/c_fc/Gemm_output_0` `f32[128,512]` (f32 arena)
     pub const H1_MLP_C_FC: Range<usize> = 6596736..6662272;
-    /// `/transformer/h.1/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
+    /// `/transformer/h.1/mlp/c_proj/Gemm_output_0` `f32[128,128]` (f32 arena)
     pub const H1_MLP_C_PROJ: Range<usize> = 6580352..6596736;
-    /// `/transformer/h.1/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.1/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const H1_ADD_1: Range<usize> = 6596736..6613120;
-    /// `/transformer/h.2/ln_1/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.2/ln_1/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const H2_LN_1: Range<usize> = 6563968..6580352;
-    /// `/transformer/h.2/attn/c_attn/Gemm_output_0` f32[128,384] (f32 arena)
+    /// `/transformer/h.2/attn/c_attn/Gemm_output_0` `f32[128,384]` (f32 arena)
     pub const H2_ATTN_C_ATTN: Range<usize> = 6613120..6662272;
-    /// `/transformer/h.2/attn/Transpose_2_output_0` f32[1,4,128,32] (f32 arena)
+    /// `/transformer/h.2/attn/Transpose_2_output_0` `f32[1,4,128,32]` (f32 arena)
     pub const H2_ATTN_VALUES: Range<usize> = 81920..98304;
-    /// `/transformer/h.2/attn/Transpose_3_output_0` f32[1,4,128,32] (f32 arena)
+    /// `/transformer/h.2/attn/Transpose_3_output_0` `f32[1,4,128,32]` (f32 arena)
     pub const H2_ATTN_KEYS: Range<usize> = 65536..81920;
-    /// `present_2` f32[2,1,4,128,32] (f32 arena)
+    /// `present_2` `f32[2,1,4,128,32]` (f32 arena)
     pub const PRESENT_2: Range<usize> = 65536..98304;
-    /// `/transformer/h.2/attn/Transpose_4_output_0` f32[1,128,4,32] (f32 arena)
+    /// `/transformer/h.2/attn/Transpose_4_output_0` `f32[1,128,4,32]` (f32 arena)
     pub const H2_ATTN: Range<usize> = 6563968..6580352;
-    /// `/transformer/h.2/attn/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
+    /// `/transformer/h.2/attn/c_proj/Gemm_output_0` `f32[128,128]` (f32 arena)
     pub const H2_ATTN_C_PROJ: Range<usize> = 6580352..6596736;
-    /// `/transformer/h.2/Add_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.2/Add_output_0` `f32[1,128,128]` (f32 arena)
     pub const H2_ADD: Range<usize> = 6563968..6580352;
-    /// `/transformer/h.2/ln_2/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.2/ln_2/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const H2_LN_2: Range<usize> = 6580352..6596736;
-    /// `/transformer/h.2/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
+    /// `/transformer/h.2/mlp/c_fc/Gemm_output_0` `f32[128,512]` (f32 arena)
     pub const H2_MLP_C_FC: Range<usize> = 6596736..6662272;
-    /// `/transformer/h.2/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
+    /// `/transformer/h.2/mlp/c_proj/Gemm_output_0` `f32[128,128]` (f32 arena)
     pub const H2_MLP_C_PROJ: Range<usize> = 6580352..6596736;
-    /// `/transformer/h.2/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.2/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const H2_ADD_1: Range<usize> = 6596736..6613120;
-    /// `/transformer/h.3/ln_1/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.3/ln_1/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const H3_LN_1: Range<usize> = 6563968..6580352;
-    /// `/transformer/h.3/attn/c_attn/Gemm_output_0` f32[128,384] (f32 arena)
+    /// `/transformer/h.3/attn/c_attn/Gemm_output_0` `f32[128,384]` (f32 arena)
     pub const H3_ATTN_C_ATTN: Range<usize> = 6613120..6662272;
-    /// `/transformer/h.3/attn/Transpose_2_output_0` f32[1,4,128,32] (f32 arena)
+    /// `/transformer/h.3/attn/Transpose_2_output_0` `f32[1,4,128,32]` (f32 arena)
     pub const H3_ATTN_VALUES: Range<usize> = 114688..131072;
-    /// `/transformer/h.3/attn/Transpose_3_output_0` f32[1,4,128,32] (f32 arena)
+    /// `/transformer/h.3/attn/Transpose_3_output_0` `f32[1,4,128,32]` (f32 arena)
     pub const H3_ATTN_KEYS: Range<usize> = 98304..114688;
-    /// `present_3` f32[2,1,4,128,32] (f32 arena)
+    /// `present_3` `f32[2,1,4,128,32]` (f32 arena)
     pub const PRESENT_3: Range<usize> = 98304..131072;
-    /// `/transformer/h.3/attn/Transpose_4_output_0` f32[1,128,4,32] (f32 arena)
+    /// `/transformer/h.3/attn/Transpose_4_output_0` `f32[1,128,4,32]` (f32 arena)
     pub const H3_ATTN: Range<usize> = 6563968..6580352;
-    /// `/transformer/h.3/attn/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
+    /// `/transformer/h.3/attn/c_proj/Gemm_output_0` `f32[128,128]` (f32 arena)
     pub const H3_ATTN_C_PROJ: Range<usize> = 6580352..6596736;
-    /// `/transformer/h.3/Add_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.3/Add_output_0` `f32[1,128,128]` (f32 arena)
     pub const H3_ADD: Range<usize> = 6563968..6580352;
-    /// `/transformer/h.3/ln_2/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.3/ln_2/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const H3_LN_2: Range<usize> = 6580352..6596736;
-    /// `/transformer/h.3/mlp/c_fc/Gemm_output_0` f32[128,512] (f32 arena)
+    /// `/transformer/h.3/mlp/c_fc/Gemm_output_0` `f32[128,512]` (f32 arena)
     pub const H3_MLP_C_FC: Range<usize> = 6596736..6662272;
-    /// `/transformer/h.3/mlp/c_proj/Gemm_output_0` f32[128,128] (f32 arena)
+    /// `/transformer/h.3/mlp/c_proj/Gemm_output_0` `f32[128,128]` (f32 arena)
     pub const H3_MLP_C_PROJ: Range<usize> = 6580352..6596736;
-    /// `/transformer/h.3/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/h.3/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const H3_ADD_1: Range<usize> = 6596736..6613120;
-    /// `/transformer/ln_f/Add_1_output_0` f32[1,128,128] (f32 arena)
+    /// `/transformer/ln_f/Add_1_output_0` `f32[1,128,128]` (f32 arena)
     pub const LN_F: Range<usize> = 6563968..6580352;
-    /// `logits` f32[1,1,128,50257] (f32 arena)
+    /// `logits` `f32[1,1,128,50257]` (f32 arena)
     pub const LM_HEAD: Range<usize> = 131072..6563968;
 }
 /// The compiled model: the weights and the activation arenas, allocated once.

@@ -528,7 +528,7 @@ fn module_tokens(
     for (k, w) in plan.weights.iter().enumerate() {
         let f = &syms.weight_fields[k];
         let mut doc = format!(
-            " `{}` {}",
+            " `{}` `{}`",
             graph.values[w.value].name,
             type_str(graph, w.value)
         );
@@ -576,7 +576,7 @@ fn module_tokens(
             (&syms.buf_consts[b], &plan.storage[b])
         {
             let doc = format!(
-                " `{}` {} ({})",
+                " `{}` `{}` ({})",
                 graph.values[b].name,
                 type_str(graph, b),
                 if *elem == Elem::F32 {

@@ -142,7 +142,7 @@ pub enum Op {
     Gelu,
     /// Exact GELU, `0.5·x·(1 + erf(x/√2))` (from `passes::fuse_gelu`, or ONNX Gelu-20).
     GeluErf,
-    /// `act(x · W + b)` with constant W [K, N] and optional constant b [N] (from
+    /// `act(x · W + b)` with constant W `[K, N]` and optional constant b `[N]` (from
     /// `passes::fuse_linear`; `passes::fuse_linear_gelu` folds a following Gelu in).
     Linear {
         activation: linear::Activation,
