@@ -48,15 +48,6 @@ pub fn input_shapes(
         .collect()
 }
 
-/// Whether the graph has inputs `bind_side_inputs` knows (so its refusal is the answer).
-fn token_input_kind(graph: &Graph) -> bool {
-    graph.inputs.len() > 1
-        && graph.inputs.iter().any(|&i| {
-            let n = graph.values[i].name.to_ascii_lowercase();
-            n.contains("past") || n.contains("attention_mask") || n.contains("position_ids")
-        })
-}
-
 /// How to compile: every option explicit (the library reads no environment variable;
 /// build scripts and CLIs read `GPT2_WEIGHTS` and `GPT2C_DISABLE_PASSES` and pass them in).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -120,13 +111,8 @@ pub fn compile_bytes_as(
     crate::progress::stage("importing", None);
     let graph = crate::onnx::import(&proto)?;
     drop(proto);
-    // attention_mask and position_ids of one unpadded sequence; a graph without a token
-    // input is compiled as it is.
-    let graph = match crate::gpt2::bind_side_inputs(&graph) {
-        Ok(g) => g,
-        Err(e) if token_input_kind(&graph) => return Err(e),
-        Err(_) => graph,
-    };
+    // attention_mask and position_ids of one unpadded sequence.
+    let graph = crate::gpt2::bind_side_inputs(&graph)?;
     let derived = Gpt2Config::derive(&graph);
     let config = derived.as_ref().ok().copied();
     // Without GPT-2's input the inputs must be static; when they are not, say also why the

@@ -131,7 +131,7 @@ fn accuracy(model: &Path, format: &str, sequences: usize, len: usize) -> Result<
         anyhow::bail!("--sequences and --len must be at least 1");
     }
     let t = Instant::now();
-    let graph = gpt2c::onnx::load_graph(model)?;
+    let graph = gpt2c::gpt2::bind_side_inputs(&gpt2c::onnx::load_graph(model)?)?;
     let r = gpt2c::accuracy::measure(&graph, format, sequences, len)?;
     println!(
         "{r} of {} tokens ({:.1} s)",
