@@ -184,6 +184,17 @@ fn cmp_at(a: &Vals, i: usize, b: &Vals, j: usize) -> Option<std::cmp::Ordering> 
     }
 }
 
+/// A bool tensor of shape `out`: `f(i, j)` for the elements `i` of `a` and `j` of `b` that
+/// each output element broadcasts from.
+fn pairwise(a: &Tensor, b: &Tensor, out: Vec<usize>, f: impl Fn(usize, usize) -> bool) -> Tensor {
+    let (ao, bo) = (
+        broadcast_offsets(a.shape(), &out),
+        broadcast_offsets(b.shape(), &out),
+    );
+    let v: Vec<bool> = ao.iter().zip(&bo).map(|(&i, &j)| f(i, j)).collect();
+    Tensor::from_vec(out, v)
+}
+
 pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let types: Vec<Option<InferIn>> = ins
         .iter()
@@ -200,33 +211,17 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
         Op::Compare(c) => {
             let (a, b) = (input(ins, 0)?, input(ins, 1)?);
             let (av, bv) = (vals(a)?, vals(b)?);
-            let (ao, bo) = (
-                broadcast_offsets(a.shape(), &out),
-                broadcast_offsets(b.shape(), &out),
-            );
-            let v: Vec<bool> = ao
-                .iter()
-                .zip(&bo)
-                .map(|(&i, &j)| c.holds(cmp_at(&av, i, &bv, j)))
-                .collect();
-            Ok(vec![Tensor::from_vec(out, v)])
+            Ok(vec![pairwise(a, b, out, |i, j| {
+                c.holds(cmp_at(&av, i, &bv, j))
+            })])
         }
         Op::Logic(l) => {
             let (a, b) = (input(ins, 0)?, input(ins, 1)?);
             let (av, bv) = (a.to_vec::<bool>()?, b.to_vec::<bool>()?);
-            let (ao, bo) = (
-                broadcast_offsets(a.shape(), &out),
-                broadcast_offsets(b.shape(), &out),
-            );
-            let v: Vec<bool> = ao
-                .iter()
-                .zip(&bo)
-                .map(|(&i, &j)| match l {
-                    LogicOp::And => av[i] && bv[j],
-                    LogicOp::Or => av[i] || bv[j],
-                })
-                .collect();
-            Ok(vec![Tensor::from_vec(out, v)])
+            Ok(vec![pairwise(a, b, out, |i, j| match l {
+                LogicOp::And => av[i] && bv[j],
+                LogicOp::Or => av[i] || bv[j],
+            })])
         }
         Op::Not => {
             let x = input(ins, 0)?;
