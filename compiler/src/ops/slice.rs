@@ -312,21 +312,10 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
         }
         Op::Split { .. } => {
             let (ax, sizes) = split_sizes(op, x.shape(), ins)?;
-            let st = strides(x.shape());
             let mut at = 0;
             let mut outs = Vec::new();
             for s in sizes {
-                let mut sh = x.shape().to_vec();
-                sh[ax] = s;
-                let base = at * st[ax];
-                outs.push(gather_elems(
-                    x,
-                    sh.clone(),
-                    strided_offsets(&sh, &st)
-                        .map(|o| o + base)
-                        .collect::<Vec<_>>()
-                        .into_iter(),
-                ));
+                outs.push(part_along(x, ax, at, s));
                 at += s;
             }
             Ok(outs)
@@ -357,6 +346,16 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
         }
         _ => unreachable!(),
     }
+}
+
+/// Elements `start..start + size` of `x` along axis `ax` (one part of a split).
+fn part_along(x: &Tensor, ax: usize, start: usize, size: usize) -> Tensor {
+    let st = strides(x.shape());
+    let mut sh = x.shape().to_vec();
+    sh[ax] = size;
+    let base = start * st[ax];
+    let offs: Vec<usize> = strided_offsets(&sh, &st).map(|o| o + base).collect();
+    gather_elems(x, sh, offs.into_iter())
 }
 
 /// No arithmetic. Concat and Split read their whole data input; Slice reads only the part
@@ -457,17 +456,6 @@ pub fn eval_split_part(p: &SplitPart, ins: &[Option<&Tensor>]) -> OpResult<Vec<T
     let x = input(ins, 0)?;
     let (ax, start, size, keep) =
         split_part(p, x.shape(), ins.get(1).copied().flatten(), input(ins, 2)?)?;
-    let st = strides(x.shape());
-    let mut sh = x.shape().to_vec();
-    sh[ax] = size;
-    let base = start * st[ax];
-    let part = gather_elems(
-        x,
-        sh.clone(),
-        strided_offsets(&sh, &st)
-            .map(|o| o + base)
-            .collect::<Vec<_>>()
-            .into_iter(),
-    );
+    let part = part_along(x, ax, start, size);
     Ok(vec![part.reshaped(part_shape(x.shape(), ax, size, keep))])
 }
