@@ -48,6 +48,15 @@ fn build(model: &Path) -> Result<(), String> {
         }
     }
     let c = builder.compile().map_err(|e| e.to_string())?;
+    // The CLI and the text layer drive the model through `gpt2rt::Gpt2Model`, which gpt2c
+    // implements for GPT-2 LM heads only; other graphs compile with `gpt2c compile`.
+    if c.config.is_none() {
+        return Err(
+            "the gpt2 crate embeds a GPT-2 LM head; this graph is not one (compile it into \
+             your own crate with gpt2c::Builder, or inspect it with `gpt2c inspect`)"
+                .into(),
+        );
+    }
     let model_abs = std::fs::canonicalize(model).map_err(|e| e.to_string())?;
     let info = format!(
         "/// The ONNX file this binary was compiled from.\npub const MODEL_PATH: &str = {:?};\n\

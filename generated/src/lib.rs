@@ -10,5 +10,7 @@ pub mod build_info {
     include!(concat!(env!("OUT_DIR"), "/build_info.rs"));
 }
 
-pub mod generate;
-pub mod tokenizer;
+/// A runner (see `gpt2text`) on a fresh instance of the embedded model.
+pub fn runner() -> gpt2text::Runner<Model> {
+    gpt2text::Runner::new(Model::new())
+}

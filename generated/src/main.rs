@@ -1,10 +1,11 @@
 //! `gpt2`: the compiled model as a command-line tool.
 
 use clap::{Args, Parser, Subcommand};
-use gpt2::generate::{score, window_start, Runner};
-use gpt2::tokenizer::{Gpt2Tokenizer, StreamDecoder, END_OF_TEXT, VOCAB};
 use gpt2::{build_info, GPT2, INPUTS, OUTPUTS, WEIGHT_BYTES};
-use gpt2rt::sampling::{Sampler, SamplerConfig};
+use gpt2text::{
+    score_text, GenerateOptions, Generator, Gpt2Tokenizer, SamplerConfig, Tokens, END_OF_TEXT,
+    VOCAB,
+};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -110,6 +111,9 @@ struct GenerateArgs {
     /// Keep going after <|endoftext|>.
     #[arg(long)]
     ignore_eos: bool,
+    /// Stop when the text contains this string (not printed); may be given more than once.
+    #[arg(long, value_name = "TEXT", value_parser = non_empty)]
+    stop: Vec<String>,
     /// Print token counts and speeds to stderr.
     #[arg(long)]
     stats: bool,
@@ -128,6 +132,14 @@ fn non_negative(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
         Ok(x) if x >= 0.0 && x.is_finite() => Ok(x),
         _ => Err(format!("expected a number >= 0, got '{s}'")),
+    }
+}
+
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("a stop string cannot be empty".into())
+    } else {
+        Ok(s.to_string())
     }
 }
 
@@ -203,36 +215,48 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
         gpt2rt::profile::enable(gpt2::PROFILE.len());
     }
     let t_start = Instant::now();
-    let mut runner = Runner::new()?;
+    let mut runner = gpt2::runner();
     let vocab = runner.vocab();
-    let (tok, mut tokens) = match (&args.ids, gpt2_vocab()) {
-        (Some(ids), _) => (None, check_ids(ids, vocab)?),
+    let tok = match (&args.ids, gpt2_vocab()) {
+        (Some(_), _) => None,
         (None, false) => {
             return Err(format!(
                 "this model's vocabulary has {vocab} tokens, not GPT-2's {VOCAB}, so it has no text tokenizer: give the prompt as --ids"
             ))
         }
-        (None, true) => {
-            let tok = Gpt2Tokenizer::new()?;
-            let prompt = args.prompt.as_deref().unwrap_or("");
-            let mut ids = tok.encode(prompt)?;
+        (None, true) => Some(Gpt2Tokenizer::new()?),
+    };
+    if tok.is_none() && !args.stop.is_empty() {
+        return Err("--stop needs a text prompt (it matches text, and --ids prints ids)".into());
+    }
+    let prompt = match (&tok, &args.ids) {
+        (Some(tok), _) => {
+            let mut ids = tok.encode(args.prompt.as_deref().unwrap_or(""))?;
             if ids.is_empty() {
                 ids.push(END_OF_TEXT);
             }
-            (Some(tok), ids)
+            ids
         }
+        (None, Some(ids)) => check_ids(ids, vocab)?,
+        (None, None) => unreachable!("no tokenizer without --ids"),
     };
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
     });
-    let cfg = SamplerConfig {
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
+    let options = GenerateOptions {
+        max_tokens: args.max_tokens,
+        sampling: SamplerConfig {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+        },
+        seed,
+        // Token ids of another vocabulary have no <|endoftext|>; --ids never stops early.
+        end_token: (tok.is_some() && !args.ignore_eos).then_some(END_OF_TEXT),
+        stop: args.stop.clone(),
     };
-    let mut sampler = Sampler::new(cfg, seed, vocab);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let write = |out: &mut std::io::StdoutLock, s: &str| -> Result<(), String> {
@@ -240,39 +264,29 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
             .and_then(|_| out.flush())
             .map_err(|e| format!("cannot write output: {e}"))
     };
-    // Echo the prompt, as llama.cpp and ggml's gpt-2 example do.
-    match (&tok, &args.prompt) {
-        (Some(_), Some(p)) => write(&mut out, p)?,
-        (None, _) => write(
-            &mut out,
-            &tokens
-                .iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-        )?,
-        _ => {}
-    }
-    let prompt_len = tokens.len();
-    let ctx = runner.context();
-    let mut start = window_start(tokens.len(), ctx, 0);
-    let mut stream = StreamDecoder::new();
-    let (mut t_first, mut generated) = (None, 0usize);
-    for _ in 0..args.max_tokens {
-        start = window_start(tokens.len(), ctx, start);
-        let next = sampler.sample(runner.next_logits(&tokens[start..])?);
-        t_first.get_or_insert_with(Instant::now);
-        if tok.is_some() && next == END_OF_TEXT && !args.ignore_eos {
-            break;
+    let mut t_first = None;
+    // Echo the prompt, as llama.cpp and ggml's gpt-2 example do; then stream the rest.
+    let generated = match &tok {
+        Some(tok) => {
+            write(&mut out, args.prompt.as_deref().unwrap_or(""))?;
+            let mut pieces = Generator::new(&mut runner, tok, &prompt, &options)?;
+            for piece in pieces.by_ref() {
+                t_first.get_or_insert_with(Instant::now);
+                write(&mut out, &piece?)?;
+            }
+            pieces.tokens().generated()
         }
-        tokens.push(next);
-        generated += 1;
-        match &tok {
-            Some(t) => write(&mut out, &stream.push(t, next)?)?,
-            None => write(&mut out, &format!(" {next}"))?,
+        None => {
+            let ids: Vec<String> = prompt.iter().map(|t| t.to_string()).collect();
+            write(&mut out, &ids.join(" "))?;
+            let mut tokens = Tokens::new(&mut runner, &prompt, &options)?;
+            for t in tokens.by_ref() {
+                t_first.get_or_insert_with(Instant::now);
+                write(&mut out, &format!(" {}", t?))?;
+            }
+            tokens.generated()
         }
-    }
-    write(&mut out, &stream.finish())?;
+    };
     write(&mut out, "\n")?;
     if args.stats {
         let t_end = Instant::now();
@@ -280,9 +294,10 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
         let prefill = first.duration_since(t_start).as_secs_f64();
         let decode = t_end.duration_since(first).as_secs_f64();
         eprintln!(
-            "prompt {prompt_len} tokens, generated {generated} tokens; prefill {:.3} s ({:.1} tokens/s), decode {:.1} tokens/s; seed {seed}",
+            "prompt {} tokens, generated {generated} tokens; prefill {:.3} s ({:.1} tokens/s), decode {:.1} tokens/s; seed {seed}",
+            prompt.len(),
             prefill,
-            prompt_len as f64 / prefill.max(1e-9),
+            prompt.len() as f64 / prefill.max(1e-9),
             generated.saturating_sub(1) as f64 / decode.max(1e-9)
         );
     }
@@ -308,18 +323,15 @@ fn score_file(file: &Path) -> Result<(), String> {
         bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     }
     let tok = Gpt2Tokenizer::new()?;
-    let mut ids = vec![END_OF_TEXT];
-    ids.extend(tok.encode_bytes(&bytes)?);
-    if ids.len() < 2 {
-        return Err("the text is empty: nothing to score".into());
-    }
-    let mut runner = Runner::new()?;
+    let mut runner = gpt2::runner();
     let t = Instant::now();
-    let (nll, n) = score(&mut runner, &ids)?;
+    let score = score_text(&mut runner, &tok, &bytes)?;
     outln!(
         o,
-        "perplexity {:.4} over {n} tokens (mean negative log-likelihood {nll:.4} nats; {:.1} s)",
-        nll.exp(),
+        "perplexity {:.4} over {} tokens (mean negative log-likelihood {:.4} nats; {:.1} s)",
+        score.perplexity(),
+        score.tokens,
+        score.mean_nll,
         t.elapsed().as_secs_f64()
     );
     emit(&o);
@@ -336,7 +348,7 @@ fn logits(ids: &[i64], out: &Path) -> Result<(), String> {
             ids.len()
         ));
     }
-    let mut runner = Runner::new()?;
+    let mut runner = gpt2::runner();
     let rows = runner.eval(&ids)?;
     let mut bytes = Vec::with_capacity(rows.len() * 4);
     for x in rows {
@@ -359,7 +371,7 @@ fn bench(
 ) -> Result<(), String> {
     let mut o = String::new();
     let start = START.get().copied().unwrap_or_else(Instant::now);
-    let mut runner = Runner::new()?;
+    let mut runner = gpt2::runner();
     let (ctx, vocab) = (runner.context(), runner.vocab());
     if prompt_len == 0 || prompt_len.saturating_add(gen) > ctx {
         return Err(format!(
@@ -371,13 +383,13 @@ fn bench(
         .map(|i| ((i * 7919 + 13) % vocab) as u32)
         .collect();
     let t0 = Instant::now();
-    let first = gpt2rt::sampling::argmax(runner.next_logits(&tokens)?) as u32;
+    let first = gpt2text::sampling::argmax(runner.next_logits(&tokens)?) as u32;
     let prefill = t0.elapsed().as_secs_f64();
     let first_token = start.elapsed().as_secs_f64();
     tokens.push(first);
     let t1 = Instant::now();
     for _ in 0..gen {
-        let next = gpt2rt::sampling::argmax(runner.next_logits(&tokens)?) as u32;
+        let next = gpt2text::sampling::argmax(runner.next_logits(&tokens)?) as u32;
         tokens.push(next);
     }
     let decode = t1.elapsed().as_secs_f64();

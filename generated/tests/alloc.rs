@@ -35,9 +35,9 @@ fn decode_steps_do_not_allocate() {
 
 fn decode_steps_with(threads: usize) {
     gpt2rt::set_threads(threads);
-    let mut runner = gpt2::generate::Runner::new().unwrap();
-    let mut sampler = gpt2rt::sampling::Sampler::new(
-        gpt2rt::sampling::SamplerConfig {
+    let mut runner = gpt2::runner();
+    let mut sampler = gpt2text::sampling::Sampler::new(
+        gpt2text::sampling::SamplerConfig {
             temperature: 0.8,
             top_k: 40,
             top_p: 0.95,

@@ -178,3 +178,38 @@ fn help_lists_the_options() {
         assert!(out.contains(opt), "--help lacks {opt}");
     }
 }
+
+#[test]
+fn stop_strings_cut_the_text() {
+    if !gpt2_vocab() {
+        return;
+    }
+    let base = [
+        "--seed",
+        "7",
+        "-n",
+        "40",
+        "--temperature",
+        "0",
+        "--threads",
+        "1",
+    ];
+    let (ok, full, err) = gpt2(&[&base[..], &["And the"]].concat(), None);
+    assert!(ok, "{err}");
+    let generated = &full["And the".len()..full.len() - 1];
+    // Stop at the third word of the continuation (it spans tokens with its space).
+    let word: String = generated.split_whitespace().nth(2).unwrap().to_string();
+    let stop = format!(" {word}");
+    let cut = generated.find(&stop).unwrap();
+    let (ok, out, err) = gpt2(&[&base[..], &["--stop", &stop, "And the"]].concat(), None);
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("And the{}\n", &generated[..cut]));
+    // A stop string that never appears changes nothing; an empty one is refused.
+    let (ok, out, _) = gpt2(&[&base[..], &["--stop", "@@@", "And the"]].concat(), None);
+    assert!(ok);
+    assert_eq!(out, full);
+    let (ok, _, err) = gpt2(&[&base[..], &["--stop", "", "And the"]].concat(), None);
+    assert!(!ok && err.contains("cannot be empty"), "{err}");
+    let (ok, _, err) = gpt2(&["--ids", "1,2", "--stop", "x"], None);
+    assert!(!ok && err.contains("--stop needs a text prompt"), "{err}");
+}

@@ -18,7 +18,6 @@ pub mod kernels;
 pub mod pool;
 pub mod profile;
 pub mod q8;
-pub mod sampling;
 pub mod vmath;
 pub mod weights;
 

@@ -93,7 +93,7 @@ fn narrow_formats_compute_the_rounded_model_and_stay_close_to_f32() {
                 format.name()
             );
             for r in 0..len {
-                let row = |v: &[f32]| gpt2rt::sampling::argmax(&v[r * vocab..(r + 1) * vocab]);
+                let row = |v: &[f32]| gpt2text::sampling::argmax(&v[r * vocab..(r + 1) * vocab]);
                 rows += 1;
                 agree += usize::from(row(&ours[0]) == row(&reference));
             }

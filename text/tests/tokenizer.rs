@@ -3,7 +3,9 @@
 
 use std::sync::OnceLock;
 
-use gpt2::tokenizer::{Gpt2Tokenizer, StreamDecoder, ENCODER_JSON, END_OF_TEXT, VOCAB, VOCAB_BPE};
+use gpt2text::tokenizer::{
+    Gpt2Tokenizer, StreamDecoder, ENCODER_JSON, END_OF_TEXT, VOCAB, VOCAB_BPE,
+};
 
 fn tok() -> &'static Gpt2Tokenizer {
     static TOK: OnceLock<Gpt2Tokenizer> = OnceLock::new();

@@ -1,4 +1,4 @@
-//! Text generation and scoring on the compiled model.
+//! Runs a compiled model over a window of tokens and hands out logits rows.
 //!
 //! When the compiler proved the model causal (`INCREMENTAL`), the prompt is prefilled once
 //! and every new token costs one row against the attention cache (`forward_rows`).
@@ -11,9 +11,9 @@
 
 use gpt2rt::Gpt2Model;
 
-/// Runs a compiled model (by default this crate's) over a window of tokens and hands out
-/// logits rows.
-pub struct Runner<M: Gpt2Model = crate::Model> {
+/// Runs a compiled model over a window of tokens and hands out logits rows, reusing the
+/// attention cache across calls whose windows extend the previous one.
+pub struct Runner<M: Gpt2Model> {
     model: M,
     ctx: usize,
     vocab: usize,
@@ -22,17 +22,9 @@ pub struct Runner<M: Gpt2Model = crate::Model> {
     cached: Vec<u32>,
 }
 
-impl Runner<crate::Model> {
-    /// A runner on the model embedded in this crate.
-    pub fn new() -> Result<Runner, String> {
-        crate::GPT2.ok_or("the embedded model is not a GPT-2 LM head")?;
-        Ok(Runner::with_model(crate::Model::new()))
-    }
-}
-
 impl<M: Gpt2Model> Runner<M> {
-    /// A runner on any compiled GPT-2 model.
-    pub fn with_model(model: M) -> Runner<M> {
+    /// A runner on a compiled GPT-2 model.
+    pub fn new(model: M) -> Runner<M> {
         let (ctx, vocab) = (model.context(), model.config().vocab);
         Runner {
             model,
@@ -43,11 +35,22 @@ impl<M: Gpt2Model> Runner<M> {
         }
     }
 
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// The model, back.
+    pub fn into_model(self) -> M {
+        self.model
+    }
+
     /// Tokens the model sees at once.
     pub fn context(&self) -> usize {
         self.ctx
     }
 
+    /// Logits per row.
     pub fn vocab(&self) -> usize {
         self.vocab
     }
@@ -110,35 +113,6 @@ pub fn window_start(len: usize, ctx: usize, current_start: usize) -> usize {
     } else {
         current_start
     }
-}
-
-/// Perplexity of `ids` with windows of the full context sliding by half a context: every
-/// token after the first is scored once, with at least half a context of history once the
-/// text is long enough (llama.cpp's perplexity tool scores the same way).
-/// Returns (mean negative log-likelihood per token, tokens scored).
-pub fn score<M: Gpt2Model>(runner: &mut Runner<M>, ids: &[u32]) -> Result<(f64, usize), String> {
-    if ids.len() < 2 {
-        return Err("scoring needs at least two tokens".into());
-    }
-    let ctx = runner.context();
-    let stride = (ctx / 2).max(1);
-    let v = runner.vocab();
-    let (mut nll, mut count, mut scored_upto, mut begin) = (0.0, 0usize, 1usize, 0usize);
-    loop {
-        let end = (begin + ctx).min(ids.len());
-        let logits = runner.eval(&ids[begin..end])?;
-        for t in scored_upto.max(begin + 1)..end {
-            let row = &logits[(t - 1 - begin) * v..(t - begin) * v];
-            nll += gpt2rt::sampling::nll(row, ids[t] as usize);
-            count += 1;
-        }
-        scored_upto = end;
-        if end == ids.len() {
-            break;
-        }
-        begin += stride;
-    }
-    Ok((nll / count as f64, count))
 }
 
 #[cfg(test)]

@@ -17,6 +17,18 @@ pub const END_OF_TEXT: u32 = 50256;
 /// Vocabulary size of GPT-2's tokenizer.
 pub const VOCAB: usize = 50257;
 
+/// Errors unless a model's logits rows are GPT-2's vocabulary, the one this tokenizer
+/// speaks.
+pub fn check_vocab(model_vocab: usize) -> Result<(), String> {
+    if model_vocab == VOCAB {
+        Ok(())
+    } else {
+        Err(format!(
+            "this model's vocabulary has {model_vocab} tokens, not GPT-2's {VOCAB}: its ids are not GPT-2 text"
+        ))
+    }
+}
+
 /// `models/encoder.json`: token string (bytes mapped by `bytes_to_unicode`) → id.
 pub const ENCODER_JSON: &str = include_str!("../../models/encoder.json");
 /// `models/vocab.bpe`: the merges, one `left right` pair a line after a `#version` line.
