@@ -58,15 +58,20 @@ fn build(model: &Path) -> Result<(), String> {
         );
     }
     let model_abs = std::fs::canonicalize(model).map_err(|e| e.to_string())?;
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
+    let checkout = std::fs::canonicalize(manifest.join("..")).map_err(|e| e.to_string())?;
     let info = format!(
         "/// The ONNX file this binary was compiled from.\npub const MODEL_PATH: &str = {:?};\n\
          /// Its sha256.\npub const MODEL_SHA256: &str = {:?};\n\
          /// The generated source.\npub const SOURCE_PATH: &str = {:?};\n\
-         /// Lines of generated source.\npub const SOURCE_LINES: usize = {};\n",
+         /// Lines of generated source.\npub const SOURCE_LINES: usize = {};\n\
+         /// The checkout this was built in: `gpt2 info` shows paths inside it relative to it.\n\
+         pub const CHECKOUT: &str = {:?};\n",
         model_abs.display().to_string(),
         c.model_sha256,
         out.join("model.rs").display().to_string(),
-        c.summary.source_lines
+        c.summary.source_lines,
+        checkout.display().to_string()
     );
     std::fs::write(out.join("build_info.rs"), info).map_err(|e| e.to_string())?;
     println!(

@@ -483,12 +483,21 @@ fn emit(o: &str) {
     let _ = out.write_all(o.as_bytes()).and_then(|_| out.flush());
 }
 
+/// `path` relative to the checkout the binary was built in, when it is inside it.
+fn in_checkout(path: &str) -> &str {
+    std::path::Path::new(path)
+        .strip_prefix(build_info::CHECKOUT)
+        .ok()
+        .and_then(|p| p.to_str())
+        .unwrap_or(path)
+}
+
 fn info() {
     let mut o = String::new();
     let t = Instant::now();
     let _ = gpt2::Weights::new();
     let startup = t.elapsed();
-    outln!(o, "model      {}", build_info::MODEL_PATH);
+    outln!(o, "model      {}", in_checkout(build_info::MODEL_PATH));
     outln!(o, "sha256     {}", build_info::MODEL_SHA256);
     if let Some(c) = GPT2 {
         outln!(
@@ -538,7 +547,7 @@ fn info() {
     outln!(
         o,
         "source     {} ({} lines)",
-        build_info::SOURCE_PATH,
+        in_checkout(build_info::SOURCE_PATH),
         build_info::SOURCE_LINES
     );
     outln!(
