@@ -5,6 +5,7 @@
 //! stage and is the oracle the tests compare everything against.
 
 pub mod accuracy;
+pub mod attrs;
 pub mod builder;
 pub mod codegen;
 pub mod driver;

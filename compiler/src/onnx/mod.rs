@@ -7,12 +7,13 @@
 pub mod inline;
 pub mod proto;
 
+use crate::attrs::{Attr, AttrValue, Attrs, Untyped};
 use crate::error::{Error, Result, UnsupportedNode};
 use crate::ir::{DType, Dim, Graph, ModelMeta, Node, Tensor, TensorType, ValueId};
-use crate::ops::{Attrs, Op};
+use crate::ops::Op;
 use bytes::Bytes;
 use prost::Message;
-use proto::{ModelProto, TensorProto, ValueInfoProto};
+use proto::{AttributeProto, AttributeType, ModelProto, TensorProto, ValueInfoProto};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -123,6 +124,46 @@ pub fn tensor_from_proto(t: &TensorProto) -> std::result::Result<Tensor, String>
     Ok(tensor)
 }
 
+/// Converts a node's attributes for the ops. Each value keeps its declared type, which the
+/// getter an op reads it with checks; a tensor is decoded here, and a failure to decode it is
+/// kept for the read.
+fn attrs_from_proto(attributes: &[AttributeProto]) -> Attrs {
+    Attrs(
+        attributes
+            .iter()
+            .map(|a| Attr {
+                name: a.name.clone(),
+                value: attr_value(a),
+            })
+            .collect(),
+    )
+}
+
+fn attr_value(a: &AttributeProto) -> AttrValue {
+    let tensor = || {
+        let t =
+            a.t.as_ref()
+                .ok_or_else(|| format!("attribute '{}' has no tensor", a.name))?;
+        tensor_from_proto(t)
+    };
+    match AttributeType::try_from(a.r#type) {
+        Ok(AttributeType::Undefined) => AttrValue::Untyped(Box::new(Untyped {
+            int: a.i,
+            float: a.f,
+            string: a.s.to_vec(),
+            ints: a.ints.clone(),
+            tensor: tensor(),
+        })),
+        Ok(AttributeType::Int) => AttrValue::Int(a.i),
+        Ok(AttributeType::Float) => AttrValue::Float(a.f),
+        Ok(AttributeType::String) => AttrValue::String(a.s.to_vec()),
+        Ok(AttributeType::Ints) => AttrValue::Ints(a.ints.clone()),
+        Ok(AttributeType::Tensor) => AttrValue::Tensor(tensor()),
+        Ok(other) => AttrValue::Other(format!("{other:?}")),
+        Err(_) => AttrValue::Other("unknown".into()),
+    }
+}
+
 fn value_type(vi: &ValueInfoProto) -> Result<Option<TensorType>> {
     let Some(tt) = vi.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()) else {
         return Ok(None);
@@ -160,7 +201,7 @@ fn value_type(vi: &ValueInfoProto) -> Result<Option<TensorType>> {
 
 /// `Constant` nodes become constant values: one of their value attributes is the data.
 fn constant_value(node: &proto::NodeProto) -> std::result::Result<Tensor, String> {
-    let a = Attrs(&node.attribute);
+    let a = attrs_from_proto(&node.attribute);
     a.only(&[
         "value",
         "value_float",
@@ -297,7 +338,9 @@ pub fn import(model: &ModelProto) -> Result<Graph> {
         match n.op_type.as_str() {
             "SplitToSequence" => {
                 // Checked here; computed by the SequenceAt nodes that read it.
-                if let Err(e) = crate::ops::slice::parse_split_to_sequence(&Attrs(&n.attribute)) {
+                if let Err(e) =
+                    crate::ops::slice::parse_split_to_sequence(&attrs_from_proto(&n.attribute))
+                {
                     unsupported.push(unsupported_node(e));
                 }
                 continue;
@@ -305,7 +348,8 @@ pub fn import(model: &ModelProto) -> Result<Graph> {
             "SequenceAt" => {
                 let split = n.input.first().and_then(|s| sequences.get(s.as_str()));
                 let part = split.map(|s| {
-                    crate::ops::slice::parse_split_to_sequence(&Attrs(&s.attribute)).map(|p| (p, s))
+                    crate::ops::slice::parse_split_to_sequence(&attrs_from_proto(&s.attribute))
+                        .map(|p| (p, s))
                 });
                 match part {
                     Some(Ok((p, s))) if n.input.len() == 2 && n.attribute.is_empty() => {
@@ -323,7 +367,12 @@ pub fn import(model: &ModelProto) -> Result<Graph> {
             }
             _ => {}
         }
-        match Op::from_node(n, opset) {
+        match Op::parse(
+            &n.op_type,
+            &attrs_from_proto(&n.attribute),
+            opset,
+            &n.output,
+        ) {
             Ok(op) => pending.push((name, op, n.input.clone(), outputs)),
             Err(reason) => unsupported.push(unsupported_node(reason)),
         }
