@@ -5,7 +5,7 @@
 //! `parse*` functions read them through typed getters. A value is only checked against the
 //! type an op asks for when the op reads it, so an attribute no op reads is never an error.
 
-use crate::ir::Tensor;
+use crate::tensor::Tensor;
 
 /// One attribute of a node.
 #[derive(Clone, Debug)]

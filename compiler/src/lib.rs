@@ -21,6 +21,7 @@ pub mod ops;
 pub mod passes;
 pub mod progress;
 pub mod sequence;
+pub mod tensor;
 
 pub use builder::Builder;
 pub use error::{Error, Result};

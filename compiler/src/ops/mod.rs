@@ -25,7 +25,7 @@ pub mod trilu;
 
 use crate::attrs::Attrs;
 use crate::error::{OpError, OpResult};
-use crate::ir::{DType, Tensor};
+use crate::tensor::{DType, Tensor};
 
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use logic::{CmpOp, LogicOp};
@@ -354,7 +354,7 @@ impl Op {
             Op::Linear { .. } => linear::infer(ins),
         }?;
         for (_, shape) in &outs {
-            if crate::ir::bounded_numel(shape).is_none() {
+            if crate::tensor::bounded_numel(shape).is_none() {
                 return crate::op_err!("output shape {shape:?} has more than 2^40 elements");
             }
         }
@@ -567,7 +567,7 @@ pub(crate) fn gather_elems(
 ) -> Tensor {
     let s = src.dtype().size();
     let data = src.bytes();
-    let mut out = Vec::with_capacity(crate::ir::numel(&shape) * s);
+    let mut out = Vec::with_capacity(crate::tensor::numel(&shape) * s);
     for o in offsets {
         out.extend_from_slice(&data[o * s..(o + 1) * s]);
     }
