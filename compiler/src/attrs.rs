@@ -137,7 +137,7 @@ impl Attrs {
             AttrValue::Untyped(u) => Some(&u.tensor),
             _ => None,
         })?
-        .map(|t| t.clone())
+        .cloned()
         .transpose()
     }
 }
