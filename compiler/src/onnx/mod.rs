@@ -470,3 +470,98 @@ fn topo_sort(graph: &Graph, nodes: Vec<Node>) -> Result<Vec<Node>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(name: &str, r#type: i32, f: impl FnOnce(&mut AttributeProto)) -> AttributeProto {
+        let mut a = AttributeProto {
+            name: name.into(),
+            r#type,
+            ..Default::default()
+        };
+        f(&mut a);
+        a
+    }
+
+    #[test]
+    fn a_declared_type_is_checked_only_by_the_getter_that_reads_it() {
+        let a = attrs_from_proto(&[
+            attr("axis", AttributeType::Ints as i32, |a| a.ints = vec![1, 2]),
+            attr("g", AttributeType::Graph as i32, |_| {}),
+            attr("odd", 99, |_| {}),
+        ]);
+        assert_eq!(a.only(&["axis", "g", "odd"]), Ok(()));
+        assert_eq!(a.only(&["axis"]), Err("unexpected attribute 'g'".into()));
+        assert_eq!(a.ints("axis"), Ok(Some(vec![1, 2])));
+        assert_eq!(
+            a.int("axis"),
+            Err("attribute 'axis' should be Int, found \"Ints\"".into())
+        );
+        assert_eq!(
+            a.float_or("g", 1.0),
+            Err("attribute 'g' should be Float, found \"Graph\"".into())
+        );
+        assert_eq!(
+            a.string("odd"),
+            Err("attribute 'odd' should be String, found \"unknown\"".into())
+        );
+        assert_eq!(a.int_or("missing", 7), Ok(7));
+    }
+
+    #[test]
+    fn an_untyped_attribute_is_read_from_the_field_of_the_requested_type() {
+        let a = attrs_from_proto(&[attr("x", 0, |a| {
+            a.i = 3;
+            a.f = 0.5;
+            a.ints = vec![4];
+            a.s = Bytes::from_static(b"tanh");
+        })]);
+        assert_eq!(a.int("x"), Ok(Some(3)));
+        assert_eq!(a.float_or("x", 1.0), Ok(0.5));
+        assert_eq!(a.ints("x"), Ok(Some(vec![4])));
+        assert_eq!(a.string("x"), Ok(Some("tanh".into())));
+        assert_eq!(a.tensor("x"), Err("attribute 'x' has no tensor".into()));
+    }
+
+    #[test]
+    fn tensor_and_string_values_are_checked_when_read() {
+        let bad = TensorProto {
+            name: "t".into(),
+            data_type: 8, // STRING
+            ..Default::default()
+        };
+        let a = attrs_from_proto(&[
+            attr("value", AttributeType::Tensor as i32, |a| a.t = Some(bad)),
+            attr("none", AttributeType::Tensor as i32, |_| {}),
+            attr("mode", AttributeType::String as i32, |a| {
+                a.s = Bytes::from_static(&[0xff])
+            }),
+        ]);
+        assert_eq!(a.only(&["value", "none", "mode"]), Ok(()));
+        let e = a.tensor("value").unwrap_err();
+        assert!(e.contains("tensor 't' has unsupported data type"), "{e}");
+        assert_eq!(
+            a.tensor("none"),
+            Err("attribute 'none' has no tensor".into())
+        );
+        assert_eq!(
+            a.string("mode"),
+            Err("attribute 'mode' is not UTF-8".into())
+        );
+        let good = TensorProto {
+            dims: vec![2],
+            data_type: 7,
+            int64_data: vec![5, 6],
+            ..Default::default()
+        };
+        let a = attrs_from_proto(&[attr("value", AttributeType::Tensor as i32, |a| {
+            a.t = Some(good)
+        })]);
+        assert_eq!(
+            a.tensor("value"),
+            Ok(Some(Tensor::from_vec(vec![2], vec![5i64, 6])))
+        );
+    }
+}
