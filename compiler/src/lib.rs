@@ -3,8 +3,13 @@
 //! Pipeline so far: `onnx` (load, zero-copy) → `ir` (typed graph) → `passes::specialize`
 //! (static shapes, constant folding) → `passes::simplify`. `interp` evaluates a graph at any
 //! stage and is the oracle the tests compare everything against.
+//!
+//! Layers, each importing only those before it: `error` → `tensor` (DType, Tensor) → `attrs`
+//! (format-free node attributes) → `ops` → `ir` (the graph of ops) → `onnx` (the only module
+//! that knows protobuf) and the passes, code generation and drivers above them.
 
 pub mod accuracy;
+pub mod attrs;
 pub mod builder;
 pub mod codegen;
 pub mod driver;
@@ -20,6 +25,7 @@ pub mod ops;
 pub mod passes;
 pub mod progress;
 pub mod sequence;
+pub mod tensor;
 
 pub use builder::Builder;
 pub use error::{Error, Result};

@@ -7,12 +7,13 @@
 pub mod inline;
 pub mod proto;
 
+use crate::attrs::{Attr, AttrValue, Attrs, Untyped};
 use crate::error::{Error, Result, UnsupportedNode};
 use crate::ir::{DType, Dim, Graph, ModelMeta, Node, Tensor, TensorType, ValueId};
-use crate::ops::{Attrs, Op};
+use crate::ops::Op;
 use bytes::Bytes;
 use prost::Message;
-use proto::{ModelProto, TensorProto, ValueInfoProto};
+use proto::{AttributeProto, AttributeType, ModelProto, TensorProto, ValueInfoProto};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -123,6 +124,46 @@ pub fn tensor_from_proto(t: &TensorProto) -> std::result::Result<Tensor, String>
     Ok(tensor)
 }
 
+/// Converts a node's attributes for the ops. Each value keeps its declared type, which the
+/// getter an op reads it with checks; a tensor is decoded here, and a failure to decode it is
+/// kept for the read.
+fn attrs_from_proto(attributes: &[AttributeProto]) -> Attrs {
+    Attrs(
+        attributes
+            .iter()
+            .map(|a| Attr {
+                name: a.name.clone(),
+                value: attr_value(a),
+            })
+            .collect(),
+    )
+}
+
+fn attr_value(a: &AttributeProto) -> AttrValue {
+    let tensor = || {
+        let t =
+            a.t.as_ref()
+                .ok_or_else(|| format!("attribute '{}' has no tensor", a.name))?;
+        tensor_from_proto(t)
+    };
+    match AttributeType::try_from(a.r#type) {
+        Ok(AttributeType::Undefined) => AttrValue::Untyped(Box::new(Untyped {
+            int: a.i,
+            float: a.f,
+            string: a.s.to_vec(),
+            ints: a.ints.clone(),
+            tensor: tensor(),
+        })),
+        Ok(AttributeType::Int) => AttrValue::Int(a.i),
+        Ok(AttributeType::Float) => AttrValue::Float(a.f),
+        Ok(AttributeType::String) => AttrValue::String(a.s.to_vec()),
+        Ok(AttributeType::Ints) => AttrValue::Ints(a.ints.clone()),
+        Ok(AttributeType::Tensor) => AttrValue::Tensor(tensor()),
+        Ok(other) => AttrValue::Other(format!("{other:?}")),
+        Err(_) => AttrValue::Other("unknown".into()),
+    }
+}
+
 fn value_type(vi: &ValueInfoProto) -> Result<Option<TensorType>> {
     let Some(tt) = vi.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()) else {
         return Ok(None);
@@ -160,7 +201,7 @@ fn value_type(vi: &ValueInfoProto) -> Result<Option<TensorType>> {
 
 /// `Constant` nodes become constant values: one of their value attributes is the data.
 fn constant_value(node: &proto::NodeProto) -> std::result::Result<Tensor, String> {
-    let a = Attrs(&node.attribute);
+    let a = attrs_from_proto(&node.attribute);
     a.only(&[
         "value",
         "value_float",
@@ -297,7 +338,9 @@ pub fn import(model: &ModelProto) -> Result<Graph> {
         match n.op_type.as_str() {
             "SplitToSequence" => {
                 // Checked here; computed by the SequenceAt nodes that read it.
-                if let Err(e) = crate::ops::slice::parse_split_to_sequence(&Attrs(&n.attribute)) {
+                if let Err(e) =
+                    crate::ops::slice::parse_split_to_sequence(&attrs_from_proto(&n.attribute))
+                {
                     unsupported.push(unsupported_node(e));
                 }
                 continue;
@@ -305,7 +348,8 @@ pub fn import(model: &ModelProto) -> Result<Graph> {
             "SequenceAt" => {
                 let split = n.input.first().and_then(|s| sequences.get(s.as_str()));
                 let part = split.map(|s| {
-                    crate::ops::slice::parse_split_to_sequence(&Attrs(&s.attribute)).map(|p| (p, s))
+                    crate::ops::slice::parse_split_to_sequence(&attrs_from_proto(&s.attribute))
+                        .map(|p| (p, s))
                 });
                 match part {
                     Some(Ok((p, s))) if n.input.len() == 2 && n.attribute.is_empty() => {
@@ -323,7 +367,12 @@ pub fn import(model: &ModelProto) -> Result<Graph> {
             }
             _ => {}
         }
-        match Op::from_node(n, opset) {
+        match Op::parse(
+            &n.op_type,
+            &attrs_from_proto(&n.attribute),
+            opset,
+            &n.output,
+        ) {
             Ok(op) => pending.push((name, op, n.input.clone(), outputs)),
             Err(reason) => unsupported.push(unsupported_node(reason)),
         }
@@ -420,4 +469,99 @@ fn topo_sort(graph: &Graph, nodes: Vec<Node>) -> Result<Vec<Node>> {
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(name: &str, r#type: i32, f: impl FnOnce(&mut AttributeProto)) -> AttributeProto {
+        let mut a = AttributeProto {
+            name: name.into(),
+            r#type,
+            ..Default::default()
+        };
+        f(&mut a);
+        a
+    }
+
+    #[test]
+    fn a_declared_type_is_checked_only_by_the_getter_that_reads_it() {
+        let a = attrs_from_proto(&[
+            attr("axis", AttributeType::Ints as i32, |a| a.ints = vec![1, 2]),
+            attr("g", AttributeType::Graph as i32, |_| {}),
+            attr("odd", 99, |_| {}),
+        ]);
+        assert_eq!(a.only(&["axis", "g", "odd"]), Ok(()));
+        assert_eq!(a.only(&["axis"]), Err("unexpected attribute 'g'".into()));
+        assert_eq!(a.ints("axis"), Ok(Some(vec![1, 2])));
+        assert_eq!(
+            a.int("axis"),
+            Err("attribute 'axis' should be Int, found \"Ints\"".into())
+        );
+        assert_eq!(
+            a.float_or("g", 1.0),
+            Err("attribute 'g' should be Float, found \"Graph\"".into())
+        );
+        assert_eq!(
+            a.string("odd"),
+            Err("attribute 'odd' should be String, found \"unknown\"".into())
+        );
+        assert_eq!(a.int_or("missing", 7), Ok(7));
+    }
+
+    #[test]
+    fn an_untyped_attribute_is_read_from_the_field_of_the_requested_type() {
+        let a = attrs_from_proto(&[attr("x", 0, |a| {
+            a.i = 3;
+            a.f = 0.5;
+            a.ints = vec![4];
+            a.s = Bytes::from_static(b"tanh");
+        })]);
+        assert_eq!(a.int("x"), Ok(Some(3)));
+        assert_eq!(a.float_or("x", 1.0), Ok(0.5));
+        assert_eq!(a.ints("x"), Ok(Some(vec![4])));
+        assert_eq!(a.string("x"), Ok(Some("tanh".into())));
+        assert_eq!(a.tensor("x"), Err("attribute 'x' has no tensor".into()));
+    }
+
+    #[test]
+    fn tensor_and_string_values_are_checked_when_read() {
+        let bad = TensorProto {
+            name: "t".into(),
+            data_type: 8, // STRING
+            ..Default::default()
+        };
+        let a = attrs_from_proto(&[
+            attr("value", AttributeType::Tensor as i32, |a| a.t = Some(bad)),
+            attr("none", AttributeType::Tensor as i32, |_| {}),
+            attr("mode", AttributeType::String as i32, |a| {
+                a.s = Bytes::from_static(&[0xff])
+            }),
+        ]);
+        assert_eq!(a.only(&["value", "none", "mode"]), Ok(()));
+        let e = a.tensor("value").unwrap_err();
+        assert!(e.contains("tensor 't' has unsupported data type"), "{e}");
+        assert_eq!(
+            a.tensor("none"),
+            Err("attribute 'none' has no tensor".into())
+        );
+        assert_eq!(
+            a.string("mode"),
+            Err("attribute 'mode' is not UTF-8".into())
+        );
+        let good = TensorProto {
+            dims: vec![2],
+            data_type: 7,
+            int64_data: vec![5, 6],
+            ..Default::default()
+        };
+        let a = attrs_from_proto(&[attr("value", AttributeType::Tensor as i32, |a| {
+            a.t = Some(good)
+        })]);
+        assert_eq!(
+            a.tensor("value"),
+            Ok(Some(Tensor::from_vec(vec![2], vec![5i64, 6])))
+        );
+    }
 }

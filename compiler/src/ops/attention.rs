@@ -11,8 +11,8 @@
 
 use super::{input, req, InferIn, OutType};
 use crate::error::OpResult;
-use crate::ir::{DType, Tensor};
 use crate::op_err;
+use crate::tensor::{DType, Tensor};
 
 /// A strided view of one operand: element `[b, h, i, c]` (batch, head, row, channel) is
 /// element `offset + b·s₀ + h·s₁ + i·s₂ + c·s₃` of the tensor, in row-major order.
@@ -158,7 +158,7 @@ pub fn infer(a: &Attention, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
             return op_err!("Attention needs f32 inputs");
         }
         let (view, shape) = a.operand(i);
-        let n = crate::ir::numel(x.shape);
+        let n = crate::tensor::numel(x.shape);
         if view.end(shape) > n {
             return op_err!(
                 "Attention input {i} ({:?}) is too small for its view {view:?} of {shape:?}",
@@ -174,7 +174,7 @@ pub fn eval(a: &Attention, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let (qv, kv, vv) = (q.to_vec::<f32>()?, k.to_vec::<f32>()?, v.to_vec::<f32>()?);
     let (lq, lk, d) = (a.q_rows, a.kv_rows, a.head_dim);
     let ov = a.out_view();
-    let mut out = vec![0f32; crate::ir::numel(&a.out_shape())];
+    let mut out = vec![0f32; crate::tensor::numel(&a.out_shape())];
     let mut s = vec![0f64; lk];
     for b in 0..a.batch {
         for h in 0..a.heads {

@@ -4,7 +4,7 @@
 
 use super::{Attrs, Op};
 use crate::error::OpResult;
-use crate::ir::{DType, Tensor};
+use crate::tensor::{DType, Tensor};
 
 pub fn parse(a: &Attrs) -> Result<Op, String> {
     a.only(&["to", "saturate"])?;

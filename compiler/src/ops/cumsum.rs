@@ -5,8 +5,8 @@
 
 use super::{input, norm_axis, req, Attrs, InferIn, Op, OutType};
 use crate::error::OpResult;
-use crate::ir::{DType, Tensor};
 use crate::op_err;
+use crate::tensor::{DType, Tensor};
 
 pub fn parse(a: &Attrs) -> Result<Op, String> {
     a.only(&["exclusive", "reverse"])?;
@@ -31,7 +31,7 @@ pub fn infer(ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     if !matches!(x.dtype, DType::F32 | DType::F64 | DType::I64 | DType::I32) {
         return op_err!("CumSum is not defined for {}", x.dtype);
     }
-    if !matches!(ax.dtype, DType::I64 | DType::I32) || crate::ir::numel(ax.shape) != 1 {
+    if !matches!(ax.dtype, DType::I64 | DType::I32) || crate::tensor::numel(ax.shape) != 1 {
         return op_err!(
             "CumSum's axis must be one i64 or i32, found {}{:?}",
             ax.dtype,

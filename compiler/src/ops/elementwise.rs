@@ -10,8 +10,8 @@
 
 use super::{req, strides, Attrs, InferIn, Op, OutType};
 use crate::error::{OpError, OpResult};
-use crate::ir::{DType, Tensor};
 use crate::op_err;
+use crate::tensor::{DType, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
@@ -204,7 +204,7 @@ fn check_types(op: BinaryOp, a: DType, b: DType) -> OpResult<()> {
     }
 }
 
-fn zip<T: crate::ir::Elem, U: crate::ir::Elem, R: crate::ir::Elem>(
+fn zip<T: crate::tensor::Elem, U: crate::tensor::Elem, R: crate::tensor::Elem>(
     a: &Tensor,
     b: &Tensor,
     out: &[usize],

@@ -3,8 +3,8 @@
 
 use super::{input, req, InferIn, OutType};
 use crate::error::OpResult;
-use crate::ir::{DType, Tensor};
 use crate::op_err;
+use crate::tensor::{DType, Tensor};
 
 /// `√(2/π)`, as GPT-2's GELU writes it.
 pub const GELU_C: f32 = 0.797_884_6;

@@ -4,8 +4,8 @@
 
 use super::{input, req, InferIn, OutType};
 use crate::error::OpResult;
-use crate::ir::{DType, Tensor};
 use crate::op_err;
+use crate::tensor::{DType, Tensor};
 
 /// What a Linear applies to each output after the bias (`passes::fuse_linear_gelu`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -11,8 +11,8 @@
 use super::elementwise::{broadcast_offsets, broadcast_shapes};
 use super::{input, req, Attrs, InferIn, Op, OutType};
 use crate::error::OpResult;
-use crate::ir::{DType, Tensor};
 use crate::op_err;
+use crate::tensor::{DType, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CmpOp {
@@ -258,8 +258,8 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
                 .map(|t| broadcast_offsets(t.shape(), &out))
                 .collect();
             let vs: Vec<Vals> = all.iter().map(|t| vals(t)).collect::<OpResult<_>>()?;
-            let mut bytes = Vec::with_capacity(crate::ir::numel(&out) * s);
-            for k in 0..crate::ir::numel(&out) {
+            let mut bytes = Vec::with_capacity(crate::tensor::numel(&out) * s);
+            for k in 0..crate::tensor::numel(&out) {
                 // The winning operand's element, copied as is (keeps every dtype exact).
                 let mut best = 0;
                 for t in 1..all.len() {

@@ -6,8 +6,8 @@
 use super::elementwise::{broadcast_offsets, broadcast_shapes};
 use super::{input, req, Attrs, InferIn, Op, OutType};
 use crate::error::OpResult;
-use crate::ir::{DType, Tensor};
 use crate::op_err;
+use crate::tensor::{DType, Tensor};
 
 pub fn parse(op: &str, a: &Attrs) -> Result<Op, String> {
     if op == "MatMul" {
@@ -188,7 +188,7 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
             let bb: Vec<usize> = b.shape()[..b.rank().saturating_sub(2)].to_vec();
             let ao = broadcast_offsets(&ab, &batch);
             let bo = broadcast_offsets(&bb, &batch);
-            let mut res = Vec::with_capacity(crate::ir::numel(&out));
+            let mut res = Vec::with_capacity(crate::tensor::numel(&out));
             for (&ia, &ib) in ao.iter().zip(&bo) {
                 let aslice = &av[ia * m * k..(ia + 1) * m * k];
                 let bslice = &bv[ib * k * n..(ib + 1) * k * n];

@@ -1,8 +1,9 @@
 //! The ops the IR supports, one module per family.
 //!
-//! Each family module has, for its ops: attribute parsing and validation (`parse_*`, from an
-//! ONNX node), static shape inference, and a reference evaluation with the ONNX semantics of
-//! the opsets it names. `Op` ties them together; `REGISTRY` lists the ONNX op types we accept.
+//! Each family module has, for its ops: attribute parsing and validation (`parse*`, from the
+//! format-free `attrs::Attrs` the front end converts a node's attributes into), static shape
+//! inference, and a reference evaluation with the ONNX semantics of the opsets it names. `Op`
+//! ties them together; `REGISTRY` lists the ONNX op types we accept.
 
 pub mod attention;
 pub mod cast;
@@ -22,9 +23,9 @@ pub mod strided_copy;
 pub mod transpose;
 pub mod trilu;
 
+use crate::attrs::Attrs;
 use crate::error::{OpError, OpResult};
-use crate::ir::{DType, Tensor};
-use crate::onnx::proto::{AttributeProto, AttributeType, NodeProto};
+use crate::tensor::{DType, Tensor};
 
 pub use elementwise::{BinaryOp, UnaryOp};
 pub use logic::{CmpOp, LogicOp};
@@ -224,38 +225,37 @@ pub struct InferIn<'a> {
 pub type OutType = (DType, Vec<usize>);
 
 impl Op {
-    /// Parses an ONNX node of the default domain at the given opset.
+    /// Parses a node of the default ONNX domain at the given opset from its op type,
+    /// attributes and output names (empty names are outputs not produced).
     /// `Err` says why it cannot be imported (unknown op or bad attributes).
-    pub fn from_node(node: &NodeProto, opset: i64) -> Result<Op, String> {
-        let a = Attrs(&node.attribute);
-        let op = node.op_type.as_str();
+    pub fn parse(op: &str, a: &Attrs, opset: i64, outputs: &[String]) -> Result<Op, String> {
         Ok(match op {
             "Identity" => a.only(&[]).map(|_| Op::Identity)?,
-            "Add" | "Sub" | "Mul" | "Div" | "Pow" => elementwise::parse_binary(op, &a, opset)?,
+            "Add" | "Sub" | "Mul" | "Div" | "Pow" => elementwise::parse_binary(op, a, opset)?,
             "Sqrt" | "Tanh" | "Erf" | "Sigmoid" | "Exp" | "Log" | "Neg" | "Abs" | "Reciprocal"
-            | "Ceil" | "Floor" => elementwise::parse_unary(op, &a)?,
-            "Cast" => cast::parse(&a)?,
-            "CastLike" => cast::parse_like(&a)?,
+            | "Ceil" | "Floor" => elementwise::parse_unary(op, a)?,
+            "Cast" => cast::parse(a)?,
+            "CastLike" => cast::parse_like(a)?,
             "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "Not" | "And"
-            | "Or" | "Where" | "Min" | "Max" | "IsNaN" => logic::parse(op, &a)?,
-            "Flatten" => shape::parse(op, &a, opset)?,
-            "Gelu" => fused::parse_gelu(&a)?,
-            "Range" => range::parse(&a)?,
-            "CumSum" => cumsum::parse(&a)?,
-            "Trilu" => trilu::parse(&a)?,
-            "LayerNormalization" => norm::parse(&a, &node.output)?,
+            | "Or" | "Where" | "Min" | "Max" | "IsNaN" => logic::parse(op, a)?,
+            "Flatten" => shape::parse(op, a, opset)?,
+            "Gelu" => fused::parse_gelu(a)?,
+            "Range" => range::parse(a)?,
+            "CumSum" => cumsum::parse(a)?,
+            "Trilu" => trilu::parse(a)?,
+            "LayerNormalization" => norm::parse(a, outputs)?,
             // The importer fuses SplitToSequence into each SequenceAt that reads it.
             "SplitToSequence" | "SequenceAt" => {
                 return Err("sequence ops are handled by the importer".into())
             }
             "Shape" | "ConstantOfShape" | "NonZero" | "Expand" | "Reshape" | "Squeeze"
-            | "Unsqueeze" => shape::parse(op, &a, opset)?,
-            "Concat" | "Slice" | "Gather" => slice::parse(op, &a, opset)?,
-            "Split" => slice::parse_split(&a, opset, node.output.len())?,
-            "Transpose" => transpose::parse(&a)?,
-            "ReduceMean" => reduce::parse(&a, opset)?,
-            "MatMul" | "Gemm" => matmul::parse(op, &a)?,
-            "Softmax" => softmax::parse(&a, opset)?,
+            | "Unsqueeze" => shape::parse(op, a, opset)?,
+            "Concat" | "Slice" | "Gather" => slice::parse(op, a, opset)?,
+            "Split" => slice::parse_split(a, opset, outputs.len())?,
+            "Transpose" => transpose::parse(a)?,
+            "ReduceMean" => reduce::parse(a, opset)?,
+            "MatMul" | "Gemm" => matmul::parse(op, a)?,
+            "Softmax" => softmax::parse(a, opset)?,
             _ => return Err("op type not supported".into()),
         })
     }
@@ -354,7 +354,7 @@ impl Op {
             Op::Linear { .. } => linear::infer(ins),
         }?;
         for (_, shape) in &outs {
-            if crate::ir::bounded_numel(shape).is_none() {
+            if crate::tensor::bounded_numel(shape).is_none() {
                 return crate::op_err!("output shape {shape:?} has more than 2^40 elements");
             }
         }
@@ -567,75 +567,9 @@ pub(crate) fn gather_elems(
 ) -> Tensor {
     let s = src.dtype().size();
     let data = src.bytes();
-    let mut out = Vec::with_capacity(crate::ir::numel(&shape) * s);
+    let mut out = Vec::with_capacity(crate::tensor::numel(&shape) * s);
     for o in offsets {
         out.extend_from_slice(&data[o * s..(o + 1) * s]);
     }
     Tensor::from_raw(src.dtype(), shape, out.into()).expect("gathered data fits its shape")
-}
-
-/// Attribute access with type checks. Missing attributes are `Ok(None)`.
-pub struct Attrs<'a>(pub &'a [AttributeProto]);
-
-impl<'a> Attrs<'a> {
-    /// Rejects attributes outside `known`, so a misspelt or newer attribute is not ignored.
-    pub fn only(&self, known: &[&str]) -> Result<(), String> {
-        for a in self.0 {
-            if !known.contains(&a.name.as_str()) {
-                return Err(format!("unexpected attribute '{}'", a.name));
-            }
-        }
-        Ok(())
-    }
-
-    fn get(&self, name: &str, ty: AttributeType) -> Result<Option<&'a AttributeProto>, String> {
-        match self.0.iter().find(|a| a.name == name) {
-            None => Ok(None),
-            Some(a) if a.r#type == ty as i32 || a.r#type == 0 => Ok(Some(a)),
-            Some(a) => Err(format!(
-                "attribute '{name}' should be {:?}, found {:?}",
-                ty,
-                AttributeType::try_from(a.r#type).map_or("unknown".into(), |t| format!("{t:?}"))
-            )),
-        }
-    }
-
-    pub fn int(&self, name: &str) -> Result<Option<i64>, String> {
-        Ok(self.get(name, AttributeType::Int)?.map(|a| a.i))
-    }
-
-    pub fn int_or(&self, name: &str, default: i64) -> Result<i64, String> {
-        Ok(self.int(name)?.unwrap_or(default))
-    }
-
-    pub fn float_or(&self, name: &str, default: f32) -> Result<f32, String> {
-        Ok(self
-            .get(name, AttributeType::Float)?
-            .map_or(default, |a| a.f))
-    }
-
-    pub fn string(&self, name: &str) -> Result<Option<String>, String> {
-        self.get(name, AttributeType::String)?
-            .map(|a| {
-                String::from_utf8(a.s.to_vec())
-                    .map_err(|_| format!("attribute '{name}' is not UTF-8"))
-            })
-            .transpose()
-    }
-
-    pub fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, String> {
-        Ok(self.get(name, AttributeType::Ints)?.map(|a| a.ints.clone()))
-    }
-
-    pub fn tensor(&self, name: &str) -> Result<Option<Tensor>, String> {
-        match self.get(name, AttributeType::Tensor)? {
-            None => Ok(None),
-            Some(a) => {
-                let t =
-                    a.t.as_ref()
-                        .ok_or_else(|| format!("attribute '{name}' has no tensor"))?;
-                crate::onnx::tensor_from_proto(t).map(Some)
-            }
-        }
-    }
 }

@@ -8,8 +8,8 @@
 use super::elementwise::broadcast_offsets;
 use super::{input, norm_axis, req, Attrs, InferIn, Op, OutType};
 use crate::error::OpResult;
-use crate::ir::{DType, Tensor};
 use crate::op_err;
+use crate::tensor::{DType, Tensor};
 
 pub fn parse(a: &Attrs, outputs: &[String]) -> Result<Op, String> {
     a.only(&["axis", "epsilon", "stash_type"])?;

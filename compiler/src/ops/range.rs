@@ -7,8 +7,8 @@
 
 use super::{input, req, req_const, Attrs, InferIn, Op, OutType};
 use crate::error::OpResult;
-use crate::ir::{DType, Tensor};
 use crate::op_err;
+use crate::tensor::{DType, Tensor};
 
 pub fn parse(a: &Attrs) -> Result<Op, String> {
     a.only(&[])?;
@@ -33,7 +33,7 @@ fn length(start: f64, limit: f64, delta: f64) -> OpResult<usize> {
     let n = ((limit - start) / delta).ceil();
     // (The difference is taken in the inputs' type: f32 inputs arrive exact in f64, and
     // their f32 difference is what onnxruntime divides.)
-    if !n.is_finite() || n > crate::ir::MAX_ELEMS as f64 {
+    if !n.is_finite() || n > crate::tensor::MAX_ELEMS as f64 {
         return op_err!("Range({start}, {limit}, {delta}) has too many elements");
     }
     Ok(n.max(0.0) as usize)

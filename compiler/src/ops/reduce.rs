@@ -3,8 +3,8 @@
 
 use super::{input, norm_axis, req, Attrs, InferIn, Op, OutType};
 use crate::error::OpResult;
-use crate::ir::{DType, Tensor};
 use crate::op_err;
+use crate::tensor::{DType, Tensor};
 
 pub fn parse(a: &Attrs, opset: i64) -> Result<Op, String> {
     if opset >= 18 {

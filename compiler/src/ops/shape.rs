@@ -8,8 +8,8 @@
 use super::elementwise::{broadcast_offsets, broadcast_shapes};
 use super::{input, norm_axis, req, req_const, Attrs, InferIn, Op, OutType};
 use crate::error::{OpError, OpResult};
-use crate::ir::{checked_numel, DType, Tensor};
 use crate::op_err;
+use crate::tensor::{checked_numel, DType, Tensor};
 
 pub fn parse(op: &str, a: &Attrs, opset: i64) -> Result<Op, String> {
     Ok(match op {
@@ -262,7 +262,7 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
         }
         Op::ConstantOfShape { value } => {
             let shape = out_shape(op, &[], ins)?;
-            let n = crate::ir::numel(&shape);
+            let n = crate::tensor::numel(&shape);
             let bytes = value.bytes().repeat(n);
             Tensor::from_raw(value.dtype(), shape, bytes.into())?
         }

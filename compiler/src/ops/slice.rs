@@ -6,8 +6,8 @@
 use super::transpose::strided_offsets;
 use super::{gather_elems, input, norm_axis, req, strides, Attrs, InferIn, Op, OutType};
 use crate::error::{OpError, OpResult};
-use crate::ir::Tensor;
 use crate::op_err;
+use crate::tensor::Tensor;
 
 /// Slice-1 attributes.
 #[derive(Clone, Debug, PartialEq)]
@@ -243,7 +243,10 @@ pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
         }
         Op::Gather { axis } => {
             let i = req(ins, 1)?;
-            if !matches!(i.dtype, crate::ir::DType::I64 | crate::ir::DType::I32) {
+            if !matches!(
+                i.dtype,
+                crate::tensor::DType::I64 | crate::tensor::DType::I32
+            ) {
                 return op_err!("Gather indices must be i64 or i32, found {}", i.dtype);
             }
             Ok(vec![(x.dtype, gather_shape(*axis, x.shape, i.shape)?.1)])
@@ -263,7 +266,7 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
             let shapes: Vec<&[usize]> = all.iter().map(|t| t.shape()).collect();
             let (ax, out) = concat_shape(*axis, &shapes)?;
             let outer: usize = out[..ax].iter().product();
-            let mut bytes = Vec::with_capacity(crate::ir::numel(&out) * x.dtype().size());
+            let mut bytes = Vec::with_capacity(crate::tensor::numel(&out) * x.dtype().size());
             for o in 0..outer {
                 for t in &all {
                     let block = t.shape()[ax..].iter().product::<usize>() * x.dtype().size();
@@ -335,7 +338,7 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
             }
             let outer: usize = x.shape()[..ax].iter().product();
             let inner: usize = x.shape()[ax + 1..].iter().product();
-            let mut offs = Vec::with_capacity(crate::ir::numel(&out));
+            let mut offs = Vec::with_capacity(crate::tensor::numel(&out));
             for o in 0..outer {
                 for &j in &fixed {
                     let base = (o * x.shape()[ax] + j) * inner;

@@ -4,8 +4,8 @@
 
 use super::{norm_axis, Attrs, Op};
 use crate::error::OpResult;
-use crate::ir::{DType, Tensor};
 use crate::op_err;
+use crate::tensor::{DType, Tensor};
 
 pub fn parse(a: &Attrs, opset: i64) -> Result<Op, String> {
     a.only(&["axis"])?;

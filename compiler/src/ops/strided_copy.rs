@@ -5,8 +5,8 @@
 
 use super::{gather_elems, req, InferIn, OutType};
 use crate::error::OpResult;
-use crate::ir::Tensor;
 use crate::op_err;
+use crate::tensor::Tensor;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StridedCopy {
@@ -44,7 +44,7 @@ pub fn infer(c: &StridedCopy, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>>
             c.shape.len()
         );
     }
-    if c.end() > crate::ir::numel(x.shape) {
+    if c.end() > crate::tensor::numel(x.shape) {
         return op_err!("the view {c:?} reads past the input {:?}", x.shape);
     }
     Ok(vec![(x.dtype, c.shape.clone())])

@@ -2,8 +2,8 @@
 
 use super::{gather_elems, req, strides, Attrs, InferIn, Op, OutType};
 use crate::error::OpResult;
-use crate::ir::Tensor;
 use crate::op_err;
+use crate::tensor::Tensor;
 
 pub fn parse(a: &Attrs) -> Result<Op, String> {
     a.only(&["perm"])?;

@@ -5,8 +5,8 @@
 
 use super::{input, req, Attrs, InferIn, Op, OutType};
 use crate::error::OpResult;
-use crate::ir::{DType, Tensor};
 use crate::op_err;
+use crate::tensor::{DType, Tensor};
 
 pub fn parse(a: &Attrs) -> Result<Op, String> {
     a.only(&["upper"])?;
@@ -21,7 +21,7 @@ pub fn infer(ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
         return op_err!("Trilu needs rank 2 or more, found {:?}", x.shape);
     }
     if let Some(k) = ins.get(1).copied().flatten() {
-        if k.dtype != DType::I64 || crate::ir::numel(k.shape) != 1 {
+        if k.dtype != DType::I64 || crate::tensor::numel(k.shape) != 1 {
             return op_err!("Trilu's k must be one i64, found {}{:?}", k.dtype, k.shape);
         }
     }

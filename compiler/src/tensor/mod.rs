@@ -1,10 +1,15 @@
-//! Tensors with data: constants in the IR and values in the interpreter.
+//! Tensors with data and their element types: constants in the IR, attribute values, and
+//! the values the ops and the interpreter compute on. Below both `ir` and `ops`, which
+//! import it; `ir` re-exports it.
 //!
 //! The data is a `Bytes` in ONNX's raw little-endian layout. For initializers it is a slice of
 //! the model file's buffer (no copy); computed tensors own their bytes. Typed access copies
 //! into a `Vec`, which keeps the code free of alignment assumptions about the file.
 
-use super::DType;
+mod dtype;
+
+pub use dtype::DType;
+
 use crate::error::{OpError, OpResult};
 use bytes::Bytes;
 use std::fmt;
