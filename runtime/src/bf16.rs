@@ -14,9 +14,12 @@
 //! (the same result, the product being exact), so every ISA computes the same bits as long
 //! as no input, weight or partial sum is subnormal (which `vdpbf16ps` flushes to zero).
 
+use crate::cpu::{detected, Isa};
 use crate::elem::Bf16;
 use crate::gemm::{Activation, NR};
-use crate::gemv::{detected, Isa};
+
+// Detected in `cpu`; this path stays for callers.
+pub use crate::cpu::avx512_bf16 as dot_instructions;
 
 /// Rows per group of the weight panels: a pair.
 const PAIR: usize = 2;
@@ -47,19 +50,6 @@ pub fn pack(w: &[f32], k: usize, n: usize) -> Vec<Bf16> {
         }
     }
     out
-}
-
-/// Whether this CPU has AVX-512 BF16 (`vdpbf16ps`).
-pub fn dot_instructions() -> bool {
-    static BF16: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *BF16.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    })
 }
 
 thread_local! {
@@ -95,7 +85,7 @@ fn round_row_body(x: &[f32], pairs: &mut [u32]) {
     }
 }
 
-crate::vmath::isa_kernel!(
+crate::cpu::isa_kernel!(
     /// Rounds one row to bf16 pairs (see `round_row_body`) with the given ISA.
     round_row => round_row_body(x: &[f32], pairs: &mut [u32])
 );
@@ -147,7 +137,7 @@ pub fn linear_on(
             .min((m * n * k / (1 << 16)).max(1));
         let yp = crate::SendPtr(y.as_mut_ptr());
         let fast = isa == Isa::Avx512 && dot_instructions();
-        let avx2 = isa != Isa::Scalar && crate::gemv::available().contains(&Isa::Avx2);
+        let avx2 = isa != Isa::Scalar && crate::cpu::available().contains(&Isa::Avx2);
         crate::gemm::for_panel_ranges(panels, t, |p0, p1| {
             let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
             let wp = &w[p0 * kp * NR..p1 * kp * NR];

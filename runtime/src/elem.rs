@@ -10,7 +10,7 @@ pub enum Kind {
     F16,
 }
 
-use crate::gemv::Isa;
+use crate::cpu::Isa;
 
 /// A weight element: what it is, its value as f32, and the portable (non-AVX-512) row of
 /// `gemm::linear` over panels of it (`vmath::panel_row`).

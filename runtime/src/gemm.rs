@@ -15,8 +15,8 @@
 //! Only an AVX-512 kernel lives here; elsewhere `kernels::matmul` uses matrixmultiply's
 //! AVX2/FMA and portable kernels, and `linear` a vectorized loop per row (`vmath`).
 
+use crate::cpu::{detected, Isa};
 use crate::elem::{Kind, PanelElem};
-use crate::gemv::{detected, Isa};
 use crate::kernels::Layout;
 
 /// Rows of the micro-kernel.
@@ -864,7 +864,7 @@ mod tests {
                     k,
                     n,
                 );
-                for &isa in crate::gemv::available() {
+                for &isa in crate::cpu::available() {
                     let mut got = vec![f32::NAN; m * n];
                     run(isa, &mut got);
                     for (g, w) in got.iter().zip(&want) {
@@ -927,7 +927,7 @@ mod tests {
                     k,
                     n,
                 );
-                for &isa in crate::gemv::available() {
+                for &isa in crate::cpu::available() {
                     for (threads, act) in [(1, Activation::Identity), (2, Activation::Gelu)] {
                         crate::set_threads(threads);
                         let mut got = vec![f32::NAN; m * n];

@@ -601,7 +601,7 @@ pub fn linear_unpacked(
     };
     let la = Layout::row_major(k);
     matmul(1.0, x, &[0], la, w, &[0], lb, beta, y, m, k, n);
-    act.apply_to(crate::gemv::detected(), y);
+    act.apply_to(crate::cpu::detected(), y);
 }
 
 /// Rows of an embedding table `[rows, width]` stored transposed in column panels (as the
@@ -898,9 +898,9 @@ pub fn attention(
         lo.is_injective(bh, heads, q_rows, d),
         "output positions overlap"
     );
-    let isa = crate::gemv::detected();
+    let isa = crate::cpu::detected();
     // Prefill multiplies through packed GEMM panels where the packed kernel runs.
-    let packed = isa == crate::gemv::Isa::Avx512 && crate::gemm::supported();
+    let packed = isa == crate::cpu::Isa::Avx512 && crate::gemm::supported();
     let rows = HeadRows {
         ptr: crate::SendPtr(out.as_mut_ptr()),
         layout: lo,
@@ -962,7 +962,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-crate::vmath::isa_kernel!(
+crate::cpu::isa_kernel!(
     /// `attention_heads` compiled for the given ISA (the dot products and the weighted sum
     /// of values over the cache vectorize to its width).
     attention_heads_with => attention_heads(
@@ -1507,7 +1507,7 @@ mod tests {
             v: dense,
             out: dense,
         };
-        for &isa in crate::gemv::available() {
+        for &isa in crate::cpu::available() {
             // A 140-row prefill (the GEMM path, three query blocks), then one step at a
             // time (the dot path).
             let mut out = vec![0f32; q.len()];
@@ -1615,7 +1615,7 @@ mod tests {
                 v: in_qkv(2),
                 out: out_layout,
             };
-            for &isa in crate::gemv::available() {
+            for &isa in crate::cpu::available() {
                 for packed in [false, crate::gemm::supported()] {
                     let mut out = vec![f32::NAN; out_at + batch * rows * width];
                     let rows_out = HeadRows {

@@ -8,6 +8,7 @@
 
 pub mod arena;
 pub mod bf16;
+pub mod cpu;
 pub mod elem;
 pub mod gemm;
 pub mod gemv;
@@ -127,10 +128,10 @@ pub(crate) mod test_data {
         what: &str,
         want: &[f64],
         tol: impl Fn(f64) -> f64,
-        run: impl Fn(crate::gemv::Isa, &mut [f32]),
+        run: impl Fn(crate::cpu::Isa, &mut [f32]),
     ) {
         let mut first: Option<Vec<f32>> = None;
-        for &isa in crate::gemv::available() {
+        for &isa in crate::cpu::available() {
             for threads in [1, 2] {
                 crate::set_threads(threads);
                 let mut got = vec![f32::NAN; want.len()];

@@ -17,9 +17,12 @@
 //! one is f32 in block order with fused multiply-adds, and the last step is
 //! `fma(sum, sw[j], bias[j])`: every ISA computes the same bits.
 
+use crate::cpu::{detected, Isa};
 use crate::elem::Q8;
 use crate::gemm::{Activation, NR};
-use crate::gemv::{detected, Isa};
+
+// Detected in `cpu`; this path stays for callers.
+pub use crate::cpu::avx512_vnni as vnni;
 
 /// Activations per quantization block (a multiple of 4).
 pub const QBLOCK: usize = 64;
@@ -74,7 +77,7 @@ fn quantize_row_body(x: &[f32], xq: &mut [i8], scales: &mut [f32], offsets: &mut
     xq[x.len()..].fill(0);
 }
 
-crate::vmath::isa_kernel!(
+crate::cpu::isa_kernel!(
     /// Quantizes one row of activations (see the module docs) with the given ISA.
     quantize_row => quantize_row_body(x: &[f32], xq: &mut [i8], scales: &mut [f32], offsets: &mut [i32])
 );
@@ -109,21 +112,6 @@ pub fn linear(
     n: usize,
 ) {
     linear_on(detected(), x, m, k, w, scales, bias, act, y, n)
-}
-
-/// Whether this CPU has AVX-512 VNNI (and AVX-512BW), which the fast int8 kernel needs.
-pub fn vnni() -> bool {
-    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *VNNI.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::is_x86_feature_detected!("avx512f")
-                && std::is_x86_feature_detected!("avx512bw")
-                && std::is_x86_feature_detected!("avx512vnni")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    })
 }
 
 /// `linear` on a chosen ISA (AVX-512 means the VNNI kernel when the CPU has it), for tests
@@ -186,7 +174,7 @@ pub fn linear_on(
             .min((m * n * k / (1 << 16)).max(1));
         let yp = crate::SendPtr(y.as_mut_ptr());
         let fast = isa == Isa::Avx512 && vnni();
-        let avx2 = isa != Isa::Scalar && crate::gemv::available().contains(&Isa::Avx2);
+        let avx2 = isa != Isa::Scalar && crate::cpu::available().contains(&Isa::Avx2);
         crate::gemm::for_panel_ranges(panels, t, |p0, p1| {
             let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
             if fast {

@@ -5,10 +5,10 @@
 //! at run time, like the GEMV). The scalar build of the same source is the fallback and the
 //! twin the SIMD builds are tested against.
 
-use crate::elem::F16;
-use crate::gemv::detected;
 #[cfg(test)]
-use crate::gemv::{available, Isa};
+use crate::cpu::{available, Isa};
+use crate::cpu::{detected, isa_kernel};
+use crate::elem::F16;
 
 /// `e^x` to about 2 ulp for x in [-87, 88] (clamped outside: the result stays finite and
 /// non-zero, which the callers rely on).
@@ -76,45 +76,6 @@ pub fn gelu(x: f32) -> f32 {
     let u = 0.797_884_6 * (x + 0.044715 * x * x * x);
     x / (1.0 + exp(-2.0 * u))
 }
-
-/// Declares `pub fn $name(isa, args)` running `$body` (an `#[inline(always)]` fn) compiled
-/// for the chosen ISA. With `$body::<FMA>`, the body takes a `const FMA: bool`: true in the
-/// SIMD builds, false in the scalar one (a software fma would be slow).
-macro_rules! isa_kernel {
-    ($(#[$doc:meta])* $name:ident => $body:ident::<FMA> ( $($arg:ident : $ty:ty),* )) => {
-        $crate::vmath::isa_kernel!(@emit [$(#[$doc])*] $name [$body::<true>] [$body::<false>] ($($arg : $ty),*));
-    };
-    ($(#[$doc:meta])* $name:ident => $body:ident ( $($arg:ident : $ty:ty),* )) => {
-        $crate::vmath::isa_kernel!(@emit [$(#[$doc])*] $name [$body] [$body] ($($arg : $ty),*));
-    };
-    (@emit [$($doc:tt)*] $name:ident [$($simd:tt)*] [$($scalar:tt)*] ( $($arg:ident : $ty:ty),* )) => {
-        $($doc)*
-        #[allow(clippy::too_many_arguments)]
-        pub fn $name(isa: $crate::gemv::Isa, $($arg: $ty),*) {
-            use $crate::gemv::{available, Isa};
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn avx512($($arg: $ty),*) { $($simd)*($($arg),*) }
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn avx2($($arg: $ty),*) { $($simd)*($($arg),*) }
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `available()` says this CPU has AVX-512F and FMA, all `avx512`
-                // is compiled for; the body is safe code (bounds-checked slices).
-                Isa::Avx512 if available().contains(&Isa::Avx512) => unsafe { avx512($($arg),*) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above, for AVX2 and FMA.
-                Isa::Avx2 if available().contains(&Isa::Avx2) => unsafe { avx2($($arg),*) },
-                _ => $($scalar)*($($arg),*),
-            }
-        }
-    };
-}
-
-pub(crate) use isa_kernel;
 
 #[inline(always)]
 fn gelu_body(x: &[f32], out: &mut [f32]) {
