@@ -31,12 +31,12 @@ pub fn padded_depth(k: usize) -> usize {
 
 /// Elements of a `[k, n]` weight in bf16 panels.
 pub fn panels_len(k: usize, n: usize) -> usize {
-    crate::gemm::grouped_len(k, n, PAIR)
+    crate::layout::grouped_len(k, n, PAIR)
 }
 
 /// Index in the panels of weight `(p, j)` (row `p < k`, column `j < n`) of a `k`-deep matrix.
 pub fn panel_index(k: usize, p: usize, j: usize) -> usize {
-    crate::gemm::grouped_index(k, PAIR, p, j)
+    crate::layout::grouped_index(k, PAIR, p, j)
 }
 
 /// A `[k, n]` row-major matrix in bf16 panels (rounded to nearest even): for the compiler

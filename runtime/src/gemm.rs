@@ -17,12 +17,12 @@
 
 use crate::cpu::{detected, Isa};
 use crate::elem::{Kind, PanelElem};
-use crate::kernels::Layout;
+// The panel width lives in `layout`; generated code names it `gemm::NR`.
+use crate::layout::Layout;
+pub use crate::layout::NR;
 
 /// Rows of the micro-kernel.
 pub const MR: usize = 8;
-/// Columns of the micro-kernel (three 16-lane vectors).
-pub const NR: usize = 48;
 /// Depth of a packed block: an `MR × KC` strip of `A` is 8 KiB.
 const KC: usize = 256;
 /// Parallel loops split into this many tasks per thread (claimed dynamically).
@@ -314,18 +314,6 @@ pub(crate) fn linear_operands(
         return false;
     }
     true
-}
-
-/// Elements of a `[k, n]` weight in panels whose depth is taken `g` rows at a time (bf16
-/// pairs, int8 quads: one column's `g` consecutive weights side by side, what a dot-product
-/// instruction multiplies with `g` inputs), the depth padded to a multiple of `g`.
-pub(crate) fn grouped_len(k: usize, n: usize, g: usize) -> usize {
-    n.div_ceil(NR) * k.next_multiple_of(g) * NR
-}
-
-/// Index of weight `(p, j)` of a `k`-deep matrix in panels grouped `g` rows at a time.
-pub(crate) fn grouped_index(k: usize, g: usize, p: usize, j: usize) -> usize {
-    (j / NR) * k.next_multiple_of(g) * NR + (p / g) * g * NR + (j % NR) * g + p % g
 }
 
 /// The mask of the lanes of vector `v` (16 lanes each) that hold one of the first `cols`

@@ -3,9 +3,7 @@
 //! builds. Strides are in elements. No kernel allocates: decoding a token allocates nothing.
 
 pub use crate::gemm::Activation;
-
-/// Largest tensor rank the strided kernels walk.
-pub const MAX_RANK: usize = 8;
+pub use crate::layout::{Layout, MAX_RANK};
 
 /// `out[i] = f(a[ia], b[ib])` over a row-major `shape`, where `ia`/`ib` walk `a`/`b` with
 /// per-dimension strides (0 on a broadcast dimension). Covers every numpy broadcast. The
@@ -346,31 +344,6 @@ pub fn gather<T: Copy>(
     Ok(())
 }
 
-/// Matrix layout for `matmul`: element strides of rows and columns.
-#[derive(Clone, Copy, Debug)]
-pub struct Layout {
-    pub row_stride: isize,
-    pub col_stride: isize,
-}
-
-impl Layout {
-    /// Rows of `cols` contiguous elements.
-    pub fn row_major(cols: usize) -> Layout {
-        Layout {
-            row_stride: cols as isize,
-            col_stride: 1,
-        }
-    }
-
-    /// Columns of `rows` contiguous elements (a transposed row-major matrix).
-    pub fn col_major(rows: usize) -> Layout {
-        Layout {
-            row_stride: 1,
-            col_stride: rows as isize,
-        }
-    }
-}
-
 /// Batched `c[b] = alpha · a[b] · b[b] + beta · c[b]` with `a[b]` `[m, k]` starting at
 /// `a_offsets[b]`, `b[b]` `[k, n]` at `b_offsets[b]`, and `c[b]` contiguous `[m, n]` at
 /// `b * m * n`. Broadcast batches repeat offsets; transposes are swapped strides.
@@ -614,7 +587,7 @@ pub fn gather_panels<E: crate::elem::PanelElem>(
     ids: &[i64],
     out: &mut [f32],
 ) -> Result<(), String> {
-    const NR: usize = crate::gemm::NR;
+    const NR: usize = crate::layout::NR;
     assert_eq!(
         w.len(),
         rows.div_ceil(NR) * width * NR,
@@ -1394,7 +1367,7 @@ mod tests {
 
     #[test]
     fn gather_panels_reads_rows_of_a_transposed_panel_table() {
-        const NR: usize = crate::gemm::NR;
+        const NR: usize = crate::layout::NR;
         let (rows, width) = (100usize, 5usize);
         let table: Vec<f32> = (0..rows * width).map(|i| i as f32).collect();
         let mut panels = vec![0f32; rows.div_ceil(NR) * width * NR];

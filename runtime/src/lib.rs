@@ -16,6 +16,7 @@ pub mod io;
 pub mod model;
 pub use model::Gpt2Model;
 pub mod kernels;
+pub mod layout;
 pub mod pool;
 pub mod profile;
 pub mod q8;

@@ -37,12 +37,12 @@ pub fn padded_depth(k: usize) -> usize {
 
 /// Elements of a `[k, n]` weight in int8 panels.
 pub fn panels_len(k: usize, n: usize) -> usize {
-    crate::gemm::grouped_len(k, n, QUAD)
+    crate::layout::grouped_len(k, n, QUAD)
 }
 
 /// Index in the panels of weight `(p, j)` (row `p < k`, column `j < n`) of a `k`-deep matrix.
 pub fn panel_index(k: usize, p: usize, j: usize) -> usize {
-    crate::gemm::grouped_index(k, QUAD, p, j)
+    crate::layout::grouped_index(k, QUAD, p, j)
 }
 
 /// Quantizes one block of activations into `q` (same length): returns its scale and the

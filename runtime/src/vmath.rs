@@ -223,7 +223,7 @@ fn panel_row_body<E: crate::elem::PanelElem>(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    const NR: usize = crate::gemm::NR;
+    const NR: usize = crate::layout::NR;
     let k = x.len();
     for (t, panel) in w.chunks_exact(k * NR).enumerate() {
         let mut acc = [0f32; NR];
