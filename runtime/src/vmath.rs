@@ -6,9 +6,9 @@
 //! twin the SIMD builds are tested against.
 
 #[cfg(test)]
-use crate::cpu::{available, Isa};
-use crate::cpu::{detected, isa_kernel};
-use crate::elem::F16;
+use crate::cpu::available;
+use crate::cpu::{detected, isa_kernel, Isa};
+use crate::elem::{Kind, PanelElem, F16};
 
 /// `e^x` to about 2 ulp for x in [-87, 88] (clamped outside: the result stays finite and
 /// non-zero, which the callers rely on).
@@ -249,6 +249,30 @@ isa_kernel!(
     /// `panel_row` over half-precision panels.
     panel_row_f16 => panel_row_body(x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32])
 );
+
+// The element types' portable rows, beside the kernels they pick (`elem` sits below the
+// kernels, so its trait is implemented here).
+impl PanelElem for f32 {
+    const KIND: Kind = Kind::F32;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn panel_row(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+        panel_row(isa, x, w, bias, out)
+    }
+}
+
+impl PanelElem for F16 {
+    const KIND: Kind = Kind::F16;
+    fn panel_row(isa: Isa, x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32]) {
+        panel_row_f16(isa, x, w, bias, out)
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        F16::to_f32(self)
+    }
+}
 
 #[cfg(test)]
 mod tests {
