@@ -16,7 +16,8 @@
 
 use crate::cpu::{detected, Isa};
 use crate::elem::Bf16;
-use crate::gemm::{Activation, NR};
+use crate::layout::NR;
+use crate::linear::Activation;
 
 // Detected in `cpu`; this path stays for callers.
 pub use crate::cpu::avx512_bf16 as dot_instructions;
@@ -111,7 +112,7 @@ pub fn linear_on(
         panels_len(k, n),
         "W is not {k} x {n} in bf16 panels"
     );
-    if !crate::gemm::linear_operands(x, m, k, bias, act, y, n) {
+    if !crate::linear::linear_operands(x, m, k, bias, act, y, n) {
         return;
     }
     let half = kp / 2;
@@ -138,7 +139,7 @@ pub fn linear_on(
         let yp = crate::SendPtr(y.as_mut_ptr());
         let fast = isa == Isa::Avx512 && dot_instructions();
         let avx2 = isa != Isa::Scalar && crate::cpu::available().contains(&Isa::Avx2);
-        crate::gemm::for_panel_ranges(panels, t, |p0, p1| {
+        crate::linear::for_panel_ranges(panels, t, |p0, p1| {
             let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
             let wp = &w[p0 * kp * NR..p1 * kp * NR];
             let b = bias.map(|b| &b[j0..j1]);
@@ -268,7 +269,7 @@ unsafe fn dot_columns(
     p1: usize,
 ) {
     let half = kp / 2;
-    crate::gemm::for_each_tile(m, n, p0, p1, DMR, 2 * kp * NR, |i0, rows, t, col, cols| {
+    crate::linear::for_each_tile(m, n, p0, p1, DMR, 2 * kp * NR, |i0, rows, t, col, cols| {
         debug_assert!((t + 1) * kp * NR <= w.len() && (i0 + rows) * half <= x.len());
         debug_assert!(bias.is_none_or(|b| col + cols <= b.len()));
         let tile = Tile {
@@ -344,7 +345,7 @@ unsafe fn dot_tile<const R: usize>(t: Tile) {
         }
     }
     for v in 0..3 {
-        let mv = crate::gemm::lane_mask(t.cols, v);
+        let mv = crate::linear::lane_mask(t.cols, v);
         if mv == 0 {
             continue;
         }

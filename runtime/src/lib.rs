@@ -17,6 +17,7 @@ pub mod model;
 pub use model::Gpt2Model;
 pub mod kernels;
 pub mod layout;
+pub mod linear;
 pub mod pool;
 pub mod profile;
 pub mod q8;

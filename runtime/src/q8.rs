@@ -19,7 +19,8 @@
 
 use crate::cpu::{detected, Isa};
 use crate::elem::Q8;
-use crate::gemm::{Activation, NR};
+use crate::layout::NR;
+use crate::linear::Activation;
 
 // Detected in `cpu`; this path stays for callers.
 pub use crate::cpu::avx512_vnni as vnni;
@@ -141,7 +142,7 @@ pub fn linear_on(
         panels * NR,
         "scales are not one per panel column"
     );
-    if !crate::gemm::linear_operands(x, m, k, bias, act, y, n) {
+    if !crate::linear::linear_operands(x, m, k, bias, act, y, n) {
         return;
     }
     let blocks = k.div_ceil(QBLOCK);
@@ -175,7 +176,7 @@ pub fn linear_on(
         let yp = crate::SendPtr(y.as_mut_ptr());
         let fast = isa == Isa::Avx512 && vnni();
         let avx2 = isa != Isa::Scalar && crate::cpu::available().contains(&Isa::Avx2);
-        crate::gemm::for_panel_ranges(panels, t, |p0, p1| {
+        crate::linear::for_panel_ranges(panels, t, |p0, p1| {
             let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
             if fast {
                 // SAFETY: this task writes only columns `p0·NR .. min(p1·NR, n)` of `y`'s m
@@ -411,7 +412,7 @@ unsafe fn vnni_columns(
     p1: usize,
 ) {
     let kp = a.kp;
-    crate::gemm::for_each_tile(m, n, p0, p1, QMR, kp * NR, |i0, rows, t, col, cols| {
+    crate::linear::for_each_tile(m, n, p0, p1, QMR, kp * NR, |i0, rows, t, col, cols| {
         debug_assert!((t + 1) * kp * NR <= w.len() && (t + 1) * NR <= scales.len());
         debug_assert!(bias.is_none_or(|b| col + cols <= b.len()));
         debug_assert!((i0 + rows) * kp <= a.xq.len());
@@ -510,7 +511,7 @@ unsafe fn vnni_tile<const R: usize>(t: Tile) {
         }
     }
     for v in 0..3 {
-        let mv = crate::gemm::lane_mask(t.cols, v);
+        let mv = crate::linear::lane_mask(t.cols, v);
         if mv == 0 {
             continue;
         }
