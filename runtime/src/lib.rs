@@ -18,6 +18,7 @@ pub use model::Gpt2Model;
 pub mod kernels;
 pub mod layout;
 pub mod linear;
+pub mod matmul;
 pub mod pool;
 pub mod profile;
 pub mod q8;
