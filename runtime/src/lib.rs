@@ -7,6 +7,7 @@
 //! - `io`: how a generated model describes its inputs and outputs.
 
 pub mod arena;
+pub mod attention;
 pub mod bf16;
 pub mod cpu;
 pub mod elem;
