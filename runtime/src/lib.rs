@@ -9,6 +9,8 @@
 pub mod arena;
 pub mod attention;
 pub mod bf16;
+pub mod broadcast;
+pub mod copy;
 pub mod cpu;
 pub mod elem;
 pub mod gemm;
