@@ -250,6 +250,46 @@ isa_kernel!(
     panel_row_f16 => panel_row_body(x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32])
 );
 
+/// Mean over the middle axis of `x` viewed as `[outer, n, inner]`.
+pub fn mean_axis(x: &[f32], out: &mut [f32], outer: usize, n: usize, inner: usize) {
+    debug_assert_eq!(x.len(), outer * n * inner);
+    debug_assert_eq!(out.len(), outer * inner);
+    for o in 0..outer {
+        let dst = &mut out[o * inner..(o + 1) * inner];
+        dst.iter_mut().for_each(|d| *d = 0.0);
+        for r in 0..n {
+            let src = &x[(o * n + r) * inner..(o * n + r + 1) * inner];
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d += s;
+            }
+        }
+        let inv = 1.0 / n as f32;
+        dst.iter_mut().for_each(|d| *d *= inv);
+    }
+}
+
+/// Softmax over the middle axis of `x` viewed as `[outer, n, inner]`.
+pub fn softmax(x: &[f32], out: &mut [f32], outer: usize, n: usize, inner: usize) {
+    debug_assert_eq!(x.len(), outer * n * inner);
+    debug_assert_eq!(out.len(), x.len());
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |r: usize| (o * n + r) * inner + i;
+            let max = (0..n).map(|r| x[at(r)]).fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for r in 0..n {
+                let e = (x[at(r)] - max).exp();
+                out[at(r)] = e;
+                sum += e;
+            }
+            let inv = 1.0 / sum;
+            for r in 0..n {
+                out[at(r)] *= inv;
+            }
+        }
+    }
+}
+
 // The element types' portable rows, beside the kernels they pick (`elem` sits below the
 // kernels, so its trait is implemented here).
 impl PanelElem for f32 {
@@ -360,6 +400,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn softmax_and_mean() {
+        let x = [1.0f32, 2.0, 3.0, 4.0];
+        let mut out = [0.0; 4];
+        softmax(&x, &mut out, 2, 2, 1);
+        assert!((out[0] + out[1] - 1.0).abs() < 1e-6 && out[1] > out[0]);
+        let mut m = [0.0; 2];
+        mean_axis(&x, &mut m, 1, 2, 2);
+        assert_eq!(m, [2.0, 3.0]);
+    }
     #[test]
     fn threaded_slices_match_one_thread() {
         let x: Vec<f32> = (0..100_003)
