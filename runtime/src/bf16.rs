@@ -13,6 +13,9 @@
 //! `vdpbf16ps` is defined. The widening kernels add in that order with fused multiply-adds
 //! (the same result, the product being exact), so every ISA computes the same bits as long
 //! as no input, weight or partial sum is subnormal (which `vdpbf16ps` flushes to zero).
+//!
+//! A kernel family beside `gemm` and `q8`, on `cpu`, `layout`, `elem` and the shared
+//! `linear`; the `kernels` facade calls it.
 
 use crate::cpu::{detected, Isa};
 use crate::elem::Bf16;

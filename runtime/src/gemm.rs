@@ -12,8 +12,11 @@
 //!
 //! `linear` multiplies by a weight the compiler stored in these panels already.
 //!
-//! Only an AVX-512 kernel lives here; elsewhere `kernels::matmul` uses matrixmultiply's
-//! AVX2/FMA and portable kernels, and `linear` a vectorized loop per row (`vmath`).
+//! Only an AVX-512 kernel lives here; elsewhere `matmul` uses matrixmultiply's AVX2/FMA and
+//! portable kernels, and `linear` a vectorized loop per row (`vmath::panel_row`).
+//!
+//! The f32/f16 kernel family for Linear and GEMM: on `cpu`, `layout`, `elem` and the shared
+//! `linear`; `matmul` and `attention` build on it.
 
 use crate::cpu::{detected, Isa};
 use crate::elem::{Kind, PanelElem};

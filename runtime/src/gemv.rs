@@ -6,6 +6,9 @@
 //! The ISA is chosen once at run time: AVX-512F, AVX2+FMA, or the portable scalar loop;
 //! each SIMD variant is the same source compiled with its target features, and is tested
 //! against the scalar one.
+//!
+//! A kernel family on `cpu` alone (whose `Isa`, `detected` and `available` it re-exports
+//! under their old paths); `matmul` picks it for one or a few rows.
 
 pub use crate::cpu::{available, detected, Isa};
 

@@ -1,12 +1,17 @@
-//! Kernels: plain functions over slices with explicit sizes. Shapes and strides are
+//! The kernels generated code calls (`kernels::<fn>`): the top layer of the runtime, a
+//! facade. Each entry point is a re-export or a thin wrapper of the kernel family that
+//! implements it (`matmul`, `gemm`, `bf16`, `q8`, `attention`, `vmath`, `broadcast`,
+//! `copy`); no module of the crate imports this one.
+//!
+//! Kernels are plain functions over slices with explicit sizes. Shapes and strides are
 //! compile-time constants in the generated code; these functions only check them in debug
 //! builds. Strides are in elements. No kernel allocates: decoding a token allocates nothing.
 
 pub use crate::attention::{attention, AttentionDims, HeadLayout, HeadRows};
 pub use crate::broadcast::{broadcast, map, select};
 pub use crate::copy::{copy_strided, gather, gather_panels};
-pub use crate::gemm::Activation;
 pub use crate::layout::{Layout, MAX_RANK};
+pub use crate::linear::Activation;
 pub use crate::matmul::{linear_unpacked, matmul, matmul_reference};
 pub use crate::vmath::{mean_axis, softmax};
 

@@ -16,6 +16,9 @@
 //! are exact integers (kernels add `(wq + 128) · xq` and subtract `128 · Σ xq`); the outer
 //! one is f32 in block order with fused multiply-adds, and the last step is
 //! `fma(sum, sw[j], bias[j])`: every ISA computes the same bits.
+//!
+//! A kernel family beside `gemm` and `bf16`, on `cpu`, `layout`, `elem` and the shared
+//! `linear`; the `kernels` facade calls it.
 
 use crate::cpu::{detected, Isa};
 use crate::elem::Q8;

@@ -4,6 +4,10 @@
 //! polynomial, written so the loops vectorize when compiled for AVX-512 or AVX2+FMA (chosen
 //! at run time, like the GEMV). The scalar build of the same source is the fallback and the
 //! twin the SIMD builds are tested against.
+//!
+//! Also here: means and softmaxes over a middle axis, and the portable row of a Linear over
+//! f32 or f16 panels (`panel_row`, with the `PanelElem` impls that pick it). The lowest
+//! kernel family, on `cpu`, `layout` and `elem`: `linear` and `attention` build on it.
 
 #[cfg(test)]
 use crate::cpu::available;
