@@ -93,9 +93,9 @@ impl F16 {
 }
 
 impl F16 {
-    /// The exact f32 value.
+    /// The exact f32 value (`PanelElem::to_f32`, whose impl for `F16` is in `vmath`).
     #[inline(always)]
-    pub fn to_f32(self) -> f32 {
+    pub(crate) fn widen(self) -> f32 {
         let h = self.0 as u32;
         let sign = (h & 0x8000) << 16;
         let exp = (h >> 10) & 0x1f;

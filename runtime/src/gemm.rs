@@ -622,6 +622,7 @@ unsafe fn kernel<const R: usize, const V: usize, E: PanelElem>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::elem::PanelElem;
     use crate::matmul::matmul_reference;
     use crate::test_data::rand_vec;
 

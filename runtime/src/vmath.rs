@@ -314,7 +314,7 @@ impl PanelElem for F16 {
     }
     #[inline(always)]
     fn to_f32(self) -> f32 {
-        F16::to_f32(self)
+        self.widen()
     }
 }
 
