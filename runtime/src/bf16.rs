@@ -13,10 +13,17 @@
 //! `vdpbf16ps` is defined. The widening kernels add in that order with fused multiply-adds
 //! (the same result, the product being exact), so every ISA computes the same bits as long
 //! as no input, weight or partial sum is subnormal (which `vdpbf16ps` flushes to zero).
+//!
+//! A kernel family beside `gemm` and `q8`, on `cpu`, `layout`, `elem` and the shared
+//! `linear`; the `kernels` facade calls it.
 
+use crate::cpu::{detected, Isa};
 use crate::elem::Bf16;
-use crate::gemm::{Activation, NR};
-use crate::gemv::{detected, Isa};
+use crate::layout::NR;
+use crate::linear::Activation;
+
+// Detected in `cpu`; this path stays for callers.
+pub use crate::cpu::avx512_bf16 as dot_instructions;
 
 /// Rows per group of the weight panels: a pair.
 const PAIR: usize = 2;
@@ -28,12 +35,12 @@ pub fn padded_depth(k: usize) -> usize {
 
 /// Elements of a `[k, n]` weight in bf16 panels.
 pub fn panels_len(k: usize, n: usize) -> usize {
-    crate::gemm::grouped_len(k, n, PAIR)
+    crate::layout::grouped_len(k, n, PAIR)
 }
 
 /// Index in the panels of weight `(p, j)` (row `p < k`, column `j < n`) of a `k`-deep matrix.
 pub fn panel_index(k: usize, p: usize, j: usize) -> usize {
-    crate::gemm::grouped_index(k, PAIR, p, j)
+    crate::layout::grouped_index(k, PAIR, p, j)
 }
 
 /// A `[k, n]` row-major matrix in bf16 panels (rounded to nearest even): for the compiler
@@ -47,19 +54,6 @@ pub fn pack(w: &[f32], k: usize, n: usize) -> Vec<Bf16> {
         }
     }
     out
-}
-
-/// Whether this CPU has AVX-512 BF16 (`vdpbf16ps`).
-pub fn dot_instructions() -> bool {
-    static BF16: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *BF16.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    })
 }
 
 thread_local! {
@@ -95,7 +89,7 @@ fn round_row_body(x: &[f32], pairs: &mut [u32]) {
     }
 }
 
-crate::vmath::isa_kernel!(
+crate::cpu::isa_kernel!(
     /// Rounds one row to bf16 pairs (see `round_row_body`) with the given ISA.
     round_row => round_row_body(x: &[f32], pairs: &mut [u32])
 );
@@ -121,7 +115,7 @@ pub fn linear_on(
         panels_len(k, n),
         "W is not {k} x {n} in bf16 panels"
     );
-    if !crate::gemm::linear_operands(x, m, k, bias, act, y, n) {
+    if !crate::linear::linear_operands(x, m, k, bias, act, y, n) {
         return;
     }
     let half = kp / 2;
@@ -147,8 +141,8 @@ pub fn linear_on(
             .min((m * n * k / (1 << 16)).max(1));
         let yp = crate::SendPtr(y.as_mut_ptr());
         let fast = isa == Isa::Avx512 && dot_instructions();
-        let avx2 = isa != Isa::Scalar && crate::gemv::available().contains(&Isa::Avx2);
-        crate::gemm::for_panel_ranges(panels, t, |p0, p1| {
+        let avx2 = isa != Isa::Scalar && crate::cpu::available().contains(&Isa::Avx2);
+        crate::linear::for_panel_ranges(panels, t, |p0, p1| {
             let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
             let wp = &w[p0 * kp * NR..p1 * kp * NR];
             let b = bias.map(|b| &b[j0..j1]);
@@ -278,7 +272,7 @@ unsafe fn dot_columns(
     p1: usize,
 ) {
     let half = kp / 2;
-    crate::gemm::for_each_tile(m, n, p0, p1, DMR, 2 * kp * NR, |i0, rows, t, col, cols| {
+    crate::linear::for_each_tile(m, n, p0, p1, DMR, 2 * kp * NR, |i0, rows, t, col, cols| {
         debug_assert!((t + 1) * kp * NR <= w.len() && (i0 + rows) * half <= x.len());
         debug_assert!(bias.is_none_or(|b| col + cols <= b.len()));
         let tile = Tile {
@@ -354,7 +348,7 @@ unsafe fn dot_tile<const R: usize>(t: Tile) {
         }
     }
     for v in 0..3 {
-        let mv = crate::gemm::lane_mask(t.cols, v);
+        let mv = crate::linear::lane_mask(t.cols, v);
         if mv == 0 {
             continue;
         }

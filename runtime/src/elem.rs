@@ -2,6 +2,8 @@
 //! f32 and IEEE half, which `gemm::linear` widens to f32 in registers while streaming
 //! (accumulating in f32); bfloat16 (`Bf16`), which the kernels of `bf16` multiply with
 //! inputs rounded to bf16; and int8 (`Q8`), which the kernels of `q8` multiply as integers.
+//!
+//! Plain data above `cpu`, beside `layout`, below every kernel module.
 
 /// The storage formats, for kernels that pick a load at compile time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -10,26 +12,16 @@ pub enum Kind {
     F16,
 }
 
-use crate::gemv::Isa;
+use crate::cpu::Isa;
 
 /// A weight element: what it is, its value as f32, and the portable (non-AVX-512) row of
-/// `gemm::linear` over panels of it (`vmath::panel_row`).
+/// `gemm::linear` over panels of it (`vmath::panel_row`). The impls for f32 and `F16` are in
+/// `vmath`, beside the rows they pick.
 pub trait PanelElem: Copy + Send + Sync + 'static {
     const KIND: Kind;
     fn to_f32(self) -> f32;
     /// `out = x·W + bias` over the panels in `w`.
     fn panel_row(isa: Isa, x: &[f32], w: &[Self], bias: Option<&[f32]>, out: &mut [f32]);
-}
-
-impl PanelElem for f32 {
-    const KIND: Kind = Kind::F32;
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        self
-    }
-    fn panel_row(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-        crate::vmath::panel_row(isa, x, w, bias, out)
-    }
 }
 
 /// bfloat16: the top 16 bits of an f32.
@@ -100,13 +92,10 @@ impl F16 {
     }
 }
 
-impl PanelElem for F16 {
-    const KIND: Kind = Kind::F16;
-    fn panel_row(isa: Isa, x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32]) {
-        crate::vmath::panel_row_f16(isa, x, w, bias, out)
-    }
+impl F16 {
+    /// The exact f32 value (`PanelElem::to_f32`, whose impl for `F16` is in `vmath`).
     #[inline(always)]
-    fn to_f32(self) -> f32 {
+    pub(crate) fn widen(self) -> f32 {
         let h = self.0 as u32;
         let sign = (h & 0x8000) << 16;
         let exp = (h >> 10) & 0x1f;

@@ -12,21 +12,25 @@
 //!
 //! `linear` multiplies by a weight the compiler stored in these panels already.
 //!
-//! Only an AVX-512 kernel lives here; elsewhere `kernels::matmul` uses matrixmultiply's
-//! AVX2/FMA and portable kernels, and `linear` a vectorized loop per row (`vmath`).
+//! Only an AVX-512 kernel lives here; elsewhere `matmul` uses matrixmultiply's AVX2/FMA and
+//! portable kernels, and `linear` a vectorized loop per row (`vmath::panel_row`).
+//!
+//! The f32/f16 kernel family for Linear and GEMM: on `cpu`, `layout`, `elem` and the shared
+//! `linear`; `matmul` and `attention` build on it.
 
+use crate::cpu::{detected, Isa};
 use crate::elem::{Kind, PanelElem};
-use crate::gemv::{detected, Isa};
-use crate::kernels::Layout;
+// The panel width lives in `layout`; generated code names it `gemm::NR`.
+use crate::layout::Layout;
+// Shared by every Linear; callers name it `gemm::Activation` (and `kernels::Activation`).
+pub use crate::layout::NR;
+pub use crate::linear::Activation;
+use crate::linear::{for_panel_ranges, linear_operands, GROUP_BYTES};
 
 /// Rows of the micro-kernel.
 pub const MR: usize = 8;
-/// Columns of the micro-kernel (three 16-lane vectors).
-pub const NR: usize = 48;
 /// Depth of a packed block: an `MR × KC` strip of `A` is 8 KiB.
 const KC: usize = 256;
-/// Parallel loops split into this many tasks per thread (claimed dynamically).
-const TASKS_PER_THREAD: usize = 4;
 /// Panels per packed block: `KC × NC_PANELS × NR` floats = 384 KiB, half of L2.
 const NC_PANELS: usize = 8;
 
@@ -118,65 +122,6 @@ pub fn sgemm(
             )
         }
     });
-}
-
-/// Runs `f(p0, p1)` over ranges of whole panels covering `0..panels`, on `t` threads: a
-/// few ranges per thread, claimed dynamically, so a thread that runs ahead (its core less
-/// busy) takes over the work of one that lags.
-pub(crate) fn for_panel_ranges(panels: usize, t: usize, f: impl Fn(usize, usize) + Sync) {
-    if t <= 1 {
-        return f(0, panels);
-    }
-    let tasks = (t * TASKS_PER_THREAD).min(panels);
-    let per = panels.div_ceil(tasks);
-    crate::pool::run(tasks, &|i| {
-        let (p0, p1) = (i * per, ((i + 1) * per).min(panels));
-        if p0 < p1 {
-            f(p0, p1)
-        }
-    });
-}
-
-/// What a Linear applies to each output after adding the bias.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    Identity,
-    /// GPT-2's tanh-GELU (`vmath::gelu`).
-    Gelu,
-}
-
-impl Activation {
-    /// Applies the activation to every element of `y`, on this thread.
-    pub(crate) fn apply_to(self, isa: Isa, y: &mut [f32]) {
-        if self == Activation::Gelu {
-            crate::vmath::gelu_in_place(isa, y);
-        }
-    }
-
-    /// Applies the activation to columns `j0..j1` of the `m` rows of `y` (`[m, n]` at `y`),
-    /// just computed by this task and still in cache.
-    ///
-    /// # Safety
-    /// `y` points at `m·n` floats of which no other thread accesses columns `j0..j1`.
-    pub(crate) unsafe fn apply(
-        self,
-        isa: Isa,
-        y: *mut f32,
-        m: usize,
-        n: usize,
-        j0: usize,
-        j1: usize,
-    ) {
-        if self == Activation::Identity {
-            return;
-        }
-        debug_assert!(j0 <= j1 && j1 <= n);
-        for r in 0..m {
-            // SAFETY: row `r < m`, columns `j0..j1 ≤ n`: inside `y` and this task's (caller).
-            let row = unsafe { std::slice::from_raw_parts_mut(y.add(r * n + j0), j1 - j0) };
-            self.apply_to(isa, row);
-        }
-    }
 }
 
 /// `y = act(x·W + bias)` with `x` `[m, k]` and `y` `[m, n]` contiguous and `W` `[k, n]` stored
@@ -279,89 +224,6 @@ pub fn linear_on<E: PanelElem>(
         // SAFETY: as above: columns `j0..j1` of `y`'s m rows are this task's alone.
         unsafe { act.apply(isa, yp.get(), m, n, j0, j1) }
     });
-}
-
-/// Checks a Linear's `x` `[m, k]`, `y` `[m, n]` and bias `[n]`; when the product is
-/// empty (no rows, columns or depth), writes its result (the activated bias, or zeros)
-/// and returns false.
-pub(crate) fn linear_operands(
-    x: &[f32],
-    m: usize,
-    k: usize,
-    bias: Option<&[f32]>,
-    act: Activation,
-    y: &mut [f32],
-    n: usize,
-) -> bool {
-    assert!(
-        x.len() == m * k && y.len() == m * n,
-        "x or y is not [m, k] / [m, n]"
-    );
-    if let Some(b) = bias {
-        assert_eq!(b.len(), n, "bias is not [n]");
-    }
-    if m == 0 || n == 0 {
-        return false;
-    }
-    if k == 0 {
-        for row in y.chunks_exact_mut(n) {
-            match bias {
-                Some(b) => row.copy_from_slice(b),
-                None => row.fill(0.0),
-            }
-        }
-        act.apply_to(detected(), y);
-        return false;
-    }
-    true
-}
-
-/// Elements of a `[k, n]` weight in panels whose depth is taken `g` rows at a time (bf16
-/// pairs, int8 quads: one column's `g` consecutive weights side by side, what a dot-product
-/// instruction multiplies with `g` inputs), the depth padded to a multiple of `g`.
-pub(crate) fn grouped_len(k: usize, n: usize, g: usize) -> usize {
-    n.div_ceil(NR) * k.next_multiple_of(g) * NR
-}
-
-/// Index of weight `(p, j)` of a `k`-deep matrix in panels grouped `g` rows at a time.
-pub(crate) fn grouped_index(k: usize, g: usize, p: usize, j: usize) -> usize {
-    (j / NR) * k.next_multiple_of(g) * NR + (p / g) * g * NR + (j % NR) * g + p % g
-}
-
-/// The mask of the lanes of vector `v` (16 lanes each) that hold one of the first `cols`
-/// columns of a tile.
-#[inline(always)]
-pub(crate) fn lane_mask(cols: usize, v: usize) -> u16 {
-    let live = cols.saturating_sub(16 * v).min(16);
-    ((1u32 << live) - 1) as u16
-}
-
-/// Panel bytes that stay in L2 while every row strip passes over them.
-const GROUP_BYTES: usize = 256 << 10;
-
-/// Visits the tiles of panels `p0..p1` of an `[m, n]` product over stored panels of
-/// `panel_bytes` each: panels in groups that fit in half of L2, and within a group each
-/// strip of up to `mr` rows over each panel, so a group's weights come from memory once.
-/// Calls `f(i0, rows, t, col, cols)` for rows `i0..i0 + rows`, panel `t`, columns
-/// `col..col + cols`.
-pub(crate) fn for_each_tile(
-    m: usize,
-    n: usize,
-    p0: usize,
-    p1: usize,
-    mr: usize,
-    panel_bytes: usize,
-    mut f: impl FnMut(usize, usize, usize, usize, usize),
-) {
-    let group = (GROUP_BYTES / panel_bytes.max(1)).max(1);
-    for g0 in (p0..p1).step_by(group) {
-        for i0 in (0..m).step_by(mr) {
-            for t in g0..(g0 + group).min(p1) {
-                let col = t * NR;
-                f(i0, (m - i0).min(mr), t, col, (n - col).min(NR));
-            }
-        }
-    }
 }
 
 /// Packs `B` `[k, n]` (element (p, j) at `b[p·rs + j·cs]`) into column panels of `k` rows
@@ -726,7 +588,7 @@ unsafe fn kernel<const R: usize, const V: usize, E: PanelElem>(
     // Lanes of each vector inside `cols`.
     let mut masks = [0; V];
     for (v, m) in masks.iter_mut().enumerate() {
-        *m = lane_mask(cols, v);
+        *m = crate::linear::lane_mask(cols, v);
     }
     let va = _mm512_set1_ps(o.alpha);
     let vb = _mm512_set1_ps(o.beta);
@@ -761,7 +623,7 @@ unsafe fn kernel<const R: usize, const V: usize, E: PanelElem>(
 mod tests {
     use super::*;
     use crate::elem::PanelElem;
-    use crate::kernels::matmul_reference;
+    use crate::matmul::matmul_reference;
     use crate::test_data::rand_vec;
 
     #[test]
@@ -864,7 +726,7 @@ mod tests {
                     k,
                     n,
                 );
-                for &isa in crate::gemv::available() {
+                for &isa in crate::cpu::available() {
                     let mut got = vec![f32::NAN; m * n];
                     run(isa, &mut got);
                     for (g, w) in got.iter().zip(&want) {
@@ -927,7 +789,7 @@ mod tests {
                     k,
                     n,
                 );
-                for &isa in crate::gemv::available() {
+                for &isa in crate::cpu::available() {
                     for (threads, act) in [(1, Activation::Identity), (2, Activation::Gelu)] {
                         crate::set_threads(threads);
                         let mut got = vec![f32::NAN; m * n];

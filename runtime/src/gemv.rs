@@ -6,55 +6,14 @@
 //! The ISA is chosen once at run time: AVX-512F, AVX2+FMA, or the portable scalar loop;
 //! each SIMD variant is the same source compiled with its target features, and is tested
 //! against the scalar one.
+//!
+//! A kernel family on `cpu` alone (whose `Isa`, `detected` and `available` it re-exports
+//! under their old paths); `matmul` picks it for one or a few rows.
 
-use std::sync::OnceLock;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isa {
-    Scalar,
-    Avx2,
-    Avx512,
-}
+pub use crate::cpu::{available, detected, Isa};
 
 /// Columns of `y` processed together (16 KiB of f32).
 const BLOCK: usize = 4096;
-
-/// The best ISA this CPU has (detected once).
-pub fn detected() -> Isa {
-    static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
-                return Isa::Avx512;
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Scalar
-    })
-}
-
-/// ISAs available here, best last (for tests and benchmarks).
-pub fn available() -> &'static [Isa] {
-    static AVAILABLE: OnceLock<Vec<Isa>> = OnceLock::new();
-    AVAILABLE.get_or_init(detect_all)
-}
-
-fn detect_all() -> Vec<Isa> {
-    let mut v = vec![Isa::Scalar];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            v.push(Isa::Avx2);
-        }
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
-            v.push(Isa::Avx512);
-        }
-    }
-    v
-}
 
 /// `y[j] = alpha · Σ_p x[p] · w[p·ldw + j] + beta · y[j]` for `j < y.len()`, on all
 /// threads (`crate::threads`): each takes a range of columns, so the result does not depend
@@ -194,7 +153,7 @@ fn gemm_small_serial(
     }
 }
 
-crate::vmath::isa_kernel!(
+crate::cpu::isa_kernel!(
     /// `multi` compiled for the given ISA.
     multi_on => multi::<FMA>(
         alpha: f32,
@@ -310,7 +269,7 @@ pub fn gemv_t_with(
     dots_on(isa, alpha, x, w, ldw, beta, y)
 }
 
-crate::vmath::isa_kernel!(
+crate::cpu::isa_kernel!(
     /// `dots` compiled for the given ISA.
     dots_on => dots::<FMA>(alpha: f32, x: &[f32], w: &[f32], ldw: usize, beta: f32, y: &mut [f32])
 );
@@ -341,7 +300,7 @@ fn dots<const FMA: bool>(alpha: f32, x: &[f32], w: &[f32], ldw: usize, beta: f32
     }
 }
 
-crate::vmath::isa_kernel!(
+crate::cpu::isa_kernel!(
     /// `block` compiled for the given ISA.
     block_on => block::<FMA>(alpha: f32, x: &[f32], w: &[f32], ldw: usize, c0: usize, y: &mut [f32])
 );

@@ -10,6 +10,8 @@
 //! must write disjoint outputs (the kernels split outputs, never a reduction, which is why
 //! results do not depend on the thread count). The caller runs tasks too and returns only
 //! when every task has finished, so `f` may borrow from the caller's stack.
+//!
+//! Bottom layer, beside `cpu`: it depends on nothing in the crate but its thread count.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};

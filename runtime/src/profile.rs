@@ -1,4 +1,5 @@
-//! Opt-in timing of the generated forward pass (`gpt2 --profile`).
+//! Opt-in timing of the generated forward pass (`gpt2 --profile`). Beside the kernels,
+//! depending on nothing in the crate; generated code and the CLI use it.
 //!
 //! Every statement of the generated code that computes something starts a `timer` with its
 //! index in the model's `PROFILE` table; the timer records on drop. Until `enable` is

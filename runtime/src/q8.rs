@@ -16,10 +16,17 @@
 //! are exact integers (kernels add `(wq + 128) · xq` and subtract `128 · Σ xq`); the outer
 //! one is f32 in block order with fused multiply-adds, and the last step is
 //! `fma(sum, sw[j], bias[j])`: every ISA computes the same bits.
+//!
+//! A kernel family beside `gemm` and `bf16`, on `cpu`, `layout`, `elem` and the shared
+//! `linear`; the `kernels` facade calls it.
 
+use crate::cpu::{detected, Isa};
 use crate::elem::Q8;
-use crate::gemm::{Activation, NR};
-use crate::gemv::{detected, Isa};
+use crate::layout::NR;
+use crate::linear::Activation;
+
+// Detected in `cpu`; this path stays for callers.
+pub use crate::cpu::avx512_vnni as vnni;
 
 /// Activations per quantization block (a multiple of 4).
 pub const QBLOCK: usize = 64;
@@ -34,12 +41,12 @@ pub fn padded_depth(k: usize) -> usize {
 
 /// Elements of a `[k, n]` weight in int8 panels.
 pub fn panels_len(k: usize, n: usize) -> usize {
-    crate::gemm::grouped_len(k, n, QUAD)
+    crate::layout::grouped_len(k, n, QUAD)
 }
 
 /// Index in the panels of weight `(p, j)` (row `p < k`, column `j < n`) of a `k`-deep matrix.
 pub fn panel_index(k: usize, p: usize, j: usize) -> usize {
-    crate::gemm::grouped_index(k, QUAD, p, j)
+    crate::layout::grouped_index(k, QUAD, p, j)
 }
 
 /// Quantizes one block of activations into `q` (same length): returns its scale and the
@@ -74,7 +81,7 @@ fn quantize_row_body(x: &[f32], xq: &mut [i8], scales: &mut [f32], offsets: &mut
     xq[x.len()..].fill(0);
 }
 
-crate::vmath::isa_kernel!(
+crate::cpu::isa_kernel!(
     /// Quantizes one row of activations (see the module docs) with the given ISA.
     quantize_row => quantize_row_body(x: &[f32], xq: &mut [i8], scales: &mut [f32], offsets: &mut [i32])
 );
@@ -111,21 +118,6 @@ pub fn linear(
     linear_on(detected(), x, m, k, w, scales, bias, act, y, n)
 }
 
-/// Whether this CPU has AVX-512 VNNI (and AVX-512BW), which the fast int8 kernel needs.
-pub fn vnni() -> bool {
-    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *VNNI.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::is_x86_feature_detected!("avx512f")
-                && std::is_x86_feature_detected!("avx512bw")
-                && std::is_x86_feature_detected!("avx512vnni")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    })
-}
-
 /// `linear` on a chosen ISA (AVX-512 means the VNNI kernel when the CPU has it), for tests
 /// and benchmarks. Every ISA gives the same bits.
 #[allow(clippy::too_many_arguments)]
@@ -153,7 +145,7 @@ pub fn linear_on(
         panels * NR,
         "scales are not one per panel column"
     );
-    if !crate::gemm::linear_operands(x, m, k, bias, act, y, n) {
+    if !crate::linear::linear_operands(x, m, k, bias, act, y, n) {
         return;
     }
     let blocks = k.div_ceil(QBLOCK);
@@ -186,8 +178,8 @@ pub fn linear_on(
             .min((m * n * k / (1 << 16)).max(1));
         let yp = crate::SendPtr(y.as_mut_ptr());
         let fast = isa == Isa::Avx512 && vnni();
-        let avx2 = isa != Isa::Scalar && crate::gemv::available().contains(&Isa::Avx2);
-        crate::gemm::for_panel_ranges(panels, t, |p0, p1| {
+        let avx2 = isa != Isa::Scalar && crate::cpu::available().contains(&Isa::Avx2);
+        crate::linear::for_panel_ranges(panels, t, |p0, p1| {
             let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
             if fast {
                 // SAFETY: this task writes only columns `p0·NR .. min(p1·NR, n)` of `y`'s m
@@ -423,7 +415,7 @@ unsafe fn vnni_columns(
     p1: usize,
 ) {
     let kp = a.kp;
-    crate::gemm::for_each_tile(m, n, p0, p1, QMR, kp * NR, |i0, rows, t, col, cols| {
+    crate::linear::for_each_tile(m, n, p0, p1, QMR, kp * NR, |i0, rows, t, col, cols| {
         debug_assert!((t + 1) * kp * NR <= w.len() && (t + 1) * NR <= scales.len());
         debug_assert!(bias.is_none_or(|b| col + cols <= b.len()));
         debug_assert!((i0 + rows) * kp <= a.xq.len());
@@ -522,7 +514,7 @@ unsafe fn vnni_tile<const R: usize>(t: Tile) {
         }
     }
     for v in 0..3 {
-        let mv = crate::gemm::lane_mask(t.cols, v);
+        let mv = crate::linear::lane_mask(t.cols, v);
         if mv == 0 {
             continue;
         }

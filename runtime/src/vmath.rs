@@ -4,11 +4,15 @@
 //! polynomial, written so the loops vectorize when compiled for AVX-512 or AVX2+FMA (chosen
 //! at run time, like the GEMV). The scalar build of the same source is the fallback and the
 //! twin the SIMD builds are tested against.
+//!
+//! Also here: means and softmaxes over a middle axis, and the portable row of a Linear over
+//! f32 or f16 panels (`panel_row`, with the `PanelElem` impls that pick it). The lowest
+//! kernel family, on `cpu`, `layout` and `elem`: `linear` and `attention` build on it.
 
-use crate::elem::F16;
-use crate::gemv::detected;
 #[cfg(test)]
-use crate::gemv::{available, Isa};
+use crate::cpu::available;
+use crate::cpu::{detected, isa_kernel, Isa};
+use crate::elem::{Kind, PanelElem, F16};
 
 /// `e^x` to about 2 ulp for x in [-87, 88] (clamped outside: the result stays finite and
 /// non-zero, which the callers rely on).
@@ -76,45 +80,6 @@ pub fn gelu(x: f32) -> f32 {
     let u = 0.797_884_6 * (x + 0.044715 * x * x * x);
     x / (1.0 + exp(-2.0 * u))
 }
-
-/// Declares `pub fn $name(isa, args)` running `$body` (an `#[inline(always)]` fn) compiled
-/// for the chosen ISA. With `$body::<FMA>`, the body takes a `const FMA: bool`: true in the
-/// SIMD builds, false in the scalar one (a software fma would be slow).
-macro_rules! isa_kernel {
-    ($(#[$doc:meta])* $name:ident => $body:ident::<FMA> ( $($arg:ident : $ty:ty),* )) => {
-        $crate::vmath::isa_kernel!(@emit [$(#[$doc])*] $name [$body::<true>] [$body::<false>] ($($arg : $ty),*));
-    };
-    ($(#[$doc:meta])* $name:ident => $body:ident ( $($arg:ident : $ty:ty),* )) => {
-        $crate::vmath::isa_kernel!(@emit [$(#[$doc])*] $name [$body] [$body] ($($arg : $ty),*));
-    };
-    (@emit [$($doc:tt)*] $name:ident [$($simd:tt)*] [$($scalar:tt)*] ( $($arg:ident : $ty:ty),* )) => {
-        $($doc)*
-        #[allow(clippy::too_many_arguments)]
-        pub fn $name(isa: $crate::gemv::Isa, $($arg: $ty),*) {
-            use $crate::gemv::{available, Isa};
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn avx512($($arg: $ty),*) { $($simd)*($($arg),*) }
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn avx2($($arg: $ty),*) { $($simd)*($($arg),*) }
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `available()` says this CPU has AVX-512F and FMA, all `avx512`
-                // is compiled for; the body is safe code (bounds-checked slices).
-                Isa::Avx512 if available().contains(&Isa::Avx512) => unsafe { avx512($($arg),*) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above, for AVX2 and FMA.
-                Isa::Avx2 if available().contains(&Isa::Avx2) => unsafe { avx2($($arg),*) },
-                _ => $($scalar)*($($arg),*),
-            }
-        }
-    };
-}
-
-pub(crate) use isa_kernel;
 
 #[inline(always)]
 fn gelu_body(x: &[f32], out: &mut [f32]) {
@@ -262,7 +227,7 @@ fn panel_row_body<E: crate::elem::PanelElem>(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    const NR: usize = crate::gemm::NR;
+    const NR: usize = crate::layout::NR;
     let k = x.len();
     for (t, panel) in w.chunks_exact(k * NR).enumerate() {
         let mut acc = [0f32; NR];
@@ -288,6 +253,70 @@ isa_kernel!(
     /// `panel_row` over half-precision panels.
     panel_row_f16 => panel_row_body(x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32])
 );
+
+/// Mean over the middle axis of `x` viewed as `[outer, n, inner]`.
+pub fn mean_axis(x: &[f32], out: &mut [f32], outer: usize, n: usize, inner: usize) {
+    debug_assert_eq!(x.len(), outer * n * inner);
+    debug_assert_eq!(out.len(), outer * inner);
+    for o in 0..outer {
+        let dst = &mut out[o * inner..(o + 1) * inner];
+        dst.iter_mut().for_each(|d| *d = 0.0);
+        for r in 0..n {
+            let src = &x[(o * n + r) * inner..(o * n + r + 1) * inner];
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d += s;
+            }
+        }
+        let inv = 1.0 / n as f32;
+        dst.iter_mut().for_each(|d| *d *= inv);
+    }
+}
+
+/// Softmax over the middle axis of `x` viewed as `[outer, n, inner]`.
+pub fn softmax(x: &[f32], out: &mut [f32], outer: usize, n: usize, inner: usize) {
+    debug_assert_eq!(x.len(), outer * n * inner);
+    debug_assert_eq!(out.len(), x.len());
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |r: usize| (o * n + r) * inner + i;
+            let max = (0..n).map(|r| x[at(r)]).fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for r in 0..n {
+                let e = (x[at(r)] - max).exp();
+                out[at(r)] = e;
+                sum += e;
+            }
+            let inv = 1.0 / sum;
+            for r in 0..n {
+                out[at(r)] *= inv;
+            }
+        }
+    }
+}
+
+// The element types' portable rows, beside the kernels they pick (`elem` sits below the
+// kernels, so its trait is implemented here).
+impl PanelElem for f32 {
+    const KIND: Kind = Kind::F32;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn panel_row(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+        panel_row(isa, x, w, bias, out)
+    }
+}
+
+impl PanelElem for F16 {
+    const KIND: Kind = Kind::F16;
+    fn panel_row(isa: Isa, x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32]) {
+        panel_row_f16(isa, x, w, bias, out)
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self.widen()
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -375,6 +404,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn softmax_and_mean() {
+        let x = [1.0f32, 2.0, 3.0, 4.0];
+        let mut out = [0.0; 4];
+        softmax(&x, &mut out, 2, 2, 1);
+        assert!((out[0] + out[1] - 1.0).abs() < 1e-6 && out[1] > out[0]);
+        let mut m = [0.0; 2];
+        mean_axis(&x, &mut m, 1, 2, 2);
+        assert_eq!(m, [2.0, 3.0]);
+    }
     #[test]
     fn threaded_slices_match_one_thread() {
         let x: Vec<f32> = (0..100_003)

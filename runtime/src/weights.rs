@@ -1,5 +1,6 @@
 //! Typed views of the weight blob. The blob is embedded in the binary (64-byte aligned, in
 //! its own read-only section); views borrow it in place, so start-up copies nothing.
+//! Beside the kernels, on `elem` only; generated code uses it.
 
 /// The embedded blob, aligned so every tensor (placed at a multiple of 64 bytes) is aligned
 /// for its element type.

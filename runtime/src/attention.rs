@@ -1,0 +1,637 @@
+//! Scaled dot-product attention over the KV cache (`kernels::attention`): a few query rows
+//! (decoding) by dot products against the cache, many (a prefill) by blocks of GEMMs, on
+//! the packed AVX-512 panels (`gemm`) or `matmul`, with `vmath`'s softmax rows. A kernel
+//! family above `gemm`, `matmul` and `vmath`, below the `kernels` facade.
+
+use crate::layout::Layout;
+use crate::matmul::matmul_serial;
+
+/// Where one operand of `attention` lies in its buffer: channel `c` of row `i` of head `h`
+/// of batch `b` is element `offset + b·batch + h·head + i·row + c·col`. Heads may sit side
+/// by side in each row: q, k and v read straight from a fused QKV projection `[rows, 3·H·d]`,
+/// the output written as `[rows, H·d]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadLayout {
+    pub offset: usize,
+    pub batch: usize,
+    pub head: usize,
+    pub row: usize,
+    pub col: usize,
+}
+
+impl HeadLayout {
+    /// `[batch, heads, rows, d]`, row-major from element 0.
+    pub const fn dense(heads: usize, rows: usize, d: usize) -> HeadLayout {
+        HeadLayout {
+            offset: 0,
+            batch: heads * rows * d,
+            head: rows * d,
+            row: d,
+            col: 1,
+        }
+    }
+
+    /// Where head `b` (of batch × heads) starts.
+    fn start(&self, b: usize, heads: usize) -> usize {
+        self.offset + b / heads * self.batch + b % heads * self.head
+    }
+
+    /// One past the largest element `bh` heads of `rows` × `d` touch (0 when empty).
+    fn end(&self, bh: usize, heads: usize, rows: usize, d: usize) -> usize {
+        if bh == 0 || rows == 0 || d == 0 {
+            return 0;
+        }
+        self.start(bh - 1, heads)
+            .max(self.start(heads.min(bh) - 1, heads))
+            + (rows - 1) * self.row
+            + (d - 1) * self.col
+            + 1
+    }
+
+    /// No two positions share an element: taken in increasing order, each stride passes
+    /// everything the smaller ones reach.
+    fn is_injective(&self, bh: usize, heads: usize, rows: usize, d: usize) -> bool {
+        let mut dims = [
+            (bh / heads, self.batch),
+            (heads.min(bh), self.head),
+            (rows, self.row),
+            (d, self.col),
+        ];
+        dims.sort_by_key(|&(_, s)| s);
+        let mut reach = 0;
+        for (n, s) in dims {
+            if n > 1 {
+                if s <= reach {
+                    return false;
+                }
+                reach += (n - 1) * s;
+            }
+        }
+        true
+    }
+}
+
+/// Shapes and options of one `attention` call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionDims {
+    /// Batch × heads.
+    pub bh: usize,
+    /// Heads per batch (a head's place in the layouts is `b / heads`, `b % heads`).
+    pub heads: usize,
+    /// Row capacity of q and out and of k and v (their sequence axis).
+    pub q_rows: usize,
+    pub kv_rows: usize,
+    /// Head size.
+    pub d: usize,
+    /// Score multiplier (1/√d).
+    pub scale: f32,
+    /// Query row i sees keys 0..=i (+ kv_rows − q_rows); later keys are skipped.
+    pub causal: bool,
+    /// Where q, k, v and out lie in their buffers. q, v and out have contiguous channels
+    /// (`col` 1); k may be stored transposed (`row` 1, `col` kv_rows).
+    pub q: HeadLayout,
+    pub k: HeadLayout,
+    pub v: HeadLayout,
+    pub out: HeadLayout,
+}
+
+/// Query rows per block in attention over many rows (scores of 64 rows × 1024 keys: 256 KiB).
+const QUERY_BLOCK: usize = 64;
+
+thread_local! {
+    /// Scores, and a block of output rows before they go to their (strided) place.
+    static SCORES: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// An attention head's keys (as Kᵀ) and values in GEMM panels (prefill on AVX-512).
+    static PANELS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Scaled dot-product attention for query rows `r0..r0 + rn` of every (batch, head):
+/// `out[i] = Σ_j softmax_j(scale · q[i]·k[j]) v[j]`, over keys `0..=i` when causal (the
+/// masked keys have weight exactly 0 in the reference graph, so they are not computed).
+/// Buffers are full-size and read and written through the layouts in `dims`; this reads
+/// only rows the causal mask lets through, so k and v rows beyond the last query are never
+/// touched (they may hold stale cache data).
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    dims: AttentionDims,
+    r0: usize,
+    rn: usize,
+) {
+    let AttentionDims {
+        bh,
+        heads,
+        q_rows,
+        kv_rows,
+        d,
+        ..
+    } = dims;
+    assert!(
+        heads > 0 && bh % heads == 0,
+        "bh is not a multiple of heads"
+    );
+    assert!(r0 + rn <= q_rows && q_rows <= kv_rows, "rows out of range");
+    let (lq, lk, lv, lo) = (dims.q, dims.k, dims.v, dims.out);
+    assert!(
+        lq.col == 1 && lv.col == 1 && lo.col == 1 && lq.row >= d,
+        "q, v and out need contiguous channels"
+    );
+    assert!(lq.end(bh, heads, q_rows, d) <= q.len(), "q out of bounds");
+    assert!(lk.end(bh, heads, kv_rows, d) <= k.len(), "k out of bounds");
+    assert!(lv.end(bh, heads, kv_rows, d) <= v.len(), "v out of bounds");
+    assert!(
+        lo.end(bh, heads, q_rows, d) <= out.len(),
+        "out out of bounds"
+    );
+    assert!(
+        lo.is_injective(bh, heads, q_rows, d),
+        "output positions overlap"
+    );
+    let isa = crate::cpu::detected();
+    // Prefill multiplies through packed GEMM panels where the packed kernel runs.
+    let packed = isa == crate::cpu::Isa::Avx512 && crate::gemm::supported();
+    let rows = HeadRows {
+        ptr: crate::SendPtr(out.as_mut_ptr()),
+        layout: lo,
+        heads,
+        d,
+        _out: std::marker::PhantomData,
+    };
+    // Heads are independent: split them over threads when there is enough work.
+    let t = crate::threads().min(bh);
+    if t > 1 && rn * kv_rows * d * bh >= (1 << 16) {
+        let per = bh.div_ceil(t);
+        crate::pool::run(bh.div_ceil(per), &|i| {
+            let h0 = i * per;
+            let nh = per.min(bh - h0);
+            attention_heads_with(isa, packed, q, k, v, &rows, dims, r0, rn, h0, nh)
+        });
+    } else {
+        attention_heads_with(isa, packed, q, k, v, &rows, dims, r0, rn, 0, bh);
+    }
+}
+
+/// The output rows of `attention`, handed out one at a time to the task computing their
+/// head. `attention` checked that the layout stays inside the buffer and that no two
+/// (head, row, channel) positions share an element.
+pub struct HeadRows<'a> {
+    ptr: crate::SendPtr<f32>,
+    layout: HeadLayout,
+    heads: usize,
+    d: usize,
+    _out: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+impl HeadRows<'_> {
+    /// Row `i` of head `b`.
+    ///
+    /// # Safety
+    /// `b` and `i` are in range of the checked layout, no other task computes head `b`, and
+    /// the caller holds no other borrow of this row.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, b: usize, i: usize) -> &mut [f32] {
+        let at = self.layout.start(b, self.heads) + i * self.layout.row;
+        // SAFETY: in bounds and unshared by the caller's contract and `attention`'s checks.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.get().add(at), self.d) }
+    }
+}
+
+/// Dot product with eight independent partial sums, so it vectorizes.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+crate::cpu::isa_kernel!(
+    /// `attention_heads` compiled for the given ISA (the dot products and the weighted sum
+    /// of values over the cache vectorize to its width).
+    attention_heads_with => attention_heads(
+        packed: bool,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        out: &HeadRows,
+        dims: AttentionDims,
+        r0: usize,
+        rn: usize,
+        h0: usize,
+        nh: usize
+    )
+);
+
+/// `attention` for heads `h0..h0 + nh`, which no other task computes. Many query rows (a
+/// prefill) go through GEMMs: scores `Q·Kᵀ`, a causal softmax per row, then `P·V` into a
+/// block of rows that is then written to its place; a few rows (decoding) use dot products
+/// against the cache.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attention_heads(
+    packed: bool,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &HeadRows,
+    dims: AttentionDims,
+    r0: usize,
+    rn: usize,
+    h0: usize,
+    nh: usize,
+) {
+    let AttentionDims {
+        heads,
+        q_rows,
+        kv_rows,
+        d,
+        scale,
+        causal,
+        q: lq,
+        k: lk,
+        v: lv,
+        ..
+    } = dims;
+    let shift = kv_rows - q_rows;
+    // Keys the last query row may see.
+    let keys_max = if causal { r0 + rn + shift } else { kv_rows };
+    SCORES.with(|s| {
+        let (s, tile) = &mut *s.borrow_mut();
+        let need = if rn >= 16 {
+            QUERY_BLOCK.min(rn) * keys_max
+        } else {
+            kv_rows
+        };
+        if s.len() < need {
+            s.resize(need, 0.0);
+        }
+        if tile.len() < QUERY_BLOCK.min(rn) * d {
+            tile.resize(QUERY_BLOCK.min(rn) * d, 0.0);
+        }
+        for b in h0..h0 + nh {
+            let (qb, kb, vb) = (
+                &q[lq.start(b, heads)..],
+                &k[lk.start(b, heads)..],
+                &v[lv.start(b, heads)..],
+            );
+            // Rows `b0..` of this head from a block computed contiguously.
+            let put = |b0: usize, block: &[f32]| {
+                for (r, x) in block.chunks_exact(d).enumerate() {
+                    // SAFETY: row b0 + r < q_rows of head b < bh, which only this task
+                    // computes; the row is not borrowed elsewhere.
+                    unsafe { out.row(b, b0 + r) }.copy_from_slice(x);
+                }
+            };
+            if rn >= 16 && packed {
+                // The head's keys (as Kᵀ) and values packed into GEMM panels once, then
+                // query rows in blocks as below, each block multiplying by the first rows
+                // of the packed values.
+                PANELS.with(|p| {
+                    let (kt, vp) = &mut *p.borrow_mut();
+                    crate::gemm::pack_panels(kb, lk.col, lk.row, d, keys_max, kt);
+                    crate::gemm::pack_panels(vb, lv.row, 1, keys_max, d, vp);
+                    for b0 in (r0..r0 + rn).step_by(QUERY_BLOCK) {
+                        let bn = (r0 + rn - b0).min(QUERY_BLOCK);
+                        let keys_b = if causal { b0 + bn + shift } else { kv_rows };
+                        let sc = &mut s[..bn * keys_b];
+                        let qr = &qb[b0 * lq.row..];
+                        crate::gemm::gemm_panels(scale, qr, lq.row, bn, d, kt, d, keys_b, sc);
+                        for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
+                            let keys = if causal { b0 + r + shift + 1 } else { kv_rows };
+                            let (live, dead) = row.split_at_mut(keys);
+                            crate::vmath::softmax_row(live);
+                            dead.iter_mut().for_each(|x| *x = 0.0);
+                        }
+                        let o = &mut tile[..bn * d];
+                        crate::gemm::gemm_panels(1.0, sc, keys_b, bn, keys_b, vp, keys_max, d, o);
+                        put(b0, o);
+                    }
+                });
+                continue;
+            }
+            if rn >= 16 {
+                // Query rows in blocks: each block's scores stay in L2, and a causal block
+                // computes only the keys its last row may see (half the work over a prompt).
+                for b0 in (r0..r0 + rn).step_by(QUERY_BLOCK) {
+                    let bn = (r0 + rn - b0).min(QUERY_BLOCK);
+                    let keys_b = if causal { b0 + bn + shift } else { kv_rows };
+                    let sc = &mut s[..bn * keys_b];
+                    // Kᵀ as a [d, keys] matrix: element (c, j) is k[j·row + c·col].
+                    let kt = Layout {
+                        row_stride: lk.col as isize,
+                        col_stride: lk.row as isize,
+                    };
+                    let lqr = Layout {
+                        row_stride: lq.row as isize,
+                        col_stride: 1,
+                    };
+                    matmul_serial(
+                        scale,
+                        qb,
+                        &[b0 * lq.row],
+                        lqr,
+                        kb,
+                        &[0],
+                        kt,
+                        0.0,
+                        sc,
+                        bn,
+                        d,
+                        keys_b,
+                    );
+                    for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
+                        let keys = if causal { b0 + r + shift + 1 } else { kv_rows };
+                        let (live, dead) = row.split_at_mut(keys);
+                        crate::vmath::softmax_row(live);
+                        dead.iter_mut().for_each(|x| *x = 0.0);
+                    }
+                    let lvr = Layout {
+                        row_stride: lv.row as isize,
+                        col_stride: 1,
+                    };
+                    let o = &mut tile[..bn * d];
+                    matmul_serial(
+                        1.0,
+                        sc,
+                        &[0],
+                        Layout::row_major(keys_b),
+                        vb,
+                        &[0],
+                        lvr,
+                        0.0,
+                        o,
+                        bn,
+                        keys_b,
+                        d,
+                    );
+                    put(b0, o);
+                }
+                continue;
+            }
+            for i in r0..r0 + rn {
+                let qi = &qb[i * lq.row..][..d];
+                let keys = if causal { i + shift + 1 } else { kv_rows };
+                let scores = &mut s[..keys];
+                for (j, sj) in scores.iter_mut().enumerate() {
+                    let kj = &kb[j * lk.row..];
+                    let dot = if lk.col == 1 {
+                        dot(qi, &kj[..d])
+                    } else {
+                        (0..d).map(|c| qi[c] * kj[c * lk.col]).sum()
+                    };
+                    *sj = dot * scale;
+                }
+                crate::vmath::softmax_row(scores);
+                // SAFETY: row i < q_rows of head b < bh, which only this task computes; the
+                // row is not borrowed elsewhere.
+                let o = unsafe { out.row(b, i) };
+                o.iter_mut().for_each(|x| *x = 0.0);
+                for (j, &p) in scores.iter().enumerate() {
+                    for (x, &vv) in o.iter_mut().zip(&vb[j * lv.row..][..d]) {
+                        *x += p * vv;
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::test_data::rand_vec;
+
+    /// Causal attention in f64, straight from the definition.
+    fn attention_f64(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        bh: usize,
+        rows: usize,
+        d: usize,
+        scale: f32,
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; q.len()];
+        for b in 0..bh {
+            for i in 0..rows {
+                let qi = &q[(b * rows + i) * d..][..d];
+                let s: Vec<f64> = (0..=i)
+                    .map(|j| {
+                        let kj = &k[(b * rows + j) * d..][..d];
+                        qi.iter()
+                            .zip(kj)
+                            .map(|(&x, &y)| x as f64 * y as f64)
+                            .sum::<f64>()
+                            * scale as f64
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for c in 0..d {
+                    let o: f64 = (0..=i)
+                        .map(|j| e[j] * v[(b * rows + j) * d + c] as f64)
+                        .sum();
+                    out[(b * rows + i) * d + c] = (o / z) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attention_on_every_isa_matches_the_definition_for_prefill_and_steps() {
+        let (bh, rows, d) = (2, 150, 24);
+        let mut seed = 5;
+        let q = rand_vec(bh * rows * d, &mut seed);
+        let k = rand_vec(bh * rows * d, &mut seed);
+        let v = rand_vec(bh * rows * d, &mut seed);
+        let want = attention_f64(&q, &k, &v, bh, rows, d, 0.3);
+        let dense = HeadLayout::dense(bh, rows, d);
+        let dims = AttentionDims {
+            bh,
+            heads: bh,
+            q_rows: rows,
+            kv_rows: rows,
+            d,
+            scale: 0.3,
+            causal: true,
+            q: dense,
+            k: dense,
+            v: dense,
+            out: dense,
+        };
+        for &isa in crate::cpu::available() {
+            // A 140-row prefill (the GEMM path, three query blocks), then one step at a
+            // time (the dot path).
+            let mut out = vec![0f32; q.len()];
+            for packed in [false, crate::gemm::supported()] {
+                let rows_out = HeadRows {
+                    ptr: crate::SendPtr(out.as_mut_ptr()),
+                    layout: dense,
+                    heads: bh,
+                    d,
+                    _out: std::marker::PhantomData,
+                };
+                attention_heads_with(isa, packed, &q, &k, &v, &rows_out, dims, 0, 140, 0, bh);
+                for r in 140..rows {
+                    attention_heads_with(isa, packed, &q, &k, &v, &rows_out, dims, r, 1, 0, bh);
+                }
+                for (a, b) in out.iter().zip(&want) {
+                    assert!((a - b).abs() <= 1e-5, "{isa:?} {packed}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    /// q, k and v read from one `[rows, 3·H·d]` projection (k also from a transposed
+    /// copy), the output written as `[rows, H·d]` after an offset: every ISA, the packed
+    /// and plain prefill paths, steps, and the threaded split, against the definition.
+    #[test]
+    fn attention_reads_and_writes_strided_heads() {
+        let (batch, heads, rows, d) = (2, 3, 83, 20);
+        let (bh, width) = (batch * heads, heads * d);
+        let mut seed = 11;
+        let qkv = rand_vec(batch * rows * 3 * width, &mut seed);
+        // Dense [bh, rows, d] copies for the reference.
+        let part = |p: usize| -> Vec<f32> {
+            let mut x = vec![0f32; bh * rows * d];
+            for b in 0..bh {
+                for i in 0..rows {
+                    for c in 0..d {
+                        let (bb, h) = (b / heads, b % heads);
+                        x[(b * rows + i) * d + c] =
+                            qkv[(bb * rows + i) * 3 * width + p * width + h * d + c];
+                    }
+                }
+            }
+            x
+        };
+        let (q, k, v) = (part(0), part(1), part(2));
+        let want = attention_f64(&q, &k, &v, bh, rows, d, 0.25);
+        // k transposed: [bh, d, rows].
+        let mut kt = vec![0f32; k.len()];
+        for b in 0..bh {
+            for i in 0..rows {
+                for c in 0..d {
+                    kt[(b * d + c) * rows + i] = k[(b * rows + i) * d + c];
+                }
+            }
+        }
+        let in_qkv = |p: usize| HeadLayout {
+            offset: p * width,
+            batch: rows * 3 * width,
+            head: d,
+            row: 3 * width,
+            col: 1,
+        };
+        let out_at = 7;
+        let out_layout = HeadLayout {
+            offset: out_at,
+            batch: rows * width,
+            head: d,
+            row: width,
+            col: 1,
+        };
+        let k_transposed = HeadLayout {
+            offset: 0,
+            batch: heads * d * rows,
+            head: d * rows,
+            row: 1,
+            col: rows,
+        };
+        let check = |out: &[f32], what: &str| {
+            for b in 0..bh {
+                for i in 0..rows {
+                    for c in 0..d {
+                        let (bb, h) = (b / heads, b % heads);
+                        let got = out[out_at + (bb * rows + i) * width + h * d + c];
+                        let w = want[(b * rows + i) * d + c];
+                        assert!(
+                            (got - w).abs() <= 1e-5,
+                            "{what} b{b} i{i} c{c}: {got} vs {w}"
+                        );
+                    }
+                }
+            }
+        };
+        for (kbuf, klayout) in [(&qkv, in_qkv(1)), (&kt, k_transposed)] {
+            let dims = AttentionDims {
+                bh,
+                heads,
+                q_rows: rows,
+                kv_rows: rows,
+                d,
+                scale: 0.25,
+                causal: true,
+                q: in_qkv(0),
+                k: klayout,
+                v: in_qkv(2),
+                out: out_layout,
+            };
+            for &isa in crate::cpu::available() {
+                for packed in [false, crate::gemm::supported()] {
+                    let mut out = vec![f32::NAN; out_at + batch * rows * width];
+                    let rows_out = HeadRows {
+                        ptr: crate::SendPtr(out.as_mut_ptr()),
+                        layout: out_layout,
+                        heads,
+                        d,
+                        _out: std::marker::PhantomData,
+                    };
+                    attention_heads_with(
+                        isa, packed, &qkv, kbuf, &qkv, &rows_out, dims, 0, 70, 0, bh,
+                    );
+                    for r in 70..rows {
+                        attention_heads_with(
+                            isa, packed, &qkv, kbuf, &qkv, &rows_out, dims, r, 1, 0, bh,
+                        );
+                    }
+                    check(&out, &format!("{isa:?} packed {packed} k {klayout:?}"));
+                    assert!(
+                        out[..out_at].iter().all(|x| x.is_nan()),
+                        "wrote before the offset"
+                    );
+                }
+            }
+            // The public entry, on two threads (heads split between them).
+            crate::set_threads(2);
+            let mut out = vec![f32::NAN; out_at + batch * rows * width];
+            attention(&qkv, kbuf, &qkv, &mut out, dims, 0, rows);
+            crate::set_threads(1);
+            check(&out, "threaded");
+        }
+    }
+
+    #[test]
+    fn head_layouts_know_their_extent_and_overlaps() {
+        let dense = HeadLayout::dense(3, 5, 4);
+        assert_eq!(dense.end(6, 3, 5, 4), 6 * 5 * 4);
+        assert!(dense.is_injective(6, 3, 5, 4));
+        let rows_of_heads = HeadLayout {
+            offset: 2,
+            batch: 5 * 12,
+            head: 4,
+            row: 12,
+            col: 1,
+        };
+        assert_eq!(rows_of_heads.end(6, 3, 5, 4), 2 + 2 * 5 * 12);
+        assert!(rows_of_heads.is_injective(6, 3, 5, 4));
+        let overlapping = HeadLayout {
+            head: 2,
+            ..rows_of_heads
+        };
+        assert!(!overlapping.is_injective(6, 3, 5, 4));
+    }
+}

@@ -1,0 +1,140 @@
+//! What the Linear kernels of every weight format (`gemm::linear` for f32 and f16, `bf16`,
+//! `q8`) share: the activation they end with, the check of their operands, and how a
+//! product over the compiler's column panels is split over threads and tiles. Above `cpu`,
+//! `layout` and `vmath` (whose GELU the activation runs), below the format modules.
+
+use crate::cpu::{detected, Isa};
+use crate::layout::NR;
+
+/// Parallel loops split into this many tasks per thread (claimed dynamically).
+const TASKS_PER_THREAD: usize = 4;
+
+/// Runs `f(p0, p1)` over ranges of whole panels covering `0..panels`, on `t` threads: a
+/// few ranges per thread, claimed dynamically, so a thread that runs ahead (its core less
+/// busy) takes over the work of one that lags.
+pub(crate) fn for_panel_ranges(panels: usize, t: usize, f: impl Fn(usize, usize) + Sync) {
+    if t <= 1 {
+        return f(0, panels);
+    }
+    let tasks = (t * TASKS_PER_THREAD).min(panels);
+    let per = panels.div_ceil(tasks);
+    crate::pool::run(tasks, &|i| {
+        let (p0, p1) = (i * per, ((i + 1) * per).min(panels));
+        if p0 < p1 {
+            f(p0, p1)
+        }
+    });
+}
+
+/// What a Linear applies to each output after adding the bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    /// GPT-2's tanh-GELU (`vmath::gelu`).
+    Gelu,
+}
+
+impl Activation {
+    /// Applies the activation to every element of `y`, on this thread.
+    pub(crate) fn apply_to(self, isa: Isa, y: &mut [f32]) {
+        if self == Activation::Gelu {
+            crate::vmath::gelu_in_place(isa, y);
+        }
+    }
+
+    /// Applies the activation to columns `j0..j1` of the `m` rows of `y` (`[m, n]` at `y`),
+    /// just computed by this task and still in cache.
+    ///
+    /// # Safety
+    /// `y` points at `m·n` floats of which no other thread accesses columns `j0..j1`.
+    pub(crate) unsafe fn apply(
+        self,
+        isa: Isa,
+        y: *mut f32,
+        m: usize,
+        n: usize,
+        j0: usize,
+        j1: usize,
+    ) {
+        if self == Activation::Identity {
+            return;
+        }
+        debug_assert!(j0 <= j1 && j1 <= n);
+        for r in 0..m {
+            // SAFETY: row `r < m`, columns `j0..j1 ≤ n`: inside `y` and this task's (caller).
+            let row = unsafe { std::slice::from_raw_parts_mut(y.add(r * n + j0), j1 - j0) };
+            self.apply_to(isa, row);
+        }
+    }
+}
+
+/// Checks a Linear's `x` `[m, k]`, `y` `[m, n]` and bias `[n]`; when the product is
+/// empty (no rows, columns or depth), writes its result (the activated bias, or zeros)
+/// and returns false.
+pub(crate) fn linear_operands(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    bias: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+    n: usize,
+) -> bool {
+    assert!(
+        x.len() == m * k && y.len() == m * n,
+        "x or y is not [m, k] / [m, n]"
+    );
+    if let Some(b) = bias {
+        assert_eq!(b.len(), n, "bias is not [n]");
+    }
+    if m == 0 || n == 0 {
+        return false;
+    }
+    if k == 0 {
+        for row in y.chunks_exact_mut(n) {
+            match bias {
+                Some(b) => row.copy_from_slice(b),
+                None => row.fill(0.0),
+            }
+        }
+        act.apply_to(detected(), y);
+        return false;
+    }
+    true
+}
+
+/// The mask of the lanes of vector `v` (16 lanes each) that hold one of the first `cols`
+/// columns of a tile.
+#[inline(always)]
+pub(crate) fn lane_mask(cols: usize, v: usize) -> u16 {
+    let live = cols.saturating_sub(16 * v).min(16);
+    ((1u32 << live) - 1) as u16
+}
+
+/// Panel bytes that stay in L2 while every row strip passes over them.
+pub(crate) const GROUP_BYTES: usize = 256 << 10;
+
+/// Visits the tiles of panels `p0..p1` of an `[m, n]` product over stored panels of
+/// `panel_bytes` each: panels in groups that fit in half of L2, and within a group each
+/// strip of up to `mr` rows over each panel, so a group's weights come from memory once.
+/// Calls `f(i0, rows, t, col, cols)` for rows `i0..i0 + rows`, panel `t`, columns
+/// `col..col + cols`.
+pub(crate) fn for_each_tile(
+    m: usize,
+    n: usize,
+    p0: usize,
+    p1: usize,
+    mr: usize,
+    panel_bytes: usize,
+    mut f: impl FnMut(usize, usize, usize, usize, usize),
+) {
+    let group = (GROUP_BYTES / panel_bytes.max(1)).max(1);
+    for g0 in (p0..p1).step_by(group) {
+        for i0 in (0..m).step_by(mr) {
+            for t in g0..(g0 + group).min(p1) {
+                let col = t * NR;
+                f(i0, (m - i0).min(mr), t, col, (n - col).min(NR));
+            }
+        }
+    }
+}
