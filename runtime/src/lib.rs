@@ -26,7 +26,6 @@
 //! - `io`: how a generated model describes its inputs and outputs.
 //! - `model`: the `Gpt2Model` trait every generated GPT-2 implements.
 //! - `profile`: opt-in timing of the forward pass.
-//! - `sampling`: token sampling.
 
 pub mod arena;
 pub mod attention;
