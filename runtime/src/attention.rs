@@ -12,10 +12,15 @@ use crate::matmul::matmul_serial;
 /// the output written as `[rows, H·d]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeadLayout {
+    /// Element of batch 0, head 0, row 0, channel 0.
     pub offset: usize,
+    /// Stride between batches.
     pub batch: usize,
+    /// Stride between heads.
     pub head: usize,
+    /// Stride between rows (sequence positions).
     pub row: usize,
+    /// Stride between channels of a head.
     pub col: usize,
 }
 
@@ -80,6 +85,7 @@ pub struct AttentionDims {
     pub heads: usize,
     /// Row capacity of q and out and of k and v (their sequence axis).
     pub q_rows: usize,
+    /// Row capacity of k and v.
     pub kv_rows: usize,
     /// Head size.
     pub d: usize,
@@ -90,8 +96,11 @@ pub struct AttentionDims {
     /// Where q, k, v and out lie in their buffers. q, v and out have contiguous channels
     /// (`col` 1); k may be stored transposed (`row` 1, `col` kv_rows).
     pub q: HeadLayout,
+    /// Keys.
     pub k: HeadLayout,
+    /// Values.
     pub v: HeadLayout,
+    /// The output.
     pub out: HeadLayout,
 }
 

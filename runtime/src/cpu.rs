@@ -8,8 +8,11 @@ use std::sync::OnceLock;
 /// An instruction set the kernels are compiled for (see `isa_kernel!`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
+    /// Portable Rust, any CPU.
     Scalar,
+    /// AVX2 with FMA.
     Avx2,
+    /// AVX-512 (F, BW, DQ, VL).
     Avx512,
 }
 

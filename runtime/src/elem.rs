@@ -8,7 +8,9 @@
 /// The storage formats, for kernels that pick a load at compile time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// `f32`.
     F32,
+    /// IEEE half precision, `F16`.
     F16,
 }
 
@@ -18,7 +20,9 @@ use crate::cpu::Isa;
 /// `gemm::linear` over panels of it (`vmath::panel_row`). The impls for f32 and `F16` are in
 /// `vmath`, beside the rows they pick.
 pub trait PanelElem: Copy + Send + Sync + 'static {
+    /// Which format this is.
     const KIND: Kind;
+    /// The value, exactly, as f32.
     fn to_f32(self) -> f32;
     /// `out = x·W + bias` over the panels in `w`.
     fn panel_row(isa: Isa, x: &[f32], w: &[Self], bias: Option<&[f32]>, out: &mut [f32]);

@@ -9,7 +9,9 @@ pub const MAX_RANK: usize = 8;
 /// Matrix layout for `matmul`: element strides of rows and columns.
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
+    /// Elements from one row to the next.
     pub row_stride: isize,
+    /// Elements from one column to the next.
     pub col_stride: isize,
 }
 

@@ -29,6 +29,7 @@ pub(crate) fn for_panel_ranges(panels: usize, t: usize, f: impl Fn(usize, usize)
 /// What a Linear applies to each output after adding the bias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
+    /// None: the output is `x·W + bias`.
     Identity,
     /// GPT-2's tanh-GELU (`vmath::gelu`).
     Gelu,

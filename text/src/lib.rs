@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! gpt2text: text on top of a GPT-2 compiled by gpt2c: GPT-2's tokenizer, sampling, a
 //! generator that streams text, and perplexity scoring. Written once, generic over
 //! [`gpt2rt::Gpt2Model`], which every generated GPT-2 module implements, so one program

@@ -7,10 +7,12 @@
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator whose sequence is fixed by `seed`.
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -25,6 +27,7 @@ impl Rng {
     }
 }
 
+/// How to pick a token from a row of logits.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SamplerConfig {
     /// 0 means greedy (argmax).
@@ -35,6 +38,7 @@ pub struct SamplerConfig {
     pub top_p: f32,
 }
 
+/// Picks tokens from rows of logits with a seeded generator (see the module docs).
 pub struct Sampler {
     cfg: SamplerConfig,
     rng: Rng,
@@ -55,6 +59,8 @@ pub fn argmax(x: &[f32]) -> usize {
 }
 
 impl Sampler {
+    /// A sampler with buffers for a vocabulary of `vocab` tokens, so sampling does not
+    /// allocate.
     pub fn new(cfg: SamplerConfig, seed: u64, vocab: usize) -> Sampler {
         Sampler {
             cfg,
