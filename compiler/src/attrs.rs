@@ -10,17 +10,22 @@ use crate::tensor::Tensor;
 /// One attribute of a node.
 #[derive(Clone, Debug)]
 pub struct Attr {
+    /// Attribute name.
     pub name: String,
+    /// Attribute value.
     pub value: AttrValue,
 }
 
 /// An attribute value, tagged with its declared type.
 #[derive(Clone, Debug)]
 pub enum AttrValue {
+    /// One integer.
     Int(i64),
+    /// One float.
     Float(f32),
     /// The bytes as stored; `Attrs::string` checks that they are UTF-8.
     String(Vec<u8>),
+    /// A list of integers.
     Ints(Vec<i64>),
     /// The decoded tensor, or why it could not be decoded (an error once an op reads it).
     Tensor(Result<Tensor, String>),
@@ -34,10 +39,15 @@ pub enum AttrValue {
 /// The fields of an attribute without a declared type, one per type a getter can ask for.
 #[derive(Clone, Debug)]
 pub struct Untyped {
+    /// The integer field.
     pub int: i64,
+    /// The float field.
     pub float: f32,
+    /// The byte-string field.
     pub string: Vec<u8>,
+    /// The integer-list field.
     pub ints: Vec<i64>,
+    /// The tensor field, decoded, or why it could not be (an error once an op reads it).
     pub tensor: Result<Tensor, String>,
 }
 
@@ -90,6 +100,7 @@ impl Attrs {
         }
     }
 
+    /// Integer attribute `name`, if present.
     pub fn int(&self, name: &str) -> Result<Option<i64>, String> {
         self.get(name, "Int", |v| match v {
             AttrValue::Int(i) => Some(*i),
@@ -98,10 +109,12 @@ impl Attrs {
         })
     }
 
+    /// Integer attribute `name`, or `default` when absent.
     pub fn int_or(&self, name: &str, default: i64) -> Result<i64, String> {
         Ok(self.int(name)?.unwrap_or(default))
     }
 
+    /// Float attribute `name`, or `default` when absent.
     pub fn float_or(&self, name: &str, default: f32) -> Result<f32, String> {
         let f = self.get(name, "Float", |v| match v {
             AttrValue::Float(f) => Some(*f),
@@ -111,6 +124,7 @@ impl Attrs {
         Ok(f.unwrap_or(default))
     }
 
+    /// String attribute `name`, if present (must be UTF-8).
     pub fn string(&self, name: &str) -> Result<Option<String>, String> {
         self.get(name, "String", |v| match v {
             AttrValue::String(s) => Some(s),
@@ -123,6 +137,7 @@ impl Attrs {
         .transpose()
     }
 
+    /// Integer-list attribute `name`, if present.
     pub fn ints(&self, name: &str) -> Result<Option<Vec<i64>>, String> {
         self.get(name, "Ints", |v| match v {
             AttrValue::Ints(i) => Some(i.clone()),
@@ -131,6 +146,7 @@ impl Attrs {
         })
     }
 
+    /// Tensor attribute `name`, if present (`Err` if it could not be decoded).
     pub fn tensor(&self, name: &str) -> Result<Option<Tensor>, String> {
         self.get(name, "Tensor", |v| match v {
             AttrValue::Tensor(t) => Some(t),

@@ -9,12 +9,15 @@ use crate::ops::Op;
 use std::collections::HashMap;
 use std::fmt;
 
+/// Index of a value in `Graph::values`.
 pub type ValueId = usize;
 
 /// One dimension of a tensor type: known, or a named symbol (only before specialization).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Dim {
+    /// A size fixed in the model or by specialization.
     Known(usize),
+    /// A symbolic size, e.g. `sequence_length`.
     Sym(String),
 }
 
@@ -27,13 +30,17 @@ impl fmt::Display for Dim {
     }
 }
 
+/// Element type and (possibly symbolic) shape of a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorType {
+    /// Element type.
     pub dtype: DType,
+    /// Dimensions, outermost first.
     pub shape: Vec<Dim>,
 }
 
 impl TensorType {
+    /// A type with a fully known shape.
     pub fn known(dtype: DType, shape: &[usize]) -> TensorType {
         TensorType {
             dtype,
@@ -60,8 +67,10 @@ impl fmt::Display for TensorType {
     }
 }
 
+/// One value of the graph: a graph input, a node output or a constant.
 #[derive(Clone, Debug)]
 pub struct Value {
+    /// Name, from the model or given by the pass that made the value.
     pub name: String,
     /// `None` while unknown (intermediate values before specialization).
     pub ty: Option<TensorType>,
@@ -69,35 +78,49 @@ pub struct Value {
     pub konst: Option<Tensor>,
 }
 
+/// One op applied to values.
 #[derive(Clone, Debug)]
 pub struct Node {
+    /// ONNX node name (for messages), or the name a pass gave it.
     pub name: String,
+    /// The op with its attributes.
     pub op: Op,
     /// `None` for an omitted optional input (ONNX's empty name).
     pub inputs: Vec<Option<ValueId>>,
+    /// Values the node produces, one per op output.
     pub outputs: Vec<ValueId>,
 }
 
 /// Where the model came from, for `inspect` and the generated header.
 #[derive(Clone, Debug, Default)]
 pub struct ModelMeta {
+    /// ONNX IR version of the model file.
     pub ir_version: i64,
+    /// Producer name and version, e.g. `pytorch 2.1.0`.
     pub producer: String,
+    /// Name of the ONNX graph.
     pub graph_name: String,
     /// Opset of the default (`ai.onnx`) domain.
     pub opset: i64,
 }
 
+/// A model as the compiler sees it: the value table and the nodes over it.
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
+    /// Where the model came from.
     pub meta: ModelMeta,
+    /// All values, indexed by `ValueId`.
     pub values: Vec<Value>,
+    /// The nodes, in topological order.
     pub nodes: Vec<Node>,
+    /// Graph inputs, in the model's order.
     pub inputs: Vec<ValueId>,
+    /// Graph outputs, in the model's order.
     pub outputs: Vec<ValueId>,
 }
 
 impl Graph {
+    /// Adds a value without data (an input or node output) and returns its id.
     pub fn add_value(&mut self, name: impl Into<String>, ty: Option<TensorType>) -> ValueId {
         self.values.push(Value {
             name: name.into(),
@@ -107,6 +130,7 @@ impl Graph {
         self.values.len() - 1
     }
 
+    /// Adds a constant value, typed from its data, and returns its id.
     pub fn add_const(&mut self, name: impl Into<String>, t: Tensor) -> ValueId {
         let ty = TensorType::known(t.dtype(), t.shape());
         self.values.push(Value {
@@ -117,6 +141,7 @@ impl Graph {
         self.values.len() - 1
     }
 
+    /// The value with this id.
     pub fn value(&self, id: ValueId) -> &Value {
         &self.values[id]
     }
@@ -130,6 +155,7 @@ impl Graph {
             .unwrap_or_default()
     }
 
+    /// The data of a constant value.
     pub fn konst(&self, id: ValueId) -> Option<&Tensor> {
         self.values[id].konst.as_ref()
     }

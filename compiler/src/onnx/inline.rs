@@ -14,7 +14,9 @@ const MAX_DEPTH: usize = 32;
 /// A node of the flattened graph with the default-domain opset it was written against
 /// (a function body has its own opset imports).
 pub struct FlatNode {
+    /// The node; from a function body, with its values renamed under the calling node's name.
     pub node: NodeProto,
+    /// The default-domain opset its op is read at.
     pub opset: i64,
 }
 

@@ -2,14 +2,22 @@
 
 use std::fmt;
 
+/// An element type of the IR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DType {
+    /// 32-bit float (ONNX `FLOAT`, code 1).
     F32,
+    /// 64-bit float (ONNX `DOUBLE`, code 11).
     F64,
+    /// 64-bit signed integer (ONNX `INT64`, code 7).
     I64,
+    /// 32-bit signed integer (ONNX `INT32`, code 6).
     I32,
+    /// 8-bit signed integer (ONNX `INT8`, code 3).
     I8,
+    /// 8-bit unsigned integer (ONNX `UINT8`, code 2).
     U8,
+    /// Boolean, one byte per element (ONNX `BOOL`, code 9).
     Bool,
 }
 
@@ -38,6 +46,7 @@ impl DType {
         })
     }
 
+    /// The ONNX `TensorProto.DataType` code.
     pub fn onnx_code(self) -> i32 {
         match self {
             DType::F32 => 1,
@@ -59,10 +68,12 @@ impl DType {
         }
     }
 
+    /// Whether it is f32 or f64.
     pub fn is_float(self) -> bool {
         matches!(self, DType::F32 | DType::F64)
     }
 
+    /// Rust-style name, e.g. `f32`, for messages.
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",

@@ -21,8 +21,11 @@ compile_error!(
 
 /// A Rust scalar type with an IR `DType`.
 pub trait Elem: Copy + Default + PartialEq + fmt::Debug + 'static {
+    /// The `DType` of `Self`.
     const DTYPE: DType;
+    /// Reads one element from its little-endian bytes.
     fn read_le(b: &[u8]) -> Self;
+    /// Appends the element's little-endian bytes to `out`.
     fn write_le(self, out: &mut Vec<u8>);
 }
 
@@ -56,6 +59,8 @@ impl Elem for bool {
     }
 }
 
+/// A dense tensor: element type, shape and the elements row-major as little-endian bytes
+/// (shared `Bytes`, so a weight can be a slice of the model file).
 #[derive(Clone, PartialEq)]
 pub struct Tensor {
     dtype: DType,
@@ -63,6 +68,7 @@ pub struct Tensor {
     data: Bytes,
 }
 
+/// Number of elements of a tensor of this shape (1 for a scalar).
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
@@ -103,6 +109,7 @@ impl Tensor {
         Ok(Tensor { dtype, shape, data })
     }
 
+    /// A tensor of `shape` from its elements in row-major order; panics if their count differs.
     pub fn from_vec<T: Elem>(shape: Vec<usize>, v: Vec<T>) -> Tensor {
         assert_eq!(
             numel(&shape),
@@ -120,25 +127,32 @@ impl Tensor {
         }
     }
 
+    /// A rank-0 tensor holding `x`.
     pub fn scalar<T: Elem>(x: T) -> Tensor {
         Tensor::from_vec(vec![], vec![x])
     }
 
+    /// Element type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
+    /// Dimensions, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
+    /// Number of dimensions.
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
+    /// Number of elements.
     pub fn numel(&self) -> usize {
         numel(&self.shape)
     }
+    /// The elements, row-major, as little-endian bytes.
     pub fn bytes(&self) -> &Bytes {
         &self.data
     }
+    /// Size of the data in bytes.
     pub fn byte_len(&self) -> usize {
         self.data.len()
     }
