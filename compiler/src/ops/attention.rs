@@ -18,7 +18,9 @@ use crate::tensor::{DType, Tensor};
 /// element `offset + b·s₀ + h·s₁ + i·s₂ + c·s₃` of the tensor, in row-major order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeadView {
+    /// Index of element `[0, 0, 0, 0]`.
     pub offset: usize,
+    /// Element strides `s₀..s₃` of the batch, head, row and channel axes.
     pub strides: [usize; 4],
 }
 
@@ -46,19 +48,30 @@ impl HeadView {
     }
 }
 
+/// A fused scaled-dot-product attention node: sizes, masking and the views of q, k and v.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Attention {
+    /// Factor on the scores `q·k`, typically `1/√D`.
     pub scale: f32,
+    /// Query row i sees only keys `j ≤ i + (Lk − Lq)`.
     pub causal: bool,
+    /// Score given to the keys `causal` hides.
     pub masked: f32,
-    /// Batch, heads, query rows, key rows, head size.
+    /// Batch size `B`.
     pub batch: usize,
+    /// Number of heads `H`.
     pub heads: usize,
+    /// Query rows `Lq`.
     pub q_rows: usize,
+    /// Key and value rows `Lk`.
     pub kv_rows: usize,
+    /// Head size `D`.
     pub head_dim: usize,
+    /// Where the queries are read, as a view of input 0.
     pub q: HeadView,
+    /// Where the keys are read, as a view of input 1.
     pub k: HeadView,
+    /// Where the values are read, as a view of input 2.
     pub v: HeadView,
     /// The output holds `[B,H,Lq,D]` transposed by this permutation (as ONNX Transpose).
     pub out_perm: [usize; 4],
@@ -143,6 +156,7 @@ impl Attention {
     }
 }
 
+/// Output type: f32 `[B,H,Lq,D]` permuted by `out_perm`; checks the f32 inputs hold their views.
 pub fn infer(a: &Attention, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let mut perm = a.out_perm;
     perm.sort_unstable();
@@ -169,6 +183,7 @@ pub fn infer(a: &Attention, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     Ok(vec![(DType::F32, a.out_shape())])
 }
 
+/// Reference evaluation, accumulating in f64.
 pub fn eval(a: &Attention, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let (q, k, v) = (input(ins, 0)?, input(ins, 1)?, input(ins, 2)?);
     let (qv, kv, vv) = (q.to_vec::<f32>()?, k.to_vec::<f32>()?, v.to_vec::<f32>()?);

@@ -6,6 +6,7 @@ use super::{Attrs, Op};
 use crate::error::OpResult;
 use crate::tensor::{DType, Tensor};
 
+/// Parses Cast's `to` (and the accepted `saturate`) into `Op::Cast`.
 pub fn parse(a: &Attrs) -> Result<Op, String> {
     a.only(&["to", "saturate"])?;
     let code = a.int("to")?.ok_or("missing attribute 'to'")?;
@@ -15,11 +16,13 @@ pub fn parse(a: &Attrs) -> Result<Op, String> {
     Ok(Op::Cast { to })
 }
 
+/// Parses CastLike into `Op::CastLike`.
 pub fn parse_like(a: &Attrs) -> Result<Op, String> {
     a.only(&["saturate"])?;
     Ok(Op::CastLike)
 }
 
+/// Converts `x` to `to`, as `static_cast` does.
 pub fn eval(to: DType, x: &Tensor) -> OpResult<Vec<Tensor>> {
     let shape = x.shape().to_vec();
     let n = x.numel();

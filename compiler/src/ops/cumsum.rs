@@ -8,6 +8,7 @@ use crate::error::OpResult;
 use crate::op_err;
 use crate::tensor::{DType, Tensor};
 
+/// Parses `exclusive` and `reverse` into `Op::CumSum`.
 pub fn parse(a: &Attrs) -> Result<Op, String> {
     a.only(&["exclusive", "reverse"])?;
     Ok(Op::CumSum {
@@ -26,6 +27,7 @@ fn axis_of(t: &Tensor, rank: usize) -> OpResult<usize> {
     norm_axis(t.to_i64s()?[0], rank)
 }
 
+/// Output type: that of input 0; the axis must be a scalar or one-element integer.
 pub fn infer(ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let (x, ax) = (req(ins, 0)?, req(ins, 1)?);
     if !matches!(x.dtype, DType::F32 | DType::F64 | DType::I64 | DType::I32) {
@@ -44,6 +46,7 @@ pub fn infer(ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     Ok(vec![(x.dtype, x.shape.to_vec())])
 }
 
+/// Reference evaluation of CumSum.
 pub fn eval(exclusive: bool, reverse: bool, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let x = input(ins, 0)?;
     let shape = x.shape().to_vec();

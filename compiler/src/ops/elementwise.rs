@@ -13,27 +13,45 @@ use crate::error::{OpError, OpResult};
 use crate::op_err;
 use crate::tensor::{DType, Tensor};
 
+/// A binary elementwise op; broadcasts numpy-style.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
+    /// `a + b`.
     Add,
+    /// `a − b`.
     Sub,
+    /// `a · b`.
     Mul,
+    /// `a / b` (integers truncate toward zero).
     Div,
+    /// `a` to the power `b`.
     Pow,
 }
 
+/// A unary elementwise op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UnaryOp {
+    /// `√x`.
     Sqrt,
+    /// `tanh x`.
     Tanh,
+    /// The error function `erf x`.
     Erf,
+    /// `1 / (1 + e^−x)`.
     Sigmoid,
+    /// `e^x`.
     Exp,
+    /// Natural logarithm.
     Log,
+    /// `−x`.
     Neg,
+    /// `|x|`.
     Abs,
+    /// `1 / x`.
     Reciprocal,
+    /// Round up to an integer.
     Ceil,
+    /// Round down to an integer.
     Floor,
 }
 
@@ -53,6 +71,7 @@ pub const UNARY: &[(&str, UnaryOp)] = &[
 ];
 
 impl BinaryOp {
+    /// ONNX op type, e.g. `Add`.
     pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "Add",
@@ -65,6 +84,7 @@ impl BinaryOp {
 }
 
 impl UnaryOp {
+    /// ONNX op type, e.g. `Sqrt`.
     pub fn name(self) -> &'static str {
         UNARY
             .iter()
@@ -95,6 +115,7 @@ impl UnaryOp {
     }
 }
 
+/// Parses Add, Sub, Mul, Div or Pow (opset ≥ 7) into `Op::Binary`.
 pub fn parse_binary(op: &str, a: &Attrs, opset: i64) -> Result<Op, String> {
     // Opset < 7 had explicit `broadcast`/`axis` attributes with other semantics.
     if opset < 7 {
@@ -112,6 +133,7 @@ pub fn parse_binary(op: &str, a: &Attrs, opset: i64) -> Result<Op, String> {
     }))
 }
 
+/// Parses a unary op type into `Op::Unary`.
 pub fn parse_unary(op: &str, a: &Attrs) -> Result<Op, String> {
     a.only(&[])?;
     let (_, u) = UNARY
@@ -121,6 +143,7 @@ pub fn parse_unary(op: &str, a: &Attrs) -> Result<Op, String> {
     Ok(Op::Unary(*u))
 }
 
+/// Output type: that of input 0, after checking it is one the op takes.
 pub fn infer_unary(op: UnaryOp, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let x = req(ins, 0)?;
     let ok = x.dtype.is_float() || (op.takes_ints() && matches!(x.dtype, DType::I64 | DType::I32));
@@ -188,6 +211,7 @@ pub fn broadcast_offsets(src: &[usize], out: &[usize]) -> Vec<usize> {
     offs
 }
 
+/// Output type: the common element type and the broadcast shape.
 pub fn infer_binary(op: BinaryOp, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let (a, b) = (req(ins, 0)?, req(ins, 1)?);
     check_types(op, a.dtype, b.dtype)?;
@@ -236,6 +260,7 @@ macro_rules! int_op {
     };
 }
 
+/// Reference evaluation of `a op b` with broadcasting.
 pub fn eval_binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> OpResult<Vec<Tensor>> {
     check_types(op, a.dtype(), b.dtype())?;
     let out = broadcast_shapes(a.shape(), b.shape())?;
@@ -296,6 +321,7 @@ fn to_f64(t: &Tensor) -> OpResult<Vec<f64>> {
     })
 }
 
+/// Reference evaluation of `op x`, elementwise.
 pub fn eval_unary(op: UnaryOp, x: &Tensor) -> OpResult<Vec<Tensor>> {
     let f = |v: f64| op.apply(v);
     let int = |v: i64| match op {

@@ -9,6 +9,7 @@ use crate::tensor::{DType, Tensor};
 /// `√(2/π)`, as GPT-2's GELU writes it.
 pub const GELU_C: f32 = 0.797_884_6;
 
+/// Output type of LayerNorm: that of x, after checking f32 x `[.., N]` with gamma and beta `[N]`.
 pub fn infer_layer_norm(ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let (x, g, b) = (req(ins, 0)?, req(ins, 1)?, req(ins, 2)?);
     let n = *x.shape.last().unwrap_or(&0);
@@ -47,6 +48,7 @@ pub fn gelu(x: f32) -> f32 {
     (0.5 * x64 * (1.0 + ((GELU_C as f64) * (x64 + 0.044715 * x64 * x64 * x64)).tanh())) as f32
 }
 
+/// Reference evaluation of the tanh GELU, elementwise.
 pub fn eval_gelu(x: &Tensor) -> OpResult<Vec<Tensor>> {
     if x.dtype() != DType::F32 {
         return op_err!("Gelu needs f32");
@@ -87,11 +89,15 @@ pub fn eval_gelu_erf(x: &Tensor) -> OpResult<Vec<Tensor>> {
 pub enum RowRounding {
     /// Blocks of `block` values on their int8 grid: `q · s` with `s = max|x| / 127` and
     /// `q` as the runtime's int8 kernels round it (`gpt2rt::q8::quantize_block`).
-    Int8 { block: usize },
+    Int8 {
+        /// Values per block, each block with its own scale.
+        block: usize,
+    },
     /// Every value to bfloat16, nearest even (`gpt2rt::elem::Bf16`).
     Bf16,
 }
 
+/// Reference evaluation of `RoundRows`.
 pub fn eval_round_rows(r: RowRounding, x: &Tensor) -> OpResult<Vec<Tensor>> {
     if x.dtype() != DType::F32 {
         return op_err!("RoundRows needs f32");

@@ -10,6 +10,7 @@ use crate::tensor::{DType, Tensor};
 /// What a Linear applies to each output after the bias (`passes::fuse_linear_gelu`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Activation {
+    /// No activation.
     #[default]
     Identity,
     /// GPT-2's tanh-GELU (`fused::gelu`).
@@ -27,6 +28,7 @@ pub fn dims(x: &[usize], w: &[usize]) -> OpResult<(usize, usize, usize)> {
     Ok((x[..x.len() - 1].iter().product(), k, *n))
 }
 
+/// Output type: f32 `[.., N]` for x `[.., K]` and W `[K, N]`, checking b is `[N]` when present.
 pub fn infer(ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let (x, w) = (req(ins, 0)?, req(ins, 1)?);
     if x.dtype != DType::F32 || w.dtype != DType::F32 {
@@ -47,6 +49,7 @@ pub fn infer(ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     Ok(vec![(DType::F32, out)])
 }
 
+/// Reference evaluation of `act(x · W + b)`.
 pub fn eval(act: Activation, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let (x, w) = (input(ins, 0)?, input(ins, 1)?);
     let (m, k, n) = dims(x.shape(), w.shape())?;

@@ -14,22 +14,32 @@ use crate::error::OpResult;
 use crate::op_err;
 use crate::tensor::{DType, Tensor};
 
+/// A comparison op: bool result per broadcast element pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CmpOp {
+    /// `a == b`.
     Equal,
+    /// `a < b`.
     Less,
+    /// `a ≤ b`.
     LessOrEqual,
+    /// `a > b`.
     Greater,
+    /// `a ≥ b`.
     GreaterOrEqual,
 }
 
+/// A binary boolean op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LogicOp {
+    /// `a ∧ b`.
     And,
+    /// `a ∨ b`.
     Or,
 }
 
 impl CmpOp {
+    /// ONNX op type, e.g. `Less`.
     pub fn name(self) -> &'static str {
         match self {
             CmpOp::Equal => "Equal",
@@ -40,6 +50,8 @@ impl CmpOp {
         }
     }
 
+    /// Whether the comparison holds for this ordering of a and b; `None` (a NaN operand) never
+    /// does.
     pub fn holds(self, o: Option<std::cmp::Ordering>) -> bool {
         use std::cmp::Ordering::*;
         match self {
@@ -53,6 +65,7 @@ impl CmpOp {
 }
 
 impl LogicOp {
+    /// ONNX op type, `And` or `Or`.
     pub fn name(self) -> &'static str {
         match self {
             LogicOp::And => "And",
@@ -61,6 +74,7 @@ impl LogicOp {
     }
 }
 
+/// Parses a comparison, Not, And, Or, Where, Min, Max or IsNaN (none has attributes).
 pub fn parse(op: &str, a: &Attrs) -> Result<Op, String> {
     a.only(&[])?;
     Ok(match op {
@@ -87,6 +101,8 @@ fn numeric(d: DType) -> bool {
     )
 }
 
+/// Output type of a comparison, logic, Where, Min/Max or IsNaN op: the broadcast shape,
+/// bool or the operands' type.
 pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     match op {
         Op::Compare(c) => {
@@ -195,6 +211,7 @@ fn pairwise(a: &Tensor, b: &Tensor, out: Vec<usize>, f: impl Fn(usize, usize) ->
     Tensor::from_vec(out, v)
 }
 
+/// Reference evaluation of a comparison, logic, Where, Min/Max or IsNaN op.
 pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let types: Vec<Option<InferIn>> = ins
         .iter()

@@ -9,6 +9,7 @@ use crate::error::OpResult;
 use crate::op_err;
 use crate::tensor::{DType, Tensor};
 
+/// Parses MatMul, or Gemm's `alpha`, `beta`, `transA` and `transB`.
 pub fn parse(op: &str, a: &Attrs) -> Result<Op, String> {
     if op == "MatMul" {
         a.only(&[])?;
@@ -115,6 +116,7 @@ fn check_float(a: DType, b: DType) -> OpResult<()> {
     Ok(())
 }
 
+/// Output type of MatMul (numpy `matmul` shape) or Gemm (`[M, N]`).
 pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let (a, b) = (req(ins, 0)?, req(ins, 1)?);
     check_float(a.dtype, b.dtype)?;
@@ -170,6 +172,7 @@ fn mm(
     c
 }
 
+/// Reference evaluation of MatMul or Gemm.
 pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let (a, b) = (input(ins, 0)?, input(ins, 1)?);
     check_float(a.dtype(), b.dtype())?;

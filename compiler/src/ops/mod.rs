@@ -33,101 +33,153 @@ pub use logic::{CmpOp, LogicOp};
 /// A typed op with validated attributes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
+    /// Identity: the input unchanged.
     Identity,
+    /// Add, Sub, Mul, Div, Pow, broadcasting.
     Binary(BinaryOp),
+    /// Sqrt, Tanh, Erf, Sigmoid, Exp, Log, Neg, Abs, Reciprocal, Ceil, Floor.
     Unary(UnaryOp),
+    /// Cast: converts the elements to another type.
     Cast {
+        /// Target element type.
         to: DType,
     },
     /// Cast to the type of input 1 (specialization makes it a `Cast`).
     CastLike,
     /// `[d₀…d_{axis−1}, d_axis…]` → `[Πd₀…, Πd_axis…]` (specialization makes it a `Reshape`).
     Flatten {
+        /// Number of leading axes folded into the first output dim.
         axis: i64,
     },
     /// Equal, Less, LessOrEqual, Greater, GreaterOrEqual: bool results, broadcasting.
     Compare(CmpOp),
     /// And, Or on bools.
     Logic(LogicOp),
+    /// Not: logical negation of bools.
     Not,
+    /// IsNaN: bool result, true where the float input is NaN.
     IsNaN,
     /// `cond ? x : y`, broadcasting all three.
     Where,
     /// Min or Max of one or more operands.
     MinMax {
+        /// `true` for Max, `false` for Min.
         max: bool,
     },
+    /// Range: the 1-D sequence `start, start + delta, …` below `limit` (scalar inputs).
     Range,
+    /// CumSum: running sums along the axis given as input 1.
     CumSum {
+        /// Each sum leaves out its own element.
         exclusive: bool,
+        /// Sums run from the end of the axis backwards.
         reverse: bool,
     },
+    /// Trilu: keeps the upper or lower triangle of the last two axes, offset by the optional
+    /// diagonal `k` (input 1), and zeroes the rest.
     Trilu {
+        /// Keep the upper triangle (`j − i ≥ k`) rather than the lower (`j − i ≤ k`).
         upper: bool,
     },
     /// ONNX LayerNormalization over axes `axis..` (`passes::fuse_layernorm` makes the common
     /// case a `LayerNorm`).
     LayerNormalization {
+        /// First normalized axis; negative counts from the end.
         axis: i64,
+        /// Epsilon added to the variance.
         eps: f32,
         /// 1 (Y), 2 (+ Mean) or 3 (+ InvStdDev).
         outputs: usize,
     },
     /// One part of a SplitToSequence, as SequenceAt reads it (fused at import).
     SplitPart(slice::SplitPart),
+    /// Shape: the input's shape as a 1-D int64 tensor, optionally sliced to `start..end`.
     Shape {
+        /// First axis reported; negative counts from the end.
         start: i64,
+        /// End (exclusive) of the reported axes; `None` means the rank.
         end: Option<i64>,
     },
+    /// ConstantOfShape: a tensor of the shape given by input 0, filled with one value.
     ConstantOfShape {
+        /// The fill value, a one-element tensor whose type is the output's.
         value: Tensor,
     },
+    /// NonZero: `[rank, n]` int64 indices of the input's non-zero elements.
     NonZero,
+    /// Expand: broadcasts input 0 to the shape given by input 1.
     Expand,
+    /// Reshape: the same elements with the shape given by input 1 (`-1` inferred).
     Reshape {
+        /// A `0` in the target shape means size 0 (ONNX `allowzero = 1`), not "copy the input dim".
         allow_zero: bool,
     },
     /// `axes: None` means: from input 1 (opset ≥ 13), or every unit dim when that is absent.
     Squeeze {
+        /// Axes to remove; negative counts from the end.
         axes: Option<Vec<i64>>,
     },
     /// `axes: None` means: from input 1 (opset ≥ 13).
     Unsqueeze {
+        /// Positions of the inserted unit axes in the output; negative counts from the end.
         axes: Option<Vec<i64>>,
     },
+    /// Concat: joins the inputs along one axis.
     Concat {
+        /// Axis joined along; negative counts from the end.
         axis: i64,
     },
     /// `attrs: Some` for opset < 10 (starts/ends/axes as attributes), `None` for inputs.
     Slice {
+        /// Starts, ends and optional axes as attributes (Slice-1).
         attrs: Option<slice::SliceAttrs>,
     },
+    /// Split: cuts the input along one axis into consecutive parts.
     Split {
+        /// Axis cut along; negative counts from the end.
         axis: i64,
+        /// Part lengths; `None` means from input 1, or equal parts when that is absent.
         split: Option<Vec<i64>>,
+        /// Number of parts (node outputs).
         outputs: usize,
     },
+    /// Gather: picks the slices of input 0 at the indices of input 1 along an axis.
     Gather {
+        /// Axis indexed; negative counts from the end.
         axis: i64,
     },
+    /// Transpose: permutes the axes.
     Transpose {
+        /// Output axis `i` is input axis `perm[i]`; `None` reverses the axes.
         perm: Option<Vec<usize>>,
     },
+    /// ReduceMean: the mean over the given axes.
     ReduceMean {
+        /// Axes reduced; `None` means from input 1 (opset ≥ 18), or all axes when that is absent.
         axes: Option<Vec<i64>>,
+        /// Keep each reduced axis as size 1.
         keepdims: bool,
+        /// With no axes given, reduce nothing (identity) instead of all axes.
         noop_with_empty_axes: bool,
     },
+    /// MatMul: numpy-style matrix product, batch dims broadcasting.
     MatMul,
+    /// Gemm: `alpha · A' · B' + beta · C` of 2-D A and B (`'` = optional transpose), C broadcast.
     Gemm {
+        /// Scale of the product.
         alpha: f32,
+        /// Scale of C.
         beta: f32,
+        /// Transpose A first.
         trans_a: bool,
+        /// Transpose B first.
         trans_b: bool,
     },
     /// `coerce_2d`: opset < 13 semantics (softmax over all dims from `axis` on).
     Softmax {
+        /// Softmax axis; negative counts from the end.
         axis: i64,
+        /// Opset < 13: softmax over the input seen as 2-D `[Πd₀…d_{axis−1}, Πd_axis…]`.
         coerce_2d: bool,
     },
     /// Fused scaled-dot-product attention (from `passes::fuse_attention`).
@@ -136,6 +188,7 @@ pub enum Op {
     StridedCopy(strided_copy::StridedCopy),
     /// LayerNorm over the last axis: inputs x, gamma, beta (from `passes::fuse_layernorm`).
     LayerNorm {
+        /// Epsilon added to the variance.
         eps: f32,
     },
     /// tanh-approximated GELU (from `passes::fuse_gelu`, or ONNX Gelu-20 with
@@ -146,6 +199,7 @@ pub enum Op {
     /// `act(x · W + b)` with constant W `[K, N]` and optional constant b `[N]` (from
     /// `passes::fuse_linear`; `passes::fuse_linear_gelu` folds a following Gelu in).
     Linear {
+        /// Activation applied after the bias.
         activation: linear::Activation,
     },
     /// What the kernels of a narrow weight format do to a Linear's input, for the reference
@@ -216,8 +270,11 @@ pub const REGISTRY: &[&str] = &[
 /// Static type of one op input, for shape inference: constant data when it is known.
 #[derive(Clone, Copy, Debug)]
 pub struct InferIn<'a> {
+    /// Element type.
     pub dtype: DType,
+    /// Shape, outermost axis first.
     pub shape: &'a [usize],
+    /// The value, when it is a compile-time constant.
     pub konst: Option<&'a Tensor>,
 }
 
@@ -413,7 +470,9 @@ impl Op {
 /// Unsqueeze) move nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Cost {
+    /// Floating-point operations.
     pub flops: u64,
+    /// Bytes read and written.
     pub bytes: u64,
 }
 

@@ -11,6 +11,8 @@ use crate::error::OpResult;
 use crate::op_err;
 use crate::tensor::{DType, Tensor};
 
+/// Parses `axis`, `epsilon` and `stash_type` (only 1, f32 statistics) into
+/// `Op::LayerNormalization`; the number of outputs is up to the last named one in `outputs`.
 pub fn parse(a: &Attrs, outputs: &[String]) -> Result<Op, String> {
     a.only(&["axis", "epsilon", "stash_type"])?;
     if a.int_or("stash_type", 1)? != 1 {
@@ -62,6 +64,7 @@ fn check(axis: i64, x: &[usize], dtype: DType, params: &[(DType, &[usize])]) -> 
     Ok(a)
 }
 
+/// Output types: Y like X, then Mean and InvStdDev as requested.
 pub fn infer(axis: i64, outputs: usize, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let x = req(ins, 0)?;
     let params: Vec<(DType, &[usize])> = ins[1..]
@@ -78,6 +81,7 @@ pub fn infer(axis: i64, outputs: usize, ins: &[Option<InferIn>]) -> OpResult<Vec
     Ok(outs)
 }
 
+/// Reference evaluation of LayerNormalization.
 pub fn eval(axis: i64, eps: f32, outputs: usize, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let (x, scale) = (input(ins, 0)?, input(ins, 1)?);
     let bias = ins.get(2).copied().flatten();

@@ -10,6 +10,7 @@ use crate::error::OpResult;
 use crate::op_err;
 use crate::tensor::{DType, Tensor};
 
+/// Parses Range (no attributes).
 pub fn parse(a: &Attrs) -> Result<Op, String> {
     a.only(&[])?;
     Ok(Op::Range)
@@ -59,6 +60,8 @@ fn check_types(ins: &[DType]) -> OpResult<DType> {
     Ok(d)
 }
 
+/// Output type: 1-D of the inputs' type, its length computed from the three inputs, which
+/// must be constant.
 pub fn infer(ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let d = check_types(&[req(ins, 0)?.dtype, req(ins, 1)?.dtype, req(ins, 2)?.dtype])?;
     let (s, l, dl) = (req_const(ins, 0)?, req_const(ins, 1)?, req_const(ins, 2)?);
@@ -71,6 +74,7 @@ pub fn infer(ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     Ok(vec![(d, vec![n])])
 }
 
+/// Reference evaluation of Range.
 pub fn eval(ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let (s, l, dl) = (input(ins, 0)?, input(ins, 1)?, input(ins, 2)?);
     let d = check_types(&[s.dtype(), l.dtype(), dl.dtype()])?;

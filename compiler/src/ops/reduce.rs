@@ -6,6 +6,7 @@ use crate::error::OpResult;
 use crate::op_err;
 use crate::tensor::{DType, Tensor};
 
+/// Parses `keepdims`, `noop_with_empty_axes` and (before opset 18) `axes`.
 pub fn parse(a: &Attrs, opset: i64) -> Result<Op, String> {
     if opset >= 18 {
         a.only(&["keepdims", "noop_with_empty_axes"])?;
@@ -63,6 +64,7 @@ fn out_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> {
     out
 }
 
+/// Output type: that of input 0 with the reduced axes removed or, with `keepdims`, 1.
 pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let Op::ReduceMean { keepdims, .. } = op else {
         unreachable!()
@@ -81,6 +83,7 @@ pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     }
 }
 
+/// Reference evaluation of ReduceMean.
 pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let Op::ReduceMean { keepdims, .. } = op else {
         unreachable!()

@@ -11,6 +11,7 @@ use crate::error::{OpError, OpResult};
 use crate::op_err;
 use crate::tensor::{checked_numel, DType, Tensor};
 
+/// Parses Shape, ConstantOfShape, NonZero, Expand, Reshape, Squeeze, Unsqueeze or Flatten.
 pub fn parse(op: &str, a: &Attrs, opset: i64) -> Result<Op, String> {
     Ok(match op {
         "Shape" => {
@@ -224,6 +225,7 @@ fn out_shape(op: &Op, x: &[usize], consts: &[Option<&Tensor>]) -> OpResult<Vec<u
     }
 }
 
+/// Output type of a shape op; shapes read from an input need it constant.
 pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let consts: Vec<Option<&Tensor>> = ins.iter().map(|i| i.and_then(|i| i.konst)).collect();
     match op {
@@ -250,6 +252,7 @@ pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     }
 }
 
+/// Reference evaluation of a shape op.
 pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     Ok(vec![match op {
         Op::Shape { start, end } => {

@@ -12,11 +12,15 @@ use crate::tensor::Tensor;
 /// Slice-1 attributes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SliceAttrs {
+    /// First index per axis; negative counts from the end, out-of-range values clamp.
     pub starts: Vec<i64>,
+    /// End index (exclusive) per axis; negative counts from the end, out-of-range values clamp.
     pub ends: Vec<i64>,
+    /// Axes sliced; `None` means `0..starts.len()`.
     pub axes: Option<Vec<i64>>,
 }
 
+/// Parses Concat, Slice or Gather.
 pub fn parse(op: &str, a: &Attrs, opset: i64) -> Result<Op, String> {
     Ok(match op {
         "Concat" => {
@@ -46,6 +50,7 @@ pub fn parse(op: &str, a: &Attrs, opset: i64) -> Result<Op, String> {
     })
 }
 
+/// Parses Split into `outputs` parts (`split` an attribute before opset 13, `num_outputs` from 18).
 pub fn parse_split(a: &Attrs, opset: i64, outputs: usize) -> Result<Op, String> {
     a.only(if opset >= 18 {
         &["axis", "num_outputs"]
@@ -214,6 +219,8 @@ pub(crate) fn gather_shape(
     Ok((ax, out))
 }
 
+/// Output type of Concat, Slice, Split or Gather; the starts, ends, axes, steps and split
+/// inputs must be constant.
 pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let consts: Vec<Option<&Tensor>> = ins.iter().map(|i| i.and_then(|i| i.konst)).collect();
     let x = req(ins, 0)?;
@@ -255,6 +262,7 @@ pub fn infer(op: &Op, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     }
 }
 
+/// Reference evaluation of Concat, Slice, Split or Gather.
 pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let x = input(ins, 0)?;
     match op {
@@ -382,10 +390,13 @@ pub fn cost(op: &Op, ins: &[Option<InferIn>], outs: &[OutType]) -> super::Cost {
 /// end. Shapes depend on `split` and `position`, so inference needs them constant.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SplitPart {
+    /// Axis split along; negative counts from the end.
     pub axis: i64,
+    /// With `split` absent, keep the split axis (as size 1).
     pub keepdims: bool,
 }
 
+/// Parses SplitToSequence's `axis` and `keepdims`.
 pub fn parse_split_to_sequence(a: &Attrs) -> Result<SplitPart, String> {
     a.only(&["axis", "keepdims"])?;
     Ok(SplitPart {
@@ -445,6 +456,7 @@ fn part_shape(shape: &[usize], ax: usize, size: usize, keep: bool) -> Vec<usize>
     s
 }
 
+/// Output type of the part; `split` and `position` must be constant.
 pub fn infer_split_part(p: &SplitPart, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let x = req(ins, 0)?;
     let split = match ins.get(1).copied().flatten() {
@@ -455,6 +467,7 @@ pub fn infer_split_part(p: &SplitPart, ins: &[Option<InferIn>]) -> OpResult<Vec<
     Ok(vec![(x.dtype, part_shape(x.shape, ax, size, keep))])
 }
 
+/// Reference evaluation: the part at `position`.
 pub fn eval_split_part(p: &SplitPart, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let x = input(ins, 0)?;
     let (ax, start, size, keep) =

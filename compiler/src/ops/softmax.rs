@@ -7,6 +7,7 @@ use crate::error::OpResult;
 use crate::op_err;
 use crate::tensor::{DType, Tensor};
 
+/// Parses `axis` (default 1 before opset 13, −1 from 13) into `Op::Softmax`.
 pub fn parse(a: &Attrs, opset: i64) -> Result<Op, String> {
     a.only(&["axis"])?;
     let default = if opset >= 13 { -1 } else { 1 };
@@ -16,6 +17,7 @@ pub fn parse(a: &Attrs, opset: i64) -> Result<Op, String> {
     })
 }
 
+/// Reference evaluation of Softmax.
 pub fn eval(axis: i64, coerce_2d: bool, x: &Tensor) -> OpResult<Vec<Tensor>> {
     if !x.dtype().is_float() {
         return op_err!("Softmax needs a float input, found {}", x.dtype());

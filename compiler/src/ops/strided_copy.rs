@@ -8,6 +8,7 @@ use crate::error::OpResult;
 use crate::op_err;
 use crate::tensor::Tensor;
 
+/// A copy of a strided view of the input (see the module docs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StridedCopy {
     /// Flat input offset of output element 0.
@@ -35,6 +36,7 @@ impl StridedCopy {
     }
 }
 
+/// Output type: the input's dtype and `shape`, after checking the view reads inside the input.
 pub fn infer(c: &StridedCopy, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let x = req(ins, 0)?;
     if c.strides.len() != c.shape.len() {
@@ -50,6 +52,7 @@ pub fn infer(c: &StridedCopy, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>>
     Ok(vec![(x.dtype, c.shape.clone())])
 }
 
+/// Reference evaluation: gathers the view's elements.
 pub fn eval(c: &StridedCopy, x: &Tensor) -> OpResult<Vec<Tensor>> {
     let offsets = super::transpose::strided_offsets(&c.shape, &c.strides).map(|o| o + c.offset);
     Ok(vec![gather_elems(x, c.shape.clone(), offsets)])

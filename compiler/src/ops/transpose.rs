@@ -5,6 +5,7 @@ use crate::error::OpResult;
 use crate::op_err;
 use crate::tensor::Tensor;
 
+/// Parses `perm` into `Op::Transpose`.
 pub fn parse(a: &Attrs) -> Result<Op, String> {
     a.only(&["perm"])?;
     let perm = match a.ints("perm")? {
@@ -30,12 +31,14 @@ fn resolve(perm: Option<&[usize]>, rank: usize) -> OpResult<Vec<usize>> {
     Ok(p)
 }
 
+/// Output type: the input's dims permuted.
 pub fn infer(perm: Option<&[usize]>, ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let x = req(ins, 0)?;
     let p = resolve(perm, x.shape.len())?;
     Ok(vec![(x.dtype, p.iter().map(|&a| x.shape[a]).collect())])
 }
 
+/// Reference evaluation of Transpose.
 pub fn eval(perm: Option<&[usize]>, x: &Tensor) -> OpResult<Vec<Tensor>> {
     let p = resolve(perm, x.rank())?;
     let out: Vec<usize> = p.iter().map(|&a| x.shape()[a]).collect();

@@ -8,6 +8,7 @@ use crate::error::OpResult;
 use crate::op_err;
 use crate::tensor::{DType, Tensor};
 
+/// Parses `upper` (default 1) into `Op::Trilu`.
 pub fn parse(a: &Attrs) -> Result<Op, String> {
     a.only(&["upper"])?;
     Ok(Op::Trilu {
@@ -15,6 +16,7 @@ pub fn parse(a: &Attrs) -> Result<Op, String> {
     })
 }
 
+/// Output type: that of input 0 (rank ≥ 2); the optional k must be one i64.
 pub fn infer(ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     let x = req(ins, 0)?;
     if x.shape.len() < 2 {
@@ -28,6 +30,7 @@ pub fn infer(ins: &[Option<InferIn>]) -> OpResult<Vec<OutType>> {
     Ok(vec![(x.dtype, x.shape.to_vec())])
 }
 
+/// Reference evaluation of Trilu.
 pub fn eval(upper: bool, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
     let x = input(ins, 0)?;
     let r = x.rank();
