@@ -8,10 +8,14 @@ use crate::error::{Error, Result};
 use crate::gpt2::Gpt2Config;
 use crate::ir::{Graph, Tensor};
 
+/// What `gpt2c accuracy` measured for one weight format.
 #[derive(Clone, Debug)]
 pub struct Report {
+    /// The format compared with f32.
     pub format: WeightFormat,
+    /// Token sequences run.
     pub sequences: usize,
+    /// Positions compared (logit rows), over all sequences.
     pub positions: usize,
     /// Largest |logit(format) − logit(f32)| over every position and token.
     pub max_abs_diff: f32,

@@ -13,10 +13,13 @@ use std::path::Path;
 /// What was compiled, for build logs and `gpt2 info`.
 #[derive(Debug)]
 pub struct Compiled {
+    /// The GPT-2 configuration, when the graph is one.
     pub config: Option<Gpt2Config>,
     /// The static shape of each graph input the code was specialized to.
     pub inputs: Vec<(String, Vec<usize>)>,
+    /// What code generation produced.
     pub summary: Summary,
+    /// sha256 of the model file, hex.
     pub model_sha256: String,
 }
 

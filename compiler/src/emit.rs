@@ -30,6 +30,7 @@ pub const LIB_NAME: &str = "gpt2_model";
 /// What `emit_crate` wrote.
 #[derive(Debug)]
 pub struct Emitted {
+    /// What the compilation produced.
     pub compiled: Compiled,
     /// The package name in Cargo.toml.
     pub package: String,

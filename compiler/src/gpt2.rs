@@ -10,12 +10,18 @@ use crate::ir::{DType, Dim, Graph};
 use crate::ops::Op;
 use std::fmt;
 
+/// GPT-2 hyperparameters, as read from the graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gpt2Config {
+    /// Number of transformer blocks.
     pub n_layer: usize,
+    /// Attention heads per block.
     pub n_head: usize,
+    /// Embedding width (hidden size).
     pub n_embd: usize,
+    /// Vocabulary size: logits per position.
     pub vocab: usize,
+    /// Context length: rows of the position embedding.
     pub n_ctx: usize,
 }
 

@@ -92,15 +92,20 @@ pub fn check_stage(stage: &str, disabled: &[String]) -> std::result::Result<(), 
 
 /// The graph after one pass.
 pub struct PassResult {
+    /// Pass name (`Pass::name`).
     pub name: String,
+    /// What the pass did, one line (e.g. how many nodes it fused).
     pub summary: String,
+    /// The graph after the pass.
     pub graph: Graph,
 }
 
 /// Everything `inspect` shows: the graph at each stage, the sequence analysis and the
 /// memory plan of the final graph.
 pub struct Inspection {
+    /// The graph as imported, before any pass.
     pub import: Graph,
+    /// Each pass that ran, in order.
     pub passes: Vec<PassResult>,
     /// `None` when the pipeline stopped at `import`.
     pub sequence: Option<std::result::Result<SeqInfo, String>>,
@@ -112,12 +117,19 @@ pub struct Inspection {
 
 /// One stage, borrowed from an `Inspection`.
 pub struct View<'a> {
+    /// Stage name (see `STAGES`).
     pub stage: &'a str,
+    /// Names of the passes run to reach it.
     pub passes: Vec<&'a str>,
+    /// The last pass's summary; `None` at `import`.
     pub summary: Option<&'a str>,
+    /// The graph at this stage.
     pub graph: &'a Graph,
+    /// The sequence analysis (`sequence` and `plan` stages only).
     pub sequence: Option<&'a std::result::Result<SeqInfo, String>>,
+    /// The memory plan (`plan` stage only).
     pub plan: Option<&'a Plan>,
+    /// The values whose buffers persist between calls.
     pub persistent: &'a [ValueId],
 }
 
@@ -269,7 +281,9 @@ pub fn node_cost(g: &Graph, n: &Node) -> Option<Cost> {
 /// Totals over a graph.
 #[derive(Clone, Debug, Default)]
 pub struct Totals {
+    /// Number of nodes.
     pub nodes: usize,
+    /// Summed cost of the nodes whose cost is known.
     pub cost: Cost,
     /// Nodes whose cost is unknown (shapes not static yet): not in `cost`.
     pub without_cost: usize,
@@ -277,6 +291,7 @@ pub struct Totals {
     pub ops: BTreeMap<&'static str, (usize, Cost)>,
 }
 
+/// Node count and modelled cost of `g`, in total and per op name.
 pub fn totals(g: &Graph) -> Totals {
     let mut t = Totals {
         nodes: g.nodes.len(),
@@ -786,10 +801,15 @@ pub fn stage_json(v: &View) -> Json {
 
 /// Where the model came from and how it was specialized, for the JSON document.
 pub struct ModelInfo<'a> {
+    /// The model file's path.
     pub path: &'a str,
+    /// The model file's size in bytes.
     pub file_bytes: u64,
+    /// The GPT-2 hyperparameters, when the graph was recognised as GPT-2.
     pub config: Option<&'a Gpt2Config>,
+    /// The static shape chosen for each graph input, by name.
     pub inputs: &'a [(String, Vec<usize>)],
+    /// The optional passes switched off.
     pub disabled: &'a [String],
 }
 

@@ -13,6 +13,7 @@
 use crate::ir::{Graph, ValueId};
 use crate::ops::{norm_axis, Op};
 
+/// The result of the sequence analysis: which values and nodes run row by row.
 #[derive(Clone, Debug)]
 pub struct SeqInfo {
     /// Length of the sequence axis (the specialized context).
@@ -74,6 +75,8 @@ pub fn view_row_axis(
     (inner < row).then_some(b)
 }
 
+/// Runs the analysis from graph input `input`, whose axis `input_axis` is the sequence;
+/// `Err` says which node breaks the proof.
 pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, String> {
     let len = g.shape(input)[input_axis];
     if len < 2 {

@@ -18,9 +18,12 @@ pub const PANEL: usize = gpt2rt::gemm::NR;
 /// Linears) stays f32.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
+    /// f32, as in the model.
     #[default]
     F32,
+    /// bfloat16, rounded to nearest even.
     Bf16,
+    /// IEEE half precision.
     F16,
     /// int8 with one f32 scale per output column (per output channel), in panels of
     /// four-row quads (`gpt2rt::q8`).
@@ -28,6 +31,7 @@ pub enum WeightFormat {
 }
 
 impl WeightFormat {
+    /// The `GPT2_WEIGHTS` names, in variant order.
     pub const NAMES: &'static [&'static str] = &["f32", "bf16", "f16", "q8"];
 
     /// Parses `GPT2_WEIGHTS`.
@@ -44,6 +48,7 @@ impl WeightFormat {
         }
     }
 
+    /// The format's `GPT2_WEIGHTS` name.
     pub fn name(self) -> &'static str {
         match self {
             WeightFormat::F32 => "f32",

@@ -32,12 +32,14 @@ pub enum WeightsPath {
     ManifestDir(String),
 }
 
+/// What the generated source says about its model, and how it stores the weights.
 #[derive(Clone, Debug)]
 pub struct Options {
     /// File name of the model, for the header.
     pub model_name: String,
     /// sha256 of the model file, hex.
     pub model_sha256: String,
+    /// Where the generated source finds the weight file.
     pub weights_path: WeightsPath,
     /// The GPT-2 configuration, when the graph is one.
     pub gpt2: Option<Gpt2Config>,
@@ -52,11 +54,17 @@ pub struct Options {
 /// What `emit` produced.
 #[derive(Clone, Debug)]
 pub struct Summary {
+    /// Lines of generated Rust.
     pub source_lines: usize,
+    /// Size of the weight file in bytes.
     pub weight_bytes: usize,
+    /// Number of distinct weights in it.
     pub weights: usize,
+    /// Size of the f32 arena in elements.
     pub arena_f32: usize,
+    /// Size of the i64 arena in elements.
     pub arena_i64: usize,
+    /// Nodes that lowered to code (views emit none).
     pub statements: usize,
 }
 

@@ -61,6 +61,8 @@ pub struct Namer {
 }
 
 impl Namer {
+    /// A valid identifier from `base` not handed out before: `base`, else `base_2`, `base_3`, ...
+    /// (a keyword gets a `_` appended first).
     pub fn unique(&mut self, base: String) -> String {
         let base = if syn::parse_str::<syn::Ident>(&base).is_ok() {
             base

@@ -20,11 +20,15 @@ use std::collections::HashMap;
 /// Element type of a run-time buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Elem {
+    /// 32-bit float, in the f32 arena.
     F32,
+    /// 64-bit integer (and bool, as 0/1), in the i64 arena.
     I64,
 }
 
 impl Elem {
+    /// The buffer element type holding a `DType`; `None` for types the generated code has no
+    /// arena for.
     pub fn of(d: DType) -> Option<Elem> {
         match d {
             DType::F32 => Some(Elem::F32),
@@ -33,6 +37,7 @@ impl Elem {
             _ => None,
         }
     }
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             Elem::F32 => 4,
@@ -41,30 +46,38 @@ impl Elem {
     }
 }
 
+/// Where a value lives at run time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Storage {
     /// Index into `Plan::weights`.
     Weight(usize),
     /// Elements `offset..offset + len` of the arena of `elem`.
     Arena {
+        /// Arena element type.
         elem: Elem,
+        /// First element of the range.
         offset: usize,
+        /// Number of elements.
         len: usize,
     },
 }
 
+/// One constant stored in the weight blob.
 #[derive(Clone, Debug)]
 pub struct Weight {
     /// The first value that holds these bytes (names the weight).
     pub value: ValueId,
+    /// Element type of the constant.
     pub elem: Elem,
     /// Byte offset in the blob (a multiple of `BLOB_ALIGN`).
     pub offset: usize,
+    /// Number of stored elements (for panels, including their padding).
     pub len: usize,
     /// The constant (for a panel-packed weight, before packing).
     pub tensor: Tensor,
     /// `Some([K, N])` when stored in column panels (`layout`) for Linear ops.
     pub panels: Option<[usize; 2]>,
+    /// How the elements are arranged.
     pub layout: WeightLayout,
     /// How the elements are stored: panel-packed weights may be narrowed (`WeightFormat`).
     pub format: super::layout::WeightFormat,
@@ -72,16 +85,23 @@ pub struct Weight {
     pub scales_offset: Option<usize>,
 }
 
+/// Weights start at byte offsets that are multiples of this in the blob.
 pub const BLOB_ALIGN: usize = 64;
 /// Arena ranges start at multiples of this many elements (64 bytes for f32).
 const ARENA_ALIGN: usize = 16;
 
+/// The memory plan: where every value lives at run time (weight blob or arenas).
 #[derive(Debug, Default)]
 pub struct Plan {
+    /// Each value's storage, by `ValueId`; `None` for values the generated code never holds.
     pub storage: Vec<Option<Storage>>,
+    /// The weights, in blob order.
     pub weights: Vec<Weight>,
+    /// Size of the weight blob in bytes.
     pub blob_bytes: usize,
+    /// Size of the f32 arena in elements.
     pub arena_f32: usize,
+    /// Size of the i64 arena in elements.
     pub arena_i64: usize,
     /// Values that own an arena range (not aliases), in definition order.
     pub buffers: Vec<ValueId>,

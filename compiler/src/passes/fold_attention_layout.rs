@@ -25,6 +25,7 @@ use crate::ir::Graph;
 use crate::ops::attention::HeadView;
 use crate::ops::{strides, Op};
 
+/// The attention-layout folding pass (see the module docs).
 pub struct FoldAttentionLayout;
 
 /// `view` (over the flat elements of a tensor of shape `xs`) composed with `w` (that

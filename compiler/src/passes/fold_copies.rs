@@ -17,6 +17,7 @@ use crate::ir::Graph;
 use crate::ops::strided_copy::StridedCopy;
 use crate::ops::Op;
 
+/// The copy-folding pass (see the module docs).
 pub struct FoldCopies;
 
 impl Pass for FoldCopies {

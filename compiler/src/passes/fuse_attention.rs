@@ -26,6 +26,7 @@ use crate::ops::attention::Attention;
 use crate::ops::{BinaryOp, Op};
 use std::collections::HashMap;
 
+/// The attention fusion pass (see the module docs).
 pub struct FuseAttention;
 
 /// The value of `v` if it is a constant or computed from constants only.

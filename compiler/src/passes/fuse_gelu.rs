@@ -19,6 +19,7 @@ use crate::ir::{DType, Graph, Node, Tensor, ValueId};
 use crate::ops::{Op, UnaryOp};
 use std::collections::HashMap;
 
+/// The GELU fusion pass (see the module docs).
 pub struct FuseGelu;
 
 /// Elementwise nodes a GELU may be written with.

@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::ir::{Graph, Node};
 use crate::ops::{BinaryOp, Op, UnaryOp};
 
+/// The LayerNorm fusion pass (see the module docs).
 pub struct FuseLayerNorm;
 
 fn last_axis_mean(m: &Matcher, n: &Node) -> bool {

@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::ir::{DType, Graph, Node, ValueId};
 use crate::ops::{BinaryOp, Op};
 
+/// The Linear fusion pass (see the module docs).
 pub struct FuseLinear;
 
 /// N of `W [K, N]`: an f32 constant, or the transpose of one (a tied weight, see

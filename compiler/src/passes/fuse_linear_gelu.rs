@@ -15,6 +15,7 @@ use crate::ir::{Graph, Node};
 use crate::ops::linear::Activation;
 use crate::ops::Op;
 
+/// The pass folding a Gelu into the Linear it reads (see the module docs).
 pub struct FuseLinearGelu;
 
 fn match_at(m: &Matcher, i: usize) -> Option<(Vec<usize>, Vec<Node>)> {

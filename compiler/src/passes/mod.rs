@@ -18,7 +18,9 @@ pub mod views;
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 
+/// A graph transformation.
 pub trait Pass {
+    /// The pass's name (as `GPT2C_DISABLE_PASSES` and `inspect` spell it).
     fn name(&self) -> &'static str;
     /// Transforms the graph; returns a one-line summary of what changed.
     fn run(&self, graph: &mut Graph) -> Result<String>;

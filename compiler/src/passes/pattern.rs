@@ -4,13 +4,16 @@ use crate::ir::{Graph, Node, ValueId};
 use crate::ops::{BinaryOp, Op};
 use std::collections::HashMap;
 
+/// A graph with its producer and use-count tables, for matching op chains.
 pub struct Matcher<'a> {
+    /// The graph being matched.
     pub g: &'a Graph,
     producers: HashMap<ValueId, usize>,
     uses: Vec<usize>,
 }
 
 impl<'a> Matcher<'a> {
+    /// Builds the tables for `g`.
     pub fn new(g: &'a Graph) -> Self {
         Matcher {
             g,

@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::ir::Graph;
 use crate::ops::Op;
 
+/// The simplification pass (see the module docs).
 pub struct Simplify;
 
 fn is_noop(graph: &Graph, op: &Op, input: usize, output: usize) -> bool {

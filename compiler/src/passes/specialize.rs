@@ -17,13 +17,16 @@ use crate::ops::{InferIn, Op};
 /// Default folding budget per node result.
 pub const FOLD_BUDGET_BYTES: usize = 1 << 20;
 
+/// The specialization pass (see the module docs).
 pub struct Specialize {
     /// Static shape for each named graph input.
     pub inputs: Vec<(String, Vec<usize>)>,
+    /// Largest node result in bytes that is folded to a constant; bigger results stay nodes.
     pub fold_budget: usize,
 }
 
 impl Specialize {
+    /// Specializes to `inputs` with the default folding budget.
     pub fn new(inputs: Vec<(String, Vec<usize>)>) -> Self {
         Specialize {
             inputs,

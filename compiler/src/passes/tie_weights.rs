@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::ir::{DType, Graph, Node, TensorType, ValueId};
 use crate::ops::Op;
 
+/// The tie-weights pass (see the module docs).
 pub struct TieWeights;
 
 /// Whether `b` is the transpose of `a` (both 2-D f32).

@@ -14,8 +14,11 @@ use std::collections::HashMap;
 /// Element `idx` of a value is element `offset + Σ idx·strides` of `base` (flat, row-major).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct View {
+    /// The value the data starts in.
     pub base: ValueId,
+    /// Flat element offset in `base` of element 0.
     pub offset: usize,
+    /// Element stride in `base` of each axis of the value.
     pub strides: Vec<usize>,
     /// How many copying nodes the chain from `base` holds.
     pub copies: usize,
