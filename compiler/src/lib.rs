@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! gpt2c: compiles the GPT-2 LM-head ONNX model into Rust.
 //!
 //! Pipeline so far: `onnx` (load, zero-copy) → `ir` (typed graph) → `passes::specialize`
