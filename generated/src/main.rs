@@ -3,8 +3,8 @@
 use clap::{Args, Parser, Subcommand};
 use gpt2::{build_info, GPT2, INPUTS, OUTPUTS, WEIGHT_BYTES};
 use gpt2text::{
-    score_text, GenerateOptions, Generator, Gpt2Tokenizer, SamplerConfig, Tokens, END_OF_TEXT,
-    VOCAB,
+    score_text_with_progress, GenerateOptions, Generator, Gpt2Tokenizer, SamplerConfig, Tokens,
+    END_OF_TEXT, VOCAB,
 };
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -325,7 +325,10 @@ fn score_file(file: &Path) -> Result<(), String> {
     let tok = Gpt2Tokenizer::new()?;
     let mut runner = gpt2::runner();
     let t = Instant::now();
-    let score = score_text(&mut runner, &tok, &bytes)?;
+    let mut shown = ScoreProgress::new();
+    let score = score_text_with_progress(&mut runner, &tok, &bytes, |p| shown.update(p));
+    shown.clear();
+    let score = score?;
     outln!(
         o,
         "perplexity {:.4} over {} tokens (mean negative log-likelihood {:.4} nats; {:.1} s)",
@@ -336,6 +339,60 @@ fn score_file(file: &Path) -> Result<(), String> {
     );
     emit(&o);
     Ok(())
+}
+
+/// `gpt2 score`'s progress line on stderr, redrawn in place at most every 200 ms: only
+/// when stderr is a terminal (`GPT2C_PROGRESS=0` turns it off, `=1` forces it on, as for
+/// the compiler), so pipes and logs stay clean.
+struct ScoreProgress {
+    on: bool,
+    start: Instant,
+    last: Option<Instant>,
+}
+
+impl ScoreProgress {
+    fn new() -> ScoreProgress {
+        use std::io::IsTerminal;
+        let on = match std::env::var("GPT2C_PROGRESS").as_deref() {
+            Ok("0") => false,
+            Ok("1") => true,
+            _ => std::io::stderr().is_terminal(),
+        };
+        ScoreProgress {
+            on,
+            start: Instant::now(),
+            last: None,
+        }
+    }
+
+    fn update(&mut self, p: gpt2text::Progress) {
+        let now = Instant::now();
+        let due = match self.last {
+            None => true,
+            Some(t) => now.duration_since(t).as_millis() >= 200,
+        };
+        if !self.on || !(due || p.scored == p.total) {
+            return;
+        }
+        self.last = Some(now);
+        let secs = now.duration_since(self.start).as_secs_f64().max(1e-9);
+        let rate = p.scored as f64 / secs;
+        let left = (p.total - p.scored) as f64 / rate.max(1e-9);
+        eprint!(
+            "\r\x1b[2Kscoring: {}/{} tokens ({:.0}%), {:.0} tokens/s, {:.0} s left",
+            p.scored,
+            p.total,
+            100.0 * p.scored as f64 / p.total.max(1) as f64,
+            rate,
+            left
+        );
+    }
+
+    fn clear(&self) {
+        if self.on && self.last.is_some() {
+            eprint!("\r\x1b[2K");
+        }
+    }
 }
 
 fn logits(ids: &[i64], out: &Path) -> Result<(), String> {

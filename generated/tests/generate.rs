@@ -213,3 +213,36 @@ fn stop_strings_cut_the_text() {
     let (ok, _, err) = gpt2(&["--ids", "1,2", "--stop", "x"], None);
     assert!(!ok && err.contains("--stop needs a text prompt"), "{err}");
 }
+
+#[test]
+fn score_shows_progress_only_on_a_terminal_or_when_asked() {
+    if !gpt2_vocab() {
+        return;
+    }
+    let run = |progress: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpt2"));
+        cmd.args(["score", "../models/heldout-sample.txt", "--threads", "1"]);
+        cmd.env_remove("GPT2C_PROGRESS");
+        if let Some(p) = progress {
+            cmd.env("GPT2C_PROGRESS", p);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    // Not a terminal here: silent unless forced on.
+    let (quiet_out, quiet_err) = run(None);
+    assert_eq!(quiet_err, "");
+    let (out, err) = run(Some("1"));
+    assert!(
+        err.contains("scoring: ") && err.contains("/4831 tokens"),
+        "{err}"
+    );
+    assert!(err.contains("4831/4831 tokens (100%)"), "{err}");
+    let strip_time = |s: &str| s.split(';').next().unwrap().to_string();
+    assert_eq!(strip_time(&out), strip_time(&quiet_out));
+    assert!(out.starts_with("perplexity "), "{out}");
+}

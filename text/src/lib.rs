@@ -30,5 +30,7 @@ pub mod tokenizer;
 pub use generate::{Finish, GenerateOptions, Generator, Tokens};
 pub use runner::Runner;
 pub use sampling::{Sampler, SamplerConfig};
-pub use score::{score, score_text, Score};
+pub use score::{
+    score, score_text, score_text_with_progress, score_with_progress, Progress, Score,
+};
 pub use tokenizer::{Gpt2Tokenizer, StreamDecoder, END_OF_TEXT, VOCAB};

@@ -21,10 +21,28 @@ impl Score {
     }
 }
 
+/// How far scoring has got, for a progress display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Tokens scored so far.
+    pub scored: usize,
+    /// Tokens to score in all.
+    pub total: usize,
+}
+
 /// Scores `ids` with windows of the full context sliding by half a context: every token
 /// after the first is scored once, with at least half a context of history once the text
 /// is long enough (llama.cpp's perplexity tool scores the same way).
 pub fn score<M: Gpt2Model>(runner: &mut Runner<M>, ids: &[u32]) -> Result<Score, String> {
+    score_with_progress(runner, ids, |_| {})
+}
+
+/// [`score`], calling `progress` after each window (the last call has `scored == total`).
+pub fn score_with_progress<M: Gpt2Model>(
+    runner: &mut Runner<M>,
+    ids: &[u32],
+    mut progress: impl FnMut(Progress),
+) -> Result<Score, String> {
     if ids.len() < 2 {
         return Err("scoring needs at least two tokens".into());
     }
@@ -41,6 +59,10 @@ pub fn score<M: Gpt2Model>(runner: &mut Runner<M>, ids: &[u32]) -> Result<Score,
             count += 1;
         }
         scored_upto = end;
+        progress(Progress {
+            scored: count,
+            total: ids.len() - 1,
+        });
         if end == ids.len() {
             break;
         }
@@ -59,11 +81,21 @@ pub fn score_text<M: Gpt2Model>(
     tokenizer: &Gpt2Tokenizer,
     text: &[u8],
 ) -> Result<Score, String> {
+    score_text_with_progress(runner, tokenizer, text, |_| {})
+}
+
+/// [`score_text`], calling `progress` after each window.
+pub fn score_text_with_progress<M: Gpt2Model>(
+    runner: &mut Runner<M>,
+    tokenizer: &Gpt2Tokenizer,
+    text: &[u8],
+    progress: impl FnMut(Progress),
+) -> Result<Score, String> {
     check_vocab(runner.vocab())?;
     let mut ids = vec![END_OF_TEXT];
     ids.extend(tokenizer.encode_bytes(text)?);
     if ids.len() < 2 {
         return Err("the text is empty: nothing to score".into());
     }
-    score(runner, &ids)
+    score_with_progress(runner, &ids, progress)
 }

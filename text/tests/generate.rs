@@ -254,3 +254,16 @@ fn score_text_reads_the_script() {
     assert!(bad.perplexity() > 1e3, "{bad:?}");
     assert!(gpt2text::score_text(&mut runner, tok(), b"").is_err());
 }
+
+#[test]
+fn score_reports_progress_window_by_window() {
+    let mut runner = Runner::new(Scripted::new(cat_script));
+    // 20 tokens with a context of 8: windows end at 8, 12, 16 and 20.
+    let ids: Vec<u32> = (0..20).map(|i| cat_script(i, 0)).collect();
+    let mut seen = Vec::new();
+    let s = gpt2text::score_with_progress(&mut runner, &ids, |p| seen.push(p)).unwrap();
+    let scored: Vec<usize> = seen.iter().map(|p| p.scored).collect();
+    assert_eq!(scored, [7, 11, 15, 19]);
+    assert!(seen.iter().all(|p| p.total == 19));
+    assert_eq!(s.tokens, 19);
+}
