@@ -102,8 +102,7 @@ fn next_tokens_example_lists_five_probabilities() {
 
 #[test]
 fn perplexity_example_scores_both_formats() {
-    let dir = std::env::var("CARGO_TARGET_TMPDIR").unwrap_or(env!("CARGO_TARGET_TMPDIR").into());
-    let file = PathBuf::from(dir).join("perplexity-example.txt");
+    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("perplexity-example.txt");
     std::fs::write(
         &file,
         "In the beginning God created the heaven and the earth.\n",

@@ -309,11 +309,6 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
 
 fn score_file(file: &Path) -> Result<(), String> {
     let mut o = String::new();
-    if !gpt2_vocab() {
-        return Err(format!(
-            "scoring text needs GPT-2's {VOCAB}-token vocabulary; this model has another"
-        ));
-    }
     let mut bytes = Vec::new();
     if file == Path::new("-") {
         std::io::stdin()
@@ -396,16 +391,15 @@ impl ScoreProgress {
 }
 
 fn logits(ids: &[i64], out: &Path) -> Result<(), String> {
-    let cfg = GPT2.ok_or("the embedded model is not a GPT-2 LM head; `logits` needs one")?;
-    let len = INPUTS[0].numel();
-    let ids = check_ids(ids, cfg.vocab)?;
+    let mut runner = gpt2::runner();
+    let (len, vocab) = (runner.context(), runner.vocab());
+    let ids = check_ids(ids, vocab)?;
     if ids.len() > len {
         return Err(format!(
             "{} ids given; the model's context is {len} tokens",
             ids.len()
         ));
     }
-    let mut runner = gpt2::runner();
     let rows = runner.eval(&ids)?;
     let mut bytes = Vec::with_capacity(rows.len() * 4);
     for x in rows {
