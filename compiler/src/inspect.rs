@@ -33,6 +33,8 @@
 //!                 "buffers": [ { "value", "dtype", "offset", "elements", "bytes",
 //!                                "first_step", "last_step", "persistent",
 //!                                "inside": value name | null } ] }       (plan only)
+//!       "batching": { "possible": bool, "detail": string | null,
+//!                     "cache_elements": int | null }                       (plan only)
 //!   } ] }
 //! value = { "name", "dtype", "shape": [int | symbol string] | null, "const": bool }
 //! node  = { "index", "name", "op", "inputs": [value | null], "outputs": [value],
@@ -161,13 +163,32 @@ impl Inspection {
                 graph: g.clone(),
             });
         })?;
-        ins.passes = passes;
         crate::progress::stage("sequence analysis", None);
-        let seq = crate::codegen::sequence_info(&last);
+        let mut seq = crate::codegen::sequence_info(&last);
+        // As codegen does: the nodes feeding only the logits last.
+        let last = match seq
+            .as_ref()
+            .ok()
+            .and_then(|s| crate::sequence::tail_last(&last, s))
+        {
+            Some(g) => {
+                passes.push(PassResult {
+                    name: "schedule-tail-last".to_string(),
+                    summary: "moved the nodes that feed only the logits after the others".into(),
+                    graph: g.clone(),
+                });
+                seq = crate::codegen::sequence_info(&g);
+                g
+            }
+            None => last,
+        };
+        ins.passes = passes;
         ins.persistent = crate::codegen::persistent(&last, &seq);
         crate::progress::stage("memory plan", None);
-        ins.plan =
-            Some(crate::codegen::plan::plan(&last, &ins.persistent).map_err(|e| e.to_string()));
+        let cache: &[ValueId] = seq.as_ref().map_or(&[], |s| &s.cache[..]);
+        ins.plan = Some(
+            crate::codegen::plan::plan(&last, &ins.persistent, cache).map_err(|e| e.to_string()),
+        );
         ins.sequence = Some(seq);
         Ok(ins)
     }
@@ -466,8 +487,31 @@ pub fn text(v: &View) -> String {
     }
     if let Some(plan) = v.plan {
         o.push_str(&plan_text(g, plan, v.persistent));
+        if let Some(seq) = v.sequence {
+            o.push_str(&batching_text(g, seq, plan));
+        }
     }
     o
+}
+
+/// Whether rows of several sequences can run in one step (`codegen::batch`), in a line or
+/// two: the cache each sequence needs, or why the graph does not allow it.
+pub fn batching_text(g: &Graph, seq: &std::result::Result<SeqInfo, String>, plan: &Plan) -> String {
+    match crate::codegen::batch::analyze(g, seq, plan) {
+        Ok(b) => format!(
+            "batching   continuous: rows of many sequences run in one step; Linears and norms once over all\n           of them, attention per sequence against its own cache of {} f32 ({})\n",
+            b.cache_len,
+            bytes((b.cache_len * 4) as u64)
+        ),
+        Err(why) => format!("batching   not possible: {why}\n"),
+    }
+}
+
+fn batching_json(g: &Graph, seq: &std::result::Result<SeqInfo, String>, plan: &Plan) -> Json {
+    match crate::codegen::batch::analyze(g, seq, plan) {
+        Ok(b) => json!({ "possible": true, "detail": null, "cache_elements": b.cache_len }),
+        Err(why) => json!({ "possible": false, "detail": why, "cache_elements": null }),
+    }
 }
 
 /// What the sequence analysis concluded, in a few lines.
@@ -795,6 +839,9 @@ pub fn stage_json(v: &View) -> Json {
     }
     if let Some(p) = v.plan {
         m.insert("plan".into(), plan_json(v.graph, p, v.persistent));
+        if let Some(s) = v.sequence {
+            m.insert("batching".into(), batching_json(v.graph, s, p));
+        }
     }
     Json::Object(m)
 }

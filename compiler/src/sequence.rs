@@ -420,3 +420,20 @@ pub fn analyze(g: &Graph, input: ValueId, input_axis: usize) -> Result<SeqInfo, 
         row_read,
     })
 }
+
+/// The nodes in an order that runs every node feeding the cache or the other outputs
+/// before the ones that feed only the logits (`SeqInfo::tail`), each group in its original
+/// order; `None` when the graph is in that order already. A valid order: a node outside
+/// the tail never reads one inside it (its inputs feed the cache too). Batched steps need
+/// it, since they compact the rows the tail reads to one per sequence before the tail runs.
+pub fn tail_last(g: &Graph, s: &SeqInfo) -> Option<Graph> {
+    let first_tail = s.tail.iter().position(|&t| t)?;
+    if !s.tail[first_tail..].iter().any(|&t| !t) {
+        return None;
+    }
+    let mut out = g.clone();
+    let (head, tail): (Vec<_>, Vec<_>) =
+        g.nodes.iter().cloned().zip(&s.tail).partition(|(_, &t)| !t);
+    out.nodes = head.into_iter().chain(tail).map(|(n, _)| n).collect();
+    Some(out)
+}

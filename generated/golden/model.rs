@@ -12,7 +12,13 @@ pub const INCREMENTAL: bool = true;
 pub const SEQ_LEN: usize = 128;
 /// What the sequence analysis found.
 pub const SEQUENCE: &str = "rows run separately: 8 cached tensors";
+/// Whether rows of several sequences can run in one step (`forward_batch`), and why
+/// not when they cannot.
+pub const BATCHING: Result<(), &str> = Ok(());
+/// Values of one sequence's attention cache in `forward_batch` (0 without it).
+pub const CACHE_LEN: usize = 131072;
 use gpt2rt::arena;
+use gpt2rt::batch;
 use gpt2rt::io::{DType, Gpt2Config, TensorInfo, TensorRef};
 use gpt2rt::kernels::{self, Activation, Layout};
 use gpt2rt::profile;
@@ -1747,6 +1753,968 @@ impl Model {
         }
         self.forward_rows(input1, 0, false)
     }
+    /// One step over several sequences (`gpt2rt::batch`): the rows of each segment,
+    /// their ids stacked in `input1`, against the cache `caches[segment.cache]`
+    /// (`CACHE_LEN` values, laid out as the start of the f32 arena), which holds the
+    /// sequence's rows `0..segment.pos` and receives the new ones. Then the logits'
+    /// row `i` is the last row of segment `i` with `last_only`, else the logits
+    /// hold every row of the stack. Overwrites the cache rows `forward_rows` keeps.
+    #[allow(unused_variables)]
+    pub fn forward_batch(
+        &mut self,
+        input1: &[i64],
+        segments: &[batch::Segment],
+        caches: &mut [Vec<f32>],
+        last_only: bool,
+    ) -> Result<(), String> {
+        let n = batch::check(input1.len(), 1, segments, caches, CACHE_LEN, SEQ_LEN)?;
+        let rows = (0, n);
+        let tail_rows = if last_only { (0, segments.len()) } else { rows };
+        let Model { w, f32s, i64s } = self;
+        let (w, f32s, i64s) = (&*w, &mut f32s[..], &mut i64s[..]);
+        i64s[buf::INPUT1][..n * 1].copy_from_slice(input1);
+        // Gather /transformer/wte/Gather
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(0, rn);
+            let (y, rest) = arena::split(f32s, buf::WTE_GATHER);
+            kernels::gather_panels(
+                    w.wte_weight,
+                    50257,
+                    128,
+                    &(&i64s[buf::INPUT1])[r0 * 1..(r0 + rn) * 1],
+                    &mut y[r0 * 128..(r0 + rn) * 128],
+                )
+                .map_err(|e| format!("{}: {e}", "/transformer/wte/Gather"))?;
+        }
+        // Add /transformer/Add_1
+        for run in batch::runs(segments) {
+            let (r0, rn, q0) = (run.row, run.rows, run.pos);
+            let _timer = profile::timer(1, rn);
+            let (y, rest) = arena::split(f32s, buf::ADD_1);
+            kernels::broadcast(
+                &(rest.get(buf::WTE_GATHER))[r0 * 128..],
+                &[0, 128, 1],
+                &(w.wpe_gather)[q0 * 128..],
+                &[0, 128, 1],
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                &[1, rn, 128],
+                |a, b| a + b,
+            );
+        }
+        // ======== layer 0 ========
+        // LayerNorm /transformer/h.0/ln_1/LayerNorm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(2, rn);
+            let (y, rest) = arena::split(f32s, buf::H0_LN_1);
+            kernels::layer_norm(
+                &(rest.get(buf::ADD_1))[r0 * 128..(r0 + rn) * 128],
+                w.h0_ln_1_weight,
+                w.h0_ln_1_bias,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                0.00001f32,
+            );
+        }
+        // Linear /transformer/h.0/attn/c_attn/Gemm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(3, rn);
+            let (y, rest) = arena::split(f32s, buf::H0_ATTN_C_ATTN);
+            kernels::linear(
+                &(rest.get(buf::H0_LN_1))[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                w.h0_attn_c_attn_weight,
+                Some(w.h0_attn_c_attn_bias),
+                Activation::Identity,
+                &mut y[r0 * 384..(r0 + rn) * 384],
+                384,
+            );
+        }
+        // StridedCopy /transformer/h.0/attn/Transpose_2
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(4, rn);
+            let (y, rest) = arena::split(f32s, buf::H0_ATTN_VALUES);
+            kernels::copy_strided(
+                rest.get(buf::H0_ATTN_C_ATTN),
+                256 + r0 * 384,
+                &[0, 32, 384, 1],
+                y,
+                r0 * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, rn, 32],
+            );
+        }
+        for run in batch::runs(segments) {
+            kernels::copy_strided(
+                &f32s[buf::H0_ATTN_VALUES],
+                run.row * 32,
+                &[16384, 4096, 32, 1],
+                &mut caches[run.cache][buf::H0_ATTN_VALUES],
+                run.pos * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, run.rows, 32],
+            );
+        }
+        // StridedCopy /transformer/h.0/attn/Transpose_3
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(5, rn);
+            let (y, rest) = arena::split(f32s, buf::H0_ATTN_KEYS);
+            kernels::copy_strided(
+                rest.get(buf::H0_ATTN_C_ATTN),
+                128 + r0 * 384,
+                &[0, 32, 384, 1],
+                y,
+                r0 * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, rn, 32],
+            );
+        }
+        for run in batch::runs(segments) {
+            kernels::copy_strided(
+                &f32s[buf::H0_ATTN_KEYS],
+                run.row * 32,
+                &[16384, 4096, 32, 1],
+                &mut caches[run.cache][buf::H0_ATTN_KEYS],
+                run.pos * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, run.rows, 32],
+            );
+        }
+        // Attention /transformer/h.0/attn/Attention
+        for run in batch::runs(segments) {
+            let (r0, rn, q0) = (run.row, run.rows, run.pos);
+            let cache = &caches[run.cache];
+            let _timer = profile::timer(6, rn);
+            let (y, rest) = arena::split(f32s, buf::H0_ATTN);
+            let dims = kernels::AttentionDims {
+                bh: 4,
+                heads: 4,
+                q_rows: 128,
+                kv_rows: 128,
+                d: 32,
+                scale: 0.17677669f32,
+                causal: true,
+                q: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 0,
+                    head: 32,
+                    row: 384,
+                    col: 1,
+                },
+                k: kernels::HeadLayout::dense(4, 128, 32),
+                v: kernels::HeadLayout::dense(4, 128, 32),
+                out: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 16384,
+                    head: 32,
+                    row: 128,
+                    col: 1,
+                },
+            };
+            kernels::attention_at(
+                rest.get(buf::H0_ATTN_C_ATTN),
+                &cache[buf::H0_ATTN_KEYS],
+                &cache[buf::H0_ATTN_VALUES],
+                y,
+                dims,
+                r0,
+                rn,
+                q0,
+            );
+        }
+        // Linear /transformer/h.0/attn/c_proj/Gemm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(7, rn);
+            let (y, rest) = arena::split(f32s, buf::H0_ATTN_C_PROJ);
+            kernels::linear(
+                &(rest.get(buf::H0_ATTN))[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                w.h0_attn_c_proj_weight,
+                Some(w.h0_attn_c_proj_bias),
+                Activation::Identity,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                128,
+            );
+        }
+        // Add /transformer/h.0/Add
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(8, rn);
+            let (y, rest) = arena::split(f32s, buf::H0_ADD);
+            kernels::broadcast(
+                &(rest.get(buf::ADD_1))[r0 * 128..],
+                &[0, 128, 1],
+                &(rest.get(buf::H0_ATTN_C_PROJ))[r0 * 128..],
+                &[0, 128, 1],
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                &[1, rn, 128],
+                |a, b| a + b,
+            );
+        }
+        // LayerNorm /transformer/h.0/ln_2/LayerNorm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(9, rn);
+            let (y, rest) = arena::split(f32s, buf::H0_LN_2);
+            kernels::layer_norm(
+                &(rest.get(buf::H0_ADD))[r0 * 128..(r0 + rn) * 128],
+                w.h0_ln_2_weight,
+                w.h0_ln_2_bias,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                0.00001f32,
+            );
+        }
+        // Linear+Gelu /transformer/h.0/mlp/c_fc/Gemm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(10, rn);
+            let (y, rest) = arena::split(f32s, buf::H0_MLP_C_FC);
+            kernels::linear(
+                &(rest.get(buf::H0_LN_2))[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                w.h0_mlp_c_fc_weight,
+                Some(w.h0_mlp_c_fc_bias),
+                Activation::Gelu,
+                &mut y[r0 * 512..(r0 + rn) * 512],
+                512,
+            );
+        }
+        // Linear /transformer/h.0/mlp/c_proj/Gemm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(11, rn);
+            let (y, rest) = arena::split(f32s, buf::H0_MLP_C_PROJ);
+            kernels::linear(
+                &(rest.get(buf::H0_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
+                rn,
+                512,
+                w.h0_mlp_c_proj_weight,
+                Some(w.h0_mlp_c_proj_bias),
+                Activation::Identity,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                128,
+            );
+        }
+        // Add /transformer/h.0/Add_1
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(12, rn);
+            let (y, rest) = arena::split(f32s, buf::H0_ADD_1);
+            kernels::broadcast(
+                &(rest.get(buf::H0_ADD))[r0 * 128..],
+                &[0, 128, 1],
+                &(rest.get(buf::H0_MLP_C_PROJ))[r0 * 128..],
+                &[0, 128, 1],
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                &[1, rn, 128],
+                |a, b| a + b,
+            );
+        }
+        // ======== layer 1 ========
+        // LayerNorm /transformer/h.1/ln_1/LayerNorm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(13, rn);
+            let (y, rest) = arena::split(f32s, buf::H1_LN_1);
+            kernels::layer_norm(
+                &(rest.get(buf::H0_ADD_1))[r0 * 128..(r0 + rn) * 128],
+                w.h1_ln_1_weight,
+                w.h1_ln_1_bias,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                0.00001f32,
+            );
+        }
+        // Linear /transformer/h.1/attn/c_attn/Gemm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(14, rn);
+            let (y, rest) = arena::split(f32s, buf::H1_ATTN_C_ATTN);
+            kernels::linear(
+                &(rest.get(buf::H1_LN_1))[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                w.h1_attn_c_attn_weight,
+                Some(w.h1_attn_c_attn_bias),
+                Activation::Identity,
+                &mut y[r0 * 384..(r0 + rn) * 384],
+                384,
+            );
+        }
+        // StridedCopy /transformer/h.1/attn/Transpose_2
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(15, rn);
+            let (y, rest) = arena::split(f32s, buf::H1_ATTN_VALUES);
+            kernels::copy_strided(
+                rest.get(buf::H1_ATTN_C_ATTN),
+                256 + r0 * 384,
+                &[0, 32, 384, 1],
+                y,
+                r0 * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, rn, 32],
+            );
+        }
+        for run in batch::runs(segments) {
+            kernels::copy_strided(
+                &f32s[buf::H1_ATTN_VALUES],
+                run.row * 32,
+                &[16384, 4096, 32, 1],
+                &mut caches[run.cache][buf::H1_ATTN_VALUES],
+                run.pos * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, run.rows, 32],
+            );
+        }
+        // StridedCopy /transformer/h.1/attn/Transpose_3
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(16, rn);
+            let (y, rest) = arena::split(f32s, buf::H1_ATTN_KEYS);
+            kernels::copy_strided(
+                rest.get(buf::H1_ATTN_C_ATTN),
+                128 + r0 * 384,
+                &[0, 32, 384, 1],
+                y,
+                r0 * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, rn, 32],
+            );
+        }
+        for run in batch::runs(segments) {
+            kernels::copy_strided(
+                &f32s[buf::H1_ATTN_KEYS],
+                run.row * 32,
+                &[16384, 4096, 32, 1],
+                &mut caches[run.cache][buf::H1_ATTN_KEYS],
+                run.pos * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, run.rows, 32],
+            );
+        }
+        // Attention /transformer/h.1/attn/Attention
+        for run in batch::runs(segments) {
+            let (r0, rn, q0) = (run.row, run.rows, run.pos);
+            let cache = &caches[run.cache];
+            let _timer = profile::timer(17, rn);
+            let (y, rest) = arena::split(f32s, buf::H1_ATTN);
+            let dims = kernels::AttentionDims {
+                bh: 4,
+                heads: 4,
+                q_rows: 128,
+                kv_rows: 128,
+                d: 32,
+                scale: 0.17677669f32,
+                causal: true,
+                q: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 0,
+                    head: 32,
+                    row: 384,
+                    col: 1,
+                },
+                k: kernels::HeadLayout::dense(4, 128, 32),
+                v: kernels::HeadLayout::dense(4, 128, 32),
+                out: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 16384,
+                    head: 32,
+                    row: 128,
+                    col: 1,
+                },
+            };
+            kernels::attention_at(
+                rest.get(buf::H1_ATTN_C_ATTN),
+                &cache[buf::H1_ATTN_KEYS],
+                &cache[buf::H1_ATTN_VALUES],
+                y,
+                dims,
+                r0,
+                rn,
+                q0,
+            );
+        }
+        // Linear /transformer/h.1/attn/c_proj/Gemm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(18, rn);
+            let (y, rest) = arena::split(f32s, buf::H1_ATTN_C_PROJ);
+            kernels::linear(
+                &(rest.get(buf::H1_ATTN))[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                w.h1_attn_c_proj_weight,
+                Some(w.h1_attn_c_proj_bias),
+                Activation::Identity,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                128,
+            );
+        }
+        // Add /transformer/h.1/Add
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(19, rn);
+            let (y, rest) = arena::split(f32s, buf::H1_ADD);
+            kernels::broadcast(
+                &(rest.get(buf::H0_ADD_1))[r0 * 128..],
+                &[0, 128, 1],
+                &(rest.get(buf::H1_ATTN_C_PROJ))[r0 * 128..],
+                &[0, 128, 1],
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                &[1, rn, 128],
+                |a, b| a + b,
+            );
+        }
+        // LayerNorm /transformer/h.1/ln_2/LayerNorm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(20, rn);
+            let (y, rest) = arena::split(f32s, buf::H1_LN_2);
+            kernels::layer_norm(
+                &(rest.get(buf::H1_ADD))[r0 * 128..(r0 + rn) * 128],
+                w.h1_ln_2_weight,
+                w.h1_ln_2_bias,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                0.00001f32,
+            );
+        }
+        // Linear+Gelu /transformer/h.1/mlp/c_fc/Gemm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(21, rn);
+            let (y, rest) = arena::split(f32s, buf::H1_MLP_C_FC);
+            kernels::linear(
+                &(rest.get(buf::H1_LN_2))[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                w.h1_mlp_c_fc_weight,
+                Some(w.h1_mlp_c_fc_bias),
+                Activation::Gelu,
+                &mut y[r0 * 512..(r0 + rn) * 512],
+                512,
+            );
+        }
+        // Linear /transformer/h.1/mlp/c_proj/Gemm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(22, rn);
+            let (y, rest) = arena::split(f32s, buf::H1_MLP_C_PROJ);
+            kernels::linear(
+                &(rest.get(buf::H1_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
+                rn,
+                512,
+                w.h1_mlp_c_proj_weight,
+                Some(w.h1_mlp_c_proj_bias),
+                Activation::Identity,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                128,
+            );
+        }
+        // Add /transformer/h.1/Add_1
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(23, rn);
+            let (y, rest) = arena::split(f32s, buf::H1_ADD_1);
+            kernels::broadcast(
+                &(rest.get(buf::H1_ADD))[r0 * 128..],
+                &[0, 128, 1],
+                &(rest.get(buf::H1_MLP_C_PROJ))[r0 * 128..],
+                &[0, 128, 1],
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                &[1, rn, 128],
+                |a, b| a + b,
+            );
+        }
+        // ======== layer 2 ========
+        // LayerNorm /transformer/h.2/ln_1/LayerNorm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(24, rn);
+            let (y, rest) = arena::split(f32s, buf::H2_LN_1);
+            kernels::layer_norm(
+                &(rest.get(buf::H1_ADD_1))[r0 * 128..(r0 + rn) * 128],
+                w.h2_ln_1_weight,
+                w.h2_ln_1_bias,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                0.00001f32,
+            );
+        }
+        // Linear /transformer/h.2/attn/c_attn/Gemm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(25, rn);
+            let (y, rest) = arena::split(f32s, buf::H2_ATTN_C_ATTN);
+            kernels::linear(
+                &(rest.get(buf::H2_LN_1))[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                w.h2_attn_c_attn_weight,
+                Some(w.h2_attn_c_attn_bias),
+                Activation::Identity,
+                &mut y[r0 * 384..(r0 + rn) * 384],
+                384,
+            );
+        }
+        // StridedCopy /transformer/h.2/attn/Transpose_2
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(26, rn);
+            let (y, rest) = arena::split(f32s, buf::H2_ATTN_VALUES);
+            kernels::copy_strided(
+                rest.get(buf::H2_ATTN_C_ATTN),
+                256 + r0 * 384,
+                &[0, 32, 384, 1],
+                y,
+                r0 * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, rn, 32],
+            );
+        }
+        for run in batch::runs(segments) {
+            kernels::copy_strided(
+                &f32s[buf::H2_ATTN_VALUES],
+                run.row * 32,
+                &[16384, 4096, 32, 1],
+                &mut caches[run.cache][buf::H2_ATTN_VALUES],
+                run.pos * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, run.rows, 32],
+            );
+        }
+        // StridedCopy /transformer/h.2/attn/Transpose_3
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(27, rn);
+            let (y, rest) = arena::split(f32s, buf::H2_ATTN_KEYS);
+            kernels::copy_strided(
+                rest.get(buf::H2_ATTN_C_ATTN),
+                128 + r0 * 384,
+                &[0, 32, 384, 1],
+                y,
+                r0 * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, rn, 32],
+            );
+        }
+        for run in batch::runs(segments) {
+            kernels::copy_strided(
+                &f32s[buf::H2_ATTN_KEYS],
+                run.row * 32,
+                &[16384, 4096, 32, 1],
+                &mut caches[run.cache][buf::H2_ATTN_KEYS],
+                run.pos * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, run.rows, 32],
+            );
+        }
+        // Attention /transformer/h.2/attn/Attention
+        for run in batch::runs(segments) {
+            let (r0, rn, q0) = (run.row, run.rows, run.pos);
+            let cache = &caches[run.cache];
+            let _timer = profile::timer(28, rn);
+            let (y, rest) = arena::split(f32s, buf::H2_ATTN);
+            let dims = kernels::AttentionDims {
+                bh: 4,
+                heads: 4,
+                q_rows: 128,
+                kv_rows: 128,
+                d: 32,
+                scale: 0.17677669f32,
+                causal: true,
+                q: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 0,
+                    head: 32,
+                    row: 384,
+                    col: 1,
+                },
+                k: kernels::HeadLayout::dense(4, 128, 32),
+                v: kernels::HeadLayout::dense(4, 128, 32),
+                out: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 16384,
+                    head: 32,
+                    row: 128,
+                    col: 1,
+                },
+            };
+            kernels::attention_at(
+                rest.get(buf::H2_ATTN_C_ATTN),
+                &cache[buf::H2_ATTN_KEYS],
+                &cache[buf::H2_ATTN_VALUES],
+                y,
+                dims,
+                r0,
+                rn,
+                q0,
+            );
+        }
+        // Linear /transformer/h.2/attn/c_proj/Gemm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(29, rn);
+            let (y, rest) = arena::split(f32s, buf::H2_ATTN_C_PROJ);
+            kernels::linear(
+                &(rest.get(buf::H2_ATTN))[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                w.h2_attn_c_proj_weight,
+                Some(w.h2_attn_c_proj_bias),
+                Activation::Identity,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                128,
+            );
+        }
+        // Add /transformer/h.2/Add
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(30, rn);
+            let (y, rest) = arena::split(f32s, buf::H2_ADD);
+            kernels::broadcast(
+                &(rest.get(buf::H1_ADD_1))[r0 * 128..],
+                &[0, 128, 1],
+                &(rest.get(buf::H2_ATTN_C_PROJ))[r0 * 128..],
+                &[0, 128, 1],
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                &[1, rn, 128],
+                |a, b| a + b,
+            );
+        }
+        // LayerNorm /transformer/h.2/ln_2/LayerNorm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(31, rn);
+            let (y, rest) = arena::split(f32s, buf::H2_LN_2);
+            kernels::layer_norm(
+                &(rest.get(buf::H2_ADD))[r0 * 128..(r0 + rn) * 128],
+                w.h2_ln_2_weight,
+                w.h2_ln_2_bias,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                0.00001f32,
+            );
+        }
+        // Linear+Gelu /transformer/h.2/mlp/c_fc/Gemm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(32, rn);
+            let (y, rest) = arena::split(f32s, buf::H2_MLP_C_FC);
+            kernels::linear(
+                &(rest.get(buf::H2_LN_2))[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                w.h2_mlp_c_fc_weight,
+                Some(w.h2_mlp_c_fc_bias),
+                Activation::Gelu,
+                &mut y[r0 * 512..(r0 + rn) * 512],
+                512,
+            );
+        }
+        // Linear /transformer/h.2/mlp/c_proj/Gemm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(33, rn);
+            let (y, rest) = arena::split(f32s, buf::H2_MLP_C_PROJ);
+            kernels::linear(
+                &(rest.get(buf::H2_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
+                rn,
+                512,
+                w.h2_mlp_c_proj_weight,
+                Some(w.h2_mlp_c_proj_bias),
+                Activation::Identity,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                128,
+            );
+        }
+        // Add /transformer/h.2/Add_1
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(34, rn);
+            let (y, rest) = arena::split(f32s, buf::H2_ADD_1);
+            kernels::broadcast(
+                &(rest.get(buf::H2_ADD))[r0 * 128..],
+                &[0, 128, 1],
+                &(rest.get(buf::H2_MLP_C_PROJ))[r0 * 128..],
+                &[0, 128, 1],
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                &[1, rn, 128],
+                |a, b| a + b,
+            );
+        }
+        // ======== layer 3 ========
+        // LayerNorm /transformer/h.3/ln_1/LayerNorm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(35, rn);
+            let (y, rest) = arena::split(f32s, buf::H3_LN_1);
+            kernels::layer_norm(
+                &(rest.get(buf::H2_ADD_1))[r0 * 128..(r0 + rn) * 128],
+                w.h3_ln_1_weight,
+                w.h3_ln_1_bias,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                0.00001f32,
+            );
+        }
+        // Linear /transformer/h.3/attn/c_attn/Gemm
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(36, rn);
+            let (y, rest) = arena::split(f32s, buf::H3_ATTN_C_ATTN);
+            kernels::linear(
+                &(rest.get(buf::H3_LN_1))[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                w.h3_attn_c_attn_weight,
+                Some(w.h3_attn_c_attn_bias),
+                Activation::Identity,
+                &mut y[r0 * 384..(r0 + rn) * 384],
+                384,
+            );
+        }
+        // StridedCopy /transformer/h.3/attn/Transpose_2
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(37, rn);
+            let (y, rest) = arena::split(f32s, buf::H3_ATTN_VALUES);
+            kernels::copy_strided(
+                rest.get(buf::H3_ATTN_C_ATTN),
+                256 + r0 * 384,
+                &[0, 32, 384, 1],
+                y,
+                r0 * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, rn, 32],
+            );
+        }
+        for run in batch::runs(segments) {
+            kernels::copy_strided(
+                &f32s[buf::H3_ATTN_VALUES],
+                run.row * 32,
+                &[16384, 4096, 32, 1],
+                &mut caches[run.cache][buf::H3_ATTN_VALUES],
+                run.pos * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, run.rows, 32],
+            );
+        }
+        // StridedCopy /transformer/h.3/attn/Transpose_3
+        {
+            let (r0, rn) = rows;
+            let _timer = profile::timer(38, rn);
+            let (y, rest) = arena::split(f32s, buf::H3_ATTN_KEYS);
+            kernels::copy_strided(
+                rest.get(buf::H3_ATTN_C_ATTN),
+                128 + r0 * 384,
+                &[0, 32, 384, 1],
+                y,
+                r0 * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, rn, 32],
+            );
+        }
+        for run in batch::runs(segments) {
+            kernels::copy_strided(
+                &f32s[buf::H3_ATTN_KEYS],
+                run.row * 32,
+                &[16384, 4096, 32, 1],
+                &mut caches[run.cache][buf::H3_ATTN_KEYS],
+                run.pos * 32,
+                &[16384, 4096, 32, 1],
+                &[1, 4, run.rows, 32],
+            );
+        }
+        if last_only {
+            batch::compact_last_rows(&mut f32s[buf::H3_ATTN_C_ATTN], 384, segments);
+            batch::compact_last_rows(&mut f32s[buf::H2_ADD_1], 128, segments);
+        }
+        // Attention /transformer/h.3/attn/Attention
+        for run in batch::tail_runs(segments, last_only) {
+            let (r0, rn, q0) = (run.row, run.rows, run.pos);
+            let cache = &caches[run.cache];
+            let _timer = profile::timer(39, rn);
+            let (y, rest) = arena::split(f32s, buf::H3_ATTN);
+            let dims = kernels::AttentionDims {
+                bh: 4,
+                heads: 4,
+                q_rows: 128,
+                kv_rows: 128,
+                d: 32,
+                scale: 0.17677669f32,
+                causal: true,
+                q: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 0,
+                    head: 32,
+                    row: 384,
+                    col: 1,
+                },
+                k: kernels::HeadLayout::dense(4, 128, 32),
+                v: kernels::HeadLayout::dense(4, 128, 32),
+                out: kernels::HeadLayout {
+                    offset: 0,
+                    batch: 16384,
+                    head: 32,
+                    row: 128,
+                    col: 1,
+                },
+            };
+            kernels::attention_at(
+                rest.get(buf::H3_ATTN_C_ATTN),
+                &cache[buf::H3_ATTN_KEYS],
+                &cache[buf::H3_ATTN_VALUES],
+                y,
+                dims,
+                r0,
+                rn,
+                q0,
+            );
+        }
+        // Linear /transformer/h.3/attn/c_proj/Gemm
+        {
+            let (r0, rn) = tail_rows;
+            let _timer = profile::timer(40, rn);
+            let (y, rest) = arena::split(f32s, buf::H3_ATTN_C_PROJ);
+            kernels::linear(
+                &(rest.get(buf::H3_ATTN))[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                w.h3_attn_c_proj_weight,
+                Some(w.h3_attn_c_proj_bias),
+                Activation::Identity,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                128,
+            );
+        }
+        // Add /transformer/h.3/Add
+        {
+            let (r0, rn) = tail_rows;
+            let _timer = profile::timer(41, rn);
+            let (y, rest) = arena::split(f32s, buf::H3_ADD);
+            kernels::broadcast(
+                &(rest.get(buf::H2_ADD_1))[r0 * 128..],
+                &[0, 128, 1],
+                &(rest.get(buf::H3_ATTN_C_PROJ))[r0 * 128..],
+                &[0, 128, 1],
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                &[1, rn, 128],
+                |a, b| a + b,
+            );
+        }
+        // LayerNorm /transformer/h.3/ln_2/LayerNorm
+        {
+            let (r0, rn) = tail_rows;
+            let _timer = profile::timer(42, rn);
+            let (y, rest) = arena::split(f32s, buf::H3_LN_2);
+            kernels::layer_norm(
+                &(rest.get(buf::H3_ADD))[r0 * 128..(r0 + rn) * 128],
+                w.h3_ln_2_weight,
+                w.h3_ln_2_bias,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                0.00001f32,
+            );
+        }
+        // Linear+Gelu /transformer/h.3/mlp/c_fc/Gemm
+        {
+            let (r0, rn) = tail_rows;
+            let _timer = profile::timer(43, rn);
+            let (y, rest) = arena::split(f32s, buf::H3_MLP_C_FC);
+            kernels::linear(
+                &(rest.get(buf::H3_LN_2))[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                w.h3_mlp_c_fc_weight,
+                Some(w.h3_mlp_c_fc_bias),
+                Activation::Gelu,
+                &mut y[r0 * 512..(r0 + rn) * 512],
+                512,
+            );
+        }
+        // Linear /transformer/h.3/mlp/c_proj/Gemm
+        {
+            let (r0, rn) = tail_rows;
+            let _timer = profile::timer(44, rn);
+            let (y, rest) = arena::split(f32s, buf::H3_MLP_C_PROJ);
+            kernels::linear(
+                &(rest.get(buf::H3_MLP_C_FC))[r0 * 512..(r0 + rn) * 512],
+                rn,
+                512,
+                w.h3_mlp_c_proj_weight,
+                Some(w.h3_mlp_c_proj_bias),
+                Activation::Identity,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                128,
+            );
+        }
+        // Add /transformer/h.3/Add_1
+        {
+            let (r0, rn) = tail_rows;
+            let _timer = profile::timer(45, rn);
+            let (y, rest) = arena::split(f32s, buf::H3_ADD_1);
+            kernels::broadcast(
+                &(rest.get(buf::H3_ADD))[r0 * 128..],
+                &[0, 128, 1],
+                &(rest.get(buf::H3_MLP_C_PROJ))[r0 * 128..],
+                &[0, 128, 1],
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                &[1, rn, 128],
+                |a, b| a + b,
+            );
+        }
+        // LayerNorm /transformer/ln_f/LayerNorm
+        {
+            let (r0, rn) = tail_rows;
+            let _timer = profile::timer(46, rn);
+            let (y, rest) = arena::split(f32s, buf::LN_F);
+            kernels::layer_norm(
+                &(rest.get(buf::H3_ADD_1))[r0 * 128..(r0 + rn) * 128],
+                w.ln_f_weight,
+                w.ln_f_bias,
+                &mut y[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                0.00001f32,
+            );
+        }
+        // Linear /lm_head/MatMul
+        {
+            let (r0, rn) = tail_rows;
+            let _timer = profile::timer(47, rn);
+            let (y, rest) = arena::split(f32s, buf::LM_HEAD);
+            kernels::linear(
+                &(rest.get(buf::LN_F))[r0 * 128..(r0 + rn) * 128],
+                rn,
+                128,
+                w.wte_weight,
+                None,
+                Activation::Identity,
+                &mut y[r0 * 50257..(r0 + rn) * 50257],
+                50257,
+            );
+        }
+        Ok(())
+    }
     /// `forward` with inputs checked at run time.
     pub fn run(&mut self, inputs: &[TensorRef]) -> Result<(), String> {
         if inputs.len() != 1 {
@@ -1803,6 +2771,21 @@ impl gpt2rt::Gpt2Model for Model {
         } else {
             Err(format!("this model cannot compute rows separately: {}", SEQUENCE))
         }
+    }
+    fn cache_len(&self) -> usize {
+        CACHE_LEN
+    }
+    fn batching(&self) -> Result<(), String> {
+        BATCHING.map_err(String::from)
+    }
+    fn forward_batch(
+        &mut self,
+        ids: &[i64],
+        segments: &[gpt2rt::batch::Segment],
+        caches: &mut [Vec<f32>],
+        last_only: bool,
+    ) -> Result<(), String> {
+        Model::forward_batch(self, ids, segments, caches, last_only)
     }
     fn logits(&self) -> &[f32] {
         match self.output(0) {

@@ -50,10 +50,12 @@ enum Cmd {
         #[command(flatten)]
         threads: Threads,
     },
-    /// Print the perplexity of a text file (`-` reads stdin) under the model.
+    /// Print the perplexity of text files (`-` reads stdin) under the model; several files
+    /// are scored together, each as alone, then all of them.
     Score {
-        /// The text file, or `-` for stdin. Any bytes are valid.
-        file: PathBuf,
+        /// The text files, or `-` for stdin. Any bytes are valid.
+        #[arg(required = true, num_args = 1.., value_name = "FILE")]
+        files: Vec<PathBuf>,
         #[command(flatten)]
         threads: Threads,
     },
@@ -73,10 +75,17 @@ enum Cmd {
         /// Profile the full-forward runs (per layer, op and node; stderr).
         #[arg(long)]
         profile: bool,
+        /// Decode this many sequences at once (batched steps) and report their aggregate
+        /// speed too.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        streams: u32,
         #[command(flatten)]
         threads: Threads,
     },
 }
+
+/// Sequences `--prompts` runs at once at most, unless `--batch` says otherwise.
+const MAX_SLOTS: usize = 64;
 
 #[derive(Args, Clone, Copy)]
 struct Threads {
@@ -114,6 +123,14 @@ struct GenerateArgs {
     /// Stop when the text contains this string (not printed); may be given more than once.
     #[arg(long, value_name = "TEXT", value_parser = non_empty)]
     stop: Vec<String>,
+    /// Generate for every line of FILE (`-`: stdin) at once, in batched steps; print one
+    /// JSON line per prompt, in input order: {"index", "prompt", "text", "tokens"}. With
+    /// --seed S, prompt i uses seed S + i.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "ids"])]
+    prompts: Option<PathBuf>,
+    /// With --prompts: how many run at once at most [default: all, up to 64].
+    #[arg(long, value_name = "N", requires = "prompts", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch: Option<u32>,
     /// Print token counts and speeds to stderr.
     #[arg(long)]
     stats: bool,
@@ -166,14 +183,22 @@ fn main() -> ExitCode {
         None => generate(&cli.generate),
         Some(Cmd::Generate(args)) => generate(&args),
         Some(Cmd::Logits { ids, out, .. }) => logits(&ids, &out),
-        Some(Cmd::Score { file, .. }) => score_file(&file),
+        Some(Cmd::Score { files, .. }) => score_files(&files),
         Some(Cmd::Bench {
             prompt_len,
             gen,
             runs,
             profile,
+            streams,
             threads,
-        }) => bench(prompt_len, gen, runs, profile, threads.threads),
+        }) => bench(
+            prompt_len,
+            gen,
+            runs,
+            profile,
+            streams as usize,
+            threads.threads,
+        ),
         Some(Cmd::Info) => {
             info();
             Ok(())
@@ -210,7 +235,126 @@ fn check_ids(ids: &[i64], vocab: usize) -> Result<Vec<u32>, String> {
         .collect()
 }
 
+/// The options of `args`, with `seed`.
+fn generate_options(args: &GenerateArgs, seed: u64, text: bool) -> GenerateOptions {
+    GenerateOptions {
+        max_tokens: args.max_tokens,
+        sampling: SamplerConfig {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+        },
+        seed,
+        // Token ids of another vocabulary have no <|endoftext|>; --ids never stops early.
+        end_token: (text && !args.ignore_eos).then_some(END_OF_TEXT),
+        stop: args.stop.clone(),
+    }
+}
+
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// `gpt2 generate --prompts FILE`: every line a prompt, generated together in batched steps
+/// (or one after another when the model cannot batch); one JSON line per prompt, in order.
+fn generate_many(args: &GenerateArgs, file: &Path) -> Result<(), String> {
+    if !gpt2_vocab() {
+        return Err(format!(
+            "--prompts needs GPT-2's vocabulary of {VOCAB} tokens (this model's has {})",
+            GPT2.map_or(0, |c| c.vocab)
+        ));
+    }
+    let bytes = read_input(file)?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| format!("{}: not UTF-8 text: {e}", file.display()))?;
+    let prompts: Vec<&str> = text.lines().collect();
+    let tok = Gpt2Tokenizer::new()?;
+    let base = args.seed.unwrap_or_else(clock_seed);
+    let mut jobs = Vec::with_capacity(prompts.len());
+    for (i, p) in prompts.iter().enumerate() {
+        let mut ids = tok.encode(p).map_err(|e| format!("prompt {i}: {e}"))?;
+        if ids.is_empty() {
+            ids.push(END_OF_TEXT);
+        }
+        jobs.push((
+            ids,
+            generate_options(args, base.wrapping_add(i as u64), true),
+        ));
+    }
+    let t0 = Instant::now();
+    let mut texts = vec![String::new(); jobs.len()];
+    let mut counts = vec![None; jobs.len()];
+    let mut printed = 0;
+    let mut out = std::io::stdout().lock();
+    // Prints the finished prompts at the front, in order.
+    let mut flush = |texts: &mut [String], counts: &[Option<usize>], printed: &mut usize| {
+        while *printed < counts.len() {
+            let Some(n) = counts[*printed] else { break };
+            let line = serde_json::json!({
+                "index": *printed,
+                "prompt": prompts[*printed],
+                "text": std::mem::take(&mut texts[*printed]),
+                "tokens": n,
+            });
+            writeln!(out, "{line}")
+                .and_then(|_| out.flush())
+                .map_err(|e| format!("cannot write output: {e}"))?;
+            *printed += 1;
+        }
+        Ok::<(), String>(())
+    };
+    let slots = args
+        .batch
+        .map_or(MAX_SLOTS.min(jobs.len()), |b| b as usize)
+        .max(1);
+    match gpt2::BATCHING {
+        Ok(()) => {
+            let mut batch = gpt2text::Batch::new(gpt2::Model::new(), slots)?;
+            for (ids, options) in &jobs {
+                batch.submit(ids, options)?;
+            }
+            let mut events = Vec::new();
+            while batch.step(Some(&tok), &mut events)? {
+                for e in &events {
+                    texts[e.id].push_str(&e.text);
+                    if e.finish.is_some() {
+                        counts[e.id] = Some(e.generated);
+                    }
+                }
+                flush(&mut texts, &counts, &mut printed)?;
+            }
+        }
+        Err(why) => {
+            eprintln!("note: prompts run one after another: this model cannot batch ({why})");
+            let mut runner = gpt2::runner();
+            for (i, (ids, options)) in jobs.iter().enumerate() {
+                let mut g = Generator::new(&mut runner, &tok, ids, options)?;
+                for piece in g.by_ref() {
+                    texts[i].push_str(&piece?);
+                }
+                counts[i] = Some(g.tokens().generated());
+                flush(&mut texts, &counts, &mut printed)?;
+            }
+        }
+    }
+    if args.stats {
+        let n: usize = counts.iter().flatten().sum();
+        let s = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "{} prompts, {n} tokens generated in {s:.2} s ({:.1} tokens/s), up to {slots} at once; seeds from {base}",
+            jobs.len(),
+            n as f64 / s.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
 fn generate(args: &GenerateArgs) -> Result<(), String> {
+    if let Some(file) = &args.prompts {
+        return generate_many(args, file);
+    }
     if args.profile {
         gpt2rt::profile::enable(gpt2::PROFILE.len());
     }
@@ -240,23 +384,8 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
         (None, Some(ids)) => check_ids(ids, vocab)?,
         (None, None) => unreachable!("no tokenizer without --ids"),
     };
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-    });
-    let options = GenerateOptions {
-        max_tokens: args.max_tokens,
-        sampling: SamplerConfig {
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-        },
-        seed,
-        // Token ids of another vocabulary have no <|endoftext|>; --ids never stops early.
-        end_token: (tok.is_some() && !args.ignore_eos).then_some(END_OF_TEXT),
-        stop: args.stop.clone(),
-    };
+    let seed = args.seed.unwrap_or_else(clock_seed);
+    let options = generate_options(args, seed, tok.is_some());
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let write = |out: &mut std::io::StdoutLock, s: &str| -> Result<(), String> {
@@ -307,8 +436,8 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn score_file(file: &Path) -> Result<(), String> {
-    let mut o = String::new();
+/// The bytes of `file`, or of stdin for `-`.
+fn read_input(file: &Path) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     if file == Path::new("-") {
         std::io::stdin()
@@ -317,19 +446,93 @@ fn score_file(file: &Path) -> Result<(), String> {
     } else {
         bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     }
+    Ok(bytes)
+}
+
+fn score_files(files: &[PathBuf]) -> Result<(), String> {
+    let mut o = String::new();
     let tok = Gpt2Tokenizer::new()?;
-    let mut runner = gpt2::runner();
     let t = Instant::now();
     let mut shown = ScoreProgress::new();
-    let score = score_text_with_progress(&mut runner, &tok, &bytes, |p| shown.update(p));
-    shown.clear();
-    let score = score?;
+    if let [file] = files {
+        let bytes = read_input(file)?;
+        let mut runner = gpt2::runner();
+        let score = score_text_with_progress(&mut runner, &tok, &bytes, |p| shown.update(p));
+        shown.clear();
+        let score = score?;
+        outln!(
+            o,
+            "perplexity {:.4} over {} tokens (mean negative log-likelihood {:.4} nats; {:.1} s)",
+            score.perplexity(),
+            score.tokens,
+            score.mean_nll,
+            t.elapsed().as_secs_f64()
+        );
+        emit(&o);
+        return Ok(());
+    }
+    // Several files: scored together in batched steps, each exactly as alone.
+    gpt2text::tokenizer::check_vocab(GPT2.map_or(0, |c| c.vocab))?;
+    if files.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
+        return Err("stdin (-) can be read only once".into());
+    }
+    let mut docs = Vec::with_capacity(files.len());
+    for f in files {
+        let bytes = read_input(f)?;
+        let mut ids = vec![END_OF_TEXT];
+        ids.extend(tok.encode_bytes(&bytes)?);
+        if ids.len() < 2 {
+            return Err(format!(
+                "{}: the text is empty: nothing to score",
+                f.display()
+            ));
+        }
+        docs.push(ids);
+    }
+    let scores = match gpt2::BATCHING {
+        Ok(()) => {
+            let r = gpt2text::score_many(&mut gpt2::Model::new(), &docs, |p| shown.update(p));
+            shown.clear();
+            r?
+        }
+        Err(_) => {
+            let mut runner = gpt2::runner();
+            let total: usize = docs.iter().map(|d| d.len() - 1).sum();
+            let mut done = 0;
+            let mut all = Vec::new();
+            for d in &docs {
+                let sc = gpt2text::score_with_progress(&mut runner, d, |p| {
+                    shown.update(gpt2text::Progress {
+                        scored: done + p.scored,
+                        total,
+                    })
+                })?;
+                done += sc.tokens;
+                all.push(sc);
+            }
+            shown.clear();
+            all
+        }
+    };
+    let (mut sum, mut n) = (0.0, 0);
+    for (f, sc) in files.iter().zip(&scores) {
+        outln!(
+            o,
+            "perplexity {:.4} over {} tokens (mean negative log-likelihood {:.4} nats): {}",
+            sc.perplexity(),
+            sc.tokens,
+            sc.mean_nll,
+            f.display()
+        );
+        sum += sc.mean_nll * sc.tokens as f64;
+        n += sc.tokens;
+    }
+    let mean = sum / n as f64;
     outln!(
         o,
-        "perplexity {:.4} over {} tokens (mean negative log-likelihood {:.4} nats; {:.1} s)",
-        score.perplexity(),
-        score.tokens,
-        score.mean_nll,
+        "perplexity {:.4} over {n} tokens in {} files (mean negative log-likelihood {mean:.4} nats; {:.1} s)",
+        mean.exp(),
+        files.len(),
         t.elapsed().as_secs_f64()
     );
     emit(&o);
@@ -418,6 +621,7 @@ fn bench(
     gen: usize,
     runs: usize,
     profile: bool,
+    streams: usize,
     threads: u32,
 ) -> Result<(), String> {
     let mut o = String::new();
@@ -444,6 +648,11 @@ fn bench(
         tokens.push(next);
     }
     let decode = t1.elapsed().as_secs_f64();
+    let many = if streams > 1 {
+        Some(decode_streams(streams, prompt_len, gen, vocab)?)
+    } else {
+        None
+    };
     // The same prefill again: weights paged in and caches warm.
     let t2 = Instant::now();
     let prompt: Vec<u32> = (0..prompt_len)
@@ -478,7 +687,10 @@ fn bench(
     } else {
         None
     };
-    let ms_per_token = decode * 1e3 / gen.max(1) as f64;
+    let single_ms = decode * 1e3 / gen.max(1) as f64;
+    // With several streams, the decode figures are per stream of the batched run.
+    let ms_per_token = many.map_or(single_ms, |s| s * 1e3 / gen.max(1) as f64);
+    let total_tok_s = streams as f64 * 1e3 / ms_per_token;
     outln!(
         o,
         "threads     {threads} ({:?} GEMV kernels)",
@@ -493,11 +705,19 @@ fn bench(
     );
     outln!(
         o,
-        "decode      {gen} tokens at {ms_per_token:.2} ms/token ({:.1} tokens/s), context {}..{}",
-        1e3 / ms_per_token,
+        "decode      {gen} tokens at {single_ms:.2} ms/token ({:.1} tokens/s), context {}..{}",
+        1e3 / single_ms,
         prompt_len,
         prompt_len + gen
     );
+    if many.is_some() {
+        outln!(
+            o,
+            "streams     {streams} decoding together: {ms_per_token:.2} ms per step ({:.1} tokens/s each, {total_tok_s:.1} tokens/s in all, {:.2}x one stream)",
+            1e3 / ms_per_token,
+            total_tok_s * single_ms / 1e3
+        );
+    }
     if let Some(t) = full_s {
         outln!(
             o,
@@ -517,13 +737,52 @@ fn bench(
     });
     let full_128_json =
         full_128.map_or(String::new(), |t| format!(",\"full_forward_128_s\":{t:.6}"));
-    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3}{full_json},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{}}}",
+    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3}{full_json},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{},\"streams\":{streams},\"decode_tokens_per_s_total\":{total_tok_s:.3},\"single_stream_decode_tok_s\":{:.3}}}",
         prompt_len as f64 / prefill,
         1e3 / ms_per_token,
-        gpt2::INCREMENTAL
+        gpt2::INCREMENTAL,
+        1e3 / single_ms
     );
     emit(&o);
     Ok(())
+}
+
+/// Seconds `streams` sequences take to decode `gen` tokens each together, greedily, after
+/// prompts of `prompt_len` tokens (each its own, `bench`'s prompt shifted) and their first
+/// token.
+fn decode_streams(
+    streams: usize,
+    prompt_len: usize,
+    gen: usize,
+    vocab: usize,
+) -> Result<f64, String> {
+    let mut batch = gpt2text::Batch::new(gpt2::Model::new(), streams)?;
+    let options = GenerateOptions {
+        max_tokens: gen + 1,
+        sampling: SamplerConfig {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+        },
+        seed: 0,
+        end_token: None,
+        stop: Vec::new(),
+    };
+    for s in 0..streams {
+        let prompt: Vec<u32> = (0..prompt_len)
+            .map(|i| ((i * 7919 + 13 + s * 104_729) % vocab) as u32)
+            .collect();
+        batch.submit(&prompt, &options)?;
+    }
+    let mut events = Vec::new();
+    let mut started = 0;
+    while started < streams {
+        batch.step(None, &mut events)?;
+        started += events.iter().filter(|e| e.generated == 1).count();
+    }
+    let t = Instant::now();
+    while batch.step(None, &mut events)? {}
+    Ok(t.elapsed().as_secs_f64())
 }
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();

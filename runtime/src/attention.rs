@@ -131,6 +131,24 @@ pub fn attention(
     r0: usize,
     rn: usize,
 ) {
+    attention_at(q, k, v, out, dims, r0, rn, r0)
+}
+
+/// `attention` for query rows `r0..r0 + rn` of q and out that hold sequence positions
+/// `pos0..pos0 + rn`: causal row `r0 + i` sees keys `0..=pos0 + i` (+ kv_rows − q_rows).
+/// A batched step stacks the rows of several sequences, so a row's place in the step and
+/// its position differ; the arithmetic of each row is the same as in `attention`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_at(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    dims: AttentionDims,
+    r0: usize,
+    rn: usize,
+    pos0: usize,
+) {
     let AttentionDims {
         bh,
         heads,
@@ -143,7 +161,10 @@ pub fn attention(
         heads > 0 && bh % heads == 0,
         "bh is not a multiple of heads"
     );
-    assert!(r0 + rn <= q_rows && q_rows <= kv_rows, "rows out of range");
+    assert!(
+        r0 + rn <= q_rows && pos0 + rn <= q_rows && q_rows <= kv_rows,
+        "rows out of range"
+    );
     let (lq, lk, lv, lo) = (dims.q, dims.k, dims.v, dims.out);
     assert!(
         lq.col == 1 && lv.col == 1 && lo.col == 1 && lq.row >= d,
@@ -177,10 +198,10 @@ pub fn attention(
         crate::pool::run(bh.div_ceil(per), &|i| {
             let h0 = i * per;
             let nh = per.min(bh - h0);
-            attention_heads_with(isa, packed, q, k, v, &rows, dims, r0, rn, h0, nh)
+            attention_heads_with(isa, packed, q, k, v, &rows, dims, r0, rn, pos0, h0, nh)
         });
     } else {
-        attention_heads_with(isa, packed, q, k, v, &rows, dims, r0, rn, 0, bh);
+        attention_heads_with(isa, packed, q, k, v, &rows, dims, r0, rn, pos0, 0, bh);
     }
 }
 
@@ -236,6 +257,7 @@ crate::cpu::isa_kernel!(
         dims: AttentionDims,
         r0: usize,
         rn: usize,
+        pos0: usize,
         h0: usize,
         nh: usize
     )
@@ -256,6 +278,7 @@ fn attention_heads(
     dims: AttentionDims,
     r0: usize,
     rn: usize,
+    pos0: usize,
     h0: usize,
     nh: usize,
 ) {
@@ -271,9 +294,10 @@ fn attention_heads(
         v: lv,
         ..
     } = dims;
-    let shift = kv_rows - q_rows;
+    // Query row `r0 + i` (position `pos0 + i`) sees keys `0..i + shift + 1`.
+    let shift = kv_rows - q_rows + pos0;
     // Keys the last query row may see.
-    let keys_max = if causal { r0 + rn + shift } else { kv_rows };
+    let keys_max = if causal { rn + shift } else { kv_rows };
     SCORES.with(|s| {
         let (s, tile) = &mut *s.borrow_mut();
         let need = if rn >= 16 {
@@ -311,12 +335,20 @@ fn attention_heads(
                     crate::gemm::pack_panels(vb, lv.row, 1, keys_max, d, vp);
                     for b0 in (r0..r0 + rn).step_by(QUERY_BLOCK) {
                         let bn = (r0 + rn - b0).min(QUERY_BLOCK);
-                        let keys_b = if causal { b0 + bn + shift } else { kv_rows };
+                        let keys_b = if causal {
+                            b0 - r0 + bn + shift
+                        } else {
+                            kv_rows
+                        };
                         let sc = &mut s[..bn * keys_b];
                         let qr = &qb[b0 * lq.row..];
                         crate::gemm::gemm_panels(scale, qr, lq.row, bn, d, kt, d, keys_b, sc);
                         for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
-                            let keys = if causal { b0 + r + shift + 1 } else { kv_rows };
+                            let keys = if causal {
+                                b0 - r0 + r + shift + 1
+                            } else {
+                                kv_rows
+                            };
                             let (live, dead) = row.split_at_mut(keys);
                             crate::vmath::softmax_row(live);
                             dead.iter_mut().for_each(|x| *x = 0.0);
@@ -333,7 +365,11 @@ fn attention_heads(
                 // computes only the keys its last row may see (half the work over a prompt).
                 for b0 in (r0..r0 + rn).step_by(QUERY_BLOCK) {
                     let bn = (r0 + rn - b0).min(QUERY_BLOCK);
-                    let keys_b = if causal { b0 + bn + shift } else { kv_rows };
+                    let keys_b = if causal {
+                        b0 - r0 + bn + shift
+                    } else {
+                        kv_rows
+                    };
                     let sc = &mut s[..bn * keys_b];
                     // Kᵀ as a [d, keys] matrix: element (c, j) is k[j·row + c·col].
                     let kt = Layout {
@@ -359,7 +395,11 @@ fn attention_heads(
                         keys_b,
                     );
                     for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
-                        let keys = if causal { b0 + r + shift + 1 } else { kv_rows };
+                        let keys = if causal {
+                            b0 - r0 + r + shift + 1
+                        } else {
+                            kv_rows
+                        };
                         let (live, dead) = row.split_at_mut(keys);
                         crate::vmath::softmax_row(live);
                         dead.iter_mut().for_each(|x| *x = 0.0);
@@ -389,7 +429,7 @@ fn attention_heads(
             }
             for i in r0..r0 + rn {
                 let qi = &qb[i * lq.row..][..d];
-                let keys = if causal { i + shift + 1 } else { kv_rows };
+                let keys = if causal { i - r0 + shift + 1 } else { kv_rows };
                 let scores = &mut s[..keys];
                 for (j, sj) in scores.iter_mut().enumerate() {
                     let kj = &kb[j * lk.row..];
@@ -493,9 +533,9 @@ mod tests {
                     d,
                     _out: std::marker::PhantomData,
                 };
-                attention_heads_with(isa, packed, &q, &k, &v, &rows_out, dims, 0, 140, 0, bh);
+                attention_heads_with(isa, packed, &q, &k, &v, &rows_out, dims, 0, 140, 0, 0, bh);
                 for r in 140..rows {
-                    attention_heads_with(isa, packed, &q, &k, &v, &rows_out, dims, r, 1, 0, bh);
+                    attention_heads_with(isa, packed, &q, &k, &v, &rows_out, dims, r, 1, r, 0, bh);
                 }
                 for (a, b) in out.iter().zip(&want) {
                     assert!((a - b).abs() <= 1e-5, "{isa:?} {packed}: {a} vs {b}");
@@ -600,11 +640,11 @@ mod tests {
                         _out: std::marker::PhantomData,
                     };
                     attention_heads_with(
-                        isa, packed, &qkv, kbuf, &qkv, &rows_out, dims, 0, 70, 0, bh,
+                        isa, packed, &qkv, kbuf, &qkv, &rows_out, dims, 0, 70, 0, 0, bh,
                     );
                     for r in 70..rows {
                         attention_heads_with(
-                            isa, packed, &qkv, kbuf, &qkv, &rows_out, dims, r, 1, 0, bh,
+                            isa, packed, &qkv, kbuf, &qkv, &rows_out, dims, r, 1, r, 0, bh,
                         );
                     }
                     check(&out, &format!("{isa:?} packed {packed} k {klayout:?}"));

@@ -210,14 +210,22 @@ pub fn linear_on<E: PanelElem>(
                 let (c0, c1) = (g0 * NR, (g1 * NR).min(n));
                 let wp = &w[g0 * k * NR..g1 * k * NR];
                 let b = bias.map(|b| &b[c0..c1]);
-                for r in 0..m {
+                // SAFETY: row `r`'s columns `c0..c1` (inside `j0..j1`) are inside `y`
+                // (`r < m`, `c1 ≤ n`) and only this task touches them (as above); each row
+                // is borrowed once at a time.
+                let row = |r: usize| unsafe {
                     debug_assert!(r < m && c1 <= n && j0 <= c0 && c1 <= j1);
-                    // SAFETY: row `r`'s columns `c0..c1` (inside `j0..j1`) are inside `y`
-                    // (`r < m`, `c1 ≤ n`) and only this task touches them (as above).
-                    let row = unsafe {
-                        std::slice::from_raw_parts_mut(yp.get().add(r * n + c0), c1 - c0)
-                    };
-                    E::panel_row(isa, &x[r * k..(r + 1) * k], wp, b, row);
+                    std::slice::from_raw_parts_mut(yp.get().add(r * n + c0), c1 - c0)
+                };
+                // Four rows per pass over the panels (a batched step's rows, a prompt's),
+                // each row's sums as `panel_row` makes them alone.
+                let quads = m / 4 * 4;
+                for r in (0..quads).step_by(4) {
+                    let mut out = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+                    E::panel_rows4(isa, &x[r * k..(r + 4) * k], wp, b, &mut out);
+                }
+                for r in quads..m {
+                    E::panel_row(isa, &x[r * k..(r + 1) * k], wp, b, row(r));
                 }
             }
         }

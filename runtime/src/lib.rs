@@ -26,10 +26,12 @@
 //! - `arena`: split borrows of the planned activation arena.
 //! - `io`: how a generated model describes its inputs and outputs.
 //! - `model`: the `Gpt2Model` trait every generated GPT-2 implements.
+//! - `batch`: the segments of a batched step (several sequences, each with its own cache).
 //! - `profile`: opt-in timing of the forward pass.
 
 pub mod arena;
 pub mod attention;
+pub mod batch;
 pub mod bf16;
 pub mod broadcast;
 pub mod copy;

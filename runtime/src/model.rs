@@ -2,6 +2,7 @@
 //! graph it recognised as a GPT-2 LM head), so code that handles text is written once,
 //! generic over the compiled model, and one program may hold several models.
 
+use crate::batch::Segment;
 use crate::io::Gpt2Config;
 
 /// A compiled GPT-2 LM head: token ids in, logits out, with the attention cache the
@@ -35,6 +36,35 @@ pub trait Gpt2Model {
     fn logits_row(&self, row: usize) -> &[f32] {
         let v = self.config().vocab;
         &self.logits()[row * v..(row + 1) * v]
+    }
+
+    /// Elements of one sequence's attention cache in `forward_batch`; 0 when the model
+    /// cannot run sequences together (see `batching`).
+    fn cache_len(&self) -> usize {
+        0
+    }
+
+    /// Whether rows of several sequences can run in one step, and why not when they
+    /// cannot: what the compiler found.
+    fn batching(&self) -> Result<(), String> {
+        Err("this model does not implement batched steps".into())
+    }
+
+    /// One step over several sequences: the rows of each segment (their ids stacked in
+    /// order in `ids`) are computed against `caches[segment.cache]`, which holds that
+    /// sequence's rows `0..segment.pos` and receives the new ones. Afterwards `logits` row
+    /// `i` is the last row of segment `i` with `last_only`, else row `r` is row `r` of the
+    /// stack. A sequence's results do not depend on what else is in the step. The default
+    /// sequence of `forward_rows` must start again from row 0 after a batched step.
+    fn forward_batch(
+        &mut self,
+        ids: &[i64],
+        segments: &[Segment],
+        caches: &mut [Vec<f32>],
+        last_only: bool,
+    ) -> Result<(), String> {
+        let _ = (ids, segments, caches, last_only);
+        Err(self.batching().err().unwrap_or_default())
     }
 
     /// Forgets the sequence. Generated models keep no state but the cached rows, which the

@@ -244,10 +244,60 @@ fn panel_row_body<E: crate::elem::PanelElem>(
     }
 }
 
+/// `panel_row_body` for four rows at once (`x` is `[4, k]`): each panel row is loaded once
+/// for the four, and half a panel's columns of four rows stay in registers. Every output
+/// is the same sum in the same order as `panel_row_body`'s (products added over `k` in
+/// order, then the bias), so a row's result does not depend on the rows beside it.
+#[inline(always)]
+fn panel_rows4_body<E: crate::elem::PanelElem>(
+    x: &[f32],
+    w: &[E],
+    bias: Option<&[f32]>,
+    out: &mut [&mut [f32]; 4],
+) {
+    const NR: usize = crate::layout::NR;
+    const H: usize = NR / 2;
+    let k = x.len() / 4;
+    let n = out[0].len();
+    for (t, panel) in w.chunks_exact(k * NR).enumerate() {
+        for half in 0..2 {
+            let mut acc = [[0f32; H]; 4];
+            for (p, wr) in panel.chunks_exact(NR).enumerate() {
+                let wr = &wr[half * H..(half + 1) * H];
+                let xs = [x[p], x[k + p], x[2 * k + p], x[3 * k + p]];
+                for (a, &xv) in acc.iter_mut().zip(&xs) {
+                    for j in 0..H {
+                        a[j] += xv * wr[j].to_f32();
+                    }
+                }
+            }
+            let c0 = t * NR + half * H;
+            let end = (c0 + H).min(n);
+            if c0 >= end {
+                continue;
+            }
+            for (o, a) in out.iter_mut().zip(&acc) {
+                for (j, v) in o[c0..end].iter_mut().enumerate() {
+                    *v = a[j] + bias.map_or(0.0, |b| b[c0 + j]);
+                }
+            }
+        }
+    }
+}
+
 isa_kernel!(
     /// One row of `gemm::linear` without AVX-512: `out = x·W + bias` over the column panels
     /// in `w` (`out` holds their columns, the last panel possibly partial).
     panel_row => panel_row_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32])
+);
+isa_kernel!(
+    /// Four rows of `gemm::linear` without AVX-512 (`x` `[4, k]`), bit for bit as
+    /// `panel_row` gives each of them.
+    panel_rows4 => panel_rows4_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [&mut [f32]; 4])
+);
+isa_kernel!(
+    /// `panel_rows4` over half-precision panels.
+    panel_rows4_f16 => panel_rows4_body(x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [&mut [f32]; 4])
 );
 isa_kernel!(
     /// `panel_row` over half-precision panels.
@@ -305,12 +355,30 @@ impl PanelElem for f32 {
     fn panel_row(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
         panel_row(isa, x, w, bias, out)
     }
+    fn panel_rows4(
+        isa: Isa,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [&mut [f32]; 4],
+    ) {
+        panel_rows4(isa, x, w, bias, out)
+    }
 }
 
 impl PanelElem for F16 {
     const KIND: Kind = Kind::F16;
     fn panel_row(isa: Isa, x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32]) {
         panel_row_f16(isa, x, w, bias, out)
+    }
+    fn panel_rows4(
+        isa: Isa,
+        x: &[f32],
+        w: &[F16],
+        bias: Option<&[f32]>,
+        out: &mut [&mut [f32]; 4],
+    ) {
+        panel_rows4_f16(isa, x, w, bias, out)
     }
     #[inline(always)]
     fn to_f32(self) -> f32 {

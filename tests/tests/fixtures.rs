@@ -341,7 +341,9 @@ fn attention_reads_the_projection_and_the_presents_in_place() {
     let producers = g.producers();
     let op_of = |v: usize| g.nodes[producers[&v]].op.name();
     let seq = gpt2c::codegen::sequence_info(g).expect("still incremental");
-    let plan = gpt2c::codegen::plan::plan(g, &gpt2c::codegen::persistent(g, &Ok(seq))).unwrap();
+    let cache = seq.cache.clone();
+    let plan =
+        gpt2c::codegen::plan::plan(g, &gpt2c::codegen::persistent(g, &Ok(seq)), &cache).unwrap();
     for (n, a) in attention {
         let [q, k, v] = [0, 1, 2].map(|i| n.inputs[i].unwrap());
         assert_eq!(op_of(q), "Linear", "{}", n.name);

@@ -58,32 +58,33 @@ pub enum Finish {
     MaxTokens,
 }
 
-/// Generated token ids, one step per [`Tokens::step`] (or `Iterator::next`).
-pub struct Tokens<'r, M: Gpt2Model> {
-    runner: &'r mut Runner<M>,
+/// One generation's tokens, without the model: the sampler, the prompt and the tokens
+/// sampled so far, and the part of them the model sees. [`Tokens`] runs it on a [`Runner`],
+/// [`crate::Batch`] on a batched model; the same calls give the same tokens.
+pub(crate) struct Sequence {
     sampler: Sampler,
     /// The prompt, then every generated token.
     tokens: Vec<u32>,
     prompt_len: usize,
     /// Where the window the model sees starts in `tokens`.
     start: usize,
+    ctx: usize,
     max_tokens: usize,
     end_token: Option<u32>,
-    finish: Option<Finish>,
+    pub(crate) finish: Option<Finish>,
 }
 
-impl<'r, M: Gpt2Model> Tokens<'r, M> {
-    /// Starts generating after `prompt` (at least one token, each below the vocabulary
-    /// size). `options.stop` is ignored here: stop strings are text.
-    pub fn new(
-        runner: &'r mut Runner<M>,
+impl Sequence {
+    /// Checks `prompt` (at least one token, each below `vocab`) and starts after it.
+    pub(crate) fn new(
         prompt: &[u32],
         options: &GenerateOptions,
-    ) -> Result<Self, String> {
+        vocab: usize,
+        ctx: usize,
+    ) -> Result<Sequence, String> {
         if prompt.is_empty() {
             return Err("the prompt has no tokens (start from <|endoftext|> for none)".into());
         }
-        let vocab = runner.vocab();
         if let Some((i, t)) = prompt
             .iter()
             .enumerate()
@@ -95,57 +96,102 @@ impl<'r, M: Gpt2Model> Tokens<'r, M> {
         }
         let mut tokens = Vec::with_capacity(prompt.len() + options.max_tokens.min(1 << 16));
         tokens.extend_from_slice(prompt);
-        Ok(Tokens {
-            start: window_start(prompt.len(), runner.context(), 0),
+        Ok(Sequence {
+            start: window_start(prompt.len(), ctx, 0),
             sampler: Sampler::new(options.sampling, options.seed, vocab),
-            runner,
             prompt_len: prompt.len(),
             tokens,
+            ctx,
             max_tokens: options.max_tokens,
             end_token: options.end_token,
             finish: None,
         })
     }
 
-    /// Samples the next token; `None` once generation has ended (see [`Tokens::finish`]).
-    pub fn step(&mut self) -> Result<Option<u32>, String> {
+    /// The window whose last row's logits give the next token; `None` once generation has
+    /// ended (then `finish` says why).
+    pub(crate) fn window(&mut self) -> Option<&[u32]> {
         if self.finish.is_some() {
-            return Ok(None);
+            return None;
         }
         if self.generated() >= self.max_tokens {
             self.finish = Some(Finish::MaxTokens);
-            return Ok(None);
+            return None;
         }
-        self.start = window_start(self.tokens.len(), self.runner.context(), self.start);
-        let next = self
-            .sampler
-            .sample(self.runner.next_logits(&self.tokens[self.start..])?);
+        self.start = window_start(self.tokens.len(), self.ctx, self.start);
+        Some(&self.tokens[self.start..])
+    }
+
+    /// Samples the next token from the logits of the window's last row; `None` when it is
+    /// the end token (generation ends).
+    pub(crate) fn accept(&mut self, logits: &[f32]) -> Option<u32> {
+        let next = self.sampler.sample(logits);
         if Some(next) == self.end_token {
             self.finish = Some(Finish::EndToken);
-            return Ok(None);
+            return None;
         }
         self.tokens.push(next);
-        Ok(Some(next))
+        Some(next)
+    }
+
+    pub(crate) fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    pub(crate) fn generated_tokens(&self) -> &[u32] {
+        &self.tokens[self.prompt_len..]
+    }
+
+    pub(crate) fn generated(&self) -> usize {
+        self.tokens.len() - self.prompt_len
+    }
+}
+
+/// Generated token ids, one step per [`Tokens::step`] (or `Iterator::next`).
+pub struct Tokens<'r, M: Gpt2Model> {
+    runner: &'r mut Runner<M>,
+    seq: Sequence,
+}
+
+impl<'r, M: Gpt2Model> Tokens<'r, M> {
+    /// Starts generating after `prompt` (at least one token, each below the vocabulary
+    /// size). `options.stop` is ignored here: stop strings are text.
+    pub fn new(
+        runner: &'r mut Runner<M>,
+        prompt: &[u32],
+        options: &GenerateOptions,
+    ) -> Result<Self, String> {
+        let seq = Sequence::new(prompt, options, runner.vocab(), runner.context())?;
+        Ok(Tokens { runner, seq })
+    }
+
+    /// Samples the next token; `None` once generation has ended (see [`Tokens::finish`]).
+    pub fn step(&mut self) -> Result<Option<u32>, String> {
+        let Some(window) = self.seq.window() else {
+            return Ok(None);
+        };
+        let logits = self.runner.next_logits(window)?;
+        Ok(self.seq.accept(logits))
     }
 
     /// The prompt followed by the tokens generated so far.
     pub fn tokens(&self) -> &[u32] {
-        &self.tokens
+        self.seq.tokens()
     }
 
     /// The tokens generated so far.
     pub fn generated_tokens(&self) -> &[u32] {
-        &self.tokens[self.prompt_len..]
+        self.seq.generated_tokens()
     }
 
     /// How many tokens were generated so far.
     pub fn generated(&self) -> usize {
-        self.tokens.len() - self.prompt_len
+        self.seq.generated()
     }
 
     /// Why generation ended, once it has.
     pub fn finish(&self) -> Option<Finish> {
-        self.finish
+        self.seq.finish
     }
 }
 
@@ -166,12 +212,7 @@ impl<M: Gpt2Model> Iterator for Tokens<'_, M> {
 pub struct Generator<'a, M: Gpt2Model> {
     tokens: Tokens<'a, M>,
     tokenizer: &'a Gpt2Tokenizer,
-    decoder: StreamDecoder,
-    stop: Vec<String>,
-    /// Decoded text not emitted yet: a suffix that may begin a stop string.
-    held: String,
-    /// Set once the last piece was returned (or an error).
-    done: bool,
+    text: Text,
 }
 
 impl<'a, M: Gpt2Model> Generator<'a, M> {
@@ -185,16 +226,11 @@ impl<'a, M: Gpt2Model> Generator<'a, M> {
         options: &GenerateOptions,
     ) -> Result<Self, String> {
         check_vocab(runner.vocab())?;
-        if let Some(i) = options.stop.iter().position(|s| s.is_empty()) {
-            return Err(format!("stop string {i} is empty"));
-        }
+        let text = Text::new(options)?;
         Ok(Generator {
             tokens: Tokens::new(runner, prompt, options)?,
             tokenizer,
-            decoder: StreamDecoder::new(),
-            stop: options.stop.clone(),
-            held: String::new(),
-            done: false,
+            text,
         })
     }
 
@@ -208,9 +244,78 @@ impl<'a, M: Gpt2Model> Generator<'a, M> {
         self.collect()
     }
 
+    fn advance(&mut self) -> Result<Option<String>, String> {
+        if self.text.done {
+            return Ok(None);
+        }
+        match self.tokens.step()? {
+            Some(t) => {
+                let (piece, stop) = self.text.push(self.tokenizer, t)?;
+                if stop.is_some() {
+                    self.tokens.seq.finish = stop;
+                }
+                Ok(Some(piece))
+            }
+            None => {
+                let last = self.text.end();
+                Ok((!last.is_empty()).then_some(last))
+            }
+        }
+    }
+}
+
+/// The text side of a generation: decodes tokens into pieces that never split a character
+/// and never contain a stop string (see [`Generator`]).
+pub(crate) struct Text {
+    decoder: StreamDecoder,
+    stop: Vec<String>,
+    /// Decoded text not emitted yet: a suffix that may begin a stop string.
+    held: String,
+    /// Set once the last piece was returned (or an error).
+    pub(crate) done: bool,
+}
+
+impl Text {
+    /// Checks the stop strings of `options`.
+    pub(crate) fn new(options: &GenerateOptions) -> Result<Text, String> {
+        if let Some(i) = options.stop.iter().position(|s| s.is_empty()) {
+            return Err(format!("stop string {i} is empty"));
+        }
+        Ok(Text {
+            decoder: StreamDecoder::new(),
+            stop: options.stop.clone(),
+            held: String::new(),
+            done: false,
+        })
+    }
+
+    /// The piece token `t` completes, and `Some(StopString(i))` when it reached stop string
+    /// `i` (the text ends before it; nothing more is emitted).
+    pub(crate) fn push(
+        &mut self,
+        tokenizer: &Gpt2Tokenizer,
+        t: u32,
+    ) -> Result<(String, Option<Finish>), String> {
+        let piece = self.decoder.push(tokenizer, t)?;
+        self.held.push_str(&piece);
+        Ok(self.release(false))
+    }
+
+    /// The last piece, once generation ended: what was held back.
+    pub(crate) fn end(&mut self) -> String {
+        if self.done {
+            return String::new();
+        }
+        let tail = self.decoder.finish();
+        self.held.push_str(&tail);
+        let (last, _) = self.release(true);
+        self.done = true;
+        last
+    }
+
     /// Moves what is final out of `held`: everything before a stop string (and then
     /// ends), or everything but the longest suffix that begins a stop string.
-    fn release(&mut self, at_end: bool) -> String {
+    fn release(&mut self, at_end: bool) -> (String, Option<Finish>) {
         let found = self
             .stop
             .iter()
@@ -218,10 +323,9 @@ impl<'a, M: Gpt2Model> Generator<'a, M> {
             .filter_map(|(i, s)| self.held.find(s.as_str()).map(|p| (p, i)))
             .min();
         if let Some((p, i)) = found {
-            self.tokens.finish = Some(Finish::StopString(i));
             self.done = true;
             self.held.truncate(p);
-            return std::mem::take(&mut self.held);
+            return (std::mem::take(&mut self.held), Some(Finish::StopString(i)));
         }
         let keep = if at_end {
             self.held.len()
@@ -236,27 +340,7 @@ impl<'a, M: Gpt2Model> Generator<'a, M> {
                 .unwrap_or(self.held.len())
         };
         let rest = self.held.split_off(keep);
-        std::mem::replace(&mut self.held, rest)
-    }
-
-    fn advance(&mut self) -> Result<Option<String>, String> {
-        if self.done {
-            return Ok(None);
-        }
-        match self.tokens.step()? {
-            Some(t) => {
-                let piece = self.decoder.push(self.tokenizer, t)?;
-                self.held.push_str(&piece);
-                Ok(Some(self.release(false)))
-            }
-            None => {
-                let tail = self.decoder.finish();
-                self.held.push_str(&tail);
-                let last = self.release(true);
-                self.done = true;
-                Ok((!last.is_empty()).then_some(last))
-            }
-        }
+        (std::mem::replace(&mut self.held, rest), None)
     }
 }
 
@@ -267,7 +351,7 @@ impl<M: Gpt2Model> Iterator for Generator<'_, M> {
     fn next(&mut self) -> Option<Self::Item> {
         let r = self.advance();
         if r.is_err() {
-            self.done = true;
+            self.text.done = true;
         }
         r.transpose()
     }

@@ -19,18 +19,21 @@
 //! ```
 //!
 //! Layers: `tokenizer` and `sampling` know nothing of models; `runner` drives a model over
-//! a window of tokens with its attention cache; `generate` and `score` sit on top.
+//! a window of tokens with its attention cache; `generate` and `score` sit on top, and
+//! `batch` runs many generations together on a model that allows batched steps.
 
+pub mod batch;
 pub mod generate;
 pub mod runner;
 pub mod sampling;
 pub mod score;
 pub mod tokenizer;
 
+pub use batch::{Batch, Event};
 pub use generate::{Finish, GenerateOptions, Generator, Tokens};
 pub use runner::Runner;
 pub use sampling::{Sampler, SamplerConfig};
 pub use score::{
-    score, score_text, score_text_with_progress, score_with_progress, Progress, Score,
+    score, score_many, score_text, score_text_with_progress, score_with_progress, Progress, Score,
 };
 pub use tokenizer::{Gpt2Tokenizer, StreamDecoder, END_OF_TEXT, VOCAB};

@@ -99,3 +99,97 @@ pub fn score_text_with_progress<M: Gpt2Model>(
     }
     score_with_progress(runner, &ids, progress)
 }
+
+/// Scores several token sequences, each as [`score`] does alone (the same windows, the same
+/// sums in the same order, so the same result bit for bit), with windows of different
+/// sequences stacked into one batched step of the model (up to a context's worth of rows):
+/// short texts then share the weight reads. `progress` is called after each step with the
+/// tokens scored in all of them. Needs a model that allows batched steps.
+pub fn score_many<M: Gpt2Model>(
+    model: &mut M,
+    docs: &[Vec<u32>],
+    mut progress: impl FnMut(Progress),
+) -> Result<Vec<Score>, String> {
+    model
+        .batching()
+        .map_err(|e| format!("this model cannot run sequences together: {e}"))?;
+    if let Some(i) = docs.iter().position(|d| d.len() < 2) {
+        return Err(format!("sequence {i}: scoring needs at least two tokens"));
+    }
+    let (ctx, v) = (model.context(), model.config().vocab);
+    if let Some((i, t)) = docs
+        .iter()
+        .enumerate()
+        .find_map(|(i, d)| d.iter().find(|&&t| t as usize >= v).map(|&t| (i, t)))
+    {
+        return Err(format!(
+            "sequence {i}: token id {t} is outside the vocabulary [0, {v})"
+        ));
+    }
+    let stride = (ctx / 2).max(1);
+    // Every window, in order: (sequence, begin, end).
+    let mut windows = Vec::new();
+    for (i, d) in docs.iter().enumerate() {
+        let mut begin = 0;
+        loop {
+            let end = (begin + ctx).min(d.len());
+            windows.push((i, begin, end));
+            if end == d.len() {
+                break;
+            }
+            begin += stride;
+        }
+    }
+    let total: usize = docs.iter().map(|d| d.len() - 1).sum();
+    let mut sums = vec![(0.0f64, 0usize, 1usize); docs.len()]; // (sum, count, scored_upto)
+    let (mut caches, mut ids, mut segments) = (Vec::new(), Vec::new(), Vec::new());
+    let mut next = 0;
+    while next < windows.len() {
+        // As many consecutive windows as fit in one step.
+        let (mut rows, mut k) = (0, next);
+        while k < windows.len() && rows + windows[k].2 - windows[k].1 <= ctx {
+            rows += windows[k].2 - windows[k].1;
+            k += 1;
+        }
+        let step = &windows[next..k];
+        while caches.len() < step.len() {
+            caches.push(vec![0.0; model.cache_len()]);
+        }
+        ids.clear();
+        segments.clear();
+        for (c, &(i, begin, end)) in step.iter().enumerate() {
+            ids.extend(docs[i][begin..end].iter().map(|&t| t as i64));
+            segments.push(gpt2rt::batch::Segment {
+                cache: c,
+                pos: 0,
+                rows: end - begin,
+            });
+        }
+        model.forward_batch(&ids, &segments, &mut caches, false)?;
+        let logits = model.logits();
+        let mut row0 = 0;
+        for &(i, begin, end) in step {
+            let (sum, count, upto) = &mut sums[i];
+            let from = (*upto).max(begin + 1);
+            for (t, &next) in docs[i][from..end].iter().enumerate() {
+                let r = row0 + from + t - 1 - begin;
+                *sum += nll(&logits[r * v..(r + 1) * v], next as usize);
+                *count += 1;
+            }
+            *upto = end;
+            row0 += end - begin;
+        }
+        next = k;
+        progress(Progress {
+            scored: sums.iter().map(|s| s.1).sum(),
+            total,
+        });
+    }
+    Ok(sums
+        .into_iter()
+        .map(|(sum, count, _)| Score {
+            mean_nll: sum / count as f64,
+            tokens: count,
+        })
+        .collect())
+}

@@ -37,6 +37,10 @@ pub struct Lowerer<'a> {
     pub profile_ids: Vec<Option<usize>>,
     /// Readers of each value (nodes and graph outputs).
     pub uses: Vec<usize>,
+    /// Lowering a batched step (`forward_batch`, see `super::batch`): rows of several
+    /// sequences stacked from row 0, read by position where a value is indexed by position,
+    /// attention against each sequence's own cache.
+    pub step: Option<&'a super::batch::Batching>,
 }
 
 fn lit(x: usize) -> Literal {
@@ -65,12 +69,17 @@ fn f32_lit(x: f32) -> TokenStream {
 
 /// `base + r0 · coef` as tokens.
 fn lin(base: usize, coef: usize) -> TokenStream {
+    lin_at(base, coef, &quote!(r0))
+}
+
+/// `base + row · coef` as tokens, `row` naming the first row.
+fn lin_at(base: usize, coef: usize, row: &TokenStream) -> TokenStream {
     let (b, c) = (lit(base), lit(coef));
     match (base, coef) {
         (_, 0) => quote!(#b),
-        (0, 1) => quote!(r0),
-        (0, _) => quote!(r0 * #c),
-        _ => quote!(#b + r0 * #c),
+        (0, 1) => quote!(#row),
+        (0, _) => quote!(#row * #c),
+        _ => quote!(#b + #row * #c),
     }
 }
 
@@ -155,6 +164,19 @@ impl Lowerer<'_> {
         self.seq.and_then(|s| s.axis[v])
     }
 
+    /// The variable holding the first row of `v` that this statement reads: `r0`, or in a
+    /// batched step `q0` (the position) for a value indexed by position (a constant that
+    /// varies along the sequence, or one the init nodes computed), since a step's rows are
+    /// not the positions of their sequence.
+    fn row_var(&self, v: ValueId) -> TokenStream {
+        match self.step {
+            Some(_) if super::batch::by_position(self.graph, self.plan, self.seq, v) => {
+                quote!(q0)
+            }
+            _ => quote!(r0),
+        }
+    }
+
     /// Shape with the sequence dim as the run-time row count.
     fn dims(&self, v: ValueId) -> TokenStream {
         let s = self.shape(v);
@@ -204,7 +226,8 @@ impl Lowerer<'_> {
         match self.ax(v) {
             Some(a) => {
                 let s = lit(strides(&self.shape(v))[a]);
-                quote!(&(#r)[r0 * #s..(r0 + rn) * #s])
+                let r0 = self.row_var(v);
+                quote!(&(#r)[#r0 * #s..(#r0 + rn) * #s])
             }
             None => r,
         }
@@ -240,6 +263,10 @@ impl Lowerer<'_> {
             (Some(id), None) => quote!(let _timer = profile::timer(#id, 1);),
             (None, _) => TokenStream::new(),
         };
+        if let (Some(st), Some(s)) = (self.step, self.seq) {
+            let split = quote!(let (y, rest) = arena::split(#arena, buf::#b););
+            return super::batch::step_block(self, st, s, node_index, o, split, body, timer);
+        }
         quote! {
             {
                 #rows
@@ -542,13 +569,22 @@ impl Lowerer<'_> {
                     lit(at.kv_rows),
                     lit(at.head_dim),
                 );
-                let (xq, xk, xv) = (self.read(q, oe), self.read(k, oe), self.read(v, oe));
+                let (xq, mut xk, mut xv) = (self.read(q, oe), self.read(k, oe), self.read(v, oe));
                 let (scale, causal) = (f32_lit(at.scale), at.causal);
-                let rows = if self.ax(q).is_some() {
+                let mut rows = if self.ax(q).is_some() {
                     quote!(r0, rn)
                 } else {
                     quote!(0, #q_rows)
                 };
+                let mut f = quote!(attention);
+                // A batched step: this run's rows against its sequence's cache.
+                if self.step.is_some() {
+                    let name = |v: ValueId| self.syms.buf_consts[v].clone().expect("buffer");
+                    let (bk, bv) = (name(k), name(v));
+                    (xk, xv) = (quote!(&cache[buf::#bk]), quote!(&cache[buf::#bv]));
+                    rows = quote!(r0, rn, q0);
+                    f = quote!(attention_at);
+                }
                 // Dense operands say so; others spell out where their heads and rows are.
                 let layout = |view: HeadView, shape: [usize; 4]| {
                     if view == HeadView::dense(shape) {
@@ -568,7 +604,7 @@ impl Lowerer<'_> {
                 let lo = layout(at.out_view(), at.q_shape());
                 quote! {
                     let dims = kernels::AttentionDims { bh: #bh, heads: #heads, q_rows: #q_rows, kv_rows: #kv_rows, d: #d, scale: #scale, causal: #causal, q: #lq, k: #lk, v: #lv, out: #lo };
-                    kernels::attention(#xq, #xk, #xv, y, dims, #rows);
+                    kernels::#f(#xq, #xk, #xv, y, dims, #rows);
                 }
             }
             Op::LayerNorm { eps } => self.layer_norm(&data, *eps, oe, &y),
@@ -705,7 +741,10 @@ impl Lowerer<'_> {
         let x = self.read(src, self.elem(dst));
         // Row r0 starts at r0 times the stride of the walked sequence axis, in both.
         let (so, dof) = match self.ax(walk) {
-            Some(a) => (lin(src_base, src_st[a] as usize), lin(dst_base, dst_st[a])),
+            Some(a) => (
+                lin_at(src_base, src_st[a] as usize, &self.row_var(src)),
+                lin(dst_base, dst_st[a]),
+            ),
             None => (lin(src_base, 0), lin(dst_base, 0)),
         };
         let (ss, ds, shp) = (isizes(src_st), isizes(&signed(dst_st)), self.dims(walk));
@@ -801,7 +840,8 @@ impl Lowerer<'_> {
         match self.ax(v).or_else(|| self.seq.and_then(|s| s.row_read[v])) {
             Some(x) => {
                 let s = lit(strides(&self.shape(v))[x]);
-                (quote!(&(#r)[r0 * #s..]), st)
+                let r0 = self.row_var(v);
+                (quote!(&(#r)[#r0 * #s..]), st)
             }
             None => (r, st),
         }

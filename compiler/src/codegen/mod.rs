@@ -4,8 +4,9 @@
 //! prettyplease. Comments cannot be tokens, so statements carry `gpt2c_comment!("...")`
 //! markers that become `//` lines after printing.
 
+pub mod batch;
 pub mod layout;
-mod lower;
+pub(crate) mod lower;
 pub mod names;
 pub mod plan;
 mod profile;
@@ -126,7 +127,18 @@ fn type_str(g: &Graph, v: usize) -> String {
 pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(String, Summary)> {
     crate::passes::specialize::check_static(graph)?;
     let seq = sequence_info(graph);
-    let mut plan = plan::plan(graph, &persistent(graph, &seq))?;
+    // Nodes feeding only the logits last (see `sequence::tail_last`).
+    let reordered = seq
+        .as_ref()
+        .ok()
+        .and_then(|s| crate::sequence::tail_last(graph, s));
+    let graph = reordered.as_ref().unwrap_or(graph);
+    let seq = match reordered {
+        Some(_) => sequence_info(graph),
+        None => seq,
+    };
+    let cache: &[usize] = seq.as_ref().map_or(&[], |s| &s.cache[..]);
+    let mut plan = plan::plan(graph, &persistent(graph, &seq), cache)?;
     plan.store_panels_as(opts.weight_format);
 
     // Names: weight fields, buffer constants.
@@ -180,7 +192,9 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         seq: seq.as_ref().ok(),
         profile_ids: profile::ids(graph, seq.as_ref().ok(), &plan),
         uses: graph.use_counts(),
+        step: None,
     };
+    let batching = batch::analyze(graph, &seq, &plan);
 
     // The weight blob.
     crate::progress::stage("writing weights", Some(plan.blob_bytes as u64));
@@ -269,6 +283,12 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         target.push(body);
     }
 
+    // The batched step: the same statements over the rows of several sequences.
+    let step_stmts = match &batching {
+        Ok(b) => Some(step_statements(graph, &low, b)?),
+        Err(_) => None,
+    };
+
     let profile_table = profile::table(graph, seq.as_ref().ok(), &low.profile_ids);
     let tokens = module_tokens(
         graph,
@@ -279,6 +299,7 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         stmts,
         init_stmts,
         profile_table,
+        (&batching, step_stmts),
     )?;
     let file: syn::File = syn::parse2(tokens).map_err(|e| {
         Error::Invalid(format!(
@@ -297,6 +318,47 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         statements: count,
     };
     Ok((out, summary))
+}
+
+/// The statements of `forward_batch`: every node but the init ones, lowered for a batched
+/// step (`batch`), with the compaction of the logits-only rows before the first of them.
+fn step_statements(
+    graph: &Graph,
+    low: &lower::Lowerer,
+    b: &batch::Batching,
+) -> Result<Vec<TokenStream>> {
+    let step = lower::Lowerer {
+        step: Some(b),
+        profile_ids: low.profile_ids.clone(),
+        uses: low.uses.clone(),
+        ..*low
+    };
+    let seq = low.seq.expect("batching needs the sequence analysis");
+    let mut stmts = Vec::new();
+    let mut layer = None;
+    for (index, node) in graph.nodes.iter().enumerate() {
+        if seq.init[index] {
+            continue;
+        }
+        if b.first_tail == Some(index) {
+            stmts.push(batch::compaction(low, b));
+        }
+        let body = step.lower(index)?;
+        if body.is_empty() {
+            continue;
+        }
+        let l = names::layer_of(&node.name);
+        if l != layer && l.is_some() {
+            stmts.push(comment(&format!(
+                "======== layer {} ========",
+                l.unwrap_or(0)
+            )));
+        }
+        layer = l;
+        stmts.push(comment(&format!("{} {}", node.op.name(), node.name)));
+        stmts.push(body);
+    }
+    Ok(stmts)
 }
 
 fn low_elem(plan: &plan::Plan, v: usize) -> Elem {
@@ -502,6 +564,10 @@ fn module_tokens(
     stmts: Vec<TokenStream>,
     init_stmts: Vec<TokenStream>,
     profile_table: TokenStream,
+    (batching, step_stmts): (
+        &std::result::Result<batch::Batching, String>,
+        Option<Vec<TokenStream>>,
+    ),
 ) -> Result<TokenStream> {
     let info = |v: usize| {
         let name = Literal::string(&graph.values[v].name);
@@ -700,6 +766,40 @@ fn module_tokens(
         })
         .collect();
 
+    let forward_batch = match (step_stmts, seq) {
+        (Some(step), Ok(_)) => {
+            let name = ident(&names::snake(&graph.values[graph.inputs[0]].name));
+            let shape = graph.values[graph.inputs[0]]
+                .ty
+                .as_ref()
+                .and_then(|t| t.static_shape())
+                .unwrap_or_default();
+            let row = Literal::usize_unsuffixed(crate::ops::strides(&shape)[shape.len() - 1]);
+            let b = syms.buf_consts[graph.inputs[0]]
+                .clone()
+                .expect("input buffer");
+            quote! {
+                /// One step over several sequences (`gpt2rt::batch`): the rows of each segment,
+                /// their ids stacked in `input1`, against the cache `caches[segment.cache]`
+                /// (`CACHE_LEN` values, laid out as the start of the f32 arena), which holds the
+                /// sequence's rows `0..segment.pos` and receives the new ones. Then the logits'
+                /// row `i` is the last row of segment `i` with `last_only`, else the logits
+                /// hold every row of the stack. Overwrites the cache rows `forward_rows` keeps.
+                #[allow(unused_variables)]
+                pub fn forward_batch(&mut self, #name: &[i64], segments: &[batch::Segment], caches: &mut [Vec<f32>], last_only: bool) -> Result<(), String> {
+                    let n = batch::check(#name.len(), #row, segments, caches, CACHE_LEN, SEQ_LEN)?;
+                    let rows = (0, n);
+                    let tail_rows = if last_only { (0, segments.len()) } else { rows };
+                    let Model { w, f32s, i64s } = self;
+                    let (w, f32s, i64s) = (&*w, &mut f32s[..], &mut i64s[..]);
+                    i64s[buf::#b][..n * #row].copy_from_slice(#name);
+                    #(#step)*
+                    Ok(())
+                }
+            }
+        }
+        _ => TokenStream::new(),
+    };
     let forward = match seq {
         Ok(_) => {
             let input = &args[0];
@@ -736,6 +836,8 @@ fn module_tokens(
                     #(#checks)*
                     self.forward_rows(#name, 0, false)
                 }
+
+                #forward_batch
             }
         }
         Err(_) => quote! {
@@ -756,6 +858,13 @@ fn module_tokens(
         },
     };
     // The runtime's GPT-2 interface, for a GPT-2 graph with its one token input.
+    let batch_call = match batching {
+        Ok(_) => quote!(Model::forward_batch(self, ids, segments, caches, last_only)),
+        Err(_) => quote!(Err(format!(
+            "this model cannot run sequences together: {}",
+            BATCHING.err().unwrap_or_default()
+        ))),
+    };
     let gpt2_impl = match (&opts.gpt2, &args[..]) {
         (Some(_), [_]) => quote! {
             impl gpt2rt::Gpt2Model for Model {
@@ -780,6 +889,15 @@ fn module_tokens(
                         Err(format!("this model cannot compute rows separately: {}", SEQUENCE))
                     }
                 }
+                fn cache_len(&self) -> usize {
+                    CACHE_LEN
+                }
+                fn batching(&self) -> Result<(), String> {
+                    BATCHING.map_err(String::from)
+                }
+                fn forward_batch(&mut self, ids: &[i64], segments: &[gpt2rt::batch::Segment], caches: &mut [Vec<f32>], last_only: bool) -> Result<(), String> {
+                    #batch_call
+                }
                 fn logits(&self) -> &[f32] {
                     match self.output(0) {
                         Some(TensorRef::F32(x)) => x,
@@ -799,6 +917,13 @@ fn module_tokens(
         Err(e) => (false, 0, e.clone()),
     };
     let seq_len = Literal::usize_unsuffixed(seq_len);
+    let (batching_const, cache_len) = match batching {
+        Ok(b) => (quote!(Ok(())), Literal::usize_unsuffixed(b.cache_len)),
+        Err(e) => {
+            let e = Literal::string(e);
+            (quote!(Err(#e)), Literal::usize_unsuffixed(0))
+        }
+    };
     let seq_note = Literal::string(&seq_note);
     let panel = Literal::usize_unsuffixed(layout::PANEL);
     let wfmt = opts.weight_format.name();
@@ -810,8 +935,14 @@ fn module_tokens(
         pub const SEQ_LEN: usize = #seq_len;
         /// What the sequence analysis found.
         pub const SEQUENCE: &str = #seq_note;
+        /// Whether rows of several sequences can run in one step (`forward_batch`), and why
+        /// not when they cannot.
+        pub const BATCHING: Result<(), &str> = #batching_const;
+        /// Values of one sequence's attention cache in `forward_batch` (0 without it).
+        pub const CACHE_LEN: usize = #cache_len;
 
         use gpt2rt::arena;
+        use gpt2rt::batch;
         use gpt2rt::io::{DType, Gpt2Config, TensorInfo, TensorRef};
         use gpt2rt::kernels::{self, Activation, Layout};
         use gpt2rt::profile;

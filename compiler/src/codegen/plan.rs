@@ -110,6 +110,10 @@ pub struct Plan {
     /// For a buffer computed in place inside a Concat's output: that output and the
     /// element offset of its block.
     pub inside: Vec<Option<(ValueId, usize)>>,
+    /// Elements at the start of the f32 arena that hold the attention cache (the buffers
+    /// that own the `cache` values given to `plan`): one sequence's state, which a batched
+    /// step keeps per sequence in a `Vec` of this length, at the same offsets.
+    pub cache_len: usize,
     /// For each buffer (by value id): the steps of its first and last use. Graph inputs
     /// and persistent buffers start at step 0, node `i` runs at step `i + 1`, and buffers
     /// that must survive the call (outputs, persistent) end at `nodes.len() + 1`.
@@ -359,8 +363,10 @@ fn concat_blocks(graph: &Graph, root: &[ValueId]) -> Vec<(ValueId, Vec<(ValueId,
 }
 
 /// Plans storage; `persistent` values (and graph outputs) keep their buffers for the
-/// whole program, so their contents survive between calls (the attention cache).
-pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
+/// whole program, so their contents survive between calls (the attention cache). The
+/// buffers holding `cache` (persistent too) come first in the f32 arena, as one block
+/// (`Plan::cache_len`).
+pub fn plan(graph: &Graph, persistent: &[ValueId], cache: &[ValueId]) -> Result<Plan> {
     let mut p = Plan {
         storage: vec![None; graph.values.len()],
         ..Default::default()
@@ -520,7 +526,22 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
     let mut allocs: HashMap<Elem, Allocator> = HashMap::new();
     let owns = |b: ValueId| p.inside[b].is_none();
     let mut by_step: Vec<Vec<ValueId>> = vec![Vec::new(); end + 1];
-    for &b in p.buffers.iter().filter(|&&b| owns(b)) {
+    // The buffers that hold the cache: a cache value's root, or the Concat output it is
+    // computed inside.
+    let mut cache_owners: Vec<ValueId> = Vec::new();
+    for &v in cache {
+        let r = root[v];
+        let owner = p.inside[r].map_or(r, |(host, _)| host);
+        if !cache_owners.contains(&owner) && p.lifetimes[owner].is_some_and(|(d, _)| d == 0) {
+            cache_owners.push(owner);
+        }
+    }
+    by_step[0].extend(cache_owners.iter().copied());
+    for &b in p
+        .buffers
+        .iter()
+        .filter(|&&b| owns(b) && !cache_owners.contains(&b))
+    {
         by_step[def[&b]].push(b);
     }
     let mut dying: Vec<Vec<ValueId>> = vec![Vec::new(); end + 1];
@@ -548,6 +569,18 @@ pub fn plan(graph: &Graph, persistent: &[ValueId]) -> Result<Plan> {
             }
         }
     }
+    p.cache_len = cache_owners
+        .iter()
+        .filter_map(|&b| match p.storage[b] {
+            Some(Storage::Arena {
+                elem: Elem::F32,
+                offset,
+                len,
+            }) => Some((offset + len).div_ceil(ARENA_ALIGN) * ARENA_ALIGN),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
     // In-place inputs: their block of the Concat's output.
     for (o, parts) in &blocks {
         if let Some(Storage::Arena { elem, offset, .. }) = p.storage[*o] {
