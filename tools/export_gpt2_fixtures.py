@@ -25,7 +25,11 @@ For every target it
    the written file for each case and stores inputs / outputs as raw little-endian
    ``.bin`` files plus a ``manifest.json`` (format: see ``tools/README.md``);
 6. prints ORT-vs-torch max abs differences and the set / histogram of op types in the
-   exported graph, flagging any op type outside the expected list.
+   exported graph, flagging any op type outside the expected list;
+7. adds the batch cases ``B<b>L<l>`` of the spec's ``batch_cases`` (input1 ``[b, 1, l]``,
+   ids from their own seeded generator): ORT outputs checked against PyTorch and, entry by
+   entry, against ORT on each entry alone. ``--batch-cases`` writes only these for the
+   committed ``model.onnx`` (left untouched) and appends them to its ``manifest.json``.
 
 Targets (``--only NAME ...`` selects a subset):
 
@@ -53,6 +57,7 @@ Usage
     /work/venv/py/bin/python tools/export_gpt2_fixtures.py                 # all committed outputs
     /work/venv/py/bin/python tools/export_gpt2_fixtures.py --only tiny deep
     /work/venv/py/bin/python tools/export_gpt2_fixtures.py --full-size     # + 124M export
+    /work/venv/py/bin/python tools/export_gpt2_fixtures.py --batch-cases   # batch cases only
 
 Everything is seeded; re-running produces byte-identical files with the same package
 versions (the exporter and ORT are deterministic on CPU with one thread).
@@ -94,20 +99,24 @@ EXPECTED_OPS = {
 # name -> spec. "seed" drives torch.manual_seed, the re-init generator and the token ids.
 TARGETS = collections.OrderedDict([
     ("tiny", dict(kind="fixture", n_layer=2, n_head=2, n_embd=32, vocab=1000, n_ctx=64,
-                  seed=1001, cases=[1, 13, 64], static=False, gemm_as_matmul=False,
+                  seed=1001, cases=[1, 13, 64], batch_cases=[(2, 1), (2, 64), (3, 13)],
+                  static=False, gemm_as_matmul=False,
                   description="2-layer, 2-head, n_embd=32, vocab=1000, n_ctx=64; dynamic axes")),
     ("wide", dict(kind="fixture", n_layer=1, n_head=4, n_embd=128, vocab=3000, n_ctx=128,
-                  seed=1002, cases=[1, 57, 128], static=False, gemm_as_matmul=False,
+                  seed=1002, cases=[1, 57, 128], batch_cases=[(2, 1), (3, 9)],
+                  static=False, gemm_as_matmul=False,
                   description="1-layer, 4-head, n_embd=128, vocab=3000, n_ctx=128; dynamic axes")),
     ("deep", dict(kind="fixture", n_layer=4, n_head=3, n_embd=48, vocab=512, n_ctx=32,
-                  seed=1003, cases=[1, 7, 32], static=False, gemm_as_matmul=False,
+                  seed=1003, cases=[1, 7, 32], batch_cases=[(2, 7), (2, 32), (3, 1), (3, 32)],
+                  static=False, gemm_as_matmul=False,
                   description="4-layer, 3-head (head_dim 16), n_embd=48, vocab=512, n_ctx=32; dynamic axes")),
     ("static", dict(kind="fixture", n_layer=2, n_head=2, n_embd=32, vocab=1000, n_ctx=64,
                     seed=1004, cases=[64], static=True, gemm_as_matmul=False,
                     description="tiny config exported with a STATIC input [1,1,n_ctx] and no dynamic_axes "
                                 "(like the zoo's converted model)")),
     ("matmul_add", dict(kind="fixture", n_layer=2, n_head=2, n_embd=32, vocab=1000, n_ctx=64,
-                        seed=1005, cases=[1, 13, 64], static=False, gemm_as_matmul=True,
+                        seed=1005, cases=[1, 13, 64], batch_cases=[(2, 9), (3, 4)],
+                        static=False, gemm_as_matmul=True,
                         description="tiny config, dynamic axes, every Gemm rewritten to MatMul + Add "
                                     "with the onnx package; references from ORT on the rewritten file")),
     ("gpt2-random-50257", dict(kind="product", n_layer=2, n_head=2, n_embd=64, vocab=50257, n_ctx=128,
@@ -181,6 +190,13 @@ def reinit_meaningful(model, spec):
 def token_ids(spec, length):
     rng = np.random.default_rng([spec["seed"], length])
     return rng.integers(0, spec["vocab"], size=(1, 1, length), dtype=np.int64)
+
+
+def batch_token_ids(spec, batch, length):
+    """[batch, 1, length] ids for the batch case B<batch>L<length> (a generator of their own,
+    so the single-sequence cases keep their ids)."""
+    rng = np.random.default_rng([spec["seed"], length, batch])
+    return rng.integers(0, spec["vocab"], size=(batch, 1, length), dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------
@@ -442,22 +458,58 @@ def run_cases(spec, model, onnx_path, out_dir, file_prefix="", logits_only=False
             raise RuntimeError("ORT and torch disagree for L=%d: %s" % (L, diffs))
         worst = max(worst, max(diffs))
 
-        case_name = "L%d" % L
-        in_file = "%s%s.%s.bin" % (file_prefix, case_name, INPUT_NAME)
-        write_bin(os.path.join(out_dir, in_file), ids, "int64")
-        outputs = []
-        for k, (meta, arr) in enumerate(zip(out_meta, res)):
-            if logits_only and k > 0:
-                break
-            f = "%s%s.out%d.bin" % (file_prefix, case_name, k)
-            write_bin(os.path.join(out_dir, f), arr, "float32")
-            outputs.append({"name": meta.name, "dtype": "float32", "shape": list(arr.shape), "file": f})
-        cases.append({
-            "name": case_name,
-            "len": L,
-            "inputs": [{"name": INPUT_NAME, "dtype": "int64", "shape": list(ids.shape), "file": in_file}],
-            "outputs": outputs,
-        })
+        cases.append(write_case(out_dir, file_prefix, "L%d" % L, L, None, ids, out_meta, res, logits_only))
+    return cases, worst
+
+
+def write_case(out_dir, file_prefix, case_name, L, batch, ids, out_meta, res, logits_only):
+    """Writes one case's input and outputs as .bin files; returns its manifest entry."""
+    in_file = "%s%s.%s.bin" % (file_prefix, case_name, INPUT_NAME)
+    write_bin(os.path.join(out_dir, in_file), ids, "int64")
+    outputs = []
+    for k, (meta, arr) in enumerate(zip(out_meta, res)):
+        if logits_only and k > 0:
+            break
+        f = "%s%s.out%d.bin" % (file_prefix, case_name, k)
+        write_bin(os.path.join(out_dir, f), arr, "float32")
+        outputs.append({"name": meta.name, "dtype": "float32", "shape": list(arr.shape), "file": f})
+    case = {"name": case_name, "len": L}
+    if batch is not None:
+        case["batch"] = batch
+    case["inputs"] = [{"name": INPUT_NAME, "dtype": "int64", "shape": list(ids.shape), "file": in_file}]
+    case["outputs"] = outputs
+    return case
+
+
+def run_batch_cases(spec, model, onnx_path, out_dir, file_prefix="", logits_only=False):
+    """The cases B<b>L<l> of spec["batch_cases"]: ORT on input1 [b, 1, l], checked against
+    PyTorch at the model tolerance and, entry by entry, against ORT on that entry alone
+    ([1, 1, l]; GPT-2's batch entries are independent). Returns (cases, worst ORT-vs-torch)."""
+    sess = ort_session(onnx_path)
+    out_meta = sess.get_outputs()
+    cases = []
+    worst = 0.0
+    for B, L in spec.get("batch_cases", []):
+        ids = batch_token_ids(spec, B, L)
+        res = sess.run(None, {INPUT_NAME: ids})
+        ref = torch_outputs(model, ids)
+        assert len(res) == len(ref) == len(out_meta)
+        diffs = [max_abs(r, t) for r, t in zip(res, ref)]
+        scale = max(1.0, float(np.abs(ref[0]).max()))
+        if diffs[0] > 1e-3 * scale or max(diffs) > 1e-2 * scale:
+            raise RuntimeError("ORT and torch disagree for B=%d L=%d: %s" % (B, L, diffs))
+        # Entry by entry: the batch axis is 0 of the logits and 1 of each present.
+        alone = 0.0
+        for b in range(B):
+            one = sess.run(None, {INPUT_NAME: ids[b:b + 1]})
+            for k, (r, o) in enumerate(zip(res, one)):
+                alone = max(alone, max_abs(r[b:b + 1] if k == 0 else r[:, b:b + 1], o))
+        if alone > 1e-3 * scale:
+            raise RuntimeError("B=%d L=%d: a batch entry differs from the same ids alone by %g" % (B, L, alone))
+        print("  B=%d L=%-4d ORT-vs-torch max|diff| logits=%.3g presents=%.3g ; entries vs alone=%.3g" % (
+            B, L, diffs[0], max(diffs[1:]) if len(diffs) > 1 else 0.0, alone))
+        worst = max(worst, max(diffs))
+        cases.append(write_case(out_dir, file_prefix, "B%dL%d" % (B, L), L, B, ids, out_meta, res, logits_only))
     return cases, worst
 
 
@@ -563,6 +615,10 @@ def do_target(name):
                              logits_only=spec.get("logits_only", False), compare_path=compare_path)
     if compare_path:
         os.remove(compare_path)
+    batch, worst_batch = run_batch_cases(spec, model, onnx_path, out_dir, file_prefix=prefix,
+                                         logits_only=spec.get("logits_only", False))
+    cases += batch
+    worst = max(worst, worst_batch)
     print("  worst ORT-vs-torch max|diff| over all outputs/cases: %.3g" % worst)
     write_json(manifest_path, manifest(name, spec, ops, cases))
     if spec["kind"] == "full":
@@ -571,6 +627,47 @@ def do_target(name):
             os.remove(link)
         os.symlink(os.path.relpath(onnx_path, out_dir), link)
     print("  wrote %s (%.2f MB) and %s" % (onnx_path, os.path.getsize(onnx_path) / 1e6, manifest_path))
+
+
+def do_batch_cases(name):
+    """--batch-cases: (re)writes only the batch cases of a committed fixture for its existing
+    model.onnx, which is not touched (tests depend on its bytes). The PyTorch model is rebuilt
+    from the spec's seed and must reproduce the stored outputs of the fixture's first case
+    (so the references are checked against the model the file was exported from); the batch
+    cases' files are written and their entries replace any of the same name in manifest.json,
+    after the other cases, as a full export orders them."""
+    spec = TARGETS[name]
+    out_dir = os.path.join(FIXTURES, name)
+    onnx_path = os.path.join(out_dir, "model.onnx")
+    manifest_path = os.path.join(out_dir, "manifest.json")
+    print("=== %s: batch cases %s" % (name, ", ".join("B%dL%d" % bl for bl in spec.get("batch_cases", [])) or "none"))
+    if spec["kind"] != "fixture":
+        raise SystemExit("%s: --batch-cases works on the committed fixtures in tests/fixtures" % name)
+    if not spec.get("batch_cases"):
+        print("  no batch cases (%s)" % ("static input [1, 1, n_ctx]: onnxruntime refuses another batch"
+                                         if spec["static"] else "none listed"))
+        return
+    if not os.path.isfile(onnx_path) or not os.path.isfile(manifest_path):
+        raise SystemExit("%s: %s or %s missing; export the fixture first" % (name, onnx_path, manifest_path))
+    with open(manifest_path) as f:
+        man = json.load(f, object_pairs_hook=collections.OrderedDict)
+    model = build_model(spec)
+    first = man["cases"][0]
+    inp = first["inputs"][0]
+    ids = np.fromfile(os.path.join(out_dir, inp["file"]), dtype="<i8").reshape(inp["shape"])
+    ref = torch_outputs(model, ids)
+    stored = [np.fromfile(os.path.join(out_dir, o["file"]), dtype="<f4").reshape(o["shape"])
+              for o in first["outputs"]]
+    d = max(max_abs(r, s) for r, s in zip(ref, stored))
+    print("  rebuilt PyTorch model vs stored %s: max|diff| = %.3g" % (first["name"], d))
+    if d > 1e-3 * max(1.0, float(np.abs(stored[0]).max())):
+        raise SystemExit("%s: the model rebuilt from seed %d does not match %s" % (name, spec["seed"], onnx_path))
+    batch, worst = run_batch_cases(spec, model, onnx_path, out_dir,
+                                   logits_only=spec.get("logits_only", False))
+    names = {c["name"] for c in batch}
+    man["cases"] = [c for c in man["cases"] if c["name"] not in names] + batch
+    write_json(manifest_path, man)
+    print("  worst ORT-vs-torch max|diff|: %.3g; wrote %d cases into %s" % (worst, len(batch), manifest_path))
 
 
 def dir_size(d):
@@ -604,7 +701,19 @@ def main(argv=None):
                     help="targets to build (default: all committed targets)")
     ap.add_argument("--full-size", action="store_true",
                     help="also export the 124M GPT-2 to %s (not committed)" % FULL_DIR)
+    ap.add_argument("--batch-cases", action="store_true",
+                    help="write only the batch cases (B<b>L<l>) of the selected fixtures (default: all in "
+                         "tests/fixtures) for their existing model.onnx, appending them to manifest.json")
     args = ap.parse_args(argv)
+    if args.batch_cases:
+        if args.full_size:
+            ap.error("--batch-cases works on the committed fixtures; --full-size exports a new model")
+        names = list(args.only) if args.only else [n for n, s in TARGETS.items() if s["kind"] == "fixture"]
+        torch.set_num_threads(1)
+        for name in names:
+            do_batch_cases(name)
+        print_sizes()
+        return 0
     names = list(args.only) if args.only else list(DEFAULT_TARGETS)
     if args.full_size and "gpt2-124m" not in names:
         names.append("gpt2-124m")

@@ -40,10 +40,12 @@ enum Cmd {
     Generate(GenerateArgs),
     /// Run the full forward pass on token ids; write the logits [L, vocab] as raw
     /// little-endian f32 (row-major), exactly the ONNX model's output 0.
+    ///
+    /// `--ids` given B times (rows of the same length L) is the batch [B, 1, L]: the file
+    /// holds the logits [B, L, vocab], the rows' logits one after the other.
     Logits {
-        /// Comma-separated token ids, e.g. 464,2068,7586.
-        #[arg(long, value_delimiter = ',', required = true, num_args = 1.., allow_negative_numbers = true)]
-        ids: Vec<i64>,
+        #[command(flatten)]
+        ids: IdRows,
         /// Output file.
         #[arg(long)]
         out: PathBuf,
@@ -86,6 +88,49 @@ enum Cmd {
 
 /// Sequences `--prompts` runs at once at most, unless `--batch` says otherwise.
 const MAX_SLOTS: usize = 64;
+
+/// The `--ids` of `gpt2 logits`: one row of token ids per occurrence of the flag.
+///
+/// A hand-written `Args` because clap's derive cannot yet group a flag's values by
+/// occurrence (`Vec<Vec<T>>` needs its `unstable-v5` feature); the argument is the one the
+/// derive writes for `Vec<i64>`, so parsing and its errors are unchanged.
+struct IdRows(Vec<Vec<i64>>);
+
+impl clap::FromArgMatches for IdRows {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let rows = m
+            .get_occurrences::<i64>("ids")
+            .map(|rows| rows.map(|row| row.copied().collect()).collect())
+            .unwrap_or_default();
+        Ok(IdRows(rows))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for IdRows {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.arg(
+            clap::Arg::new("ids")
+                .long("ids")
+                .value_name("IDS")
+                .help("Comma-separated token ids, e.g. 464,2068,7586; repeat for a batch (the same number of ids each time)")
+                .value_parser(clap::value_parser!(i64))
+                .action(clap::ArgAction::Append)
+                .value_delimiter(',')
+                .num_args(1..)
+                .required(true)
+                .allow_negative_numbers(true),
+        )
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
 
 #[derive(Args, Clone, Copy)]
 struct Threads {
@@ -593,25 +638,48 @@ impl ScoreProgress {
     }
 }
 
-fn logits(ids: &[i64], out: &Path) -> Result<(), String> {
+/// `gpt2 logits`: the full forward of each row of ids (a batch's entries are independent, and
+/// the model is compiled for one sequence), its logits written to `out` one row after the
+/// other. Every row is checked before anything runs.
+fn logits(ids: &IdRows, out: &Path) -> Result<(), String> {
     let mut runner = gpt2::runner();
-    let (len, vocab) = (runner.context(), runner.vocab());
-    let ids = check_ids(ids, vocab)?;
-    if ids.len() > len {
+    let (ctx, vocab) = (runner.context(), runner.vocab());
+    let batch = ids.0.len();
+    let lens: Vec<usize> = ids.0.iter().map(Vec::len).collect();
+    if lens.windows(2).any(|w| w[0] != w[1]) {
+        let lens: Vec<String> = lens.iter().map(usize::to_string).collect();
         return Err(format!(
-            "{} ids given; the model's context is {len} tokens",
-            ids.len()
+            "a batch needs the same number of ids in every --ids (its input is [B, 1, L]); got {}",
+            lens.join(", ")
         ));
     }
-    let rows = runner.eval(&ids)?;
-    let mut bytes = Vec::with_capacity(rows.len() * 4);
-    for x in rows {
-        bytes.extend_from_slice(&x.to_le_bytes());
+    let rows = ids
+        .0
+        .iter()
+        .enumerate()
+        .map(|(b, row)| match check_ids(row, vocab) {
+            Err(e) if batch > 1 => Err(format!("--ids #{}: {e}", b + 1)),
+            r => r,
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let len = lens.first().copied().unwrap_or(0);
+    if len > ctx {
+        return Err(format!(
+            "{len} ids given{}; the model's context is {ctx} tokens",
+            if batch > 1 { " per --ids" } else { "" }
+        ));
     }
     let mut f =
         std::fs::File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    f.write_all(&bytes)
-        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let mut bytes = Vec::with_capacity(len * vocab * 4);
+    for row in &rows {
+        bytes.clear();
+        for x in runner.eval(row)? {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        f.write_all(&bytes)
+            .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    }
     Ok(())
 }
 

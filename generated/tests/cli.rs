@@ -103,6 +103,63 @@ fn logits_match_onnxruntime() {
     }
 }
 
+/// `logits` with `--ids` given B times is the batch `[B, 1, L]`: its file holds `[B, L, vocab]`,
+/// which is each row's own `logits` file, one after the other, byte for byte. Rows of
+/// different lengths are refused before anything is written.
+#[test]
+fn logits_of_a_batch_are_its_rows_one_after_the_other() {
+    // Ids below 512: in the vocabulary of any model GPT2_ONNX may embed.
+    let rows = ["464,208,75,11", "154,99,13,198", "1,2,3,4"];
+    let file = |name: &str, rows: &[&str]| {
+        let out = tmp(name);
+        let mut args = vec!["logits"];
+        for r in rows {
+            args.extend(["--ids", r]);
+        }
+        args.extend(["--out", out.to_str().unwrap()]);
+        let (ok, _, err) = gpt2(&args);
+        assert!(ok, "{args:?}: {err}");
+        let bytes = std::fs::read(&out).unwrap();
+        std::fs::remove_file(&out).ok();
+        bytes
+    };
+    let alone: Vec<Vec<u8>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| file(&format!("row{i}"), &[r]))
+        .collect();
+    let vocab = *gpt2::OUTPUTS[0].shape.last().unwrap();
+    assert_eq!(alone[0].len(), 4 * vocab * 4, "one --ids: [L, vocab]");
+    assert_ne!(alone[0], alone[1]);
+    for b in [2, 3] {
+        let batch = file(&format!("batch{b}"), &rows[..b]);
+        assert_eq!(batch.len(), b * 4 * vocab * 4, "[B, L, vocab] for B = {b}");
+        assert!(
+            batch == alone[..b].concat(),
+            "B = {b}: the batch's logits are not its rows' own logits one after the other"
+        );
+    }
+
+    let out = tmp("ragged");
+    let (code, err) = gpt2_status(&[
+        "logits",
+        "--ids",
+        "1,2,3",
+        "--ids",
+        "4,5,6",
+        "--ids",
+        "7,8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("the same number of ids in every --ids") && err.contains("got 3, 3, 2"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing is written for a refused batch");
+}
+
 #[test]
 fn info_describes_the_model() {
     let (ok, out, err) = gpt2(&["info"]);
@@ -185,7 +242,27 @@ fn every_bad_input_gets_its_error() {
                 ctx + 1
             )],
         );
+        // A batch: each row is checked, and named.
+        case(
+            &["logits", "--ids", "1,2", "--ids", "3,99999999", "--out", o],
+            &["--ids #2: token id 99999999 at position 1", &range],
+        );
+        case(
+            &["logits", "--ids", &too_many, "--ids", &too_many, "--out", o],
+            &[&format!(
+                "{} ids given per --ids; the model's context is {ctx}",
+                ctx + 1
+            )],
+        );
     }
+    case(
+        &["logits", "--ids", "1,2,3", "--ids", "4,5", "--out", o],
+        &[
+            "the same number of ids in every --ids",
+            "[B, 1, L]",
+            "got 3, 2",
+        ],
+    );
     case(
         &["logits", "--ids", "1,x", "--out", o],
         &["invalid value 'x' for '--ids"],

@@ -24,8 +24,22 @@ pub struct NamedTensor {
 pub struct Case {
     pub name: String,
     pub len: Option<usize>,
+    /// B: the number of independent sequences in the inputs (`"batch"`, 1 when absent).
+    pub batch: usize,
     pub inputs: Vec<NamedTensor>,
     pub outputs: Vec<NamedTensor>,
+}
+
+impl Case {
+    /// The token ids of batch entry `b` (`inputs[0]`, `[B, 1, L]` or `[B, L]`).
+    pub fn entry_ids(&self, b: usize) -> Vec<i64> {
+        let ids = self.inputs[0]
+            .tensor
+            .to_vec::<i64>()
+            .expect("i64 token ids");
+        let n = ids.len() / self.batch;
+        ids[b * n..(b + 1) * n].to_vec()
+    }
 }
 
 #[derive(Debug)]
@@ -91,11 +105,27 @@ impl Manifest {
             .map(|a| a.as_slice())
             .unwrap_or_default()
             .iter()
-            .map(|c| Case {
-                name: c["name"].as_str().unwrap_or("main").to_string(),
-                len: c["len"].as_u64().map(|l| l as usize),
-                inputs: read_tensors(&dir, &c["inputs"]),
-                outputs: read_tensors(&dir, &c["outputs"]),
+            .map(|c| {
+                let case = Case {
+                    name: c["name"].as_str().unwrap_or("main").to_string(),
+                    len: c["len"].as_u64().map(|l| l as usize),
+                    batch: c["batch"].as_u64().map_or(1, |b| b as usize),
+                    inputs: read_tensors(&dir, &c["inputs"]),
+                    outputs: read_tensors(&dir, &c["outputs"]),
+                };
+                // A batch case's first input is its tokens, [B, 1, L] or [B, L].
+                if c["batch"].is_u64() {
+                    let tokens = case.inputs.first().map(|t| t.tensor.shape());
+                    assert_eq!(
+                        tokens.and_then(|s| s.first()),
+                        Some(&case.batch),
+                        "{}: case {} has batch {} but its first input is {tokens:?}",
+                        manifest.display(),
+                        case.name,
+                        case.batch,
+                    );
+                }
+                case
             })
             .collect();
         let model = model.unwrap_or_else(|| dir.join("model.onnx"));
@@ -193,6 +223,59 @@ pub fn compare(what: &str, ours: &Tensor, reference: &Tensor, rel: f64) -> Resul
 
 /// DESIGN.md's tolerance for f32 model outputs.
 pub const MODEL_TOL: f64 = 1e-3;
+
+/// The batch axis of an output: the one axis where the output of one entry (`entry`) has 1
+/// and the reference output of the whole batch has `batch`, all others equal (logits
+/// `[B, 1, L, V]` → 0, the 2019 code's presents `[2, B, H, L, D]` → 1).
+pub fn batch_axis(entry: &[usize], reference: &[usize], batch: usize) -> Result<usize, String> {
+    let differ: Vec<usize> = (0..entry.len().max(reference.len()))
+        .filter(|&i| entry.get(i) != reference.get(i))
+        .collect();
+    match differ[..] {
+        [a] if entry.len() == reference.len() && entry[a] == 1 && reference[a] == batch => Ok(a),
+        _ => Err(format!(
+            "no batch axis of size {batch}: one entry's output is {entry:?}, the reference {reference:?}"
+        )),
+    }
+}
+
+/// The outputs of a batch's entries, run one at a time, as one output of the whole batch:
+/// `parts` (one per entry, in order, the same shape) concatenated along their batch axis
+/// (`batch_axis` against `reference`). One part is returned as it is.
+pub fn concat_entries(
+    what: &str,
+    mut parts: Vec<Tensor>,
+    reference: &Tensor,
+) -> Result<Tensor, String> {
+    if parts.len() == 1 {
+        return Ok(parts.pop().expect("one part"));
+    }
+    let shape = parts[0].shape().to_vec();
+    let axis =
+        batch_axis(&shape, reference.shape(), parts.len()).map_err(|e| format!("{what}: {e}"))?;
+    let dtype = parts[0].dtype();
+    if let Some(p) = parts
+        .iter()
+        .find(|p| p.shape() != shape || p.dtype() != dtype)
+    {
+        return Err(format!(
+            "{what}: entries differ: {}{:?} and {dtype}{shape:?}",
+            p.dtype(),
+            p.shape()
+        ));
+    }
+    let outer: usize = shape[..axis].iter().product();
+    let chunk = shape[axis..].iter().product::<usize>() * dtype.size();
+    let mut bytes = Vec::with_capacity(outer * chunk * parts.len());
+    for o in 0..outer {
+        for p in &parts {
+            bytes.extend_from_slice(&p.bytes()[o * chunk..(o + 1) * chunk]);
+        }
+    }
+    let mut out = shape;
+    out[axis] = parts.len();
+    Tensor::from_raw(dtype, out, bytes.into()).map_err(|e| format!("{what}: {e}"))
+}
 /// A committed fixture with its graph specialized to the full context, as the generated
 /// code of it is.
 pub struct SpecializedFixture {
@@ -233,11 +316,13 @@ impl SpecializedFixture {
         }
     }
 
-    /// The ids of case `i` (L of them) padded to the full context with the last id, and L.
-    pub fn padded(&self, i: usize) -> (Vec<i64>, usize) {
+    /// The ids of batch entry `b` of case `i` (L of them) padded to the full context with
+    /// the last id, and L.
+    pub fn padded(&self, i: usize, b: usize) -> (Vec<i64>, usize) {
         let case = &self.manifest.cases[i];
         let len = case.len.unwrap();
-        let ids = case.inputs[0].tensor.to_vec::<i64>().unwrap();
+        let ids = case.entry_ids(b);
+        assert_eq!(ids.len(), len, "{}: ids of one entry", case.name);
         let mut padded = vec![*ids.last().unwrap(); self.full];
         padded[..len].copy_from_slice(&ids);
         (padded, len)

@@ -27,8 +27,8 @@ macro_rules! check_incremental {
         let case = man
             .cases
             .iter()
-            .find(|c| c.len == Some(ctx))
-            .expect("a full-context case");
+            .find(|c| c.len == Some(ctx) && c.batch == 1)
+            .expect("a full-context case of one sequence");
         let ids = case.inputs[0].tensor.to_vec::<i64>().unwrap();
         let vocab = *m::OUTPUTS[0].shape.last().unwrap();
         let mut full = m::Model::new();
