@@ -188,26 +188,34 @@ pub fn linear_on(
                 // `a` hold every panel and row (checked above); the CPU has VNNI.
                 unsafe { vnni_columns(&a, m, w, scales, bias, yp.get(), n, p0, p1) }
             } else {
-                for r in 0..m {
-                    debug_assert!(r < m && j1 <= n);
-                    // SAFETY: row `r`'s columns `j0..j1` are inside `y` (`r < m`, `j1 ≤ n`)
-                    // and only this task touches them (as above).
-                    let out = unsafe {
-                        std::slice::from_raw_parts_mut(yp.get().add(r * n + j0), j1 - j0)
-                    };
-                    let (xq, xs, xo) = (
-                        &a.xq[r * kp..(r + 1) * kp],
-                        &a.scales[r * blocks..(r + 1) * blocks],
-                        &a.offsets[r * blocks..(r + 1) * blocks],
-                    );
-                    let wp = &w[p0 * kp * NR..p1 * kp * NR];
-                    let sc = &scales[j0..p1 * NR];
-                    let b = bias.map(|b| &b[j0..j1]);
-                    if avx2 {
-                        // SAFETY: the CPU has AVX2 and FMA (checked above).
-                        unsafe { avx2_panel_row(xq, xs, wp, sc, b, out) }
-                    } else {
-                        portable_panel_row(xq, xs, xo, wp, sc, b, out);
+                // Panels in groups that stay in L2 while every row passes over them, so the
+                // rows of a batched step read each weight from memory once. A column's sum
+                // is the same whatever the grouping.
+                let group = (crate::linear::GROUP_BYTES / (kp * NR)).max(1);
+                for g0 in (p0..p1).step_by(group) {
+                    let g1 = (g0 + group).min(p1);
+                    let (c0, c1) = (g0 * NR, (g1 * NR).min(n));
+                    for r in 0..m {
+                        debug_assert!(r < m && c1 <= n && j0 <= c0 && c1 <= j1);
+                        // SAFETY: row `r`'s columns `c0..c1` (inside `j0..j1`) are inside
+                        // `y` (`r < m`, `c1 ≤ n`) and only this task touches them (as above).
+                        let out = unsafe {
+                            std::slice::from_raw_parts_mut(yp.get().add(r * n + c0), c1 - c0)
+                        };
+                        let (xq, xs, xo) = (
+                            &a.xq[r * kp..(r + 1) * kp],
+                            &a.scales[r * blocks..(r + 1) * blocks],
+                            &a.offsets[r * blocks..(r + 1) * blocks],
+                        );
+                        let wp = &w[g0 * kp * NR..g1 * kp * NR];
+                        let sc = &scales[c0..g1 * NR];
+                        let b = bias.map(|b| &b[c0..c1]);
+                        if avx2 {
+                            // SAFETY: the CPU has AVX2 and FMA (checked above).
+                            unsafe { avx2_panel_row(xq, xs, wp, sc, b, out) }
+                        } else {
+                            portable_panel_row(xq, xs, xo, wp, sc, b, out);
+                        }
                     }
                 }
             }
