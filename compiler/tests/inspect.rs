@@ -316,3 +316,23 @@ fn bad_stages_are_refused_with_the_valid_ones() {
     let (ok, _, err) = inspect(&["--json", "--dot"]);
     assert!(!ok && err.contains("cannot be used with"), "{err}");
 }
+
+#[test]
+fn the_plan_says_whether_sequences_can_be_batched_and_why_not() {
+    let (ok, out, err) = inspect(&["--stop-after", "plan"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("batching   continuous:"), "{out}");
+    let d = json(&["--json", "--stop-after", "plan"]);
+    let b = &d["stages"][0]["batching"];
+    assert_eq!(b["possible"], true);
+    // The cache block: both layers' keys and values for every position.
+    let cache = b["cache_elements"].as_u64().unwrap();
+    assert!(cache >= 2 * 2 * LEN as u64 * 32, "{b}");
+    // Without the attention fusion the rows cannot run separately, let alone batched.
+    let (ok, out, err) = inspect(&["--stop-after", "plan", "--disable", "fuse-attention"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("batching   not possible: the sequence analysis failed"),
+        "{out}"
+    );
+}
