@@ -74,7 +74,8 @@ enum Cmd {
         /// Full-forward runs to time (the median is reported); 0 skips the full forward.
         #[arg(long, default_value_t = 3)]
         runs: usize,
-        /// Profile the full-forward runs (per layer, op and node; stderr).
+        /// Profile the full-forward runs, and the batched decode of `--streams` (per layer, op
+        /// and node; stderr).
         #[arg(long)]
         profile: bool,
         /// Decode this many sequences at once (batched steps) and report their aggregate
@@ -717,7 +718,7 @@ fn bench(
     }
     let decode = t1.elapsed().as_secs_f64();
     let many = if streams > 1 {
-        Some(decode_streams(streams, prompt_len, gen, vocab)?)
+        Some(decode_streams(streams, prompt_len, gen, vocab, profile)?)
     } else {
         None
     };
@@ -823,6 +824,7 @@ fn decode_streams(
     prompt_len: usize,
     gen: usize,
     vocab: usize,
+    profile: bool,
 ) -> Result<f64, String> {
     let mut batch = gpt2text::Batch::new(gpt2::Model::new(), streams)?;
     let options = GenerateOptions {
@@ -848,9 +850,17 @@ fn decode_streams(
         batch.step(None, &mut events)?;
         started += events.iter().filter(|e| e.generated == 1).count();
     }
+    if profile {
+        gpt2rt::profile::enable(gpt2::PROFILE.len());
+    }
     let t = Instant::now();
     while batch.step(None, &mut events)? {}
-    Ok(t.elapsed().as_secs_f64())
+    let s = t.elapsed().as_secs_f64();
+    if profile {
+        eprintln!("{streams} streams decoding together, {gen} steps:");
+        eprint!("{}", gpt2rt::profile::report(gpt2::PROFILE));
+    }
+    Ok(s)
 }
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();

@@ -217,15 +217,18 @@ pub fn linear_on<E: PanelElem>(
                     debug_assert!(r < m && c1 <= n && j0 <= c0 && c1 <= j1);
                     std::slice::from_raw_parts_mut(yp.get().add(r * n + c0), c1 - c0)
                 };
-                // Four rows per pass over the panels (a batched step's rows, a prompt's),
-                // each row's sums as `panel_row` makes them alone.
-                let quads = m / 4 * 4;
-                for r in (0..quads).step_by(4) {
-                    let mut out = [row(r), row(r + 1), row(r + 2), row(r + 3)];
-                    E::panel_rows4(isa, &x[r * k..(r + 4) * k], wp, b, &mut out);
-                }
-                for r in quads..m {
-                    E::panel_row(isa, &x[r * k..(r + 1) * k], wp, b, row(r));
+                // Blocks of rows per pass over the panels (a batched step's rows, a
+                // prompt's), each row's sums as `panel_row` makes them alone.
+                const RB: usize = crate::vmath::ROW_BLOCK;
+                for r0 in (0..m).step_by(RB) {
+                    let rows = (m - r0).min(RB);
+                    if rows == 1 {
+                        E::panel_row(isa, &x[r0 * k..(r0 + 1) * k], wp, b, row(r0));
+                        continue;
+                    }
+                    let mut out: [&mut [f32]; RB] =
+                        std::array::from_fn(|i| if i < rows { row(r0 + i) } else { &mut [] });
+                    E::panel_rows(isa, &x[r0 * k..(r0 + rows) * k], wp, b, &mut out[..rows]);
                 }
             }
         }
