@@ -175,7 +175,7 @@ struct GenerateArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "ids"])]
     prompts: Option<PathBuf>,
     /// With --prompts: how many run at once at most [default: all, up to 64].
-    #[arg(long, value_name = "N", requires = "prompts", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     batch: Option<u32>,
     /// Print token counts and speeds to stderr.
     #[arg(long)]
@@ -400,6 +400,9 @@ fn generate_many(args: &GenerateArgs, file: &Path) -> Result<(), String> {
 fn generate(args: &GenerateArgs) -> Result<(), String> {
     if let Some(file) = &args.prompts {
         return generate_many(args, file);
+    }
+    if args.batch.is_some() {
+        return Err("--batch bounds how many of --prompts run at once: give --prompts FILE".into());
     }
     if args.profile {
         gpt2rt::profile::enable(gpt2::PROFILE.len());

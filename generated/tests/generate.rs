@@ -246,3 +246,107 @@ fn score_shows_progress_only_on_a_terminal_or_when_asked() {
     assert_eq!(strip_time(&out), strip_time(&quiet_out));
     assert!(out.starts_with("perplexity "), "{out}");
 }
+
+#[test]
+fn prompts_file_gives_each_prompt_its_own_text_in_order() {
+    if !gpt2_vocab() {
+        return;
+    }
+    let prompts =
+        "In the beginning\nAnd the LORD spake unto Moses, saying,\n\nThe\nBlessed are they\n";
+    let common = ["-n", "20", "--stop", ";", "--threads", "2"];
+    for batch in [None, Some("2")] {
+        let mut args = vec!["generate", "--prompts", "-", "--seed", "40"];
+        args.extend(common);
+        if let Some(b) = batch {
+            args.extend(["--batch", b]);
+        }
+        let (ok, out, err) = gpt2(&args, Some(prompts.as_bytes()));
+        assert!(ok, "{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 5, "{out}");
+        for (i, (line, prompt)) in lines.iter().zip(prompts.lines()).enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            assert_eq!(v["index"], i);
+            assert_eq!(v["prompt"], prompt);
+            // Alone, with seed 40 + i: the same text after the echoed prompt.
+            let seed = (40 + i).to_string();
+            let mut one = vec![prompt, "--seed", &seed];
+            one.extend(common);
+            let (ok, alone, err) = gpt2(&one, None);
+            assert!(ok, "{err}");
+            let text = v["text"].as_str().expect("text");
+            assert_eq!(
+                format!("{prompt}{text}\n"),
+                alone,
+                "prompt {i}, batch {batch:?}"
+            );
+            assert!(v["tokens"].as_u64().expect("tokens") <= 20);
+        }
+    }
+    let (ok, _, err) = gpt2(&["generate", "--batch", "2", "x"], None);
+    assert!(!ok && err.contains("--prompts"), "{err}");
+    let (ok, _, err) = gpt2(&["generate", "--prompts", "/nonexistent/prompts.txt"], None);
+    assert!(!ok && err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn several_files_score_as_each_alone() {
+    if !gpt2_vocab() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("gpt2-score-many-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let texts = [
+        "In the beginning God created the heaven and the earth.",
+        "And the earth was without form, and void; and darkness was upon the face of the deep.",
+    ];
+    let mut files = Vec::new();
+    let mut alone = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        let f = dir.join(format!("{i}.txt"));
+        std::fs::write(&f, t).unwrap();
+        let (ok, out, err) = gpt2(&["score", f.to_str().unwrap()], None);
+        assert!(ok, "{err}");
+        // "perplexity P over N tokens (...)": the figures alone.
+        alone.push(out.split(" (").next().unwrap().to_string());
+        files.push(f);
+    }
+    let mut args = vec!["score"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let (ok, out, err) = gpt2(&args, None);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    for (line, a) in lines.iter().zip(&alone) {
+        assert!(line.starts_with(a.as_str()), "{line} vs alone {a}");
+    }
+    assert!(lines[2].contains("in 2 files"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bench_with_streams_reports_the_aggregate() {
+    let (ok, out, err) = gpt2(
+        &[
+            "bench",
+            "--streams",
+            "3",
+            "--prompt-len",
+            "4",
+            "--gen",
+            "6",
+            "--runs",
+            "0",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let json: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(json["streams"], 3);
+    let total = json["decode_tokens_per_s_total"].as_f64().unwrap();
+    let each = json["decode_tok_s"].as_f64().unwrap();
+    assert!((total - 3.0 * each).abs() <= 1e-3 * total, "{json}");
+    assert!(json["single_stream_decode_tok_s"].as_f64().unwrap() > 0.0);
+    assert!(out.contains("streams     3 decoding together"), "{out}");
+}
