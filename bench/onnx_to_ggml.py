@@ -44,6 +44,10 @@ Usage:
   /work/venv/py/bin/python bench/onnx_to_ggml.py /work/models/gpt2-124m.onnx \\
       -o /work/models/ggml-gpt2-124m-f32.bin [--ftype f32|f16] [--verify]
 
+Besides OUT it writes OUT.source.json: the ONNX path and sha256 and the hparams (the ggml
+format has nowhere to keep them); bench/compare_ggml.py uses it to check that our binary
+embeds the same weights.
+
 `--verify` reads the written file back with an independent parser, runs a numpy GPT-2
 forward on it (as ggml's graph computes it) and compares the logits with onnxruntime on the
 ONNX file. q8_0: run ggml's own `gpt-2-quantize F32.bin Q8.bin q8_0` on the f32 file.
@@ -663,6 +667,15 @@ def verify(out_path, onnx_path, ids):
                 argmax_agree=same_argmax, rows=len(ids), ftype=hp["ftype"])
 
 
+def sha256_file(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 # ----------------------------------------------------------------------------- main
 
 def main():
@@ -689,6 +702,12 @@ def main():
         words = vocab_bytes(args.encoder, hp["n_vocab"], notes)
         ftype = {"f32": 0, "f16": 1}[args.ftype]
         write_ggml(args.out, hp, words, tensors, ftype)
+        # the ggml format has no metadata slot: a sidecar records where the weights came from
+        # (bench/compare_ggml.py checks it against the sha256 our binary reports in `info`)
+        with open(args.out + ".source.json", "w") as f:
+            json.dump({"onnx": os.path.abspath(args.onnx), "onnx_sha256": sha256_file(args.onnx),
+                       "ftype": ftype, **hp}, f)
+            f.write("\n")
         print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in hp.items()) + f", ftype {ftype}, "
               f"{len(tensors)} tensors, {os.path.getsize(args.out)} bytes")
         print("LayerNorm epsilon 1e-05 everywhere; GELU tanh; attention scale 1/sqrt(head_dim); "

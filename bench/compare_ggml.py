@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Multi-stream decode throughput: our binary vs ggml's gpt-2-batched on the same weights.
+
+For each N in --streams (default 1,2,4,8,16), one process at a time, never two at once:
+
+  ours  `BIN bench --streams N --prompt-len P --gen G --threads T --runs 0`; the last stdout
+        line is JSON with "streams", "decode_tokens_per_s_total" (aggregate over the N
+        streams), "decode_ms_per_token", "decode_tok_s".
+  ggml  `gpt-2-batched -m MODEL -np N -t T -p PROMPT -n G+1 --top_k 1 --ignore-eos -c CELLS`:
+        one P-token prompt is processed once and shared by the N streams (its KV cells are
+        assigned to every stream), then G decode steps each run ONE batch of N tokens (one
+        per stream). Its "predict time" times exactly those G steps and nothing else (not the
+        prompt, not sampling, not loading): aggregate tokens/s = n_decoded / predict time, where
+        n_decoded = N * G.
+
+Then prints a table: streams N, ours aggregate decode tokens/s, ggml aggregate decode tokens/s,
+ratio = ours / ggml ("ours faster by"); --json prints one JSON line at the end. See
+bench/README.md ("ggml's gpt-2-batched") for the exact meaning of each number and the caveats.
+
+If our binary has no `bench --streams` yet, the script says so, times ggml anyway, and for
+N = 1 uses our plain single-stream `bench` (the same measurement with one stream).
+
+Usage:
+  /work/venv/py/bin/python bench/compare_ggml.py --model /work/models/ggml-gpt2-124m-f32.bin \\
+      --bin /work/t124/release/gpt2 [--streams 1,2,4,8,16] [--threads 2] [--gen 32] [--json]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_GGML = "/work/ggml-build/bin/gpt-2-batched"
+TIMEOUT_S = 600
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def short(text, n=300):
+    line = (str(text).strip().splitlines() or ["?"])[-1]
+    return line if len(line) <= n else line[:n] + "..."
+
+
+def ggml_header(path):
+    with open(path, "rb") as f:
+        magic, n_vocab, n_ctx, n_embd, n_head, n_layer, ftype = struct.unpack("<7i", f.read(28))
+    if magic & 0xFFFFFFFF != 0x67676D6C:
+        sys.exit(f"error: {path} is not a ggml gpt-2 model file (magic {magic:#x})")
+    return dict(n_vocab=n_vocab, n_ctx=n_ctx, n_embd=n_embd, n_head=n_head, n_layer=n_layer,
+                ftype=ftype % 1000, qntvr=ftype // 1000)
+
+
+FTYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 8: "q5_0", 9: "q5_1"}
+
+
+# ----------------------------------------------------------------------------- ours
+
+def ours_info(bin_path):
+    """(sha256, config dict) from `BIN info`, or (None, None)."""
+    try:
+        p = subprocess.run([bin_path, "info"], capture_output=True, text=True, timeout=60)
+    except OSError:
+        return None, None
+    sha = next((l.split()[1] for l in p.stdout.splitlines() if l.startswith("sha256")), None)
+    cfg = None
+    m = re.search(r"config\s+(\d+) layers, (\d+) heads, embedding width (\d+), vocabulary (\d+), context (\d+)",
+                  p.stdout)
+    if m:
+        cfg = dict(zip(["n_layer", "n_head", "n_embd", "n_vocab", "n_ctx"], map(int, m.groups())))
+    return sha, cfg
+
+
+def ours_supports_streams(bin_path):
+    try:
+        p = subprocess.run([bin_path, "bench", "--help"], capture_output=True, text=True, timeout=60)
+    except OSError as e:
+        return None, f"cannot run {bin_path}: {short(e)}"
+    if p.returncode != 0:
+        return None, f"`{bin_path} bench --help` failed: {short(p.stderr)}"
+    return "--streams" in p.stdout, None
+
+
+def run_ours(bin_path, n, P, G, T, streams_flag):
+    cmd = [bin_path, "bench"] + (["--streams", str(n)] if streams_flag else []) + \
+          ["--prompt-len", str(P), "--gen", str(G), "--threads", str(T), "--runs", "0"]
+    log("ours: " + " ".join(cmd))
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"{' '.join(cmd)}: {short(e)}"
+    for line in p.stdout.splitlines()[:-1]:
+        log("  | " + line)
+    if p.returncode != 0:
+        return None, f"`{' '.join(cmd[1:])}` exited {p.returncode}: {short(p.stderr)}"
+    lines = [l for l in p.stdout.splitlines() if l.strip()]
+    try:
+        j = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        return None, "the last stdout line of `bench` is not JSON"
+    if streams_flag:
+        if j.get("streams") != n:
+            return None, f"bench JSON says streams={j.get('streams')}, asked for {n}"
+        tot = j.get("decode_tokens_per_s_total")
+    else:  # plain single-stream bench: aggregate = per-stream
+        tot = j.get("decode_tok_s")
+    if not isinstance(tot, (int, float)):
+        return None, "bench JSON lacks the aggregate decode tokens/s"
+    return {"tok_s": float(tot), "ms_per_token": j.get("decode_ms_per_token"), "json": j}, None
+
+
+# ----------------------------------------------------------------------------- ggml
+
+def ggml_prompt(P):
+    # ggml tokenizes text itself (greedy longest match over the vocabulary): "hello" + P-1 x
+    # " hello" is P tokens (31373, then 23748 ...); the count is checked against its output.
+    return "hello" + " hello" * (P - 1)
+
+
+def run_ggml(exe, model, n, P, G, T):
+    cells = P + n * G + 16  # the KV cache is shared by all streams: prompt + N cells per step
+    cmd = [exe, "-m", model, "-np", str(n), "-t", str(T), "-p", ggml_prompt(P), "-n", str(G + 1),
+           "--top_k", "1", "--ignore-eos", "-s", "1", "-c", str(max(cells, 512))]
+    log("ggml: " + " ".join(cmd[:8] + ["'" + cmd[8][:20] + "...'"] + cmd[9:]))
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"{exe}: {short(e)}"
+    wall = time.perf_counter() - t0
+    out = p.stdout.decode(errors="replace")
+    if p.returncode != 0:
+        return None, f"gpt-2-batched exited {p.returncode}: {short(out + p.stderr.decode(errors='replace'))}"
+
+    def num(pattern):
+        m = re.search(pattern, out)
+        return float(m.group(1)) if m else None
+
+    r = {
+        "prompt_tokens": num(r"number of tokens in prompt = (\d+)"),
+        "n_decoded": num(r"n_decoded =\s*(\d+)"),
+        "load_ms": num(r"load time =\s*([\d.]+) ms"),
+        "sample_ms": num(r"sample time =\s*([\d.]+) ms"),
+        "predict_ms": num(r"predict time =\s*([\d.]+) ms"),
+        "total_ms": num(r"total time =\s*([\d.]+) ms"),
+        "wall_s": wall,
+    }
+    missing = [k for k, v in r.items() if v is None]
+    if missing:
+        return None, "cannot parse ggml's timing lines: " + ", ".join(missing)
+    if int(r["prompt_tokens"]) != P:
+        return None, f"ggml tokenized the prompt to {int(r['prompt_tokens'])} tokens, not {P}"
+    if int(r["n_decoded"]) != n * G:
+        return None, f"ggml decoded {int(r['n_decoded'])} tokens, expected N*G = {n * G}"
+    r["tok_s"] = r["n_decoded"] / (r["predict_ms"] / 1e3)
+    r["ms_per_step"] = r["predict_ms"] / G
+    r["tok_s_incl_sampling"] = r["n_decoded"] / ((r["predict_ms"] + r["sample_ms"]) / 1e3)
+    return r, None
+
+
+# ----------------------------------------------------------------------------- main
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="ggml gpt-2 model file (bench/onnx_to_ggml.py, gpt-2-quantize)")
+    ap.add_argument("--ggml", default=DEFAULT_GGML, help=f"gpt-2-batched executable (default {DEFAULT_GGML})")
+    ap.add_argument("--bin", default=os.path.join(REPO, "target", "release", "gpt2"),
+                    help="our binary, built from the ONNX file the model came from (default target/release/gpt2)")
+    ap.add_argument("--no-ours", action="store_true", help="time ggml only")
+    ap.add_argument("--streams", default="1,2,4,8,16", help="comma-separated stream counts (default 1,2,4,8,16)")
+    ap.add_argument("--threads", type=int, default=2, help="threads for both (default 2)")
+    ap.add_argument("--prompt-len", type=int, default=8, help="prompt tokens per stream (default 8)")
+    ap.add_argument("--gen", type=int, default=32, help="decode steps per stream (default 32)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of each program per N; the median aggregate tokens/s is shown (default 1)")
+    ap.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
+    args = ap.parse_args()
+    try:
+        streams = [int(x) for x in args.streams.split(",") if x.strip()]
+    except ValueError:
+        sys.exit(f"error: --streams {args.streams!r}: expected comma-separated integers")
+    P, G, T = args.prompt_len, args.gen, args.threads
+    if not streams or min(streams) < 1 or P < 1 or G < 1 or T < 1 or args.repeat < 1:
+        sys.exit("error: need --streams >= 1, --prompt-len >= 1, --gen >= 1, --threads >= 1, --repeat >= 1")
+    for path, what in ((args.model, "--model"), (args.ggml, "--ggml")):
+        if not os.path.isfile(path):
+            sys.exit(f"error: {what} {path}: no such file (see bench/README.md, 'ggml's gpt-2-batched')")
+    hp = ggml_header(args.model)
+    if P + G > hp["n_ctx"]:
+        sys.exit(f"error: --prompt-len + --gen = {P + G} exceeds the model's context {hp['n_ctx']}")
+    ftype = FTYPE_NAMES.get(hp["ftype"], str(hp["ftype"]))
+    load = os.getloadavg()[0]
+    log(f"load average {load:.2f} on {os.cpu_count()} cores at start"
+        + ("  <-- the machine is busy: numbers will be noisy" if load > 0.5 else ""))
+
+    # --- our binary: which bench it has and whether it embeds the same weights
+    # ours_mode: "streams" (bench --streams N for every N), "single" (no --streams yet: plain
+    # single-stream bench for N=1 only) or None (not run)
+    ours_note, streams_flag, match, ours_mode = None, False, None, None
+    if args.no_ours:
+        ours_note = "not run (--no-ours)"
+    elif not os.path.isfile(args.bin):
+        ours_note = f"binary not found: {args.bin} (build it with GPT2_ONNX=... cargo build --release)"
+    else:
+        streams_flag, err = ours_supports_streams(args.bin)
+        if err:
+            ours_note = err
+        else:
+            ours_mode = "streams" if streams_flag else "single"
+            if not streams_flag:
+                ours_note = (f"our binary ({args.bin}) does not support `bench --streams` yet: "
+                             "only N=1 is measured (plain `bench`, single stream)")
+                log("ours: " + ours_note)
+            sha, cfg = ours_info(args.bin)
+            side = args.model + ".source.json"
+            src = None
+            if os.path.isfile(side):
+                with open(side) as f:
+                    src = json.load(f).get("onnx_sha256")
+            shape_ok = cfg is not None and all(cfg[k] == hp[k] for k in cfg)
+            if src and sha:
+                match = src == sha and shape_ok
+                how = "sha256 of the source ONNX (sidecar) = the binary's" if match else \
+                      f"DIFFERENT weights: the model came from ONNX sha256 {src[:12]}..., the binary embeds {sha[:12]}..."
+            else:
+                match = None if shape_ok else False
+                how = ("same dimensions, but no " + os.path.basename(side) + " to prove the same weights"
+                       if shape_ok else f"DIFFERENT dimensions: binary {cfg}, ggml model {hp}")
+            log(f"weights: {how}")
+            if match is False:
+                log("WARNING: the binary and the ggml model are different models; ratios are not shown")
+
+    # --- runs, one process at a time
+    rows = []
+    for n in streams:
+        row = {"streams": n}
+        if ours_mode == "streams" or (ours_mode == "single" and n == 1):
+            res = []
+            for _ in range(args.repeat):
+                r, err = run_ours(args.bin, n, P, G, T, streams_flag)
+                if err:
+                    row["ours_error"] = err
+                    log("ours: " + err)
+                    break
+                res.append(r)
+            if res:
+                row["ours_tok_s"] = statistics.median(r["tok_s"] for r in res)
+                # one decode step advances every stream by one token: step time = N / aggregate
+                row["ours_ms_per_step"] = n * 1e3 / row["ours_tok_s"]
+                row["ours_decode_ms_per_token"] = statistics.median(r["ms_per_token"] for r in res)
+                row["ours_runs"] = [r["json"] for r in res]
+        res = []
+        for _ in range(args.repeat):
+            r, err = run_ggml(args.ggml, args.model, n, P, G, T)
+            if err:
+                row["ggml_error"] = err
+                log("ggml: " + err)
+                break
+            log(f"  | ggml -np {n}: {int(r['n_decoded'])} tokens in {r['predict_ms']:.1f} ms predict "
+                f"({r['ms_per_step']:.2f} ms/step, {r['tok_s']:.1f} tok/s); sample {r['sample_ms']:.1f} ms, "
+                f"load {r['load_ms']:.0f} ms")
+            res.append(r)
+        if res:
+            row["ggml_tok_s"] = statistics.median(r["tok_s"] for r in res)
+            row["ggml_ms_per_step"] = statistics.median(r["ms_per_step"] for r in res)
+            row["ggml_tok_s_incl_sampling"] = statistics.median(r["tok_s_incl_sampling"] for r in res)
+            row["ggml_runs"] = res
+        if match is not False and "ours_tok_s" in row and "ggml_tok_s" in row:
+            row["ratio"] = row["ours_tok_s"] / row["ggml_tok_s"]
+        rows.append(row)
+
+    # --- table
+    print(f"\nggml model {args.model} ({ftype}); threads {T}; prompt {P} tokens; {G} decode steps per stream; "
+          f"load average at start {load:.2f}")
+    print("tok/s = aggregate decode tokens/s, all streams' decoded tokens / decode time "
+          "(ggml: n_decoded / predict time); ms/step = N * 1000 / tok/s, one token for each stream")
+    print(f"{'streams':>7}  {'ours tok/s':>10}  {'ggml tok/s':>10}  {'ours/ggml':>9}  "
+          f"{'ours ms/step':>12}  {'ggml ms/step':>12}")
+    for r in rows:
+        def f(k, fmt):
+            return format(r[k], fmt) if k in r else "-"
+        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else ("(other model)" if match is False else "-")
+        print(f"{r['streams']:>7}  {f('ours_tok_s', '.1f'):>10}  {f('ggml_tok_s', '.1f'):>10}  {ratio:>9}  "
+              f"{f('ours_ms_per_step', '.2f'):>12}  {f('ggml_ms_per_step', '.2f'):>12}")
+    if ours_note:
+        print("ours: " + ours_note)
+    for r in rows:
+        for k in ("ours_error", "ggml_error"):
+            if k in r:
+                print(f"streams {r['streams']}: {k.split('_')[0]} failed: {r[k]}")
+
+    if args.json:
+        print(json.dumps({
+            "ggml_model": args.model, "ggml_ftype": ftype, "ggml_bin": args.ggml,
+            "bin": None if args.no_ours else args.bin, "threads": T, "prompt_len": P, "gen": G,
+            "repeat": args.repeat, "load_average_start": load, "same_weights": match,
+            "ours_note": ours_note, "ours_streams_supported": bool(streams_flag),
+            "rows": [{k: v for k, v in r.items() if k not in ("ours_runs", "ggml_runs")} for r in rows],
+        }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
