@@ -62,6 +62,51 @@ def ggml_header(path):
 FTYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 8: "q5_0", 9: "q5_1"}
 
 
+# ----------------------------------------------------------------------------- machine load
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_busy_s():
+    """Busy CPU seconds of the whole machine so far (all cores), or None without /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / CLK_TCK
+
+
+def children_cpu_s():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def measured_run(cmd, **kw):
+    """subprocess.run, plus how many cores OTHER processes kept busy meanwhile (on average):
+    the machine's busy CPU time minus the child's own, over the wall time."""
+    b0, c0, t0 = cpu_busy_s(), children_cpu_s(), time.perf_counter()
+    p = subprocess.run(cmd, **kw)
+    b1, c1, wall = cpu_busy_s(), children_cpu_s(), time.perf_counter() - t0
+    others = None if b0 is None or b1 is None else max(0.0, (b1 - b0) - (c1 - c0)) / max(wall, 1e-9)
+    return p, wall, others
+
+
+def wait_idle(max_s, threshold=0.1, window=2.0):
+    """Wait (at most max_s) until other processes use < threshold cores over a window."""
+    deadline = time.time() + max_s
+    while True:
+        b0 = cpu_busy_s()
+        if b0 is None:
+            return None
+        time.sleep(window)
+        busy = (cpu_busy_s() - b0) / window
+        if busy < threshold or time.time() >= deadline:
+            return busy
+
+
 # ----------------------------------------------------------------------------- ours
 
 def ours_info(bin_path):
@@ -94,7 +139,7 @@ def run_ours(bin_path, n, P, G, T, streams_flag):
           ["--prompt-len", str(P), "--gen", str(G), "--threads", str(T), "--runs", "0"]
     log("ours: " + " ".join(cmd))
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
+        p, wall, others = measured_run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as e:
         return None, f"{' '.join(cmd)}: {short(e)}"
     for line in p.stdout.splitlines()[:-1]:
@@ -114,7 +159,8 @@ def run_ours(bin_path, n, P, G, T, streams_flag):
         tot = j.get("decode_tok_s")
     if not isinstance(tot, (int, float)):
         return None, "bench JSON lacks the aggregate decode tokens/s"
-    return {"tok_s": float(tot), "ms_per_token": j.get("decode_ms_per_token"), "json": j}, None
+    return {"tok_s": float(tot), "ms_per_token": j.get("decode_ms_per_token"), "json": j,
+            "others_busy": others, "wall_s": wall}, None
 
 
 # ----------------------------------------------------------------------------- ggml
@@ -130,12 +176,10 @@ def run_ggml(exe, model, n, P, G, T):
     cmd = [exe, "-m", model, "-np", str(n), "-t", str(T), "-p", ggml_prompt(P), "-n", str(G + 1),
            "--top_k", "1", "--ignore-eos", "-s", "1", "-c", str(max(cells, 512))]
     log("ggml: " + " ".join(cmd[:8] + ["'" + cmd[8][:20] + "...'"] + cmd[9:]))
-    t0 = time.perf_counter()
     try:
-        p = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_S)
+        p, wall, others = measured_run(cmd, capture_output=True, timeout=TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as e:
         return None, f"{exe}: {short(e)}"
-    wall = time.perf_counter() - t0
     out = p.stdout.decode(errors="replace")
     if p.returncode != 0:
         return None, f"gpt-2-batched exited {p.returncode}: {short(out + p.stderr.decode(errors='replace'))}"
@@ -152,6 +196,7 @@ def run_ggml(exe, model, n, P, G, T):
         "predict_ms": num(r"predict time =\s*([\d.]+) ms"),
         "total_ms": num(r"total time =\s*([\d.]+) ms"),
         "wall_s": wall,
+        "others_busy": others,
     }
     missing = [k for k, v in r.items() if v is None]
     if missing:
@@ -189,6 +234,14 @@ def main():
     ap.add_argument("--gen", type=int, default=32, help="decode steps per stream (default 32)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs of each program per N; the median aggregate tokens/s is shown (default 1)")
+    ap.add_argument("--wait-idle", type=float, default=0, metavar="S",
+                    help="before each run, wait up to S seconds for the machine to be idle "
+                         "(< 0.1 cores busy over 2 s; default 0: do not wait)")
+    ap.add_argument("--retries", type=int, default=0,
+                    help="measure again (up to this many times) when other processes kept more than "
+                         "--busy-threshold cores busy during a run (default 0)")
+    ap.add_argument("--busy-threshold", type=float, default=0.2,
+                    help="cores used by other processes that mark a run as disturbed (default 0.2)")
     ap.add_argument("--json", action="store_true", help="print one JSON summary line at the end")
     args = ap.parse_args()
     try:
@@ -196,7 +249,7 @@ def main():
     except ValueError:
         sys.exit(f"error: --streams {args.streams!r}: expected comma-separated integers")
     P, G, T = args.prompt_len, args.gen, args.threads
-    if not streams or min(streams) < 1 or P < 1 or G < 1 or T < 1 or args.repeat < 1:
+    if not streams or min(streams) < 1 or P < 1 or G < 1 or T < 1 or args.repeat < 1 or args.retries < 0:
         sys.exit("error: need --streams >= 1, --prompt-len >= 1, --gen >= 1, --threads >= 1, --repeat >= 1")
     for path, what in ((args.model, "--model"), (args.ggml, "--ggml")):
         if not os.path.isfile(path):
@@ -247,39 +300,65 @@ def main():
                 log("WARNING: the binary and the ggml model are different models; ratios are not shown")
 
     # --- runs, one process at a time
+    def runs(what, fn):
+        """args.repeat measurements of fn(); each one after waiting for an idle machine (if
+        --wait-idle) and redone (up to --retries times) when other processes were busy."""
+        res = []
+        for _ in range(args.repeat):
+            for attempt in range(args.retries + 1):
+                if args.wait_idle > 0:
+                    busy = wait_idle(args.wait_idle)
+                    if busy is not None and busy >= 0.1:
+                        log(f"{what}: machine still busy ({busy:.2f} cores) after --wait-idle {args.wait_idle:g} s")
+                r, err = fn()
+                if err:
+                    return res, err
+                o = r.get("others_busy")
+                if o is not None and o > args.busy_threshold and attempt < args.retries:
+                    log(f"{what}: other processes kept {o:.2f} cores busy during the run; measuring again")
+                    continue
+                break
+            res.append(r)
+        return res, None
+
+    def quiet(res):
+        vals = [r["others_busy"] for r in res if r.get("others_busy") is not None]
+        return max(vals) if vals else None
+
     rows = []
     for n in streams:
         row = {"streams": n}
         if ours_mode == "streams" or (ours_mode == "single" and n == 1):
-            res = []
-            for _ in range(args.repeat):
-                r, err = run_ours(args.bin, n, P, G, T, streams_flag)
-                if err:
-                    row["ours_error"] = err
-                    log("ours: " + err)
-                    break
-                res.append(r)
+            res, err = runs("ours", lambda: run_ours(args.bin, n, P, G, T, streams_flag))
+            if err:
+                row["ours_error"] = err
+                log("ours: " + err)
             if res:
                 row["ours_tok_s"] = statistics.median(r["tok_s"] for r in res)
                 # one decode step advances every stream by one token: step time = N / aggregate
                 row["ours_ms_per_step"] = n * 1e3 / row["ours_tok_s"]
                 row["ours_decode_ms_per_token"] = statistics.median(r["ms_per_token"] for r in res)
+                row["ours_others_busy"] = quiet(res)
                 row["ours_runs"] = [r["json"] for r in res]
-        res = []
-        for _ in range(args.repeat):
+
+        def one_ggml():
             r, err = run_ggml(args.ggml, args.model, n, P, G, T)
-            if err:
-                row["ggml_error"] = err
-                log("ggml: " + err)
-                break
-            log(f"  | ggml -np {n}: {int(r['n_decoded'])} tokens in {r['predict_ms']:.1f} ms predict "
-                f"({r['ms_per_step']:.2f} ms/step, {r['tok_s']:.1f} tok/s); sample {r['sample_ms']:.1f} ms, "
-                f"load {r['load_ms']:.0f} ms")
-            res.append(r)
+            if r:
+                o = r["others_busy"]
+                log(f"  | ggml -np {n}: {int(r['n_decoded'])} tokens in {r['predict_ms']:.1f} ms predict "
+                    f"({r['ms_per_step']:.2f} ms/step, {r['tok_s']:.1f} tok/s); sample {r['sample_ms']:.1f} ms, "
+                    f"load {r['load_ms']:.0f} ms" + ("" if o is None else f"; other processes {o:.2f} cores"))
+            return r, err
+
+        res, err = runs("ggml", one_ggml)
+        if err:
+            row["ggml_error"] = err
+            log("ggml: " + err)
         if res:
             row["ggml_tok_s"] = statistics.median(r["tok_s"] for r in res)
             row["ggml_ms_per_step"] = statistics.median(r["ms_per_step"] for r in res)
             row["ggml_tok_s_incl_sampling"] = statistics.median(r["tok_s_incl_sampling"] for r in res)
+            row["ggml_others_busy"] = quiet(res)
             row["ggml_runs"] = res
         if match is not False and "ours_tok_s" in row and "ggml_tok_s" in row:
             row["ratio"] = row["ours_tok_s"] / row["ggml_tok_s"]
@@ -291,13 +370,22 @@ def main():
     print("tok/s = aggregate decode tokens/s, all streams' decoded tokens / decode time "
           "(ggml: n_decoded / predict time); ms/step = N * 1000 / tok/s, one token for each stream")
     print(f"{'streams':>7}  {'ours tok/s':>10}  {'ggml tok/s':>10}  {'ours/ggml':>9}  "
-          f"{'ours ms/step':>12}  {'ggml ms/step':>12}")
+          f"{'ours ms/step':>12}  {'ggml ms/step':>12}  {'others busy':>11}")
+    def busy(r):
+        vals = [r[k] for k in ("ours_others_busy", "ggml_others_busy") if r.get(k) is not None]
+        if not vals:
+            return "-"
+        return f"{max(vals):.2f}" + (" *" if max(vals) > args.busy_threshold else "")
+
     for r in rows:
         def f(k, fmt):
             return format(r[k], fmt) if k in r else "-"
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else ("(other model)" if match is False else "-")
         print(f"{r['streams']:>7}  {f('ours_tok_s', '.1f'):>10}  {f('ggml_tok_s', '.1f'):>10}  {ratio:>9}  "
-              f"{f('ours_ms_per_step', '.2f'):>12}  {f('ggml_ms_per_step', '.2f'):>12}")
+              f"{f('ours_ms_per_step', '.2f'):>12}  {f('ggml_ms_per_step', '.2f'):>12}  {busy(r):>11}")
+    print("others busy = the most cores that other processes kept busy during one of the row's runs"
+          + (f"; * = over {args.busy_threshold:g}: that row is disturbed, run again on an idle machine"
+             if any("*" in busy(r) for r in rows) else ""))
     if ours_note:
         print("ours: " + ours_note)
     for r in rows:
@@ -309,7 +397,8 @@ def main():
         print(json.dumps({
             "ggml_model": args.model, "ggml_ftype": ftype, "ggml_bin": args.ggml,
             "bin": None if args.no_ours else args.bin, "threads": T, "prompt_len": P, "gen": G,
-            "repeat": args.repeat, "load_average_start": load, "same_weights": match,
+            "repeat": args.repeat, "retries": args.retries, "busy_threshold": args.busy_threshold,
+            "load_average_start": load, "same_weights": match,
             "ours_note": ours_note, "ours_streams_supported": bool(streams_flag),
             "rows": [{k: v for k, v in r.items() if k not in ("ours_runs", "ggml_runs")} for r in rows],
         }))
