@@ -110,18 +110,19 @@ def wait_idle(max_s, threshold=0.1, window=2.0):
 # ----------------------------------------------------------------------------- ours
 
 def ours_info(bin_path):
-    """(sha256, config dict) from `BIN info`, or (None, None)."""
+    """(sha256, config dict, weight format) from `BIN info`, or Nones."""
     try:
         p = subprocess.run([bin_path, "info"], capture_output=True, text=True, timeout=60)
     except OSError:
-        return None, None
+        return None, None, None
     sha = next((l.split()[1] for l in p.stdout.splitlines() if l.startswith("sha256")), None)
     cfg = None
     m = re.search(r"config\s+(\d+) layers, (\d+) heads, embedding width (\d+), vocabulary (\d+), context (\d+)",
                   p.stdout)
     if m:
         cfg = dict(zip(["n_layer", "n_head", "n_embd", "n_vocab", "n_ctx"], map(int, m.groups())))
-    return sha, cfg
+    w = re.search(r"^weights\s+([A-Za-z0-9_]+)", p.stdout, re.M)
+    return sha, cfg, (w.group(1) if w else None)
 
 
 def ours_supports_streams(bin_path):
@@ -259,13 +260,18 @@ def main():
         sys.exit(f"error: --prompt-len + --gen = {P + G} exceeds the model's context {hp['n_ctx']}")
     ftype = FTYPE_NAMES.get(hp["ftype"], str(hp["ftype"]))
     load = os.getloadavg()[0]
-    log(f"load average {load:.2f} on {os.cpu_count()} cores at start"
-        + ("  <-- the machine is busy: numbers will be noisy" if load > 0.5 else ""))
+    b0 = cpu_busy_s()
+    time.sleep(1.0)
+    busy0 = None if b0 is None else cpu_busy_s() - b0
+    log(f"at start: load average {load:.2f}, {'?' if busy0 is None else f'{busy0:.2f}'} of "
+        f"{os.cpu_count()} cores busy (1 s sample)"
+        + ("  <-- the machine is busy: numbers will be noisy (see --wait-idle, --retries)"
+           if busy0 is not None and busy0 > 0.2 else ""))
 
     # --- our binary: which bench it has and whether it embeds the same weights
     # ours_mode: "streams" (bench --streams N for every N), "single" (no --streams yet: plain
     # single-stream bench for N=1 only) or None (not run)
-    ours_note, streams_flag, match, ours_mode = None, False, None, None
+    ours_note, streams_flag, match, ours_mode, ours_wfmt = None, False, None, None, None
     if args.no_ours:
         ours_note = "not run (--no-ours)"
     elif not os.path.isfile(args.bin):
@@ -280,7 +286,9 @@ def main():
                 ours_note = (f"our binary ({args.bin}) does not support `bench --streams` yet: "
                              "only N=1 is measured (plain `bench`, single stream)")
                 log("ours: " + ours_note)
-            sha, cfg = ours_info(args.bin)
+            sha, cfg, ours_wfmt = ours_info(args.bin)
+            if ours_wfmt and ours_wfmt != ftype:
+                log(f"weights: ours are {ours_wfmt}, ggml's {ftype}: the ratio compares the two formats")
             side = args.model + ".source.json"
             src = None
             if os.path.isfile(side):
@@ -365,8 +373,9 @@ def main():
         rows.append(row)
 
     # --- table
-    print(f"\nggml model {args.model} ({ftype}); threads {T}; prompt {P} tokens; {G} decode steps per stream; "
-          f"load average at start {load:.2f}")
+    print(f"\nggml model {args.model} ({ftype} weights); ours {args.bin if ours_mode else '-'}"
+          f"{f' ({ours_wfmt} weights)' if ours_wfmt else ''}; threads {T}; prompt {P} tokens; "
+          f"{G} decode steps per stream; load average at start {load:.2f}")
     print("tok/s = aggregate decode tokens/s, all streams' decoded tokens / decode time "
           "(ggml: n_decoded / predict time); ms/step = N * 1000 / tok/s, one token for each stream")
     print(f"{'streams':>7}  {'ours tok/s':>10}  {'ggml tok/s':>10}  {'ours/ggml':>9}  "
@@ -395,10 +404,10 @@ def main():
 
     if args.json:
         print(json.dumps({
-            "ggml_model": args.model, "ggml_ftype": ftype, "ggml_bin": args.ggml,
+            "ggml_model": args.model, "ggml_ftype": ftype, "ours_weights": ours_wfmt, "ggml_bin": args.ggml,
             "bin": None if args.no_ours else args.bin, "threads": T, "prompt_len": P, "gen": G,
             "repeat": args.repeat, "retries": args.retries, "busy_threshold": args.busy_threshold,
-            "load_average_start": load, "same_weights": match,
+            "load_average_start": load, "busy_cores_start": busy0, "same_weights": match,
             "ours_note": ours_note, "ours_streams_supported": bool(streams_flag),
             "rows": [{k: v for k, v in r.items() if k not in ("ours_runs", "ggml_runs")} for r in rows],
         }))
