@@ -26,9 +26,6 @@ pub trait PanelElem: Copy + Send + Sync + 'static {
     fn to_f32(self) -> f32;
     /// `out = x·W + bias` over the panels in `w`.
     fn panel_row(isa: Isa, x: &[f32], w: &[Self], bias: Option<&[f32]>, out: &mut [f32]);
-    /// `panel_row` for up to `vmath::ROW_BLOCK` rows at once (`x` `[out.len(), k]`), each
-    /// output bit for bit what `panel_row` gives it alone.
-    fn panel_rows(isa: Isa, x: &[f32], w: &[Self], bias: Option<&[f32]>, out: &mut [&mut [f32]]);
 }
 
 /// bfloat16: the top 16 bits of an f32.

@@ -210,25 +210,14 @@ pub fn linear_on<E: PanelElem>(
                 let (c0, c1) = (g0 * NR, (g1 * NR).min(n));
                 let wp = &w[g0 * k * NR..g1 * k * NR];
                 let b = bias.map(|b| &b[c0..c1]);
-                // SAFETY: row `r`'s columns `c0..c1` (inside `j0..j1`) are inside `y`
-                // (`r < m`, `c1 ≤ n`) and only this task touches them (as above); each row
-                // is borrowed once at a time.
-                let row = |r: usize| unsafe {
+                for r in 0..m {
                     debug_assert!(r < m && c1 <= n && j0 <= c0 && c1 <= j1);
-                    std::slice::from_raw_parts_mut(yp.get().add(r * n + c0), c1 - c0)
-                };
-                // Blocks of rows per pass over the panels (a batched step's rows, a
-                // prompt's), each row's sums as `panel_row` makes them alone.
-                const RB: usize = crate::vmath::ROW_BLOCK;
-                for r0 in (0..m).step_by(RB) {
-                    let rows = (m - r0).min(RB);
-                    if rows == 1 {
-                        E::panel_row(isa, &x[r0 * k..(r0 + 1) * k], wp, b, row(r0));
-                        continue;
-                    }
-                    let mut out: [&mut [f32]; RB] =
-                        std::array::from_fn(|i| if i < rows { row(r0 + i) } else { &mut [] });
-                    E::panel_rows(isa, &x[r0 * k..(r0 + rows) * k], wp, b, &mut out[..rows]);
+                    // SAFETY: row `r`'s columns `c0..c1` (inside `j0..j1`) are inside `y`
+                    // (`r < m`, `c1 ≤ n`) and only this task touches them (as above).
+                    let row = unsafe {
+                        std::slice::from_raw_parts_mut(yp.get().add(r * n + c0), c1 - c0)
+                    };
+                    E::panel_row(isa, &x[r * k..(r + 1) * k], wp, b, row);
                 }
             }
         }

@@ -244,119 +244,10 @@ fn panel_row_body<E: crate::elem::PanelElem>(
     }
 }
 
-/// Rows of `panel_rows_body` handled together, at most.
-pub const ROW_BLOCK: usize = 16;
-/// Depth of the slice of a panel that the rows pass over while it sits in L1 (18 KiB of f32).
-const DEPTH_BLOCK: usize = 96;
-
-/// `panel_row_body` for up to `ROW_BLOCK` rows at once (`x` is `[out.len(), k]`): each
-/// panel is taken a slice of depth at a time, which stays in L1 while every row passes over
-/// it, four rows and half a panel's columns at a time in registers (12 AVX2 registers), the
-/// sums carried between slices in a block on the stack. Every output is the same sum in the
-/// same order as `panel_row_body`'s (products added over `k` in order from 0, then the
-/// bias), so a row's result does not depend on the rows beside it.
-#[inline(always)]
-fn panel_rows_body<E: crate::elem::PanelElem>(
-    x: &[f32],
-    w: &[E],
-    bias: Option<&[f32]>,
-    out: &mut [&mut [f32]],
-) {
-    const NR: usize = crate::layout::NR;
-    const H: usize = NR / 2;
-    let rows = out.len();
-    assert!(rows <= ROW_BLOCK, "at most {ROW_BLOCK} rows");
-    if rows == 0 {
-        return;
-    }
-    let k = x.len() / rows;
-    let n = out[0].len();
-    let mut acc = [[[0f32; H]; 2]; ROW_BLOCK];
-    for (t, panel) in w.chunks_exact(k * NR).enumerate() {
-        acc.iter_mut().for_each(|a| *a = [[0.0; H]; 2]);
-        for d0 in (0..k).step_by(DEPTH_BLOCK) {
-            let d1 = (d0 + DEPTH_BLOCK).min(k);
-            let slab = &panel[d0 * NR..d1 * NR];
-            let xr = |r: usize| &x[r * k + d0..r * k + d1];
-            let mut r = 0;
-            while r + 4 <= rows {
-                for (half, a) in (0..2).zip([0, 1]) {
-                    let mut q = [acc[r][a], acc[r + 1][a], acc[r + 2][a], acc[r + 3][a]];
-                    rows4(&mut q, [xr(r), xr(r + 1), xr(r + 2), xr(r + 3)], slab, half);
-                    for (i, qi) in q.iter().enumerate() {
-                        acc[r + i][a] = *qi;
-                    }
-                }
-                r += 4;
-            }
-            while r < rows {
-                for half in 0..2 {
-                    let mut q = acc[r][half];
-                    let wr = slab.chunks_exact(NR).zip(xr(r));
-                    for (wr, &v) in wr {
-                        for j in 0..H {
-                            q[j] += v * wr[half * H + j].to_f32();
-                        }
-                    }
-                    acc[r][half] = q;
-                }
-                r += 1;
-            }
-        }
-        let c0 = t * NR;
-        let end = (c0 + NR).min(n);
-        for (o, a) in out.iter_mut().zip(&acc) {
-            for (j, v) in o[c0..end].iter_mut().enumerate() {
-                *v = a[j / H][j % H] + bias.map_or(0.0, |b| b[c0 + j]);
-            }
-        }
-    }
-}
-
-/// Four rows over half (`half`) of the columns of a slab of panel rows, into `q`.
-#[inline(always)]
-fn rows4<E: crate::elem::PanelElem, const H: usize>(
-    q: &mut [[f32; H]; 4],
-    x: [&[f32]; 4],
-    slab: &[E],
-    half: usize,
-) {
-    const NR: usize = crate::layout::NR;
-    let [mut a0, mut a1, mut a2, mut a3] = *q;
-    let rows = slab
-        .chunks_exact(NR)
-        .zip(x[0])
-        .zip(x[1])
-        .zip(x[2])
-        .zip(x[3]);
-    for ((((wr, &v0), &v1), &v2), &v3) in rows {
-        let wr: &[E; H] = wr[half * H..(half + 1) * H]
-            .try_into()
-            .expect("half a panel row");
-        for j in 0..H {
-            let wj = wr[j].to_f32();
-            a0[j] += v0 * wj;
-            a1[j] += v1 * wj;
-            a2[j] += v2 * wj;
-            a3[j] += v3 * wj;
-        }
-    }
-    *q = [a0, a1, a2, a3];
-}
-
 isa_kernel!(
     /// One row of `gemm::linear` without AVX-512: `out = x·W + bias` over the column panels
     /// in `w` (`out` holds their columns, the last panel possibly partial).
     panel_row => panel_row_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32])
-);
-isa_kernel!(
-    /// Up to `ROW_BLOCK` rows of `gemm::linear` without AVX-512 (`x` `[out.len(), k]`),
-    /// each bit for bit as `panel_row` gives it alone.
-    panel_rows => panel_rows_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [&mut [f32]])
-);
-isa_kernel!(
-    /// `panel_rows` over half-precision panels.
-    panel_rows_f16 => panel_rows_body(x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [&mut [f32]])
 );
 isa_kernel!(
     /// `panel_row` over half-precision panels.
@@ -414,18 +305,12 @@ impl PanelElem for f32 {
     fn panel_row(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
         panel_row(isa, x, w, bias, out)
     }
-    fn panel_rows(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [&mut [f32]]) {
-        panel_rows(isa, x, w, bias, out)
-    }
 }
 
 impl PanelElem for F16 {
     const KIND: Kind = Kind::F16;
     fn panel_row(isa: Isa, x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32]) {
         panel_row_f16(isa, x, w, bias, out)
-    }
-    fn panel_rows(isa: Isa, x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [&mut [f32]]) {
-        panel_rows_f16(isa, x, w, bias, out)
     }
     #[inline(always)]
     fn to_f32(self) -> f32 {
