@@ -528,14 +528,7 @@ fn score_files(files: &[PathBuf]) -> Result<(), String> {
     let mut docs = Vec::with_capacity(files.len());
     for f in files {
         let bytes = read_input(f)?;
-        let mut ids = vec![END_OF_TEXT];
-        ids.extend(tok.encode_bytes(&bytes)?);
-        if ids.len() < 2 {
-            return Err(format!(
-                "{}: the text is empty: nothing to score",
-                f.display()
-            ));
-        }
+        let ids = gpt2text::document(&tok, &bytes).map_err(|e| format!("{}: {e}", f.display()))?;
         docs.push(ids);
     }
     let scores = match gpt2::BATCHING {

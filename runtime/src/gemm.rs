@@ -25,7 +25,7 @@ use crate::layout::Layout;
 // Shared by every Linear; callers name it `gemm::Activation` (and `kernels::Activation`).
 pub use crate::layout::NR;
 pub use crate::linear::Activation;
-use crate::linear::{for_panel_ranges, linear_operands, GROUP_BYTES};
+use crate::linear::{for_panel_groups, for_panel_ranges, linear_operands};
 
 /// Rows of the micro-kernel.
 pub const MR: usize = 8;
@@ -204,9 +204,7 @@ pub fn linear_on<E: PanelElem>(
             // rows then read each weight from memory once, not once per row (the LM head's
             // 154 MB per row made a 1024-row forward memory-bound). Each column's sum runs
             // over k in the same order whatever the grouping.
-            let group = (GROUP_BYTES / (k * NR * std::mem::size_of::<E>()).max(1)).max(1);
-            for g0 in (p0..p1).step_by(group) {
-                let g1 = (g0 + group).min(p1);
+            for_panel_groups(p0, p1, k * NR * std::mem::size_of::<E>(), |g0, g1| {
                 let (c0, c1) = (g0 * NR, (g1 * NR).min(n));
                 let wp = &w[g0 * k * NR..g1 * k * NR];
                 let b = bias.map(|b| &b[c0..c1]);
@@ -219,7 +217,7 @@ pub fn linear_on<E: PanelElem>(
                     };
                     E::panel_row(isa, &x[r * k..(r + 1) * k], wp, b, row);
                 }
-            }
+            });
         }
         // SAFETY: as above: columns `j0..j1` of `y`'s m rows are this task's alone.
         unsafe { act.apply(isa, yp.get(), m, n, j0, j1) }

@@ -115,6 +115,21 @@ pub(crate) fn lane_mask(cols: usize, v: usize) -> u16 {
 /// Panel bytes that stay in L2 while every row strip passes over them.
 pub(crate) const GROUP_BYTES: usize = 256 << 10;
 
+/// Calls `f(g0, g1)` for consecutive groups of panels covering `p0..p1`, each group of
+/// panels of `panel_bytes` fitting in `GROUP_BYTES` (at least one panel), so that every row
+/// of a product can pass over a group while it stays in L2.
+pub(crate) fn for_panel_groups(
+    p0: usize,
+    p1: usize,
+    panel_bytes: usize,
+    mut f: impl FnMut(usize, usize),
+) {
+    let group = (GROUP_BYTES / panel_bytes.max(1)).max(1);
+    for g0 in (p0..p1).step_by(group) {
+        f(g0, (g0 + group).min(p1));
+    }
+}
+
 /// Visits the tiles of panels `p0..p1` of an `[m, n]` product over stored panels of
 /// `panel_bytes` each: panels in groups that fit in half of L2, and within a group each
 /// strip of up to `mr` rows over each panel, so a group's weights come from memory once.
@@ -129,13 +144,89 @@ pub(crate) fn for_each_tile(
     panel_bytes: usize,
     mut f: impl FnMut(usize, usize, usize, usize, usize),
 ) {
-    let group = (GROUP_BYTES / panel_bytes.max(1)).max(1);
-    for g0 in (p0..p1).step_by(group) {
+    for_panel_groups(p0, p1, panel_bytes, |g0, g1| {
         for i0 in (0..m).step_by(mr) {
-            for t in g0..(g0 + group).min(p1) {
+            for t in g0..g1 {
                 let col = t * NR;
                 f(i0, (m - i0).min(mr), t, col, (n - col).min(NR));
             }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    // A Linear's rows do not depend on each other: row r of an m-row product is bit for bit
+    // the product of row r alone, in every weight format, on every ISA this CPU has, at 1 and 2
+    // threads. Batched steps stack the rows of several sequences, so this is what makes a
+    // sequence's text independent of what else is in the batch.
+
+    use super::Activation;
+    use crate::cpu::{available, Isa};
+    use crate::elem::F16;
+    use crate::layout::NR;
+    use crate::test_data::rand_vec;
+
+    /// A Linear in one format: `linear(isa, x, m, y)`.
+    type Linear<'a> = &'a dyn Fn(Isa, &[f32], usize, &mut [f32]);
+
+    /// Runs `linear` for every m up to 11 and checks each row against m = 1.
+    fn check(name: &str, k: usize, n: usize, linear: Linear) {
+        let mut seed = 3;
+        let x = rand_vec(11 * k, &mut seed);
+        for &isa in available() {
+            for threads in [1, 2] {
+                crate::set_threads(threads);
+                let alone: Vec<Vec<f32>> = (0..11)
+                    .map(|r| {
+                        let mut y = vec![f32::NAN; n];
+                        linear(isa, &x[r * k..(r + 1) * k], 1, &mut y);
+                        y
+                    })
+                    .collect();
+                for m in 2..=11 {
+                    let mut y = vec![f32::NAN; m * n];
+                    linear(isa, &x[..m * k], m, &mut y);
+                    for (r, want) in alone.iter().take(m).enumerate() {
+                        let got = &y[r * n..(r + 1) * n];
+                        assert!(
+                            got.iter()
+                                .zip(want)
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{name} {isa:?} {threads} thread(s): row {r} of {m} differs from alone"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn linear_rows_are_independent_in_every_format() {
+        for &(k, n) in &[(64usize, 100usize), (130, 48), (768, 200), (33, 7)] {
+            let mut seed = 9;
+            let w = rand_vec(n.div_ceil(NR) * k * NR, &mut seed);
+            let b = rand_vec(n, &mut seed);
+            check("f32", k, n, &|isa, x, m, y| {
+                crate::gemm::linear_on(isa, x, m, k, &w, Some(&b), Activation::Gelu, y, n)
+            });
+            let h: Vec<F16> = w.iter().map(|&v| F16::from_f32(v)).collect();
+            check("f16", k, n, &|isa, x, m, y| {
+                crate::gemm::linear_on(isa, x, m, k, &h, Some(&b), Activation::Identity, y, n)
+            });
+            let wk: Vec<f32> = rand_vec(k * n, &mut seed);
+            let bf = crate::bf16::pack(&wk, k, n);
+            check("bf16", k, n, &|isa, x, m, y| {
+                crate::bf16::linear_on(isa, x, m, k, &bf, Some(&b), Activation::Identity, y, n)
+            });
+            let q: Vec<i8> = wk.iter().map(|v| (v * 127.0).round() as i8).collect();
+            let qp = crate::q8::pack(&q, k, n);
+            let scales: Vec<f32> = (0..n.div_ceil(NR) * NR)
+                .map(|j| 0.01 + 0.001 * (j % 7) as f32)
+                .collect();
+            check("q8", k, n, &|isa, x, m, y| {
+                crate::q8::linear_on(isa, x, m, k, &qp, &scales, Some(&b), Activation::Gelu, y, n)
+            });
         }
     }
 }

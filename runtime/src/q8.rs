@@ -191,9 +191,7 @@ pub fn linear_on(
                 // Panels in groups that stay in L2 while every row passes over them, so the
                 // rows of a batched step read each weight from memory once. A column's sum
                 // is the same whatever the grouping.
-                let group = (crate::linear::GROUP_BYTES / (kp * NR)).max(1);
-                for g0 in (p0..p1).step_by(group) {
-                    let g1 = (g0 + group).min(p1);
+                crate::linear::for_panel_groups(p0, p1, kp * NR, |g0, g1| {
                     let (c0, c1) = (g0 * NR, (g1 * NR).min(n));
                     for r in 0..m {
                         debug_assert!(r < m && c1 <= n && j0 <= c0 && c1 <= j1);
@@ -217,7 +215,7 @@ pub fn linear_on(
                             portable_panel_row(xq, xs, xo, wp, sc, b, out);
                         }
                     }
-                }
+                });
             }
             // SAFETY: as above: columns `j0..j1` of `y`'s m rows are this task's alone.
             unsafe { act.apply(isa, yp.get(), m, n, j0, j1) }

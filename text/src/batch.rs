@@ -184,11 +184,7 @@ impl<M: Gpt2Model> Batch<M> {
             };
             // Only the rows the cache lacks, as `Runner::next_logits` computes them.
             let n = window.len();
-            let p0 = if window.starts_with(&a.cached) && a.cached.len() < n {
-                a.cached.len()
-            } else {
-                0
-            };
+            let p0 = crate::runner::cached_rows(window, &a.cached);
             if rows + n - p0 > self.ctx {
                 continue; // it waits for the next step, whole
             }

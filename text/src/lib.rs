@@ -34,6 +34,7 @@ pub use generate::{Finish, GenerateOptions, Generator, Tokens};
 pub use runner::Runner;
 pub use sampling::{Sampler, SamplerConfig};
 pub use score::{
-    score, score_many, score_text, score_text_with_progress, score_with_progress, Progress, Score,
+    document, score, score_many, score_text, score_text_with_progress, score_with_progress,
+    Progress, Score,
 };
 pub use tokenizer::{Gpt2Tokenizer, StreamDecoder, END_OF_TEXT, VOCAB};

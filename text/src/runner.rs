@@ -90,11 +90,7 @@ impl<M: Gpt2Model> Runner<M> {
             return Ok(&self.eval(window)?[(n - 1) * v..n * v]);
         }
         self.check(n)?;
-        let p0 = if window.starts_with(&self.cached) && self.cached.len() < n {
-            self.cached.len()
-        } else {
-            0
-        };
+        let p0 = cached_rows(window, &self.cached);
         for (dst, &t) in self.input.iter_mut().zip(&window[p0..]) {
             *dst = t as i64;
         }
@@ -102,6 +98,17 @@ impl<M: Gpt2Model> Runner<M> {
         self.cached.truncate(p0);
         self.cached.extend_from_slice(&window[p0..]);
         Ok(self.model.logits_row(n - 1))
+    }
+}
+
+/// Rows of `window` already in a cache holding the rows of `cached`: all of `cached` when
+/// the window extends it, else none (the window slid, or is another sequence). At least the
+/// last row is always computed, since its logits are wanted.
+pub(crate) fn cached_rows(window: &[u32], cached: &[u32]) -> usize {
+    if window.starts_with(cached) && cached.len() < window.len() {
+        cached.len()
+    } else {
+        0
     }
 }
 

@@ -37,6 +37,53 @@ pub fn score<M: Gpt2Model>(runner: &mut Runner<M>, ids: &[u32]) -> Result<Score,
     score_with_progress(runner, ids, |_| {})
 }
 
+/// The windows scoring evaluates over `len` tokens: `(begin, end)` of at most `ctx` tokens,
+/// sliding by half a context, the last one ending at `len`.
+fn windows(len: usize, ctx: usize) -> impl Iterator<Item = (usize, usize)> {
+    let stride = (ctx / 2).max(1);
+    (0..)
+        .map(move |w| w * stride)
+        .map(move |begin| (begin, (begin + ctx).min(len)))
+        .take_while(move |&(begin, _)| begin == 0 || begin + ctx - stride < len)
+}
+
+/// The running sums of one scored sequence.
+#[derive(Clone, Copy)]
+struct Tally {
+    sum: f64,
+    count: usize,
+    /// Tokens before this one are scored.
+    upto: usize,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            sum: 0.0,
+            count: 0,
+            upto: 1,
+        }
+    }
+
+    /// Adds the tokens of window `begin..end` of `ids` not scored yet, from the window's
+    /// logits rows (`logits[r·v..]` for token `begin + r`).
+    fn add(&mut self, ids: &[u32], begin: usize, end: usize, logits: &[f32], v: usize) {
+        for t in self.upto.max(begin + 1)..end {
+            let row = &logits[(t - 1 - begin) * v..(t - begin) * v];
+            self.sum += nll(row, ids[t] as usize);
+            self.count += 1;
+        }
+        self.upto = end;
+    }
+
+    fn score(&self) -> Score {
+        Score {
+            mean_nll: self.sum / self.count as f64,
+            tokens: self.count,
+        }
+    }
+}
+
 /// [`score`], calling `progress` after each window (the last call has `scored == total`).
 pub fn score_with_progress<M: Gpt2Model>(
     runner: &mut Runner<M>,
@@ -46,32 +93,29 @@ pub fn score_with_progress<M: Gpt2Model>(
     if ids.len() < 2 {
         return Err("scoring needs at least two tokens".into());
     }
-    let ctx = runner.context();
-    let stride = (ctx / 2).max(1);
     let v = runner.vocab();
-    let (mut sum, mut count, mut scored_upto, mut begin) = (0.0, 0usize, 1usize, 0usize);
-    loop {
-        let end = (begin + ctx).min(ids.len());
+    let mut tally = Tally::new();
+    for (begin, end) in windows(ids.len(), runner.context()) {
         let logits = runner.eval(&ids[begin..end])?;
-        for t in scored_upto.max(begin + 1)..end {
-            let row = &logits[(t - 1 - begin) * v..(t - begin) * v];
-            sum += nll(row, ids[t] as usize);
-            count += 1;
-        }
-        scored_upto = end;
+        tally.add(ids, begin, end, logits, v);
         progress(Progress {
-            scored: count,
+            scored: tally.count,
             total: ids.len() - 1,
         });
-        if end == ids.len() {
-            break;
-        }
-        begin += stride;
     }
-    Ok(Score {
-        mean_nll: sum / count as f64,
-        tokens: count,
-    })
+    Ok(tally.score())
+}
+
+/// A text as the token ids scoring reads (any bytes: invalid UTF-8 is tokenized byte by
+/// byte), as a document: `<|endoftext|>` first, so the first token of the text is scored
+/// too. Refuses an empty text.
+pub fn document(tokenizer: &Gpt2Tokenizer, text: &[u8]) -> Result<Vec<u32>, String> {
+    let mut ids = vec![END_OF_TEXT];
+    ids.extend(tokenizer.encode_bytes(text)?);
+    if ids.len() < 2 {
+        return Err("the text is empty: nothing to score".into());
+    }
+    Ok(ids)
 }
 
 /// Scores a text given as bytes (any bytes: invalid UTF-8 is tokenized byte by byte), as
@@ -92,12 +136,7 @@ pub fn score_text_with_progress<M: Gpt2Model>(
     progress: impl FnMut(Progress),
 ) -> Result<Score, String> {
     check_vocab(runner.vocab())?;
-    let mut ids = vec![END_OF_TEXT];
-    ids.extend(tokenizer.encode_bytes(text)?);
-    if ids.len() < 2 {
-        return Err("the text is empty: nothing to score".into());
-    }
-    score_with_progress(runner, &ids, progress)
+    score_with_progress(runner, &document(tokenizer, text)?, progress)
 }
 
 /// Scores several token sequences, each as [`score`] does alone (the same windows, the same
@@ -126,22 +165,14 @@ pub fn score_many<M: Gpt2Model>(
             "sequence {i}: token id {t} is outside the vocabulary [0, {v})"
         ));
     }
-    let stride = (ctx / 2).max(1);
     // Every window, in order: (sequence, begin, end).
-    let mut windows = Vec::new();
-    for (i, d) in docs.iter().enumerate() {
-        let mut begin = 0;
-        loop {
-            let end = (begin + ctx).min(d.len());
-            windows.push((i, begin, end));
-            if end == d.len() {
-                break;
-            }
-            begin += stride;
-        }
-    }
+    let windows: Vec<(usize, usize, usize)> = docs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| windows(d.len(), ctx).map(move |(b, e)| (i, b, e)))
+        .collect();
     let total: usize = docs.iter().map(|d| d.len() - 1).sum();
-    let mut sums = vec![(0.0f64, 0usize, 1usize); docs.len()]; // (sum, count, scored_upto)
+    let mut tallies = vec![Tally::new(); docs.len()];
     let (mut caches, mut ids, mut segments) = (Vec::new(), Vec::new(), Vec::new());
     let mut next = 0;
     while next < windows.len() {
@@ -169,27 +200,44 @@ pub fn score_many<M: Gpt2Model>(
         let logits = model.logits();
         let mut row0 = 0;
         for &(i, begin, end) in step {
-            let (sum, count, upto) = &mut sums[i];
-            let from = (*upto).max(begin + 1);
-            for (t, &next) in docs[i][from..end].iter().enumerate() {
-                let r = row0 + from + t - 1 - begin;
-                *sum += nll(&logits[r * v..(r + 1) * v], next as usize);
-                *count += 1;
-            }
-            *upto = end;
+            tallies[i].add(&docs[i], begin, end, &logits[row0 * v..], v);
             row0 += end - begin;
         }
         next = k;
         progress(Progress {
-            scored: sums.iter().map(|s| s.1).sum(),
+            scored: tallies.iter().map(|t| t.count).sum(),
             total,
         });
     }
-    Ok(sums
-        .into_iter()
-        .map(|(sum, count, _)| Score {
-            mean_nll: sum / count as f64,
-            tokens: count,
-        })
-        .collect())
+    Ok(tallies.iter().map(Tally::score).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn windows_slide_by_half_a_context_to_the_end() {
+        for (len, ctx) in [
+            (2, 4),
+            (4, 4),
+            (5, 4),
+            (9, 4),
+            (10, 4),
+            (100, 16),
+            (7, 1),
+            (3, 2),
+        ] {
+            // The loop `score` ran before the windows had a function of their own.
+            let (mut want, mut begin) = (Vec::new(), 0);
+            loop {
+                let end = (begin + ctx).min(len);
+                want.push((begin, end));
+                if end == len {
+                    break;
+                }
+                begin += (ctx / 2).max(1);
+            }
+            let got: Vec<_> = super::windows(len, ctx).collect();
+            assert_eq!(got, want, "len {len}, ctx {ctx}");
+        }
+    }
 }

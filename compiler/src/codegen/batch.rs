@@ -180,20 +180,36 @@ pub fn analyze(g: &Graph, seq: &Result<SeqInfo, String>, plan: &Plan) -> Result<
     })
 }
 
+/// What `Lowerer::block` made for a node: the binding of its rows (`let (r0, rn) = ..`),
+/// its timer, the split of the arena around its output, and its statements.
+pub struct StepParts {
+    /// `let (r0, rn) = rows;` (or `tail_rows`).
+    pub rows: TokenStream,
+    /// The profile timer.
+    pub timer: TokenStream,
+    /// `let (y, rest) = arena::split(..);`
+    pub split: TokenStream,
+    /// The statements computing the node.
+    pub body: TokenStream,
+}
+
 /// The statements of node `index` in a batched step (`Lowerer::block` with `step`): `body`
 /// for all rows, or once per run when it reads by position or is attention, then the copy
 /// of its rows to each sequence's cache when it writes the cache block.
-#[allow(clippy::too_many_arguments)]
 pub fn step_block(
     low: &Lowerer,
     b: &Batching,
     s: &SeqInfo,
     index: usize,
     o: ValueId,
-    split: TokenStream,
-    body: TokenStream,
-    timer: TokenStream,
+    parts: StepParts,
 ) -> TokenStream {
+    let StepParts {
+        rows,
+        timer,
+        split,
+        body,
+    } = parts;
     let g = low.graph;
     let attention = matches!(g.nodes[index].op, Op::Attention(_));
     let runs = if s.tail[index] {
@@ -221,11 +237,6 @@ pub fn step_block(
             }
         }
     } else {
-        let rows = if s.tail[index] {
-            quote!(let (r0, rn) = tail_rows;)
-        } else {
-            quote!(let (r0, rn) = rows;)
-        };
         quote! {
             {
                 #rows

@@ -265,7 +265,13 @@ impl Lowerer<'_> {
         };
         if let (Some(st), Some(s)) = (self.step, self.seq) {
             let split = quote!(let (y, rest) = arena::split(#arena, buf::#b););
-            return super::batch::step_block(self, st, s, node_index, o, split, body, timer);
+            let parts = super::batch::StepParts {
+                rows,
+                timer,
+                split,
+                body,
+            };
+            return super::batch::step_block(self, st, s, node_index, o, parts);
         }
         quote! {
             {

@@ -766,15 +766,22 @@ fn module_tokens(
         })
         .collect();
 
-    let forward_batch = match (step_stmts, seq) {
-        (Some(step), Ok(_)) => {
-            let name = ident(&names::snake(&graph.values[graph.inputs[0]].name));
-            let shape = graph.values[graph.inputs[0]]
-                .ty
-                .as_ref()
-                .and_then(|t| t.static_shape())
-                .unwrap_or_default();
-            let row = Literal::usize_unsuffixed(crate::ops::strides(&shape)[shape.len() - 1]);
+    // With the sequence analysis, the one input (its rows along its last axis): its name
+    // and the values in a row.
+    let seq_input = seq.as_ref().ok().map(|_| {
+        let v = graph.inputs[0];
+        let shape = graph.values[v]
+            .ty
+            .as_ref()
+            .and_then(|t| t.static_shape())
+            .unwrap_or_default();
+        (
+            ident(&names::snake(&graph.values[v].name)),
+            Literal::usize_unsuffixed(crate::ops::strides(&shape)[shape.len() - 1]),
+        )
+    });
+    let forward_batch = match (step_stmts, &seq_input) {
+        (Some(step), Some((name, row))) => {
             let b = syms.buf_consts[graph.inputs[0]]
                 .clone()
                 .expect("input buffer");
@@ -800,16 +807,9 @@ fn module_tokens(
         }
         _ => TokenStream::new(),
     };
-    let forward = match seq {
-        Ok(_) => {
+    let forward = match &seq_input {
+        Some((name, row)) => {
             let input = &args[0];
-            let name = ident(&names::snake(&graph.values[graph.inputs[0]].name));
-            let shape = graph.values[graph.inputs[0]]
-                .ty
-                .as_ref()
-                .and_then(|t| t.static_shape())
-                .unwrap_or_default();
-            let row = Literal::usize_unsuffixed(crate::ops::strides(&shape)[shape.len() - 1]);
             quote! {
                 /// Computes rows `p0..p0 + n` of the sequence from the `n` rows of input
                 /// given, reading the attention cache of rows `0..p0` left by earlier calls.
@@ -840,7 +840,7 @@ fn module_tokens(
                 #forward_batch
             }
         }
-        Err(_) => quote! {
+        None => quote! {
             /// Not available for this graph (see `SEQUENCE`): always an error.
             pub fn forward_rows(&mut self, #(#args,)* p0: usize, last_only: bool) -> Result<(), String> {
                 Err(format!("this model cannot compute rows separately: {}", SEQUENCE))
