@@ -26,6 +26,8 @@ pub trait PanelElem: Copy + Send + Sync + 'static {
     fn to_f32(self) -> f32;
     /// `out = x·W + bias` over the panels in `w`.
     fn panel_row(isa: Isa, x: &[f32], w: &[Self], bias: Option<&[f32]>, out: &mut [f32]);
+    /// The panels as f32, when they are (the AVX2 strips run on f32 only).
+    fn as_f32(w: &[Self]) -> Option<&[f32]>;
 }
 
 /// bfloat16: the top 16 bits of an f32.

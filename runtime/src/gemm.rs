@@ -13,12 +13,13 @@
 //! `linear` multiplies by a weight the compiler stored in these panels already.
 //!
 //! Only an AVX-512 kernel lives here; elsewhere `matmul` uses matrixmultiply's AVX2/FMA and
-//! portable kernels, and `linear` a vectorized loop per row (`vmath::panel_row`).
+//! portable kernels, and `linear` register-blocked strips of rows on AVX2 (`strips`, f32) or
+//! a vectorized loop per row (`vmath::panel_row`).
 //!
 //! The f32/f16 kernel family for Linear and GEMM: on `cpu`, `layout`, `elem` and the shared
 //! `linear`; `matmul` and `attention` build on it.
 
-use crate::cpu::{detected, Isa};
+use crate::cpu::{available, detected, Isa};
 use crate::elem::{Kind, PanelElem};
 // The panel width lives in `layout`; generated code names it `gemm::NR`.
 use crate::layout::Layout;
@@ -143,7 +144,7 @@ pub fn linear<E: PanelElem>(
 }
 
 /// `linear` on a chosen ISA (AVX-512: the packed micro-kernel; otherwise a vectorized
-/// loop per row), for tests and benchmarks.
+/// loop per row, in strips of rows for f32 on AVX2), for tests and benchmarks.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_on<E: PanelElem>(
     isa: Isa,
@@ -172,6 +173,8 @@ pub fn linear_on<E: PanelElem>(
         .min((m * n * k / (1 << 16)).max(1));
     let yp = crate::SendPtr(y.as_mut_ptr());
     let simd = isa == Isa::Avx512 && supported();
+    // AVX2 strips of rows over f32 panels (f16 panels take the portable row, vectorized).
+    let strips = E::as_f32(w).filter(|_| isa == Isa::Avx2 && available().contains(&Isa::Avx2));
     for_panel_ranges(panels, t, |p0, p1| {
         let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
         if simd {
@@ -199,6 +202,10 @@ pub fn linear_on<E: PanelElem>(
                     j1,
                 )
             }
+        } else if let Some(w) = strips {
+            // SAFETY: the CPU has AVX2 and FMA (checked above); this task's columns of `y`
+            // are its own (as above); `w` holds every panel (checked above).
+            unsafe { crate::strips::linear_panels(x, m, k, w, bias, yp.get(), n, p0, p1) }
         } else {
             // Panels in groups that stay in L2 while every row passes over them: a prompt's
             // rows then read each weight from memory once, not once per row (the LM head's
@@ -544,29 +551,9 @@ unsafe fn kernel<const R: usize, const V: usize, E: PanelElem>(
         // SAFETY: row `i < R` of the strip is readable (caller).
         *p = unsafe { a.add(i * rsa) };
     }
-    // One row (decoding): a second set of sums over odd steps, so six FMA chains hide
-    // the FMA latency while the panel streams in.
-    let mut odd = [_mm512_setzero_ps(); V];
-    let mut p0 = 0;
-    if R == 1 {
-        while p0 + 2 <= kc {
-            // SAFETY: steps `p0` and `p0 + 1` are below `kc` (as in the loop below).
-            unsafe {
-                let b = bp.add(p0 * NR);
-                let x0 = _mm512_set1_ps(*ar[0].add(p0 * csa));
-                let x1 = _mm512_set1_ps(*ar[0].add((p0 + 1) * csa));
-                for v in 0..V {
-                    acc[0][v] = _mm512_fmadd_ps(x0, load16(b.add(16 * v)), acc[0][v]);
-                    odd[v] = _mm512_fmadd_ps(x1, load16(b.add(NR + 16 * v)), odd[v]);
-                }
-            }
-            p0 += 2;
-        }
-        for (a, o) in acc[0].iter_mut().zip(odd) {
-            *a = _mm512_add_ps(*a, o);
-        }
-    }
-    for p in p0..kc {
+    // One chain of sums per output, in depth order, whatever R is: a row's result is then
+    // the same bits in a strip of any height (a batched step's rows are independent).
+    for p in 0..kc {
         // SAFETY: `bp` holds `kc × NR` floats and `p < kc`; `ar[i] + p·csa` is element
         // (i, p) of the strip (caller).
         unsafe {

@@ -49,6 +49,7 @@ pub mod matmul;
 pub mod pool;
 pub mod profile;
 pub mod q8;
+mod strips;
 pub mod vmath;
 pub mod weights;
 

@@ -305,12 +305,18 @@ impl PanelElem for f32 {
     fn panel_row(isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
         panel_row(isa, x, w, bias, out)
     }
+    fn as_f32(w: &[f32]) -> Option<&[f32]> {
+        Some(w)
+    }
 }
 
 impl PanelElem for F16 {
     const KIND: Kind = Kind::F16;
     fn panel_row(isa: Isa, x: &[f32], w: &[F16], bias: Option<&[f32]>, out: &mut [f32]) {
         panel_row_f16(isa, x, w, bias, out)
+    }
+    fn as_f32(_: &[F16]) -> Option<&[f32]> {
+        None
     }
     #[inline(always)]
     fn to_f32(self) -> f32 {
