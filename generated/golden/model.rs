@@ -1887,9 +1887,9 @@ impl Model {
             );
         }
         // Attention /transformer/h.0/attn/Attention
-        for run in batch::runs(segments) {
-            let (r0, rn, q0) = (run.row, run.rows, run.pos);
-            let cache = &caches[run.cache];
+        {
+            let (r0, rn) = rows;
+            let runs = batch::runs(segments);
             let _timer = profile::timer(6, rn);
             let (y, rest) = arena::split(f32s, buf::H0_ATTN);
             let dims = kernels::AttentionDims {
@@ -1917,15 +1917,12 @@ impl Model {
                     col: 1,
                 },
             };
-            kernels::attention_at(
+            kernels::attention_runs(
                 rest.get(buf::H0_ATTN_C_ATTN),
-                &cache[buf::H0_ATTN_KEYS],
-                &cache[buf::H0_ATTN_VALUES],
                 y,
                 dims,
-                r0,
-                rn,
-                q0,
+                runs,
+                |c| (&caches[c][buf::H0_ATTN_KEYS], &caches[c][buf::H0_ATTN_VALUES]),
             );
         }
         // Linear /transformer/h.0/attn/c_proj/Gemm
@@ -2106,9 +2103,9 @@ impl Model {
             );
         }
         // Attention /transformer/h.1/attn/Attention
-        for run in batch::runs(segments) {
-            let (r0, rn, q0) = (run.row, run.rows, run.pos);
-            let cache = &caches[run.cache];
+        {
+            let (r0, rn) = rows;
+            let runs = batch::runs(segments);
             let _timer = profile::timer(17, rn);
             let (y, rest) = arena::split(f32s, buf::H1_ATTN);
             let dims = kernels::AttentionDims {
@@ -2136,15 +2133,12 @@ impl Model {
                     col: 1,
                 },
             };
-            kernels::attention_at(
+            kernels::attention_runs(
                 rest.get(buf::H1_ATTN_C_ATTN),
-                &cache[buf::H1_ATTN_KEYS],
-                &cache[buf::H1_ATTN_VALUES],
                 y,
                 dims,
-                r0,
-                rn,
-                q0,
+                runs,
+                |c| (&caches[c][buf::H1_ATTN_KEYS], &caches[c][buf::H1_ATTN_VALUES]),
             );
         }
         // Linear /transformer/h.1/attn/c_proj/Gemm
@@ -2325,9 +2319,9 @@ impl Model {
             );
         }
         // Attention /transformer/h.2/attn/Attention
-        for run in batch::runs(segments) {
-            let (r0, rn, q0) = (run.row, run.rows, run.pos);
-            let cache = &caches[run.cache];
+        {
+            let (r0, rn) = rows;
+            let runs = batch::runs(segments);
             let _timer = profile::timer(28, rn);
             let (y, rest) = arena::split(f32s, buf::H2_ATTN);
             let dims = kernels::AttentionDims {
@@ -2355,15 +2349,12 @@ impl Model {
                     col: 1,
                 },
             };
-            kernels::attention_at(
+            kernels::attention_runs(
                 rest.get(buf::H2_ATTN_C_ATTN),
-                &cache[buf::H2_ATTN_KEYS],
-                &cache[buf::H2_ATTN_VALUES],
                 y,
                 dims,
-                r0,
-                rn,
-                q0,
+                runs,
+                |c| (&caches[c][buf::H2_ATTN_KEYS], &caches[c][buf::H2_ATTN_VALUES]),
             );
         }
         // Linear /transformer/h.2/attn/c_proj/Gemm
@@ -2548,9 +2539,9 @@ impl Model {
             batch::compact_last_rows(&mut f32s[buf::H2_ADD_1], 128, segments);
         }
         // Attention /transformer/h.3/attn/Attention
-        for run in batch::tail_runs(segments, last_only) {
-            let (r0, rn, q0) = (run.row, run.rows, run.pos);
-            let cache = &caches[run.cache];
+        {
+            let (r0, rn) = tail_rows;
+            let runs = batch::tail_runs(segments, last_only);
             let _timer = profile::timer(39, rn);
             let (y, rest) = arena::split(f32s, buf::H3_ATTN);
             let dims = kernels::AttentionDims {
@@ -2578,15 +2569,12 @@ impl Model {
                     col: 1,
                 },
             };
-            kernels::attention_at(
+            kernels::attention_runs(
                 rest.get(buf::H3_ATTN_C_ATTN),
-                &cache[buf::H3_ATTN_KEYS],
-                &cache[buf::H3_ATTN_VALUES],
                 y,
                 dims,
-                r0,
-                rn,
-                q0,
+                runs,
+                |c| (&caches[c][buf::H3_ATTN_KEYS], &caches[c][buf::H3_ATTN_VALUES]),
             );
         }
         // Linear /transformer/h.3/attn/c_proj/Gemm

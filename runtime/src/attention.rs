@@ -3,6 +3,7 @@
 //! the packed AVX-512 panels (`gemm`) or `matmul`, with `vmath`'s softmax rows. A kernel
 //! family above `gemm`, `matmul` and `vmath`, below the `kernels` facade.
 
+use crate::batch::Run;
 use crate::layout::Layout;
 use crate::matmul::matmul_serial;
 
@@ -149,6 +150,95 @@ pub fn attention_at(
     rn: usize,
     pos0: usize,
 ) {
+    let run = Run {
+        row: r0,
+        rows: rn,
+        pos: pos0,
+        cache: 0,
+    };
+    attention_runs(q, out, dims, std::iter::once(run), |_| (k, v));
+}
+
+/// `attention_at` for every run of a batched step at once: run `r`'s rows `r.row..` of q
+/// and out (positions `r.pos..`) against the keys and values `kv(r.cache)`, its own
+/// sequence's cache. The (run, head) pairs are shared out over the threads in one dispatch
+/// (a decode step's runs are one row each: a dispatch per run would cost more than the
+/// work), and each is computed as `attention_at` computes it alone, so a row's result does
+/// not depend on the other runs or the thread count. The runs' rows must increase and not
+/// overlap, as `batch::runs` gives them.
+pub fn attention_runs<'a, R>(
+    q: &[f32],
+    out: &mut [f32],
+    dims: AttentionDims,
+    runs: R,
+    kv: impl Fn(usize) -> (&'a [f32], &'a [f32]) + Sync,
+) where
+    R: Iterator<Item = Run> + Clone + Sync,
+{
+    let (bh, d) = (dims.bh, dims.d);
+    let (mut n, mut work, mut next_row) = (0, 0, 0);
+    for run in runs.clone() {
+        assert!(run.row >= next_row, "runs overlap or are out of order");
+        next_row = run.row + run.rows;
+        let (k, v) = kv(run.cache);
+        check(q, k, v, out, dims, run.row, run.rows, run.pos);
+        let keys = if dims.causal {
+            dims.kv_rows - dims.q_rows + run.pos + run.rows
+        } else {
+            dims.kv_rows
+        };
+        work += run.rows * keys * d * bh;
+        n += 1;
+    }
+    let isa = crate::cpu::detected();
+    // Prefill multiplies through packed GEMM panels where the packed kernel runs.
+    let packed = isa == crate::cpu::Isa::Avx512 && crate::gemm::supported();
+    let rows = HeadRows {
+        ptr: crate::SendPtr(out.as_mut_ptr()),
+        layout: dims.out,
+        heads: dims.heads,
+        d,
+        _out: std::marker::PhantomData,
+    };
+    // Items `i0..i1` of the (run, head) pairs, run-major: each run's heads in one call.
+    let items = |i0: usize, i1: usize| {
+        for (r, run) in runs.clone().enumerate() {
+            let (h0, h1) = (i0.max(r * bh), i1.min((r + 1) * bh));
+            if h0 < h1 {
+                let (k, v) = kv(run.cache);
+                let (r0, rn, pos0) = (run.row, run.rows, run.pos);
+                let (h0, nh) = (h0 - r * bh, h1 - h0);
+                attention_heads_with(isa, packed, q, k, v, &rows, dims, r0, rn, pos0, h0, nh);
+            }
+        }
+    };
+    // Split over threads when there is enough work; a few tasks per thread, claimed
+    // dynamically, since a prompt's run outweighs a decoding row's.
+    let total = n * bh;
+    let t = crate::threads().min(total);
+    if t > 1 && work >= (1 << 16) {
+        let per = total.div_ceil(t * 4);
+        crate::pool::run(total.div_ceil(per), &|i| {
+            items(i * per, ((i + 1) * per).min(total))
+        });
+    } else {
+        items(0, total);
+    }
+}
+
+/// Checks one call of `attention_at`: the rows are in range and every head's q, k, v and
+/// output rows lie inside their buffers, the output positions distinct.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &[f32],
+    dims: AttentionDims,
+    r0: usize,
+    rn: usize,
+    pos0: usize,
+) {
     let AttentionDims {
         bh,
         heads,
@@ -181,28 +271,6 @@ pub fn attention_at(
         lo.is_injective(bh, heads, q_rows, d),
         "output positions overlap"
     );
-    let isa = crate::cpu::detected();
-    // Prefill multiplies through packed GEMM panels where the packed kernel runs.
-    let packed = isa == crate::cpu::Isa::Avx512 && crate::gemm::supported();
-    let rows = HeadRows {
-        ptr: crate::SendPtr(out.as_mut_ptr()),
-        layout: lo,
-        heads,
-        d,
-        _out: std::marker::PhantomData,
-    };
-    // Heads are independent: split them over threads when there is enough work.
-    let t = crate::threads().min(bh);
-    if t > 1 && rn * kv_rows * d * bh >= (1 << 16) {
-        let per = bh.div_ceil(t);
-        crate::pool::run(bh.div_ceil(per), &|i| {
-            let h0 = i * per;
-            let nh = per.min(bh - h0);
-            attention_heads_with(isa, packed, q, k, v, &rows, dims, r0, rn, pos0, h0, nh)
-        });
-    } else {
-        attention_heads_with(isa, packed, q, k, v, &rows, dims, r0, rn, pos0, 0, bh);
-    }
 }
 
 /// The output rows of `attention`, handed out one at a time to the task computing their
@@ -220,8 +288,9 @@ impl HeadRows<'_> {
     /// Row `i` of head `b`.
     ///
     /// # Safety
-    /// `b` and `i` are in range of the checked layout, no other task computes head `b`, and
-    /// the caller holds no other borrow of this row.
+    /// `b` and `i` are in range of the checked layout, no other task computes row `i` of
+    /// head `b` (tasks take distinct heads of runs whose rows do not overlap), and the
+    /// caller holds no other borrow of this row.
     #[allow(clippy::mut_from_ref)]
     unsafe fn row(&self, b: usize, i: usize) -> &mut [f32] {
         let at = self.layout.start(b, self.heads) + i * self.layout.row;
@@ -321,7 +390,7 @@ fn attention_heads(
             let put = |b0: usize, block: &[f32]| {
                 for (r, x) in block.chunks_exact(d).enumerate() {
                     // SAFETY: row b0 + r < q_rows of head b < bh, which only this task
-                    // computes; the row is not borrowed elsewhere.
+                    // computes (`attention_runs`); the row is not borrowed elsewhere.
                     unsafe { out.row(b, b0 + r) }.copy_from_slice(x);
                 }
             };
@@ -441,8 +510,8 @@ fn attention_heads(
                     *sj = dot * scale;
                 }
                 crate::vmath::softmax_row(scores);
-                // SAFETY: row i < q_rows of head b < bh, which only this task computes; the
-                // row is not borrowed elsewhere.
+                // SAFETY: row i < q_rows of head b < bh, which only this task computes
+                // (`attention_runs`); the row is not borrowed elsewhere.
                 let o = unsafe { out.row(b, i) };
                 o.iter_mut().for_each(|x| *x = 0.0);
                 for (j, &p) in scores.iter().enumerate() {

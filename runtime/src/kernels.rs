@@ -7,7 +7,9 @@
 //! compile-time constants in the generated code; these functions only check them in debug
 //! builds. Strides are in elements. No kernel allocates: decoding a token allocates nothing.
 
-pub use crate::attention::{attention, attention_at, AttentionDims, HeadLayout, HeadRows};
+pub use crate::attention::{
+    attention, attention_at, attention_runs, AttentionDims, HeadLayout, HeadRows,
+};
 pub use crate::broadcast::{broadcast, map, select};
 pub use crate::copy::{copy_strided, gather, gather_panels};
 pub use crate::layout::{Layout, MAX_RANK};

@@ -194,7 +194,8 @@ pub struct StepParts {
 }
 
 /// The statements of node `index` in a batched step (`Lowerer::block` with `step`): `body`
-/// for all rows, or once per run when it reads by position or is attention, then the copy
+/// for all rows (attention with the step's `runs`, each against its own cache), or once per
+/// run when it reads by position, then the copy
 /// of its rows to each sequence's cache when it writes the cache block.
 pub fn step_block(
     low: &Lowerer,
@@ -219,9 +220,9 @@ pub fn step_block(
     };
     let mut out = if attention {
         quote! {
-            for run in #runs {
-                let (r0, rn, q0) = (run.row, run.rows, run.pos);
-                let cache = &caches[run.cache];
+            {
+                #rows
+                let runs = #runs;
                 #timer
                 #split
                 #body

@@ -575,22 +575,20 @@ impl Lowerer<'_> {
                     lit(at.kv_rows),
                     lit(at.head_dim),
                 );
-                let (xq, mut xk, mut xv) = (self.read(q, oe), self.read(k, oe), self.read(v, oe));
+                let (xq, xk, xv) = (self.read(q, oe), self.read(k, oe), self.read(v, oe));
                 let (scale, causal) = (f32_lit(at.scale), at.causal);
-                let mut rows = if self.ax(q).is_some() {
+                let rows = if self.ax(q).is_some() {
                     quote!(r0, rn)
                 } else {
                     quote!(0, #q_rows)
                 };
-                let mut f = quote!(attention);
-                // A batched step: this run's rows against its sequence's cache.
-                if self.step.is_some() {
+                // A batched step: every run's rows against its own sequence's cache, in one
+                // call (`step_block` binds the step's `runs`).
+                let step_kv = self.step.map(|_| {
                     let name = |v: ValueId| self.syms.buf_consts[v].clone().expect("buffer");
                     let (bk, bv) = (name(k), name(v));
-                    (xk, xv) = (quote!(&cache[buf::#bk]), quote!(&cache[buf::#bv]));
-                    rows = quote!(r0, rn, q0);
-                    f = quote!(attention_at);
-                }
+                    quote!(|c| (&caches[c][buf::#bk], &caches[c][buf::#bv]))
+                });
                 // Dense operands say so; others spell out where their heads and rows are.
                 let layout = |view: HeadView, shape: [usize; 4]| {
                     if view == HeadView::dense(shape) {
@@ -608,9 +606,13 @@ impl Lowerer<'_> {
                     layout(at.v, at.kv_shape()),
                 );
                 let lo = layout(at.out_view(), at.q_shape());
+                let call = match step_kv {
+                    Some(kv) => quote!(kernels::attention_runs(#xq, y, dims, runs, #kv);),
+                    None => quote!(kernels::attention(#xq, #xk, #xv, y, dims, #rows);),
+                };
                 quote! {
                     let dims = kernels::AttentionDims { bh: #bh, heads: #heads, q_rows: #q_rows, kv_rows: #kv_rows, d: #d, scale: #scale, causal: #causal, q: #lq, k: #lk, v: #lv, out: #lo };
-                    kernels::#f(#xq, #xk, #xv, y, dims, #rows);
+                    #call
                 }
             }
             Op::LayerNorm { eps } => self.layer_norm(&data, *eps, oe, &y),
