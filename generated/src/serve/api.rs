@@ -7,6 +7,8 @@
 //! `gpt2 "prompt" --seed S` with the same options. Fields OpenAI defines that would change
 //! the result if ignored (`n`, `best_of`, `echo`, `logprobs`, `suffix`, penalties,
 //! `logit_bias`) are accepted only at their neutral value; unknown fields are refused.
+//! Extensions: `top_k`, and `ignore_eos` (the CLI's `--ignore-eos`: go on after
+//! `<|endoftext|>`, as llama.cpp's server also allows).
 
 use gpt2text::{Finish, GenerateOptions, SamplerConfig};
 use serde_json::{json, Map, Value};
@@ -222,6 +224,10 @@ pub fn parse_completion(
         return Err(ApiError::field("stop", "a stop string cannot be empty"));
     }
     let stream = boolean(&fields, "stream")?.unwrap_or(false);
+    let end_token = match boolean(&fields, "ignore_eos")? {
+        Some(true) => None,
+        _ => defaults.end_token,
+    };
     let include_usage = match fields.get("stream_options") {
         None | Some(Value::Null) => false,
         Some(Value::Object(o)) => {
@@ -260,7 +266,7 @@ pub fn parse_completion(
             },
             seed,
             stop,
-            ..defaults
+            end_token,
         },
         stream,
         include_usage,
@@ -271,7 +277,7 @@ pub fn parse_completion(
 fn check_known(name: &str, v: &Value) -> Result<(), ApiError> {
     let neutral = match name {
         "prompt" | "max_tokens" | "temperature" | "top_p" | "top_k" | "seed" | "stop"
-        | "stream" | "stream_options" => return Ok(()),
+        | "stream" | "stream_options" | "ignore_eos" => return Ok(()),
         // Names only: one model, and the caller's id for abuse tracking.
         "model" | "user" => return Ok(()),
         "n" | "best_of" => matches!(v, Value::Null) || v.as_u64() == Some(1),
@@ -457,7 +463,7 @@ mod tests {
             r#"{"prompt": ["a", "b"], "max_tokens": 5, "temperature": 0, "top_p": 0.5,
                 "top_k": 3, "seed": 7, "stop": ["x", "y"], "stream": true,
                 "stream_options": {"include_usage": true}, "n": 1, "echo": false,
-                "logprobs": null, "presence_penalty": 0, "user": "u"}"#,
+                "logprobs": null, "presence_penalty": 0, "user": "u", "ignore_eos": true}"#,
         )
         .expect("parses");
         assert_eq!(r.prompts, ["a", "b"]);
@@ -466,6 +472,7 @@ mod tests {
         assert_eq!(r.options.sampling.top_p, 0.5);
         assert_eq!(r.options.sampling.top_k, 3);
         assert_eq!(r.options.stop, ["x", "y"]);
+        assert_eq!(r.options.end_token, None);
         assert_eq!(r.options_for(1).seed, 8);
         assert!(r.stream && r.include_usage);
         assert_eq!(
