@@ -99,7 +99,7 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct ServeArgs {
-    /// Address to listen on (loopback by default; 0.0.0.0 for every interface).
+    /// IP address to listen on (loopback by default; 0.0.0.0 for every interface).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// Port to listen on; 0 picks a free one (the address is printed on stderr).

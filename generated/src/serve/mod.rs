@@ -27,7 +27,18 @@ use tokio::signal::unix::{signal, SignalKind};
 pub fn run(host: &str, port: u16, settings: Settings, drain: Duration) -> Result<(), String> {
     let tokenizer = Arc::new(gpt2text::Gpt2Tokenizer::new()?);
     let metrics = Arc::new(metrics::Metrics::new(settings.slots));
-    let listener = std::net::TcpListener::bind((host, port))
+    // An address, not a name to resolve: no resolver (getaddrinfo) in a static binary.
+    let ip: std::net::IpAddr = match host {
+        "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
+        h => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| {
+                format!("--host {host}: expected an IP address such as 127.0.0.1, 0.0.0.0 or ::1")
+            })?,
+    };
+    let listener = std::net::TcpListener::bind((ip, port))
         .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?;
     let addr = listener
         .local_addr()
