@@ -1,7 +1,8 @@
 //! The engine: one thread that owns the model (it is not `Sync`) in a
 //! [`gpt2text::Batch`] and runs every request's sequences in its continuous batch.
 //!
-//! The loop: take the jobs that arrived (blocking only when nothing is pending), drop the
+//! The loop: take the jobs that arrived (blocking only when nothing is pending, and then
+//! gathering those that come within a few milliseconds), drop the
 //! sequences whose receiver is gone (the client disconnected, or its handler died), run one
 //! batched step, and send each event to its request. A request that arrives while others
 //! decode joins at the next step; its text is what it would be alone (see `Batch`).
@@ -15,7 +16,16 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
+
+/// When the engine was idle and a request arrives, it waits this long for another before
+/// the first step (again after each one that comes, `GATHER_MAX` in all): requests sent
+/// together then share one prefill step, instead of all but the first waiting a whole step
+/// for theirs. It delays a lone request by `GATHER`.
+const GATHER: Duration = Duration::from_millis(2);
+/// The longest the engine gathers requests before a step.
+const GATHER_MAX: Duration = Duration::from_millis(10);
 
 /// One request's sequences, submitted together.
 pub struct Job {
@@ -89,6 +99,13 @@ fn run(
             match jobs.recv() {
                 Ok(job) => submit(&mut batch, &mut routes, job),
                 Err(_) => return, // every sender dropped: the server is shutting down
+            }
+            let until = Instant::now() + GATHER_MAX;
+            while let Some(left) = until.checked_duration_since(Instant::now()) {
+                match jobs.recv_timeout(GATHER.min(left)) {
+                    Ok(job) => submit(&mut batch, &mut routes, job),
+                    Err(_) => break,
+                }
             }
         }
         while let Ok(job) = jobs.try_recv() {
