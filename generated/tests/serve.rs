@@ -471,7 +471,7 @@ fn a_full_queue_is_503_with_retry_after() {
 }
 
 #[test]
-fn a_client_that_disconnects_mid_stream_frees_its_slot() {
+fn a_client_that_disconnects_frees_its_slot() {
     let server = Server::start(&["--slots", "1", "--queue", "0", "--max-tokens-limit", "5000"]);
     let mut s = Stream::open(&server, long_request(9));
     for _ in 0..3 {
@@ -480,6 +480,22 @@ fn a_client_that_disconnects_mid_stream_frees_its_slot() {
     server.wait_metric("gpt2_slots_busy", 1.0);
     drop(s);
     server.wait_metric("gpt2_cancelled_total", 1.0);
+    server.wait_metric("gpt2_slots_busy", 0.0);
+    server.wait_metric("gpt2_requests_in_flight", 0.0);
+    let ok = server.completion(json!({"prompt": "a", "max_tokens": 4, "seed": 3}));
+    assert!(ok["choices"][0]["text"].is_string());
+    // A client that gives up on a whole (non-streamed) completion frees its slot too.
+    let body = json!({"prompt": "a", "max_tokens": 4096, "ignore_eos": true}).to_string();
+    let mut s = TcpStream::connect(&server.addr).expect("connect");
+    write!(
+        s,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    server.wait_metric("gpt2_slots_busy", 1.0);
+    drop(s);
+    server.wait_metric("gpt2_cancelled_total", 2.0);
     server.wait_metric("gpt2_slots_busy", 0.0);
     server.wait_metric("gpt2_requests_in_flight", 0.0);
     let ok = server.completion(json!({"prompt": "a", "max_tokens": 4, "seed": 3}));

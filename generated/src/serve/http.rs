@@ -74,8 +74,16 @@ pub async fn handle(
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let task = tokio::spawn(route(shared.clone(), req, start));
-    let response = match task.await {
+    let mut task = Handler {
+        task: tokio::spawn(route(shared.clone(), req, start)),
+        done: false,
+        method: method.clone(),
+        path: path.clone(),
+        start,
+    };
+    let result = (&mut task.task).await;
+    task.done = true;
+    let response = match result {
         Ok(r) => r,
         Err(e) => {
             let why = if e.is_panic() {
@@ -98,6 +106,33 @@ pub async fn handle(
         log_line(&method, &path, status, start, "");
     }
     Ok(response)
+}
+
+/// A request's handler task. hyper drops the future awaiting it when the client goes away
+/// before the response (it reads the connection's end while a request is in flight); the
+/// task is then aborted, which drops its receiver, and the engine cancels its sequences at
+/// the next step.
+struct Handler {
+    task: tokio::task::JoinHandle<Response<Body>>,
+    done: bool,
+    method: Method,
+    path: String,
+    start: Instant,
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        if !self.done {
+            self.task.abort();
+            log_line(
+                &self.method,
+                &self.path,
+                499,
+                self.start,
+                " (the client went away before the response)",
+            );
+        }
+    }
 }
 
 fn log_line(method: &Method, path: &str, status: u16, start: Instant, note: &str) {
