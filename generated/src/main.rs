@@ -9,7 +9,9 @@ use gpt2text::{
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+mod serve;
 
 /// `writeln!` into a String (the report is printed at once; see `emit`).
 macro_rules! outln {
@@ -85,6 +87,92 @@ enum Cmd {
         #[command(flatten)]
         threads: Threads,
     },
+    /// Serve the OpenAI completions API over HTTP (POST /v1/completions, streaming or not;
+    /// GET /v1/models, /health, /metrics); every request runs in one continuous batch.
+    ///
+    /// A request's fields default to the CLI's (64 tokens, temperature 0.8, top-k 40,
+    /// top-p 0.95, a seed from the clock), so with the same seed and options its text is
+    /// what `gpt2 "prompt" --seed S` prints after the prompt. SIGTERM stops accepting,
+    /// finishes the requests in flight and exits 0.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// IP address to listen on (loopback by default; 0.0.0.0 for every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on; 0 picks a free one (the address is printed on stderr).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Sequences decoded together (each holds an attention cache).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    slots: u32,
+    /// Sequences that may wait for a slot; past that, requests get 503 with Retry-After.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=65536))]
+    queue: u32,
+    /// Require `Authorization: Bearer KEY` on every endpoint but /health.
+    #[arg(long, value_name = "KEY", value_parser = non_empty_key)]
+    api_key: Option<String>,
+    /// Seconds a client has to send a request's head, and then its body (else 408 or a
+    /// closed connection).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_secs)]
+    read_timeout: f64,
+    /// The largest request body in bytes (else 413).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_body: usize,
+    /// The largest `max_tokens` one request may ask for (else 400).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    max_tokens_limit: usize,
+    /// On SIGTERM, seconds to wait for the requests in flight before closing them.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0, value_parser = positive_secs)]
+    drain_timeout: f64,
+    #[command(flatten)]
+    threads: Threads,
+}
+
+fn non_empty_key(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("the API key cannot be empty".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= 1e6 => Ok(x),
+        _ => Err(format!("expected seconds > 0, got '{s}'")),
+    }
+}
+
+/// `gpt2 serve`.
+fn serve_command(args: &ServeArgs) -> Result<(), String> {
+    if !gpt2_vocab() {
+        return Err(format!(
+            "serve needs GPT-2's vocabulary of {VOCAB} tokens (this model's has {})",
+            GPT2.map_or(0, |c| c.vocab)
+        ));
+    }
+    if let Err(why) = gpt2::BATCHING {
+        return Err(format!(
+            "serve runs requests together, and this model cannot batch ({why})"
+        ));
+    }
+    let settings = serve::Settings {
+        slots: args.slots as usize,
+        queue: args.queue as usize,
+        api_key: args.api_key.clone(),
+        read_timeout: Duration::from_secs_f64(args.read_timeout),
+        max_body: args.max_body,
+        max_tokens: args.max_tokens_limit,
+    };
+    serve::run(
+        &args.host,
+        args.port,
+        settings,
+        Duration::from_secs_f64(args.drain_timeout),
+    )
 }
 
 /// Sequences `--prompts` runs at once at most, unless `--batch` says otherwise.
@@ -223,6 +311,7 @@ fn main() -> ExitCode {
             Cmd::Logits { threads, .. } | Cmd::Score { threads, .. } | Cmd::Bench { threads, .. },
         ) => *threads,
         Some(Cmd::Info) => Threads { threads: 1 },
+        Some(Cmd::Serve(a)) => a.threads,
     };
     gpt2rt::set_threads(threads.threads as usize);
     let result = match cli.cmd {
@@ -249,6 +338,7 @@ fn main() -> ExitCode {
             info();
             Ok(())
         }
+        Some(Cmd::Serve(args)) => serve_command(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
