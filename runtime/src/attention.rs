@@ -613,6 +613,68 @@ mod tests {
         }
     }
 
+    /// A batched step's runs in one `attention_runs` call, each against its own cache (a
+    /// prompt's 20 rows, single decoding rows, a run of 3 at a late position), give every
+    /// row exactly the bits `attention_at` gives that run alone, at 1 and 2 threads.
+    #[test]
+    fn attention_runs_equal_each_run_alone() {
+        // Enough work (rows × keys × d × heads ≥ 2^16) that 2 threads split it.
+        let (bh, rows, d) = (8, 64, 32);
+        let dense = HeadLayout::dense(bh, rows, d);
+        let dims = AttentionDims {
+            bh,
+            heads: bh,
+            q_rows: rows,
+            kv_rows: rows,
+            d,
+            scale: 0.25,
+            causal: true,
+            q: dense,
+            k: dense,
+            v: dense,
+            out: dense,
+        };
+        let mut seed = 23;
+        let q = rand_vec(bh * rows * d, &mut seed);
+        let caches: Vec<(Vec<f32>, Vec<f32>)> = (0..4)
+            .map(|_| {
+                let k = rand_vec(bh * rows * d, &mut seed);
+                (k, rand_vec(bh * rows * d, &mut seed))
+            })
+            .collect();
+        // (first row in the step, rows, position, cache)
+        let runs = [(0, 20, 0, 2), (20, 1, 37, 0), (21, 1, 5, 3), (22, 3, 60, 1)].map(
+            |(row, rows, pos, cache)| Run {
+                row,
+                rows,
+                pos,
+                cache,
+            },
+        );
+        for threads in [1, 2] {
+            crate::set_threads(threads);
+            let mut together = vec![f32::NAN; q.len()];
+            attention_runs(&q, &mut together, dims, runs.iter().copied(), |c| {
+                (&caches[c].0[..], &caches[c].1[..])
+            });
+            for r in runs {
+                let mut alone = vec![f32::NAN; q.len()];
+                let (k, v) = (&caches[r.cache].0, &caches[r.cache].1);
+                attention_at(&q, k, v, &mut alone, dims, r.row, r.rows, r.pos);
+                for b in 0..bh {
+                    for i in r.row..r.row + r.rows {
+                        let at = (b * rows + i) * d;
+                        let (x, y) = (&together[at..at + d], &alone[at..at + d]);
+                        assert!(
+                            x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{threads} thread(s): head {b} row {i} of run {r:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// q, k and v read from one `[rows, 3·H·d]` projection (k also from a transposed
     /// copy), the output written as `[rows, H·d]` after an offset: every ISA, the packed
     /// and plain prefill paths, steps, and the threaded split, against the definition.
