@@ -4,10 +4,11 @@
 //! dot products (AVX-512 VNNI `vpdpbusd` where the CPU has it, AVX2 `vpmaddubsw`, or
 //! portable code), f32 scaling in a fixed order: every ISA computes the same bits.
 //!
-//! **Weights.** A block's values are `q · d` with `q` in [−8, 7] and `d` an f16: `d` is the
-//! block's value of largest magnitude divided by −8 (so that value is exactly `−8·d`, and
-//! the other fifteen levels share the rest; ggml's q4_0 does the same), `q` the nearest
-//! integer to `v / d`. `quantize_weights` is that rule, shared by the compiler and tests.
+//! **Weights.** A block's values are `q · d` with `q` in [−8, 7] and `d` an f16: `d` is
+//! about the block's value of largest magnitude divided by −8 (so the sixteen levels span
+//! the block, as in ggml's q4_0), chosen among nearby scales as the one with the smallest
+//! squared error, `q` the nearest integer to `v / d`. `quantize_weights` is that rule,
+//! shared by the compiler and tests.
 //!
 //! **Panels.** `⌈n / NR⌉` panels of `NR` columns, as for `q8`, the depth padded to whole
 //! blocks with zero weights. The depth is taken eight rows at a time (a *pair* of quads):
@@ -28,7 +29,7 @@
 //! `layout`, `elem` and the shared `linear`; the `kernels` facade calls it.
 
 use crate::cpu::{detected, Isa};
-use crate::elem::{Q4, F16};
+use crate::elem::{F16, Q4};
 use crate::layout::NR;
 use crate::linear::Activation;
 use crate::q8::QBLOCK;
@@ -71,26 +72,63 @@ pub fn scale_index(k: usize, b: usize, j: usize) -> usize {
 }
 
 /// The 4-bit values of one block of weights (at most `BLOCK` of them) into `q` (same
-/// length) and their scale: `d = m / −8` rounded to f16, with `m` the first value of
-/// largest magnitude, and `q = round(v / d)` in [−8, 7]; all zeros (`d = 0`) when `d` is.
+/// length) and their scale `d` (an f16), `q = round(v / d)` in [−8, 7]: of the scales
+/// `m / −8` (ggml q4_0's, `m` the first value of largest magnitude) and
+/// the least-squares scales of `round(v / c)` for `c = m / −(8 + i/10)`, `i` in −9..=9, and
+/// of `round(v / c')` for each such scale `c'`, all rounded to f16: the one whose rounded
+/// block is closest to `v` (squared error; the first on ties). All zeros
+/// (`d = 0`) for a block of zeros.
 pub fn quantize_weights(v: &[f32], q: &mut [i8]) -> F16 {
     let m = v
         .iter()
         .fold(0f32, |m, &x| if x.abs() > m.abs() { x } else { m });
-    let d = if m == 0.0 {
-        F16(0)
-    } else {
-        F16::from_f32(m / -8.0)
-    };
-    let df = d.widen();
-    for (o, &x) in q.iter_mut().zip(v) {
-        *o = if df == 0.0 {
-            0
-        } else {
-            (x / df).round().clamp(-8.0, 7.0) as i8
-        };
+    if m == 0.0 {
+        q.fill(0);
+        return F16(0);
     }
-    d
+    let round = |x: f32, d: f32| {
+        if d == 0.0 {
+            0.0
+        } else {
+            (x / d).round().clamp(-8.0, 7.0)
+        }
+    };
+    let error = |d: f32| {
+        v.iter()
+            .map(|&x| {
+                let e = (x - round(x, d) * d) as f64;
+                e * e
+            })
+            .sum::<f64>()
+    };
+    let d0 = F16::from_f32(m / -8.0);
+    let mut best = (d0, error(d0.widen()));
+    for i in -9..=9 {
+        let mut c = m / -(8.0 + i as f32 / 10.0);
+        // Twice: the least-squares scale of the values rounded with `c`, then with it.
+        for _ in 0..2 {
+            let (mut vq, mut qq) = (0f64, 0f64);
+            for &x in v {
+                let r = round(x, c) as f64;
+                vq += x as f64 * r;
+                qq += r * r;
+            }
+            if qq == 0.0 {
+                break;
+            }
+            let d = F16::from_f32((vq / qq) as f32);
+            let e = error(d.widen());
+            if e < best.1 {
+                best = (d, e);
+            }
+            c = d.widen();
+        }
+    }
+    let df = best.0.widen();
+    for (o, &x) in q.iter_mut().zip(v) {
+        *o = round(x, df) as i8;
+    }
+    best.0
 }
 
 /// The activations of one product: `xq` `[m, padded_depth(k)]`, per activation block of a
@@ -173,7 +211,11 @@ pub fn linear_on(
 ) {
     let panels = n.div_ceil(NR);
     let kp = padded_depth(k);
-    assert_eq!(w.len(), panels_len(k, n), "W is not {k} x {n} in 4-bit panels");
+    assert_eq!(
+        w.len(),
+        panels_len(k, n),
+        "W is not {k} x {n} in 4-bit panels"
+    );
     assert_eq!(
         scales.len(),
         scales_len(k, n),
@@ -512,33 +554,57 @@ mod tests {
     }
 
     #[test]
-    fn weight_blocks_keep_their_largest_value_and_round_the_rest() {
-        let v = [0.5f32, -1.0, 0.25, 0.9, 0.0, -0.3];
-        let mut q = [0i8; 6];
-        let d = quantize_weights(&v, &mut q);
-        assert_eq!(d.widen(), 0.125);
-        assert_eq!(q, [4, -8, 2, 7, 0, -2]); // 0.9 / 0.125 = 7.2; -0.3 / 0.125 = -2.4
-        let mut q = [0i8; 3];
-        let d = quantize_weights(&[2.0, -1.0, 1.0], &mut q);
-        assert_eq!((d.widen(), q), (-0.25, [-8, 4, -4]));
+    fn weight_blocks_round_to_their_scale_no_worse_than_q4_0() {
+        let err = |v: &[f32], d: f32, q: &[i8]| -> f32 {
+            v.iter()
+                .zip(q)
+                .map(|(x, &q)| (x - q as f32 * d).powi(2))
+                .sum()
+        };
+        let mut seed = 1;
+        let mut strictly_better = 0;
+        for len in [1, 3, 6, 31, BLOCK] {
+            for _ in 0..20 {
+                let v = rand_vec(len, &mut seed);
+                let mut q = vec![0i8; len];
+                let d = quantize_weights(&v, &mut q).widen();
+                for (&x, &q) in v.iter().zip(&q) {
+                    assert_eq!(q, (x / d).round().clamp(-8.0, 7.0) as i8);
+                }
+                // ggml q4_0: d = m / -8, the largest magnitude exactly -8 steps.
+                let m = v
+                    .iter()
+                    .fold(0f32, |m, &x| if x.abs() > m.abs() { x } else { m });
+                let d0 = F16::from_f32(m / -8.0).widen();
+                let q0: Vec<i8> = v
+                    .iter()
+                    .map(|&x| (x / d0).round().clamp(-8.0, 7.0) as i8)
+                    .collect();
+                let (e, e0) = (err(&v, d, &q), err(&v, d0, &q0));
+                assert!(e <= e0, "{e} > {e0}");
+                strictly_better += usize::from(e < e0);
+            }
+        }
+        assert!(strictly_better > 40, "{strictly_better}");
+        let mut q = [1i8; 3];
         assert_eq!(quantize_weights(&[0.0; 3], &mut q), F16(0));
         assert_eq!(q, [0; 3]);
     }
 
     #[test]
     fn packed_nibbles_pair_two_quads_per_byte() {
-        let (k, n) = (40, 50); // two blocks (the second padded), two panels
+        let (k, n) = (BLOCK + 8, 50); // two blocks (the second padded), two panels
         let q: Vec<i8> = (0..k * n).map(|i| (i % 16) as i8 - 8).collect();
         let d: Vec<F16> = (0..2 * n).map(|i| F16::from_f32(i as f32)).collect();
         let (w, s) = pack(&q, &d, k, n);
-        assert_eq!((w.len(), s.len()), (2 * 64 / 2 * NR, 2 * 2 * NR));
+        assert_eq!((w.len(), s.len()), (2 * (2 * BLOCK) / 2 * NR, 2 * 2 * NR));
         // Row 5 of column 1: pair 0, byte 1 of column 1, high nibble.
         assert_eq!(panel_index(k, 5, 1), (4 + 1, true));
         assert_eq!(w[5].0 >> 4, (q[5 * n + 1] + 8) as u8);
         assert_eq!(w[5].0 & 15, (q[n + 1] + 8) as u8);
         assert_eq!(s[scale_index(k, 1, 49)], d[n + 49]);
         // The padding rows are zero weights (nibble 8).
-        assert_eq!(w[panel_index(k, 63, 0).0].0, 0x88);
+        assert_eq!(w[panel_index(k, 2 * BLOCK - 1, 0).0].0, 0x88);
         let mut out = vec![0f32; k];
         for r in [0, 47, 48, 49] {
             gather_row(&w, &s, n, k, r, &mut out);

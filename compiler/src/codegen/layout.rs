@@ -407,7 +407,9 @@ mod tests {
     fn q4_panels_and_round_trip_agree_with_the_runtime() {
         use gpt2rt::q4::{panel_index, scale_index, BLOCK};
         let (k, n) = (BLOCK + 5, 3); // a whole block and a short one
-        let w: Vec<f32> = (0..k * n).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
         let mut values = vec![0f32; k * PANEL];
         for p in 0..k {
             values[p * PANEL..p * PANEL + n].copy_from_slice(&w[p * n..(p + 1) * n]);
