@@ -19,11 +19,11 @@
 //! bytes) and `vpmaddubsw` multiply with four activations. The scales are a second
 //! stream, `[panel][block][NR]` f16, read in the same order as the weights.
 //!
-//! **Sums.** `y[j] = Σ_b (s_b · d[b, j]) · (Σ_{k∈b} (q[k, j] + 8) · xq[k] − 8 · Σ_{k∈b} xq[k])
-//! + bias[j]`, where `s_b` is the scale of the activation block holding weight block `b`.
-//! The inner sums are exact integers; the outer one is f32 in block order, each step
-//! `fma(s_b · d[b, j], isum, sum)` (the product rounded to f32 first); the bias is a plain
-//! add.
+//! **Sums.** `y[j] = bias[j] + Σ_b (s_b · d[b, j]) · (Σ_{k∈b} (q[k, j] + 8) · xq[k] −
+//! 8 · Σ_{k∈b} xq[k])`, where `s_b` is the scale of the activation block holding weight
+//! block `b`. The inner sums are exact integers; the outer one is f32 in block order, each
+//! step `fma(s_b · d[b, j], isum, sum)` (the product rounded to f32 first); the bias is a
+//! plain add at the end.
 //!
 //! A kernel family beside `q8` (whose activation quantization it uses), on `cpu`,
 //! `layout`, `elem` and the shared `linear`; the `kernels` facade calls it.
@@ -535,8 +535,8 @@ mod tests {
         let v = rand_vec(k * n, seed);
         let blocks = k.div_ceil(BLOCK);
         let (mut q, mut d) = (vec![0i8; k * n], vec![F16(0); blocks * n]);
-        let mut col = vec![0f32; BLOCK];
-        let mut qc = vec![0i8; BLOCK];
+        let mut col = [0f32; BLOCK];
+        let mut qc = [0i8; BLOCK];
         for j in 0..n {
             for b in 0..blocks {
                 let rows = b * BLOCK..((b + 1) * BLOCK).min(k);
