@@ -39,6 +39,8 @@ use crate::q8::QBLOCK;
 pub const BLOCK: usize = 32;
 
 const _: () = assert!(BLOCK.is_multiple_of(8) && QBLOCK.is_multiple_of(BLOCK));
+// The AVX2 kernel adds a block's products in 16 bits: at most 8 · 2 · 15 · 127 per lane.
+const _: () = assert!(BLOCK <= 32);
 
 /// Rows of a pair of quads: four bytes per column, two nibbles each.
 const PAIR: usize = 8;
@@ -356,7 +358,7 @@ fn portable_panel_row(a: Row, w: &[Q4], scales: &[F16], bias: Option<&[f32]>, ou
 /// One row of `linear` with AVX2: per pair of quads and 8 columns, one 32-byte load gives
 /// both quads' unsigned weights (`and 0x0F`, `>> 4`), and `vpmaddubsw` multiplies them with
 /// the signed activations without saturating (two products of at most 15·127 per 16-bit
-/// lane); up to four pairs (32 rows, at most 8·3810 = 30480) add up in 16 bits before
+/// lane); a block's four pairs (32 rows, at most 8·3810 = 30480) add up in 16 bits before
 /// `vpmaddwd` by ones widens them. The integers are the VNNI kernel's, scaled by the same
 /// f32 steps.
 ///
@@ -375,35 +377,40 @@ unsafe fn avx2_panel_row(a: Row, w: &[Q4], scales: &[F16], bias: Option<&[f32]>,
         let d = &scales[t * blocks * NR..(t + 1) * blocks * NR];
         let mut sums = [_mm256_setzero_ps(); NR / 8];
         for b in 0..blocks {
-            let mut acc = [_mm256_setzero_si256(); NR / 8];
-            let (g0, g1) = (b * BLOCK / PAIR, (b + 1) * BLOCK / PAIR);
-            for s0 in (g0..g1).step_by(4) {
-                let mut acc16 = [_mm256_setzero_si256(); NR / 8];
-                for g in s0..(s0 + 4).min(g1) {
-                    let x = &a.xq[g * PAIR..(g + 1) * PAIR];
-                    let x4 = |i: usize| i32::from_le_bytes(std::array::from_fn(|l| x[i + l] as u8));
-                    let (xlo, xhi) = (_mm256_set1_epi32(x4(0)), _mm256_set1_epi32(x4(4)));
-                    let wg = &panel[g * 4 * NR..(g + 1) * 4 * NR];
-                    for (c, acc16) in acc16.iter_mut().enumerate() {
-                        // SAFETY: `wg` holds 4·NR = 6 × 32 bytes; chunk `c < 6` is in it.
-                        let v = unsafe { _mm256_loadu_si256(wg.as_ptr().add(32 * c).cast()) };
-                        let lo = _mm256_and_si256(v, low);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-                        let p = _mm256_add_epi16(
-                            _mm256_maddubs_epi16(lo, xlo),
-                            _mm256_maddubs_epi16(hi, xhi),
-                        );
-                        *acc16 = _mm256_add_epi16(*acc16, p);
-                    }
-                }
-                for (acc, &a16) in acc.iter_mut().zip(&acc16) {
-                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(a16, ones));
+            // A block's products add up in 16 bits (BLOCK ≤ 32: at most 8·3810 per lane).
+            let mut acc16 = [_mm256_setzero_si256(); NR / 8];
+            let (xb, wb) = (
+                &a.xq[b * BLOCK..(b + 1) * BLOCK],
+                &panel[b * BLOCK / 2 * NR..(b + 1) * BLOCK / 2 * NR],
+            );
+            for gi in 0..BLOCK / PAIR {
+                // SAFETY: `xb` holds BLOCK = (BLOCK / PAIR) · 8 bytes; pair `gi` is in it.
+                let (xlo, xhi) = unsafe {
+                    let xp = xb.as_ptr().add(gi * PAIR).cast::<i32>();
+                    (
+                        _mm256_set1_epi32(xp.read_unaligned()),
+                        _mm256_set1_epi32(xp.add(1).read_unaligned()),
+                    )
+                };
+                for (c, acc16) in acc16.iter_mut().enumerate() {
+                    // SAFETY: `wb` holds BLOCK / PAIR pairs of 4·NR = 6 × 32 bytes; pair
+                    // `gi`'s chunk `c < 6` is in it.
+                    let v =
+                        unsafe { _mm256_loadu_si256(wb.as_ptr().add(gi * 4 * NR + 32 * c).cast()) };
+                    let lo = _mm256_and_si256(v, low);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                    let p = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, xlo),
+                        _mm256_maddubs_epi16(hi, xhi),
+                    );
+                    *acc16 = _mm256_add_epi16(*acc16, p);
                 }
             }
             let s = _mm256_set1_ps(a.scales[b * BLOCK / QBLOCK]);
             let o = _mm256_set1_epi32(a.sums[b]);
             let db = &d[b * NR..(b + 1) * NR];
-            for (c, (sum, &acc)) in sums.iter_mut().zip(&acc).enumerate() {
+            for (c, (sum, &a16)) in sums.iter_mut().zip(&acc16).enumerate() {
+                let acc = _mm256_madd_epi16(a16, ones);
                 // SAFETY: `db` holds NR = 6 × 8 halves; chunk `c < 6` is in it.
                 let dv = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(db.as_ptr().add(8 * c).cast()) });
                 let ts = _mm256_mul_ps(s, dv);
