@@ -124,11 +124,12 @@ fn main() {
         "the tied-weights graph",
     );
     let fixture = |name: &str| root.join("fixtures").join(name).join("model.onnx");
-    // The tiny fixture again with its matrices stored as bf16, f16 and q8.
+    // The tiny fixture again with its matrices stored as bf16, f16, q8 and q4.
     for format in [
         gpt2c::codegen::layout::WeightFormat::Bf16,
         gpt2c::codegen::layout::WeightFormat::F16,
         gpt2c::codegen::layout::WeightFormat::Q8,
+        gpt2c::codegen::layout::WeightFormat::Q4,
     ] {
         let name = format!("tiny_{}", format.name());
         let b = gpt2c::Builder::new(fixture("tiny"))

@@ -36,6 +36,11 @@ impl std::fmt::Display for Report {
                     " (inputs of Linears int8 per block of {})",
                     gpt2rt::q8::QBLOCK
                 ),
+                WeightFormat::Q4 => format!(
+                    " (blocks of {} weights with an f16 scale; inputs of Linears int8 per block of {})",
+                    gpt2rt::q4::BLOCK,
+                    gpt2rt::q8::QBLOCK
+                ),
                 WeightFormat::Bf16 => " (inputs of Linears bf16)".to_string(),
                 _ => String::new(),
             },

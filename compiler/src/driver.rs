@@ -143,7 +143,13 @@ pub fn compile_bytes_as(
         disabled_passes: disabled.clone(),
         options: format!(
             "{} weights; specialized to {}; passes: {}{}",
-            weight_format.name(),
+            match weight_format {
+                WeightFormat::Q4 => format!(
+                    "q4 (4-bit, an f16 scale per {} rows and column)",
+                    gpt2rt::q4::BLOCK
+                ),
+                f => f.name().to_string(),
+            },
             shapes.join(", "),
             ran.join(", "),
             if disabled.is_empty() {

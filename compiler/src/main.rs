@@ -60,7 +60,7 @@ enum Cmd {
         /// source tree gpt2c was built from].
         #[arg(long, value_name = "DIR")]
         runtime_path: Option<PathBuf>,
-        /// How to store the weight matrices: f32, bf16, f16 or q8 [default: GPT2_WEIGHTS,
+        /// How to store the weight matrices: f32, bf16, f16, q8 or q4 [default: GPT2_WEIGHTS,
         /// or f32].
         #[arg(long, value_name = "FORMAT")]
         weights: Option<String>,
@@ -70,7 +70,7 @@ enum Cmd {
     Accuracy {
         /// The ONNX model file.
         model: PathBuf,
-        /// Weight format: bf16, f16 or q8 (as `GPT2_WEIGHTS`).
+        /// Weight format: bf16, f16, q8 or q4 (as `GPT2_WEIGHTS`).
         #[arg(long)]
         format: String,
         /// Token sequences to run.

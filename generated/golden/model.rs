@@ -411,7 +411,7 @@ pub const GPT2: Option<Gpt2Config> = Some(Gpt2Config {
 });
 /// Bytes of the embedded weight blob.
 pub const WEIGHT_BYTES: usize = 29191168;
-/// How the Linear (matrix) weights are stored: f32, bf16 or f16.
+/// How the Linear (matrix) weights are stored: f32, bf16, f16, q8 or q4.
 pub const WEIGHT_FORMAT: &str = "f32";
 /// Elements of the activation arenas.
 pub const ARENA_F32: usize = 6662272;

@@ -1008,6 +1008,15 @@ fn info() {
     let products = match gpt2::WEIGHT_FORMAT {
         "q8" if gpt2rt::q8::vnni() => ", int8 products with AVX-512 VNNI",
         "q8" => ", int8 products without VNNI",
+        "q4" => &format!(
+            ", 4-bit weights (an f16 scale per {} rows) times int8 inputs, {}",
+            gpt2rt::q4::BLOCK,
+            if gpt2rt::q8::vnni() {
+                "with AVX-512 VNNI"
+            } else {
+                "without VNNI"
+            }
+        ),
         "bf16" if gpt2rt::bf16::dot_instructions() => ", bf16 products with AVX-512 BF16",
         "bf16" => ", bf16 products widened to f32",
         _ => "",

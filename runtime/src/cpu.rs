@@ -81,6 +81,20 @@ pub fn avx512_vnni() -> bool {
     })
 }
 
+/// Whether this CPU has F16C (`vcvtph2ps`), which the AVX2 4-bit kernel reads its f16
+/// scales with.
+pub fn f16c() -> bool {
+    static F16C: OnceLock<bool> = OnceLock::new();
+    *F16C.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::is_x86_feature_detected!("f16c")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
 /// Declares `pub fn $name(isa, args)` running `$body` (an `#[inline(always)]` fn) compiled
 /// for the chosen ISA. With `$body::<FMA>`, the body takes a `const FMA: bool`: true in the
 /// SIMD builds, false in the scalar one (a software fma would be slow).

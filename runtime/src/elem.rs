@@ -1,7 +1,8 @@
 //! Element types a weight panel may be stored in (chosen at compile time, `GPT2_WEIGHTS`):
 //! f32 and IEEE half, which `gemm::linear` widens to f32 in registers while streaming
 //! (accumulating in f32); bfloat16 (`Bf16`), which the kernels of `bf16` multiply with
-//! inputs rounded to bf16; and int8 (`Q8`), which the kernels of `q8` multiply as integers.
+//! inputs rounded to bf16; int8 (`Q8`), which the kernels of `q8` multiply as integers; and 4-bit pairs (`Q4`),
+//! which the kernels of `q4` unpack and multiply as integers.
 //!
 //! Plain data above `cpu`, beside `layout`, below every kernel module.
 
@@ -125,6 +126,13 @@ impl F16 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(transparent)]
 pub struct Q8(pub u8);
+
+/// Two 4-bit weights of one column, each plus 8 (weights are in [−8, 7]): the low nibble
+/// is a row of one quad, the high nibble the same row of the next; their block's scale,
+/// kept beside the panels, gives their values (`q4`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Q4(pub u8);
 
 #[cfg(test)]
 mod tests {

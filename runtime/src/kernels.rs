@@ -1,6 +1,6 @@
 //! The kernels generated code calls (`kernels::<fn>`): the top layer of the runtime, a
 //! facade. Each entry point is a re-export or a thin wrapper of the kernel family that
-//! implements it (`matmul`, `gemm`, `bf16`, `q8`, `attention`, `vmath`, `broadcast`,
+//! implements it (`matmul`, `gemm`, `bf16`, `q8`, `q4`, `attention`, `vmath`, `broadcast`,
 //! `copy`); no module of the crate imports this one.
 //!
 //! Kernels are plain functions over slices with explicit sizes. Shapes and strides are
@@ -78,6 +78,38 @@ pub fn gather_panels_q8(
 ) -> Result<(), String> {
     crate::copy::gather_rows_with(rows, width, ids, out, |r, o| {
         crate::q8::gather_row(w, scales, rows, width, r, o)
+    })
+}
+
+/// `linear` over 4-bit panels with an f16 scale per block and column: activations
+/// quantized per row as for q8, integer products (`q4::linear`).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_q4(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[crate::elem::Q4],
+    scales: &[crate::elem::F16],
+    bias: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+    n: usize,
+) {
+    crate::q4::linear(x, m, k, w, scales, bias, act, y, n)
+}
+
+/// `gather_panels` over 4-bit panels (`q4`): row `r` is the LM head's column `r`, each
+/// value times its block's scale.
+pub fn gather_panels_q4(
+    w: &[crate::elem::Q4],
+    scales: &[crate::elem::F16],
+    rows: usize,
+    width: usize,
+    ids: &[i64],
+    out: &mut [f32],
+) -> Result<(), String> {
+    crate::copy::gather_rows_with(rows, width, ids, out, |r, o| {
+        crate::q4::gather_row(w, scales, rows, width, r, o)
     })
 }
 

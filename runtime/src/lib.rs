@@ -14,7 +14,7 @@
 //!    row); matrix-vector products: `gemv`.
 //! 4. What every Linear shares: `linear` (its activation, operand check, panel scheduling).
 //! 5. Linear and GEMM per weight format: `gemm` (packed f32 GEMM, f32/f16 Linear), `bf16`,
-//!    `q8`.
+//!    `q8`, `q4` (which quantizes its inputs with `q8`'s code).
 //! 6. `matmul` (f32 matrix products by shape and CPU), `broadcast` (elementwise ops over
 //!    strided operands), `copy` (strided copies and gathers).
 //! 7. `attention`.
@@ -48,6 +48,7 @@ pub mod linear;
 pub mod matmul;
 pub mod pool;
 pub mod profile;
+pub mod q4;
 pub mod q8;
 mod strips;
 pub mod vmath;

@@ -1,5 +1,5 @@
 //! What the Linear kernels of every weight format (`gemm::linear` for f32 and f16, `bf16`,
-//! `q8`) share: the activation they end with, the check of their operands, and how a
+//! `q8`, `q4`) share: the activation they end with, the check of their operands, and how a
 //! product over the compiler's column panels is split over threads and tiles. Above `cpu`,
 //! `layout` and `vmath` (whose GELU the activation runs), below the format modules.
 
@@ -226,6 +226,14 @@ mod tests {
                 .collect();
             check("q8", k, n, &|isa, x, m, y| {
                 crate::q8::linear_on(isa, x, m, k, &qp, &scales, Some(&b), Activation::Gelu, y, n)
+            });
+            let q4: Vec<i8> = wk.iter().map(|v| (v * 7.5).round() as i8).collect();
+            let d: Vec<F16> = (0..k.div_ceil(crate::q4::BLOCK) * n)
+                .map(|i| F16::from_f32(0.01 + 0.001 * (i % 7) as f32))
+                .collect();
+            let (q4p, q4s) = crate::q4::pack(&q4, &d, k, n);
+            check("q4", k, n, &|isa, x, m, y| {
+                crate::q4::linear_on(isa, x, m, k, &q4p, &q4s, Some(&b), Activation::Gelu, y, n)
             });
         }
     }

@@ -164,7 +164,7 @@ pub fn linear_on(
             &mut qz.scales[..m * blocks],
             &mut qz.offsets[..m * blocks],
         );
-        quantize_rows(isa, x, m, k, xq, xs, xo);
+        quantize_rows(isa, x, m, k, kp, xq, xs, xo);
         let a = Rows {
             xq,
             scales: xs,
@@ -223,17 +223,22 @@ pub fn linear_on(
     })
 }
 
-/// Quantizes `m` rows of `x` (threaded when there are many).
-fn quantize_rows(
+/// Quantizes `m` rows of `x` into rows of `kp ≥ k` bytes of `xq` (zero past `k`), their
+/// per-block scales and offsets into `xs` and `xo` (`k.div_ceil(QBLOCK)` per row); threaded
+/// when there are many. `q4` quantizes its inputs with this too.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn quantize_rows(
     isa: Isa,
     x: &[f32],
     m: usize,
     k: usize,
+    kp: usize,
     xq: &mut [i8],
     xs: &mut [f32],
     xo: &mut [i32],
 ) {
-    let (kp, blocks) = (padded_depth(k), k.div_ceil(QBLOCK));
+    debug_assert!(kp >= k && xq.len() == m * kp);
+    let blocks = k.div_ceil(QBLOCK);
     let one = |r: usize, xq: &mut [i8], xs: &mut [f32], xo: &mut [i32]| {
         quantize_row(isa, &x[r * k..(r + 1) * k], xq, xs, xo)
     };

@@ -36,6 +36,7 @@ impl Pod for i64 {}
 impl Pod for crate::elem::Bf16 {}
 impl Pod for crate::elem::F16 {}
 impl Pod for crate::elem::Q8 {}
+impl Pod for crate::elem::Q4 {}
 
 /// Embeds a weight file in the binary and defines `fn $name() -> &'static [u8]`.
 ///

@@ -12,6 +12,7 @@ compiled!(
     tiny_bf16,
     tiny_f16,
     tiny_q8,
+    tiny_q4,
     wide,
     deep,
     static_ctx,

@@ -1,5 +1,6 @@
-//! Decoding through the bf16 and int8 kernels allocates nothing once warm: their rounded
-//! inputs live in scratch space sized once per thread (`gpt2rt::bf16`, `gpt2rt::q8`).
+//! Decoding through the bf16, int8 and 4-bit kernels allocates nothing once warm: their
+//! rounded inputs live in scratch space sized once per thread (`gpt2rt::bf16`, `gpt2rt::q8`,
+//! `gpt2rt::q4`).
 //!
 //! Runs without the libtest harness (`harness = false`): the counter sees every thread of
 //! the process, and libtest's own threads allocate when they please.
@@ -53,6 +54,7 @@ macro_rules! steps_do_not_allocate {
 
 fn main() {
     steps_do_not_allocate!(tiny_q8);
+    steps_do_not_allocate!(tiny_q4);
     steps_do_not_allocate!(tiny_bf16);
     println!("narrow_format_decode_steps_do_not_allocate: 1 passed, 0 failed");
 }

@@ -153,6 +153,7 @@ fn batched_steps_equal_each_sequence_alone() {
         tiny_bf16,
         tiny_f16,
         tiny_q8,
+        tiny_q4,
         wide,
         deep,
         static_ctx,
@@ -166,5 +167,5 @@ fn batched_steps_equal_each_sequence_alone() {
     );
     eprintln!("batched: {ok:?}");
     // Every GPT-2 fixture, from every exporter and in every weight format.
-    assert_eq!(ok.len(), 14, "some fixtures cannot batch: only {ok:?}");
+    assert_eq!(ok.len(), 15, "some fixtures cannot batch: only {ok:?}");
 }

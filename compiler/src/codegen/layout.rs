@@ -11,10 +11,10 @@ use crate::ir::Tensor;
 /// Columns per panel: the runtime kernel's width.
 pub const PANEL: usize = gpt2rt::gemm::NR;
 
-/// How panel-packed (Linear) weights are stored: `GPT2_WEIGHTS=f32|bf16|f16|q8`. The kernels
-/// widen f16 to f32 in registers; bf16 Linears round their input rows to bf16 too, so
-/// products are exact (`gpt2rt::bf16`), and q8 Linears round them to int8 and multiply
-/// integers (`gpt2rt::q8`). Everything else (biases, norms, the activations between
+/// How panel-packed (Linear) weights are stored: `GPT2_WEIGHTS=f32|bf16|f16|q8|q4`. The
+/// kernels widen f16 to f32 in registers; bf16 Linears round their input rows to bf16 too,
+/// so products are exact (`gpt2rt::bf16`), and q8 and q4 Linears round them to int8 and
+/// multiply integers (`gpt2rt::q8`, `gpt2rt::q4`). Everything else (biases, norms, the activations between
 /// Linears) stays f32.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
@@ -28,11 +28,14 @@ pub enum WeightFormat {
     /// int8 with one f32 scale per output column (per output channel), in panels of
     /// four-row quads (`gpt2rt::q8`).
     Q8,
+    /// 4-bit, in [−8, 7], with one f16 scale per column and block of `gpt2rt::q4::BLOCK`
+    /// rows, two quads of a column per byte lane (`gpt2rt::q4`).
+    Q4,
 }
 
 impl WeightFormat {
     /// The `GPT2_WEIGHTS` names, in variant order.
-    pub const NAMES: &'static [&'static str] = &["f32", "bf16", "f16", "q8"];
+    pub const NAMES: &'static [&'static str] = &["f32", "bf16", "f16", "q8", "q4"];
 
     /// Parses `GPT2_WEIGHTS`.
     pub fn parse(s: &str) -> Result<WeightFormat, String> {
@@ -41,6 +44,7 @@ impl WeightFormat {
             "bf16" => Ok(WeightFormat::Bf16),
             "f16" => Ok(WeightFormat::F16),
             "q8" => Ok(WeightFormat::Q8),
+            "q4" => Ok(WeightFormat::Q4),
             other => Err(format!(
                 "unknown weight format '{other}'; expected one of: {}",
                 Self::NAMES.join(", ")
@@ -55,20 +59,45 @@ impl WeightFormat {
             WeightFormat::Bf16 => "bf16",
             WeightFormat::F16 => "f16",
             WeightFormat::Q8 => "q8",
+            WeightFormat::Q4 => "q4",
         }
     }
 
-    /// Bytes per element.
+    /// Bytes per element (a q4 element is a byte of two weights).
     pub fn size(self) -> usize {
         match self {
             WeightFormat::F32 => 4,
             WeightFormat::Bf16 | WeightFormat::F16 => 2,
-            WeightFormat::Q8 => 1,
+            WeightFormat::Q8 | WeightFormat::Q4 => 1,
+        }
+    }
+
+    /// The scales stored beside `W [k, n]`'s panels: how many, and the Rust type of one
+    /// (q8: f32 per panel column; q4: f16 per block and panel column). None for formats
+    /// without scales.
+    pub fn scales(self, k: usize, n: usize) -> Option<(usize, &'static str)> {
+        match self {
+            WeightFormat::Q8 => Some((n.div_ceil(PANEL) * PANEL, "f32")),
+            WeightFormat::Q4 => Some((gpt2rt::q4::scales_len(k, n), "f16")),
+            _ => None,
+        }
+    }
+
+    /// Little-endian bytes of scales from `encode_panels` as they are stored (f32 for q8,
+    /// f16 for q4, whose scales are already f16 values).
+    pub fn scale_bytes(self, scales: &[f32]) -> Vec<u8> {
+        match self {
+            WeightFormat::Q4 => scales
+                .iter()
+                .flat_map(|&v| f16_bits(v).to_le_bytes())
+                .collect(),
+            _ => scales.iter().flat_map(|v| v.to_le_bytes()).collect(),
         }
     }
 
     /// Little-endian bytes of panel-packed `values` (`k` rows per panel) in this format
-    /// (floats round to nearest even), and for q8 the scale of every panel column.
+    /// (floats round to nearest even), and for q8 the scale of every panel column, for q4
+    /// of every block and panel column in the order the kernel reads them.
     pub fn encode_panels(self, values: &[f32], k: usize) -> (Vec<u8>, Vec<f32>) {
         match self {
             WeightFormat::F32 => (
@@ -119,6 +148,40 @@ impl WeightFormat {
                 }
                 (q, scales)
             }
+            WeightFormat::Q4 => {
+                // Two quads of a column per byte lane, blocks of rows with a scale each
+                // (`gpt2rt::q4`).
+                use gpt2rt::q4::{panel_index, panels_len, scale_index, scales_len, BLOCK};
+                let panels = values.len() / (k * PANEL).max(1);
+                let (pb, ps) = (panels_len(k, PANEL), scales_len(k, PANEL));
+                let mut q = vec![0x88u8; panels * pb];
+                let mut scales = vec![0f32; panels * ps];
+                let (mut col, mut qc) = (vec![0f32; BLOCK], vec![0i8; BLOCK]);
+                for (t, panel) in values.chunks_exact(k * PANEL).enumerate() {
+                    for j in 0..PANEL {
+                        for (b, p0) in (0..k).step_by(BLOCK).enumerate() {
+                            let rows = p0..(p0 + BLOCK).min(k);
+                            let len = rows.len();
+                            for (c, p) in col.iter_mut().zip(rows.clone()) {
+                                *c = panel[p * PANEL + j];
+                            }
+                            let d = gpt2rt::q4::quantize_weights(&col[..len], &mut qc[..len]);
+                            scales[t * ps + scale_index(k, b, j)] = f16_value(d.0);
+                            for (p, &v) in rows.zip(&qc) {
+                                let (at, high) = panel_index(k, p, j);
+                                let byte = &mut q[t * pb + at];
+                                let v = (v + 8) as u8;
+                                *byte = if high {
+                                    (*byte & 0x0F) | (v << 4)
+                                } else {
+                                    (*byte & 0xF0) | v
+                                };
+                            }
+                        }
+                    }
+                }
+                (q, scales)
+            }
         }
     }
 
@@ -145,6 +208,26 @@ impl WeightFormat {
                     for r in 0..rows {
                         let v = &mut values[r * cols + j];
                         *v = q8_value(*v, scale) as f32 * scale;
+                    }
+                }
+            }
+            WeightFormat::Q4 => {
+                // Blocks along the depth: a row of a transposed table, a column otherwise.
+                let (lines, depth) = if per_row { (rows, cols) } else { (cols, rows) };
+                let at = |l: usize, p: usize| if per_row { l * cols + p } else { p * cols + l };
+                let block = gpt2rt::q4::BLOCK;
+                let (mut v, mut q) = (vec![0f32; block], vec![0i8; block]);
+                for l in 0..lines {
+                    for p0 in (0..depth).step_by(block) {
+                        let len = block.min(depth - p0);
+                        for (i, x) in v[..len].iter_mut().enumerate() {
+                            *x = values[at(l, p0 + i)];
+                        }
+                        let d = gpt2rt::q4::quantize_weights(&v[..len], &mut q[..len]);
+                        let d = f16_value(d.0);
+                        for (i, &qv) in q[..len].iter().enumerate() {
+                            values[at(l, p0 + i)] = qv as f32 * d;
+                        }
                     }
                 }
             }
@@ -193,7 +276,7 @@ impl WeightFormat {
     pub fn input_rounding(self) -> Option<crate::ops::fused::RowRounding> {
         use crate::ops::fused::RowRounding;
         match self {
-            WeightFormat::Q8 => Some(RowRounding::Int8 {
+            WeightFormat::Q8 | WeightFormat::Q4 => Some(RowRounding::Int8 {
                 block: gpt2rt::q8::QBLOCK,
             }),
             WeightFormat::Bf16 => Some(RowRounding::Bf16),
@@ -205,6 +288,7 @@ impl WeightFormat {
     pub fn panels_len(self, k: usize, n: usize) -> usize {
         match self {
             WeightFormat::Q8 => gpt2rt::q8::panels_len(k, n),
+            WeightFormat::Q4 => gpt2rt::q4::panels_len(k, n),
             WeightFormat::Bf16 => gpt2rt::bf16::panels_len(k, n),
             _ => panels_len(k, n),
         }
@@ -275,7 +359,7 @@ mod tests {
         assert_eq!(WeightFormat::parse("bf16"), Ok(WeightFormat::Bf16));
         assert_eq!(WeightFormat::parse("q8"), Ok(WeightFormat::Q8));
         let unknown = WeightFormat::parse("int4").unwrap_err();
-        assert!(unknown.contains("f32, bf16, f16, q8"), "{unknown}");
+        assert!(unknown.contains("f32, bf16, f16, q8, q4"), "{unknown}");
         for x in [0.0f32, 1.0, -2.5, 0.1, 1e-5, 6e-8, 65504.0] {
             let mut b = [x];
             WeightFormat::Bf16.round_trip(&mut b, 1, 1, false);
@@ -317,5 +401,44 @@ mod tests {
             (b.len(), &b[..6]),
             (4 * PANEL, &[0x80, 0x3f, 0, 0, 0x80, 0x3f][..])
         );
+    }
+
+    #[test]
+    fn q4_panels_and_round_trip_agree_with_the_runtime() {
+        use gpt2rt::q4::{panel_index, scale_index, BLOCK};
+        let (k, n) = (BLOCK + 5, 3); // a whole block and a short one
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let mut values = vec![0f32; k * PANEL];
+        for p in 0..k {
+            values[p * PANEL..p * PANEL + n].copy_from_slice(&w[p * n..(p + 1) * n]);
+        }
+        let (q, scales) = WeightFormat::Q4.encode_panels(&values, k);
+        assert_eq!(q.len(), WeightFormat::Q4.panels_len(k, n));
+        assert_eq!(scales.len(), WeightFormat::Q4.scales(k, n).unwrap().0);
+        // The generated code's weights, unpacked, are the round trip's values.
+        let mut rt = w.clone();
+        WeightFormat::Q4.round_trip(&mut rt, k, n, false);
+        for p in 0..k {
+            for j in 0..n {
+                let (at, high) = panel_index(k, p, j);
+                let nib = if high { q[at] >> 4 } else { q[at] & 15 };
+                let d = scales[scale_index(k, p / BLOCK, j)];
+                assert_eq!((nib as i32 - 8) as f32 * d, rt[p * n + j], "({p}, {j})");
+                let step = d.abs();
+                assert!((rt[p * n + j] - w[p * n + j]).abs() <= step / 2.0 * 1.001);
+            }
+        }
+        // Padding rows and columns are zero weights (nibble 8) with zero scales.
+        assert_eq!(q[panel_index(k, 2 * BLOCK - 1, 0).0], 0x88);
+        assert_eq!(scales[scale_index(k, 0, PANEL - 1)], 0.0);
+        // A transposed table rounds its rows the same way.
+        let mut t: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+        WeightFormat::Q4.round_trip(&mut t, n, k, true);
+        assert!((0..n * k).all(|i| t[i] == rt[(i % k) * n + i / k]));
+        // Scales are stored as f16.
+        assert_eq!(WeightFormat::Q4.scale_bytes(&[1.0]), [0x00, 0x3c]);
+        assert_eq!(WeightFormat::parse("q4"), Ok(WeightFormat::Q4));
     }
 }

@@ -139,8 +139,8 @@ impl Lowerer<'_> {
         w.panels.map(|_| w.format)
     }
 
-    /// `w.<field>_scales` when `v` is stored as q8 panels.
-    fn q8_scales(&self, v: ValueId) -> Option<TokenStream> {
+    /// `w.<field>_scales` when `v` is stored as q8 or q4 panels.
+    fn scales(&self, v: ValueId) -> Option<TokenStream> {
         let Some(Storage::Weight(i)) = self.plan.storage[v] else {
             return None;
         };
@@ -424,7 +424,10 @@ impl Lowerer<'_> {
                 // An embedding table stored transposed in panels for the tied LM head.
                 let of_transpose = matches!(self.plan.storage[data[0]], Some(Storage::Weight(w))
                     if self.plan.weights[w].layout == WeightLayout::PanelsOfTranspose);
-                if let Some(scales) = self.q8_scales(data[0]) {
+                let q4 = self.panel_format(data[0]) == Some(WeightFormat::Q4);
+                if let (Some(scales), true) = (self.scales(data[0]), q4) {
+                    quote!(kernels::gather_panels_q4(#d, #scales, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
+                } else if let Some(scales) = self.scales(data[0]) {
                     quote!(kernels::gather_panels_q8(#d, #scales, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
                 } else if of_transpose && self.panel_format(data[0]) == Some(WeightFormat::Bf16) {
                     quote!(kernels::gather_panels_bf16(#d, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
@@ -550,7 +553,10 @@ impl Lowerer<'_> {
                 // Weights read only by Linears are stored in column panels (`layout`).
                 let packed = matches!(self.plan.storage[wv],
                     Some(Storage::Weight(i)) if self.plan.weights[i].panels.is_some());
-                if let Some(scales) = self.q8_scales(wv) {
+                let q4 = self.panel_format(wv) == Some(WeightFormat::Q4);
+                if let (Some(scales), true) = (self.scales(wv), q4) {
+                    quote!(kernels::linear_q4(#xa, #ml, #kl, #wt, #scales, #bias, #act, #y, #nl);)
+                } else if let Some(scales) = self.scales(wv) {
                     quote!(kernels::linear_q8(#xa, #ml, #kl, #wt, #scales, #bias, #act, #y, #nl);)
                 } else if self.panel_format(wv) == Some(WeightFormat::Bf16) {
                     quote!(kernels::linear_bf16(#xa, #ml, #kl, #wt, #bias, #act, #y, #nl);)

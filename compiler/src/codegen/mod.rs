@@ -428,8 +428,7 @@ fn write_blob(plan: &plan::Plan, path: &Path) -> Result<()> {
                 let (bytes, scales) = wt.format.encode_panels(&values, k);
                 write(&mut w, wt.offset, &bytes)?;
                 if let Some(off) = wt.scales_offset {
-                    let sb: Vec<u8> = scales.iter().flat_map(|v| v.to_le_bytes()).collect();
-                    write(&mut w, off, &sb)?;
+                    write(&mut w, off, &wt.format.scale_bytes(&scales))?;
                 }
             }
         }
@@ -624,6 +623,7 @@ fn module_tokens(
                 (Elem::F32, layout::WeightFormat::Bf16) => quote!(gpt2rt::elem::Bf16),
                 (Elem::F32, layout::WeightFormat::F16) => quote!(gpt2rt::elem::F16),
                 (Elem::F32, layout::WeightFormat::Q8) => quote!(gpt2rt::elem::Q8),
+                (Elem::F32, layout::WeightFormat::Q4) => quote!(gpt2rt::elem::Q4),
                 (Elem::I64, _) => quote!(i64),
             },
             Literal::usize_unsuffixed(w.offset),
@@ -631,14 +631,28 @@ fn module_tokens(
         );
         fields.push(quote!(#[doc = #doc] pub #f: &'static [#t],));
         inits.push(quote!(#f: view(blob, #off, #len),));
-        if let (Some(so), Some([_, n])) = (w.scales_offset, w.panels) {
+        let scales = w.panels.and_then(|[k, n]| w.format.scales(k, n));
+        if let (Some(so), Some((count, ty))) = (w.scales_offset, scales) {
             let sf = quote::format_ident!("{}_scales", f);
             let (so, sn) = (
                 Literal::usize_unsuffixed(so),
-                Literal::usize_unsuffixed(n.div_ceil(layout::PANEL) * layout::PANEL),
+                Literal::usize_unsuffixed(count),
             );
-            let doc = format!(" The int8 scale of each column of `{f}`'s panels.");
-            fields.push(quote!(#[doc = #doc] pub #sf: &'static [f32],));
+            let (doc, st) = if ty == "f16" {
+                (
+                    format!(
+                        " The f16 scale of each block of {} rows of each column of `{f}`'s panels.",
+                        gpt2rt::q4::BLOCK
+                    ),
+                    quote!(gpt2rt::elem::F16),
+                )
+            } else {
+                (
+                    format!(" The int8 scale of each column of `{f}`'s panels."),
+                    quote!(f32),
+                )
+            };
+            fields.push(quote!(#[doc = #doc] pub #sf: &'static [#st],));
             inits.push(quote!(#sf: view(blob, #so, #sn),));
         }
     }
@@ -961,7 +975,7 @@ fn module_tokens(
         pub const GPT2: Option<Gpt2Config> = #gpt2;
         /// Bytes of the embedded weight blob.
         pub const WEIGHT_BYTES: usize = #wb;
-        /// How the Linear (matrix) weights are stored: f32, bf16 or f16.
+        /// How the Linear (matrix) weights are stored: f32, bf16, f16, q8 or q4.
         pub const WEIGHT_FORMAT: &str = #wfmt;
         /// Elements of the activation arenas.
         pub const ARENA_F32: usize = #af;

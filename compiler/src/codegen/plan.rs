@@ -81,7 +81,7 @@ pub struct Weight {
     pub layout: WeightLayout,
     /// How the elements are stored: panel-packed weights may be narrowed (`WeightFormat`).
     pub format: super::layout::WeightFormat,
-    /// For q8: byte offset of the f32 scales, one per panel column.
+    /// For q8 and q4: byte offset of the scales (`WeightFormat::scales`).
     pub scales_offset: Option<usize>,
 }
 
@@ -192,10 +192,10 @@ impl Plan {
             w.offset = at.div_ceil(BLOB_ALIGN) * BLOB_ALIGN;
             at = w.offset + w.len * size;
             w.scales_offset = None;
-            if let (Some([_, n]), super::layout::WeightFormat::Q8) = (w.panels, w.format) {
+            if let Some((count, ty)) = w.panels.and_then(|[k, n]| w.format.scales(k, n)) {
                 let off = at.div_ceil(BLOB_ALIGN) * BLOB_ALIGN;
                 w.scales_offset = Some(off);
-                at = off + n.div_ceil(super::layout::PANEL) * super::layout::PANEL * 4;
+                at = off + count * if ty == "f16" { 2 } else { 4 };
             }
         }
         self.blob_bytes = at;

@@ -1,0 +1,690 @@
+//! The 4-bit Linear (`GPT2_WEIGHTS=q4`): weights stored as 4-bit integers with one f16
+//! scale per column and block of `BLOCK` input rows (by the compiler), activations
+//! quantized to int8 per block of `q8::QBLOCK` at run time exactly as `q8` does, integer
+//! dot products (AVX-512 VNNI `vpdpbusd` where the CPU has it, AVX2 `vpmaddubsw`, or
+//! portable code), f32 scaling in a fixed order: every ISA computes the same bits.
+//!
+//! **Weights.** A block's values are `q · d` with `q` in [−8, 7] and `d` an f16: `d` is
+//! about the block's value of largest magnitude divided by −8 (so the sixteen levels span
+//! the block, as in ggml's q4_0), chosen among nearby scales as the one with the smallest
+//! squared error, `q` the nearest integer to `v / d`. `quantize_weights` is that rule,
+//! shared by the compiler and tests.
+//!
+//! **Panels.** `⌈n / NR⌉` panels of `NR` columns, as for `q8`, the depth padded to whole
+//! blocks with zero weights. The depth is taken eight rows at a time (a *pair* of quads):
+//! pair `g` is `4·NR` bytes, column by column four bytes each, byte `i` of column `j`
+//! holding `q + 8` of row `8g + i` in its low nibble and of row `8g + 4 + i` in its high
+//! nibble. One 32-bit lane is thus one column's two quads: `and 0x0F` gives the first's
+//! four unsigned weights, `>> 4` the second's, which is what `vpdpbusd` (unsigned × signed
+//! bytes) and `vpmaddubsw` multiply with four activations. The scales are a second
+//! stream, `[panel][block][NR]` f16, read in the same order as the weights.
+//!
+//! **Sums.** `y[j] = bias[j] + Σ_b (s_b · d[b, j]) · (Σ_{k∈b} (q[k, j] + 8) · xq[k] −
+//! 8 · Σ_{k∈b} xq[k])`, where `s_b` is the scale of the activation block holding weight
+//! block `b`. The inner sums are exact integers; the outer one is f32 in block order, each
+//! step `fma(s_b · d[b, j], isum, sum)` (the product rounded to f32 first); the bias is a
+//! plain add at the end.
+//!
+//! A kernel family beside `q8` (whose activation quantization it uses), on `cpu`,
+//! `layout`, `elem` and the shared `linear`; the `kernels` facade calls it.
+
+use crate::cpu::{detected, Isa};
+use crate::elem::{F16, Q4};
+use crate::layout::NR;
+use crate::linear::Activation;
+use crate::q8::QBLOCK;
+
+/// Input rows per weight block (one f16 scale per block and column). A multiple of 8 that
+/// divides `q8::QBLOCK`, so a weight block lies in one activation block.
+pub const BLOCK: usize = 32;
+
+const _: () = assert!(BLOCK.is_multiple_of(8) && QBLOCK.is_multiple_of(BLOCK));
+// The AVX2 kernel adds a block's products in 16 bits: at most 8 · 2 · 15 · 127 per lane.
+const _: () = assert!(BLOCK <= 32);
+
+/// Rows of a pair of quads: four bytes per column, two nibbles each.
+const PAIR: usize = 8;
+
+/// The stored depth of a `k`-deep weight: `k` rounded up to whole blocks.
+pub fn padded_depth(k: usize) -> usize {
+    k.next_multiple_of(BLOCK)
+}
+
+/// Bytes (`Q4` elements) of a `[k, n]` weight in 4-bit panels.
+pub fn panels_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * padded_depth(k) / 2 * NR
+}
+
+/// Scales (f16) of a `[k, n]` weight: one per block and panel column.
+pub fn scales_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * padded_depth(k) / BLOCK * NR
+}
+
+/// Where weight `(p, j)` (row `p < k`, column `j < n`) of a `k`-deep matrix is: the index
+/// of its byte in the panels and whether it is the high nibble.
+pub fn panel_index(k: usize, p: usize, j: usize) -> (usize, bool) {
+    let kp = padded_depth(k);
+    let at = (j / NR) * kp / 2 * NR + (p / PAIR) * 4 * NR + (j % NR) * 4 + p % 4;
+    (at, p % PAIR >= 4)
+}
+
+/// Index of the scale of block `b` (rows `b·BLOCK..`) of column `j` of a `k`-deep matrix.
+pub fn scale_index(k: usize, b: usize, j: usize) -> usize {
+    (j / NR) * padded_depth(k) / BLOCK * NR + b * NR + j % NR
+}
+
+/// The 4-bit values of one block of weights (at most `BLOCK` of them) into `q` (same
+/// length) and their scale `d` (an f16), `q = round(v / d)` in [−8, 7]: of the scales
+/// `m / −8` (ggml q4_0's, `m` the first value of largest magnitude) and
+/// the least-squares scales of `round(v / c)` for `c = m / −(8 + i/10)`, `i` in −9..=9, and
+/// of `round(v / c')` for each such scale `c'`, all rounded to f16: the one whose rounded
+/// block is closest to `v` (squared error; the first on ties). All zeros
+/// (`d = 0`) for a block of zeros.
+pub fn quantize_weights(v: &[f32], q: &mut [i8]) -> F16 {
+    let m = v
+        .iter()
+        .fold(0f32, |m, &x| if x.abs() > m.abs() { x } else { m });
+    if m == 0.0 {
+        q.fill(0);
+        return F16(0);
+    }
+    let round = |x: f32, d: f32| {
+        if d == 0.0 {
+            0.0
+        } else {
+            (x / d).round().clamp(-8.0, 7.0)
+        }
+    };
+    let error = |d: f32| {
+        v.iter()
+            .map(|&x| {
+                let e = (x - round(x, d) * d) as f64;
+                e * e
+            })
+            .sum::<f64>()
+    };
+    let d0 = F16::from_f32(m / -8.0);
+    let mut best = (d0, error(d0.widen()));
+    for i in -9..=9 {
+        let mut c = m / -(8.0 + i as f32 / 10.0);
+        // Twice: the least-squares scale of the values rounded with `c`, then with it.
+        for _ in 0..2 {
+            let (mut vq, mut qq) = (0f64, 0f64);
+            for &x in v {
+                let r = round(x, c) as f64;
+                vq += x as f64 * r;
+                qq += r * r;
+            }
+            if qq == 0.0 {
+                break;
+            }
+            let d = F16::from_f32((vq / qq) as f32);
+            let e = error(d.widen());
+            if e < best.1 {
+                best = (d, e);
+            }
+            c = d.widen();
+        }
+    }
+    let df = best.0.widen();
+    for (o, &x) in q.iter_mut().zip(v) {
+        *o = round(x, df) as i8;
+    }
+    best.0
+}
+
+/// The activations of one product: `xq` `[m, padded_depth(k)]`, per activation block of a
+/// row its scale (and `q8`'s offset, unused here), and per weight block `8 · Σ xq`.
+#[derive(Default)]
+struct Quantized {
+    xq: Vec<i8>,
+    scales: Vec<f32>,
+    offsets: Vec<i32>,
+    sums: Vec<i32>,
+}
+
+thread_local! {
+    /// The caller's quantized rows, grown to the largest product seen (no allocation per
+    /// token once warm).
+    static QUANTIZED: std::cell::RefCell<Quantized> = std::cell::RefCell::new(Quantized::default());
+}
+
+/// One row's quantized activations, as the panel kernels read them.
+#[derive(Clone, Copy)]
+struct Row<'a> {
+    /// `padded_depth(k)` values, zero past `k`.
+    xq: &'a [i8],
+    /// The scale of each activation block (`QBLOCK` values).
+    scales: &'a [f32],
+    /// `8 · Σ xq` of each weight block (`BLOCK` values).
+    sums: &'a [i32],
+}
+
+/// `y = x·W + bias` with `x` `[m, k]`, `y` `[m, n]` and `W` `[k, n]` stored as 4-bit
+/// panels with f16 `scales` per block and column (see the module docs). On all threads.
+#[allow(clippy::too_many_arguments)]
+pub fn linear(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[Q4],
+    scales: &[F16],
+    bias: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+    n: usize,
+) {
+    linear_on(detected(), x, m, k, w, scales, bias, act, y, n)
+}
+
+/// Which panel kernel a product runs on `isa`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    Portable,
+    Avx2,
+    Vnni,
+}
+
+fn kernel(isa: Isa) -> Kernel {
+    let f16c = crate::cpu::f16c();
+    if isa == Isa::Avx512 && crate::cpu::avx512_vnni() {
+        Kernel::Vnni
+    } else if isa != Isa::Scalar && f16c && crate::cpu::available().contains(&Isa::Avx2) {
+        Kernel::Avx2
+    } else {
+        Kernel::Portable
+    }
+}
+
+/// `linear` on a chosen ISA (AVX-512 means the VNNI kernel when the CPU has it), for tests
+/// and benchmarks. Every ISA gives the same bits.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_on(
+    isa: Isa,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[Q4],
+    scales: &[F16],
+    bias: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+    n: usize,
+) {
+    let panels = n.div_ceil(NR);
+    let kp = padded_depth(k);
+    assert_eq!(
+        w.len(),
+        panels_len(k, n),
+        "W is not {k} x {n} in 4-bit panels"
+    );
+    assert_eq!(
+        scales.len(),
+        scales_len(k, n),
+        "scales are not one per block and panel column"
+    );
+    if !crate::linear::linear_operands(x, m, k, bias, act, y, n) {
+        return;
+    }
+    let (ablocks, wblocks) = (k.div_ceil(QBLOCK), kp / BLOCK);
+    QUANTIZED.with(|qz| {
+        let mut qz = qz.borrow_mut();
+        let qz = &mut *qz;
+        if qz.xq.len() < m * kp {
+            qz.xq.resize(m * kp, 0);
+        }
+        if qz.scales.len() < m * ablocks {
+            qz.scales.resize(m * ablocks, 0.0);
+            qz.offsets.resize(m * ablocks, 0);
+        }
+        if qz.sums.len() < m * wblocks {
+            qz.sums.resize(m * wblocks, 0);
+        }
+        let (xq, xs, xo, sums) = (
+            &mut qz.xq[..m * kp],
+            &mut qz.scales[..m * ablocks],
+            &mut qz.offsets[..m * ablocks],
+            &mut qz.sums[..m * wblocks],
+        );
+        crate::q8::quantize_rows(isa, x, m, k, kp, xq, xs, xo);
+        for (row, s) in xq.chunks_exact(kp).zip(sums.chunks_exact_mut(wblocks)) {
+            for (b, s) in row.chunks_exact(BLOCK).zip(s) {
+                *s = 8 * b.iter().map(|&v| v as i32).sum::<i32>();
+            }
+        }
+        let (xq, xs, sums) = (&*xq, &*xs, &*sums);
+        let row = |r: usize| Row {
+            xq: &xq[r * kp..(r + 1) * kp],
+            scales: &xs[r * ablocks..(r + 1) * ablocks],
+            sums: &sums[r * wblocks..(r + 1) * wblocks],
+        };
+        // As `q8::linear`: each thread brings its share of memory bandwidth.
+        let t = crate::threads()
+            .min(panels)
+            .min((m * n * k / (1 << 16)).max(1));
+        let yp = crate::SendPtr(y.as_mut_ptr());
+        let kernel = kernel(isa);
+        let (panel_bytes, panel_scales) = (kp / 2 * NR, wblocks * NR);
+        crate::linear::for_panel_ranges(panels, t, |p0, p1| {
+            let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
+            // Panels in groups that stay in L2 while every row passes over them, so the rows
+            // of a batched step read each weight from memory once. A column's sum is the
+            // same whatever the grouping.
+            crate::linear::for_panel_groups(p0, p1, panel_bytes, |g0, g1| {
+                let (c0, c1) = (g0 * NR, (g1 * NR).min(n));
+                let wp = &w[g0 * panel_bytes..g1 * panel_bytes];
+                let sc = &scales[g0 * panel_scales..g1 * panel_scales];
+                let b = bias.map(|b| &b[c0..c1]);
+                for r in 0..m {
+                    debug_assert!(r < m && c1 <= n && j0 <= c0 && c1 <= j1);
+                    // SAFETY: row `r`'s columns `c0..c1` (inside `j0..j1`) are inside `y`
+                    // (`r < m`, `c1 ≤ n`, `y` is m·n, checked above), only this task
+                    // touches them (the ranges are disjoint), and `y` stays mutably
+                    // borrowed until every task returns.
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(yp.get().add(r * n + c0), c1 - c0)
+                    };
+                    match kernel {
+                        // SAFETY: the CPU has AVX-512F, AVX-512BW and VNNI (`kernel`).
+                        Kernel::Vnni => unsafe { vnni_panel_row(row(r), wp, sc, b, out) },
+                        // SAFETY: the CPU has AVX2, FMA and F16C (`kernel`).
+                        Kernel::Avx2 => unsafe { avx2_panel_row(row(r), wp, sc, b, out) },
+                        Kernel::Portable => portable_panel_row(row(r), wp, sc, b, out),
+                    }
+                }
+            });
+            // SAFETY: as above: columns `j0..j1` of `y`'s m rows are this task's alone.
+            unsafe { act.apply(isa, yp.get(), m, n, j0, j1) }
+        });
+    })
+}
+
+/// Checks what every panel kernel assumes: whole panels of `kp` rows and their scales, at
+/// most as many outputs as panel columns, a bias as long as the outputs.
+fn check_panels(a: Row, w: &[Q4], scales: &[F16], bias: Option<&[f32]>, out: &[f32]) -> usize {
+    let kp = a.xq.len();
+    assert!(kp.is_multiple_of(BLOCK) && a.sums.len() == kp / BLOCK);
+    assert_eq!(a.scales.len(), kp.div_ceil(QBLOCK));
+    assert!(w.len().is_multiple_of(kp / 2 * NR));
+    let panels = w.len() / (kp / 2 * NR);
+    assert!(scales.len() == panels * (kp / BLOCK) * NR && out.len() <= panels * NR);
+    assert!(bias.is_none_or(|b| b.len() == out.len()));
+    panels
+}
+
+/// Writes one panel's sums plus bias to its (up to `NR`) outputs.
+#[inline(always)]
+fn finish(sums: &[f32; NR], t: usize, bias: Option<&[f32]>, out: &mut [f32]) {
+    let end = ((t + 1) * NR).min(out.len());
+    for (j, o) in out[t * NR..end].iter_mut().enumerate() {
+        *o = match bias {
+            Some(b) => sums[j] + b[t * NR + j],
+            None => sums[j],
+        };
+    }
+}
+
+/// One row of `linear` in portable code: the twin the SIMD kernels are tested against.
+fn portable_panel_row(a: Row, w: &[Q4], scales: &[F16], bias: Option<&[f32]>, out: &mut [f32]) {
+    let panels = check_panels(a, w, scales, bias, out);
+    let kp = a.xq.len();
+    let blocks = kp / BLOCK;
+    for t in 0..panels {
+        let panel = &w[t * kp / 2 * NR..(t + 1) * kp / 2 * NR];
+        let d = &scales[t * blocks * NR..(t + 1) * blocks * NR];
+        let mut sums = [0f32; NR];
+        for b in 0..blocks {
+            let mut acc = [0i32; NR];
+            for g in b * BLOCK / PAIR..(b + 1) * BLOCK / PAIR {
+                let x = &a.xq[g * PAIR..(g + 1) * PAIR];
+                let bytes = &panel[g * 4 * NR..(g + 1) * 4 * NR];
+                for (acc, wj) in acc.iter_mut().zip(bytes.chunks_exact(4)) {
+                    for i in 0..4 {
+                        let (lo, hi) = ((wj[i].0 & 15) as i32, (wj[i].0 >> 4) as i32);
+                        *acc += lo * x[i] as i32 + hi * x[4 + i] as i32;
+                    }
+                }
+            }
+            let (s, o) = (a.scales[b * BLOCK / QBLOCK], a.sums[b]);
+            for (j, (sum, acc)) in sums.iter_mut().zip(acc).enumerate() {
+                let ts = s * d[b * NR + j].widen();
+                *sum = ts.mul_add((acc - o) as f32, *sum);
+            }
+        }
+        finish(&sums, t, bias, out);
+    }
+}
+
+/// One row of `linear` with AVX2: per pair of quads and 8 columns, one 32-byte load gives
+/// both quads' unsigned weights (`and 0x0F`, `>> 4`), and `vpmaddubsw` multiplies them with
+/// the signed activations without saturating (two products of at most 15·127 per 16-bit
+/// lane); a block's four pairs (32 rows, at most 8·3810 = 30480) add up in 16 bits before
+/// `vpmaddwd` by ones widens them. The integers are the VNNI kernel's, scaled by the same
+/// f32 steps.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn avx2_panel_row(a: Row, w: &[Q4], scales: &[F16], bias: Option<&[f32]>, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let panels = check_panels(a, w, scales, bias, out);
+    let kp = a.xq.len();
+    let blocks = kp / BLOCK;
+    let (low, ones) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
+    for t in 0..panels {
+        let panel = &w[t * kp / 2 * NR..(t + 1) * kp / 2 * NR];
+        let d = &scales[t * blocks * NR..(t + 1) * blocks * NR];
+        let mut sums = [_mm256_setzero_ps(); NR / 8];
+        for b in 0..blocks {
+            // A block's products add up in 16 bits (BLOCK ≤ 32: at most 8·3810 per lane).
+            let mut acc16 = [_mm256_setzero_si256(); NR / 8];
+            let (xb, wb) = (
+                &a.xq[b * BLOCK..(b + 1) * BLOCK],
+                &panel[b * BLOCK / 2 * NR..(b + 1) * BLOCK / 2 * NR],
+            );
+            for gi in 0..BLOCK / PAIR {
+                // SAFETY: `xb` holds BLOCK = (BLOCK / PAIR) · 8 bytes; pair `gi` is in it.
+                let (xlo, xhi) = unsafe {
+                    let xp = xb.as_ptr().add(gi * PAIR).cast::<i32>();
+                    (
+                        _mm256_set1_epi32(xp.read_unaligned()),
+                        _mm256_set1_epi32(xp.add(1).read_unaligned()),
+                    )
+                };
+                for (c, acc16) in acc16.iter_mut().enumerate() {
+                    // SAFETY: `wb` holds BLOCK / PAIR pairs of 4·NR = 6 × 32 bytes; pair
+                    // `gi`'s chunk `c < 6` is in it.
+                    let v =
+                        unsafe { _mm256_loadu_si256(wb.as_ptr().add(gi * 4 * NR + 32 * c).cast()) };
+                    let lo = _mm256_and_si256(v, low);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                    let p = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, xlo),
+                        _mm256_maddubs_epi16(hi, xhi),
+                    );
+                    *acc16 = _mm256_add_epi16(*acc16, p);
+                }
+            }
+            let s = _mm256_set1_ps(a.scales[b * BLOCK / QBLOCK]);
+            let o = _mm256_set1_epi32(a.sums[b]);
+            let db = &d[b * NR..(b + 1) * NR];
+            for (c, (sum, &a16)) in sums.iter_mut().zip(&acc16).enumerate() {
+                let acc = _mm256_madd_epi16(a16, ones);
+                // SAFETY: `db` holds NR = 6 × 8 halves; chunk `c < 6` is in it.
+                let dv = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(db.as_ptr().add(8 * c).cast()) });
+                let ts = _mm256_mul_ps(s, dv);
+                *sum = _mm256_fmadd_ps(ts, _mm256_cvtepi32_ps(_mm256_sub_epi32(acc, o)), *sum);
+            }
+        }
+        let mut row = [0f32; NR];
+        for (c, &sum) in sums.iter().enumerate() {
+            // SAFETY: `row` holds NR = 6 × 8 floats and `c < 6`.
+            unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(8 * c), sum) };
+        }
+        finish(&row, t, bias, out);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn avx2_panel_row(_: Row, _: &[Q4], _: &[F16], _: Option<&[f32]>, _: &mut [f32]) {
+    unreachable!("AVX2 is x86_64-only")
+}
+
+/// One row of `linear` with AVX-512 VNNI: per pair of quads and 16 columns, one 64-byte
+/// load gives both quads' unsigned weights, and `vpdpbusd` adds each column's four
+/// products with the signed activations to its 32-bit sum. The integers are the AVX2
+/// kernel's, scaled by the same f32 steps.
+///
+/// # Safety
+/// The CPU has AVX-512F, AVX-512BW and VNNI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn vnni_panel_row(a: Row, w: &[Q4], scales: &[F16], bias: Option<&[f32]>, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let panels = check_panels(a, w, scales, bias, out);
+    let kp = a.xq.len();
+    let blocks = kp / BLOCK;
+    let low = _mm512_set1_epi8(0x0F);
+    for t in 0..panels {
+        let panel = &w[t * kp / 2 * NR..(t + 1) * kp / 2 * NR];
+        let d = &scales[t * blocks * NR..(t + 1) * blocks * NR];
+        let mut sums = [_mm512_setzero_ps(); NR / 16];
+        for b in 0..blocks {
+            let mut acc = [_mm512_setzero_si512(); NR / 16];
+            for g in b * BLOCK / PAIR..(b + 1) * BLOCK / PAIR {
+                let x = &a.xq[g * PAIR..(g + 1) * PAIR];
+                let x4 = |i: usize| i32::from_le_bytes(std::array::from_fn(|l| x[i + l] as u8));
+                let (xlo, xhi) = (_mm512_set1_epi32(x4(0)), _mm512_set1_epi32(x4(4)));
+                let wg = &panel[g * 4 * NR..(g + 1) * 4 * NR];
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: `wg` holds 4·NR = 3 × 64 bytes; chunk `c < 3` is in it.
+                    let v = unsafe { _mm512_loadu_si512(wg.as_ptr().add(64 * c).cast()) };
+                    let lo = _mm512_and_si512(v, low);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+                    *acc = _mm512_dpbusd_epi32(*acc, lo, xlo);
+                    *acc = _mm512_dpbusd_epi32(*acc, hi, xhi);
+                }
+            }
+            let s = _mm512_set1_ps(a.scales[b * BLOCK / QBLOCK]);
+            let o = _mm512_set1_epi32(a.sums[b]);
+            let db = &d[b * NR..(b + 1) * NR];
+            for (c, (sum, &acc)) in sums.iter_mut().zip(&acc).enumerate() {
+                // SAFETY: `db` holds NR = 3 × 16 halves; chunk `c < 3` is in it.
+                let dv =
+                    _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(db.as_ptr().add(16 * c).cast()) });
+                let ts = _mm512_mul_ps(s, dv);
+                *sum = _mm512_fmadd_ps(ts, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, o)), *sum);
+            }
+        }
+        let mut row = [0f32; NR];
+        for (c, &sum) in sums.iter().enumerate() {
+            // SAFETY: `row` holds NR = 3 × 16 floats and `c < 3`.
+            unsafe { _mm512_storeu_ps(row.as_mut_ptr().add(16 * c), sum) };
+        }
+        finish(&row, t, bias, out);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn vnni_panel_row(_: Row, _: &[Q4], _: &[F16], _: Option<&[f32]>, _: &mut [f32]) {
+    unreachable!("the VNNI kernel is x86_64-only")
+}
+
+/// Row `r` of a `[rows, width]` table stored transposed in 4-bit panels (the tied LM
+/// head's weight, `width` deep): `out[p] = q[p, r] · d[p / BLOCK, r]`.
+pub fn gather_row(w: &[Q4], scales: &[F16], rows: usize, width: usize, r: usize, out: &mut [f32]) {
+    assert!(r < rows && out.len() == width && w.len() == panels_len(width, rows));
+    assert_eq!(scales.len(), scales_len(width, rows));
+    for (p, o) in out.iter_mut().enumerate() {
+        let (at, high) = panel_index(width, p, r);
+        let nibble = if high { w[at].0 >> 4 } else { w[at].0 & 15 };
+        let d = scales[scale_index(width, p / BLOCK, r)].widen();
+        *o = (nibble as i32 - 8) as f32 * d;
+    }
+}
+
+/// `q` (a `[k, n]` row-major matrix of values in [−8, 7]) in 4-bit panels, and `d` (the
+/// `[⌈k / BLOCK⌉, n]` row-major block scales) as the kernels read them: for the compiler
+/// and tests.
+pub fn pack(q: &[i8], d: &[F16], k: usize, n: usize) -> (Vec<Q4>, Vec<F16>) {
+    assert!(q.len() == k * n && d.len() == k.div_ceil(BLOCK) * n);
+    let mut w = vec![Q4(0x88); panels_len(k, n)];
+    for p in 0..k {
+        for j in 0..n {
+            let (at, high) = panel_index(k, p, j);
+            let v = (q[p * n + j] + 8) as u8;
+            debug_assert!(v < 16);
+            w[at].0 = if high {
+                (w[at].0 & 0x0F) | (v << 4)
+            } else {
+                (w[at].0 & 0xF0) | v
+            };
+        }
+    }
+    let mut s = vec![F16(0); scales_len(k, n)];
+    for b in 0..k.div_ceil(BLOCK) {
+        for j in 0..n {
+            s[scale_index(k, b, j)] = d[b * n + j];
+        }
+    }
+    (w, s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_data::{rand_vec, same_bits_on_every_isa};
+
+    /// A random `[k, n]` weight quantized block by block: its 4-bit values and scales
+    /// (`[blocks, n]`).
+    fn weight(k: usize, n: usize, seed: &mut u64) -> (Vec<i8>, Vec<F16>) {
+        let v = rand_vec(k * n, seed);
+        let blocks = k.div_ceil(BLOCK);
+        let (mut q, mut d) = (vec![0i8; k * n], vec![F16(0); blocks * n]);
+        let mut col = [0f32; BLOCK];
+        let mut qc = [0i8; BLOCK];
+        for j in 0..n {
+            for b in 0..blocks {
+                let rows = b * BLOCK..((b + 1) * BLOCK).min(k);
+                let len = rows.len();
+                for (c, p) in col.iter_mut().zip(rows.clone()) {
+                    *c = v[p * n + j] * (1.0 + j as f32 / 10.0);
+                }
+                d[b * n + j] = quantize_weights(&col[..len], &mut qc[..len]);
+                for (p, &qv) in rows.zip(&qc) {
+                    q[p * n + j] = qv;
+                }
+            }
+        }
+        (q, d)
+    }
+
+    #[test]
+    fn weight_blocks_round_to_their_scale_no_worse_than_q4_0() {
+        let err = |v: &[f32], d: f32, q: &[i8]| -> f32 {
+            v.iter()
+                .zip(q)
+                .map(|(x, &q)| (x - q as f32 * d).powi(2))
+                .sum()
+        };
+        let mut seed = 1;
+        let mut strictly_better = 0;
+        for len in [1, 3, 6, 31, BLOCK] {
+            for _ in 0..20 {
+                let v = rand_vec(len, &mut seed);
+                let mut q = vec![0i8; len];
+                let d = quantize_weights(&v, &mut q).widen();
+                for (&x, &q) in v.iter().zip(&q) {
+                    assert_eq!(q, (x / d).round().clamp(-8.0, 7.0) as i8);
+                }
+                // ggml q4_0: d = m / -8, the largest magnitude exactly -8 steps.
+                let m = v
+                    .iter()
+                    .fold(0f32, |m, &x| if x.abs() > m.abs() { x } else { m });
+                let d0 = F16::from_f32(m / -8.0).widen();
+                let q0: Vec<i8> = v
+                    .iter()
+                    .map(|&x| (x / d0).round().clamp(-8.0, 7.0) as i8)
+                    .collect();
+                let (e, e0) = (err(&v, d, &q), err(&v, d0, &q0));
+                assert!(e <= e0, "{e} > {e0}");
+                strictly_better += usize::from(e < e0);
+            }
+        }
+        assert!(strictly_better > 40, "{strictly_better}");
+        let mut q = [1i8; 3];
+        assert_eq!(quantize_weights(&[0.0; 3], &mut q), F16(0));
+        assert_eq!(q, [0; 3]);
+    }
+
+    #[test]
+    fn packed_nibbles_pair_two_quads_per_byte() {
+        let (k, n) = (BLOCK + 8, 50); // two blocks (the second padded), two panels
+        let q: Vec<i8> = (0..k * n).map(|i| (i % 16) as i8 - 8).collect();
+        let d: Vec<F16> = (0..2 * n).map(|i| F16::from_f32(i as f32)).collect();
+        let (w, s) = pack(&q, &d, k, n);
+        assert_eq!((w.len(), s.len()), (2 * (2 * BLOCK) / 2 * NR, 2 * 2 * NR));
+        // Row 5 of column 1: pair 0, byte 1 of column 1, high nibble.
+        assert_eq!(panel_index(k, 5, 1), (4 + 1, true));
+        assert_eq!(w[5].0 >> 4, (q[5 * n + 1] + 8) as u8);
+        assert_eq!(w[5].0 & 15, (q[n + 1] + 8) as u8);
+        assert_eq!(s[scale_index(k, 1, 49)], d[n + 49]);
+        // The padding rows are zero weights (nibble 8).
+        assert_eq!(w[panel_index(k, 2 * BLOCK - 1, 0).0].0, 0x88);
+        let mut out = vec![0f32; k];
+        for r in [0, 47, 48, 49] {
+            gather_row(&w, &s, n, k, r, &mut out);
+            for p in 0..k {
+                assert_eq!(out[p], q[p * n + r] as f32 * d[(p / BLOCK) * n + r].widen());
+            }
+        }
+    }
+
+    #[test]
+    fn every_isa_gives_the_same_bits_and_matches_the_dequantized_reference() {
+        let mut seed = 5;
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (2, 0, 5),
+            (1, 768, 100),
+            (3, 70, 48),
+            (5, 130, 97),
+            (9, 64, 200),
+            (1, 3072, 50),
+        ] {
+            let mut x = rand_vec(m * k, &mut seed);
+            if let Some(v) = x.first_mut() {
+                *v *= 40.0; // an outlier in the first block
+            }
+            let (q, d) = weight(k, n, &mut seed);
+            let (w, s) = pack(&q, &d, k, n);
+            let b = rand_vec(n, &mut seed);
+            // The reference: quantize the rows as the kernel does, then f64 sums.
+            let kp = padded_depth(k);
+            let blocks = k.div_ceil(QBLOCK);
+            let mut want = vec![0f64; m * n];
+            for r in 0..m {
+                let (mut xq, mut xs, mut xo) = (vec![0i8; kp], vec![0f32; blocks], vec![0; blocks]);
+                crate::q8::quantize_row(
+                    Isa::Scalar,
+                    &x[r * k..(r + 1) * k],
+                    &mut xq,
+                    &mut xs,
+                    &mut xo,
+                );
+                for j in 0..n {
+                    let mut acc = 0f64;
+                    for p in 0..k {
+                        let xv = xq[p] as f64 * xs[p / QBLOCK] as f64;
+                        let wv = q[p * n + j] as f64 * d[(p / BLOCK) * n + j].widen() as f64;
+                        acc += xv * wv;
+                    }
+                    want[r * n + j] = acc + b[j] as f64;
+                }
+            }
+            use Activation::{Gelu, Identity};
+            for (bias, act) in [
+                (None, Identity),
+                (Some(&b[..]), Identity),
+                (Some(&b[..]), Gelu),
+            ] {
+                let want: Vec<f64> = want
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| {
+                        let w = w - if bias.is_some() { 0.0 } else { b[i % n] as f64 };
+                        match act {
+                            Gelu => crate::vmath::gelu(w as f32) as f64,
+                            Identity => w,
+                        }
+                    })
+                    .collect();
+                let tol = |w: f64| 1e-5 * (k as f64).sqrt() * w.abs().max(1.0);
+                same_bits_on_every_isa(&format!("{m}x{k}x{n} {act:?}"), &want, tol, |isa, y| {
+                    linear_on(isa, &x, m, k, &w, &s, bias, act, y, n)
+                });
+            }
+        }
+    }
+}
