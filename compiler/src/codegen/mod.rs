@@ -198,7 +198,7 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
 
     // The weight blob.
     crate::progress::stage("writing weights", Some(plan.blob_bytes as u64));
-    write_blob(&plan, weights_out)?;
+    let blob_hash = write_blob(&plan, weights_out)?;
     crate::progress::stage("codegen", None);
 
     // Forward pass statements.
@@ -293,7 +293,7 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
     let tokens = module_tokens(
         graph,
         opts,
-        &plan,
+        (&plan, blob_hash),
         &syms,
         &seq,
         stmts,
@@ -397,7 +397,8 @@ fn header(graph: &Graph, opts: &Options, plan: &plan::Plan) -> String {
     h
 }
 
-fn write_blob(plan: &plan::Plan, path: &Path) -> Result<()> {
+/// Writes the weight blob; returns a hash of its bytes (see `BlobHash`).
+fn write_blob(plan: &plan::Plan, path: &Path) -> Result<u64> {
     let io = |e: std::io::Error| Error::Io {
         path: path.display().to_string(),
         source: e,
@@ -405,10 +406,14 @@ fn write_blob(plan: &plan::Plan, path: &Path) -> Result<()> {
     let file = std::fs::File::create(path).map_err(io)?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut at = 0;
+    let mut hash = BlobHash::default();
     let mut write = |w: &mut std::io::BufWriter<std::fs::File>, offset: usize, bytes: &[u8]| {
-        let pad = offset - at;
-        w.write_all(&vec![0u8; pad]).map_err(io)?;
+        let pad = vec![0u8; offset - at];
+        w.write_all(&pad).map_err(io)?;
         w.write_all(bytes).map_err(io)?;
+        hash.update(&pad);
+        hash.update(bytes);
+        let pad = pad.len();
         crate::progress::advance((pad + bytes.len()) as u64);
         at = offset + bytes.len();
         Ok::<(), Error>(())
@@ -434,7 +439,61 @@ fn write_blob(plan: &plan::Plan, path: &Path) -> Result<()> {
         }
     }
     w.flush().map_err(io)?;
-    Ok(())
+    Ok(hash.finish())
+}
+
+/// A fast 64-bit hash of the weight blob (FNV-1a over little-endian words, then a final
+/// mix), written into the blob's symbol name. The blob enters the binary through the
+/// assembler (`.incbin`), which rustc does not track: when the weights change but the code
+/// does not (another rounding of the same model), the new symbol makes rustc assemble the
+/// blob again instead of reusing the old object. Not a checksum against tampering.
+#[derive(Default)]
+struct BlobHash {
+    state: u64,
+    /// Bytes not yet hashed (fewer than 8), carried into the next `update`.
+    tail: Vec<u8>,
+    len: u64,
+}
+
+impl BlobHash {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    fn word(&mut self, w: u64) {
+        self.state = (self.state ^ w).wrapping_mul(Self::PRIME);
+    }
+
+    fn update(&mut self, mut bytes: &[u8]) {
+        self.len += bytes.len() as u64;
+        if !self.tail.is_empty() {
+            let take = (8 - self.tail.len()).min(bytes.len());
+            self.tail.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.tail.len() < 8 {
+                return;
+            }
+            let w = u64::from_le_bytes(self.tail[..8].try_into().expect("8 bytes"));
+            self.word(w);
+            self.tail.clear();
+        }
+        let mut words = bytes.chunks_exact(8);
+        for c in &mut words {
+            self.word(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        self.tail.extend_from_slice(words.remainder());
+    }
+
+    fn finish(mut self) -> u64 {
+        let mut last = [0u8; 8];
+        last[..self.tail.len()].copy_from_slice(&self.tail);
+        self.word(u64::from_le_bytes(last) ^ self.len.rotate_left(32));
+        // A final avalanche (murmur3's fmix64), so nearby states give unrelated names.
+        let mut h = self.state;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
 }
 
 fn dtype_tokens(e: Elem) -> TokenStream {
@@ -557,7 +616,7 @@ pub fn sequence_info(graph: &Graph) -> std::result::Result<SeqInfo, String> {
 fn module_tokens(
     graph: &Graph,
     opts: &Options,
-    plan: &plan::Plan,
+    (plan, blob_hash): (&plan::Plan, u64),
     syms: &Symbols,
     seq: &std::result::Result<SeqInfo, String>,
     stmts: Vec<TokenStream>,
@@ -753,8 +812,9 @@ fn module_tokens(
         .iter()
         .map(|p| format!("_without_{}", p.replace('-', "_")))
         .collect();
+    // ... and by the blob's contents (`BlobHash`: what makes a changed blob rebuild).
     let symbol = Literal::string(&format!(
-        "gpt2c_weights_{}{format_suffix}{passes_suffix}",
+        "gpt2c_weights_{}{format_suffix}{passes_suffix}_{blob_hash:016x}",
         &opts.model_sha256[..16.min(opts.model_sha256.len())]
     ));
     let path = match &opts.weights_path {
@@ -1051,4 +1111,32 @@ fn module_tokens(
 
         #gpt2_impl
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BlobHash;
+
+    fn hash(parts: &[&[u8]]) -> u64 {
+        let mut h = BlobHash::default();
+        parts.iter().for_each(|p| h.update(p));
+        h.finish()
+    }
+
+    #[test]
+    fn blob_hash_depends_on_the_bytes_not_on_how_they_were_written() {
+        let bytes: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(37)).collect();
+        let whole = hash(&[&bytes]);
+        for cut in [0, 1, 7, 8, 9, 50, 99, 100] {
+            let (a, b) = bytes.split_at(cut);
+            assert_eq!(hash(&[a, b]), whole, "cut at {cut}");
+            assert_eq!(hash(&[a, &[], b]), whole, "cut at {cut}, empty part");
+        }
+        let mut other = bytes.clone();
+        other[57] ^= 1;
+        assert_ne!(hash(&[&other]), whole, "one bit");
+        // A trailing zero (padding) is part of the blob.
+        assert_ne!(hash(&[&bytes, &[0]]), whole, "length");
+        assert_ne!(hash(&[]), hash(&[&[0]]), "empty vs one zero");
+    }
 }
