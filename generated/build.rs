@@ -8,6 +8,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=GPT2_ONNX");
     println!("cargo:rerun-if-env-changed=GPT2C_DISABLE_PASSES");
     println!("cargo:rerun-if-env-changed=GPT2_WEIGHTS");
+    println!("cargo:rerun-if-env-changed=GPT2_KV");
     println!("cargo:rerun-if-changed=build.rs");
     let manifest =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -30,15 +31,20 @@ fn main() {
     }
 }
 
-/// `GPT2_WEIGHTS` (f32 when unset) and `GPT2C_DISABLE_PASSES` (comma-separated), read
-/// here and passed to the builder as arguments.
+/// `GPT2_WEIGHTS` and `GPT2_KV` (f32 when unset) and `GPT2C_DISABLE_PASSES`
+/// (comma-separated), read here and passed to the builder as arguments.
 fn build(model: &Path) -> Result<(), String> {
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
     let t = std::time::Instant::now();
     let format = std::env::var("GPT2_WEIGHTS").unwrap_or_default();
     let format = gpt2c::codegen::layout::WeightFormat::parse(&format)
         .map_err(|e| format!("GPT2_WEIGHTS: {e}"))?;
-    let mut builder = gpt2c::Builder::new(model).weights(format).module("model");
+    let kv = gpt2c::KvFormat::parse(&std::env::var("GPT2_KV").unwrap_or_default())
+        .map_err(|e| format!("GPT2_KV: {e}"))?;
+    let mut builder = gpt2c::Builder::new(model)
+        .weights(format)
+        .kv(kv)
+        .module("model");
     for pass in std::env::var("GPT2C_DISABLE_PASSES")
         .unwrap_or_default()
         .split(',')

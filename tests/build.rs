@@ -137,6 +137,32 @@ fn main() {
             .module(&name);
         compile(b, &format!("fixture tiny as {}", format.name()));
     }
+    // Narrow attention caches: the tiny fixture (head size 16: q8 blocks of a whole head)
+    // with each, wide (head size 32) with q8, and the x-hf-eager-cache exporter's graph
+    // (its own cache layout) with f16, as q8 weights with a q8 cache (the small deployment).
+    for (name, kv, weights) in [
+        ("tiny", gpt2c::KvFormat::F16, None),
+        ("tiny", gpt2c::KvFormat::Bf16, None),
+        ("tiny", gpt2c::KvFormat::Q8, None),
+        ("wide", gpt2c::KvFormat::Q8, None),
+        (
+            "wide",
+            gpt2c::KvFormat::Q8,
+            Some(gpt2c::codegen::layout::WeightFormat::Q8),
+        ),
+        ("x-hf-eager-cache", gpt2c::KvFormat::F16, None),
+    ] {
+        let mut module_name = format!("{}_kv_{}", module(name), kv.name());
+        let mut b = gpt2c::Builder::new(fixture(name)).kv(kv);
+        if let Some(w) = weights {
+            module_name = format!("{}_{}_kv_{}", module(name), w.name(), kv.name());
+            b = b.weights(w);
+        }
+        compile(
+            b.module(&module_name),
+            &format!("fixture {name} with a {} attention cache", kv.name()),
+        );
+    }
     // transformers' graphs without fuse-attention: their causal masks (Where over a bool
     // constant, an additive mask) run as generated code.
     for name in ["x-hf-eager", "x-dynamo"] {

@@ -1,5 +1,6 @@
 //! What a weight format costs (`gpt2c accuracy`): the f32 model and the model whose matrices
-//! are rounded to the format (`codegen::narrowed`, exactly what the generated code computes)
+//! are rounded to the format (`codegen::narrowed`, exactly what the generated code computes),
+//! its attention cache too with `--kv` (`codegen::kv_rounded`),
 //! run through the reference interpreter on a fixed set of token sequences; the report is
 //! the largest logit difference and how often the two agree on the most likely token.
 
@@ -13,6 +14,8 @@ use crate::ir::{Graph, Tensor};
 pub struct Report {
     /// The format compared with f32.
     pub format: WeightFormat,
+    /// The attention cache's format (`GPT2_KV`).
+    pub kv: gpt2rt::kv::KvFormat,
     /// Token sequences run.
     pub sequences: usize,
     /// Positions compared (logit rows), over all sequences.
@@ -29,7 +32,7 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         write!(
             f,
-            "{} weights{}: max |logit difference| {:.4} (logits up to {:.2}), top-1 agreement {}/{} ({:.2}%) over {} sequences",
+            "{} weights{}{}: max |logit difference| {:.4} (logits up to {:.2}), top-1 agreement {}/{} ({:.2}%) over {} sequences",
             self.format.name(),
             match self.format {
                 WeightFormat::Q8 => format!(
@@ -43,6 +46,10 @@ impl std::fmt::Display for Report {
                 ),
                 WeightFormat::Bf16 => " (inputs of Linears bf16)".to_string(),
                 _ => String::new(),
+            },
+            match self.kv {
+                gpt2rt::kv::KvFormat::F32 => String::new(),
+                kv => format!(", {} attention cache", kv.name()),
             },
             self.max_abs_diff,
             self.max_abs_logit,
@@ -75,6 +82,7 @@ pub fn sequences(sequences: usize, len: usize, vocab: usize) -> Vec<Vec<i64>> {
 pub fn measure(
     graph: &Graph,
     format: WeightFormat,
+    kv: gpt2rt::kv::KvFormat,
     sequences: usize,
     len: usize,
 ) -> Result<Report> {
@@ -83,10 +91,11 @@ pub fn measure(
     let len = len.min(config.n_ctx);
     let shape = crate::gpt2::token_shape(&dims, len);
     let f32_model = crate::compile_graph(graph, vec![(name.clone(), shape.clone())], |_, _, _| {})?;
-    let narrow = crate::codegen::narrowed(&f32_model, format);
+    let narrow = crate::codegen::kv_rounded(&crate::codegen::narrowed(&f32_model, format), kv);
     let vocab = config.vocab;
     let mut r = Report {
         format,
+        kv,
         sequences,
         positions: 0,
         max_abs_diff: 0.0,

@@ -56,6 +56,12 @@ impl Builder {
         self
     }
 
+    /// How the attention cache stores keys and values (f32 by default; `GPT2_KV`).
+    pub fn kv(mut self, format: gpt2rt::kv::KvFormat) -> Builder {
+        self.options.kv = format;
+        self
+    }
+
     /// Switches an optional pass off (one of `gpt2c::OPTIONAL_PASSES`), for A/B runs.
     pub fn disable(mut self, pass: impl Into<String>) -> Builder {
         self.options.disabled.push(pass.into());

@@ -52,11 +52,14 @@ pub fn input_shapes(
 }
 
 /// How to compile: every option explicit (the library reads no environment variable;
-/// build scripts and CLIs read `GPT2_WEIGHTS` and `GPT2C_DISABLE_PASSES` and pass them in).
+/// build scripts and CLIs read `GPT2_WEIGHTS`, `GPT2_KV` and `GPT2C_DISABLE_PASSES` and pass
+/// them in).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompileOptions {
     /// How Linear weights are stored.
     pub weights: WeightFormat,
+    /// How the attention cache stores keys and values (`GPT2_KV`).
+    pub kv: gpt2rt::kv::KvFormat,
     /// Optional passes to switch off (`crate::OPTIONAL_PASSES`).
     pub disabled: Vec<String>,
 }
@@ -140,15 +143,20 @@ pub fn compile_bytes_as(
         weights_path,
         gpt2: config,
         weight_format,
+        kv_format: options.kv,
         disabled_passes: disabled.clone(),
         options: format!(
-            "{} weights; specialized to {}; passes: {}{}",
+            "{} weights{}; specialized to {}; passes: {}{}",
             match weight_format {
                 WeightFormat::Q4 => format!(
                     "q4 (4-bit, an f16 scale per {} rows and column)",
                     gpt2rt::q4::BLOCK
                 ),
                 f => f.name().to_string(),
+            },
+            match options.kv {
+                gpt2rt::kv::KvFormat::F32 => String::new(),
+                f => format!(", {} attention cache", f.name()),
             },
             shapes.join(", "),
             ran.join(", "),

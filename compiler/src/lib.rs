@@ -30,6 +30,8 @@ pub mod tensor;
 
 pub use builder::Builder;
 pub use error::{Error, Result};
+/// How the attention cache stores keys and values (`Builder::kv`, `GPT2_KV`).
+pub use gpt2rt::kv::KvFormat;
 
 use ir::Graph;
 use passes::{

@@ -64,15 +64,21 @@ enum Cmd {
         /// or f32].
         #[arg(long, value_name = "FORMAT")]
         weights: Option<String>,
+        /// How to store the attention cache: f32, f16, bf16 or q8 [default: GPT2_KV, or f32].
+        #[arg(long, value_name = "FORMAT")]
+        kv: Option<String>,
     },
     /// Measure what a weight format costs: the f32 model and the model with its matrices
     /// rounded to the format, through the reference interpreter on fixed token sequences.
     Accuracy {
         /// The ONNX model file.
         model: PathBuf,
-        /// Weight format: bf16, f16, q8 or q4 (as `GPT2_WEIGHTS`).
+        /// Weight format: f32, bf16, f16, q8 or q4 (as `GPT2_WEIGHTS`).
         #[arg(long)]
         format: String,
+        /// Attention-cache format: f32, f16, bf16 or q8 (as `GPT2_KV`).
+        #[arg(long, default_value = "f32")]
+        kv: String,
         /// Token sequences to run.
         #[arg(long, default_value_t = 4)]
         sequences: usize,
@@ -108,13 +114,21 @@ fn main() -> ExitCode {
             out,
             runtime_path,
             weights,
-        } => emit(&model, &out, runtime_path, weights.as_deref()),
+            kv,
+        } => emit(
+            &model,
+            &out,
+            runtime_path,
+            weights.as_deref(),
+            kv.as_deref(),
+        ),
         Cmd::Accuracy {
             model,
             format,
+            kv,
             sequences,
             len,
-        } => accuracy(&model, &format, sequences, len),
+        } => accuracy(&model, &format, &kv, sequences, len),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,14 +139,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn accuracy(model: &Path, format: &str, sequences: usize, len: usize) -> Result<()> {
+fn accuracy(model: &Path, format: &str, kv: &str, sequences: usize, len: usize) -> Result<()> {
     let format = gpt2c::codegen::layout::WeightFormat::parse(format).map_err(anyhow::Error::msg)?;
+    let kv = gpt2rt::kv::KvFormat::parse(kv).map_err(|e| anyhow::anyhow!("--kv: {e}"))?;
     if sequences == 0 || len == 0 {
         anyhow::bail!("--sequences and --len must be at least 1");
     }
     let t = Instant::now();
     let graph = gpt2c::gpt2::bind_side_inputs(&gpt2c::onnx::load_graph(model)?)?;
-    let r = gpt2c::accuracy::measure(&graph, format, sequences, len)?;
+    let r = gpt2c::accuracy::measure(&graph, format, kv, sequences, len)?;
     println!(
         "{r} of {} tokens ({:.1} s)",
         r.positions / sequences,
@@ -157,7 +172,13 @@ fn disabled_passes_from_env() -> Vec<String> {
         .collect()
 }
 
-fn emit(model: &Path, out: &Path, runtime: Option<PathBuf>, weights: Option<&str>) -> Result<()> {
+fn emit(
+    model: &Path,
+    out: &Path,
+    runtime: Option<PathBuf>,
+    weights: Option<&str>,
+    kv: Option<&str>,
+) -> Result<()> {
     let t = Instant::now();
     let runtime = runtime.unwrap_or_else(gpt2c::emit::default_runtime_path);
     // The CLI honours the variables the build script does; the library takes arguments.
@@ -166,8 +187,14 @@ fn emit(model: &Path, out: &Path, runtime: Option<PathBuf>, weights: Option<&str
             .map_err(|e| anyhow::anyhow!("--weights: {e}"))?,
         None => weight_format_from_env()?,
     };
+    let kv = match kv {
+        Some(k) => gpt2rt::kv::KvFormat::parse(k).map_err(|e| anyhow::anyhow!("--kv: {e}"))?,
+        None => gpt2rt::kv::KvFormat::parse(&std::env::var("GPT2_KV").unwrap_or_default())
+            .map_err(|e| anyhow::anyhow!("GPT2_KV: {e}"))?,
+    };
     let options = gpt2c::driver::CompileOptions {
         weights: format,
+        kv,
         disabled: disabled_passes_from_env(),
     };
     let e = {

@@ -17,10 +17,15 @@ pub const SEQUENCE: &str = "rows run separately: 8 cached tensors";
 pub const BATCHING: Result<(), &str> = Ok(());
 /// Values of one sequence's attention cache in `forward_batch` (0 without it).
 pub const CACHE_LEN: usize = 131072;
+/// How the attention cache stores keys and values (`GPT2_KV`).
+pub const KV_FORMAT: KvFormat = KvFormat::F32;
+/// Values per scale of a q8 attention cache (1 otherwise).
+pub const KV_BLOCK: usize = 1;
 use gpt2rt::arena;
 use gpt2rt::batch;
 use gpt2rt::io::{DType, Gpt2Config, TensorInfo, TensorRef};
 use gpt2rt::kernels::{self, Activation, Layout};
+use gpt2rt::kv::{KvCache, KvFormat};
 use gpt2rt::profile;
 use gpt2rt::weights::view;
 use std::ops::Range;
@@ -1755,19 +1760,28 @@ impl Model {
     }
     /// One step over several sequences (`gpt2rt::batch`): the rows of each segment,
     /// their ids stacked in `input1`, against the cache `caches[segment.cache]`
-    /// (`CACHE_LEN` values, laid out as the start of the f32 arena), which holds the
-    /// sequence's rows `0..segment.pos` and receives the new ones. Then the logits'
-    /// row `i` is the last row of segment `i` with `last_only`, else the logits
-    /// hold every row of the stack. Overwrites the cache rows `forward_rows` keeps.
+    /// (`CACHE_LEN` values in `KV_FORMAT`, laid out as the start of the f32 arena),
+    /// which holds the sequence's rows `0..segment.pos` and receives the new ones.
+    /// Then the logits' row `i` is the last row of segment `i` with `last_only`, else
+    /// the logits hold every row of the stack. Overwrites the cache rows
+    /// `forward_rows` keeps.
     #[allow(unused_variables)]
     pub fn forward_batch(
         &mut self,
         input1: &[i64],
         segments: &[batch::Segment],
-        caches: &mut [Vec<f32>],
+        caches: &mut [KvCache],
         last_only: bool,
     ) -> Result<(), String> {
-        let n = batch::check(input1.len(), 1, segments, caches, CACHE_LEN, SEQ_LEN)?;
+        let n = batch::check(
+            input1.len(),
+            1,
+            segments,
+            caches,
+            CACHE_LEN,
+            SEQ_LEN,
+            KV_FORMAT,
+        )?;
         let rows = (0, n);
         let tail_rows = if last_only { (0, segments.len()) } else { rows };
         let Model { w, f32s, i64s } = self;
@@ -1850,15 +1864,15 @@ impl Model {
             );
         }
         for run in batch::runs(segments) {
-            kernels::copy_strided(
-                &f32s[buf::H0_ATTN_VALUES],
-                run.row * 32,
-                &[16384, 4096, 32, 1],
-                &mut caches[run.cache][buf::H0_ATTN_VALUES],
-                run.pos * 32,
-                &[16384, 4096, 32, 1],
-                &[1, 4, run.rows, 32],
-            );
+            caches[run.cache]
+                .store(
+                    buf::H0_ATTN_VALUES,
+                    &f32s[buf::H0_ATTN_VALUES],
+                    run.row * 32,
+                    run.pos * 32,
+                    &[16384, 4096, 32, 1],
+                    &[1, 4, run.rows, 32],
+                );
         }
         // StridedCopy /transformer/h.0/attn/Transpose_3
         {
@@ -1876,15 +1890,15 @@ impl Model {
             );
         }
         for run in batch::runs(segments) {
-            kernels::copy_strided(
-                &f32s[buf::H0_ATTN_KEYS],
-                run.row * 32,
-                &[16384, 4096, 32, 1],
-                &mut caches[run.cache][buf::H0_ATTN_KEYS],
-                run.pos * 32,
-                &[16384, 4096, 32, 1],
-                &[1, 4, run.rows, 32],
-            );
+            caches[run.cache]
+                .store(
+                    buf::H0_ATTN_KEYS,
+                    &f32s[buf::H0_ATTN_KEYS],
+                    run.row * 32,
+                    run.pos * 32,
+                    &[16384, 4096, 32, 1],
+                    &[1, 4, run.rows, 32],
+                );
         }
         // Attention /transformer/h.0/attn/Attention
         {
@@ -1922,7 +1936,10 @@ impl Model {
                 y,
                 dims,
                 runs,
-                |c| (&caches[c][buf::H0_ATTN_KEYS], &caches[c][buf::H0_ATTN_VALUES]),
+                |c| (
+                    caches[c].view(buf::H0_ATTN_KEYS),
+                    caches[c].view(buf::H0_ATTN_VALUES),
+                ),
             );
         }
         // Linear /transformer/h.0/attn/c_proj/Gemm
@@ -2066,15 +2083,15 @@ impl Model {
             );
         }
         for run in batch::runs(segments) {
-            kernels::copy_strided(
-                &f32s[buf::H1_ATTN_VALUES],
-                run.row * 32,
-                &[16384, 4096, 32, 1],
-                &mut caches[run.cache][buf::H1_ATTN_VALUES],
-                run.pos * 32,
-                &[16384, 4096, 32, 1],
-                &[1, 4, run.rows, 32],
-            );
+            caches[run.cache]
+                .store(
+                    buf::H1_ATTN_VALUES,
+                    &f32s[buf::H1_ATTN_VALUES],
+                    run.row * 32,
+                    run.pos * 32,
+                    &[16384, 4096, 32, 1],
+                    &[1, 4, run.rows, 32],
+                );
         }
         // StridedCopy /transformer/h.1/attn/Transpose_3
         {
@@ -2092,15 +2109,15 @@ impl Model {
             );
         }
         for run in batch::runs(segments) {
-            kernels::copy_strided(
-                &f32s[buf::H1_ATTN_KEYS],
-                run.row * 32,
-                &[16384, 4096, 32, 1],
-                &mut caches[run.cache][buf::H1_ATTN_KEYS],
-                run.pos * 32,
-                &[16384, 4096, 32, 1],
-                &[1, 4, run.rows, 32],
-            );
+            caches[run.cache]
+                .store(
+                    buf::H1_ATTN_KEYS,
+                    &f32s[buf::H1_ATTN_KEYS],
+                    run.row * 32,
+                    run.pos * 32,
+                    &[16384, 4096, 32, 1],
+                    &[1, 4, run.rows, 32],
+                );
         }
         // Attention /transformer/h.1/attn/Attention
         {
@@ -2138,7 +2155,10 @@ impl Model {
                 y,
                 dims,
                 runs,
-                |c| (&caches[c][buf::H1_ATTN_KEYS], &caches[c][buf::H1_ATTN_VALUES]),
+                |c| (
+                    caches[c].view(buf::H1_ATTN_KEYS),
+                    caches[c].view(buf::H1_ATTN_VALUES),
+                ),
             );
         }
         // Linear /transformer/h.1/attn/c_proj/Gemm
@@ -2282,15 +2302,15 @@ impl Model {
             );
         }
         for run in batch::runs(segments) {
-            kernels::copy_strided(
-                &f32s[buf::H2_ATTN_VALUES],
-                run.row * 32,
-                &[16384, 4096, 32, 1],
-                &mut caches[run.cache][buf::H2_ATTN_VALUES],
-                run.pos * 32,
-                &[16384, 4096, 32, 1],
-                &[1, 4, run.rows, 32],
-            );
+            caches[run.cache]
+                .store(
+                    buf::H2_ATTN_VALUES,
+                    &f32s[buf::H2_ATTN_VALUES],
+                    run.row * 32,
+                    run.pos * 32,
+                    &[16384, 4096, 32, 1],
+                    &[1, 4, run.rows, 32],
+                );
         }
         // StridedCopy /transformer/h.2/attn/Transpose_3
         {
@@ -2308,15 +2328,15 @@ impl Model {
             );
         }
         for run in batch::runs(segments) {
-            kernels::copy_strided(
-                &f32s[buf::H2_ATTN_KEYS],
-                run.row * 32,
-                &[16384, 4096, 32, 1],
-                &mut caches[run.cache][buf::H2_ATTN_KEYS],
-                run.pos * 32,
-                &[16384, 4096, 32, 1],
-                &[1, 4, run.rows, 32],
-            );
+            caches[run.cache]
+                .store(
+                    buf::H2_ATTN_KEYS,
+                    &f32s[buf::H2_ATTN_KEYS],
+                    run.row * 32,
+                    run.pos * 32,
+                    &[16384, 4096, 32, 1],
+                    &[1, 4, run.rows, 32],
+                );
         }
         // Attention /transformer/h.2/attn/Attention
         {
@@ -2354,7 +2374,10 @@ impl Model {
                 y,
                 dims,
                 runs,
-                |c| (&caches[c][buf::H2_ATTN_KEYS], &caches[c][buf::H2_ATTN_VALUES]),
+                |c| (
+                    caches[c].view(buf::H2_ATTN_KEYS),
+                    caches[c].view(buf::H2_ATTN_VALUES),
+                ),
             );
         }
         // Linear /transformer/h.2/attn/c_proj/Gemm
@@ -2498,15 +2521,15 @@ impl Model {
             );
         }
         for run in batch::runs(segments) {
-            kernels::copy_strided(
-                &f32s[buf::H3_ATTN_VALUES],
-                run.row * 32,
-                &[16384, 4096, 32, 1],
-                &mut caches[run.cache][buf::H3_ATTN_VALUES],
-                run.pos * 32,
-                &[16384, 4096, 32, 1],
-                &[1, 4, run.rows, 32],
-            );
+            caches[run.cache]
+                .store(
+                    buf::H3_ATTN_VALUES,
+                    &f32s[buf::H3_ATTN_VALUES],
+                    run.row * 32,
+                    run.pos * 32,
+                    &[16384, 4096, 32, 1],
+                    &[1, 4, run.rows, 32],
+                );
         }
         // StridedCopy /transformer/h.3/attn/Transpose_3
         {
@@ -2524,15 +2547,15 @@ impl Model {
             );
         }
         for run in batch::runs(segments) {
-            kernels::copy_strided(
-                &f32s[buf::H3_ATTN_KEYS],
-                run.row * 32,
-                &[16384, 4096, 32, 1],
-                &mut caches[run.cache][buf::H3_ATTN_KEYS],
-                run.pos * 32,
-                &[16384, 4096, 32, 1],
-                &[1, 4, run.rows, 32],
-            );
+            caches[run.cache]
+                .store(
+                    buf::H3_ATTN_KEYS,
+                    &f32s[buf::H3_ATTN_KEYS],
+                    run.row * 32,
+                    run.pos * 32,
+                    &[16384, 4096, 32, 1],
+                    &[1, 4, run.rows, 32],
+                );
         }
         if last_only {
             batch::compact_last_rows(&mut f32s[buf::H3_ATTN_C_ATTN], 384, segments);
@@ -2574,7 +2597,10 @@ impl Model {
                 y,
                 dims,
                 runs,
-                |c| (&caches[c][buf::H3_ATTN_KEYS], &caches[c][buf::H3_ATTN_VALUES]),
+                |c| (
+                    caches[c].view(buf::H3_ATTN_KEYS),
+                    caches[c].view(buf::H3_ATTN_VALUES),
+                ),
             );
         }
         // Linear /transformer/h.3/attn/c_proj/Gemm
@@ -2766,11 +2792,17 @@ impl gpt2rt::Gpt2Model for Model {
     fn batching(&self) -> Result<(), String> {
         BATCHING.map_err(String::from)
     }
+    fn kv_format(&self) -> gpt2rt::kv::KvFormat {
+        KV_FORMAT
+    }
+    fn kv_block(&self) -> usize {
+        KV_BLOCK
+    }
     fn forward_batch(
         &mut self,
         ids: &[i64],
         segments: &[gpt2rt::batch::Segment],
-        caches: &mut [Vec<f32>],
+        caches: &mut [KvCache],
         last_only: bool,
     ) -> Result<(), String> {
         Model::forward_batch(self, ids, segments, caches, last_only)

@@ -892,10 +892,11 @@ fn bench(
     });
     let full_128_json =
         full_128.map_or(String::new(), |t| format!(",\"full_forward_128_s\":{t:.6}"));
-    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3}{full_json},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{},\"streams\":{streams},\"decode_tokens_per_s_total\":{total_tok_s:.3},\"single_stream_decode_tok_s\":{:.3}}}",
+    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3}{full_json},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{},\"kv\":\"{}\",\"streams\":{streams},\"decode_tokens_per_s_total\":{total_tok_s:.3},\"single_stream_decode_tok_s\":{:.3}}}",
         prompt_len as f64 / prefill,
         1e3 / ms_per_token,
         gpt2::INCREMENTAL,
+        gpt2::KV_FORMAT.name(),
         1e3 / single_ms
     );
     emit(&o);
@@ -1022,6 +1023,18 @@ fn info() {
         _ => "",
     };
     outln!(o, "kernels    {isa}{products}");
+    let c = GPT2.map_or(1, |c| c.n_embd / c.n_head.max(1));
+    outln!(
+        o,
+        "kv cache   {}, {} bytes per sequence at full context{}",
+        gpt2::KV_FORMAT.name(),
+        (gpt2::CACHE_LEN as f64 * gpt2::KV_FORMAT.bytes_per_value(c)) as usize,
+        match gpt2::KV_FORMAT {
+            gpt2rt::kv::KvFormat::F32 => "",
+            gpt2rt::kv::KvFormat::Q8 => ", int8 with an f32 scale per block, widened as read",
+            _ => ", widened to f32 as read",
+        }
+    );
     outln!(
         o,
         "arena      {} bytes of activations",

@@ -78,7 +78,7 @@ fn batched_decode_steps() {
     gpt2rt::set_threads(2);
     let mut model = gpt2::Model::new();
     let vocab = model.config().vocab;
-    let mut caches = vec![vec![0.0; model.cache_len()]; 4];
+    let mut caches = vec![model.new_cache(); 4];
     // Four sequences, prefilled together (prompts of 3 to 6 tokens).
     let mut ids: Vec<i64> = Vec::with_capacity(64);
     let mut segments: Vec<Segment> = Vec::with_capacity(4);

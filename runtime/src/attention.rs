@@ -4,6 +4,7 @@
 //! family above `gemm`, `matmul` and `vmath`, below the `kernels` facade.
 
 use crate::batch::Run;
+use crate::kv::KvRef;
 use crate::layout::Layout;
 use crate::matmul::matmul_serial;
 
@@ -115,6 +116,10 @@ thread_local! {
     /// An attention head's keys (as Kᵀ) and values in GEMM panels (prefill on AVX-512).
     static PANELS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// A head's keys and values widened from a narrow cache (prefill), and one row of them
+    /// (decoding).
+    static WIDE: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// Scaled dot-product attention for query rows `r0..r0 + rn` of every (batch, head):
@@ -150,6 +155,22 @@ pub fn attention_at(
     rn: usize,
     pos0: usize,
 ) {
+    attention_kv(q, k.into(), v.into(), out, dims, r0, rn, pos0)
+}
+
+/// `attention_at` over keys and values in any cache format (`kv`): a narrow cache's rows
+/// are widened as they are read, and the rest is computed in f32 as over their values.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_kv(
+    q: &[f32],
+    k: KvRef,
+    v: KvRef,
+    out: &mut [f32],
+    dims: AttentionDims,
+    r0: usize,
+    rn: usize,
+    pos0: usize,
+) {
     let run = Run {
         row: r0,
         rows: rn,
@@ -171,7 +192,7 @@ pub fn attention_runs<'a, R>(
     out: &mut [f32],
     dims: AttentionDims,
     runs: R,
-    kv: impl Fn(usize) -> (&'a [f32], &'a [f32]) + Sync,
+    kv: impl Fn(usize) -> (KvRef<'a>, KvRef<'a>) + Sync,
 ) where
     R: Iterator<Item = Run> + Clone + Sync,
 {
@@ -231,8 +252,8 @@ pub fn attention_runs<'a, R>(
 #[allow(clippy::too_many_arguments)]
 fn check(
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: KvRef,
+    v: KvRef,
     out: &[f32],
     dims: AttentionDims,
     r0: usize,
@@ -271,6 +292,19 @@ fn check(
         lo.is_injective(bh, heads, q_rows, d),
         "output positions overlap"
     );
+    // A narrow cache is read a head's row at a time: contiguous channels, rows on blocks.
+    for (x, l) in [(k, lk), (v, lv)] {
+        if x.as_f32().is_none() {
+            let b = x.block();
+            assert!(
+                l.col == 1
+                    && l.offset % b == 0
+                    && d % b == 0
+                    && [l.batch, l.head, l.row].iter().all(|s| s % b == 0),
+                "a narrow cache needs contiguous channels in whole blocks of {b}"
+            );
+        }
+    }
 }
 
 /// The output rows of `attention`, handed out one at a time to the task computing their
@@ -320,8 +354,8 @@ crate::cpu::isa_kernel!(
     attention_heads_with => attention_heads(
         packed: bool,
         q: &[f32],
-        k: &[f32],
-        v: &[f32],
+        k: KvRef,
+        v: KvRef,
         out: &HeadRows,
         dims: AttentionDims,
         r0: usize,
@@ -341,8 +375,8 @@ crate::cpu::isa_kernel!(
 fn attention_heads(
     packed: bool,
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: KvRef,
+    v: KvRef,
     out: &HeadRows,
     dims: AttentionDims,
     r0: usize,
@@ -367,41 +401,101 @@ fn attention_heads(
     let shift = kv_rows - q_rows + pos0;
     // Keys the last query row may see.
     let keys_max = if causal { rn + shift } else { kv_rows };
+    // Keys and values stored as f32 are read in place; a narrow cache's are widened, a
+    // head's rows at once for a prefill, a row at a time for a step.
+    let f32_kv = k.as_f32().zip(v.as_f32());
     SCORES.with(|s| {
-        let (s, tile) = &mut *s.borrow_mut();
-        let need = if rn >= 16 {
-            QUERY_BLOCK.min(rn) * keys_max
-        } else {
-            kv_rows
-        };
-        if s.len() < need {
-            s.resize(need, 0.0);
-        }
-        if tile.len() < QUERY_BLOCK.min(rn) * d {
-            tile.resize(QUERY_BLOCK.min(rn) * d, 0.0);
-        }
-        for b in h0..h0 + nh {
-            let (qb, kb, vb) = (
-                &q[lq.start(b, heads)..],
-                &k[lk.start(b, heads)..],
-                &v[lv.start(b, heads)..],
-            );
-            // Rows `b0..` of this head from a block computed contiguously.
-            let put = |b0: usize, block: &[f32]| {
-                for (r, x) in block.chunks_exact(d).enumerate() {
-                    // SAFETY: row b0 + r < q_rows of head b < bh, which only this task
-                    // computes (`attention_runs`); the row is not borrowed elsewhere.
-                    unsafe { out.row(b, b0 + r) }.copy_from_slice(x);
-                }
+        WIDE.with(|w| {
+            let (s, tile) = &mut *s.borrow_mut();
+            let (wk, wv, wrow) = &mut *w.borrow_mut();
+            if wrow.len() < d {
+                wrow.resize(d, 0.0);
+            }
+            let need = if rn >= 16 {
+                QUERY_BLOCK.min(rn) * keys_max
+            } else {
+                kv_rows
             };
-            if rn >= 16 && packed {
-                // The head's keys (as Kᵀ) and values packed into GEMM panels once, then
-                // query rows in blocks as below, each block multiplying by the first rows
-                // of the packed values.
-                PANELS.with(|p| {
-                    let (kt, vp) = &mut *p.borrow_mut();
-                    crate::gemm::pack_panels(kb, lk.col, lk.row, d, keys_max, kt);
-                    crate::gemm::pack_panels(vb, lv.row, 1, keys_max, d, vp);
+            if s.len() < need {
+                s.resize(need, 0.0);
+            }
+            if tile.len() < QUERY_BLOCK.min(rn) * d {
+                tile.resize(QUERY_BLOCK.min(rn) * d, 0.0);
+            }
+            for b in h0..h0 + nh {
+                let qb = &q[lq.start(b, heads)..];
+                let (ks, vs) = (lk.start(b, heads), lv.start(b, heads));
+                // This head's keys and values with their row and channel strides (a narrow
+                // cache's step reads rows through `k` and `v` instead: empty here).
+                let (kb, vb, lk, lv): (&[f32], &[f32], HeadLayout, HeadLayout) = match f32_kv {
+                    Some((k32, v32)) => (&k32[ks..], &v32[vs..], lk, lv),
+                    None if rn >= 16 => {
+                        let dense = HeadLayout::dense(1, keys_max, d);
+                        for (x, l, at, wide) in [(&k, lk, ks, &mut *wk), (&v, lv, vs, &mut *wv)] {
+                            if wide.len() < keys_max * d {
+                                wide.resize(keys_max * d, 0.0);
+                            }
+                            for (j, row) in wide[..keys_max * d].chunks_exact_mut(d).enumerate() {
+                                let at = at + j * l.row;
+                                if let Some(x) = x.as_f32() {
+                                    row.copy_from_slice(&x[at..at + d]);
+                                } else {
+                                    x.values(at, d, row);
+                                }
+                            }
+                        }
+                        (&wk[..keys_max * d], &wv[..keys_max * d], dense, dense)
+                    }
+                    None => (&[][..], &[][..], lk, lv),
+                };
+                // Rows `b0..` of this head from a block computed contiguously.
+                let put = |b0: usize, block: &[f32]| {
+                    for (r, x) in block.chunks_exact(d).enumerate() {
+                        // SAFETY: row b0 + r < q_rows of head b < bh, which only this task
+                        // computes (`attention_runs`); the row is not borrowed elsewhere.
+                        unsafe { out.row(b, b0 + r) }.copy_from_slice(x);
+                    }
+                };
+                if rn >= 16 && packed {
+                    // The head's keys (as Kᵀ) and values packed into GEMM panels once, then
+                    // query rows in blocks as below, each block multiplying by the first rows
+                    // of the packed values.
+                    PANELS.with(|p| {
+                        let (kt, vp) = &mut *p.borrow_mut();
+                        crate::gemm::pack_panels(kb, lk.col, lk.row, d, keys_max, kt);
+                        crate::gemm::pack_panels(vb, lv.row, 1, keys_max, d, vp);
+                        for b0 in (r0..r0 + rn).step_by(QUERY_BLOCK) {
+                            let bn = (r0 + rn - b0).min(QUERY_BLOCK);
+                            let keys_b = if causal {
+                                b0 - r0 + bn + shift
+                            } else {
+                                kv_rows
+                            };
+                            let sc = &mut s[..bn * keys_b];
+                            let qr = &qb[b0 * lq.row..];
+                            crate::gemm::gemm_panels(scale, qr, lq.row, bn, d, kt, d, keys_b, sc);
+                            for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
+                                let keys = if causal {
+                                    b0 - r0 + r + shift + 1
+                                } else {
+                                    kv_rows
+                                };
+                                let (live, dead) = row.split_at_mut(keys);
+                                crate::vmath::softmax_row(live);
+                                dead.iter_mut().for_each(|x| *x = 0.0);
+                            }
+                            let o = &mut tile[..bn * d];
+                            crate::gemm::gemm_panels(
+                                1.0, sc, keys_b, bn, keys_b, vp, keys_max, d, o,
+                            );
+                            put(b0, o);
+                        }
+                    });
+                    continue;
+                }
+                if rn >= 16 {
+                    // Query rows in blocks: each block's scores stay in L2, and a causal block
+                    // computes only the keys its last row may see (half the work over a prompt).
                     for b0 in (r0..r0 + rn).step_by(QUERY_BLOCK) {
                         let bn = (r0 + rn - b0).min(QUERY_BLOCK);
                         let keys_b = if causal {
@@ -410,8 +504,29 @@ fn attention_heads(
                             kv_rows
                         };
                         let sc = &mut s[..bn * keys_b];
-                        let qr = &qb[b0 * lq.row..];
-                        crate::gemm::gemm_panels(scale, qr, lq.row, bn, d, kt, d, keys_b, sc);
+                        // Kᵀ as a [d, keys] matrix: element (c, j) is k[j·row + c·col].
+                        let kt = Layout {
+                            row_stride: lk.col as isize,
+                            col_stride: lk.row as isize,
+                        };
+                        let lqr = Layout {
+                            row_stride: lq.row as isize,
+                            col_stride: 1,
+                        };
+                        matmul_serial(
+                            scale,
+                            qb,
+                            &[b0 * lq.row],
+                            lqr,
+                            kb,
+                            &[0],
+                            kt,
+                            0.0,
+                            sc,
+                            bn,
+                            d,
+                            keys_b,
+                        );
                         for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
                             let keys = if causal {
                                 b0 - r0 + r + shift + 1
@@ -422,105 +537,62 @@ fn attention_heads(
                             crate::vmath::softmax_row(live);
                             dead.iter_mut().for_each(|x| *x = 0.0);
                         }
+                        let lvr = Layout {
+                            row_stride: lv.row as isize,
+                            col_stride: 1,
+                        };
                         let o = &mut tile[..bn * d];
-                        crate::gemm::gemm_panels(1.0, sc, keys_b, bn, keys_b, vp, keys_max, d, o);
+                        matmul_serial(
+                            1.0,
+                            sc,
+                            &[0],
+                            Layout::row_major(keys_b),
+                            vb,
+                            &[0],
+                            lvr,
+                            0.0,
+                            o,
+                            bn,
+                            keys_b,
+                            d,
+                        );
                         put(b0, o);
                     }
-                });
-                continue;
-            }
-            if rn >= 16 {
-                // Query rows in blocks: each block's scores stay in L2, and a causal block
-                // computes only the keys its last row may see (half the work over a prompt).
-                for b0 in (r0..r0 + rn).step_by(QUERY_BLOCK) {
-                    let bn = (r0 + rn - b0).min(QUERY_BLOCK);
-                    let keys_b = if causal {
-                        b0 - r0 + bn + shift
-                    } else {
-                        kv_rows
-                    };
-                    let sc = &mut s[..bn * keys_b];
-                    // Kᵀ as a [d, keys] matrix: element (c, j) is k[j·row + c·col].
-                    let kt = Layout {
-                        row_stride: lk.col as isize,
-                        col_stride: lk.row as isize,
-                    };
-                    let lqr = Layout {
-                        row_stride: lq.row as isize,
-                        col_stride: 1,
-                    };
-                    matmul_serial(
-                        scale,
-                        qb,
-                        &[b0 * lq.row],
-                        lqr,
-                        kb,
-                        &[0],
-                        kt,
-                        0.0,
-                        sc,
-                        bn,
-                        d,
-                        keys_b,
-                    );
-                    for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
-                        let keys = if causal {
-                            b0 - r0 + r + shift + 1
+                    continue;
+                }
+                for i in r0..r0 + rn {
+                    let qi = &qb[i * lq.row..][..d];
+                    let keys = if causal { i - r0 + shift + 1 } else { kv_rows };
+                    let scores = &mut s[..keys];
+                    for (j, sj) in scores.iter_mut().enumerate() {
+                        let dot = if f32_kv.is_none() {
+                            dot(qi, k.values(ks + j * lk.row, d, wrow))
+                        } else if lk.col == 1 {
+                            dot(qi, &kb[j * lk.row..][..d])
                         } else {
-                            kv_rows
+                            let kj = &kb[j * lk.row..];
+                            (0..d).map(|c| qi[c] * kj[c * lk.col]).sum()
                         };
-                        let (live, dead) = row.split_at_mut(keys);
-                        crate::vmath::softmax_row(live);
-                        dead.iter_mut().for_each(|x| *x = 0.0);
+                        *sj = dot * scale;
                     }
-                    let lvr = Layout {
-                        row_stride: lv.row as isize,
-                        col_stride: 1,
-                    };
-                    let o = &mut tile[..bn * d];
-                    matmul_serial(
-                        1.0,
-                        sc,
-                        &[0],
-                        Layout::row_major(keys_b),
-                        vb,
-                        &[0],
-                        lvr,
-                        0.0,
-                        o,
-                        bn,
-                        keys_b,
-                        d,
-                    );
-                    put(b0, o);
-                }
-                continue;
-            }
-            for i in r0..r0 + rn {
-                let qi = &qb[i * lq.row..][..d];
-                let keys = if causal { i - r0 + shift + 1 } else { kv_rows };
-                let scores = &mut s[..keys];
-                for (j, sj) in scores.iter_mut().enumerate() {
-                    let kj = &kb[j * lk.row..];
-                    let dot = if lk.col == 1 {
-                        dot(qi, &kj[..d])
-                    } else {
-                        (0..d).map(|c| qi[c] * kj[c * lk.col]).sum()
-                    };
-                    *sj = dot * scale;
-                }
-                crate::vmath::softmax_row(scores);
-                // SAFETY: row i < q_rows of head b < bh, which only this task computes
-                // (`attention_runs`); the row is not borrowed elsewhere.
-                let o = unsafe { out.row(b, i) };
-                o.iter_mut().for_each(|x| *x = 0.0);
-                for (j, &p) in scores.iter().enumerate() {
-                    for (x, &vv) in o.iter_mut().zip(&vb[j * lv.row..][..d]) {
-                        *x += p * vv;
+                    crate::vmath::softmax_row(scores);
+                    // SAFETY: row i < q_rows of head b < bh, which only this task computes
+                    // (`attention_runs`); the row is not borrowed elsewhere.
+                    let o = unsafe { out.row(b, i) };
+                    o.iter_mut().for_each(|x| *x = 0.0);
+                    for (j, &p) in scores.iter().enumerate() {
+                        let vj = if f32_kv.is_none() {
+                            v.values(vs + j * lv.row, d, wrow)
+                        } else {
+                            &vb[j * lv.row..][..d]
+                        };
+                        for (x, &vv) in o.iter_mut().zip(vj) {
+                            *x += p * vv;
+                        }
                     }
                 }
             }
-        }
+        })
     });
 }
 
@@ -602,9 +674,35 @@ mod tests {
                     d,
                     _out: std::marker::PhantomData,
                 };
-                attention_heads_with(isa, packed, &q, &k, &v, &rows_out, dims, 0, 140, 0, 0, bh);
+                attention_heads_with(
+                    isa,
+                    packed,
+                    &q,
+                    (&k).into(),
+                    (&v).into(),
+                    &rows_out,
+                    dims,
+                    0,
+                    140,
+                    0,
+                    0,
+                    bh,
+                );
                 for r in 140..rows {
-                    attention_heads_with(isa, packed, &q, &k, &v, &rows_out, dims, r, 1, r, 0, bh);
+                    attention_heads_with(
+                        isa,
+                        packed,
+                        &q,
+                        (&k).into(),
+                        (&v).into(),
+                        &rows_out,
+                        dims,
+                        r,
+                        1,
+                        r,
+                        0,
+                        bh,
+                    );
                 }
                 for (a, b) in out.iter().zip(&want) {
                     assert!((a - b).abs() <= 1e-5, "{isa:?} {packed}: {a} vs {b}");
@@ -655,7 +753,7 @@ mod tests {
             crate::set_threads(threads);
             let mut together = vec![f32::NAN; q.len()];
             attention_runs(&q, &mut together, dims, runs.iter().copied(), |c| {
-                (&caches[c].0[..], &caches[c].1[..])
+                (KvRef::F32(&caches[c].0), KvRef::F32(&caches[c].1))
             });
             for r in runs {
                 let mut alone = vec![f32::NAN; q.len()];
@@ -671,6 +769,69 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// Attention over a narrow cache is attention over an f32 cache of its rounded values,
+    /// bit for bit: a prefill (widened a head at a time) and steps (a row at a time), on
+    /// every ISA and thread count.
+    #[test]
+    fn a_narrow_cache_reads_as_its_rounded_values() {
+        use crate::kv::{q8_block, KvCache, KvFormat};
+        let (bh, rows, d) = (3, 150, 64);
+        let mut seed = 31;
+        let q = rand_vec(bh * rows * d, &mut seed);
+        let k = rand_vec(bh * rows * d, &mut seed);
+        let v = rand_vec(bh * rows * d, &mut seed);
+        let dense = HeadLayout::dense(bh, rows, d);
+        let dims = AttentionDims {
+            bh,
+            heads: bh,
+            q_rows: rows,
+            kv_rows: rows,
+            d,
+            scale: 0.125,
+            causal: true,
+            q: dense,
+            k: dense,
+            v: dense,
+            out: dense,
+        };
+        let len = bh * rows * d;
+        let strides = [(rows * d) as isize, d as isize, 1];
+        for format in [KvFormat::F16, KvFormat::Bf16, KvFormat::Q8] {
+            let (mut kc, mut vc) = (
+                KvCache::new(format, len, q8_block(d)),
+                KvCache::new(format, len, q8_block(d)),
+            );
+            kc.store(0..len, &k, 0, 0, &strides, &[bh, rows, d]);
+            vc.store(0..len, &v, 0, 0, &strides, &[bh, rows, d]);
+            let widen = |c: &KvCache| {
+                let mut x = vec![0f32; len];
+                c.view(0..len).values(0, len, &mut x);
+                x
+            };
+            let (kr, vr) = (widen(&kc), widen(&vc));
+            assert!(kr != k && vr != v, "{format:?} rounds");
+            for threads in [1, 2] {
+                crate::set_threads(threads);
+                let (mut narrow, mut wide) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+                // A 140-row prefill, then steps.
+                let mut at = vec![(0, 140)];
+                at.extend((140..rows).map(|i| (i, 1)));
+                for (r0, rn) in at {
+                    let (kv, vv) = (kc.view(0..len), vc.view(0..len));
+                    attention_kv(&q, kv, vv, &mut narrow, dims, r0, rn, r0);
+                    attention_at(&q, &kr, &vr, &mut wide, dims, r0, rn, r0);
+                }
+                assert!(
+                    narrow
+                        .iter()
+                        .zip(&wide)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{format:?}, {threads} thread(s)"
+                );
             }
         }
     }
@@ -771,11 +932,33 @@ mod tests {
                         _out: std::marker::PhantomData,
                     };
                     attention_heads_with(
-                        isa, packed, &qkv, kbuf, &qkv, &rows_out, dims, 0, 70, 0, 0, bh,
+                        isa,
+                        packed,
+                        &qkv,
+                        kbuf.into(),
+                        (&qkv).into(),
+                        &rows_out,
+                        dims,
+                        0,
+                        70,
+                        0,
+                        0,
+                        bh,
                     );
                     for r in 70..rows {
                         attention_heads_with(
-                            isa, packed, &qkv, kbuf, &qkv, &rows_out, dims, r, 1, r, 0, bh,
+                            isa,
+                            packed,
+                            &qkv,
+                            kbuf.into(),
+                            (&qkv).into(),
+                            &rows_out,
+                            dims,
+                            r,
+                            1,
+                            r,
+                            0,
+                            bh,
                         );
                     }
                     check(&out, &format!("{isa:?} packed {packed} k {klayout:?}"));

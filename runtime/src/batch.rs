@@ -3,7 +3,8 @@
 //! A step stacks the new rows of each sequence one after another. Ops that treat rows alike
 //! (Linears, norms, GELU) run once over all of them, so one pass over the weights serves
 //! every sequence; attention runs per sequence against that sequence's own cache, a
-//! `Vec<f32>` of the generated model's `CACHE_LEN` elements owned by the caller.
+//! `kv::KvCache` of the generated model's `CACHE_LEN` values in its `KV_FORMAT`, owned by
+//! the caller (`Gpt2Model::new_cache`).
 
 /// The rows one sequence adds in a batched step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,9 +101,10 @@ pub fn check(
     ids: usize,
     per_row: usize,
     segments: &[Segment],
-    caches: &[Vec<f32>],
+    caches: &[crate::kv::KvCache],
     cache_len: usize,
     seq_len: usize,
+    format: crate::kv::KvFormat,
 ) -> Result<usize, String> {
     if segments.is_empty() {
         return Err("a batched step needs at least one segment".into());
@@ -132,6 +134,14 @@ pub fn check(
                     "segment {i}: cache {} holds {} values, the model needs {cache_len}",
                     s.cache,
                     c.len()
+                ))
+            }
+            Some(c) if c.format() != format => {
+                return Err(format!(
+                    "segment {i}: cache {} stores {} values, the model's cache is {}",
+                    s.cache,
+                    c.format().name(),
+                    format.name()
                 ))
             }
             Some(_) => {}
@@ -182,10 +192,12 @@ mod tests {
 
     #[test]
     fn bad_steps_are_refused() {
-        let caches = vec![vec![0.0; 4]; 2];
-        let ok = check(3, 1, &[seg(0, 0, 2), seg(1, 7, 1)], &caches, 4, 8);
+        use crate::kv::{KvCache, KvFormat};
+        let f32s = KvFormat::F32;
+        let caches = vec![KvCache::F32(vec![0.0; 4]); 2];
+        let ok = check(3, 1, &[seg(0, 0, 2), seg(1, 7, 1)], &caches, 4, 8, f32s);
         assert_eq!(ok, Ok(3));
-        let err = |segs: &[Segment], ids| check(ids, 1, segs, &caches, 4, 8).unwrap_err();
+        let err = |segs: &[Segment], ids| check(ids, 1, segs, &caches, 4, 8, f32s).unwrap_err();
         assert!(err(&[], 0).contains("at least one"));
         assert!(err(&[seg(0, 0, 0)], 0).contains("no rows"));
         assert!(err(&[seg(0, 7, 2)], 2).contains("beyond"));
@@ -193,9 +205,13 @@ mod tests {
         assert!(err(&[seg(0, 0, 1), seg(0, 1, 1)], 2).contains("two segments"));
         assert!(err(&[seg(0, 0, 5), seg(1, 0, 5)], 10).contains("at most 8"));
         assert!(err(&[seg(0, 0, 2)], 3).contains("2 rows but 3"));
-        let small = vec![vec![0.0; 3]];
-        assert!(check(1, 1, &[seg(0, 0, 1)], &small, 4, 8)
+        let small = vec![KvCache::F32(vec![0.0; 3])];
+        assert!(check(1, 1, &[seg(0, 0, 1)], &small, 4, 8, f32s)
             .unwrap_err()
             .contains("holds 3 values"));
+        let halves = vec![KvCache::new(KvFormat::F16, 4, 1)];
+        assert!(check(1, 1, &[seg(0, 0, 1)], &halves, 4, 8, f32s)
+            .unwrap_err()
+            .contains("stores f16 values, the model's cache is f32"));
     }
 }

@@ -1,14 +1,14 @@
 //! The kernels generated code calls (`kernels::<fn>`): the top layer of the runtime, a
 //! facade. Each entry point is a re-export or a thin wrapper of the kernel family that
-//! implements it (`matmul`, `gemm`, `bf16`, `q8`, `q4`, `attention`, `vmath`, `broadcast`,
-//! `copy`); no module of the crate imports this one.
+//! implements it (`matmul`, `gemm`, `bf16`, `q8`, `q4`, `attention`, `kv`, `vmath`,
+//! `broadcast`, `copy`); no module of the crate imports this one.
 //!
 //! Kernels are plain functions over slices with explicit sizes. Shapes and strides are
 //! compile-time constants in the generated code; these functions only check them in debug
 //! builds. Strides are in elements. No kernel allocates: decoding a token allocates nothing.
 
 pub use crate::attention::{
-    attention, attention_at, attention_runs, AttentionDims, HeadLayout, HeadRows,
+    attention, attention_at, attention_kv, attention_runs, AttentionDims, HeadLayout, HeadRows,
 };
 pub use crate::broadcast::{broadcast, map, select};
 pub use crate::copy::{copy_strided, gather, gather_panels};

@@ -40,6 +40,7 @@ pub mod elem;
 pub mod gemm;
 pub mod gemv;
 pub mod io;
+pub mod kv;
 pub mod model;
 pub use model::Gpt2Model;
 pub mod kernels;

@@ -4,6 +4,7 @@
 
 use crate::batch::Segment;
 use crate::io::Gpt2Config;
+use crate::kv::{KvCache, KvFormat};
 
 /// A compiled GPT-2 LM head: token ids in, logits out, with the attention cache the
 /// compiler derived when it proved the graph causal.
@@ -44,6 +45,22 @@ pub trait Gpt2Model {
         0
     }
 
+    /// How the attention cache stores its values (`GPT2_KV`).
+    fn kv_format(&self) -> KvFormat {
+        KvFormat::F32
+    }
+
+    /// Values per scale of a q8 attention cache (`kv::q8_block` of the head size).
+    fn kv_block(&self) -> usize {
+        1
+    }
+
+    /// An empty attention cache for one sequence of `forward_batch`: `cache_len` values in
+    /// the model's `kv_format`.
+    fn new_cache(&self) -> KvCache {
+        KvCache::new(self.kv_format(), self.cache_len(), self.kv_block())
+    }
+
     /// Whether rows of several sequences can run in one step, and why not when they
     /// cannot: what the compiler found.
     fn batching(&self) -> Result<(), String> {
@@ -60,7 +77,7 @@ pub trait Gpt2Model {
         &mut self,
         ids: &[i64],
         segments: &[Segment],
-        caches: &mut [Vec<f32>],
+        caches: &mut [KvCache],
         last_only: bool,
     ) -> Result<(), String> {
         let _ = (ids, segments, caches, last_only);

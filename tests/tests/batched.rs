@@ -5,6 +5,8 @@
 
 use gpt2c_tests::compiled::*;
 use gpt2rt::batch::Segment;
+use gpt2rt::elem::{Bf16, F16};
+use gpt2rt::kv::KvCache;
 use gpt2rt::Gpt2Model;
 
 /// Token ids of sequence `s`, `len` of them, below `vocab`.
@@ -25,6 +27,22 @@ fn alone<M: Gpt2Model>(ids: &[i64], prefill: usize) -> Vec<Vec<f32>> {
         rows.push(m.logits_row(t).to_vec());
     }
     rows
+}
+
+/// `cache` with every value NaN (a q8 cache's scales), so a row read before it is written
+/// shows.
+fn poisoned(cache: KvCache) -> KvCache {
+    let n = cache.len();
+    match cache {
+        KvCache::F32(_) => KvCache::F32(vec![f32::NAN; n]),
+        KvCache::F16(_) => KvCache::F16(vec![F16(0x7e00); n]),
+        KvCache::Bf16(_) => KvCache::Bf16(vec![Bf16(0x7fc0); n]),
+        KvCache::Q8 { q, scales, block } => KvCache::Q8 {
+            q,
+            scales: vec![f32::NAN; scales.len()],
+            block,
+        },
+    }
 }
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
@@ -56,7 +74,7 @@ fn check<M: Gpt2Model>(name: &str) -> bool {
         .zip(&seqs)
         .map(|(&(p, _, _, _), s)| alone::<M>(s, p))
         .collect();
-    let mut caches = vec![vec![f32::NAN; m.cache_len()]; 3];
+    let mut caches = vec![poisoned(m.new_cache()); 3];
     let mut done = [0usize; 3]; // rows computed per sequence
     let mut got: Vec<Vec<Vec<f32>>> = vec![Vec::new(); 3];
     for step in 0.. {
@@ -154,6 +172,12 @@ fn batched_steps_equal_each_sequence_alone() {
         tiny_f16,
         tiny_q8,
         tiny_q4,
+        tiny_kv_f16,
+        tiny_kv_bf16,
+        tiny_kv_q8,
+        wide_kv_q8,
+        wide_q8_kv_q8,
+        x_hf_eager_cache_kv_f16,
         wide,
         deep,
         static_ctx,
@@ -166,6 +190,6 @@ fn batched_steps_equal_each_sequence_alone() {
         x_optimum
     );
     eprintln!("batched: {ok:?}");
-    // Every GPT-2 fixture, from every exporter and in every weight format.
-    assert_eq!(ok.len(), 15, "some fixtures cannot batch: only {ok:?}");
+    // Every GPT-2 fixture, from every exporter, in every weight and cache format.
+    assert_eq!(ok.len(), 21, "some fixtures cannot batch: only {ok:?}");
 }

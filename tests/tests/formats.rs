@@ -12,6 +12,7 @@
 
 use gpt2c::codegen::layout::WeightFormat;
 use gpt2c::ir::Tensor;
+use gpt2c::KvFormat;
 use gpt2c_tests::{compare, repo_root, Manifest, SpecializedFixture, MODEL_TOL};
 
 use gpt2c_tests::compiled::Runner;
@@ -148,16 +149,16 @@ fn narrow_formats_compute_the_rounded_model_and_stay_close_to_f32() {
 fn accuracy_report_measures_the_rounding() {
     let m = Manifest::read(&repo_root().join("tests/fixtures/tiny/manifest.json"), None);
     let graph = gpt2c::onnx::load_graph(&m.model).unwrap();
-    let same = gpt2c::accuracy::measure(&graph, WeightFormat::F32, 2, 8).unwrap();
+    let same = gpt2c::accuracy::measure(&graph, WeightFormat::F32, KvFormat::F32, 2, 8).unwrap();
     assert_eq!(
         (same.positions, same.top1_agree, same.max_abs_diff),
         (16, 16, 0.0)
     );
-    let bf16 = gpt2c::accuracy::measure(&graph, WeightFormat::Bf16, 2, 8).unwrap();
-    let f16 = gpt2c::accuracy::measure(&graph, WeightFormat::F16, 2, 8).unwrap();
-    let q8 = gpt2c::accuracy::measure(&graph, WeightFormat::Q8, 2, 8).unwrap();
+    let bf16 = gpt2c::accuracy::measure(&graph, WeightFormat::Bf16, KvFormat::F32, 2, 8).unwrap();
+    let f16 = gpt2c::accuracy::measure(&graph, WeightFormat::F16, KvFormat::F32, 2, 8).unwrap();
+    let q8 = gpt2c::accuracy::measure(&graph, WeightFormat::Q8, KvFormat::F32, 2, 8).unwrap();
     assert!(q8.max_abs_diff > bf16.max_abs_diff, "{q8} vs {bf16}");
-    let q4 = gpt2c::accuracy::measure(&graph, WeightFormat::Q4, 2, 8).unwrap();
+    let q4 = gpt2c::accuracy::measure(&graph, WeightFormat::Q4, KvFormat::F32, 2, 8).unwrap();
     assert!(q4.max_abs_diff > q8.max_abs_diff, "{q4} vs {q8}");
     assert!(q4.to_string().contains("blocks of 32 weights"), "{q4}");
     // Rounding changes the logits, bf16 (8 bits of mantissa) more than f16 (11).
@@ -167,4 +168,150 @@ fn accuracy_report_measures_the_rounding() {
         "{bf16}"
     );
     assert!(bf16.to_string().contains("top-1 agreement"));
+}
+
+/// Narrow attention caches (`GPT2_KV=f16|bf16|q8`): the generated code computes the model
+/// whose attention reads its keys and values rounded to the format (`codegen::kv_rounded`;
+/// the presents stay the f32 values), and stays close to the f32 model.
+#[test]
+fn narrow_caches_compute_the_rounded_model() {
+    use gpt2c_tests::compiled::{
+        tiny_kv_bf16, tiny_kv_f16, tiny_kv_q8, wide_kv_q8, wide_q8_kv_q8, x_hf_eager_cache_kv_f16,
+    };
+    // (fixture, generated module, its weights, its cache, stored KV_FORMAT, tolerance
+    // against onnxruntime relative to max(1, max |ref|))
+    let cases: Vec<(&str, Runner, WeightFormat, KvFormat, KvFormat, f64)> = vec![
+        (
+            "tiny",
+            runner!(tiny_kv_f16),
+            WeightFormat::F32,
+            KvFormat::F16,
+            tiny_kv_f16::KV_FORMAT,
+            3e-3,
+        ),
+        (
+            "tiny",
+            runner!(tiny_kv_bf16),
+            WeightFormat::F32,
+            KvFormat::Bf16,
+            tiny_kv_bf16::KV_FORMAT,
+            2e-2,
+        ),
+        (
+            "tiny",
+            runner!(tiny_kv_q8),
+            WeightFormat::F32,
+            KvFormat::Q8,
+            tiny_kv_q8::KV_FORMAT,
+            5e-2,
+        ),
+        (
+            "wide",
+            runner!(wide_kv_q8),
+            WeightFormat::F32,
+            KvFormat::Q8,
+            wide_kv_q8::KV_FORMAT,
+            5e-2,
+        ),
+        (
+            "wide",
+            runner!(wide_q8_kv_q8),
+            WeightFormat::Q8,
+            KvFormat::Q8,
+            wide_q8_kv_q8::KV_FORMAT,
+            1e-1,
+        ),
+        (
+            "x-hf-eager-cache",
+            runner!(x_hf_eager_cache_kv_f16),
+            WeightFormat::F32,
+            KvFormat::F16,
+            x_hf_eager_cache_kv_f16::KV_FORMAT,
+            3e-3,
+        ),
+    ];
+    for (fixture, run, weights, kv, stored, tol) in cases {
+        assert_eq!(stored, kv);
+        let fx = SpecializedFixture::load(fixture);
+        let rounded =
+            gpt2c::codegen::kv_rounded(&gpt2c::codegen::narrowed(&fx.specialized, weights), kv);
+        let plain = gpt2c::codegen::narrowed(&fx.specialized, weights);
+        // Largest |logit| difference from the rounded model and from the unrounded one.
+        let (mut to_rounded, mut to_unrounded) = (0f64, 0f64);
+        for (i, case) in fx.manifest.cases.iter().enumerate() {
+            for b in 0..case.batch {
+                let (padded, len) = fx.padded(i, b);
+                let ours = run(&padded);
+                let want = fx.interpret(&rounded, &padded);
+                let unrounded = fx.interpret(&plain, &padded);
+                for (k, (o, r)) in ours.iter().zip(&want).enumerate() {
+                    let t = Tensor::from_vec(r.shape().to_vec(), o.clone());
+                    let what = format!(
+                        "{fixture} {} weights, {} cache, {} entry {b} output {k} vs the rounded model",
+                        weights.name(),
+                        kv.name(),
+                        case.name
+                    );
+                    compare(&what, &t, r, flip_tol(weights)).unwrap_or_else(|e| panic!("{e}"));
+                }
+                // Nearer the rounded model than the unrounded one (below).
+                let (a, u) = (
+                    &want[0].to_vec::<f32>().unwrap(),
+                    &unrounded[0].to_vec::<f32>().unwrap(),
+                );
+                let n = len * fx.vocab;
+                let diff = |x: &[f32], y: &[f32]| {
+                    x[..n]
+                        .iter()
+                        .zip(&y[..n])
+                        .fold(0f64, |m, (p, q)| m.max((p - q).abs() as f64))
+                };
+                to_rounded = to_rounded.max(diff(&ours[0], a));
+                to_unrounded = to_unrounded.max(diff(&ours[0], u));
+                // Close to the f32 model (onnxruntime).
+                let reference = case.outputs[0].tensor.to_vec::<f32>().unwrap();
+                let reference = &reference[b * n..(b + 1) * n];
+                let scale = reference.iter().fold(1f32, |a, &x| a.max(x.abs())) as f64;
+                let worst = ours[0][..n]
+                    .iter()
+                    .zip(reference)
+                    .fold(0f64, |a, (x, y)| a.max((x - y).abs() as f64));
+                assert!(
+                    worst / scale <= tol,
+                    "{fixture} {} cache {} (L={len}): max |logit - onnxruntime| {worst} above {tol} x {scale}",
+                    kv.name(),
+                    case.name
+                );
+            }
+        }
+        eprintln!(
+            "{fixture} {} weights, {} cache: max |logit difference| {to_rounded:.2e} from the \
+             rounded model, {to_unrounded:.2e} from the unrounded one",
+            weights.name(),
+            kv.name()
+        );
+        // The cache really is rounded, as the reference rounds it: the generated code is far
+        // nearer the rounded model than the unrounded one (a cache left in f32, or rounded
+        // differently, fails this).
+        assert!(
+            to_rounded * 4.0 < to_unrounded,
+            "{fixture} {}: {to_rounded:.2e} from the rounded model vs {to_unrounded:.2e} from the unrounded",
+            kv.name()
+        );
+    }
+}
+
+#[test]
+fn accuracy_report_measures_the_cache_rounding() {
+    let m = Manifest::read(&repo_root().join("tests/fixtures/tiny/manifest.json"), None);
+    let graph = gpt2c::onnx::load_graph(&m.model).unwrap();
+    let f16 = gpt2c::accuracy::measure(&graph, WeightFormat::F32, KvFormat::F16, 2, 8).unwrap();
+    let bf16 = gpt2c::accuracy::measure(&graph, WeightFormat::F32, KvFormat::Bf16, 2, 8).unwrap();
+    let q8 = gpt2c::accuracy::measure(&graph, WeightFormat::F32, KvFormat::Q8, 2, 8).unwrap();
+    assert!(
+        f16.max_abs_diff > 0.0 && bf16.max_abs_diff > f16.max_abs_diff,
+        "{bf16} vs {f16}"
+    );
+    assert!(q8.max_abs_diff > 0.0, "{q8}");
+    assert!(q8.to_string().contains("q8 attention cache"), "{q8}");
 }

@@ -110,4 +110,10 @@ fn prefill_and_steps_equal_the_full_forward() {
     check_incremental!(x_hf_eager_cache, "x-hf-eager-cache");
     check_incremental!(x_dynamo, "x-dynamo");
     check_incremental!(x_optimum, "x-optimum");
+    // Narrow attention caches: steps read the rounded rows the full forward reads.
+    check_incremental!(tiny_kv_f16, "tiny");
+    check_incremental!(tiny_kv_bf16, "tiny");
+    check_incremental!(tiny_kv_q8, "tiny");
+    check_incremental!(wide_kv_q8, "wide");
+    check_incremental!(x_hf_eager_cache_kv_f16, "x-hf-eager-cache");
 }

@@ -46,7 +46,7 @@ pub struct Batch<M: Gpt2Model> {
     ctx: usize,
     vocab: usize,
     /// One attention cache per slot, allocated when the slot is first used.
-    caches: Vec<Vec<f32>>,
+    caches: Vec<gpt2rt::kv::KvCache>,
     slots: Vec<Option<Active>>,
     waiting: VecDeque<Active>,
     next_id: usize,
@@ -161,9 +161,8 @@ impl<M: Gpt2Model> Batch<M> {
                 .iter()
                 .rposition(Option::is_some)
                 .map_or(0, |i| i + 1);
-            let len = self.model.cache_len();
             while self.caches.len() < used {
-                self.caches.push(vec![0.0; len]);
+                self.caches.push(self.model.new_cache());
             }
         }
         self.ids.clear();

@@ -184,7 +184,7 @@ pub fn score_many<M: Gpt2Model>(
         }
         let step = &windows[next..k];
         while caches.len() < step.len() {
-            caches.push(vec![0.0; model.cache_len()]);
+            caches.push(model.new_cache());
         }
         ids.clear();
         segments.clear();

@@ -9,8 +9,9 @@
 //! - values indexed by position (a position-embedding table): read at the run's position,
 //!   not at its row in the step;
 //! - the attention cache: the ops that make keys and values write the step's rows into the
-//!   arena's cache block, which are then copied to each sequence's own cache (a `Vec` laid
-//!   out like that block, `Plan::cache_len` elements), at the sequence's positions;
+//!   arena's cache block, which are then stored in each sequence's own cache (a
+//!   `gpt2rt::kv::KvCache` laid out like that block, `Plan::cache_len` values in the cache
+//!   format), at the sequence's positions;
 //! - attention: each run against its own sequence's cache.
 //!
 //! With `last_only`, the rows that feed the logits alone are first compacted to one per
@@ -248,35 +249,129 @@ pub fn step_block(
         }
     };
     if b.writes_cache[index] {
-        let shape = g.shape(o);
-        let a = s.axis[o].expect("checked by analyze");
-        let st = strides(&shape);
-        let row = Literal::usize_unsuffixed(st[a]);
-        let sts: Vec<Literal> = st
-            .iter()
-            .map(|&x| Literal::isize_unsuffixed(x as isize))
-            .collect();
-        let dims = shape.iter().enumerate().map(|(i, &d)| {
-            if i == a {
-                quote!(run.rows)
-            } else {
-                let l = Literal::usize_unsuffixed(d);
-                quote!(#l)
-            }
-        });
+        let (sts, row, dims) = cache_rows(low, s, o, quote!(run.rows));
         let name = low.syms.buf_consts[o].clone().expect("output buffer");
         out.extend(quote! {
             // This step's rows of it, to each sequence's cache at the sequence's positions.
             for run in batch::runs(segments) {
-                kernels::copy_strided(
-                    &f32s[buf::#name], run.row * #row, &[#(#sts),*],
-                    &mut caches[run.cache][buf::#name], run.pos * #row, &[#(#sts),*],
-                    &[#(#dims),*],
+                caches[run.cache].store(
+                    buf::#name, &f32s[buf::#name], run.row * #row, run.pos * #row,
+                    &[#(#sts),*], &[#(#dims),*],
                 );
             }
         });
     }
     out
+}
+
+/// Where a cache-writing node's output puts its rows: the strides of its shape, the
+/// stride of its sequence axis, and its shape with that axis `rows` long.
+fn cache_rows(
+    low: &Lowerer,
+    s: &SeqInfo,
+    o: ValueId,
+    rows: TokenStream,
+) -> (Vec<Literal>, Literal, Vec<TokenStream>) {
+    let shape = low.graph.shape(o);
+    let a = s.axis[o].expect("checked by analyze");
+    let st = strides(&shape);
+    let row = Literal::usize_unsuffixed(st[a]);
+    let sts = st
+        .iter()
+        .map(|&x| Literal::isize_unsuffixed(x as isize))
+        .collect();
+    let dims = shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i == a {
+                rows.clone()
+            } else {
+                let l = Literal::usize_unsuffixed(d);
+                quote!(#l)
+            }
+        })
+        .collect();
+    (sts, row, dims)
+}
+
+/// With a narrow attention cache, the statements after cache-writing node `index` in
+/// `forward_rows`: the call's rows of its output rounded into the model's own cache, which
+/// attention then reads (the f32 values stay in the arena as the presents).
+pub fn store_rows(low: &Lowerer, b: &Batching, s: &SeqInfo, index: usize) -> TokenStream {
+    if !b.writes_cache[index] {
+        return TokenStream::new();
+    }
+    let o = low.graph.nodes[index].outputs[0];
+    let (sts, row, dims) = cache_rows(low, s, o, quote!(rn));
+    let name = low.syms.buf_consts[o].clone().expect("output buffer");
+    let what = super::comment(&format!(
+        "These rows, rounded into the {} attention cache",
+        low.kv.name()
+    ));
+    quote! {
+        #what
+        {
+            let (r0, rn) = rows;
+            kv.store(buf::#name, &f32s[buf::#name], r0 * #row, r0 * #row, &[#(#sts),*], &[#(#dims),*]);
+        }
+    }
+}
+
+/// Whether the cache block can be stored in `format`: every value attention reads and every
+/// cache-writing node's rows lie in whole blocks along a contiguous last axis (a q8 block
+/// is `kv::q8_block` of the head size, so a block never mixes positions or heads).
+pub fn check_kv_format(
+    g: &Graph,
+    plan: &Plan,
+    b: &Batching,
+    s: &SeqInfo,
+    format: gpt2rt::kv::KvFormat,
+) -> Result<(), String> {
+    use gpt2rt::kv::{q8_block, KvFormat};
+    if format == KvFormat::F32 {
+        return Ok(());
+    }
+    let mut block = 1;
+    for n in &g.nodes {
+        if let Op::Attention(at) = &n.op {
+            let blk = if format == KvFormat::Q8 {
+                q8_block(at.head_dim)
+            } else {
+                1
+            };
+            if block != 1 && blk != block {
+                return Err(format!("heads of different sizes in '{}'", n.name));
+            }
+            block = blk;
+            for (view, what) in [(&at.k, "keys"), (&at.v, "values")] {
+                let [sb, sh, sr, sc] = view.strides;
+                if sc != 1 || [view.offset, sb, sh, sr].iter().any(|x| x % blk != 0) {
+                    return Err(format!(
+                        "'{}' reads its {what} with channels not in contiguous blocks of {blk}",
+                        n.name
+                    ));
+                }
+            }
+        }
+    }
+    for (i, n) in g.nodes.iter().enumerate() {
+        if !b.writes_cache[i] {
+            continue;
+        }
+        let o = n.outputs[0];
+        let shape = g.shape(o);
+        let a = s.axis[o].expect("checked by analyze");
+        let last = shape.len() - 1;
+        let start = f32_range(plan, o).map_or(1, |r| r.start);
+        if a == last || !shape[last].is_multiple_of(block) || !start.is_multiple_of(block) {
+            return Err(format!(
+                "'{}' writes cache rows that are not whole blocks of {block} along its last axis",
+                n.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The compaction before the first logits-only node: one row per sequence.

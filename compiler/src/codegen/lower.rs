@@ -41,6 +41,9 @@ pub struct Lowerer<'a> {
     /// sequences stacked from row 0, read by position where a value is indexed by position,
     /// attention against each sequence's own cache.
     pub step: Option<&'a super::batch::Batching>,
+    /// How the attention cache stores its values (`GPT2_KV`): a narrow cache is read
+    /// through `KvCache::view` (the model's own, or each sequence's in a batched step).
+    pub kv: gpt2rt::kv::KvFormat,
 }
 
 fn lit(x: usize) -> Literal {
@@ -590,11 +593,11 @@ impl Lowerer<'_> {
                 };
                 // A batched step: every run's rows against its own sequence's cache, in one
                 // call (`step_block` binds the step's `runs`).
-                let step_kv = self.step.map(|_| {
-                    let name = |v: ValueId| self.syms.buf_consts[v].clone().expect("buffer");
-                    let (bk, bv) = (name(k), name(v));
-                    quote!(|c| (&caches[c][buf::#bk], &caches[c][buf::#bv]))
-                });
+                let name = |v: ValueId| self.syms.buf_consts[v].clone().expect("buffer");
+                let (bk, bv) = (name(k), name(v));
+                let step_kv = self
+                    .step
+                    .map(|_| quote!(|c| (caches[c].view(buf::#bk), caches[c].view(buf::#bv))));
                 // Dense operands say so; others spell out where their heads and rows are.
                 let layout = |view: HeadView, shape: [usize; 4]| {
                     if view == HeadView::dense(shape) {
@@ -614,6 +617,10 @@ impl Lowerer<'_> {
                 let lo = layout(at.out_view(), at.q_shape());
                 let call = match step_kv {
                     Some(kv) => quote!(kernels::attention_runs(#xq, y, dims, runs, #kv);),
+                    None if self.kv != gpt2rt::kv::KvFormat::F32 => {
+                        let pos0 = if self.ax(q).is_some() { quote!(r0) } else { quote!(0) };
+                        quote!(kernels::attention_kv(#xq, kv.view(buf::#bk), kv.view(buf::#bv), y, dims, #rows, #pos0);)
+                    }
                     None => quote!(kernels::attention(#xq, #xk, #xv, y, dims, #rows);),
                 };
                 quote! {

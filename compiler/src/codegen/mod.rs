@@ -48,6 +48,8 @@ pub struct Options {
     pub options: String,
     /// How Linear weights are stored (`GPT2_WEIGHTS`).
     pub weight_format: layout::WeightFormat,
+    /// How the attention cache stores keys and values (`GPT2_KV`).
+    pub kv_format: gpt2rt::kv::KvFormat,
     /// Optional passes that were switched off (they change the weight blob's layout).
     pub disabled_passes: Vec<String>,
 }
@@ -100,7 +102,7 @@ fn restore_comments(pretty: &str, out: &mut String) {
     }
 }
 
-fn comment(text: &str) -> TokenStream {
+pub(super) fn comment(text: &str) -> TokenStream {
     // Printable ASCII without quotes or backslashes round-trips through the string literal.
     let clean: String = text
         .chars()
@@ -193,8 +195,29 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         profile_ids: profile::ids(graph, seq.as_ref().ok(), &plan),
         uses: graph.use_counts(),
         step: None,
+        kv: opts.kv_format,
     };
     let batching = batch::analyze(graph, &seq, &plan);
+    // A narrow attention cache mirrors the cache block the batched steps keep per sequence.
+    let narrow_kv = match (&batching, &seq) {
+        _ if opts.kv_format == gpt2rt::kv::KvFormat::F32 => None,
+        (Ok(b), Ok(s)) => {
+            batch::check_kv_format(graph, &plan, b, s, opts.kv_format).map_err(|e| {
+                Error::Invalid(format!(
+                    "the attention cache cannot be stored as {}: {e}",
+                    opts.kv_format.name()
+                ))
+            })?;
+            Some((b, s))
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            return Err(Error::Invalid(format!(
+                "the attention cache cannot be stored as {}: it needs the cache block batched \
+                 steps use, and {e}",
+                opts.kv_format.name()
+            )))
+        }
+    };
 
     // The weight blob.
     crate::progress::stage("writing weights", Some(plan.blob_bytes as u64));
@@ -281,6 +304,9 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
             count += 1;
         }
         target.push(body);
+        if let Some((b, s)) = narrow_kv {
+            target.push(batch::store_rows(&low, b, s, index));
+        }
     }
 
     // The batched step: the same statements over the rows of several sequences.
@@ -529,6 +555,53 @@ pub fn narrowed(graph: &Graph, format: layout::WeightFormat) -> Graph {
     }
     if let Some(r) = format.input_rounding() {
         round_linear_inputs(&mut g, r);
+    }
+    g
+}
+
+/// The model whose attention reads its keys and values rounded to the cache format `kv`:
+/// a `RoundRows` before each Attention's keys and values (the presents keep the f32
+/// values), exactly what generated code with that `GPT2_KV` computes.
+pub fn kv_rounded(graph: &Graph, kv: gpt2rt::kv::KvFormat) -> Graph {
+    use crate::ops::fused::RowRounding;
+    use crate::ops::Op;
+    use gpt2rt::kv::KvFormat;
+    let mut g = graph.clone();
+    let attentions: Vec<usize> = (0..g.nodes.len())
+        .filter(|&i| matches!(g.nodes[i].op, Op::Attention(_)))
+        .collect();
+    // From the back, so the indices still to visit do not move.
+    for &i in attentions.iter().rev() {
+        let Op::Attention(at) = &g.nodes[i].op else {
+            continue;
+        };
+        let rounding = match kv {
+            KvFormat::F32 => return g,
+            KvFormat::F16 => RowRounding::F16,
+            KvFormat::Bf16 => RowRounding::Bf16,
+            KvFormat::Q8 => RowRounding::Int8 {
+                block: gpt2rt::kv::q8_block(at.head_dim),
+            },
+        };
+        // The attention node moves down as the roundings go in before it.
+        let mut at = i;
+        for (k, what) in [(1, "keys"), (2, "values")] {
+            let Some(x) = g.nodes[at].inputs[k] else {
+                continue;
+            };
+            let name = format!("{}/RoundCache_{what}", g.nodes[at].name);
+            let ty = g.values[x].ty.clone();
+            let xq = g.add_value(name.clone(), ty);
+            g.nodes[at].inputs[k] = Some(xq);
+            let node = crate::ir::Node {
+                name,
+                op: Op::RoundRows(rounding),
+                inputs: vec![Some(x)],
+                outputs: vec![xq],
+            };
+            g.nodes.insert(at, node);
+            at += 1;
+        }
     }
     g
 }
@@ -801,12 +874,15 @@ fn module_tokens(
         Literal::usize_unsuffixed(plan.arena_i64),
         Literal::usize_unsuffixed(plan.blob_bytes),
     );
-    // Named by model, format and disabled passes, so one binary may link several compiled
+    // Named by model, formats and disabled passes, so one binary may link several compiled
     // models.
-    let format_suffix = match opts.weight_format {
+    let mut format_suffix = match opts.weight_format {
         layout::WeightFormat::F32 => String::new(),
         f => format!("_{}", f.name()),
     };
+    if opts.kv_format != gpt2rt::kv::KvFormat::F32 {
+        format_suffix += &format!("_kv_{}", opts.kv_format.name());
+    }
     let passes_suffix: String = opts
         .disabled_passes
         .iter()
@@ -854,6 +930,38 @@ fn module_tokens(
             Literal::usize_unsuffixed(crate::ops::strides(&shape)[shape.len() - 1]),
         )
     });
+    // A narrow attention cache: the model's own (`forward_rows` rounds into it, attention
+    // reads it), beside the arena whose f32 cache block stays the presents.
+    let narrow = opts.kv_format != gpt2rt::kv::KvFormat::F32;
+    let (kv_field, kv_init, fields_rows, fields_other) = if narrow {
+        (
+            quote! {
+                /// The attention cache attention reads, in `KV_FORMAT` (laid out as the
+                /// arena's first `CACHE_LEN` values, which keep the f32 presents).
+                kv: gpt2rt::kv::KvCache,
+            },
+            quote!(kv: gpt2rt::kv::KvCache::new(KV_FORMAT, CACHE_LEN, KV_BLOCK),),
+            quote!(Model { w, f32s, i64s, kv }),
+            quote!(Model { w, f32s, i64s, .. }),
+        )
+    } else {
+        let f = quote!(Model { w, f32s, i64s });
+        (TokenStream::new(), TokenStream::new(), f.clone(), f)
+    };
+    let kv_format = match opts.kv_format {
+        gpt2rt::kv::KvFormat::F32 => quote!(F32),
+        gpt2rt::kv::KvFormat::F16 => quote!(F16),
+        gpt2rt::kv::KvFormat::Bf16 => quote!(Bf16),
+        gpt2rt::kv::KvFormat::Q8 => quote!(Q8),
+    };
+    let head_dim = graph.nodes.iter().find_map(|n| match &n.op {
+        crate::ops::Op::Attention(a) => Some(a.head_dim),
+        _ => None,
+    });
+    let kv_block = Literal::usize_unsuffixed(match (opts.kv_format, head_dim) {
+        (gpt2rt::kv::KvFormat::Q8, Some(d)) => gpt2rt::kv::q8_block(d),
+        _ => 1,
+    });
     let forward_batch = match (step_stmts, &seq_input) {
         (Some(step), Some((name, row))) => {
             let b = syms.buf_consts[graph.inputs[0]]
@@ -862,16 +970,17 @@ fn module_tokens(
             quote! {
                 /// One step over several sequences (`gpt2rt::batch`): the rows of each segment,
                 /// their ids stacked in `input1`, against the cache `caches[segment.cache]`
-                /// (`CACHE_LEN` values, laid out as the start of the f32 arena), which holds the
-                /// sequence's rows `0..segment.pos` and receives the new ones. Then the logits'
-                /// row `i` is the last row of segment `i` with `last_only`, else the logits
-                /// hold every row of the stack. Overwrites the cache rows `forward_rows` keeps.
+                /// (`CACHE_LEN` values in `KV_FORMAT`, laid out as the start of the f32 arena),
+                /// which holds the sequence's rows `0..segment.pos` and receives the new ones.
+                /// Then the logits' row `i` is the last row of segment `i` with `last_only`, else
+                /// the logits hold every row of the stack. Overwrites the cache rows
+                /// `forward_rows` keeps.
                 #[allow(unused_variables)]
-                pub fn forward_batch(&mut self, #name: &[i64], segments: &[batch::Segment], caches: &mut [Vec<f32>], last_only: bool) -> Result<(), String> {
-                    let n = batch::check(#name.len(), #row, segments, caches, CACHE_LEN, SEQ_LEN)?;
+                pub fn forward_batch(&mut self, #name: &[i64], segments: &[batch::Segment], caches: &mut [KvCache], last_only: bool) -> Result<(), String> {
+                    let n = batch::check(#name.len(), #row, segments, caches, CACHE_LEN, SEQ_LEN, KV_FORMAT)?;
                     let rows = (0, n);
                     let tail_rows = if last_only { (0, segments.len()) } else { rows };
-                    let Model { w, f32s, i64s } = self;
+                    let #fields_other = self;
                     let (w, f32s, i64s) = (&*w, &mut f32s[..], &mut i64s[..]);
                     i64s[buf::#b][..n * #row].copy_from_slice(#name);
                     #(#step)*
@@ -899,7 +1008,7 @@ fn module_tokens(
                     }
                     let rows = (p0, n);
                     let tail_rows = if last_only { (p0 + n - 1, 1) } else { rows };
-                    let Model { w, f32s, i64s } = self;
+                    let #fields_rows = self;
                     let (w, f32s, i64s) = (&*w, &mut f32s[..], &mut i64s[..]);
                     #(#stmts)*
                     Ok(())
@@ -924,7 +1033,7 @@ fn module_tokens(
             #[allow(unused_variables)]
             pub fn forward(&mut self, #(#args),*) -> Result<(), String> {
                 #(#checks)*
-                let Model { w, f32s, i64s } = self;
+                let #fields_other = self;
                 let (w, f32s, i64s) = (&*w, &mut f32s[..], &mut i64s[..]);
                 #(#stmts)*
                 Ok(())
@@ -969,7 +1078,13 @@ fn module_tokens(
                 fn batching(&self) -> Result<(), String> {
                     BATCHING.map_err(String::from)
                 }
-                fn forward_batch(&mut self, ids: &[i64], segments: &[gpt2rt::batch::Segment], caches: &mut [Vec<f32>], last_only: bool) -> Result<(), String> {
+                fn kv_format(&self) -> gpt2rt::kv::KvFormat {
+                    KV_FORMAT
+                }
+                fn kv_block(&self) -> usize {
+                    KV_BLOCK
+                }
+                fn forward_batch(&mut self, ids: &[i64], segments: &[gpt2rt::batch::Segment], caches: &mut [KvCache], last_only: bool) -> Result<(), String> {
                     #batch_call
                 }
                 fn logits(&self) -> &[f32] {
@@ -1014,11 +1129,16 @@ fn module_tokens(
         pub const BATCHING: Result<(), &str> = #batching_const;
         /// Values of one sequence's attention cache in `forward_batch` (0 without it).
         pub const CACHE_LEN: usize = #cache_len;
+        /// How the attention cache stores keys and values (`GPT2_KV`).
+        pub const KV_FORMAT: KvFormat = KvFormat::#kv_format;
+        /// Values per scale of a q8 attention cache (1 otherwise).
+        pub const KV_BLOCK: usize = #kv_block;
 
         use gpt2rt::arena;
         use gpt2rt::batch;
         use gpt2rt::io::{DType, Gpt2Config, TensorInfo, TensorRef};
         use gpt2rt::kernels::{self, Activation, Layout};
+        use gpt2rt::kv::{KvCache, KvFormat};
         use gpt2rt::profile;
         use gpt2rt::weights::view;
         use std::ops::Range;
@@ -1066,6 +1186,7 @@ fn module_tokens(
             w: Weights,
             f32s: Vec<f32>,
             i64s: Vec<i64>,
+            #kv_field
         }
 
         impl Default for Model {
@@ -1076,7 +1197,7 @@ fn module_tokens(
 
         impl Model {
             pub fn new() -> Model {
-                let mut m = Model { w: Weights::new(), f32s: vec![0.0; ARENA_F32], i64s: vec![0; ARENA_I64] };
+                let mut m = Model { w: Weights::new(), f32s: vec![0.0; ARENA_F32], i64s: vec![0; ARENA_I64], #kv_init };
                 m.init().expect("weights-only computations do not depend on input");
                 m
             }
@@ -1084,7 +1205,7 @@ fn module_tokens(
             /// Computes what depends on the weights alone, once.
             #[allow(unused_variables)]
             fn init(&mut self) -> Result<(), String> {
-                let Model { w, f32s, i64s } = self;
+                let #fields_other = self;
                 let (w, f32s, i64s) = (&*w, &mut f32s[..], &mut i64s[..]);
                 #(#init_stmts)*
                 Ok(())

@@ -95,6 +95,8 @@ pub enum RowRounding {
     },
     /// Every value to bfloat16, nearest even (`gpt2rt::elem::Bf16`).
     Bf16,
+    /// Every value to IEEE half precision, nearest even (`gpt2rt::elem::F16`).
+    F16,
 }
 
 /// Reference evaluation of `RoundRows`.
@@ -120,6 +122,10 @@ pub fn eval_round_rows(r: RowRounding, x: &Tensor) -> OpResult<Vec<Tensor>> {
         RowRounding::Bf16 => {
             use gpt2rt::elem::Bf16;
             v.iter_mut().for_each(|v| *v = Bf16::from_f32(*v).to_f32());
+        }
+        RowRounding::F16 => {
+            use gpt2rt::elem::{PanelElem, F16};
+            v.iter_mut().for_each(|v| *v = F16::from_f32(*v).to_f32());
         }
     }
     Ok(vec![Tensor::from_vec(x.shape().to_vec(), v)])
