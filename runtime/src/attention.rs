@@ -109,6 +109,9 @@ pub struct AttentionDims {
 /// Query rows per block in attention over many rows (scores of 64 rows × 1024 keys: 256 KiB).
 const QUERY_BLOCK: usize = 64;
 
+/// Rows of a narrow cache a step widens at once (32 rows of 64 channels: 8 KiB, in L1).
+const WIDE_ROWS: usize = 32;
+
 thread_local! {
     /// Scores, and a block of output rows before they go to their (strided) place.
     static SCORES: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
@@ -408,8 +411,8 @@ fn attention_heads(
         WIDE.with(|w| {
             let (s, tile) = &mut *s.borrow_mut();
             let (wk, wv, wrow) = &mut *w.borrow_mut();
-            if wrow.len() < d {
-                wrow.resize(d, 0.0);
+            if wrow.len() < WIDE_ROWS * d {
+                wrow.resize(WIDE_ROWS * d, 0.0);
             }
             let need = if rn >= 16 {
                 QUERY_BLOCK.min(rn) * keys_max
@@ -564,29 +567,46 @@ fn attention_heads(
                     let qi = &qb[i * lq.row..][..d];
                     let keys = if causal { i - r0 + shift + 1 } else { kv_rows };
                     let scores = &mut s[..keys];
-                    for (j, sj) in scores.iter_mut().enumerate() {
-                        let dot = if f32_kv.is_none() {
-                            dot(qi, k.values(ks + j * lk.row, d, wrow))
-                        } else if lk.col == 1 {
-                            dot(qi, &kb[j * lk.row..][..d])
-                        } else {
-                            let kj = &kb[j * lk.row..];
-                            (0..d).map(|c| qi[c] * kj[c * lk.col]).sum()
-                        };
-                        *sj = dot * scale;
+                    if f32_kv.is_none() {
+                        // A narrow cache, widened a stretch of rows at a time.
+                        for j0 in (0..keys).step_by(WIDE_ROWS) {
+                            let rows = (keys - j0).min(WIDE_ROWS);
+                            let kr = k.rows(ks + j0 * lk.row, lk.row, rows, d, wrow);
+                            for (sj, kj) in scores[j0..j0 + rows].iter_mut().zip(kr.chunks_exact(d))
+                            {
+                                *sj = dot(qi, kj) * scale;
+                            }
+                        }
+                    } else {
+                        for (j, sj) in scores.iter_mut().enumerate() {
+                            let dot = if lk.col == 1 {
+                                dot(qi, &kb[j * lk.row..][..d])
+                            } else {
+                                let kj = &kb[j * lk.row..];
+                                (0..d).map(|c| qi[c] * kj[c * lk.col]).sum()
+                            };
+                            *sj = dot * scale;
+                        }
                     }
                     crate::vmath::softmax_row(scores);
                     // SAFETY: row i < q_rows of head b < bh, which only this task computes
                     // (`attention_runs`); the row is not borrowed elsewhere.
                     let o = unsafe { out.row(b, i) };
                     o.iter_mut().for_each(|x| *x = 0.0);
+                    if f32_kv.is_none() {
+                        for j0 in (0..keys).step_by(WIDE_ROWS) {
+                            let rows = (keys - j0).min(WIDE_ROWS);
+                            let vr = v.rows(vs + j0 * lv.row, lv.row, rows, d, wrow);
+                            for (&p, vj) in scores[j0..j0 + rows].iter().zip(vr.chunks_exact(d)) {
+                                for (x, &vv) in o.iter_mut().zip(vj) {
+                                    *x += p * vv;
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     for (j, &p) in scores.iter().enumerate() {
-                        let vj = if f32_kv.is_none() {
-                            v.values(vs + j * lv.row, d, wrow)
-                        } else {
-                            &vb[j * lv.row..][..d]
-                        };
-                        for (x, &vv) in o.iter_mut().zip(vj) {
+                        for (x, &vv) in o.iter_mut().zip(&vb[j * lv.row..][..d]) {
                             *x += p * vv;
                         }
                     }
@@ -799,39 +819,60 @@ mod tests {
             out: dense,
         };
         let len = bh * rows * d;
-        let strides = [(rows * d) as isize, d as isize, 1];
-        for format in [KvFormat::F16, KvFormat::Bf16, KvFormat::Q8] {
-            let (mut kc, mut vc) = (
-                KvCache::new(format, len, q8_block(d)),
-                KvCache::new(format, len, q8_block(d)),
-            );
-            kc.store(0..len, &k, 0, 0, &strides, &[bh, rows, d]);
-            vc.store(0..len, &v, 0, 0, &strides, &[bh, rows, d]);
-            let widen = |c: &KvCache| {
-                let mut x = vec![0f32; len];
-                c.view(0..len).values(0, len, &mut x);
-                x
+        // Keys and values [heads, rows, d], and [rows, heads, d] (rows apart in the cache).
+        let side_by_side = HeadLayout {
+            offset: 0,
+            batch: len,
+            head: d,
+            row: bh * d,
+            col: 1,
+        };
+        for (layout, strides, shape) in [
+            (dense, [(rows * d) as isize, d as isize, 1], [bh, rows, d]),
+            (
+                side_by_side,
+                [(bh * d) as isize, d as isize, 1],
+                [rows, bh, d],
+            ),
+        ] {
+            let dims = AttentionDims {
+                k: layout,
+                v: layout,
+                ..dims
             };
-            let (kr, vr) = (widen(&kc), widen(&vc));
-            assert!(kr != k && vr != v, "{format:?} rounds");
-            for threads in [1, 2] {
-                crate::set_threads(threads);
-                let (mut narrow, mut wide) = (vec![f32::NAN; len], vec![f32::NAN; len]);
-                // A 140-row prefill, then steps.
-                let mut at = vec![(0, 140)];
-                at.extend((140..rows).map(|i| (i, 1)));
-                for (r0, rn) in at {
-                    let (kv, vv) = (kc.view(0..len), vc.view(0..len));
-                    attention_kv(&q, kv, vv, &mut narrow, dims, r0, rn, r0);
-                    attention_at(&q, &kr, &vr, &mut wide, dims, r0, rn, r0);
-                }
-                assert!(
-                    narrow
-                        .iter()
-                        .zip(&wide)
-                        .all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "{format:?}, {threads} thread(s)"
+            for format in [KvFormat::F16, KvFormat::Bf16, KvFormat::Q8] {
+                let (mut kc, mut vc) = (
+                    KvCache::new(format, len, q8_block(d)),
+                    KvCache::new(format, len, q8_block(d)),
                 );
+                kc.store(0..len, &k, 0, 0, &strides, &shape);
+                vc.store(0..len, &v, 0, 0, &strides, &shape);
+                let widen = |c: &KvCache| {
+                    let mut x = vec![0f32; len];
+                    c.view(0..len).values(0, len, &mut x);
+                    x
+                };
+                let (kr, vr) = (widen(&kc), widen(&vc));
+                assert!(kr != k && vr != v, "{format:?} rounds");
+                for threads in [1, 2] {
+                    crate::set_threads(threads);
+                    let (mut narrow, mut wide) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+                    // A 140-row prefill, then steps.
+                    let mut at = vec![(0, 140)];
+                    at.extend((140..rows).map(|i| (i, 1)));
+                    for (r0, rn) in at {
+                        let (kv, vv) = (kc.view(0..len), vc.view(0..len));
+                        attention_kv(&q, kv, vv, &mut narrow, dims, r0, rn, r0);
+                        attention_at(&q, &kr, &vr, &mut wide, dims, r0, rn, r0);
+                    }
+                    assert!(
+                        narrow
+                            .iter()
+                            .zip(&wide)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{format:?} {layout:?}, {threads} thread(s)"
+                    );
+                }
             }
         }
     }

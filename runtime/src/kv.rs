@@ -324,6 +324,30 @@ impl<'a> KvRef<'a> {
         }
     }
 
+    /// `rows` rows of `n` values, row `r` at `at + r·stride`, as f32 side by side (`r·n`):
+    /// widened into `buf` (at least `rows·n` long), in one run when they are contiguous.
+    #[inline(always)]
+    pub fn rows<'b>(
+        &'b self,
+        at: usize,
+        stride: usize,
+        rows: usize,
+        n: usize,
+        buf: &'b mut [f32],
+    ) -> &'b [f32] {
+        if stride == n {
+            return self.values(at, rows * n, buf);
+        }
+        for (r, out) in buf[..rows * n].chunks_exact_mut(n).enumerate() {
+            if let Some(x) = self.as_f32() {
+                out.copy_from_slice(&x[at + r * stride..][..n]);
+            } else {
+                self.values(at + r * stride, n, out);
+            }
+        }
+        &buf[..rows * n]
+    }
+
     /// Values `at..at + n` as f32: the stored values when they are f32, else widened into
     /// `buf` (at least `n` long). A q8 run starts and ends on block boundaries.
     #[inline(always)]
