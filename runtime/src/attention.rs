@@ -112,17 +112,27 @@ const QUERY_BLOCK: usize = 64;
 /// Rows of a narrow cache a step widens at once (32 rows of 64 channels: 8 KiB, in L1).
 const WIDE_ROWS: usize = 32;
 
-thread_local! {
-    /// Scores, and a block of output rows before they go to their (strided) place.
-    static SCORES: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+/// A thread's working memory for `attention_heads`, kept between calls. It is borrowed
+/// outside the ISA-compiled kernel and passed in: a closure given to `LocalKey::with`
+/// inside the kernel would be compiled without the kernel's target features.
+#[derive(Default)]
+pub struct Scratch {
+    /// Scores.
+    scores: Vec<f32>,
+    /// A block of output rows before they go to their (strided) place.
+    tile: Vec<f32>,
     /// An attention head's keys (as Kᵀ) and values in GEMM panels (prefill on AVX-512).
-    static PANELS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
-    /// A head's keys and values widened from a narrow cache (prefill), and one row of them
-    /// (decoding).
-    static WIDE: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    kt: Vec<f32>,
+    vp: Vec<f32>,
+    /// A head's keys and values widened from a narrow cache (prefill), and a stretch of
+    /// rows of them (decoding).
+    wk: Vec<f32>,
+    wv: Vec<f32>,
+    wrow: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// Scaled dot-product attention for query rows `r0..r0 + rn` of every (batch, head):
@@ -232,7 +242,12 @@ pub fn attention_runs<'a, R>(
                 let (k, v) = kv(run.cache);
                 let (r0, rn, pos0) = (run.row, run.rows, run.pos);
                 let (h0, nh) = (h0 - r * bh, h1 - h0);
-                attention_heads_with(isa, packed, q, k, v, &rows, dims, r0, rn, pos0, h0, nh);
+                SCRATCH.with(|sc| {
+                    let sc = &mut *sc.borrow_mut();
+                    attention_heads_with(
+                        isa, packed, q, k, v, &rows, dims, r0, rn, pos0, h0, nh, sc,
+                    )
+                });
             }
         }
     };
@@ -365,7 +380,8 @@ crate::cpu::isa_kernel!(
         rn: usize,
         pos0: usize,
         h0: usize,
-        nh: usize
+        nh: usize,
+        scratch: &mut Scratch
     )
 );
 
@@ -387,6 +403,7 @@ fn attention_heads(
     pos0: usize,
     h0: usize,
     nh: usize,
+    scratch: &mut Scratch,
 ) {
     let AttentionDims {
         heads,
@@ -407,213 +424,271 @@ fn attention_heads(
     // Keys and values stored as f32 are read in place; a narrow cache's are widened, a
     // head's rows at once for a prefill, a row at a time for a step.
     let f32_kv = k.as_f32().zip(v.as_f32());
-    SCORES.with(|s| {
-        WIDE.with(|w| {
-            let (s, tile) = &mut *s.borrow_mut();
-            let (wk, wv, wrow) = &mut *w.borrow_mut();
-            if wrow.len() < WIDE_ROWS * d {
-                wrow.resize(WIDE_ROWS * d, 0.0);
-            }
-            let need = if rn >= 16 {
-                QUERY_BLOCK.min(rn) * keys_max
-            } else {
-                kv_rows
-            };
-            if s.len() < need {
-                s.resize(need, 0.0);
-            }
-            if tile.len() < QUERY_BLOCK.min(rn) * d {
-                tile.resize(QUERY_BLOCK.min(rn) * d, 0.0);
-            }
-            for b in h0..h0 + nh {
-                let qb = &q[lq.start(b, heads)..];
-                let (ks, vs) = (lk.start(b, heads), lv.start(b, heads));
-                // This head's keys and values with their row and channel strides (a narrow
-                // cache's step reads rows through `k` and `v` instead: empty here).
-                let (kb, vb, lk, lv): (&[f32], &[f32], HeadLayout, HeadLayout) = match f32_kv {
-                    Some((k32, v32)) => (&k32[ks..], &v32[vs..], lk, lv),
-                    None if rn >= 16 => {
-                        let dense = HeadLayout::dense(1, keys_max, d);
-                        for (x, l, at, wide) in [(&k, lk, ks, &mut *wk), (&v, lv, vs, &mut *wv)] {
-                            if wide.len() < keys_max * d {
-                                wide.resize(keys_max * d, 0.0);
-                            }
-                            for (j, row) in wide[..keys_max * d].chunks_exact_mut(d).enumerate() {
-                                let at = at + j * l.row;
-                                if let Some(x) = x.as_f32() {
-                                    row.copy_from_slice(&x[at..at + d]);
-                                } else {
-                                    x.values(at, d, row);
-                                }
-                            }
-                        }
-                        (&wk[..keys_max * d], &wv[..keys_max * d], dense, dense)
+    let Scratch {
+        scores: s,
+        tile,
+        kt,
+        vp,
+        wk,
+        wv,
+        wrow,
+    } = scratch;
+    if wrow.len() < WIDE_ROWS * d {
+        wrow.resize(WIDE_ROWS * d, 0.0);
+    }
+    let need = if rn >= 16 {
+        QUERY_BLOCK.min(rn) * keys_max
+    } else {
+        kv_rows
+    };
+    if s.len() < need {
+        s.resize(need, 0.0);
+    }
+    if tile.len() < QUERY_BLOCK.min(rn) * d {
+        tile.resize(QUERY_BLOCK.min(rn) * d, 0.0);
+    }
+    for b in h0..h0 + nh {
+        let qb = &q[lq.start(b, heads)..];
+        let (ks, vs) = (lk.start(b, heads), lv.start(b, heads));
+        // This head's keys and values with their row and channel strides (a narrow
+        // cache's step reads rows through `k` and `v` instead: empty here).
+        let (kb, vb, lk, lv): (&[f32], &[f32], HeadLayout, HeadLayout) = match f32_kv {
+            Some((k32, v32)) => (&k32[ks..], &v32[vs..], lk, lv),
+            None if rn >= 16 => {
+                let dense = HeadLayout::dense(1, keys_max, d);
+                for (x, l, at, wide) in [(&k, lk, ks, &mut *wk), (&v, lv, vs, &mut *wv)] {
+                    if wide.len() < keys_max * d {
+                        wide.resize(keys_max * d, 0.0);
                     }
-                    None => (&[][..], &[][..], lk, lv),
-                };
-                // Rows `b0..` of this head from a block computed contiguously.
-                let put = |b0: usize, block: &[f32]| {
-                    for (r, x) in block.chunks_exact(d).enumerate() {
-                        // SAFETY: row b0 + r < q_rows of head b < bh, which only this task
-                        // computes (`attention_runs`); the row is not borrowed elsewhere.
-                        unsafe { out.row(b, b0 + r) }.copy_from_slice(x);
-                    }
-                };
-                if rn >= 16 && packed {
-                    // The head's keys (as Kᵀ) and values packed into GEMM panels once, then
-                    // query rows in blocks as below, each block multiplying by the first rows
-                    // of the packed values.
-                    PANELS.with(|p| {
-                        let (kt, vp) = &mut *p.borrow_mut();
-                        crate::gemm::pack_panels(kb, lk.col, lk.row, d, keys_max, kt);
-                        crate::gemm::pack_panels(vb, lv.row, 1, keys_max, d, vp);
-                        for b0 in (r0..r0 + rn).step_by(QUERY_BLOCK) {
-                            let bn = (r0 + rn - b0).min(QUERY_BLOCK);
-                            let keys_b = if causal {
-                                b0 - r0 + bn + shift
-                            } else {
-                                kv_rows
-                            };
-                            let sc = &mut s[..bn * keys_b];
-                            let qr = &qb[b0 * lq.row..];
-                            crate::gemm::gemm_panels(scale, qr, lq.row, bn, d, kt, d, keys_b, sc);
-                            for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
-                                let keys = if causal {
-                                    b0 - r0 + r + shift + 1
-                                } else {
-                                    kv_rows
-                                };
-                                let (live, dead) = row.split_at_mut(keys);
-                                crate::vmath::softmax_row(live);
-                                dead.iter_mut().for_each(|x| *x = 0.0);
-                            }
-                            let o = &mut tile[..bn * d];
-                            crate::gemm::gemm_panels(
-                                1.0, sc, keys_b, bn, keys_b, vp, keys_max, d, o,
-                            );
-                            put(b0, o);
+                    for (j, row) in wide[..keys_max * d].chunks_exact_mut(d).enumerate() {
+                        let at = at + j * l.row;
+                        if let Some(x) = x.as_f32() {
+                            row.copy_from_slice(&x[at..at + d]);
+                        } else {
+                            x.values(at, d, row);
                         }
-                    });
-                    continue;
+                    }
                 }
-                if rn >= 16 {
-                    // Query rows in blocks: each block's scores stay in L2, and a causal block
-                    // computes only the keys its last row may see (half the work over a prompt).
-                    for b0 in (r0..r0 + rn).step_by(QUERY_BLOCK) {
-                        let bn = (r0 + rn - b0).min(QUERY_BLOCK);
-                        let keys_b = if causal {
-                            b0 - r0 + bn + shift
+                (&wk[..keys_max * d], &wv[..keys_max * d], dense, dense)
+            }
+            None => (&[][..], &[][..], lk, lv),
+        };
+        // Rows `b0..` of this head from a block computed contiguously.
+        let put = |b0: usize, block: &[f32]| {
+            for (r, x) in block.chunks_exact(d).enumerate() {
+                // SAFETY: row b0 + r < q_rows of head b < bh, which only this task
+                // computes (`attention_runs`); the row is not borrowed elsewhere.
+                unsafe { out.row(b, b0 + r) }.copy_from_slice(x);
+            }
+        };
+        if rn >= 16 && packed {
+            // The head's keys (as Kᵀ) and values packed into GEMM panels once, then
+            // query rows in blocks as below, each block multiplying by the first rows
+            // of the packed values.
+            {
+                crate::gemm::pack_panels(kb, lk.col, lk.row, d, keys_max, kt);
+                crate::gemm::pack_panels(vb, lv.row, 1, keys_max, d, vp);
+                for b0 in (r0..r0 + rn).step_by(QUERY_BLOCK) {
+                    let bn = (r0 + rn - b0).min(QUERY_BLOCK);
+                    let keys_b = if causal {
+                        b0 - r0 + bn + shift
+                    } else {
+                        kv_rows
+                    };
+                    let sc = &mut s[..bn * keys_b];
+                    let qr = &qb[b0 * lq.row..];
+                    crate::gemm::gemm_panels(scale, qr, lq.row, bn, d, kt, d, keys_b, sc);
+                    for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
+                        let keys = if causal {
+                            b0 - r0 + r + shift + 1
                         } else {
                             kv_rows
                         };
-                        let sc = &mut s[..bn * keys_b];
-                        // Kᵀ as a [d, keys] matrix: element (c, j) is k[j·row + c·col].
-                        let kt = Layout {
-                            row_stride: lk.col as isize,
-                            col_stride: lk.row as isize,
-                        };
-                        let lqr = Layout {
-                            row_stride: lq.row as isize,
-                            col_stride: 1,
-                        };
-                        matmul_serial(
-                            scale,
-                            qb,
-                            &[b0 * lq.row],
-                            lqr,
-                            kb,
-                            &[0],
-                            kt,
-                            0.0,
-                            sc,
-                            bn,
-                            d,
-                            keys_b,
-                        );
-                        for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
-                            let keys = if causal {
-                                b0 - r0 + r + shift + 1
-                            } else {
-                                kv_rows
-                            };
-                            let (live, dead) = row.split_at_mut(keys);
-                            crate::vmath::softmax_row(live);
-                            dead.iter_mut().for_each(|x| *x = 0.0);
-                        }
-                        let lvr = Layout {
-                            row_stride: lv.row as isize,
-                            col_stride: 1,
-                        };
-                        let o = &mut tile[..bn * d];
-                        matmul_serial(
-                            1.0,
-                            sc,
-                            &[0],
-                            Layout::row_major(keys_b),
-                            vb,
-                            &[0],
-                            lvr,
-                            0.0,
-                            o,
-                            bn,
-                            keys_b,
-                            d,
-                        );
-                        put(b0, o);
+                        let (live, dead) = row.split_at_mut(keys);
+                        crate::vmath::softmax_row(live);
+                        dead.iter_mut().for_each(|x| *x = 0.0);
                     }
-                    continue;
+                    let o = &mut tile[..bn * d];
+                    crate::gemm::gemm_panels(1.0, sc, keys_b, bn, keys_b, vp, keys_max, d, o);
+                    put(b0, o);
                 }
-                for i in r0..r0 + rn {
-                    let qi = &qb[i * lq.row..][..d];
-                    let keys = if causal { i - r0 + shift + 1 } else { kv_rows };
-                    let scores = &mut s[..keys];
-                    if f32_kv.is_none() {
-                        // A narrow cache, widened a stretch of rows at a time.
-                        for j0 in (0..keys).step_by(WIDE_ROWS) {
-                            let rows = (keys - j0).min(WIDE_ROWS);
-                            let kr = k.rows(ks + j0 * lk.row, lk.row, rows, d, wrow);
-                            for (sj, kj) in scores[j0..j0 + rows].iter_mut().zip(kr.chunks_exact(d))
-                            {
-                                *sj = dot(qi, kj) * scale;
-                            }
-                        }
+            }
+            continue;
+        }
+        if rn >= 16 {
+            // Query rows in blocks: each block's scores stay in L2, and a causal block
+            // computes only the keys its last row may see (half the work over a prompt).
+            for b0 in (r0..r0 + rn).step_by(QUERY_BLOCK) {
+                let bn = (r0 + rn - b0).min(QUERY_BLOCK);
+                let keys_b = if causal {
+                    b0 - r0 + bn + shift
+                } else {
+                    kv_rows
+                };
+                let sc = &mut s[..bn * keys_b];
+                // Kᵀ as a [d, keys] matrix: element (c, j) is k[j·row + c·col].
+                let kt = Layout {
+                    row_stride: lk.col as isize,
+                    col_stride: lk.row as isize,
+                };
+                let lqr = Layout {
+                    row_stride: lq.row as isize,
+                    col_stride: 1,
+                };
+                matmul_serial(
+                    scale,
+                    qb,
+                    &[b0 * lq.row],
+                    lqr,
+                    kb,
+                    &[0],
+                    kt,
+                    0.0,
+                    sc,
+                    bn,
+                    d,
+                    keys_b,
+                );
+                for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
+                    let keys = if causal {
+                        b0 - r0 + r + shift + 1
                     } else {
-                        for (j, sj) in scores.iter_mut().enumerate() {
-                            let dot = if lk.col == 1 {
-                                dot(qi, &kb[j * lk.row..][..d])
-                            } else {
-                                let kj = &kb[j * lk.row..];
-                                (0..d).map(|c| qi[c] * kj[c * lk.col]).sum()
-                            };
-                            *sj = dot * scale;
-                        }
+                        kv_rows
+                    };
+                    let (live, dead) = row.split_at_mut(keys);
+                    crate::vmath::softmax_row(live);
+                    dead.iter_mut().for_each(|x| *x = 0.0);
+                }
+                let lvr = Layout {
+                    row_stride: lv.row as isize,
+                    col_stride: 1,
+                };
+                let o = &mut tile[..bn * d];
+                matmul_serial(
+                    1.0,
+                    sc,
+                    &[0],
+                    Layout::row_major(keys_b),
+                    vb,
+                    &[0],
+                    lvr,
+                    0.0,
+                    o,
+                    bn,
+                    keys_b,
+                    d,
+                );
+                put(b0, o);
+            }
+            continue;
+        }
+        for i in r0..r0 + rn {
+            let qi = &qb[i * lq.row..][..d];
+            let keys = if causal { i - r0 + shift + 1 } else { kv_rows };
+            let scores = &mut s[..keys];
+            if f32_kv.is_none() && d == 64 {
+                // SAFETY: as below.
+                let o = unsafe { out.row(b, i) };
+                let rows = RowsOf {
+                    k: &k,
+                    v: &v,
+                    k0: ks,
+                    v0: vs,
+                    k_row: lk.row,
+                    v_row: lv.row,
+                };
+                narrow_row::<64>(qi, &rows, scale, scores, wrow, o);
+                continue;
+            }
+            if f32_kv.is_none() {
+                // A narrow cache, widened a stretch of rows at a time.
+                for j0 in (0..keys).step_by(WIDE_ROWS) {
+                    let rows = (keys - j0).min(WIDE_ROWS);
+                    let kr = k.rows(ks + j0 * lk.row, lk.row, rows, d, wrow);
+                    for (sj, kj) in scores[j0..j0 + rows].iter_mut().zip(kr.chunks_exact(d)) {
+                        *sj = dot(qi, kj) * scale;
                     }
-                    crate::vmath::softmax_row(scores);
-                    // SAFETY: row i < q_rows of head b < bh, which only this task computes
-                    // (`attention_runs`); the row is not borrowed elsewhere.
-                    let o = unsafe { out.row(b, i) };
-                    o.iter_mut().for_each(|x| *x = 0.0);
-                    if f32_kv.is_none() {
-                        for j0 in (0..keys).step_by(WIDE_ROWS) {
-                            let rows = (keys - j0).min(WIDE_ROWS);
-                            let vr = v.rows(vs + j0 * lv.row, lv.row, rows, d, wrow);
-                            for (&p, vj) in scores[j0..j0 + rows].iter().zip(vr.chunks_exact(d)) {
-                                for (x, &vv) in o.iter_mut().zip(vj) {
-                                    *x += p * vv;
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    for (j, &p) in scores.iter().enumerate() {
-                        for (x, &vv) in o.iter_mut().zip(&vb[j * lv.row..][..d]) {
+                }
+            } else {
+                for (j, sj) in scores.iter_mut().enumerate() {
+                    let dot = if lk.col == 1 {
+                        dot(qi, &kb[j * lk.row..][..d])
+                    } else {
+                        let kj = &kb[j * lk.row..];
+                        (0..d).map(|c| qi[c] * kj[c * lk.col]).sum()
+                    };
+                    *sj = dot * scale;
+                }
+            }
+            crate::vmath::softmax_row(scores);
+            // SAFETY: row i < q_rows of head b < bh, which only this task computes
+            // (`attention_runs`); the row is not borrowed elsewhere.
+            let o = unsafe { out.row(b, i) };
+            o.iter_mut().for_each(|x| *x = 0.0);
+            if f32_kv.is_none() {
+                for j0 in (0..keys).step_by(WIDE_ROWS) {
+                    let rows = (keys - j0).min(WIDE_ROWS);
+                    let vr = v.rows(vs + j0 * lv.row, lv.row, rows, d, wrow);
+                    for (&p, vj) in scores[j0..j0 + rows].iter().zip(vr.chunks_exact(d)) {
+                        for (x, &vv) in o.iter_mut().zip(vj) {
                             *x += p * vv;
                         }
                     }
                 }
+                continue;
             }
-        })
-    });
+            for (j, &p) in scores.iter().enumerate() {
+                for (x, &vv) in o.iter_mut().zip(&vb[j * lv.row..][..d]) {
+                    *x += p * vv;
+                }
+            }
+        }
+    }
+}
+
+/// Where one head's keys and values lie in a narrow cache.
+struct RowsOf<'a, 'b> {
+    k: &'b KvRef<'a>,
+    v: &'b KvRef<'a>,
+    k0: usize,
+    v0: usize,
+    k_row: usize,
+    v_row: usize,
+}
+
+/// One query row of a step against `scores.len()` keys of a narrow cache, for heads of `D`
+/// channels: scores, softmax, then the weighted sum of values with its `D` sums in
+/// registers. Each value is added in key order, one multiply and one add, as the general
+/// path does, so the bits are the same.
+#[inline(always)]
+fn narrow_row<const D: usize>(
+    qi: &[f32],
+    at: &RowsOf,
+    scale: f32,
+    scores: &mut [f32],
+    buf: &mut [f32],
+    o: &mut [f32],
+) {
+    let keys = scores.len();
+    for j0 in (0..keys).step_by(WIDE_ROWS) {
+        let rows = (keys - j0).min(WIDE_ROWS);
+        let kr = at.k.rows(at.k0 + j0 * at.k_row, at.k_row, rows, D, buf);
+        for (sj, kj) in scores[j0..j0 + rows].iter_mut().zip(kr.chunks_exact(D)) {
+            *sj = dot(qi, kj) * scale;
+        }
+    }
+    crate::vmath::softmax_row(scores);
+    let mut acc = [0f32; D];
+    for j0 in (0..keys).step_by(WIDE_ROWS) {
+        let rows = (keys - j0).min(WIDE_ROWS);
+        let vr = at.v.rows(at.v0 + j0 * at.v_row, at.v_row, rows, D, buf);
+        for (&p, vj) in scores[j0..j0 + rows].iter().zip(vr.chunks_exact(D)) {
+            for (x, &vv) in acc.iter_mut().zip(vj) {
+                *x += p * vv;
+            }
+        }
+    }
+    o.copy_from_slice(&acc);
 }
 
 #[cfg(test)]
@@ -707,6 +782,7 @@ mod tests {
                     0,
                     0,
                     bh,
+                    &mut Scratch::default(),
                 );
                 for r in 140..rows {
                     attention_heads_with(
@@ -722,6 +798,7 @@ mod tests {
                         r,
                         0,
                         bh,
+                        &mut Scratch::default(),
                     );
                 }
                 for (a, b) in out.iter().zip(&want) {
@@ -985,6 +1062,7 @@ mod tests {
                         0,
                         0,
                         bh,
+                        &mut Scratch::default(),
                     );
                     for r in 70..rows {
                         attention_heads_with(
@@ -1000,6 +1078,7 @@ mod tests {
                             r,
                             0,
                             bh,
+                            &mut Scratch::default(),
                         );
                     }
                     check(&out, &format!("{isa:?} packed {packed} k {klayout:?}"));
