@@ -246,6 +246,16 @@ fn hostile_external_data_is_refused_with_the_tensor_named() {
             vec!["'offset' is '-4096', expected a byte count".into()],
         ),
         (
+            "repeated-key",
+            Box::new(|_, t| {
+                t.external_data.push(StringStringEntryProto {
+                    key: "offset".into(),
+                    value: "4096".into(),
+                })
+            }),
+            vec!["the key 'offset' appears twice".into()],
+        ),
+        (
             "inline-too",
             Box::new(|_, t| t.float_data = vec![0.0; 32_000]),
             vec!["also has data inside the model file".into()],
