@@ -9,7 +9,8 @@
 use gpt2c::onnx::proto::{ModelProto, StringStringEntryProto, TensorProto};
 use prost::Message;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-external")
@@ -84,20 +85,7 @@ fn write(s: &Scratch, m: &ModelProto) {
 
 /// Runs `gpt2c` with `args` in `dir`: (exit code, stdout, stderr). A panic fails the test.
 fn gpt2c(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gpt2c"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let (so, se) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(
-        !se.contains("panicked") && out.status.code() != Some(101),
-        "gpt2c {args:?} panicked:\n{se}"
-    );
-    (out.status.code(), so, se)
+    common::gpt2c_in(Some(dir), args)
 }
 
 /// The library and both CLI commands refuse the scratch model with all of `want` (and the
