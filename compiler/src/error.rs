@@ -62,9 +62,7 @@ pub enum Error {
     Invalid(String),
     /// A tensor's external data cannot be used: a location that leaves the model's folder, a
     /// missing file, a byte range past a file's end or of the wrong size, bad entries.
-    #[error(
-        "tensor '{tensor}' keeps its data in an external file, which cannot be used: {reason}"
-    )]
+    #[error("tensor '{tensor}': unusable external data: {reason}")]
     ExternalData {
         /// The tensor (`TensorProto.name`).
         tensor: String,

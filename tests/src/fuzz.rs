@@ -710,6 +710,15 @@ fn mutate_model(m: &mut ModelProto, rng: &mut Rng) -> String {
             if ts.is_empty() {
                 return "(no tensors)".into();
             }
+            // A model with external data (tiny-external) gets half its tensor mutations
+            // on how its external tensors point into the data file.
+            let external: Vec<usize> = (0..ts.len())
+                .filter(|&i| ts[i].data_location == 1)
+                .collect();
+            if !external.is_empty() && rng.one_in(2) {
+                let k = *rng.pick(&external);
+                return mutate_external(ts[k], rng);
+            }
             let k = rng.below(ts.len());
             mutate_tensor(ts[k], rng)
         }
@@ -960,7 +969,11 @@ pub fn run(
             Ok(Ok(_)) => report.accepted += 1,
             Ok(Err(e)) => {
                 report.rejected += 1;
-                *report.errors.entry(error_kind(&e.to_string())).or_default() += 1;
+                // Messages name the seed's file: one kind for every seed.
+                let msg = e
+                    .to_string()
+                    .replace(&case.model_path.display().to_string(), "MODEL");
+                *report.errors.entry(error_kind(&msg)).or_default() += 1;
             }
             Err(_) => report.findings.push(Finding {
                 index,
