@@ -10,6 +10,8 @@ const FIXTURES: &[&str] = &[
     "deep",
     "static",
     "matmul_add",
+    // tiny re-saved with its weights in an external-data file (tools/save_external_data.py).
+    "tiny-external",
     // The same network from other exporters (tests/fixtures/EXPORTERS.md).
     "x-pt12-opset17",
     "x-hf-eager",

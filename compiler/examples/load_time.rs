@@ -4,19 +4,21 @@ fn main() {
     let path = std::env::args()
         .nth(1)
         .expect("usage: load_time MODEL.onnx");
+    let path = std::path::Path::new(&path);
     let t = Instant::now();
-    let data = bytes::Bytes::from(std::fs::read(&path).expect("read"));
-    let t_read = t.elapsed();
-    let model = gpt2c::onnx::decode(data, &path).expect("decode");
+    let data = gpt2c::onnx::map_model(path).expect("map");
+    let t_map = t.elapsed();
+    let loaded = gpt2c::onnx::decode_at(data, path).expect("decode");
     let t_decode = t.elapsed();
-    let graph = gpt2c::onnx::import(&model).expect("import");
+    let graph = gpt2c::onnx::import(&loaded.model).expect("import");
     let t_import = t.elapsed();
-    drop(model);
+    let files = loaded.data_files.len();
+    drop(loaded);
     let t_drop = t.elapsed();
     println!(
-        "read {:?}, decode {:?}, import {:?}, drop proto {:?}; {} nodes",
-        t_read,
-        t_decode - t_read,
+        "map {:?}, decode (and external data: {files} files) {:?}, import {:?}, drop proto {:?}; {} nodes",
+        t_map,
+        t_decode - t_map,
         t_import - t_decode,
         t_drop - t_import,
         graph.nodes.len()

@@ -83,8 +83,8 @@ impl Builder {
         self
     }
 
-    /// Whether to print `cargo:rerun-if-changed` for the model (default true; turn it off
-    /// outside build scripts).
+    /// Whether to print `cargo:rerun-if-changed` for the model and its external-data files
+    /// (default true; turn it off outside build scripts).
     pub fn cargo_metadata(mut self, on: bool) -> Builder {
         self.cargo_metadata = on;
         self
@@ -153,13 +153,20 @@ impl Builder {
                 WeightsPath::Absolute(abs.display().to_string())
             }
         };
-        compile_file(
+        let compiled = compile_file(
             &self.model,
             &self.source_path()?,
             &weights_out,
             weights_path,
             &self.options,
         )
-        .map_err(in_model)
+        .map_err(in_model)?;
+        if self.cargo_metadata {
+            // Changed external data changes the weights just as a changed model does.
+            for f in &compiled.data_files {
+                println!("cargo:rerun-if-changed={}", f.display());
+            }
+        }
+        Ok(compiled)
     }
 }

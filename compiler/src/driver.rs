@@ -19,8 +19,11 @@ pub struct Compiled {
     pub inputs: Vec<(String, Vec<usize>)>,
     /// What code generation produced.
     pub summary: Summary,
-    /// sha256 of the model file, hex.
+    /// sha256 of the model file, hex (of the `.onnx` file alone: not of its external data).
     pub model_sha256: String,
+    /// The external-data files the model's tensors were read from (canonical paths; empty
+    /// for a self-contained model).
+    pub data_files: Vec<std::path::PathBuf>,
 }
 
 /// Static input shapes: a GPT-2 graph runs its full context (or its declared static
@@ -73,10 +76,7 @@ pub fn compile_file(
     weights_path: WeightsPath,
     options: &CompileOptions,
 ) -> Result<Compiled> {
-    let data = std::fs::read(model).map_err(|source| Error::Io {
-        path: model.display().to_string(),
-        source,
-    })?;
+    let data = crate::onnx::map_model(model)?;
     for dir in [source_out.parent(), weights_out.parent()]
         .into_iter()
         .flatten()
@@ -86,8 +86,7 @@ pub fn compile_file(
             source,
         })?;
     }
-    let (source, compiled) =
-        compile_bytes_as(data.into(), model, weights_path, weights_out, options)?;
+    let (source, compiled) = compile_bytes_as(data, model, weights_path, weights_out, options)?;
     std::fs::write(source_out, source).map_err(|source| Error::Io {
         path: source_out.display().to_string(),
         source,
@@ -95,9 +94,10 @@ pub fn compile_file(
     Ok(compiled)
 }
 
-/// The whole compiler on a model already in memory (`model` names it in messages and the
-/// header): returns the generated source and writes the weight blob to `weights_out`.
-/// `compile_file` is this plus file I/O; the fuzzer (tests crate) calls it directly.
+/// The whole compiler on a model already in memory: returns the generated source and writes
+/// the weight blob to `weights_out`. `model` is the file the bytes came from: it names them in
+/// messages and the header, and external data is looked for in its folder. `compile_file` is
+/// this plus file I/O; the fuzzer (tests crate) calls it directly.
 pub fn compile_bytes_as(
     data: Bytes,
     model: &Path,
@@ -107,16 +107,24 @@ pub fn compile_bytes_as(
 ) -> Result<(String, Compiled)> {
     let weight_format = options.weights;
     let disabled = options.disabled.clone();
-    crate::progress::stage("hashing", None);
-    let sha: String = Sha256::digest(&data)
+    // The first pass over the mapped file: it reads the file in, so it shows progress.
+    crate::progress::stage("hashing", Some(data.len() as u64));
+    let mut hasher = Sha256::new();
+    for chunk in data.chunks(4 << 20) {
+        hasher.update(chunk);
+        crate::progress::advance(chunk.len() as u64);
+    }
+    let sha: String = hasher
+        .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     crate::progress::stage("decoding", None);
-    let proto = crate::onnx::decode(data, &model.display().to_string())?;
+    let loaded = crate::onnx::decode_at(data, model)?;
+    let data_files = loaded.data_files.iter().map(|f| f.path.clone()).collect();
     crate::progress::stage("importing", None);
-    let graph = crate::onnx::import(&proto)?;
-    drop(proto);
+    let graph = crate::onnx::import(&loaded.model)?;
+    drop(loaded);
     // attention_mask and position_ids of one unpadded sequence.
     let graph = crate::gpt2::bind_side_inputs(&graph)?;
     let derived = Gpt2Config::derive(&graph);
@@ -176,6 +184,7 @@ pub fn compile_bytes_as(
             inputs,
             summary,
             model_sha256: sha,
+            data_files,
         },
     ))
 }

@@ -144,11 +144,11 @@ pub fn emit_crate(
             manifest.display()
         )));
     }
-    let data = crate::progress::read_file(model).map_err(io(model))?;
+    let data = crate::onnx::map_model(model)?;
     let src = dir.join("src");
     std::fs::create_dir_all(&src).map_err(io(&src))?;
     let (source, compiled) = crate::driver::compile_bytes_as(
-        data.into(),
+        data,
         model,
         WeightsPath::ManifestDir("weights.bin".into()),
         &dir.join("weights.bin"),

@@ -60,6 +60,15 @@ pub enum Error {
     /// unsupported data type, an unknown pass...).
     #[error("invalid model: {0}")]
     Invalid(String),
+    /// A tensor's external data cannot be used: a location that leaves the model's folder, a
+    /// missing file, a byte range past a file's end or of the wrong size, bad entries.
+    #[error("tensor '{tensor}': unusable external data: {reason}")]
+    ExternalData {
+        /// The tensor (`TensorProto.name`).
+        tensor: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Typing or evaluating one node failed.
     #[error("node '{node}' ({op}): {msg}")]
     Node {

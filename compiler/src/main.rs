@@ -273,13 +273,21 @@ fn inspect(
         .len();
     // Everything is computed under the progress line, then printed.
     let progress = progress::Progress::start();
-    let data =
-        progress::read_file(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let data = gpt2c::onnx::map_model(path)?;
     progress::stage("decoding", None);
-    let proto = gpt2c::onnx::decode(data.into(), &path.display().to_string())?;
+    let loaded = gpt2c::onnx::decode_at(data, path)?;
     progress::stage("importing", None);
-    let graph = gpt2c::onnx::import(&proto)?;
-    drop(proto);
+    let graph = gpt2c::onnx::import(&loaded.model)?;
+    let external = match loaded.data_files.as_slice() {
+        [] => String::new(),
+        files => format!(
+            " + {:.2} MB of external data in {} file{}",
+            files.iter().map(|f| f.data.len()).sum::<usize>() as f64 / 1e6,
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        ),
+    };
+    drop(loaded);
     let graph = gpt2c::gpt2::bind_side_inputs(&graph)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let (name, dims) = token_input(&graph)?;
@@ -325,7 +333,7 @@ fn inspect(
 
     let m = &graph.meta;
     println!(
-        "model      {} ({:.2} MB), loaded in {load_ms:.0} ms",
+        "model      {} ({:.2} MB{external}), loaded in {load_ms:.0} ms",
         path.display(),
         file_len as f64 / 1e6
     );

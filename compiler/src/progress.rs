@@ -7,8 +7,7 @@
 //! scripts, pipes and logs stay silent. `GPT2C_PROGRESS=0` switches it off and `=1` forces
 //! it on even without a terminal.
 
-use std::io::{IsTerminal, Read, Write};
-use std::path::Path;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,27 +56,6 @@ pub fn advance(n: u64) {
 /// Whether a display is on.
 pub fn is_on() -> bool {
     ON.load(Ordering::Relaxed)
-}
-
-/// Reads a whole file, as stage "reading" with a byte count.
-pub fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    if !is_on() {
-        return std::fs::read(path);
-    }
-    let mut f = std::fs::File::open(path)?;
-    let len = f.metadata()?.len();
-    stage("reading", Some(len));
-    let mut data = Vec::with_capacity(len as usize);
-    let mut chunk = vec![0u8; 4 << 20];
-    loop {
-        let n = f.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        data.extend_from_slice(&chunk[..n]);
-        advance(n as u64);
-    }
-    Ok(data)
 }
 
 /// The line for a stage: a bar filled to `done / total`, or a block sweeping back and
@@ -209,12 +187,9 @@ mod tests {
 
     #[test]
     fn silent_until_started() {
-        // No display: stages and byte counts are ignored, reading still works.
-        stage("reading", Some(10));
+        // No display: stages and byte counts are ignored.
+        stage("hashing", Some(10));
         advance(10);
         assert_eq!(DONE.load(Ordering::Relaxed), 0);
-        let me = std::env::current_exe().unwrap();
-        let n = read_file(&me).unwrap().len() as u64;
-        assert_eq!(n, std::fs::metadata(&me).unwrap().len());
     }
 }

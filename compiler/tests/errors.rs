@@ -6,7 +6,8 @@ use bytes::Bytes;
 use gpt2c::onnx::proto::{DimensionValue, ModelProto, NodeProto, StringStringEntryProto};
 use prost::Message;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -44,19 +45,7 @@ fn file(tag: &str, bytes: &[u8]) -> String {
 
 /// Runs `gpt2c` with `args`: (exit code, stdout, stderr). A panic fails the test.
 fn gpt2c(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gpt2c"))
-        .args(args)
-        .output()
-        .unwrap();
-    let (so, se) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(
-        !se.contains("panicked") && out.status.code() != Some(101),
-        "gpt2c {args:?} panicked:\n{se}"
-    );
-    (out.status.code(), so, se)
+    common::gpt2c_in(None, args)
 }
 
 /// One bad invocation and the words its error message must contain.

@@ -23,6 +23,7 @@ compiled!(
     deep,
     static_ctx,
     matmul_add,
+    tiny_external,
     x_pt12_opset17,
     x_hf_eager,
     x_hf_sdpa,

@@ -1,12 +1,14 @@
 //! A mutation fuzzer for the ONNX loader and the whole compiler, on stable Rust.
 //!
 //! Each case starts from one real model (`tests/fixtures/*`, `tests/ops/*`), applies a few
-//! random mutations and runs `gpt2c::driver::compile_bytes` on the result (decode → import →
+//! random mutations and runs `gpt2c::driver::compile_bytes_as` on the result, as the file of
+//! the seed model's folder (so external data resolves there) (decode → external data → import →
 //! GPT-2 configuration → specialize and the passes → code generation; the source stays in
 //! memory and the weight blob goes to /dev/null). Mutations are field-level (the file decoded
 //! with gpt2c's prost types, one field changed: dims, data types, raw data lengths and
-//! contents, attribute values and types, node wiring, op types, graph inputs and outputs,
-//! opsets; then re-encoded) followed by byte-level ones (bit flips, truncation, insertion,
+//! contents, external-data entries (locations that escape the folder or name other files,
+//! offsets and lengths out of range or not numbers, missing and repeated keys), attribute
+//! values and types, node wiring, op types, graph inputs and outputs, opsets; then re-encoded) followed by byte-level ones (bit flips, truncation, insertion,
 //! deletion, duplicated ranges, huge varints).
 //!
 //! The compiler must answer every case with `Ok` or an `Err`. Findings are:
@@ -28,7 +30,7 @@ use prost::Message;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -148,6 +150,9 @@ impl Rng {
 /// One real model the mutations start from.
 pub struct SeedModel {
     pub name: String,
+    /// Its `model.onnx`: mutated cases are compiled as this file (external data resolves in
+    /// its folder; `tiny-external` keeps its weights there).
+    pub path: PathBuf,
     pub bytes: Bytes,
     pub model: ModelProto,
 }
@@ -172,9 +177,15 @@ pub fn load_corpus(root: &Path) -> Vec<SeedModel> {
                 sub.trim_start_matches("tests/"),
                 dir.file_name().unwrap().to_string_lossy()
             );
-            let bytes = Bytes::from(std::fs::read(dir.join("model.onnx")).expect("model.onnx"));
+            let path = dir.join("model.onnx");
+            let bytes = Bytes::from(std::fs::read(&path).expect("model.onnx"));
             let model = ModelProto::decode(bytes.clone()).expect("seed models decode");
-            SeedModel { name, bytes, model }
+            SeedModel {
+                name,
+                path,
+                bytes,
+                model,
+            }
         })
         .collect()
 }
@@ -232,9 +243,100 @@ fn all_tensors(g: &mut GraphProto) -> Vec<&mut TensorProto> {
     ts
 }
 
+/// Locations an external tensor may be given: the fixture's data file and other files of a
+/// seed's folder, ways out of the folder, files that are not there, odd forms.
+const LOCATIONS: &[&str] = &[
+    "model.data",
+    "./model.data",
+    "model.onnx",
+    "manifest.json",
+    "L64.out0.bin",
+    "weights.bin",
+    "",
+    ".",
+    "..",
+    "../tiny-external/model.data",
+    "sub/../model.data",
+    "/etc/passwd",
+    "/dev/zero",
+    "//model.data",
+    "model.data\0",
+    "mod\u{0}el.data",
+];
+
+fn entry(key: &str, value: String) -> StringStringEntryProto {
+    StringStringEntryProto {
+        key: key.into(),
+        value,
+    }
+}
+
+/// A byte count as text: mostly a number near the file sizes involved, else garbage.
+fn count_text(rng: &mut Rng) -> String {
+    match rng.below(6) {
+        0 => rng.int().to_string(),
+        1 => rng
+            .pick(&["", "-0", "+8", "0x10", "1e3", " 4", "18446744073709551616"])
+            .to_string(),
+        _ => (rng.below(400_000) / 4 * 4).to_string(),
+    }
+}
+
+/// Mutates how a tensor refers to external data.
+fn mutate_external(t: &mut TensorProto, rng: &mut Rng) -> String {
+    let name = format!("tensor '{}'", t.name);
+    let key = *rng.pick(&[
+        "location", "offset", "length", "checksum", "basepath", "other",
+    ]);
+    match rng.below(6) {
+        0 => {
+            // Moved out: the bytes are dropped, the entries point at a file.
+            let len = t.raw_data.len();
+            t.raw_data = Bytes::new();
+            t.data_location = 1;
+            t.external_data = vec![
+                entry("location", rng.pick(LOCATIONS).to_string()),
+                entry("offset", (rng.below(1000) * 4).to_string()),
+                entry("length", len.to_string()),
+            ];
+            format!("{name} made external: {:?}", t.external_data)
+        }
+        1 => {
+            let loc = rng.pick(LOCATIONS).to_string();
+            t.external_data.retain(|e| e.key != "location");
+            t.external_data.push(entry("location", loc.clone()));
+            format!("{name} location = {loc:?}")
+        }
+        2 => {
+            let v = count_text(rng);
+            let k = if rng.one_in(2) { "offset" } else { "length" };
+            t.external_data.retain(|e| e.key != k);
+            t.external_data.push(entry(k, v.clone()));
+            format!("{name} {k} = {v:?}")
+        }
+        3 => {
+            t.external_data.retain(|e| e.key != key);
+            format!("{name} external entry '{key}' removed")
+        }
+        4 => {
+            let v = if key == "location" {
+                rng.pick(LOCATIONS).to_string()
+            } else {
+                count_text(rng)
+            };
+            t.external_data.push(entry(key, v));
+            format!("{name} external entry '{key}' added")
+        }
+        _ => {
+            t.data_location = rng.int() as i32;
+            format!("{name} data_location = {}", t.data_location)
+        }
+    }
+}
+
 fn mutate_tensor(t: &mut TensorProto, rng: &mut Rng) -> String {
     let name = format!("tensor '{}'", t.name);
-    match rng.below(12) {
+    match rng.below(14) {
         0 | 1 if !t.dims.is_empty() => {
             let k = rng.below(t.dims.len());
             t.dims[k] = rng.int();
@@ -287,6 +389,7 @@ fn mutate_tensor(t: &mut TensorProto, rng: &mut Rng) -> String {
             }
             format!("{name} data_location = {}", t.data_location)
         }
+        12 | 13 => mutate_external(t, rng),
         9 => {
             t.segment = Some(TensorSegment {
                 begin: rng.int(),
@@ -607,6 +710,15 @@ fn mutate_model(m: &mut ModelProto, rng: &mut Rng) -> String {
             if ts.is_empty() {
                 return "(no tensors)".into();
             }
+            // A model with external data (tiny-external) gets half its tensor mutations
+            // on how its external tensors point into the data file.
+            let external: Vec<usize> = (0..ts.len())
+                .filter(|&i| ts[i].data_location == 1)
+                .collect();
+            if !external.is_empty() && rng.one_in(2) {
+                let k = *rng.pick(&external);
+                return mutate_external(ts[k], rng);
+            }
             let k = rng.below(ts.len());
             mutate_tensor(ts[k], rng)
         }
@@ -669,6 +781,8 @@ fn mutate_bytes(b: &mut Vec<u8>, rng: &mut Rng) -> String {
 /// One fuzz case: the seed model it started from, what was changed, and the bytes.
 pub struct Case {
     pub seed_model: String,
+    /// The file the case is compiled as (the seed's `model.onnx`, never written).
+    pub model_path: PathBuf,
     pub mutations: Vec<String>,
     pub bytes: Vec<u8>,
 }
@@ -703,6 +817,7 @@ pub fn make_case(corpus: &[SeedModel], seed: u64, index: u64) -> Case {
     }
     Case {
         seed_model: base.name.clone(),
+        model_path: base.path.clone(),
         mutations,
         bytes,
     }
@@ -710,12 +825,13 @@ pub fn make_case(corpus: &[SeedModel], seed: u64, index: u64) -> Case {
 
 // ---- running cases ----
 
-/// The compiler front to back on one file in memory; `Ok` is the generated source's length.
-pub fn compile(bytes: &[u8]) -> gpt2c::Result<usize> {
+/// The compiler front to back on one file in memory, as if it were `model_path` (external
+/// data is looked for in its folder); `Ok` is the generated source's length.
+pub fn compile(bytes: &[u8], model_path: &Path) -> gpt2c::Result<usize> {
     let null = Path::new("/dev/null");
     let (source, _) = gpt2c::driver::compile_bytes_as(
         Bytes::copy_from_slice(bytes),
-        Path::new("fuzz.onnx"),
+        model_path,
         gpt2c::codegen::WeightsPath::Absolute("/dev/null".into()),
         null,
         &gpt2c::driver::CompileOptions::default(),
@@ -841,7 +957,7 @@ pub fn run(
         CASE_INDEX.store(index, Relaxed);
         let t = Instant::now();
         *started.lock().unwrap_or_else(|e| e.into_inner()) = (t, index);
-        let outcome = catch_unwind(AssertUnwindSafe(|| compile(&case.bytes)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| compile(&case.bytes, &case.model_path)));
         let took = t.elapsed();
         *started.lock().unwrap_or_else(|e| e.into_inner()) = (t, u64::MAX);
         CASE_INDEX.store(u64::MAX, Relaxed);
@@ -853,7 +969,11 @@ pub fn run(
             Ok(Ok(_)) => report.accepted += 1,
             Ok(Err(e)) => {
                 report.rejected += 1;
-                *report.errors.entry(error_kind(&e.to_string())).or_default() += 1;
+                // Messages name the seed's file: one kind for every seed.
+                let msg = e
+                    .to_string()
+                    .replace(&case.model_path.display().to_string(), "MODEL");
+                *report.errors.entry(error_kind(&msg)).or_default() += 1;
             }
             Err(_) => report.findings.push(Finding {
                 index,

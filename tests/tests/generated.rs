@@ -109,6 +109,7 @@ fn generated_code_matches_interpreter_and_onnxruntime() {
         runner!(deep, "deep"),
         runner!(static_ctx, "static"),
         runner!(matmul_add, "matmul_add"),
+        runner!(tiny_external, "tiny-external"),
         // The same network from other exporters.
         runner!(x_pt12_opset17, "x-pt12-opset17"),
         runner!(x_hf_eager, "x-hf-eager"),

@@ -72,3 +72,47 @@ fn weights_are_slices_of_the_file_buffer() {
     }
     assert!(big > 10, "expected the weights among the constants");
 }
+
+/// The `tiny-external` fixture is `tiny` re-saved with its initializers of 1 KB and more in
+/// `model.data` (tools/save_external_data.py): loaded, it is the same graph with the same
+/// constants, bit for bit, and those weights are slices of the mapped data file.
+#[test]
+fn external_data_loads_as_the_inline_model_without_copies() {
+    let fixtures = repo_root().join("tests/fixtures");
+    let loaded = gpt2c::onnx::load_files(&fixtures.join("tiny-external/model.onnx")).unwrap();
+    assert_eq!(loaded.data_files.len(), 1);
+    let file = &loaded.data_files[0];
+    assert_eq!(
+        file.path,
+        std::fs::canonicalize(fixtures.join("tiny-external/model.data")).unwrap()
+    );
+    let range = file.data.as_ptr() as usize..file.data.as_ptr() as usize + file.data.len();
+    let external = gpt2c::onnx::import(&loaded.model).unwrap();
+    let inline = gpt2c::onnx::load_graph(&fixtures.join("tiny/model.onnx")).unwrap();
+    assert_eq!(external.nodes.len(), inline.nodes.len());
+    assert_eq!(external.values.len(), inline.values.len());
+    let mut shared = 0;
+    for (a, b) in external.values.iter().zip(&inline.values) {
+        assert_eq!(a.name, b.name);
+        assert_eq!(a.konst, b.konst, "'{}'", a.name);
+        if let Some(t) = &a.konst {
+            if t.byte_len() >= 1024 && range.contains(&(t.bytes().as_ptr() as usize)) {
+                shared += 1;
+            }
+        }
+    }
+    let external_tensors = loaded
+        .model
+        .graph
+        .as_ref()
+        .unwrap()
+        .initializer
+        .iter()
+        .filter(|t| t.raw_data.len() >= 1024)
+        .count();
+    assert_eq!(
+        shared, 12,
+        "the 12 external initializers are slices of model.data"
+    );
+    assert_eq!(external_tensors, 12);
+}

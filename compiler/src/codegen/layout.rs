@@ -33,6 +33,16 @@ pub enum WeightFormat {
     Q4,
 }
 
+/// The little-endian bytes of `values`, `N` per value, in a buffer of exactly that size (a
+/// `flat_map(..).collect()` grows by doubling: up to twice the blob of a large matrix).
+fn le_bytes<T: Copy, const N: usize>(values: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() * N);
+    for &v in values {
+        out.extend_from_slice(&f(v));
+    }
+    out
+}
+
 impl WeightFormat {
     /// The `GPT2_WEIGHTS` names, in variant order.
     pub const NAMES: &'static [&'static str] = &["f32", "bf16", "f16", "q8", "q4"];
@@ -100,10 +110,7 @@ impl WeightFormat {
     /// of every block and panel column in the order the kernel reads them.
     pub fn encode_panels(self, values: &[f32], k: usize) -> (Vec<u8>, Vec<f32>) {
         match self {
-            WeightFormat::F32 => (
-                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                vec![],
-            ),
+            WeightFormat::F32 => (le_bytes(values, |v| v.to_le_bytes()), vec![]),
             WeightFormat::Bf16 => {
                 // Pairs of rows per column (`gpt2rt::bf16`).
                 let kp = gpt2rt::bf16::padded_depth(k);
@@ -119,15 +126,9 @@ impl WeightFormat {
                         }
                     }
                 }
-                (b.iter().flat_map(|v| v.to_le_bytes()).collect(), vec![])
+                (le_bytes(&b, |v| v.to_le_bytes()), vec![])
             }
-            WeightFormat::F16 => (
-                values
-                    .iter()
-                    .flat_map(|&v| f16_bits(v).to_le_bytes())
-                    .collect(),
-                vec![],
-            ),
+            WeightFormat::F16 => (le_bytes(values, |v| f16_bits(v).to_le_bytes()), vec![]),
             WeightFormat::Q8 => {
                 // Quads of four rows per column, offset by 128 (`gpt2rt::q8`).
                 let kp = gpt2rt::q8::padded_depth(k);
@@ -295,36 +296,37 @@ impl WeightFormat {
     }
 }
 
-/// `W [k, n]` (f32, row-major) in panel layout, as a 1-D tensor.
-pub fn pack_panels(w: &Tensor) -> Tensor {
+/// The f32 elements of `w`'s little-endian bytes, read in place (a weight's bytes are
+/// usually a slice of the mapped model file: no copy of them is made).
+fn f32s(w: &Tensor) -> impl Iterator<Item = f32> + '_ {
+    assert_eq!(w.dtype(), crate::ir::DType::F32, "an f32 weight");
+    w.bytes()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// `W [k, n]` (f32, row-major) in panel layout.
+pub fn pack_panels(w: &Tensor) -> Vec<f32> {
     let (k, n) = (w.shape()[0], w.shape()[1]);
-    let src = w.to_vec::<f32>().expect("an f32 weight");
     let mut out = vec![0f32; panels_len(k, n)];
-    for (t, panel) in out.chunks_exact_mut(k * PANEL).enumerate() {
-        let c0 = t * PANEL;
-        let width = (n - c0).min(PANEL);
-        for (p, row) in panel.chunks_exact_mut(PANEL).enumerate() {
-            row[..width].copy_from_slice(&src[p * n + c0..p * n + c0 + width]);
-        }
+    for (i, v) in f32s(w).enumerate() {
+        let (p, c) = (i / n, i % n);
+        out[(c / PANEL) * k * PANEL + p * PANEL + c % PANEL] = v;
     }
-    Tensor::from_vec(vec![out.len()], out)
+    out
 }
 
 /// The transpose of `W [n, k]` (f32, row-major) in panel layout: `Wᵀ [k, n]` as a Linear
 /// weight, for a tied embedding table that is also the LM head. Row `r` of `W` (an embedding)
 /// is column `r` of `Wᵀ`: panel `r / PANEL`, element `p · PANEL + r % PANEL` for `p < k`.
-pub fn pack_panels_of_transpose(w: &Tensor) -> Tensor {
+pub fn pack_panels_of_transpose(w: &Tensor) -> Vec<f32> {
     let (n, k) = (w.shape()[0], w.shape()[1]);
-    let src = w.to_vec::<f32>().expect("an f32 weight");
     let mut out = vec![0f32; panels_len(k, n)];
-    for (r, row) in src.chunks_exact(k).enumerate() {
-        let (panel, j) = (r / PANEL, r % PANEL);
-        let base = panel * k * PANEL + j;
-        for (p, &v) in row.iter().enumerate() {
-            out[base + p * PANEL] = v;
-        }
+    for (i, v) in f32s(w).enumerate() {
+        let (r, p) = (i / k, i % k);
+        out[(r / PANEL) * k * PANEL + r % PANEL + p * PANEL] = v;
     }
-    Tensor::from_vec(vec![out.len()], out)
+    out
 }
 
 #[cfg(test)]
@@ -335,7 +337,7 @@ mod tests {
     fn panels_hold_every_element_once_and_pad_with_zeros() {
         let (k, n) = (3, 50);
         let w = Tensor::from_vec(vec![k, n], (0..k * n).map(|i| i as f32 + 1.0).collect());
-        let p = pack_panels(&w).to_vec::<f32>().unwrap();
+        let p = pack_panels(&w);
         assert_eq!(p.len(), 2 * k * PANEL);
         for i in 0..k {
             for j in 0..n {
@@ -351,7 +353,7 @@ mod tests {
                 .map(|i| ((i % k) * n + i / k) as f32 + 1.0)
                 .collect(),
         );
-        assert_eq!(pack_panels_of_transpose(&wt).to_vec::<f32>().unwrap(), p);
+        assert_eq!(pack_panels_of_transpose(&wt), p);
     }
 
     #[test]

@@ -450,13 +450,15 @@ fn write_blob(plan: &plan::Plan, path: &Path) -> Result<u64> {
                 write(&mut w, wt.offset, wt.tensor.bytes())?
             }
             (layout, Some([k, _])) => {
+                // At most two copies of one matrix at a time: the panels (read straight
+                // from the tensor's bytes), then their encoding once the panels are dropped.
                 let panels = if layout == plan::WeightLayout::Panels {
                     layout::pack_panels(&wt.tensor)
                 } else {
                     layout::pack_panels_of_transpose(&wt.tensor)
                 };
-                let values = panels.to_vec::<f32>().map_err(|e| Error::Invalid(e.0))?;
-                let (bytes, scales) = wt.format.encode_panels(&values, k);
+                let (bytes, scales) = wt.format.encode_panels(&panels, k);
+                drop(panels);
                 write(&mut w, wt.offset, &bytes)?;
                 if let Some(off) = wt.scales_offset {
                     write(&mut w, off, &wt.format.scale_bytes(&scales))?;

@@ -1,10 +1,14 @@
 //! ONNX loading: file → `ModelProto` (prost, zero-copy) → IR `Graph`.
 //!
-//! The file is read into one buffer; tensor `raw_data` fields are slices of it, so the
-//! weights are never copied. Import checks what the IR relies on (a graph, a default-domain
-//! opset, every name defined, topological order) and reports all unsupported nodes at once.
+//! The model file is mapped into memory, not read (`mapped`); tensor `raw_data` fields are
+//! slices of the mapping, and tensors kept in external-data files (`external`) become slices
+//! of those files' mappings, so the weights are never copied while loading. Import checks
+//! what the IR relies on (a graph, a default-domain opset, every name defined, topological
+//! order) and reports all unsupported nodes at once.
 
+pub mod external;
 pub mod inline;
+pub mod mapped;
 pub mod proto;
 
 use crate::attrs::{Attr, AttrValue, Attrs, Untyped};
@@ -12,6 +16,7 @@ use crate::error::{Error, Result, UnsupportedNode};
 use crate::ir::{DType, Dim, Graph, ModelMeta, Node, Tensor, TensorType, ValueId};
 use crate::ops::Op;
 use bytes::Bytes;
+use external::DataFile;
 use prost::Message;
 use proto::{AttributeProto, AttributeType, ModelProto, TensorProto, ValueInfoProto};
 use std::collections::HashMap;
@@ -20,17 +25,46 @@ use std::path::Path;
 /// Newest ONNX IR version we know the layout of.
 const MAX_IR_VERSION: i64 = 11;
 
-/// Reads and decodes a model file. The returned protos borrow nothing: their byte fields
-/// share the file buffer by reference count.
-pub fn load(path: &Path) -> Result<ModelProto> {
-    let data = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    decode(Bytes::from(data), &path.display().to_string())
+/// A model decoded from its file, with the external-data files its tensors use.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The model; every tensor holds its bytes (external ones as slices of `data_files`).
+    pub model: ModelProto,
+    /// The external-data files, each mapped once (empty for a self-contained model).
+    pub data_files: Vec<DataFile>,
 }
 
-/// Decodes a model from bytes; `what` names the source in messages.
+/// Maps a model file into memory, decodes it and resolves its external data (relative to
+/// the file's folder). The returned protos borrow nothing: their byte fields share the
+/// mappings by reference count.
+pub fn load(path: &Path) -> Result<ModelProto> {
+    Ok(load_files(path)?.model)
+}
+
+/// `load`, also returning the external-data files the model uses.
+pub fn load_files(path: &Path) -> Result<Loaded> {
+    let data = map_model(path)?;
+    decode_at(data, path)
+}
+
+/// Maps the model file `path` (an `Error::Io` naming it when that fails).
+pub fn map_model(path: &Path) -> Result<Bytes> {
+    mapped::map_file(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Decodes the bytes of the model file `path` and resolves its external data against the
+/// file's folder.
+pub fn decode_at(data: Bytes, path: &Path) -> Result<Loaded> {
+    let mut model = decode(data, &path.display().to_string())?;
+    let data_files = external::resolve(&mut model, path)?;
+    Ok(Loaded { model, data_files })
+}
+
+/// Decodes a model from bytes; `what` names the source in messages. External data is not
+/// resolved (there is no folder to resolve it against): import refuses external tensors.
 pub fn decode(data: Bytes, what: &str) -> Result<ModelProto> {
     let not_onnx = |reason: String| Error::NotOnnx {
         path: what.to_string(),
@@ -68,15 +102,24 @@ pub fn tensor_from_proto(t: &TensorProto) -> std::result::Result<Tensor, String>
     } else {
         &t.name
     };
-    if t.data_location == 1 || !t.external_data.is_empty() {
-        let loc = t
-            .external_data
-            .iter()
-            .find(|e| e.key == "location")
-            .map_or("?", |e| e.value.as_str());
-        return Err(format!(
-            "tensor '{name}' keeps its data in an external file ('{loc}'); only self-contained models are supported (re-save it with all tensors inside the .onnx file)"
-        ));
+    match t.data_location {
+        external::EXTERNAL => {
+            let loc = t
+                .external_data
+                .iter()
+                .find(|e| e.key == "location")
+                .map_or("?", |e| e.value.as_str());
+            return Err(format!(
+                "tensor '{name}' keeps its data in an external file ('{loc}'), which is only read when the model is loaded from its file"
+            ));
+        }
+        0 if !t.external_data.is_empty() => {
+            return Err(format!(
+                "tensor '{name}' has external_data entries but data_location DEFAULT; external data needs data_location EXTERNAL (1)"
+            ));
+        }
+        0 => {}
+        n => return Err(format!("tensor '{name}' has an unknown data_location {n}")),
     }
     if t.segment.is_some() {
         return Err(format!(

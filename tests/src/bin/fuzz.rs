@@ -64,7 +64,11 @@ fn main() -> ExitCode {
             }
             println!("wrote {} bytes to {path}", case.bytes.len());
         }
-        match fuzz::compile(&case.bytes) {
+        println!(
+            "compiled as {} (external data resolves in its folder)",
+            case.model_path.display()
+        );
+        match fuzz::compile(&case.bytes, &case.model_path) {
             Ok(n) => println!("accepted: {n} bytes of source"),
             Err(e) => println!("rejected: {e}"),
         }
