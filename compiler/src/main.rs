@@ -169,6 +169,7 @@ fn emit(model: &Path, out: &Path, runtime: Option<PathBuf>, weights: Option<&str
     let options = gpt2c::driver::CompileOptions {
         weights: format,
         disabled: disabled_passes_from_env(),
+        fold_budget: None,
     };
     let e = {
         let _progress = gpt2c::progress::Progress::start();

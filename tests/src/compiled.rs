@@ -13,6 +13,7 @@ compiled!(
     tiny_f16,
     tiny_q8,
     tiny_q4,
+    tiny_q4_gather,
     wide,
     deep,
     static_ctx,

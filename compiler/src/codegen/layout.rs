@@ -14,8 +14,9 @@ pub const PANEL: usize = gpt2rt::gemm::NR;
 /// How panel-packed (Linear) weights are stored: `GPT2_WEIGHTS=f32|bf16|f16|q8|q4`. The
 /// kernels widen f16 to f32 in registers; bf16 Linears round their input rows to bf16 too,
 /// so products are exact (`gpt2rt::bf16`), and q8 and q4 Linears round them to int8 and
-/// multiply integers (`gpt2rt::q8`, `gpt2rt::q4`). Everything else (biases, norms, the activations between
-/// Linears) stays f32.
+/// multiply integers (`gpt2rt::q8`, `gpt2rt::q4`). q4 also stores tables read only by
+/// elementwise arithmetic and gathers as f16 (`narrows_tables`). Everything else (biases, norms, the
+/// activations between Linears) stays f32.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
     /// f32, as in the model.
@@ -61,6 +62,15 @@ impl WeightFormat {
             WeightFormat::Q8 => "q8",
             WeightFormat::Q4 => "q4",
         }
+    }
+
+    /// Whether this format stores tables (`plan::narrow_table`: constants only elementwise
+    /// arithmetic and row gathers read, such as GPT-2's position embeddings) as f16 rather
+    /// than f32: q4,
+    /// whose point is the smallest binary (on GPT-2 124M the position table is 3.1 MB in
+    /// f32, 4% of the q4 binary).
+    pub fn narrows_tables(self) -> bool {
+        self == WeightFormat::Q4
     }
 
     /// Bytes per element (a q4 element is a byte of two weights).
