@@ -166,8 +166,9 @@ impl WeightFormat {
                 let (pb, ps) = (panels_len(k, PANEL), scales_len(k, PANEL));
                 let mut q = vec![0x88u8; panels * pb];
                 let mut scales = vec![0f32; panels * ps];
-                let (mut col, mut qc) = (vec![0f32; BLOCK], vec![0i8; BLOCK]);
-                for (t, panel) in values.chunks_exact(k * PANEL).enumerate() {
+                // Panel by panel, each into its own bytes and scales.
+                let encode = |panel: &[f32], q: &mut [u8], scales: &mut [f32]| {
+                    let (mut col, mut qc) = ([0f32; BLOCK], [0i8; BLOCK]);
                     for j in 0..PANEL {
                         for (b, p0) in (0..k).step_by(BLOCK).enumerate() {
                             let rows = p0..(p0 + BLOCK).min(k);
@@ -176,10 +177,10 @@ impl WeightFormat {
                                 *c = panel[p * PANEL + j];
                             }
                             let d = gpt2rt::q4::quantize_weights(&col[..len], &mut qc[..len]);
-                            scales[t * ps + scale_index(k, b, j)] = f16_value(d.0);
+                            scales[scale_index(k, b, j)] = f16_value(d.0);
                             for (p, &v) in rows.zip(&qc) {
                                 let (at, high) = panel_index(k, p, j);
-                                let byte = &mut q[t * pb + at];
+                                let byte = &mut q[at];
                                 let v = (v + 8) as u8;
                                 *byte = if high {
                                     (*byte & 0x0F) | (v << 4)
@@ -189,7 +190,29 @@ impl WeightFormat {
                             }
                         }
                     }
+                };
+                // The scale search costs about as much as the rest of compiling 124M: the
+                // panels are shared out over the cores (the result does not depend on how).
+                let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+                let per = panels.div_ceil(threads).max(1);
+                if k == 0 {
+                    return (q, scales);
                 }
+                std::thread::scope(|s| {
+                    let parts = values
+                        .chunks(per * k * PANEL)
+                        .zip(q.chunks_mut(per * pb))
+                        .zip(scales.chunks_mut(per * ps));
+                    for ((v, q), sc) in parts {
+                        s.spawn(move || {
+                            let blocks = v.chunks_exact(k * PANEL);
+                            let outs = q.chunks_exact_mut(pb).zip(sc.chunks_exact_mut(ps));
+                            for (panel, (q, sc)) in blocks.zip(outs) {
+                                encode(panel, q, sc);
+                            }
+                        });
+                    }
+                });
                 (q, scales)
             }
         }
