@@ -165,6 +165,15 @@ fn main() {
             &format!("fixture {name} with a {} attention cache", kv.name()),
         );
     }
+    // tiny as q4 again with a folding budget below its position rows (8 KB): the position
+    // table stays a run-time Gather, from the table stored as f16.
+    compile(
+        gpt2c::Builder::new(fixture("tiny"))
+            .weights(gpt2c::codegen::layout::WeightFormat::Q4)
+            .fold_budget(4096)
+            .module("tiny_q4_gather"),
+        "fixture tiny as q4 with a 4 KB folding budget",
+    );
     // transformers' graphs without fuse-attention: their causal masks (Where over a bool
     // constant, an additive mask) run as generated code.
     for name in ["x-hf-eager", "x-dynamo"] {

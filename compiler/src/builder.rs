@@ -68,6 +68,13 @@ impl Builder {
         self
     }
 
+    /// The most bytes a constant-folded result may take (default
+    /// `passes::specialize::FOLD_BUDGET_BYTES`); larger ones stay run-time ops.
+    pub fn fold_budget(mut self, bytes: usize) -> Builder {
+        self.options.fold_budget = Some(bytes);
+        self
+    }
+
     /// The name of the generated module: the files are `<name>.rs` and
     /// `<name>.weights.bin`, and `gpt2rt::include_model!("<name>")` includes it. Default
     /// `model`. Several models in one crate need one name each.

@@ -65,6 +65,9 @@ pub struct CompileOptions {
     pub kv: gpt2rt::kv::KvFormat,
     /// Optional passes to switch off (`crate::OPTIONAL_PASSES`).
     pub disabled: Vec<String>,
+    /// The constant-folding budget per node result in bytes, if not the default
+    /// (`passes::specialize::FOLD_BUDGET_BYTES`).
+    pub fold_budget: Option<usize>,
 }
 
 /// Compiles the ONNX file `model` into the Rust source `source_out` and the weight blob
@@ -137,8 +140,11 @@ pub fn compile_bytes_as(
     })?;
     crate::progress::stage("specialize and fold", None);
     let mut ran = Vec::new();
+    let budget = options
+        .fold_budget
+        .unwrap_or(crate::passes::specialize::FOLD_BUDGET_BYTES);
     let specialized =
-        crate::compile_graph_with(&graph, inputs.clone(), &disabled, |pass, _, _| {
+        crate::compile_graph_folding(&graph, inputs.clone(), &disabled, budget, |pass, _, _| {
             ran.push(pass.to_string());
             crate::progress::stage(&format!("passes ({pass} done)"), None)
         })?;
@@ -153,6 +159,7 @@ pub fn compile_bytes_as(
         weight_format,
         kv_format: options.kv,
         disabled_passes: disabled.clone(),
+        fold_budget: options.fold_budget,
         options: format!(
             "{} weights{}; specialized to {}; passes: {}{}",
             match weight_format {
@@ -172,8 +179,11 @@ pub fn compile_bytes_as(
                 String::new()
             } else {
                 format!(" (passes disabled: {})", disabled.join(", "))
-            }
-        ),
+            },
+        ) + &match options.fold_budget {
+            Some(b) => format!("; folding budget {b} bytes per result"),
+            None => String::new(),
+        },
     };
     crate::progress::stage("codegen", None);
     let (source, summary) = codegen::generate(&specialized, &opts, weights_out)?;

@@ -71,6 +71,20 @@ pub fn compile_graph_with(
     disabled: &[String],
     after: impl FnMut(&str, &str, &Graph),
 ) -> Result<Graph> {
+    let budget = passes::specialize::FOLD_BUDGET_BYTES;
+    compile_graph_folding(graph, inputs, disabled, budget, after)
+}
+
+/// `compile_graph_with` where constant folding may produce results of at most
+/// `fold_budget` bytes per node (`passes::specialize::FOLD_BUDGET_BYTES` by default):
+/// larger ones stay run-time ops.
+pub fn compile_graph_folding(
+    graph: &Graph,
+    inputs: Vec<(String, Vec<usize>)>,
+    disabled: &[String],
+    fold_budget: usize,
+    after: impl FnMut(&str, &str, &Graph),
+) -> Result<Graph> {
     for d in disabled {
         if !OPTIONAL_PASSES.contains(&d.as_str()) {
             return Err(Error::Invalid(format!(
@@ -80,7 +94,8 @@ pub fn compile_graph_with(
         }
     }
     let mut g = graph.clone();
-    let spec = Specialize::new(inputs);
+    let mut spec = Specialize::new(inputs);
+    spec.fold_budget = fold_budget;
     let all: [&dyn Pass; 10] = [
         &spec,
         &Simplify,

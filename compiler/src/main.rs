@@ -196,6 +196,7 @@ fn emit(
         weights: format,
         kv,
         disabled: disabled_passes_from_env(),
+        fold_budget: None,
     };
     let e = {
         let _progress = gpt2c::progress::Progress::start();

@@ -418,6 +418,9 @@ pub const GPT2: Option<Gpt2Config> = Some(Gpt2Config {
 pub const WEIGHT_BYTES: usize = 29191168;
 /// How the Linear (matrix) weights are stored: f32, bf16, f16, q8 or q4.
 pub const WEIGHT_FORMAT: &str = "f32";
+/// Tables stored as f16 (constants read only by elementwise arithmetic and row
+/// gathers, like the position embeddings; q4 stores them narrower): ONNX names.
+pub const F16_TABLES: &[&str] = &[];
 /// Elements of the activation arenas.
 pub const ARENA_F32: usize = 6662272;
 pub const ARENA_I64: usize = 128;

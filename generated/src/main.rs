@@ -994,9 +994,13 @@ fn info() {
     outln!(
         o,
         "weights    {}, {} bytes ({:.2} MB), embedded in the binary",
-        match gpt2::WEIGHT_FORMAT {
-            "f32" => "f32".to_string(),
-            f => format!("{f} matrices, f32 biases and norms"),
+        match (gpt2::WEIGHT_FORMAT, gpt2::F16_TABLES) {
+            ("f32", _) => "f32".to_string(),
+            (f, []) => format!("{f} matrices, f32 biases and norms"),
+            (f, t) => format!(
+                "{f} matrices, f16 tables ({}), f32 biases and norms",
+                t.join(", ")
+            ),
         },
         WEIGHT_BYTES,
         WEIGHT_BYTES as f64 / 1e6

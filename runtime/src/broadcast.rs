@@ -6,15 +6,16 @@ use crate::layout::MAX_RANK;
 
 /// `out[i] = f(a[ia], b[ib])` over a row-major `shape`, where `ia`/`ib` walk `a`/`b` with
 /// per-dimension strides (0 on a broadcast dimension). Covers every numpy broadcast. The
-/// result may have another type than the operands (a comparison writes 0/1 as i64).
-pub fn broadcast<T: Copy + Send + Sync, U: Copy + Send + Sync>(
+/// result may have another type than the operands (a comparison writes 0/1 as i64), and
+/// the operands may differ (an f32 activation plus a table stored as `F16`, widened by `f`).
+pub fn broadcast<T: Copy + Send + Sync, V: Copy + Send + Sync, U: Copy + Send + Sync>(
     a: &[T],
     a_strides: &[usize],
-    b: &[T],
+    b: &[V],
     b_strides: &[usize],
     out: &mut [U],
     shape: &[usize],
-    f: impl Fn(T, T) -> U + Sync,
+    f: impl Fn(T, V) -> U + Sync,
 ) {
     // A large output (a residual add over a prompt) is split over threads along its first
     // dimension longer than 1: each part reads its own sub-slices of `a` and `b`.
@@ -45,14 +46,14 @@ pub fn broadcast<T: Copy + Send + Sync, U: Copy + Send + Sync>(
     broadcast_serial(a, a_strides, b, b_strides, out, shape, f)
 }
 
-fn broadcast_serial<T: Copy, U: Copy>(
+fn broadcast_serial<T: Copy, V: Copy, U: Copy>(
     a: &[T],
     a_strides: &[usize],
-    b: &[T],
+    b: &[V],
     b_strides: &[usize],
     out: &mut [U],
     shape: &[usize],
-    f: impl Fn(T, T) -> U,
+    f: impl Fn(T, V) -> U,
 ) {
     let rank = shape.len();
     debug_assert_eq!(out.len(), shape.iter().product::<usize>());

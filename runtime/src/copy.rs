@@ -193,6 +193,30 @@ pub fn gather<T: Copy>(
     Ok(())
 }
 
+/// `gather` from a table stored as f16 (`elem::F16`), widened to f32 exactly.
+pub fn gather_f16(
+    data: &[crate::elem::F16],
+    outer: usize,
+    axis_len: usize,
+    inner: usize,
+    indices: &[i64],
+    out: &mut [f32],
+) -> Result<(), String> {
+    debug_assert_eq!(data.len(), outer * axis_len * inner);
+    debug_assert_eq!(out.len(), outer * indices.len() * inner);
+    let mut at = 0;
+    for o in 0..outer {
+        for &i in indices {
+            let src = (o * axis_len + axis_index(i, axis_len)?) * inner;
+            for (y, h) in out[at..at + inner].iter_mut().zip(&data[src..src + inner]) {
+                *y = h.widen();
+            }
+            at += inner;
+        }
+    }
+    Ok(())
+}
+
 /// Rows of an embedding table `[rows, width]` stored transposed in column panels (as the
 /// weight of the tied LM head, see `gemm::linear`): row `r` is element `p·NR + r % NR` of
 /// panel `r / NR`, for `p < width`. Negative ids count from the end, as in `gather`.
@@ -307,5 +331,27 @@ mod tests {
         gather(&t, 1, 3, 2, &[2, -3], &mut out).unwrap();
         assert_eq!(out, [5.0, 6.0, 1.0, 2.0]);
         assert!(gather(&t, 1, 3, 2, &[3, 0], &mut out).is_err());
+    }
+
+    #[test]
+    fn gather_f16_widens_exactly_what_gather_copies() {
+        use crate::elem::F16;
+        // Two outer blocks of a [2, 3, 2] table: normal, subnormal, zero, negative values.
+        let v = [
+            1.0f32, -2.5, 6e-8, 0.0, -0.0, 65504.0, 0.1, 3.0, -1e-3, 7.0, 0.5, -6.1e-5,
+        ];
+        let h: Vec<F16> = v.iter().map(|&x| F16::from_f32(x)).collect();
+        let ids = [2, -3, 1];
+        let mut want = vec![F16(0); 2 * 3 * 2];
+        gather(&h, 2, 3, 2, &ids, &mut want).unwrap();
+        let mut got = vec![f32::NAN; 2 * 3 * 2];
+        gather_f16(&h, 2, 3, 2, &ids, &mut got).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.to_bits(), w.widen().to_bits());
+            assert_eq!(F16::from_f32(*g), *w);
+        }
+        assert_eq!(got[..4], [-0.0, 65504.0, 1.0, -2.5]);
+        assert!(got[0].is_sign_negative() && got[11] == 7.0);
+        assert!(gather_f16(&h, 2, 3, 2, &[-4], &mut got[..4]).is_err());
     }
 }

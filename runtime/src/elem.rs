@@ -100,9 +100,10 @@ impl F16 {
 }
 
 impl F16 {
-    /// The exact f32 value (`PanelElem::to_f32`, whose impl for `F16` is in `vmath`).
+    /// The exact f32 value (`PanelElem::to_f32`, whose impl for `F16` is in `vmath`); the
+    /// generated code widens tables stored as f16 with it.
     #[inline(always)]
-    pub(crate) fn widen(self) -> f32 {
+    pub fn widen(self) -> f32 {
         let h = self.0 as u32;
         let sign = (h & 0x8000) << 16;
         let exp = (h >> 10) & 0x1f;

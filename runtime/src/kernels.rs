@@ -11,7 +11,7 @@ pub use crate::attention::{
     attention, attention_at, attention_kv, attention_runs, AttentionDims, HeadLayout, HeadRows,
 };
 pub use crate::broadcast::{broadcast, map, select};
-pub use crate::copy::{copy_strided, gather, gather_panels};
+pub use crate::copy::{copy_strided, gather, gather_f16, gather_panels};
 pub use crate::layout::{Layout, MAX_RANK};
 pub use crate::linear::Activation;
 pub use crate::matmul::{linear_unpacked, matmul, matmul_reference};

@@ -19,6 +19,7 @@ compiled!(
     wide_kv_q8,
     wide_q8_kv_q8,
     x_hf_eager_cache_kv_f16,
+    tiny_q4_gather,
     wide,
     deep,
     static_ctx,

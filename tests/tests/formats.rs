@@ -48,7 +48,7 @@ const Q4_AGREE: f64 = 0.65;
 /// (generated module, its format, its WEIGHT_FORMAT, max |logit − ORT| relative to
 /// max(1, max |ref|), minimum share of rows whose argmax agrees with ORT).
 fn cases() -> Vec<(Runner, WeightFormat, &'static str, f64, f64)> {
-    use gpt2c_tests::compiled::{tiny_bf16, tiny_f16, tiny_q4, tiny_q8};
+    use gpt2c_tests::compiled::{tiny_bf16, tiny_f16, tiny_q4, tiny_q4_gather, tiny_q8};
     vec![
         (
             runner!(tiny_bf16),
@@ -75,6 +75,14 @@ fn cases() -> Vec<(Runner, WeightFormat, &'static str, f64, f64)> {
             runner!(tiny_q4),
             WeightFormat::Q4,
             tiny_q4::WEIGHT_FORMAT,
+            Q4_F32_TOL,
+            Q4_AGREE,
+        ),
+        // The position rows gathered at run time from the f16 table rather than folded.
+        (
+            runner!(tiny_q4_gather),
+            WeightFormat::Q4,
+            tiny_q4_gather::WEIGHT_FORMAT,
             Q4_F32_TOL,
             Q4_AGREE,
         ),
@@ -314,4 +322,53 @@ fn accuracy_report_measures_the_cache_rounding() {
     );
     assert!(q8.max_abs_diff > 0.0, "{q8}");
     assert!(q8.to_string().contains("q8 attention cache"), "{q8}");
+}
+
+/// q4 stores the position table (the constant the exporter's position Gather folds to) as
+/// f16, and the rounded model holds exactly the values the generated code reads: the q4
+/// comparison above has a tolerance of its own, wide enough to hide a table rounded in one
+/// and not the other, so the values themselves are checked here.
+#[test]
+fn q4_tables_are_the_rounded_models_f16_values() {
+    use gpt2c_tests::compiled::{tiny_q4, tiny_q4_gather, tiny_q8};
+    let name = "/transformer/wpe/Gather_output_0";
+    assert_eq!(tiny_q4::F16_TABLES, [name]);
+    assert!(tiny_q8::F16_TABLES.is_empty());
+    // With a small folding budget the table itself is stored, and gathered from.
+    assert_eq!(tiny_q4_gather::F16_TABLES, ["transformer.wpe.weight"]);
+    let table: Vec<f32> = tiny_q4_gather::Weights::new()
+        .wpe_weight
+        .iter()
+        .map(|h| h.widen())
+        .collect();
+    let fx = SpecializedFixture::load("tiny");
+    let value = |g: &gpt2c::ir::Graph| {
+        let v = g.values.iter().find(|v| v.name == name).expect(name);
+        v.konst
+            .as_ref()
+            .expect("a constant")
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    let f32s = value(&fx.specialized);
+    let rounded = value(&gpt2c::codegen::narrowed(&fx.specialized, WeightFormat::Q4));
+    let stored: Vec<f32> = tiny_q4::Weights::new()
+        .wpe_gather
+        .iter()
+        .map(|h| h.widen())
+        .collect();
+    assert_eq!(stored.len(), f32s.len());
+    assert_eq!(stored, rounded);
+    assert_eq!(table, rounded);
+    let mut changed = 0;
+    for (&s, &x) in stored.iter().zip(&f32s) {
+        assert!((s - x).abs() <= x.abs() / 2048.0, "{x} stored as {s}");
+        changed += usize::from(s != x);
+    }
+    assert!(changed > f32s.len() / 2, "{changed} of {}", f32s.len());
+    // q8 keeps it f32.
+    assert_eq!(
+        value(&gpt2c::codegen::narrowed(&fx.specialized, WeightFormat::Q8)),
+        f32s
+    );
 }

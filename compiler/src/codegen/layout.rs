@@ -14,8 +14,9 @@ pub const PANEL: usize = gpt2rt::gemm::NR;
 /// How panel-packed (Linear) weights are stored: `GPT2_WEIGHTS=f32|bf16|f16|q8|q4`. The
 /// kernels widen f16 to f32 in registers; bf16 Linears round their input rows to bf16 too,
 /// so products are exact (`gpt2rt::bf16`), and q8 and q4 Linears round them to int8 and
-/// multiply integers (`gpt2rt::q8`, `gpt2rt::q4`). Everything else (biases, norms, the activations between
-/// Linears) stays f32.
+/// multiply integers (`gpt2rt::q8`, `gpt2rt::q4`). q4 also stores tables read only by
+/// elementwise arithmetic and gathers as f16 (`narrows_tables`). Everything else (biases, norms, the
+/// activations between Linears) stays f32.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum WeightFormat {
     /// f32, as in the model.
@@ -71,6 +72,15 @@ impl WeightFormat {
             WeightFormat::Q8 => "q8",
             WeightFormat::Q4 => "q4",
         }
+    }
+
+    /// Whether this format stores tables (`plan::narrow_table`: constants only elementwise
+    /// arithmetic and row gathers read, such as GPT-2's position embeddings) as f16 rather
+    /// than f32: q4,
+    /// whose point is the smallest binary (on GPT-2 124M the position table is 3.1 MB in
+    /// f32, 4% of the q4 binary).
+    pub fn narrows_tables(self) -> bool {
+        self == WeightFormat::Q4
     }
 
     /// Bytes per element (a q4 element is a byte of two weights).
@@ -157,8 +167,9 @@ impl WeightFormat {
                 let (pb, ps) = (panels_len(k, PANEL), scales_len(k, PANEL));
                 let mut q = vec![0x88u8; panels * pb];
                 let mut scales = vec![0f32; panels * ps];
-                let (mut col, mut qc) = (vec![0f32; BLOCK], vec![0i8; BLOCK]);
-                for (t, panel) in values.chunks_exact(k * PANEL).enumerate() {
+                // Panel by panel, each into its own bytes and scales.
+                let encode = |panel: &[f32], q: &mut [u8], scales: &mut [f32]| {
+                    let (mut col, mut qc) = ([0f32; BLOCK], [0i8; BLOCK]);
                     for j in 0..PANEL {
                         for (b, p0) in (0..k).step_by(BLOCK).enumerate() {
                             let rows = p0..(p0 + BLOCK).min(k);
@@ -167,10 +178,10 @@ impl WeightFormat {
                                 *c = panel[p * PANEL + j];
                             }
                             let d = gpt2rt::q4::quantize_weights(&col[..len], &mut qc[..len]);
-                            scales[t * ps + scale_index(k, b, j)] = f16_value(d.0);
+                            scales[scale_index(k, b, j)] = f16_value(d.0);
                             for (p, &v) in rows.zip(&qc) {
                                 let (at, high) = panel_index(k, p, j);
-                                let byte = &mut q[t * pb + at];
+                                let byte = &mut q[at];
                                 let v = (v + 8) as u8;
                                 *byte = if high {
                                     (*byte & 0x0F) | (v << 4)
@@ -180,7 +191,29 @@ impl WeightFormat {
                             }
                         }
                     }
+                };
+                // The scale search costs about as much as the rest of compiling 124M: the
+                // panels are shared out over the cores (the result does not depend on how).
+                let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+                let per = panels.div_ceil(threads).max(1);
+                if k == 0 {
+                    return (q, scales);
                 }
+                std::thread::scope(|s| {
+                    let parts = values
+                        .chunks(per * k * PANEL)
+                        .zip(q.chunks_mut(per * pb))
+                        .zip(scales.chunks_mut(per * ps));
+                    for ((v, q), sc) in parts {
+                        s.spawn(move || {
+                            let blocks = v.chunks_exact(k * PANEL);
+                            let outs = q.chunks_exact_mut(pb).zip(sc.chunks_exact_mut(ps));
+                            for (panel, (q, sc)) in blocks.zip(outs) {
+                                encode(panel, q, sc);
+                            }
+                        });
+                    }
+                });
                 (q, scales)
             }
         }

@@ -142,6 +142,15 @@ impl Lowerer<'_> {
         w.panels.map(|_| w.format)
     }
 
+    /// Whether `v` is a table stored as f16 (`plan::narrow_table`): its readers widen it.
+    fn f16_table(&self, v: ValueId) -> bool {
+        let Some(Storage::Weight(i)) = self.plan.storage[v] else {
+            return false;
+        };
+        let w = &self.plan.weights[i];
+        w.table && w.format == WeightFormat::F16
+    }
+
     /// `w.<field>_scales` when `v` is stored as q8 or q4 panels.
     fn scales(&self, v: ValueId) -> Option<TokenStream> {
         let Some(Storage::Weight(i)) = self.plan.storage[v] else {
@@ -436,6 +445,8 @@ impl Lowerer<'_> {
                     quote!(kernels::gather_panels_bf16(#d, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
                 } else if of_transpose {
                     quote!(kernels::gather_panels(#d, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
+                } else if self.f16_table(data[0]) {
+                    quote!(kernels::gather_f16(#d, #outer, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
                 } else {
                     quote!(kernels::gather(#d, #outer, #len, #inner, #i, #y).map_err(|e| format!("{}: {e}", #name))?;)
                 }
@@ -822,6 +833,25 @@ impl Lowerer<'_> {
             if self.elem(b) != Elem::F32 {
                 return Err("a run-time Pow exponent must be f32".into());
             }
+        }
+        // An operand stored as f16 (a table) is widened to f32 exactly, then the same op.
+        if oe == Elem::F32 && (self.f16_table(a) || self.f16_table(b)) {
+            let side = |v: ValueId, x: TokenStream| {
+                if self.f16_table(v) {
+                    (quote!(#x: gpt2rt::elem::F16), quote!(#x.widen()))
+                } else {
+                    (quote!(#x: f32), x)
+                }
+            };
+            let ((pa, ea), (pb, eb)) = (side(a, quote!(a)), side(b, quote!(b)));
+            let f = match op {
+                BinaryOp::Add => quote!(|#pa, #pb| #ea + #eb),
+                BinaryOp::Sub => quote!(|#pa, #pb| #ea - #eb),
+                BinaryOp::Mul => quote!(|#pa, #pb| #ea * #eb),
+                BinaryOp::Div => quote!(|#pa, #pb| #ea / #eb),
+                BinaryOp::Pow => return Err("a table stored as f16 is not a Pow operand".into()),
+            };
+            return Ok(self.broadcast_with(a, b, o, oe, f));
         }
         let f = match (op, oe) {
             (BinaryOp::Add, Elem::F32) => quote!(|a, b| a + b),

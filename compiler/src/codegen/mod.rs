@@ -52,6 +52,9 @@ pub struct Options {
     pub kv_format: gpt2rt::kv::KvFormat,
     /// Optional passes that were switched off (they change the weight blob's layout).
     pub disabled_passes: Vec<String>,
+    /// The constant-folding budget, when not the default (it changes which constants the
+    /// blob holds).
+    pub fold_budget: Option<usize>,
 }
 
 /// What `emit` produced.
@@ -413,6 +416,24 @@ fn header(graph: &Graph, opts: &Options, plan: &plan::Plan) -> String {
         h.push_str(&format!("// config:  {c}\n"));
     }
     h.push_str(&format!("// options: {}\n", opts.options));
+    let tables: Vec<String> = plan
+        .weights
+        .iter()
+        .filter(|w| w.table && w.format == layout::WeightFormat::F16)
+        .map(|w| {
+            format!(
+                "{} {}",
+                graph.values[w.value].name,
+                type_str(graph, w.value)
+            )
+        })
+        .collect();
+    if !tables.is_empty() {
+        h.push_str(&format!(
+            "// tables:  stored as f16, widened where read: {}\n",
+            tables.join(", ")
+        ));
+    }
     h.push_str(&format!(
         "// memory:  {} weights in {} bytes; arenas of {} f32 and {} i64 elements\n\n",
         plan.weights.len(),
@@ -446,6 +467,13 @@ fn write_blob(plan: &plan::Plan, path: &Path) -> Result<u64> {
     };
     for wt in &plan.weights {
         match (wt.layout, wt.panels) {
+            (plan::WeightLayout::Plain, _) | (_, None)
+                if wt.table && wt.format == layout::WeightFormat::F16 =>
+            {
+                let values = wt.tensor.to_vec::<f32>().map_err(|e| Error::Invalid(e.0))?;
+                let (bytes, _) = wt.format.encode_panels(&values, 1);
+                write(&mut w, wt.offset, &bytes)?
+            }
             (plan::WeightLayout::Plain, _) | (_, None) => {
                 write(&mut w, wt.offset, wt.tensor.bytes())?
             }
@@ -533,9 +561,10 @@ fn dtype_tokens(e: Elem) -> TokenStream {
 
 /// `graph` with every weight the generated code stores in panels (`plan::weight_layout`)
 /// rounded to `format` and widened back: the model the generated code computes, for the
-/// reference interpreter to check it against and to measure what a format costs. For q8
-/// and bf16, the inputs of those weights' Linears are also rounded as their kernels round
-/// them (`RoundRows` nodes).
+/// reference interpreter to check it against and to measure what a format costs. For q8,
+/// q4 and bf16, the inputs of those weights' Linears are also rounded as their kernels
+/// round them (`RoundRows` nodes); for q4, the tables stored as f16 (`plan::narrow_table`)
+/// are rounded to f16.
 pub fn narrowed(graph: &Graph, format: layout::WeightFormat) -> Graph {
     let mut g = graph.clone();
     if format == layout::WeightFormat::F32 {
@@ -543,6 +572,13 @@ pub fn narrowed(graph: &Graph, format: layout::WeightFormat) -> Graph {
     }
     for v in 0..g.values.len() {
         let layout = plan::weight_layout(graph, v);
+        if format.narrows_tables() && plan::narrow_table(graph, v) {
+            let t = g.values[v].konst.as_ref().expect("a table is a constant");
+            let mut values = t.to_vec::<f32>().expect("tables are f32");
+            layout::WeightFormat::F16.round_trip(&mut values, 1, 1, false);
+            g.values[v].konst = Some(crate::ir::Tensor::from_vec(t.shape().to_vec(), values));
+            continue;
+        }
         if layout == plan::WeightLayout::Plain {
             continue;
         }
@@ -889,6 +925,7 @@ fn module_tokens(
         .disabled_passes
         .iter()
         .map(|p| format!("_without_{}", p.replace('-', "_")))
+        .chain(opts.fold_budget.map(|b| format!("_folding_{b}")))
         .collect();
     // ... and by the blob's contents (`BlobHash`: what makes a changed blob rebuild).
     let symbol = Literal::string(&format!(
@@ -1118,6 +1155,12 @@ fn module_tokens(
     let seq_note = Literal::string(&seq_note);
     let panel = Literal::usize_unsuffixed(layout::PANEL);
     let wfmt = opts.weight_format.name();
+    let f16_tables: Vec<Literal> = plan
+        .weights
+        .iter()
+        .filter(|w| w.table && w.format == layout::WeightFormat::F16)
+        .map(|w| Literal::string(&graph.values[w.value].name))
+        .collect();
     Ok(quote! {
         /// Whether the sequence analysis succeeded: then `forward_rows` computes a few rows at
         /// a time against the attention cache (prefill and one-token steps).
@@ -1159,6 +1202,9 @@ fn module_tokens(
         pub const WEIGHT_BYTES: usize = #wb;
         /// How the Linear (matrix) weights are stored: f32, bf16, f16, q8 or q4.
         pub const WEIGHT_FORMAT: &str = #wfmt;
+        /// Tables stored as f16 (constants read only by elementwise arithmetic and row
+        /// gathers, like the position embeddings; q4 stores them narrower): ONNX names.
+        pub const F16_TABLES: &[&str] = &[#(#f16_tables),*];
         /// Elements of the activation arenas.
         pub const ARENA_F32: usize = #af;
         pub const ARENA_I64: usize = #ai;

@@ -83,6 +83,9 @@ pub struct Weight {
     pub format: super::layout::WeightFormat,
     /// For q8 and q4: byte offset of the scales (`WeightFormat::scales`).
     pub scales_offset: Option<usize>,
+    /// A table that only elementwise arithmetic reads (`narrow_table`): a format may store
+    /// it as f16 (`WeightFormat::narrows_tables`).
+    pub table: bool,
 }
 
 /// Weights start at byte offsets that are multiples of this in the blob.
@@ -176,16 +179,24 @@ impl Plan {
                 .all(|&i| self.inside[self.root[i]].is_some_and(|(host, _)| host == n.outputs[0]))
     }
 
-    /// Stores every panel-packed weight in `format`, placing the blob anew.
+    /// Stores every panel-packed weight in `format`, and every table (`narrow_table`) as
+    /// f16 if the format narrows tables, placing the blob anew.
     pub fn store_panels_as(&mut self, format: super::layout::WeightFormat) {
+        use super::layout::WeightFormat;
         let mut at = 0usize;
         for w in &mut self.weights {
             if let Some([k, n]) = w.panels {
                 w.format = format;
                 w.len = format.panels_len(k, n);
+            } else if w.table {
+                w.format = if format.narrows_tables() {
+                    WeightFormat::F16
+                } else {
+                    WeightFormat::F32
+                };
             }
-            let size = if w.panels.is_some() {
-                format.size()
+            let size = if w.panels.is_some() || w.table {
+                w.format.size()
             } else {
                 w.elem.size()
             };
@@ -266,6 +277,42 @@ pub fn weight_layout(g: &Graph, v: ValueId) -> WeightLayout {
         return WeightLayout::PanelsOfTranspose;
     }
     WeightLayout::Plain
+}
+
+/// Whether constant `v` is a table that a format may store as f16 (`WeightFormat::
+/// narrows_tables`): an f32 constant with at least two dimensions longer than 1 (a matrix
+/// of rows, such as the position embeddings; never a scalar or a per-channel vector), not
+/// a graph output and not a Linear weight, every value finite in f16, read only as an
+/// operand of elementwise Add, Sub, Mul or Div or as the data of a Gather, which widen it
+/// to f32 exactly (`lower`). The reference model rounds the same tables
+/// (`codegen::narrowed`).
+pub fn narrow_table(g: &Graph, v: ValueId) -> bool {
+    use crate::ops::BinaryOp;
+    let Some(t) = g.values[v].konst.as_ref() else {
+        return false;
+    };
+    if t.dtype() != DType::F32
+        || t.shape().iter().filter(|&&d| d > 1).count() < 2
+        || g.outputs.contains(&v)
+        || weight_layout(g, v) != WeightLayout::Plain
+    {
+        return false;
+    }
+    let mut readers = g
+        .nodes
+        .iter()
+        .filter(|n| n.inputs.contains(&Some(v)))
+        .peekable();
+    readers.peek().is_some()
+        && readers.all(|n| match n.op {
+            Op::Binary(BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div) => true,
+            Op::Gather { .. } => n.inputs[1..].iter().all(|i| *i != Some(v)),
+            _ => false,
+        })
+        && t.to_vec::<f32>().is_ok_and(|x| {
+            x.iter()
+                .all(|&x| super::layout::f16_value(super::layout::f16_bits(x)).is_finite())
+        })
 }
 
 /// First-fit allocator over one arena.
@@ -385,7 +432,7 @@ pub fn plan(graph: &Graph, persistent: &[ValueId], cache: &[ValueId]) -> Result<
     };
 
     // Weights: constants read at run time, and constant graph outputs.
-    let mut by_bytes: HashMap<(usize, usize, Elem, WeightLayout), usize> = HashMap::new();
+    let mut by_bytes: HashMap<(usize, usize, Elem, WeightLayout, bool), usize> = HashMap::new();
     let mut add_weight = |p: &mut Plan, v: ValueId| -> Result<()> {
         if p.storage[v].is_some() {
             return Ok(());
@@ -400,7 +447,14 @@ pub fn plan(graph: &Graph, persistent: &[ValueId], cache: &[ValueId]) -> Result<
             _ => t,
         };
         let layout = weight_layout(graph, v);
-        let key = (t.bytes().as_ptr() as usize, t.byte_len(), elem, layout);
+        let table = narrow_table(graph, v);
+        let key = (
+            t.bytes().as_ptr() as usize,
+            t.byte_len(),
+            elem,
+            layout,
+            table,
+        );
         let idx = match by_bytes.get(&key) {
             Some(&i) => i,
             None => {
@@ -429,6 +483,7 @@ pub fn plan(graph: &Graph, persistent: &[ValueId], cache: &[ValueId]) -> Result<
                     layout,
                     format: super::layout::WeightFormat::F32,
                     scales_offset: None,
+                    table,
                 });
                 by_bytes.insert(key, p.weights.len() - 1);
                 p.weights.len() - 1
