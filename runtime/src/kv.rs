@@ -251,12 +251,34 @@ impl KvCache {
                     "q8 cache rows of {} values at {at} are not whole blocks of {b}",
                     x.len()
                 );
-                for (i, xb) in x.chunks_exact(b).enumerate() {
-                    let (s, _) = crate::q8::quantize_block(xb, &mut q[at + i * b..][..b]);
-                    scales[at / b + i] = s;
-                }
+                let n = x.len();
+                let isa = crate::cpu::detected();
+                round_q8_with(
+                    isa,
+                    x,
+                    &mut q[at..at + n],
+                    &mut scales[at / b..(at + n) / b],
+                    b,
+                );
             }
         }
+    }
+}
+
+crate::cpu::isa_kernel!(
+    /// `round_q8` compiled for the ISA (its rounding one `vroundps` per eight values).
+    round_q8_with => round_q8(x: &[f32], q: &mut [i8], scales: &mut [f32], block: usize)
+);
+
+/// `x` in blocks of `block` onto their int8 grids, as the int8 kernels round activations.
+#[inline(always)]
+fn round_q8(x: &[f32], q: &mut [i8], scales: &mut [f32], block: usize) {
+    for ((xb, qb), s) in x
+        .chunks_exact(block)
+        .zip(q.chunks_exact_mut(block))
+        .zip(scales)
+    {
+        (*s, _) = crate::q8::quantize_block(xb, qb);
     }
 }
 

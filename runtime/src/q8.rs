@@ -51,6 +51,7 @@ pub fn panel_index(k: usize, p: usize, j: usize) -> usize {
 
 /// Quantizes one block of activations into `q` (same length): returns its scale and the
 /// sum of its quantized values. An all-zero block has scale 0.
+#[inline]
 pub fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     if amax == 0.0 {
