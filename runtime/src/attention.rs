@@ -498,16 +498,7 @@ fn attention_heads(
                     let sc = &mut s[..bn * keys_b];
                     let qr = &qb[b0 * lq.row..];
                     crate::gemm::gemm_panels(scale, qr, lq.row, bn, d, kt, d, keys_b, sc);
-                    for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
-                        let keys = if causal {
-                            b0 - r0 + r + shift + 1
-                        } else {
-                            kv_rows
-                        };
-                        let (live, dead) = row.split_at_mut(keys);
-                        crate::vmath::softmax_row(live);
-                        dead.iter_mut().for_each(|x| *x = 0.0);
-                    }
+                    softmax_block(sc, keys_b, b0 - r0 + shift, causal);
                     let o = &mut tile[..bn * d];
                     crate::gemm::gemm_panels(1.0, sc, keys_b, bn, keys_b, vp, keys_max, d, o);
                     put(b0, o);
@@ -549,16 +540,7 @@ fn attention_heads(
                     d,
                     keys_b,
                 );
-                for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
-                    let keys = if causal {
-                        b0 - r0 + r + shift + 1
-                    } else {
-                        kv_rows
-                    };
-                    let (live, dead) = row.split_at_mut(keys);
-                    crate::vmath::softmax_row(live);
-                    dead.iter_mut().for_each(|x| *x = 0.0);
-                }
+                softmax_block(sc, keys_b, b0 - r0 + shift, causal);
                 let lvr = Layout {
                     row_stride: lv.row as isize,
                     col_stride: 1,
@@ -643,6 +625,19 @@ fn attention_heads(
                 }
             }
         }
+    }
+}
+
+/// The softmax of each row `r` of a block of scores `keys_b` wide, over the keys it sees
+/// (causal: `first + r + 1`, where `first + 1` is what the block's first row sees; else
+/// all), the keys it does not see set to weight 0.
+#[inline(always)]
+fn softmax_block(sc: &mut [f32], keys_b: usize, first: usize, causal: bool) {
+    for (r, row) in sc.chunks_exact_mut(keys_b).enumerate() {
+        let keys = if causal { first + r + 1 } else { keys_b };
+        let (live, dead) = row.split_at_mut(keys);
+        crate::vmath::softmax_row(live);
+        dead.iter_mut().for_each(|x| *x = 0.0);
     }
 }
 

@@ -624,21 +624,10 @@ pub fn kv_rounded(graph: &Graph, kv: gpt2rt::kv::KvFormat) -> Graph {
         // The attention node moves down as the roundings go in before it.
         let mut at = i;
         for (k, what) in [(1, "keys"), (2, "values")] {
-            let Some(x) = g.nodes[at].inputs[k] else {
-                continue;
-            };
             let name = format!("{}/RoundCache_{what}", g.nodes[at].name);
-            let ty = g.values[x].ty.clone();
-            let xq = g.add_value(name.clone(), ty);
-            g.nodes[at].inputs[k] = Some(xq);
-            let node = crate::ir::Node {
-                name,
-                op: Op::RoundRows(rounding),
-                inputs: vec![Some(x)],
-                outputs: vec![xq],
-            };
-            g.nodes.insert(at, node);
-            at += 1;
+            if round_input(&mut g, at, k, rounding, name) {
+                at += 1;
+            }
         }
     }
     g
@@ -664,21 +653,34 @@ fn round_linear_inputs(g: &mut Graph, rounding: crate::ops::fused::RowRounding) 
         .collect();
     // From the back, so the indices still to visit do not move.
     for &i in linears.iter().rev() {
-        let Some(x) = g.nodes[i].inputs[0] else {
-            continue;
-        };
         let name = format!("{}/RoundRows", g.nodes[i].name);
-        let ty = g.values[x].ty.clone();
-        let xq = g.add_value(name.clone(), ty);
-        g.nodes[i].inputs[0] = Some(xq);
-        let node = crate::ir::Node {
-            name,
-            op: Op::RoundRows(rounding),
-            inputs: vec![Some(x)],
-            outputs: vec![xq],
-        };
-        g.nodes.insert(i, node);
+        round_input(g, i, 0, rounding, name);
     }
+}
+
+/// Puts a `RoundRows` named `name` between input `slot` of node `i` and its value, just
+/// before the node (which moves to `i + 1`). Returns whether the input was there.
+fn round_input(
+    g: &mut Graph,
+    i: usize,
+    slot: usize,
+    rounding: crate::ops::fused::RowRounding,
+    name: String,
+) -> bool {
+    let Some(x) = g.nodes[i].inputs.get(slot).copied().flatten() else {
+        return false;
+    };
+    let ty = g.values[x].ty.clone();
+    let xq = g.add_value(name.clone(), ty);
+    g.nodes[i].inputs[slot] = Some(xq);
+    let node = crate::ir::Node {
+        name,
+        op: crate::ops::Op::RoundRows(rounding),
+        inputs: vec![Some(x)],
+        outputs: vec![xq],
+    };
+    g.nodes.insert(i, node);
+    true
 }
 
 /// Values whose buffers must keep their contents between calls: with rows computed call by
