@@ -203,7 +203,15 @@ impl KvCache {
             strides.len() == shape.len() && strides[shape.len() - 1] == 1,
             "a narrow cache is written along a contiguous last axis"
         );
-        let mut index = vec![0usize; outer.len()];
+        assert!(
+            shape.len() <= crate::layout::MAX_RANK,
+            "rank {} above {}",
+            shape.len(),
+            crate::layout::MAX_RANK
+        );
+        // On the stack: a decode step allocates nothing.
+        let mut index = [0usize; crate::layout::MAX_RANK];
+        let index = &mut index[..outer.len()];
         loop {
             let off: isize = index
                 .iter()

@@ -56,5 +56,10 @@ fn main() {
     steps_do_not_allocate!(tiny_q8);
     steps_do_not_allocate!(tiny_q4);
     steps_do_not_allocate!(tiny_bf16);
+    // Narrow attention caches: rows rounded into the cache and widened from it each step.
+    steps_do_not_allocate!(tiny_kv_f16);
+    steps_do_not_allocate!(tiny_kv_bf16);
+    steps_do_not_allocate!(tiny_kv_q8);
+    steps_do_not_allocate!(wide_q8_kv_q8);
     println!("narrow_format_decode_steps_do_not_allocate: 1 passed, 0 failed");
 }
