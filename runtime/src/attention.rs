@@ -568,20 +568,6 @@ fn attention_heads(
             let qi = &qb[i * lq.row..][..d];
             let keys = if causal { i - r0 + shift + 1 } else { kv_rows };
             let scores = &mut s[..keys];
-            if f32_kv.is_none() && d == 64 {
-                // SAFETY: as below.
-                let o = unsafe { out.row(b, i) };
-                let rows = RowsOf {
-                    k: &k,
-                    v: &v,
-                    k0: ks,
-                    v0: vs,
-                    k_row: lk.row,
-                    v_row: lv.row,
-                };
-                narrow_row::<64>(qi, &rows, scale, scores, wrow, o);
-                continue;
-            }
             if f32_kv.is_none() {
                 // A narrow cache, widened a stretch of rows at a time.
                 for j0 in (0..keys).step_by(WIDE_ROWS) {
@@ -639,51 +625,6 @@ fn softmax_block(sc: &mut [f32], keys_b: usize, first: usize, causal: bool) {
         crate::vmath::softmax_row(live);
         dead.iter_mut().for_each(|x| *x = 0.0);
     }
-}
-
-/// Where one head's keys and values lie in a narrow cache.
-struct RowsOf<'a, 'b> {
-    k: &'b KvRef<'a>,
-    v: &'b KvRef<'a>,
-    k0: usize,
-    v0: usize,
-    k_row: usize,
-    v_row: usize,
-}
-
-/// One query row of a step against `scores.len()` keys of a narrow cache, for heads of `D`
-/// channels: scores, softmax, then the weighted sum of values with its `D` sums in
-/// registers. Each value is added in key order, one multiply and one add, as the general
-/// path does, so the bits are the same.
-#[inline(always)]
-fn narrow_row<const D: usize>(
-    qi: &[f32],
-    at: &RowsOf,
-    scale: f32,
-    scores: &mut [f32],
-    buf: &mut [f32],
-    o: &mut [f32],
-) {
-    let keys = scores.len();
-    for j0 in (0..keys).step_by(WIDE_ROWS) {
-        let rows = (keys - j0).min(WIDE_ROWS);
-        let kr = at.k.rows(at.k0 + j0 * at.k_row, at.k_row, rows, D, buf);
-        for (sj, kj) in scores[j0..j0 + rows].iter_mut().zip(kr.chunks_exact(D)) {
-            *sj = dot(qi, kj) * scale;
-        }
-    }
-    crate::vmath::softmax_row(scores);
-    let mut acc = [0f32; D];
-    for j0 in (0..keys).step_by(WIDE_ROWS) {
-        let rows = (keys - j0).min(WIDE_ROWS);
-        let vr = at.v.rows(at.v0 + j0 * at.v_row, at.v_row, rows, D, buf);
-        for (&p, vj) in scores[j0..j0 + rows].iter().zip(vr.chunks_exact(D)) {
-            for (x, &vv) in acc.iter_mut().zip(vj) {
-                *x += p * vv;
-            }
-        }
-    }
-    o.copy_from_slice(&acc);
 }
 
 #[cfg(test)]

@@ -180,13 +180,34 @@ pub fn gather<T: Copy>(
     indices: &[i64],
     out: &mut [T],
 ) -> Result<(), String> {
+    gather_with(
+        data,
+        outer,
+        axis_len,
+        inner,
+        indices,
+        out,
+        <[T]>::copy_from_slice,
+    )
+}
+
+/// The walk of `gather`, `put(row, source)` moving each row.
+fn gather_with<S, D>(
+    data: &[S],
+    outer: usize,
+    axis_len: usize,
+    inner: usize,
+    indices: &[i64],
+    out: &mut [D],
+    put: impl Fn(&mut [D], &[S]),
+) -> Result<(), String> {
     debug_assert_eq!(data.len(), outer * axis_len * inner);
     debug_assert_eq!(out.len(), outer * indices.len() * inner);
     let mut at = 0;
     for o in 0..outer {
         for &i in indices {
             let src = (o * axis_len + axis_index(i, axis_len)?) * inner;
-            out[at..at + inner].copy_from_slice(&data[src..src + inner]);
+            put(&mut out[at..at + inner], &data[src..src + inner]);
             at += inner;
         }
     }
@@ -202,19 +223,9 @@ pub fn gather_f16(
     indices: &[i64],
     out: &mut [f32],
 ) -> Result<(), String> {
-    debug_assert_eq!(data.len(), outer * axis_len * inner);
-    debug_assert_eq!(out.len(), outer * indices.len() * inner);
-    let mut at = 0;
-    for o in 0..outer {
-        for &i in indices {
-            let src = (o * axis_len + axis_index(i, axis_len)?) * inner;
-            for (y, h) in out[at..at + inner].iter_mut().zip(&data[src..src + inner]) {
-                *y = h.widen();
-            }
-            at += inner;
-        }
-    }
-    Ok(())
+    gather_with(data, outer, axis_len, inner, indices, out, |y, h| {
+        crate::elem::widen_f16(h, y)
+    })
 }
 
 /// Rows of an embedding table `[rows, width]` stored transposed in column panels (as the

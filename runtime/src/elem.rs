@@ -135,9 +135,68 @@ pub struct Q8(pub u8);
 #[repr(transparent)]
 pub struct Q4(pub u8);
 
+/// Half-precision values to f32, exactly (`F16::widen`), with F16C's `vcvtph2ps` where the
+/// CPU has it.
+pub fn widen_f16(src: &[F16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len());
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::f16c() {
+        // SAFETY: the CPU has F16C and AVX (`cpu::f16c`), all `widen_f16_f16c` is compiled
+        // for; the slices have equal lengths (checked above).
+        unsafe { widen_f16_f16c(src, dst) };
+        return;
+    }
+    widen_f16_scalar(src, dst);
+}
+
+/// The portable `widen_f16`.
+pub fn widen_f16_scalar(src: &[F16], dst: &mut [f32]) {
+    for (o, x) in dst.iter_mut().zip(src) {
+        *o = x.widen();
+    }
+}
+
+/// `widen_f16` eight values at a time.
+///
+/// # Safety
+/// The CPU has F16C (and AVX); `src` and `dst` have the same length.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn widen_f16_f16c(src: &[F16], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = src.len() / 8 * 8;
+    for i in (0..n).step_by(8) {
+        // SAFETY: i + 8 <= n <= len of both slices: an unaligned 16-byte load of eight
+        // halves (F16 is a transparent u16) and a 32-byte store of eight f32.
+        unsafe {
+            let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        }
+    }
+    widen_f16_scalar(&src[n..], &mut dst[n..]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16c_widens_every_half_as_the_portable_code_does() {
+        let all: Vec<F16> = (0..=u16::MAX).map(F16).collect();
+        let (mut a, mut b) = (vec![0f32; all.len()], vec![0f32; all.len()]);
+        widen_f16(&all, &mut a);
+        widen_f16_scalar(&all, &mut b);
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                "{i:#x}: {x} vs {y}"
+            );
+        }
+        // Ragged lengths take the tail path.
+        let mut c = vec![0f32; 13];
+        widen_f16(&all[1000..1013], &mut c);
+        assert_eq!(c, b[1000..1013]);
+    }
 
     #[test]
     fn conversions_round_to_nearest_even_and_round_trip() {

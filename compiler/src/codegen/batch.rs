@@ -320,17 +320,18 @@ pub fn store_rows(low: &Lowerer, b: &Batching, s: &SeqInfo, index: usize) -> Tok
 
 /// Whether the cache block can be stored in `format`: every value attention reads and every
 /// cache-writing node's rows lie in whole blocks along a contiguous last axis (a q8 block
-/// is `kv::q8_block` of the head size, so a block never mixes positions or heads).
+/// is `kv::q8_block` of the head size, so a block never mixes positions or heads). Returns
+/// the values per scale (`KV_BLOCK`: 1 but for q8).
 pub fn check_kv_format(
     g: &Graph,
     plan: &Plan,
     b: &Batching,
     s: &SeqInfo,
     format: gpt2rt::kv::KvFormat,
-) -> Result<(), String> {
+) -> Result<usize, String> {
     use gpt2rt::kv::{q8_block, KvFormat};
     if format == KvFormat::F32 {
-        return Ok(());
+        return Ok(1);
     }
     let mut block = 1;
     for n in &g.nodes {
@@ -371,7 +372,7 @@ pub fn check_kv_format(
             ));
         }
     }
-    Ok(())
+    Ok(block)
 }
 
 /// The compaction before the first logits-only node: one row per sequence.

@@ -202,16 +202,17 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
     };
     let batching = batch::analyze(graph, &seq, &plan);
     // A narrow attention cache mirrors the cache block the batched steps keep per sequence.
-    let narrow_kv = match (&batching, &seq) {
-        _ if opts.kv_format == gpt2rt::kv::KvFormat::F32 => None,
+    let (narrow_kv, kv_block) = match (&batching, &seq) {
+        _ if opts.kv_format == gpt2rt::kv::KvFormat::F32 => (None, 1),
         (Ok(b), Ok(s)) => {
-            batch::check_kv_format(graph, &plan, b, s, opts.kv_format).map_err(|e| {
-                Error::Invalid(format!(
-                    "the attention cache cannot be stored as {}: {e}",
-                    opts.kv_format.name()
-                ))
-            })?;
-            Some((b, s))
+            let block =
+                batch::check_kv_format(graph, &plan, b, s, opts.kv_format).map_err(|e| {
+                    Error::Invalid(format!(
+                        "the attention cache cannot be stored as {}: {e}",
+                        opts.kv_format.name()
+                    ))
+                })?;
+            (Some((b, s)), block)
         }
         (Err(e), _) | (_, Err(e)) => {
             return Err(Error::Invalid(format!(
@@ -328,7 +329,7 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
         stmts,
         init_stmts,
         profile_table,
-        (&batching, step_stmts),
+        (&batching, step_stmts, kv_block),
     )?;
     let file: syn::File = syn::parse2(tokens).map_err(|e| {
         Error::Invalid(format!(
@@ -735,9 +736,10 @@ fn module_tokens(
     stmts: Vec<TokenStream>,
     init_stmts: Vec<TokenStream>,
     profile_table: TokenStream,
-    (batching, step_stmts): (
+    (batching, step_stmts, kv_block): (
         &std::result::Result<batch::Batching, String>,
         Option<Vec<TokenStream>>,
+        usize,
     ),
 ) -> Result<TokenStream> {
     let info = |v: usize| {
@@ -995,14 +997,7 @@ fn module_tokens(
         gpt2rt::kv::KvFormat::Bf16 => quote!(Bf16),
         gpt2rt::kv::KvFormat::Q8 => quote!(Q8),
     };
-    let head_dim = graph.nodes.iter().find_map(|n| match &n.op {
-        crate::ops::Op::Attention(a) => Some(a.head_dim),
-        _ => None,
-    });
-    let kv_block = Literal::usize_unsuffixed(match (opts.kv_format, head_dim) {
-        (gpt2rt::kv::KvFormat::Q8, Some(d)) => gpt2rt::kv::q8_block(d),
-        _ => 1,
-    });
+    let kv_block = Literal::usize_unsuffixed(kv_block);
     let forward_batch = match (step_stmts, &seq_input) {
         (Some(step), Some((name, row))) => {
             let b = syms.buf_consts[graph.inputs[0]]
