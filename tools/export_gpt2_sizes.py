@@ -22,10 +22,10 @@ gpt2-xl             48      25    1600   1558M  gpt2-xl/{model.onnx, model.data,
 
 Large and XL exceed protobuf's 2 GB limit. The TorchScript exporter then writes one file
 per initializer beside the model; this script exports into a scratch directory and re-saves
-with ``onnx.save_model(..., save_as_external_data=True, all_tensors_to_one_file=True,
-location="model.data", size_threshold=1024)`` (the layout of ``save_external_data.py``:
-initializers of at least 1024 bytes in ``model.data``, relative ``location``), checking
-every initializer byte for byte against the exporter's output.
+it as ``onnx.save_model(..., save_as_external_data=True, all_tensors_to_one_file=True,
+location="model.data", size_threshold=1024)`` does (the layout of ``save_external_data.py``:
+initializers of at least 1024 bytes in ``model.data``, relative ``location``), one tensor at
+a time, checking every initializer byte for byte against the exporter's output.
 
 Memory: the PyTorch model is run first for the reference cases (outputs kept as numpy),
 exported, then deleted before the ONNX re-save and before onnxruntime runs, so the peak is
