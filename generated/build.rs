@@ -1,6 +1,6 @@
 //! Compiles the ONNX model into Rust at build time: `GPT2_ONNX` (an absolute path) or the
 //! default model in models/, through `gpt2c::Builder`. Writes OUT_DIR/model.rs,
-//! OUT_DIR/model.weights.bin and OUT_DIR/build_info.rs. A bad model fails the build with the compiler's message.
+//! the weight object OUT_DIR/gpt2c_weights_<model>_<hash>.o and OUT_DIR/build_info.rs. A bad model fails the build with the compiler's message.
 
 use std::path::{Path, PathBuf};
 

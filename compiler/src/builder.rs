@@ -17,23 +17,27 @@
 //!
 //! Every option is an argument: the builder reads no environment variable of its own
 //! (`GPT2_ONNX`, `GPT2_WEIGHTS` and `GPT2C_DISABLE_PASSES` are for the build scripts and
-//! CLIs that choose to honour them). The one exception is `OUT_DIR`, which cargo sets for
-//! every build script and which is the default output directory, as in prost-build.
+//! CLIs that choose to honour them). The exceptions are two variables cargo itself sets for
+//! every build script: `OUT_DIR`, the default output directory, as in prost-build, and
+//! `CARGO_CFG_TARGET_ARCH`, the default architecture of the weight object (as cc-rs reads
+//! the target).
 
 use crate::codegen::layout::WeightFormat;
+use crate::codegen::object::Machine;
 use crate::codegen::WeightsPath;
 use crate::driver::{compile_file, CompileOptions, Compiled};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
-/// Compiles one ONNX model into a Rust module (`<module>.rs`) and its weight blob
-/// (`<module>.weights.bin`).
+/// Compiles one ONNX model into a Rust module (`<module>.rs`) and its weight object
+/// (`gpt2c_weights_<model>_<hash>.o`), which the linker copies into the binary.
 #[derive(Clone, Debug)]
 pub struct Builder {
     model: PathBuf,
     options: CompileOptions,
     module: String,
     out_dir: Option<PathBuf>,
+    target_arch: Option<String>,
     cargo_metadata: bool,
 }
 
@@ -46,6 +50,7 @@ impl Builder {
             options: CompileOptions::default(),
             module: "model".into(),
             out_dir: None,
+            target_arch: None,
             cargo_metadata: true,
         }
     }
@@ -75,8 +80,16 @@ impl Builder {
         self
     }
 
+    /// The architecture the crate is built for (a Rust `target_arch`: `x86_64`, `aarch64`,
+    /// ...), which the weight object is written for. Default: cargo's
+    /// `CARGO_CFG_TARGET_ARCH`, else the architecture the build script runs on.
+    pub fn target_arch(mut self, arch: impl Into<String>) -> Builder {
+        self.target_arch = Some(arch.into());
+        self
+    }
+
     /// The name of the generated module: the files are `<name>.rs` and
-    /// `<name>.weights.bin`, and `gpt2rt::include_model!("<name>")` includes it. Default
+    /// a weight object named after its symbol (`gpt2c_weights_<model>_<options>_<hash>.o`), and `gpt2rt::include_model!("<name>")` includes it. Default
     /// `model`. Several models in one crate need one name each.
     pub fn module(mut self, name: impl Into<String>) -> Builder {
         self.module = name.into();
@@ -91,7 +104,8 @@ impl Builder {
     }
 
     /// Whether to print `cargo:rerun-if-changed` for the model and its external-data files
-    /// (default true; turn it off outside build scripts).
+    /// and `cargo:rustc-link-search` for the weight object's folder (default true; turn it
+    /// off outside build scripts).
     pub fn cargo_metadata(mut self, on: bool) -> Builder {
         self.cargo_metadata = on;
         self
@@ -147,28 +161,39 @@ impl Builder {
             println!("cargo:rerun-if-changed={}", self.model.display());
         }
         let dir = self.dir()?;
-        let weights_file = format!("{}.weights.bin", self.module);
-        let weights_out = dir.join(&weights_file);
         let weights_path = match (&self.out_dir, std::env::var_os("OUT_DIR")) {
-            (None, _) => WeightsPath::OutDir(weights_file),
-            (Some(d), Some(o)) if Path::new(&o) == d => WeightsPath::OutDir(weights_file),
+            (None, _) => WeightsPath::OutDir,
+            (Some(d), Some(o)) if Path::new(&o) == d => WeightsPath::OutDir,
             (Some(_), _) => {
-                let abs = std::path::absolute(&weights_out).map_err(|source| Error::Io {
-                    path: weights_out.display().to_string(),
+                let abs = std::path::absolute(&dir).map_err(|source| Error::Io {
+                    path: dir.display().to_string(),
                     source,
                 })?;
                 WeightsPath::Absolute(abs.display().to_string())
             }
         };
+        let arch = self
+            .target_arch
+            .clone()
+            .or_else(|| std::env::var("CARGO_CFG_TARGET_ARCH").ok());
+        let mut options = self.options.clone();
+        if let Some(arch) = arch {
+            options.machine = Machine::from_target_arch(&arch);
+        }
         let compiled = compile_file(
             &self.model,
             &self.source_path()?,
-            &weights_out,
+            &dir,
             weights_path,
-            &self.options,
+            &options,
         )
         .map_err(in_model)?;
         if self.cargo_metadata {
+            let abs = std::path::absolute(&dir).map_err(|source| Error::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            println!("cargo:rustc-link-search=native={}", abs.display());
             // Changed external data changes the weights just as a changed model does.
             for f in &compiled.data_files {
                 println!("cargo:rerun-if-changed={}", f.display());

@@ -1,4 +1,4 @@
-//! The whole compiler behind one call: ONNX file → `model.rs` + `weights.bin` in a
+//! The whole compiler behind one call: ONNX file → `model.rs` + a weight object in a
 //! directory. Used by the generated crate's build script and by `gpt2c emit`.
 
 use crate::codegen::layout::WeightFormat;
@@ -24,6 +24,8 @@ pub struct Compiled {
     /// The external-data files the model's tensors were read from (canonical paths; empty
     /// for a self-contained model).
     pub data_files: Vec<std::path::PathBuf>,
+    /// The weight object written (`codegen::object`: the blob 64 bytes in).
+    pub weights_file: std::path::PathBuf,
 }
 
 /// Static input shapes: a GPT-2 graph runs its full context (or its declared static
@@ -68,19 +70,21 @@ pub struct CompileOptions {
     /// The constant-folding budget per node result in bytes, if not the default
     /// (`passes::specialize::FOLD_BUDGET_BYTES`).
     pub fold_budget: Option<usize>,
+    /// The machine the weight object is for (default: the one the compiler runs on).
+    pub machine: codegen::object::Machine,
 }
 
-/// Compiles the ONNX file `model` into the Rust source `source_out` and the weight blob
-/// `weights_out`, which the source finds at `weights_path`.
+/// Compiles the ONNX file `model` into the Rust source `source_out` and a weight object in
+/// `weights_dir`, a folder the source finds at `weights_path`.
 pub fn compile_file(
     model: &Path,
     source_out: &Path,
-    weights_out: &Path,
+    weights_dir: &Path,
     weights_path: WeightsPath,
     options: &CompileOptions,
 ) -> Result<Compiled> {
     let data = crate::onnx::map_model(model)?;
-    for dir in [source_out.parent(), weights_out.parent()]
+    for dir in [source_out.parent(), Some(weights_dir)]
         .into_iter()
         .flatten()
     {
@@ -89,7 +93,7 @@ pub fn compile_file(
             source,
         })?;
     }
-    let (source, compiled) = compile_bytes_as(data, model, weights_path, weights_out, options)?;
+    let (source, compiled) = compile_bytes_as(data, model, weights_path, weights_dir, options)?;
     std::fs::write(source_out, source).map_err(|source| Error::Io {
         path: source_out.display().to_string(),
         source,
@@ -98,14 +102,14 @@ pub fn compile_file(
 }
 
 /// The whole compiler on a model already in memory: returns the generated source and writes
-/// the weight blob to `weights_out`. `model` is the file the bytes came from: it names them in
+/// the weight object into `weights_dir` (`Compiled::weights_file`). `model` is the file the bytes came from: it names them in
 /// messages and the header, and external data is looked for in its folder. `compile_file` is
 /// this plus file I/O; the fuzzer (tests crate) calls it directly.
 pub fn compile_bytes_as(
     data: Bytes,
     model: &Path,
     weights_path: WeightsPath,
-    weights_out: &Path,
+    weights_dir: &Path,
     options: &CompileOptions,
 ) -> Result<(String, Compiled)> {
     let weight_format = options.weights;
@@ -160,6 +164,7 @@ pub fn compile_bytes_as(
         kv_format: options.kv,
         disabled_passes: disabled.clone(),
         fold_budget: options.fold_budget,
+        machine: options.machine,
         options: format!(
             "{} weights{}; specialized to {}; passes: {}{}",
             match weight_format {
@@ -186,7 +191,8 @@ pub fn compile_bytes_as(
         },
     };
     crate::progress::stage("codegen", None);
-    let (source, summary) = codegen::generate(&specialized, &opts, weights_out)?;
+    let (source, summary) = codegen::generate(&specialized, &opts, weights_dir)?;
+    let weights_file = summary.weights_file.clone();
     Ok((
         source,
         Compiled {
@@ -195,6 +201,7 @@ pub fn compile_bytes_as(
             summary,
             model_sha256: sha,
             data_files,
+            weights_file,
         },
     ))
 }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! DIR/Cargo.toml     package <name> (from the model file), lib `gpt2_model`, bin <name>
-//! DIR/weights.bin    the weight blob; src/model.rs embeds it at build time
+//! DIR/gpt2c_weights_<model>_<hash>.o  the weight blob as an object file, which the linker copies in
+//! DIR/build.rs       tells the linker where the weight object is
 //! DIR/src/model.rs   the generated forward pass
 //! DIR/src/lib.rs     `mod model; pub use model::*;`
 //! DIR/src/main.rs    one forward on the token ids given, the argmax of each row (GPT-2 only)
@@ -20,6 +21,14 @@ use std::path::{Path, PathBuf};
 
 /// The library root of the emitted crate.
 const LIB_RS: &str = include_str!("emit/standalone_lib.rs");
+/// The build script of the emitted crate: the weight object's folder for the linker.
+const BUILD_RS: &str =
+    "//! Lets the linker find the weight object (`gpt2c_weights_*.o`) next to Cargo.toml.\n\n\
+fn main() {\n    \
+let dir = std::env::var(\"CARGO_MANIFEST_DIR\").expect(\"cargo sets CARGO_MANIFEST_DIR\");\n    \
+println!(\"cargo:rustc-link-search=native={dir}\");\n    \
+println!(\"cargo:rerun-if-changed=build.rs\");\n}\n";
+
 /// The runner of the emitted crate: it calls the API every GPT-2 model has (one i64 input
 /// of token ids), so it is only written for GPT-2 graphs.
 const MAIN_RS: &str = include_str!("emit/standalone_main.rs");
@@ -35,7 +44,7 @@ pub struct Emitted {
     /// The package name in Cargo.toml.
     pub package: String,
     /// Files written, relative to the output directory.
-    pub files: Vec<&'static str>,
+    pub files: Vec<String>,
     /// The runtime crate the package depends on (absolute).
     pub runtime: PathBuf,
 }
@@ -147,24 +156,33 @@ pub fn emit_crate(
     let data = crate::onnx::map_model(model)?;
     let src = dir.join("src");
     std::fs::create_dir_all(&src).map_err(io(&src))?;
-    let (source, compiled) = crate::driver::compile_bytes_as(
-        data,
-        model,
-        WeightsPath::ManifestDir("weights.bin".into()),
-        &dir.join("weights.bin"),
-        options,
-    )?;
-    crate::progress::stage("writing the crate", None);
     let package = package_name(model);
+    let (source, compiled) =
+        crate::driver::compile_bytes_as(data, model, WeightsPath::ManifestDir, dir, options)?;
+    let weights = compiled
+        .weights_file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    crate::progress::stage("writing the crate", None);
     // The runner feeds token ids: every GPT-2 graph takes them as its one input.
     let bin = compiled.config.is_some();
     write(&src.join("model.rs"), &source)?;
     write(&src.join("lib.rs"), LIB_RS)?;
-    let mut files = vec!["Cargo.toml", "weights.bin", "src/model.rs", "src/lib.rs"];
+    write(&dir.join("build.rs"), BUILD_RS)?;
+    let mut files: Vec<String> = [
+        "Cargo.toml",
+        "build.rs",
+        &weights,
+        "src/model.rs",
+        "src/lib.rs",
+    ]
+    .map(String::from)
+    .into();
     let main = src.join("main.rs");
     if bin {
         write(&main, MAIN_RS)?;
-        files.push("src/main.rs");
+        files.push("src/main.rs".into());
     } else if main.exists() {
         // A runner left from an earlier emit would not compile against this model.
         std::fs::remove_file(&main).map_err(io(&main))?;

@@ -49,7 +49,7 @@ enum Cmd {
         dot: bool,
     },
     /// Compile a model into a standalone crate: DIR/Cargo.toml, DIR/src/{lib,main,model}.rs
-    /// and DIR/weights.bin; `cargo build --release` in DIR builds it.
+    /// and a weight object (DIR/gpt2c_weights_*.o); `cargo build --release` in DIR builds it.
     Emit {
         /// The ONNX model file.
         model: PathBuf,
@@ -197,6 +197,8 @@ fn emit(
         kv,
         disabled: disabled_passes_from_env(),
         fold_budget: None,
+        // The emitted crate is built where gpt2c runs unless it is cross-compiled.
+        machine: Default::default(),
     };
     let e = {
         let _progress = gpt2c::progress::Progress::start();
@@ -211,11 +213,14 @@ fn emit(
         e.files.join(", ")
     );
     println!(
-        "  model.rs {} lines, {} statements; weights.bin {} weights, {} bytes; arenas {} f32 + {} i64",
+        "  model.rs {} lines, {} statements; weight object {} weights, {} bytes; arenas {} f32 + {} i64",
         s.source_lines, s.statements, s.weights, s.weight_bytes, s.arena_f32, s.arena_i64
     );
     println!("  runtime {}", e.runtime.display());
-    if let (true, Some(c)) = (e.files.contains(&"src/main.rs"), e.compiled.config) {
+    if let (true, Some(c)) = (
+        e.files.iter().any(|f| f == "src/main.rs"),
+        e.compiled.config,
+    ) {
         // "The quick brown" in GPT-2's vocabulary, when the model has it.
         let ids = if c.vocab > 7586 {
             "464,2068,7586"

@@ -31,10 +31,22 @@ fn writes_the_module_and_its_weights_where_asked() {
         .unwrap();
     assert_eq!(c.config.unwrap().n_layer, 2);
     let source = std::fs::read_to_string(dir.join("tiny_q8.rs")).unwrap();
-    let weights = std::fs::metadata(dir.join("tiny_q8.weights.bin")).unwrap();
-    assert_eq!(weights.len() as usize, c.summary.weight_bytes);
+    assert_eq!(c.weights_file.parent(), Some(dir.as_path()));
+    let name = c
+        .weights_file
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        name.starts_with("gpt2c_weights_") && name.ends_with(".o"),
+        "{name}"
+    );
+    let object = std::fs::read(&c.weights_file).unwrap();
+    assert!(object.len() > 64 + c.summary.weight_bytes);
+    assert_eq!(&object[..4], b"\x7fELF");
     // Outside OUT_DIR the weights are found by absolute path; the options are in the header.
-    let abs = std::path::absolute(dir.join("tiny_q8.weights.bin")).unwrap();
+    let abs = std::path::absolute(&c.weights_file).unwrap();
     assert!(source.contains(&abs.display().to_string()));
     assert!(source.contains("q8 weights"));
     assert!(source.contains("passes disabled: fuse-gelu"));

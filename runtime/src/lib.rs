@@ -115,8 +115,8 @@ unsafe impl<T: Send> Send for SendPtr<T> {}
 unsafe impl<T: Send> Sync for SendPtr<T> {}
 
 /// Declares `pub mod $name` holding the model that `gpt2c::Builder` compiled with
-/// `.module("$name")` in this crate's build script (`$OUT_DIR/$name.rs`, its weights
-/// embedded from `$OUT_DIR/$name.weights.bin`).
+/// `.module("$name")` in this crate's build script (`$OUT_DIR/$name.rs`; its weights, the
+/// object `$OUT_DIR/gpt2c_weights_<model>_<hash>.o`, go in at link time: see `embed_weights!`).
 ///
 /// ```ignore
 /// gpt2rt::include_model!(kjv);

@@ -38,41 +38,45 @@ impl Pod for crate::elem::F16 {}
 impl Pod for crate::elem::Q8 {}
 impl Pod for crate::elem::Q4 {}
 
-/// Embeds a weight file in the binary and defines `fn $name() -> &'static [u8]`.
+/// Embeds a weight object in the binary and defines `fn $name() -> &'static [u8]`.
 ///
-/// On ELF targets the file goes in through the assembler (`.incbin`, in its own read-only
-/// section, 64-byte aligned): rustc never sees the bytes, so a 650 MB model builds in
-/// seconds and little memory. Elsewhere it falls back to `include_bytes!`.
-/// The path must be a string literal or `concat!` of literals naming the file absolutely.
+/// The compiler writes the weights as an ELF relocatable object (gpt2c's `codegen::object`):
+/// the blob at file offset 64, then an 8-byte pointer to it named `$address`. On Linux
+/// (x86-64 and aarch64) the linker takes the object itself, found as `$file` in a directory
+/// the build script gave with `cargo:rustc-link-search=native=DIR`: rustc never sees the
+/// bytes, so a multi-GB model builds in little memory, and the code reads the blob's address
+/// from the pointer, so the blob may be larger than the 2 GB that 32-bit PC-relative
+/// references reach. Elsewhere the object comes in through `include_bytes!` (the path must be
+/// a string literal or `concat!` of literals naming the file absolutely) and the blob is
+/// read past the header.
 #[macro_export]
 macro_rules! embed_weights {
-    ($name:ident, $symbol:literal, $len:expr, $($path:tt)+) => {
-        #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-        ::std::arch::global_asm!(
-            concat!(".section .rodata.", $symbol, ",\"a\",@progbits"),
-            ".p2align 6",
-            concat!(".globl ", $symbol),
-            concat!($symbol, ":"),
-            concat!(".incbin \"", $($path)+, "\""),
-            ".previous",
-        );
-
+    ($name:ident, $address:literal, $file:literal, $len:expr, $($path:tt)+) => {
         #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
         fn $name() -> &'static [u8] {
+            // Linked as given (`+verbatim`), at the final link (`-bundle`: the rlib does not
+            // copy it).
+            #[link(name = $file, kind = "static", modifiers = "+verbatim,-bundle")]
+            // Static executables: `_end` stays before the blob (gpt2c's `codegen::object`).
+            #[cfg_attr(
+                target_feature = "crt-static",
+                link(name = "gpt2c_static_end.ld", kind = "static", modifiers = "+verbatim,-bundle")
+            )]
             extern "C" {
-                #[link_name = $symbol]
-                static BLOB: [u8; $len];
+                #[link_name = $address]
+                static ADDRESS: *const u8;
             }
-            // SAFETY: the symbol is defined by the global_asm! above as exactly the bytes of
-            // the weight file, whose length the compiler wrote into `$len`; the section is
-            // read-only and never written, so a shared 'static borrow is sound.
-            unsafe { &*::std::ptr::addr_of!(BLOB) }
+            // SAFETY: `ADDRESS` is defined by the weight object as the address of its blob,
+            // `$len` bytes long (the compiler wrote both the object and `$len`); the blob's
+            // section is read-only and never written, so a shared 'static borrow is sound.
+            unsafe { ::std::slice::from_raw_parts(ADDRESS, $len) }
         }
 
         #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
         fn $name() -> &'static [u8] {
-            static BLOB: &$crate::weights::Aligned<[u8]> = &$crate::weights::Aligned(*include_bytes!($($path)+));
-            &BLOB.0
+            static OBJECT: &$crate::weights::Aligned<[u8]> = &$crate::weights::Aligned(*include_bytes!($($path)+));
+            // The blob starts 64 bytes into the object, so it keeps the 64-byte alignment.
+            &OBJECT.0[64..64 + $len]
         }
     };
 }

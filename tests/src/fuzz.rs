@@ -4,7 +4,7 @@
 //! random mutations and runs `gpt2c::driver::compile_bytes_as` on the result, as the file of
 //! the seed model's folder (so external data resolves there) (decode → external data → import →
 //! GPT-2 configuration → specialize and the passes → code generation; the source stays in
-//! memory and the weight blob goes to /dev/null). Mutations are field-level (the file decoded
+//! memory and the weight object to a scratch folder removed after each case). Mutations are field-level (the file decoded
 //! with gpt2c's prost types, one field changed: dims, data types, raw data lengths and
 //! contents, external-data entries (locations that escape the folder or name other files,
 //! offsets and lengths out of range or not numbers, missing and repeated keys), attribute
@@ -828,15 +828,26 @@ pub fn make_case(corpus: &[SeedModel], seed: u64, index: u64) -> Case {
 /// The compiler front to back on one file in memory, as if it were `model_path` (external
 /// data is looked for in its folder); `Ok` is the generated source's length.
 pub fn compile(bytes: &[u8], model_path: &Path) -> gpt2c::Result<usize> {
-    let null = Path::new("/dev/null");
-    let (source, _) = gpt2c::driver::compile_bytes_as(
+    // A scratch folder per case for the weight object, removed with whatever is in it.
+    static CASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let scratch = std::env::temp_dir().join(format!(
+        "gpt2c-fuzz-{}-{}",
+        std::process::id(),
+        CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&scratch).map_err(|source| gpt2c::Error::Io {
+        path: scratch.display().to_string(),
+        source,
+    })?;
+    let result = gpt2c::driver::compile_bytes_as(
         Bytes::copy_from_slice(bytes),
         model_path,
-        gpt2c::codegen::WeightsPath::Absolute("/dev/null".into()),
-        null,
+        gpt2c::codegen::WeightsPath::Absolute(scratch.display().to_string()),
+        &scratch,
         &gpt2c::driver::CompileOptions::default(),
-    )?;
-    Ok(source.len())
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(result?.0.len())
 }
 
 #[derive(Clone, Debug)]

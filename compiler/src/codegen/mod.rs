@@ -8,6 +8,7 @@ pub mod batch;
 pub mod layout;
 pub(crate) mod lower;
 pub mod names;
+pub mod object;
 pub mod plan;
 mod profile;
 
@@ -22,15 +23,15 @@ use quote::quote;
 use std::io::Write;
 use std::path::Path;
 
-/// Where the generated source finds the weight file.
+/// Where the generated source finds the folder of its weight object.
 #[derive(Clone, Debug)]
 pub enum WeightsPath {
-    /// `$OUT_DIR/<file>`: for build scripts.
-    OutDir(String),
+    /// `$OUT_DIR`: for build scripts.
+    OutDir,
     /// An absolute path.
     Absolute(String),
-    /// `$CARGO_MANIFEST_DIR/<file>`: for a standalone crate (`gpt2c emit`).
-    ManifestDir(String),
+    /// `$CARGO_MANIFEST_DIR`: for a standalone crate (`gpt2c emit`).
+    ManifestDir,
 }
 
 /// What the generated source says about its model, and how it stores the weights.
@@ -40,7 +41,7 @@ pub struct Options {
     pub model_name: String,
     /// sha256 of the model file, hex.
     pub model_sha256: String,
-    /// Where the generated source finds the weight file.
+    /// Where the generated source finds the folder of its weight object.
     pub weights_path: WeightsPath,
     /// The GPT-2 configuration, when the graph is one.
     pub gpt2: Option<Gpt2Config>,
@@ -55,6 +56,8 @@ pub struct Options {
     /// The constant-folding budget, when not the default (it changes which constants the
     /// blob holds).
     pub fold_budget: Option<usize>,
+    /// The machine the weight object is written for (the target's, not the compiler's).
+    pub machine: object::Machine,
 }
 
 /// What `emit` produced.
@@ -62,8 +65,10 @@ pub struct Options {
 pub struct Summary {
     /// Lines of generated Rust.
     pub source_lines: usize,
-    /// Size of the weight file in bytes.
+    /// Size of the weight blob in bytes.
     pub weight_bytes: usize,
+    /// The weight object written (`object`: the blob 64 bytes in).
+    pub weights_file: std::path::PathBuf,
     /// Number of distinct weights in it.
     pub weights: usize,
     /// Size of the f32 arena in elements.
@@ -128,8 +133,9 @@ fn type_str(g: &Graph, v: usize) -> String {
         .map_or("?".into(), |t| t.to_string())
 }
 
-/// Generates the source (returned) and writes the weight blob to `weights_out`.
-pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(String, Summary)> {
+/// Generates the source (returned) and writes the weight object into `weights_dir`, named
+/// after its symbol (`<symbol>.o`; see `object`).
+pub fn generate(graph: &Graph, opts: &Options, weights_dir: &Path) -> Result<(String, Summary)> {
     crate::passes::specialize::check_static(graph)?;
     let seq = sequence_info(graph);
     // Nodes feeding only the logits last (see `sequence::tail_last`).
@@ -225,7 +231,15 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
 
     // The weight blob.
     crate::progress::stage("writing weights", Some(plan.blob_bytes as u64));
-    let blob_hash = write_blob(&plan, weights_out)?;
+    let (symbol, weights_file) = write_blob(
+        &plan,
+        weights_dir,
+        |hash| weight_symbol(opts, hash),
+        opts.machine,
+    )?;
+    // The generated code names the object for the linker by its file name (found through the
+    // build script's `cargo:rustc-link-search`).
+    let object_file = format!("{symbol}.o");
     crate::progress::stage("codegen", None);
 
     // Forward pass statements.
@@ -323,7 +337,7 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
     let tokens = module_tokens(
         graph,
         opts,
-        (&plan, blob_hash),
+        (&plan, &symbol, &object_file),
         &syms,
         &seq,
         stmts,
@@ -342,6 +356,7 @@ pub fn generate(graph: &Graph, opts: &Options, weights_out: &Path) -> Result<(St
     let summary = Summary {
         source_lines: out.lines().count(),
         weight_bytes: plan.blob_bytes,
+        weights_file,
         weights: plan.weights.len(),
         arena_f32: plan.arena_f32,
         arena_i64: plan.arena_i64,
@@ -445,14 +460,55 @@ fn header(graph: &Graph, opts: &Options, plan: &plan::Plan) -> String {
     h
 }
 
-/// Writes the weight blob; returns a hash of its bytes (see `BlobHash`).
-fn write_blob(plan: &plan::Plan, path: &Path) -> Result<u64> {
+/// The blob's symbol: named by model, formats and disabled passes, so one binary may link
+/// several compiled models, and by the blob's contents (`BlobHash`: what makes a changed blob
+/// link again).
+fn weight_symbol(opts: &Options, blob_hash: u64) -> String {
+    let mut format_suffix = match opts.weight_format {
+        layout::WeightFormat::F32 => String::new(),
+        f => format!("_{}", f.name()),
+    };
+    if opts.kv_format != gpt2rt::kv::KvFormat::F32 {
+        format_suffix += &format!("_kv_{}", opts.kv_format.name());
+    }
+    let passes_suffix: String = opts
+        .disabled_passes
+        .iter()
+        .map(|p| format!("_without_{}", p.replace('-', "_")))
+        .chain(opts.fold_budget.map(|b| format!("_folding_{b}")))
+        .collect();
+    format!(
+        "gpt2c_weights_{}{format_suffix}{passes_suffix}_{blob_hash:016x}",
+        &opts.model_sha256[..16.min(opts.model_sha256.len())]
+    )
+}
+
+/// Writes the weight blob as an ELF object (`object`) in `dir`, named after its symbol,
+/// which `symbol_of` makes from the hash of the blob's bytes (see `BlobHash`); returns the
+/// symbol and the file. Objects an earlier build left for the same model and options (the
+/// same symbol but for the hash) are removed.
+fn write_blob(
+    plan: &plan::Plan,
+    dir: &Path,
+    symbol_of: impl FnOnce(u64) -> String,
+    machine: object::Machine,
+) -> Result<(String, std::path::PathBuf)> {
+    // A name of its own until the symbol is known: builds may share a folder.
+    static PARTIAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let partial = dir.join(format!(
+        ".gpt2c-weights-{}-{}.partial",
+        std::process::id(),
+        PARTIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let path = partial.as_path();
     let io = |e: std::io::Error| Error::Io {
         path: path.display().to_string(),
         source: e,
     };
     let file = std::fs::File::create(path).map_err(io)?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    object::begin(&mut w).map_err(io)?;
+    // Offsets from here on are the blob's own.
     let mut at = 0;
     let mut hash = BlobHash::default();
     let mut write = |w: &mut std::io::BufWriter<std::fs::File>, offset: usize, bytes: &[u8]| {
@@ -495,15 +551,44 @@ fn write_blob(plan: &plan::Plan, path: &Path) -> Result<u64> {
             }
         }
     }
+    write(&mut w, plan.blob_bytes, &[])?;
+    let symbol = symbol_of(hash.finish());
+    object::finish(&mut w, machine, &symbol, plan.blob_bytes as u64).map_err(io)?;
     w.flush().map_err(io)?;
-    Ok(hash.finish())
+    drop(w);
+    let (script, text) = object::STATIC_END_SCRIPT;
+    let script = dir.join(script);
+    std::fs::write(&script, text).map_err(|source| Error::Io {
+        path: script.display().to_string(),
+        source,
+    })?;
+    let file = dir.join(format!("{symbol}.o"));
+    std::fs::rename(path, &file).map_err(io)?;
+    // `<prefix>_<16 hex digits of the hash>.o`
+    let prefix = &symbol[..symbol.len() - 16];
+    for entry in std::fs::read_dir(dir).map_err(io)?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let stale = name.len() == symbol.len() + 2
+            && name.starts_with(prefix)
+            && name.ends_with(".o")
+            && name[prefix.len()..symbol.len()]
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit())
+            && name != format!("{symbol}.o");
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok((symbol, file))
 }
 
 /// A fast 64-bit hash of the weight blob (FNV-1a over little-endian words, then a final
 /// mix), written into the blob's symbol name. The blob enters the binary through the
-/// assembler (`.incbin`), which rustc does not track: when the weights change but the code
-/// does not (another rounding of the same model), the new symbol makes rustc assemble the
-/// blob again instead of reusing the old object. Not a checksum against tampering.
+/// linker, which rustc does not track: when the weights change but the code does not
+/// (another rounding of the same model), the new symbol changes the generated code, so the
+/// crate builds and links again and a stale object fails to link instead of being used.
+/// Not a checksum against tampering.
 #[derive(Default)]
 struct BlobHash {
     state: u64,
@@ -730,7 +815,7 @@ pub fn sequence_info(graph: &Graph) -> std::result::Result<SeqInfo, String> {
 fn module_tokens(
     graph: &Graph,
     opts: &Options,
-    (plan, blob_hash): (&plan::Plan, u64),
+    (plan, symbol, object_file): (&plan::Plan, &str, &str),
     syms: &Symbols,
     seq: &std::result::Result<SeqInfo, String>,
     stmts: Vec<TokenStream>,
@@ -916,40 +1001,17 @@ fn module_tokens(
         Literal::usize_unsuffixed(plan.arena_i64),
         Literal::usize_unsuffixed(plan.blob_bytes),
     );
-    // Named by model, formats and disabled passes, so one binary may link several compiled
-    // models.
-    let mut format_suffix = match opts.weight_format {
-        layout::WeightFormat::F32 => String::new(),
-        f => format!("_{}", f.name()),
-    };
-    if opts.kv_format != gpt2rt::kv::KvFormat::F32 {
-        format_suffix += &format!("_kv_{}", opts.kv_format.name());
-    }
-    let passes_suffix: String = opts
-        .disabled_passes
-        .iter()
-        .map(|p| format!("_without_{}", p.replace('-', "_")))
-        .chain(opts.fold_budget.map(|b| format!("_folding_{b}")))
-        .collect();
-    // ... and by the blob's contents (`BlobHash`: what makes a changed blob rebuild).
-    let symbol = Literal::string(&format!(
-        "gpt2c_weights_{}{format_suffix}{passes_suffix}_{blob_hash:016x}",
-        &opts.model_sha256[..16.min(opts.model_sha256.len())]
-    ));
+    let address = Literal::string(&object::address_symbol(symbol));
+    let slash_file = Literal::string(&format!("/{object_file}"));
     let path = match &opts.weights_path {
-        WeightsPath::OutDir(f) => {
-            let f = Literal::string(&format!("/{f}"));
-            quote!(concat!(env!("OUT_DIR"), #f))
-        }
-        WeightsPath::ManifestDir(f) => {
-            let f = Literal::string(&format!("/{f}"));
-            quote!(concat!(env!("CARGO_MANIFEST_DIR"), #f))
-        }
-        WeightsPath::Absolute(p) => {
-            let p = Literal::string(p);
+        WeightsPath::OutDir => quote!(concat!(env!("OUT_DIR"), #slash_file)),
+        WeightsPath::ManifestDir => quote!(concat!(env!("CARGO_MANIFEST_DIR"), #slash_file)),
+        WeightsPath::Absolute(dir) => {
+            let p = Literal::string(&format!("{dir}/{object_file}"));
             quote!(#p)
         }
     };
+    let object_file = Literal::string(object_file);
     let input_names: Vec<TokenStream> = graph
         .inputs
         .iter()
@@ -1206,7 +1268,7 @@ fn module_tokens(
         pub const ARENA_F32: usize = #af;
         pub const ARENA_I64: usize = #ai;
 
-        gpt2rt::embed_weights!(weight_blob, #symbol, WEIGHT_BYTES, #path);
+        gpt2rt::embed_weights!(weight_blob, #address, #object_file, WEIGHT_BYTES, #path);
 
         /// The weights, viewed in place in the embedded blob (nothing is copied).
         pub struct Weights {
