@@ -83,8 +83,21 @@ def fail(msg):
 
 # ----------------------------------------------------------------------------- graph helpers
 
+def external_array(t, base_dir):
+    """A read-only memmap of an initializer stored in external data (no copy in memory)."""
+    info = {e.key: e.value for e in t.external_data}
+    loc = os.path.join(base_dir, info["location"])
+    off = int(info.get("offset", 0))
+    dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).newbyteorder("<")
+    shape = tuple(int(d) for d in t.dims)
+    if "length" in info and int(info["length"]) != int(np.prod(shape)) * dt.itemsize:
+        fail(f"external initializer {t.name}: length {info['length']} does not match {shape} {dt}")
+    return np.memmap(loc, dtype=dt, mode="r", offset=off, shape=shape)
+
+
 class Graph:
-    def __init__(self, model):
+    def __init__(self, model, base_dir="."):
+        self.base_dir = base_dir
         g = model.graph
         self.nodes = list(g.node)
         self.inputs = [i.name for i in g.input]
@@ -119,7 +132,11 @@ class Graph:
             return self._arrays[name]
         val = None
         if name in self.inits:
-            val = numpy_helper.to_array(self.inits[name])
+            t = self.inits[name]
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                val = external_array(t, self.base_dir)
+            else:
+                val = numpy_helper.to_array(t)
         elif name in self.producer:
             n = self.producer[name]
             if n.op_type == "Constant":
@@ -341,8 +358,10 @@ def check_gelu(g, n_layer):
 
 def map_model(path, n_head_arg=None):
     """Return (hparams dict, ordered dict ggml name -> float32 array, notes)."""
-    model = onnx.load(path)
-    g = Graph(model)
+    # external data is memory-mapped tensor by tensor (Graph.const), not read into the proto:
+    # for XL (6.5 GB of weights) onnx.load + to_array + transposed copies would need ~20 GB
+    model = onnx.load(path, load_external_data=False)
+    g = Graph(model, os.path.dirname(os.path.abspath(path)))
     notes = []
     (wte_node, wte, _), (wpe_node, wpe, _) = find_embeddings(g)
     n_vocab, n_embd = wte.shape
@@ -368,7 +387,8 @@ def map_model(path, n_head_arg=None):
     def put(name, arr, src):
         if name in tensors:
             fail(f"ggml tensor {name} found twice: {origin[name]} and {src}")
-        tensors[name] = np.ascontiguousarray(arr, dtype=np.float32)
+        # no copy here (a transposed view of a memmap stays a view); write_ggml copies per tensor
+        tensors[name] = arr if arr.dtype == np.float32 else arr.astype(np.float32)
         origin[name] = src
 
     used_inits = set()
@@ -574,8 +594,9 @@ def write_ggml(path, hp, words, tensors, ftype):
 
 def read_ggml(path):
     """Independent reader of the legacy ggml gpt-2 file (f32/f16 tensors only)."""
+    import mmap
     with open(path, "rb") as f:
-        buf = f.read()
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     off = 0
 
     def ints(n):
@@ -605,7 +626,7 @@ def read_ggml(path):
         cnt = int(np.prod(ne))
         arr = np.frombuffer(buf, dtype=dt, count=cnt, offset=off).reshape(tuple(reversed(ne)))
         off += cnt * dt.itemsize
-        tensors[name] = arr.astype(np.float32)
+        tensors[name] = arr if tt == 0 else arr.astype(np.float32)  # f32: a view of the mmap
     hp = dict(n_vocab=n_vocab, n_ctx=n_ctx, n_embd=n_embd, n_head=n_head, n_layer=n_layer, ftype=ftype)
     return hp, words, tensors
 
@@ -718,6 +739,7 @@ def main():
             print(f"  {name:28s} {str(list(arr.shape)):14s} <- {src}", file=sys.stderr)
         if args.verify:
             ids = [int(x) % hp["n_vocab"] for x in args.verify_ids.split(",")]
+            del tensors  # free the converted arrays before onnxruntime loads the model
             r = verify(args.out, args.onnx, ids)
             tol = 1e-3 if ftype == 0 else 5e-2
             ok = r["rel"] <= tol and r["argmax_agree"] == r["rows"]
