@@ -199,6 +199,27 @@ impl Builder {
                 println!("cargo:rerun-if-changed={}", f.display());
             }
         }
+        self.forget_previous_object(&dir, &compiled.weights_file)?;
         Ok(compiled)
+    }
+
+    /// Removes the weight object this module had before, when it was another file (another
+    /// model or options): a folder may hold several modules' objects, but each module needs
+    /// only its newest, and an old one may be gigabytes. `<module>.object` remembers it.
+    fn forget_previous_object(&self, dir: &Path, object: &Path) -> Result<()> {
+        let record = dir.join(format!("{}.object", self.module));
+        let io = |source| Error::Io {
+            path: record.display().to_string(),
+            source,
+        };
+        let name = object.file_name().unwrap_or_default().to_string_lossy();
+        if let Ok(previous) = std::fs::read_to_string(&record) {
+            let previous = previous.trim();
+            let plain_name = !previous.contains(['/', '\\']) && previous.ends_with(".o");
+            if plain_name && previous != name {
+                let _ = std::fs::remove_file(dir.join(previous));
+            }
+        }
+        std::fs::write(&record, format!("{name}\n")).map_err(io)
     }
 }

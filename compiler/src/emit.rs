@@ -164,6 +164,13 @@ pub fn emit_crate(
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // The crate holds one model: weight objects of earlier emits are stale.
+    for entry in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("gpt2c_weights_") && name.ends_with(".o") && name != weights {
+            std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+        }
+    }
     crate::progress::stage("writing the crate", None);
     // The runner feeds token ids: every GPT-2 graph takes them as its one input.
     let bin = compiled.config.is_some();

@@ -92,3 +92,25 @@ fn bad_options_and_models_are_errors_that_name_them() {
     assert!(e.contains(&junk.display().to_string()), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_module_keeps_only_its_newest_weight_object() {
+    let dir = temp("stale");
+    let build = |format, module: &str| {
+        Builder::new(fixture("tiny"))
+            .weights(format)
+            .module(module)
+            .out_dir(&dir)
+            .cargo_metadata(false)
+            .compile()
+            .unwrap()
+            .weights_file
+    };
+    let q8 = build(WeightFormat::Q8, "a");
+    let other = build(WeightFormat::Bf16, "b");
+    let f32 = build(WeightFormat::F32, "a");
+    assert_ne!(q8, f32);
+    // Module a's q8 object went when a became f32; module b's stays.
+    assert!(!q8.exists() && f32.exists() && other.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
