@@ -1,5 +1,7 @@
-//! Memory bandwidth of one GPT-2 124M decode step's matrix-vector products against a plain
-//! streaming read of the same bytes. `cargo run --release -p gpt2rt --example decode_bw [threads]`
+//! Memory bandwidth of one GPT-2 decode step's matrix-vector products against a plain
+//! streaming read of the same bytes. `cargo run --release -p gpt2rt --example decode_bw
+//! [threads [width layers]]`: 124M by default (768 12); medium 1024 24, large 1280 36, XL
+//! 1600 48.
 use gpt2rt::gemm::Activation::Identity;
 use std::time::Instant;
 
@@ -9,13 +11,20 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2);
     gpt2rt::set_threads(threads);
-    let shapes: Vec<(usize, usize)> = (0..12)
-        .flat_map(|_| [(768, 2304), (768, 768), (768, 3072), (3072, 768)])
+    let arg = |i: usize, default: usize| {
+        std::env::args()
+            .nth(i)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let (d, layers) = (arg(2, 768), arg(3, 12));
+    let shapes: Vec<(usize, usize)> = (0..layers)
+        .flat_map(|_| [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)])
         .collect();
     let mats: Vec<Vec<f32>> = shapes.iter().map(|&(k, n)| vec![0.5f32; k * n]).collect();
-    let head = vec![0.25f32; 50257 * 768];
+    let head = vec![0.25f32; 50257 * d];
     let bytes = (mats.iter().map(Vec::len).sum::<usize>() + head.len()) * 4;
-    let x = vec![1.0f32; 3072];
+    let x = vec![1.0f32; 4 * d];
     let mut y = vec![0f32; 50257];
     // The same matrices in `gemm::linear`'s column-panel layout (contents do not matter).
     let nr = gpt2rt::gemm::NR;
@@ -27,13 +36,13 @@ fn main() {
         for (m, &(k, n)) in panels.iter().zip(&shapes) {
             gpt2rt::gemm::linear(&x[..k], 1, k, m, None, Identity, &mut y[..n], n);
         }
-        gpt2rt::gemv::gemv_t(1.0, &x[..768], &head, 768, 0.0, y);
+        gpt2rt::gemv::gemv_t(1.0, &x[..d], &head, d, 0.0, y);
     };
     let step = |y: &mut [f32]| {
         for (m, &(k, n)) in mats.iter().zip(&shapes) {
             gpt2rt::gemv::gemv(1.0, &x[..k], m, n, 0.0, &mut y[..n]);
         }
-        gpt2rt::gemv::gemv_t(1.0, &x[..768], &head, 768, 0.0, y);
+        gpt2rt::gemv::gemv_t(1.0, &x[..d], &head, d, 0.0, y);
     };
     let read = || {
         let mut total = 0f32;
