@@ -1,7 +1,8 @@
 //! The int8 and bf16 Linears (`gpt2rt::q8`, `gpt2rt::bf16`) and the f32 one over stored
 //! panels (`gemm::linear`) on GPT-2 124M's decode shapes (one row through every matrix of a
 //! step, LM head included) and on 128 rows (a prompt), per ISA.
-//! `cargo run --release -p gpt2rt --example formats_bench [threads]`
+//! `cargo run --release -p gpt2rt --example formats_bench [threads [width layers [formats]]]`:
+//! 124M by default (768 12; XL is 1600 48), formats `q8,bf16,f32` by default.
 use gpt2rt::elem::{Bf16, Q8};
 use gpt2rt::gemm::Activation::Identity;
 use gpt2rt::gemv::Isa;
@@ -14,25 +15,38 @@ fn main() {
         .unwrap_or(2);
     gpt2rt::set_threads(threads);
     let nr = gpt2rt::gemm::NR;
-    let mut shapes: Vec<(usize, usize)> = (0..12)
-        .flat_map(|_| [(768, 2304), (768, 768), (768, 3072), (3072, 768)])
+    let arg = |i: usize, default: usize| {
+        std::env::args()
+            .nth(i)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let (d, layers) = (arg(2, 768), arg(3, 12));
+    let mut shapes: Vec<(usize, usize)> = (0..layers)
+        .flat_map(|_| [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)])
         .collect();
-    shapes.push((768, 50257));
+    shapes.push((d, 50257));
+    let formats = std::env::args().nth(4).unwrap_or("q8,bf16,f32".into());
+    // Only the formats asked for are allocated (XL's f32 matrices alone are 6.2 GB).
+    let want = |f: &str| formats.split(',').any(|g| g == f);
     let mats: Vec<Vec<Q8>> = shapes
         .iter()
+        .filter(|_| want("q8"))
         .map(|&(k, n)| vec![Q8(130); gpt2rt::q8::panels_len(k, n)])
         .collect();
     let scales = vec![0.01f32; 50257usize.div_ceil(nr) * nr];
-    let x: Vec<f32> = (0..3072 * 128)
+    let x: Vec<f32> = (0..4 * d * 128)
         .map(|i| (i % 97) as f32 * 0.01 - 0.3)
         .collect();
     let mut y = vec![0f32; 128 * 50257];
     let bf: Vec<Vec<Bf16>> = shapes
         .iter()
+        .filter(|_| want("bf16"))
         .map(|&(k, n)| vec![Bf16(0x3f00); gpt2rt::bf16::panels_len(k, n)])
         .collect();
     let f: Vec<Vec<f32>> = shapes
         .iter()
+        .filter(|_| want("f32"))
         .map(|&(k, n)| vec![0.5f32; n.div_ceil(nr) * k * nr])
         .collect();
     let flops = |m: usize| -> f64 { shapes.iter().map(|&(k, n)| 2.0 * (m * k * n) as f64).sum() };
@@ -40,7 +54,7 @@ fn main() {
         if isa == Isa::Scalar {
             continue;
         }
-        for format in ["q8", "bf16", "f32"] {
+        for format in formats.split(',') {
             let step = |y: &mut [f32], m: usize| {
                 for (i, &(k, n)) in shapes.iter().enumerate() {
                     let (x, y) = (&x[..m * k], &mut y[..m * n]);
