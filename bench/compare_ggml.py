@@ -307,27 +307,23 @@ def main():
             if match is False:
                 log("WARNING: the binary and the ggml model are different models; ratios are not shown")
 
-    # --- runs, one process at a time
-    def runs(what, fn):
-        """args.repeat measurements of fn(); each one after waiting for an idle machine (if
-        --wait-idle) and redone (up to --retries times) when other processes were busy."""
-        res = []
-        for _ in range(args.repeat):
-            for attempt in range(args.retries + 1):
-                if args.wait_idle > 0:
-                    busy = wait_idle(args.wait_idle)
-                    if busy is not None and busy >= 0.1:
-                        log(f"{what}: machine still busy ({busy:.2f} cores) after --wait-idle {args.wait_idle:g} s")
-                r, err = fn()
-                if err:
-                    return res, err
-                o = r.get("others_busy")
-                if o is not None and o > args.busy_threshold and attempt < args.retries:
-                    log(f"{what}: other processes kept {o:.2f} cores busy during the run; measuring again")
-                    continue
-                break
-            res.append(r)
-        return res, None
+    # --- runs, one process at a time, ours and ggml alternated
+    def measure(what, fn):
+        """One measurement of fn(), after waiting for an idle machine (if --wait-idle) and
+        redone (up to --retries times) when other processes were busy."""
+        for attempt in range(args.retries + 1):
+            if args.wait_idle > 0:
+                busy = wait_idle(args.wait_idle)
+                if busy is not None and busy >= 0.1:
+                    log(f"{what}: machine still busy ({busy:.2f} cores) after --wait-idle {args.wait_idle:g} s")
+            r, err = fn()
+            if err:
+                return None, err
+            o = r.get("others_busy")
+            if o is not None and o > args.busy_threshold and attempt < args.retries:
+                log(f"{what}: other processes kept {o:.2f} cores busy during the run; measuring again")
+                continue
+            return r, None
 
     def quiet(res):
         vals = [r["others_busy"] for r in res if r.get("others_busy") is not None]
@@ -336,18 +332,7 @@ def main():
     rows = []
     for n in streams:
         row = {"streams": n}
-        if ours_mode == "streams" or (ours_mode == "single" and n == 1):
-            res, err = runs("ours", lambda: run_ours(args.bin, n, P, G, T, streams_flag))
-            if err:
-                row["ours_error"] = err
-                log("ours: " + err)
-            if res:
-                row["ours_tok_s"] = statistics.median(r["tok_s"] for r in res)
-                # one decode step advances every stream by one token: step time = N / aggregate
-                row["ours_ms_per_step"] = n * 1e3 / row["ours_tok_s"]
-                row["ours_decode_ms_per_token"] = statistics.median(r["ms_per_token"] for r in res)
-                row["ours_others_busy"] = quiet(res)
-                row["ours_runs"] = [r["json"] for r in res]
+        run_ours_here = ours_mode == "streams" or (ours_mode == "single" and n == 1)
 
         def one_ggml():
             r, err = run_ggml(args.ggml, args.model, n, P, G, T)
@@ -358,16 +343,37 @@ def main():
                     f"load {r['load_ms']:.0f} ms" + ("" if o is None else f"; other processes {o:.2f} cores"))
             return r, err
 
-        res, err = runs("ggml", one_ggml)
-        if err:
-            row["ggml_error"] = err
-            log("ggml: " + err)
-        if res:
-            row["ggml_tok_s"] = statistics.median(r["tok_s"] for r in res)
-            row["ggml_ms_per_step"] = statistics.median(r["ms_per_step"] for r in res)
-            row["ggml_tok_s_incl_sampling"] = statistics.median(r["tok_s_incl_sampling"] for r in res)
-            row["ggml_others_busy"] = quiet(res)
-            row["ggml_runs"] = res
+        # ours, ggml, ours, ggml, ...: a host whose speed drifts during the row then moves
+        # both programs' medians alike instead of favouring whichever ran in the faster part
+        ours_res, ggml_res, ours_err, ggml_err = [], [], None, None
+        for _ in range(args.repeat):
+            if run_ours_here and ours_err is None:
+                r, ours_err = measure("ours", lambda: run_ours(args.bin, n, P, G, T, streams_flag))
+                if r:
+                    ours_res.append(r)
+            if ggml_err is None:
+                r, ggml_err = measure("ggml", one_ggml)
+                if r:
+                    ggml_res.append(r)
+        if ours_err:
+            row["ours_error"] = ours_err
+            log("ours: " + ours_err)
+        if ours_res:
+            row["ours_tok_s"] = statistics.median(r["tok_s"] for r in ours_res)
+            # one decode step advances every stream by one token: step time = N / aggregate
+            row["ours_ms_per_step"] = n * 1e3 / row["ours_tok_s"]
+            row["ours_decode_ms_per_token"] = statistics.median(r["ms_per_token"] for r in ours_res)
+            row["ours_others_busy"] = quiet(ours_res)
+            row["ours_runs"] = [r["json"] for r in ours_res]
+        if ggml_err:
+            row["ggml_error"] = ggml_err
+            log("ggml: " + ggml_err)
+        if ggml_res:
+            row["ggml_tok_s"] = statistics.median(r["tok_s"] for r in ggml_res)
+            row["ggml_ms_per_step"] = statistics.median(r["ms_per_step"] for r in ggml_res)
+            row["ggml_tok_s_incl_sampling"] = statistics.median(r["tok_s_incl_sampling"] for r in ggml_res)
+            row["ggml_others_busy"] = quiet(ggml_res)
+            row["ggml_runs"] = ggml_res
         if match is not False and "ours_tok_s" in row and "ggml_tok_s" in row:
             row["ratio"] = row["ours_tok_s"] / row["ggml_tok_s"]
         rows.append(row)
