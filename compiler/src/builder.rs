@@ -89,7 +89,8 @@ impl Builder {
     }
 
     /// The name of the generated module: the files are `<name>.rs` and
-    /// a weight object named after its symbol (`gpt2c_weights_<model>_<options>_<hash>.o`), and `gpt2rt::include_model!("<name>")` includes it. Default
+    /// a weight object named after its symbol (`gpt2c_weights_<model>_<options>_<hash>.o`),
+    /// and `gpt2rt::include_model!("<name>")` includes it. Default
     /// `model`. Several models in one crate need one name each.
     pub fn module(mut self, name: impl Into<String>) -> Builder {
         self.module = name.into();
@@ -161,16 +162,14 @@ impl Builder {
             println!("cargo:rerun-if-changed={}", self.model.display());
         }
         let dir = self.dir()?;
+        let abs_dir = std::path::absolute(&dir).map_err(|source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let weights_path = match (&self.out_dir, std::env::var_os("OUT_DIR")) {
             (None, _) => WeightsPath::OutDir,
             (Some(d), Some(o)) if Path::new(&o) == d => WeightsPath::OutDir,
-            (Some(_), _) => {
-                let abs = std::path::absolute(&dir).map_err(|source| Error::Io {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-                WeightsPath::Absolute(abs.display().to_string())
-            }
+            (Some(_), _) => WeightsPath::Absolute(abs_dir.display().to_string()),
         };
         let arch = self
             .target_arch
@@ -189,17 +188,13 @@ impl Builder {
         )
         .map_err(in_model)?;
         if self.cargo_metadata {
-            let abs = std::path::absolute(&dir).map_err(|source| Error::Io {
-                path: dir.display().to_string(),
-                source,
-            })?;
-            println!("cargo:rustc-link-search=native={}", abs.display());
+            println!("cargo:rustc-link-search=native={}", abs_dir.display());
             // Changed external data changes the weights just as a changed model does.
             for f in &compiled.data_files {
                 println!("cargo:rerun-if-changed={}", f.display());
             }
         }
-        self.forget_previous_object(&dir, &compiled.weights_file)?;
+        self.forget_previous_object(&dir, &compiled.summary.weights_file)?;
         Ok(compiled)
     }
 

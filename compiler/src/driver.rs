@@ -24,8 +24,6 @@ pub struct Compiled {
     /// The external-data files the model's tensors were read from (canonical paths; empty
     /// for a self-contained model).
     pub data_files: Vec<std::path::PathBuf>,
-    /// The weight object written (`codegen::object`: the blob 64 bytes in).
-    pub weights_file: std::path::PathBuf,
 }
 
 /// Static input shapes: a GPT-2 graph runs its full context (or its declared static
@@ -102,7 +100,7 @@ pub fn compile_file(
 }
 
 /// The whole compiler on a model already in memory: returns the generated source and writes
-/// the weight object into `weights_dir` (`Compiled::weights_file`). `model` is the file the bytes came from: it names them in
+/// the weight object into `weights_dir` (`Summary::weights_file`). `model` is the file the bytes came from: it names them in
 /// messages and the header, and external data is looked for in its folder. `compile_file` is
 /// this plus file I/O; the fuzzer (tests crate) calls it directly.
 pub fn compile_bytes_as(
@@ -192,7 +190,6 @@ pub fn compile_bytes_as(
     };
     crate::progress::stage("codegen", None);
     let (source, summary) = codegen::generate(&specialized, &opts, weights_dir)?;
-    let weights_file = summary.weights_file.clone();
     Ok((
         source,
         Compiled {
@@ -201,7 +198,6 @@ pub fn compile_bytes_as(
             summary,
             model_sha256: sha,
             data_files,
-            weights_file,
         },
     ))
 }

@@ -160,6 +160,7 @@ pub fn emit_crate(
     let (source, compiled) =
         crate::driver::compile_bytes_as(data, model, WeightsPath::ManifestDir, dir, options)?;
     let weights = compiled
+        .summary
         .weights_file
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())

@@ -31,8 +31,9 @@ fn writes_the_module_and_its_weights_where_asked() {
         .unwrap();
     assert_eq!(c.config.unwrap().n_layer, 2);
     let source = std::fs::read_to_string(dir.join("tiny_q8.rs")).unwrap();
-    assert_eq!(c.weights_file.parent(), Some(dir.as_path()));
+    assert_eq!(c.summary.weights_file.parent(), Some(dir.as_path()));
     let name = c
+        .summary
         .weights_file
         .file_name()
         .unwrap()
@@ -42,11 +43,11 @@ fn writes_the_module_and_its_weights_where_asked() {
         name.starts_with("gpt2c_weights_") && name.ends_with(".o"),
         "{name}"
     );
-    let object = std::fs::read(&c.weights_file).unwrap();
+    let object = std::fs::read(&c.summary.weights_file).unwrap();
     assert!(object.len() > 64 + c.summary.weight_bytes);
     assert_eq!(&object[..4], b"\x7fELF");
     // Outside OUT_DIR the weights are found by absolute path; the options are in the header.
-    let abs = std::path::absolute(&c.weights_file).unwrap();
+    let abs = std::path::absolute(&c.summary.weights_file).unwrap();
     assert!(source.contains(&abs.display().to_string()));
     assert!(source.contains("q8 weights"));
     assert!(source.contains("passes disabled: fuse-gelu"));
@@ -104,6 +105,7 @@ fn a_module_keeps_only_its_newest_weight_object() {
             .cargo_metadata(false)
             .compile()
             .unwrap()
+            .summary
             .weights_file
     };
     let q8 = build(WeightFormat::Q8, "a");

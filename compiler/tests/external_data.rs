@@ -363,7 +363,7 @@ fn the_builder_reports_the_data_files_it_read() {
     assert!(inline.data_files.is_empty());
     // The same weights give the same blob.
     let blob = |c: &gpt2c::driver::Compiled| {
-        let object = std::fs::read(&c.weights_file).unwrap();
+        let object = std::fs::read(&c.summary.weights_file).unwrap();
         object[64..64 + c.summary.weight_bytes].to_vec()
     };
     assert_eq!(blob(&c), blob(&inline));

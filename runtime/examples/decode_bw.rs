@@ -5,22 +5,10 @@
 use gpt2rt::gemm::Activation::Identity;
 use std::time::Instant;
 
+mod decode_shapes;
+
 fn main() {
-    let threads: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    gpt2rt::set_threads(threads);
-    let arg = |i: usize, default: usize| {
-        std::env::args()
-            .nth(i)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let (d, layers) = (arg(2, 768), arg(3, 12));
-    let shapes: Vec<(usize, usize)> = (0..layers)
-        .flat_map(|_| [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)])
-        .collect();
+    let (threads, d, shapes) = decode_shapes::from_args();
     let mats: Vec<Vec<f32>> = shapes.iter().map(|&(k, n)| vec![0.5f32; k * n]).collect();
     let head = vec![0.25f32; 50257 * d];
     let bytes = (mats.iter().map(Vec::len).sum::<usize>() + head.len()) * 4;

@@ -8,23 +8,11 @@ use gpt2rt::gemm::Activation::Identity;
 use gpt2rt::gemv::Isa;
 use std::time::Instant;
 
+mod decode_shapes;
+
 fn main() {
-    let threads: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    gpt2rt::set_threads(threads);
+    let (_, d, mut shapes) = decode_shapes::from_args();
     let nr = gpt2rt::gemm::NR;
-    let arg = |i: usize, default: usize| {
-        std::env::args()
-            .nth(i)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
-    let (d, layers) = (arg(2, 768), arg(3, 12));
-    let mut shapes: Vec<(usize, usize)> = (0..layers)
-        .flat_map(|_| [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)])
-        .collect();
     shapes.push((d, 50257));
     let formats = std::env::args().nth(4).unwrap_or("q8,bf16,f32".into());
     // Only the formats asked for are allocated (XL's f32 matrices alone are 6.2 GB).

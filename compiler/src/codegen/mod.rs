@@ -237,9 +237,6 @@ pub fn generate(graph: &Graph, opts: &Options, weights_dir: &Path) -> Result<(St
         |hash| weight_symbol(opts, hash),
         opts.machine,
     )?;
-    // The generated code names the object for the linker by its file name (found through the
-    // build script's `cargo:rustc-link-search`).
-    let object_file = format!("{symbol}.o");
     crate::progress::stage("codegen", None);
 
     // Forward pass statements.
@@ -337,7 +334,7 @@ pub fn generate(graph: &Graph, opts: &Options, weights_dir: &Path) -> Result<(St
     let tokens = module_tokens(
         graph,
         opts,
-        (&plan, &symbol, &object_file),
+        (&plan, &symbol),
         &syms,
         &seq,
         stmts,
@@ -485,8 +482,8 @@ fn weight_symbol(opts: &Options, blob_hash: u64) -> String {
 
 /// Writes the weight blob as an ELF object (`object`) in `dir`, named after its symbol,
 /// which `symbol_of` makes from the hash of the blob's bytes (see `BlobHash`); returns the
-/// symbol and the file. Objects an earlier build left for the same model and options (the
-/// same symbol but for the hash) are removed.
+/// symbol and the file. Removing objects an earlier build left is the caller's business (it
+/// knows what else the folder holds: `Builder`, `emit`).
 fn write_blob(
     plan: &plan::Plan,
     dir: &Path,
@@ -562,24 +559,8 @@ fn write_blob(
         path: script.display().to_string(),
         source,
     })?;
-    let file = dir.join(format!("{symbol}.o"));
+    let file = dir.join(object::file_name(&symbol));
     std::fs::rename(path, &file).map_err(io)?;
-    // `<prefix>_<16 hex digits of the hash>.o`
-    let prefix = &symbol[..symbol.len() - 16];
-    for entry in std::fs::read_dir(dir).map_err(io)?.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let stale = name.len() == symbol.len() + 2
-            && name.starts_with(prefix)
-            && name.ends_with(".o")
-            && name[prefix.len()..symbol.len()]
-                .bytes()
-                .all(|c| c.is_ascii_hexdigit())
-            && name != format!("{symbol}.o");
-        if stale {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
     Ok((symbol, file))
 }
 
@@ -815,7 +796,7 @@ pub fn sequence_info(graph: &Graph) -> std::result::Result<SeqInfo, String> {
 fn module_tokens(
     graph: &Graph,
     opts: &Options,
-    (plan, symbol, object_file): (&plan::Plan, &str, &str),
+    (plan, symbol): (&plan::Plan, &str),
     syms: &Symbols,
     seq: &std::result::Result<SeqInfo, String>,
     stmts: Vec<TokenStream>,
@@ -1001,6 +982,9 @@ fn module_tokens(
         Literal::usize_unsuffixed(plan.arena_i64),
         Literal::usize_unsuffixed(plan.blob_bytes),
     );
+    // The generated code names the object for the linker by its file name (found through the
+    // build script's `cargo:rustc-link-search`).
+    let object_file = object::file_name(symbol);
     let address = Literal::string(&object::address_symbol(symbol));
     let slash_file = Literal::string(&format!("/{object_file}"));
     let path = match &opts.weights_path {
@@ -1011,7 +995,7 @@ fn module_tokens(
             quote!(#p)
         }
     };
-    let object_file = Literal::string(object_file);
+    let object_file = Literal::string(&object_file);
     let input_names: Vec<TokenStream> = graph
         .inputs
         .iter()

@@ -98,6 +98,12 @@ pub fn begin(w: &mut impl Write) -> std::io::Result<()> {
     w.write_all(&[0; BLOB_OFFSET as usize])
 }
 
+/// The object's file name: its symbol's, so no two models' objects share a name among the
+/// folders the linker searches.
+pub fn file_name(symbol: &str) -> String {
+    format!("{symbol}.o")
+}
+
 /// The name of the pointer to the blob that the generated code reads.
 pub fn address_symbol(symbol: &str) -> String {
     format!("{symbol}_addr")
