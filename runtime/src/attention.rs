@@ -351,6 +351,33 @@ impl HeadRows<'_> {
     }
 }
 
+/// How many cache rows ahead a decoding row's dot products and weighted sum ask for their
+/// keys and values. A decode step reads each head's keys and values (a few KB each, of a
+/// cache the weights stream has pushed out of L3) once, in short runs the hardware
+/// prefetcher barely starts on before they end; asked for early, the rows arrive together.
+const PREFETCH_ROWS: usize = 32;
+
+/// Asks the cache for rows `rows` of `d` floats, `stride` apart, of `x` (a hint: no result
+/// changes; rows past the end of `x` are skipped).
+#[inline(always)]
+fn prefetch_rows(x: &[f32], stride: usize, rows: std::ops::Range<usize>, d: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for j in rows {
+        let Some(row) = x.get(j * stride..j * stride + d) else {
+            break;
+        };
+        let p = row.as_ptr().cast::<i8>();
+        for byte in (0..4 * d).step_by(64) {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            // SAFETY: SSE is part of x86_64; a prefetch reads nothing the program sees
+            // and never faults, and the address is inside `row`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(byte)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (x, stride, rows, d);
+}
+
 /// Dot product with eight independent partial sums, so it vectorizes.
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -568,6 +595,12 @@ fn attention_heads(
             let qi = &qb[i * lq.row..][..d];
             let keys = if causal { i - r0 + shift + 1 } else { kv_rows };
             let scores = &mut s[..keys];
+            // Rows of f32 keys and values read in place; the first ones asked for now.
+            let ahead = f32_kv.is_some() && lk.col == 1;
+            if ahead {
+                prefetch_rows(kb, lk.row, 0..PREFETCH_ROWS.min(keys), d);
+                prefetch_rows(vb, lv.row, 0..PREFETCH_ROWS.min(keys), d);
+            }
             if f32_kv.is_none() {
                 // A narrow cache, widened a stretch of rows at a time.
                 for j0 in (0..keys).step_by(WIDE_ROWS) {
@@ -579,6 +612,9 @@ fn attention_heads(
                 }
             } else {
                 for (j, sj) in scores.iter_mut().enumerate() {
+                    if ahead && j + PREFETCH_ROWS < keys {
+                        prefetch_rows(kb, lk.row, j + PREFETCH_ROWS..j + PREFETCH_ROWS + 1, d);
+                    }
                     let dot = if lk.col == 1 {
                         dot(qi, &kb[j * lk.row..][..d])
                     } else {
@@ -606,6 +642,9 @@ fn attention_heads(
                 continue;
             }
             for (j, &p) in scores.iter().enumerate() {
+                if ahead && j + PREFETCH_ROWS < keys {
+                    prefetch_rows(vb, lv.row, j + PREFETCH_ROWS..j + PREFETCH_ROWS + 1, d);
+                }
                 for (x, &vv) in o.iter_mut().zip(&vb[j * lv.row..][..d]) {
                     *x += p * vv;
                 }
