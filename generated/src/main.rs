@@ -84,6 +84,11 @@ enum Cmd {
         /// speed too.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
         streams: u32,
+        /// Time the decode this many times, one stream and `--streams` alternated, each from
+        /// its own prompt, and report medians: on a machine whose memory bandwidth swings,
+        /// the ratio of the two from one round means little.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        rounds: u32,
         #[command(flatten)]
         threads: Threads,
     },
@@ -325,13 +330,17 @@ fn main() -> ExitCode {
             runs,
             profile,
             streams,
+            rounds,
             threads,
         }) => bench(
-            prompt_len,
-            gen,
-            runs,
-            profile,
-            streams as usize,
+            BenchArgs {
+                prompt_len,
+                gen,
+                runs,
+                profile,
+                streams: streams as usize,
+                rounds: rounds as usize,
+            },
             threads.threads,
         ),
         Some(Cmd::Info) => {
@@ -770,15 +779,32 @@ fn logits(ids: &IdRows, out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Prefill `prompt_len` tokens, decode `gen` more greedily, time the full forward.
-fn bench(
+/// What `gpt2 bench` measures (see its flags).
+struct BenchArgs {
     prompt_len: usize,
     gen: usize,
     runs: usize,
     profile: bool,
     streams: usize,
-    threads: u32,
-) -> Result<(), String> {
+    rounds: usize,
+}
+
+/// The median of `xs` (the upper one of an even count); 0 for none.
+fn median_of(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Prefill `prompt_len` tokens, decode `gen` more greedily, time the full forward.
+fn bench(args: BenchArgs, threads: u32) -> Result<(), String> {
+    let BenchArgs {
+        prompt_len,
+        gen,
+        runs,
+        profile,
+        streams,
+        rounds,
+    } = args;
     let mut o = String::new();
     let start = START.get().copied().unwrap_or_else(Instant::now);
     let mut runner = gpt2::runner();
@@ -802,12 +828,34 @@ fn bench(
         let next = gpt2text::sampling::argmax(runner.next_logits(&tokens)?) as u32;
         tokens.push(next);
     }
-    let decode = t1.elapsed().as_secs_f64();
-    let many = if streams > 1 {
-        Some(decode_streams(streams, prompt_len, gen, vocab, profile)?)
-    } else {
-        None
-    };
+    let mut decodes = vec![t1.elapsed().as_secs_f64()];
+    let mut batched = Vec::new();
+    // Per round: the batched steps' aggregate speed over the single stream's.
+    let mut gains = Vec::new();
+    for round in 0..rounds {
+        if round > 0 {
+            // A prompt of its own, so the cache holds none of it.
+            let mut tokens: Vec<u32> = (0..prompt_len)
+                .map(|i| ((i * 7919 + 13 + round * 15_485_863) % vocab) as u32)
+                .collect();
+            let first = gpt2text::sampling::argmax(runner.next_logits(&tokens)?) as u32;
+            tokens.push(first);
+            let t = Instant::now();
+            for _ in 0..gen {
+                let next = gpt2text::sampling::argmax(runner.next_logits(&tokens)?) as u32;
+                tokens.push(next);
+            }
+            decodes.push(t.elapsed().as_secs_f64());
+        }
+        if streams > 1 {
+            // The profile covers the first batched run only.
+            let s = decode_streams(streams, prompt_len, gen, vocab, profile && round == 0)?;
+            gains.push(streams as f64 * decodes[round] / s);
+            batched.push(s);
+        }
+    }
+    let decode = median_of(decodes);
+    let many = (streams > 1).then(|| median_of(batched));
     // The same prefill again: weights paged in and caches warm.
     let t2 = Instant::now();
     let prompt: Vec<u32> = (0..prompt_len)
@@ -872,6 +920,17 @@ fn bench(
             1e3 / ms_per_token,
             total_tok_s * single_ms / 1e3
         );
+        if rounds > 1 {
+            let mut sorted = gains.clone();
+            sorted.sort_by(f64::total_cmp);
+            outln!(
+                o,
+                "rounds      {rounds}, one stream and {streams} alternated: the figures above are medians; {streams} streams over one, round by round: median {:.2}x (from {:.2}x to {:.2}x)",
+                median_of(gains.clone()),
+                sorted[0],
+                sorted[sorted.len() - 1]
+            );
+        }
     }
     if let Some(t) = full_s {
         outln!(
@@ -890,9 +949,14 @@ fn bench(
     let full_json = full_s.map_or(String::new(), |t| {
         format!(",\"full_forward_len\":{ctx},\"full_forward_s\":{t:.6}")
     });
+    let gain_json = if gains.is_empty() {
+        String::new()
+    } else {
+        format!(",\"streams_gain_median\":{:.3}", median_of(gains.clone()))
+    };
     let full_128_json =
         full_128.map_or(String::new(), |t| format!(",\"full_forward_128_s\":{t:.6}"));
-    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3}{full_json},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{},\"kv\":\"{}\",\"streams\":{streams},\"decode_tokens_per_s_total\":{total_tok_s:.3},\"single_stream_decode_tok_s\":{:.3}}}",
+    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3}{full_json},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{},\"kv\":\"{}\",\"streams\":{streams},\"decode_tokens_per_s_total\":{total_tok_s:.3},\"single_stream_decode_tok_s\":{:.3},\"rounds\":{rounds}{gain_json}}}",
         prompt_len as f64 / prefill,
         1e3 / ms_per_token,
         gpt2::INCREMENTAL,

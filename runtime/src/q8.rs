@@ -404,9 +404,16 @@ unsafe fn avx2_panel_row(
     unreachable!("AVX2 is x86_64-only")
 }
 
-/// Rows of the VNNI micro-kernel: 4 rows × 3 vectors of sums, twice (the block's integer
-/// sums and the row's f32 sums), in 24 of the 32 registers.
-const QMR: usize = 4;
+/// Rows of the VNNI micro-kernel. Up to `REG_ROWS` rows keep both their block's integer
+/// sums and their f32 sums in registers (3 vectors each); more rows (a batched decode
+/// step's) keep the integer sums in registers (24 of the 32) and the f32 sums in memory,
+/// touched once per block. Eight rows in one pass load each weight once for all of them:
+/// two passes of four over a panel stream the weights from memory in the first while the
+/// second, from L2, leaves the memory idle.
+const QMR: usize = 8;
+
+/// Rows whose f32 sums stay in registers in the VNNI micro-kernel.
+const REG_ROWS: usize = 4;
 
 /// Panels `p0..p1` of `linear` on this thread with the VNNI kernel.
 ///
@@ -451,6 +458,10 @@ unsafe fn vnni_columns(
         // columns are this task's (caller); the CPU has VNNI (caller).
         unsafe {
             match rows {
+                8 => vnni_tile::<8>(tile),
+                7 => vnni_tile::<7>(tile),
+                6 => vnni_tile::<6>(tile),
+                5 => vnni_tile::<5>(tile),
                 4 => vnni_tile::<4>(tile),
                 3 => vnni_tile::<3>(tile),
                 2 => vnni_tile::<2>(tile),
@@ -492,6 +503,8 @@ unsafe fn vnni_tile<const R: usize>(t: Tile) {
     use std::arch::x86_64::*;
     debug_assert!((1..=NR).contains(&t.cols) && t.kp.is_multiple_of(4));
     let mut sums = [[_mm512_setzero_ps(); 3]; R];
+    // The f32 sums of more than `REG_ROWS` rows, in memory (see `QMR`).
+    let mut spilled = [[0f32; NR]; R];
     for b in 0..t.blocks {
         let (q0, q1) = (b * QBLOCK / 4, ((b + 1) * QBLOCK).min(t.kp) / 4);
         let mut acc = [[_mm512_setzero_si512(); 3]; R];
@@ -520,8 +533,25 @@ unsafe fn vnni_tile<const R: usize>(t: Tile) {
                     _mm512_set1_epi32(*t.offsets.add(i * t.blocks + b)),
                 )
             };
-            for (sum, &a) in sums.iter_mut().zip(acc) {
-                *sum = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_sub_epi32(a, o)), *sum);
+            for (v, (sum, &a)) in sums.iter_mut().zip(acc).enumerate() {
+                let x = _mm512_cvtepi32_ps(_mm512_sub_epi32(a, o));
+                if R <= REG_ROWS {
+                    *sum = _mm512_fmadd_ps(s, x, *sum);
+                } else {
+                    // SAFETY: vector `v < 3` of row `i < R` of `spilled` ([f32; NR] rows).
+                    unsafe {
+                        let p = spilled[i].as_mut_ptr().add(16 * v);
+                        _mm512_storeu_ps(p, _mm512_fmadd_ps(s, x, _mm512_loadu_ps(p)));
+                    }
+                }
+            }
+        }
+    }
+    if R > REG_ROWS {
+        for (sums, row) in sums.iter_mut().zip(&spilled) {
+            for (v, sum) in sums.iter_mut().enumerate() {
+                // SAFETY: vector `v < 3` of a row of NR = 48 floats.
+                *sum = unsafe { _mm512_loadu_ps(row.as_ptr().add(16 * v)) };
             }
         }
     }
@@ -625,6 +655,8 @@ mod tests {
             (3, 70, 48),
             (5, 130, 97),
             (9, 64, 200),
+            (8, 200, 96),
+            (15, 64, 49),
             (1, 3072, 50),
         ] {
             let mut x = rand_vec(m * k, &mut seed);
