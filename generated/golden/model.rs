@@ -425,7 +425,7 @@ pub const F16_TABLES: &[&str] = &[];
 pub const ARENA_F32: usize = 6662272;
 pub const ARENA_I64: usize = 128;
 gpt2rt::embed_weights!(
-    weight_blob, "gpt2c_weights_8b3f18a99baffbb8_e8b8ee00da9005d2_addr",
+    pub weight_blob, "gpt2c_weights_8b3f18a99baffbb8_e8b8ee00da9005d2_addr",
     "gpt2c_weights_8b3f18a99baffbb8_e8b8ee00da9005d2.o", WEIGHT_BYTES,
     concat!(env!("OUT_DIR"), "/gpt2c_weights_8b3f18a99baffbb8_e8b8ee00da9005d2.o")
 );

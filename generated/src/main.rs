@@ -795,6 +795,31 @@ fn median_of(mut xs: Vec<f64>) -> f64 {
     xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// Seconds to read the embedded weights once, a plain streaming read on every thread (each
+/// its share, eight bytes at a time): the floor for a decode step, which reads nearly all
+/// of them once.
+fn read_weights() -> f64 {
+    let blob = gpt2::weight_blob();
+    let words: &[i64] = gpt2rt::weights::view(blob, 0, blob.len() / 8);
+    let threads = gpt2rt::threads().max(1);
+    let chunk = words.len().div_ceil(threads).max(1);
+    let mut sums = vec![0i64; threads];
+    let t = Instant::now();
+    gpt2rt::for_each_part(&mut sums, 1, |i, s| {
+        let part = &words[(i * chunk).min(words.len())..((i + 1) * chunk).min(words.len())];
+        let mut acc = [0i64; 16];
+        for c in part.chunks_exact(16) {
+            for (a, &w) in acc.iter_mut().zip(c) {
+                *a = a.wrapping_add(w);
+            }
+        }
+        s[0] = acc.iter().fold(0, |t, &a| t.wrapping_add(a));
+    });
+    let s = t.elapsed().as_secs_f64();
+    std::hint::black_box(sums);
+    s
+}
+
 /// Prefill `prompt_len` tokens, decode `gen` more greedily, time the full forward.
 fn bench(args: BenchArgs, threads: u32) -> Result<(), String> {
     let BenchArgs {
@@ -830,6 +855,9 @@ fn bench(args: BenchArgs, threads: u32) -> Result<(), String> {
     }
     let mut decodes = vec![t1.elapsed().as_secs_f64()];
     let mut batched = Vec::new();
+    // With rounds: a plain read of the weights after each round's single-stream decode.
+    let mut reads = Vec::new();
+    let mut over_read = Vec::new();
     // Per round: the batched steps' aggregate speed over the single stream's.
     let mut gains = Vec::new();
     for round in 0..rounds {
@@ -846,6 +874,11 @@ fn bench(args: BenchArgs, threads: u32) -> Result<(), String> {
                 tokens.push(next);
             }
             decodes.push(t.elapsed().as_secs_f64());
+        }
+        if rounds > 1 {
+            let r = read_weights();
+            over_read.push(decodes[round] / gen.max(1) as f64 / r);
+            reads.push(r);
         }
         if streams > 1 {
             // The profile covers the first batched run only.
@@ -932,6 +965,17 @@ fn bench(args: BenchArgs, threads: u32) -> Result<(), String> {
             );
         }
     }
+    if rounds > 1 {
+        let best = reads.iter().copied().fold(f64::INFINITY, f64::min);
+        outln!(
+            o,
+            "weights     a plain read of the {:.0} MB blob after each round: best {:.2} ms ({:.1} GB/s); a decode step over it, round by round: median {:.2}x",
+            gpt2::WEIGHT_BYTES as f64 / 1e6,
+            best * 1e3,
+            gpt2::WEIGHT_BYTES as f64 / best / 1e9,
+            median_of(over_read.clone())
+        );
+    }
     if let Some(t) = full_s {
         outln!(
             o,
@@ -949,6 +993,15 @@ fn bench(args: BenchArgs, threads: u32) -> Result<(), String> {
     let full_json = full_s.map_or(String::new(), |t| {
         format!(",\"full_forward_len\":{ctx},\"full_forward_s\":{t:.6}")
     });
+    let read_json = if reads.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ",\"weights_read_best_s\":{:.6},\"decode_over_read_median\":{:.3}",
+            reads.iter().copied().fold(f64::INFINITY, f64::min),
+            median_of(over_read.clone())
+        )
+    };
     let gain_json = if gains.is_empty() {
         String::new()
     } else {
@@ -956,7 +1009,7 @@ fn bench(args: BenchArgs, threads: u32) -> Result<(), String> {
     };
     let full_128_json =
         full_128.map_or(String::new(), |t| format!(",\"full_forward_128_s\":{t:.6}"));
-    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3}{full_json},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{},\"kv\":\"{}\",\"streams\":{streams},\"decode_tokens_per_s_total\":{total_tok_s:.3},\"single_stream_decode_tok_s\":{:.3},\"rounds\":{rounds}{gain_json}}}",
+    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3}{full_json},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{},\"kv\":\"{}\",\"streams\":{streams},\"decode_tokens_per_s_total\":{total_tok_s:.3},\"single_stream_decode_tok_s\":{:.3},\"rounds\":{rounds}{gain_json}{read_json}}}",
         prompt_len as f64 / prefill,
         1e3 / ms_per_token,
         gpt2::INCREMENTAL,

@@ -38,7 +38,7 @@ impl Pod for crate::elem::F16 {}
 impl Pod for crate::elem::Q8 {}
 impl Pod for crate::elem::Q4 {}
 
-/// Embeds a weight object in the binary and defines `fn $name() -> &'static [u8]`.
+/// Embeds a weight object in the binary and defines `$vis fn $name() -> &'static [u8]`.
 ///
 /// The compiler writes the weights as an ELF relocatable object (gpt2c's `codegen::object`):
 /// the blob at file offset 64, then an 8-byte pointer to it named `$address`. On Linux
@@ -51,9 +51,9 @@ impl Pod for crate::elem::Q4 {}
 /// read past the header.
 #[macro_export]
 macro_rules! embed_weights {
-    ($name:ident, $address:literal, $file:literal, $len:expr, $($path:tt)+) => {
+    ($vis:vis $name:ident, $address:literal, $file:literal, $len:expr, $($path:tt)+) => {
         #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-        fn $name() -> &'static [u8] {
+        $vis fn $name() -> &'static [u8] {
             // Linked as given (`+verbatim`), at the final link (`-bundle`: the rlib does not
             // copy it).
             #[link(name = $file, kind = "static", modifiers = "+verbatim,-bundle")]
@@ -73,7 +73,7 @@ macro_rules! embed_weights {
         }
 
         #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
-        fn $name() -> &'static [u8] {
+        $vis fn $name() -> &'static [u8] {
             static OBJECT: &$crate::weights::Aligned<[u8]> = &$crate::weights::Aligned(*include_bytes!($($path)+));
             // The blob starts 64 bytes into the object, so it keeps the 64-byte alignment.
             &OBJECT.0[64..64 + $len]

@@ -1252,7 +1252,7 @@ fn module_tokens(
         pub const ARENA_F32: usize = #af;
         pub const ARENA_I64: usize = #ai;
 
-        gpt2rt::embed_weights!(weight_blob, #address, #object_file, WEIGHT_BYTES, #path);
+        gpt2rt::embed_weights!(pub weight_blob, #address, #object_file, WEIGHT_BYTES, #path);
 
         /// The weights, viewed in place in the embedded blob (nothing is copied).
         pub struct Weights {
