@@ -357,25 +357,16 @@ impl HeadRows<'_> {
 /// prefetcher barely starts on before they end; asked for early, the rows arrive together.
 const PREFETCH_ROWS: usize = 32;
 
-/// Asks the cache for rows `rows` of `d` floats, `stride` apart, of `x` (a hint: no result
-/// changes; rows past the end of `x` are skipped).
+/// Asks the cache for rows `rows` of `d` floats, `stride` apart, of `x` (rows past the end
+/// of `x` are skipped).
 #[inline(always)]
 fn prefetch_rows(x: &[f32], stride: usize, rows: std::ops::Range<usize>, d: usize) {
-    #[cfg(target_arch = "x86_64")]
     for j in rows {
-        let Some(row) = x.get(j * stride..j * stride + d) else {
-            break;
-        };
-        let p = row.as_ptr().cast::<i8>();
-        for byte in (0..4 * d).step_by(64) {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            // SAFETY: SSE is part of x86_64; a prefetch reads nothing the program sees
-            // and never faults, and the address is inside `row`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(byte)) };
+        match x.get(j * stride..j * stride + d) {
+            Some(row) => crate::cpu::prefetch(row),
+            None => break,
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (x, stride, rows, d);
 }
 
 /// Dot product with eight independent partial sums, so it vectorizes.
