@@ -66,32 +66,7 @@ enum Cmd {
     /// Print the model's dimensions, weight format and bytes, and where its source is.
     Info,
     /// Measure prefill and decode speed and the full forward; the last line is JSON.
-    Bench {
-        /// Prompt tokens to prefill.
-        #[arg(long, default_value_t = 8)]
-        prompt_len: usize,
-        /// Tokens to decode after the prompt.
-        #[arg(long, default_value_t = 56)]
-        gen: usize,
-        /// Full-forward runs to time (the median is reported); 0 skips the full forward.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Profile the full-forward runs, and the batched decode of `--streams` (per layer, op
-        /// and node; stderr).
-        #[arg(long)]
-        profile: bool,
-        /// Decode this many sequences at once (batched steps) and report their aggregate
-        /// speed too.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
-        streams: u32,
-        /// Time the decode this many times, one stream and `--streams` alternated, each from
-        /// its own prompt, and report medians: on a machine whose memory bandwidth swings,
-        /// the ratio of the two from one round means little.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
-        rounds: u32,
-        #[command(flatten)]
-        threads: Threads,
-    },
+    Bench(BenchArgs),
     /// Serve the OpenAI completions API over HTTP (POST /v1/completions, streaming or not;
     /// GET /v1/models, /health, /metrics); every request runs in one continuous batch.
     ///
@@ -233,6 +208,35 @@ struct Threads {
     threads: u32,
 }
 
+/// What `gpt2 bench` measures.
+#[derive(Args, Clone, Copy)]
+struct BenchArgs {
+    /// Prompt tokens to prefill.
+    #[arg(long, default_value_t = 8)]
+    prompt_len: usize,
+    /// Tokens to decode after the prompt.
+    #[arg(long, default_value_t = 56)]
+    gen: usize,
+    /// Full-forward runs to time (the median is reported); 0 skips the full forward.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Profile the full-forward runs, and the batched decode of `--streams` (per layer, op
+    /// and node; stderr).
+    #[arg(long)]
+    profile: bool,
+    /// Decode this many sequences at once (batched steps) and report their aggregate
+    /// speed too.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    streams: u32,
+    /// Time the decode this many times, one stream and `--streams` alternated, each from
+    /// its own prompt, and report medians: on a machine whose memory bandwidth swings,
+    /// the ratio of the two from one round means little.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
+    #[command(flatten)]
+    threads: Threads,
+}
+
 #[derive(Args, Clone)]
 struct GenerateArgs {
     /// The prompt. Empty (or absent) starts from <|endoftext|>.
@@ -313,7 +317,9 @@ fn main() -> ExitCode {
         None => cli.generate.threads,
         Some(Cmd::Generate(a)) => a.threads,
         Some(
-            Cmd::Logits { threads, .. } | Cmd::Score { threads, .. } | Cmd::Bench { threads, .. },
+            Cmd::Logits { threads, .. }
+            | Cmd::Score { threads, .. }
+            | Cmd::Bench(BenchArgs { threads, .. }),
         ) => *threads,
         Some(Cmd::Info) => Threads { threads: 1 },
         Some(Cmd::Serve(a)) => a.threads,
@@ -324,25 +330,7 @@ fn main() -> ExitCode {
         Some(Cmd::Generate(args)) => generate(&args),
         Some(Cmd::Logits { ids, out, .. }) => logits(&ids, &out),
         Some(Cmd::Score { files, .. }) => score_files(&files),
-        Some(Cmd::Bench {
-            prompt_len,
-            gen,
-            runs,
-            profile,
-            streams,
-            rounds,
-            threads,
-        }) => bench(
-            BenchArgs {
-                prompt_len,
-                gen,
-                runs,
-                profile,
-                streams: streams as usize,
-                rounds: rounds as usize,
-            },
-            threads.threads,
-        ),
+        Some(Cmd::Bench(args)) => bench(&args),
         Some(Cmd::Info) => {
             info();
             Ok(())
@@ -779,16 +767,6 @@ fn logits(ids: &IdRows, out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// What `gpt2 bench` measures (see its flags).
-struct BenchArgs {
-    prompt_len: usize,
-    gen: usize,
-    runs: usize,
-    profile: bool,
-    streams: usize,
-    rounds: usize,
-}
-
 /// The median of `xs` (the upper one of an even count); 0 for none.
 fn median_of(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
@@ -821,15 +799,10 @@ fn read_weights() -> f64 {
 }
 
 /// Prefill `prompt_len` tokens, decode `gen` more greedily, time the full forward.
-fn bench(args: BenchArgs, threads: u32) -> Result<(), String> {
-    let BenchArgs {
-        prompt_len,
-        gen,
-        runs,
-        profile,
-        streams,
-        rounds,
-    } = args;
+fn bench(args: &BenchArgs) -> Result<(), String> {
+    let (prompt_len, gen, runs, profile) = (args.prompt_len, args.gen, args.runs, args.profile);
+    let (streams, rounds) = (args.streams as usize, args.rounds as usize);
+    let threads = args.threads.threads;
     let mut o = String::new();
     let start = START.get().copied().unwrap_or_else(Instant::now);
     let mut runner = gpt2::runner();

@@ -368,6 +368,10 @@ fn every_bad_input_gets_its_error() {
         &["bench", "--runs", "x"],
         &["invalid value 'x' for '--runs"],
     );
+    case(
+        &["bench", "--rounds", "0"],
+        &["invalid value '0' for '--rounds"],
+    );
 
     // Unknown flags, anywhere.
     case(&["--frobnicate"], &["unexpected argument '--frobnicate'"]);
@@ -452,4 +456,29 @@ fn profile_reports_layers_ops_and_the_total() {
         "{err}"
     );
     assert!(String::from_utf8_lossy(&out).contains("\"full_forward_s\""));
+    // Rounds alternate one stream and several, and read the weights after each.
+    let args = [
+        "bench",
+        "--prompt-len",
+        "3",
+        "--gen",
+        "2",
+        "--runs",
+        "0",
+        "--streams",
+        "2",
+        "--rounds",
+        "3",
+    ];
+    let (ok, out, err) = gpt2(&args);
+    assert!(ok, "{err}");
+    let out = String::from_utf8_lossy(&out);
+    for want in [
+        "\"rounds\":3",
+        "\"streams_gain_median\":",
+        "\"weights_read_best_s\":",
+        "\"decode_over_read_median\":",
+    ] {
+        assert!(out.contains(want), "bench --rounds lacks {want}:\n{out}");
+    }
 }
