@@ -69,10 +69,17 @@ pub fn argmax(x: &[f32]) -> usize {
         .iter()
         .chain(&lanes)
         .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-    // No value compares equal to the maximum only when every value is NaN.
-    x.iter()
-        .position(|&v| v == max)
-        .unwrap_or(x.len().saturating_sub(1))
+    // The first chunk holding it (each chunk's test without branches, so it vectorizes),
+    // then its place in the chunk. No value compares equal to the maximum only when every
+    // value is NaN.
+    let first = |c: &[f32]| c.iter().position(|&v| v == max);
+    match x
+        .chunks(LANES)
+        .position(|c| c.iter().fold(false, |hit, &v| hit | (v == max)))
+    {
+        Some(i) => i * LANES + first(&x[i * LANES..]).unwrap_or(0),
+        None => x.len().saturating_sub(1),
+    }
 }
 
 impl Sampler {
