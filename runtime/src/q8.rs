@@ -49,11 +49,25 @@ pub fn panel_index(k: usize, p: usize, j: usize) -> usize {
     crate::layout::grouped_index(k, QUAD, p, j)
 }
 
+/// 1.5·2²³: a float whose unit in the last place is 1, with room for ±2²² around it.
+const MAGIC: f32 = 12_582_912.0;
+
 /// Quantizes one block of activations into `q` (same length): returns its scale and the
-/// sum of its quantized values. An all-zero block has scale 0.
-#[inline]
+/// sum of its quantized values. An all-zero block has scale 0. Inlined into each ISA's
+/// `quantize_row`, so it is compiled for that ISA.
+#[inline(always)]
 pub fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    // The largest magnitude in 16 lanes, then over them (the same value in any order),
+    // so it vectorizes.
+    let mut lanes = [0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = m.max(v.abs());
+        }
+    }
+    let amax = tail.iter().chain(&lanes).fold(0f32, |m, v| m.max(v.abs()));
     if amax == 0.0 {
         q.fill(0);
         return (0.0, 0);
@@ -61,9 +75,18 @@ pub fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let inv = 127.0 / amax;
     let mut sum = 0i32;
     for (o, &v) in q.iter_mut().zip(x) {
-        let r = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
-        sum += r as i32;
-        *o = r;
+        // round_ties_even(clamp(v · inv)) (NaN to 0) without a float-to-integer conversion,
+        // which does not vectorize: adding 1.5·2²³ rounds to a whole number (to nearest,
+        // ties to even) and leaves it in the low bits of the sum's representation.
+        let y = v * inv;
+        let y = if y.is_nan() {
+            0.0
+        } else {
+            y.clamp(-127.0, 127.0)
+        };
+        let r = (y + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32;
+        sum += r;
+        *o = r as i8;
     }
     (amax / 127.0, sum)
 }
@@ -643,6 +666,50 @@ mod tests {
             assert!((v - r as f32 * s).abs() <= s / 2.0 * 1.0001);
         }
         assert_eq!(quantize_block(&[0.0; 4], &mut [1; 4]), (0.0, 0));
+    }
+
+    #[test]
+    fn quantized_blocks_are_the_definition_bit_for_bit() {
+        // The definition, one value at a time.
+        fn reference(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+            let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if amax == 0.0 {
+                q.fill(0);
+                return (0.0, 0);
+            }
+            let inv = 127.0 / amax;
+            let mut sum = 0;
+            for (o, &v) in q.iter_mut().zip(x) {
+                *o = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+                sum += *o as i32;
+            }
+            (amax / 127.0, sum)
+        }
+        let mut seed = 11;
+        for len in [1usize, 15, 16, 17, 64] {
+            for case in 0..50 {
+                let mut x = rand_vec(len, &mut seed);
+                // Exact ties (k + 1/2 steps of a block whose largest value is 127), zeros,
+                // NaNs and infinities.
+                match case % 5 {
+                    1 => x.iter_mut().enumerate().for_each(|(i, v)| {
+                        *v = if i == 0 {
+                            127.0
+                        } else {
+                            (i % 120) as f32 + 0.5
+                        }
+                    }),
+                    2 => x[len / 2] = f32::NAN,
+                    3 => x[0] = f32::INFINITY,
+                    4 => x.iter_mut().step_by(2).for_each(|v| *v = 0.0),
+                    _ => {}
+                }
+                let (mut a, mut b) = (vec![0i8; len], vec![0i8; len]);
+                let (sa, ua) = quantize_block(&x, &mut a);
+                let (sb, ub) = reference(&x, &mut b);
+                assert_eq!((sa.to_bits(), ua, &a), (sb.to_bits(), ub, &b), "{x:?}");
+            }
+        }
     }
 
     #[test]
