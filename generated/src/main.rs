@@ -773,29 +773,27 @@ fn median_of(mut xs: Vec<f64>) -> f64 {
     xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Seconds to read the embedded weights once, a plain streaming read on every thread (each
-/// its share, eight bytes at a time): the floor for a decode step, which reads nearly all
-/// of them once.
+/// Seconds to read the embedded weights once on every thread (`weights::read_through`):
+/// the floor for a decode step, which reads nearly all of them once.
 fn read_weights() -> f64 {
-    let blob = gpt2::weight_blob();
-    let words: &[i64] = gpt2rt::weights::view(blob, 0, blob.len() / 8);
-    let threads = gpt2rt::threads().max(1);
-    let chunk = words.len().div_ceil(threads).max(1);
-    let mut sums = vec![0i64; threads];
     let t = Instant::now();
-    gpt2rt::for_each_part(&mut sums, 1, |i, s| {
-        let part = &words[(i * chunk).min(words.len())..((i + 1) * chunk).min(words.len())];
-        let mut acc = [0i64; 16];
-        for c in part.chunks_exact(16) {
-            for (a, &w) in acc.iter_mut().zip(c) {
-                *a = a.wrapping_add(w);
-            }
-        }
-        s[0] = acc.iter().fold(0, |t, &a| t.wrapping_add(a));
-    });
-    let s = t.elapsed().as_secs_f64();
-    std::hint::black_box(sums);
-    s
+    std::hint::black_box(gpt2rt::weights::read_through(gpt2::weight_blob()));
+    t.elapsed().as_secs_f64()
+}
+
+/// Seconds to decode `gen` tokens greedily after `tokens` (which end with the prompt's
+/// first pick), each appended.
+fn decode_greedy(
+    runner: &mut gpt2text::Runner<gpt2::Model>,
+    tokens: &mut Vec<u32>,
+    gen: usize,
+) -> Result<f64, String> {
+    let t = Instant::now();
+    for _ in 0..gen {
+        let next = gpt2text::sampling::argmax(runner.next_logits(tokens)?) as u32;
+        tokens.push(next);
+    }
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// Prefill `prompt_len` tokens, decode `gen` more greedily, time the full forward.
@@ -812,54 +810,48 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
             "need 1 <= --prompt-len and --prompt-len + --gen <= {ctx} (the context)"
         ));
     }
-    // A fixed pseudo-random prompt: the speed does not depend on the text.
-    let mut tokens: Vec<u32> = (0..prompt_len)
-        .map(|i| ((i * 7919 + 13) % vocab) as u32)
-        .collect();
-    let t0 = Instant::now();
-    let first = gpt2text::sampling::argmax(runner.next_logits(&tokens)?) as u32;
-    let prefill = t0.elapsed().as_secs_f64();
-    let first_token = start.elapsed().as_secs_f64();
-    tokens.push(first);
-    let t1 = Instant::now();
-    for _ in 0..gen {
-        let next = gpt2text::sampling::argmax(runner.next_logits(&tokens)?) as u32;
-        tokens.push(next);
-    }
-    let mut decodes = vec![t1.elapsed().as_secs_f64()];
-    let mut batched = Vec::new();
+    let (mut prefill, mut first_token) = (0.0, 0.0);
+    let (mut decodes, mut batched) = (Vec::new(), Vec::new());
     // With rounds: a plain read of the weights after each round's single-stream decode.
-    let mut reads = Vec::new();
-    let mut over_read = Vec::new();
+    let (mut reads, mut over_read) = (Vec::new(), Vec::new());
     // Per round: the batched steps' aggregate speed over the single stream's.
     let mut gains = Vec::new();
     for round in 0..rounds {
-        if round > 0 {
-            // A prompt of its own, so the cache holds none of it.
-            let mut tokens: Vec<u32> = (0..prompt_len)
-                .map(|i| ((i * 7919 + 13 + round * 15_485_863) % vocab) as u32)
-                .collect();
-            let first = gpt2text::sampling::argmax(runner.next_logits(&tokens)?) as u32;
-            tokens.push(first);
-            let t = Instant::now();
-            for _ in 0..gen {
-                let next = gpt2text::sampling::argmax(runner.next_logits(&tokens)?) as u32;
-                tokens.push(next);
-            }
-            decodes.push(t.elapsed().as_secs_f64());
+        // A fixed pseudo-random prompt (the speed does not depend on the text), each
+        // round's its own, so the cache holds none of it.
+        let mut tokens: Vec<u32> = (0..prompt_len)
+            .map(|i| ((i * 7919 + 13 + round * 15_485_863) % vocab) as u32)
+            .collect();
+        let t0 = Instant::now();
+        let first = gpt2text::sampling::argmax(runner.next_logits(&tokens)?) as u32;
+        if round == 0 {
+            prefill = t0.elapsed().as_secs_f64();
+            first_token = start.elapsed().as_secs_f64();
         }
+        tokens.push(first);
+        let decode = decode_greedy(&mut runner, &mut tokens, gen)?;
+        decodes.push(decode);
         if rounds > 1 {
             let r = read_weights();
-            over_read.push(decodes[round] / gen.max(1) as f64 / r);
+            over_read.push(decode / gen.max(1) as f64 / r);
             reads.push(r);
         }
         if streams > 1 {
             // The profile covers the first batched run only.
             let s = decode_streams(streams, prompt_len, gen, vocab, profile && round == 0)?;
-            gains.push(streams as f64 * decodes[round] / s);
+            gains.push(streams as f64 * decode / s);
             batched.push(s);
         }
     }
+    // What the rounds say, when there are several: the gains' median and range, the best
+    // read and the decode-over-read median.
+    gains.sort_by(f64::total_cmp);
+    let gain =
+        (!gains.is_empty()).then(|| (median_of(gains.clone()), gains[0], gains[gains.len() - 1]));
+    let floor = (!reads.is_empty()).then(|| {
+        let best = reads.iter().copied().fold(f64::INFINITY, f64::min);
+        (best, median_of(over_read))
+    });
     let decode = median_of(decodes);
     let many = (streams > 1).then(|| median_of(batched));
     // The same prefill again: weights paged in and caches warm.
@@ -879,8 +871,7 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
             runner.eval(ids)?;
             times.push(t.elapsed().as_secs_f64());
         }
-        times.sort_by(f64::total_cmp);
-        Ok(times.get(times.len() / 2).copied())
+        Ok((runs > 0).then(|| median_of(times)))
     };
     if profile {
         gpt2rt::profile::enable(gpt2::PROFILE.len());
@@ -926,27 +917,20 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
             1e3 / ms_per_token,
             total_tok_s * single_ms / 1e3
         );
-        if rounds > 1 {
-            let mut sorted = gains.clone();
-            sorted.sort_by(f64::total_cmp);
+        if let (true, Some((median, low, high))) = (rounds > 1, gain) {
             outln!(
                 o,
-                "rounds      {rounds}, one stream and {streams} alternated: the figures above are medians; {streams} streams over one, round by round: median {:.2}x (from {:.2}x to {:.2}x)",
-                median_of(gains.clone()),
-                sorted[0],
-                sorted[sorted.len() - 1]
+                "rounds      {rounds}, one stream and {streams} alternated: the figures above are medians; {streams} streams over one, round by round: median {median:.2}x (from {low:.2}x to {high:.2}x)"
             );
         }
     }
-    if rounds > 1 {
-        let best = reads.iter().copied().fold(f64::INFINITY, f64::min);
+    if let Some((best, over)) = floor {
         outln!(
             o,
-            "weights     a plain read of the {:.0} MB blob after each round: best {:.2} ms ({:.1} GB/s); a decode step over it, round by round: median {:.2}x",
+            "weights     a plain read of the {:.0} MB blob after each round: best {:.2} ms ({:.1} GB/s); a decode step over it, round by round: median {over:.2}x",
             gpt2::WEIGHT_BYTES as f64 / 1e6,
             best * 1e3,
             gpt2::WEIGHT_BYTES as f64 / best / 1e9,
-            median_of(over_read.clone())
         );
     }
     if let Some(t) = full_s {
@@ -966,20 +950,12 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     let full_json = full_s.map_or(String::new(), |t| {
         format!(",\"full_forward_len\":{ctx},\"full_forward_s\":{t:.6}")
     });
-    let read_json = if reads.is_empty() {
-        String::new()
-    } else {
-        format!(
-            ",\"weights_read_best_s\":{:.6},\"decode_over_read_median\":{:.3}",
-            reads.iter().copied().fold(f64::INFINITY, f64::min),
-            median_of(over_read.clone())
-        )
-    };
-    let gain_json = if gains.is_empty() {
-        String::new()
-    } else {
-        format!(",\"streams_gain_median\":{:.3}", median_of(gains.clone()))
-    };
+    let read_json = floor.map_or(String::new(), |(best, over)| {
+        format!(",\"weights_read_best_s\":{best:.6},\"decode_over_read_median\":{over:.3}")
+    });
+    let gain_json = gain.map_or(String::new(), |(median, ..)| {
+        format!(",\"streams_gain_median\":{median:.3}")
+    });
     let full_128_json =
         full_128.map_or(String::new(), |t| format!(",\"full_forward_128_s\":{t:.6}"));
     outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3}{full_json},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{},\"kv\":\"{}\",\"streams\":{streams},\"decode_tokens_per_s_total\":{total_tok_s:.3},\"single_stream_decode_tok_s\":{:.3},\"rounds\":{rounds}{gain_json}{read_json}}}",

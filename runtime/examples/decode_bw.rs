@@ -28,26 +28,10 @@ fn q8_against_read(threads: usize, d: usize, mut shapes: Vec<(usize, usize)>) {
             gpt2rt::q8::linear(&x[..k], 1, k, w, sc, None, Identity, &mut y[..n], n);
         }
     };
-    // Eight bytes at a time, each thread its share of every matrix, as the step splits it.
+    // Each thread its share of every matrix, as the step splits it.
     let read = || {
-        let mut total = 0u64;
-        for m in &mats {
-            let chunk = m.len().div_ceil(threads);
-            let mut sums = vec![0u64; threads];
-            gpt2rt::for_each_part(&mut sums, 1, |i, s| {
-                let part = &m[i * chunk..((i + 1) * chunk).min(m.len())];
-                let mut acc = [0u64; 8];
-                for c in part.chunks_exact(64) {
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        let w: [u8; 8] = std::array::from_fn(|b| c[8 * j + b].0);
-                        *a = a.wrapping_add(u64::from_le_bytes(w));
-                    }
-                }
-                s[0] = acc.iter().fold(0, |t, &a| t.wrapping_add(a));
-            });
-            total = sums.iter().fold(total, |t, &s| t.wrapping_add(s));
-        }
-        total
+        mats.iter()
+            .fold(0, |t, m| t ^ gpt2rt::weights::read_through(m))
     };
     step();
     std::hint::black_box(read());
@@ -110,23 +94,10 @@ fn main() {
         gpt2rt::gemv::gemv_t(1.0, &x[..d], &head, d, 0.0, y);
     };
     let read = || {
-        let mut total = 0f32;
-        for m in mats.iter().map(|m| &m[..]).chain([&head[..]]) {
-            let chunk = m.len().div_ceil(threads);
-            let mut sums = vec![0f32; threads];
-            gpt2rt::for_each_part(&mut sums, 1, |i, s| {
-                let part = &m[i * chunk..((i + 1) * chunk).min(m.len())];
-                let mut acc = [0f32; 16];
-                for c in part.chunks_exact(16) {
-                    for j in 0..16 {
-                        acc[j] += c[j];
-                    }
-                }
-                s[0] = acc.iter().sum();
-            });
-            total += sums.iter().sum::<f32>();
-        }
-        total
+        mats.iter()
+            .map(|m| &m[..])
+            .chain([&head[..]])
+            .fold(0, |t, m| t ^ gpt2rt::weights::read_through(m))
     };
     for _ in 0..2 {
         step(&mut y);

@@ -63,32 +63,12 @@ fn main() {
     );
     for &threads in &thread_counts {
         gpt2rt::set_threads(threads);
-        // The same bytes read as u64 words, each thread its share of every matrix.
-        let words: Vec<&[u64]> = cold
-            .iter()
-            .map(|(w, _)| {
-                // SAFETY: a `Q4` is a `u8`; the whole words of the slice are read as u64s.
-                let (_, mid, _) = unsafe { w.align_to::<u64>() };
-                mid
-            })
-            .collect();
+        // The same bytes, each thread its share of every matrix.
         let floor = fastest(&mut || {
-            let total = std::sync::atomic::AtomicU64::new(0);
-            std::thread::scope(|s| {
-                for i in 0..threads {
-                    let (words, total) = (&words, &total);
-                    s.spawn(move || {
-                        let mut v = 0u64;
-                        for w in words {
-                            let per = w.len().div_ceil(threads);
-                            let part = &w[(i * per).min(w.len())..((i + 1) * per).min(w.len())];
-                            v ^= part.iter().fold(0u64, |a, &b| a ^ b);
-                        }
-                        total.fetch_xor(v, std::sync::atomic::Ordering::Relaxed);
-                    });
-                }
-            });
-            std::hint::black_box(total.into_inner());
+            let sum = cold
+                .iter()
+                .fold(0, |t, (w, _)| t ^ gpt2rt::weights::read_through(w));
+            std::hint::black_box(sum);
         });
         println!(
             "{threads} thread(s): plain read {:6.2} ms ({:5.1} GB/s)",

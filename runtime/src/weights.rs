@@ -29,14 +29,40 @@ pub fn view<T: Pod>(blob: &'static [u8], offset: usize, len: usize) -> &'static 
     unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), len) }
 }
 
-/// Element types that may be viewed from raw little-endian bytes.
+/// Element types that may be viewed from raw little-endian bytes: plain numbers without
+/// padding, for which every bit pattern is valid.
 pub trait Pod: Copy + 'static {}
+impl Pod for u8 {}
 impl Pod for f32 {}
 impl Pod for i64 {}
 impl Pod for crate::elem::Bf16 {}
 impl Pod for crate::elem::F16 {}
 impl Pod for crate::elem::Q8 {}
 impl Pod for crate::elem::Q4 {}
+
+/// Reads `x` once on every thread (each its share, as whole 8-byte words: the bytes at
+/// either end that do not fill an aligned word are skipped) and returns the words' wrapping
+/// sum. A plain streaming read: the memory floor benchmarks hold a pass over weights to.
+pub fn read_through<T: Pod>(x: &[T]) -> u64 {
+    // SAFETY: a `Pod` slice has no padding, so every byte is initialized, and any eight
+    // of them are a valid u64; `align_to` hands out only whole, aligned words.
+    let (_, words, _) = unsafe { x.align_to::<u64>() };
+    let threads = crate::threads().max(1);
+    let chunk = words.len().div_ceil(threads).max(1);
+    let mut sums = vec![0u64; threads];
+    crate::for_each_part(&mut sums, 1, |i, s| {
+        let part = &words[(i * chunk).min(words.len())..((i + 1) * chunk).min(words.len())];
+        // Sixteen independent sums, so the loop is loads and vector adds.
+        let mut acc = [0u64; 16];
+        for c in part.chunks_exact(16) {
+            for (a, &w) in acc.iter_mut().zip(c) {
+                *a = a.wrapping_add(w);
+            }
+        }
+        s[0] = acc.iter().fold(0, |t, &a| t.wrapping_add(a));
+    });
+    sums.iter().fold(0, |t, &s| t.wrapping_add(s))
+}
 
 /// Embeds a weight object in the binary and defines `$vis fn $name() -> &'static [u8]`.
 ///
