@@ -325,6 +325,11 @@ fn main() -> ExitCode {
         Some(Cmd::Serve(a)) => a.threads,
     };
     gpt2rt::set_threads(threads.threads as usize);
+    // `GPT2_AMX=0` keeps the kernels off AMX tiles, for comparisons; they are used by
+    // default where the CPU and OS allow.
+    if std::env::var_os("GPT2_AMX").is_some_and(|v| v == "0") {
+        gpt2rt::amx::set_enabled(false);
+    }
     let result = match cli.cmd {
         None => generate(&cli.generate),
         Some(Cmd::Generate(args)) => generate(&args),
@@ -958,12 +963,13 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     });
     let full_128_json =
         full_128.map_or(String::new(), |t| format!(",\"full_forward_128_s\":{t:.6}"));
-    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3}{full_json},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{},\"kv\":\"{}\",\"streams\":{streams},\"decode_tokens_per_s_total\":{total_tok_s:.3},\"single_stream_decode_tok_s\":{:.3},\"rounds\":{rounds}{gain_json}{read_json}}}",
+    outln!(o, "{{\"prompt_tokens\":{prompt_len},\"gen_tokens\":{gen},\"threads\":{threads},\"prefill_s\":{prefill:.6},\"prefill_tok_s\":{:.3},\"prefill_warm_s\":{prefill_warm:.6},\"decode_ms_per_token\":{ms_per_token:.4},\"decode_tok_s\":{:.3}{full_json},\"first_token_s\":{first_token:.6}{full_128_json},\"incremental\":{},\"kv\":\"{}\",\"streams\":{streams},\"decode_tokens_per_s_total\":{total_tok_s:.3},\"single_stream_decode_tok_s\":{:.3},\"rounds\":{rounds}{gain_json}{read_json},\"amx\":{}}}",
         prompt_len as f64 / prefill,
         1e3 / ms_per_token,
         gpt2::INCREMENTAL,
         gpt2::KV_FORMAT.name(),
-        1e3 / single_ms
+        1e3 / single_ms,
+        amx_used()
     );
     emit(&o);
     Ok(())
@@ -1033,6 +1039,12 @@ fn in_checkout(path: &str) -> &str {
         .unwrap_or(path)
 }
 
+/// Whether this model's Linears use AMX tiles here: bf16 and q8 weights, a CPU and OS that
+/// allow them, and not `GPT2_AMX=0`.
+fn amx_used() -> bool {
+    matches!(gpt2::WEIGHT_FORMAT, "bf16" | "q8") && gpt2rt::amx::enabled()
+}
+
 fn info() {
     let mut o = String::new();
     let t = Instant::now();
@@ -1077,6 +1089,11 @@ fn info() {
         gpt2rt::gemv::Isa::Scalar => "portable (no AVX2)",
     };
     let products = match gpt2::WEIGHT_FORMAT {
+        "q8" if amx_used() => &format!(
+            ", int8 products with AVX-512 VNNI, AMX tiles for products of {} rows or more",
+            gpt2rt::q8::AMX_MIN_ROWS
+        ),
+        "bf16" if amx_used() => ", bf16 products with AMX tiles",
         "q8" if gpt2rt::q8::vnni() => ", int8 products with AVX-512 VNNI",
         "q8" => ", int8 products without VNNI",
         "q4" => &format!(

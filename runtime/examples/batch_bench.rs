@@ -46,11 +46,18 @@ fn main() {
         .collect();
     let mut y = vec![0f32; 128 * 50257];
     println!("{isa:?}, {threads} thread(s), fastest of {reps}");
-    for format in ["f32", "q8"] {
+    // q8 twice where the CPU has AMX tiles: with them (the default) and without.
+    let formats: &[&str] = if gpt2rt::amx::supported() {
+        &["f32", "q8", "q8 (no AMX)"]
+    } else {
+        &["f32", "q8"]
+    };
+    for &format in formats {
+        gpt2rt::amx::set_enabled(format != "q8 (no AMX)");
         let step = |y: &mut [f32], m: usize| {
             for (i, &(k, n)) in shapes.iter().enumerate().cycle().take(shapes.len() * uses) {
                 let (x, y) = (&x[..m * k], &mut y[..m * n]);
-                if format == "q8" {
+                if format.starts_with("q8") {
                     let sc = &scales[..n.div_ceil(nr) * nr];
                     gpt2rt::q8::linear_on(isa, x, m, k, &q8[i], sc, None, Identity, y, n)
                 } else {

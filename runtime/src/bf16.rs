@@ -82,10 +82,28 @@ pub fn linear(
 /// in its high half (zero past `x`).
 #[inline(always)]
 fn round_row_body(x: &[f32], pairs: &mut [u32]) {
-    for (q, p) in pairs.iter_mut().enumerate() {
-        let lo = x.get(2 * q).map_or(0, |&v| Bf16::from_f32(v).0) as u32;
-        let hi = x.get(2 * q + 1).map_or(0, |&v| Bf16::from_f32(v).0) as u32;
-        *p = lo | hi << 16;
+    let full = x.chunks_exact(2);
+    let odd = full.remainder();
+    let n = full.len();
+    for (p, v) in pairs.iter_mut().zip(full) {
+        *p = bf16_bits(v[0]) | bf16_bits(v[1]) << 16;
+    }
+    for (p, &v) in pairs[n..].iter_mut().zip(odd) {
+        *p = bf16_bits(v);
+    }
+    pairs[n + odd.len()..].fill(0);
+}
+
+/// `Bf16::from_f32(v).0` without a branch, so rows round in vector registers.
+#[inline(always)]
+fn bf16_bits(v: f32) -> u32 {
+    let b = v.to_bits();
+    let rounded = b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16;
+    let quiet = (b >> 16) | 0x40;
+    if v.is_nan() {
+        quiet
+    } else {
+        rounded
     }
 }
 
@@ -94,8 +112,8 @@ crate::cpu::isa_kernel!(
     round_row => round_row_body(x: &[f32], pairs: &mut [u32])
 );
 
-/// `linear` on a chosen ISA (AVX-512 means `vdpbf16ps` when the CPU has it), for tests and
-/// benchmarks.
+/// `linear` on a chosen ISA (AVX-512 means `vdpbf16ps` when the CPU has it, or AMX tiles
+/// where `amx::enabled()`), for tests and benchmarks.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_on(
     isa: Isa,
@@ -108,6 +126,39 @@ pub fn linear_on(
     y: &mut [f32],
     n: usize,
 ) {
+    let tiles = crate::amx::enabled();
+    linear_with(isa, tiles, x, m, k, w, bias, act, y, n)
+}
+
+/// Whether a `k`-deep product runs on AMX tiles (when they are allowed and supported): the
+/// depth must be whole tile rows of 32 bf16 (it is in every GPT-2). Then every product
+/// with that weight does, whatever its row count, so a row's result never depends on
+/// what else is in the batch.
+pub fn tiles_take(k: usize) -> bool {
+    k.is_multiple_of(2 * TILE_PAIRS)
+}
+
+/// Pairs per AMX tile row (64 bytes).
+const TILE_PAIRS: usize = 16;
+
+/// `linear_on` with AMX tiles allowed or not (`tiles` is ignored where `amx::supported()`
+/// is false). Tile sums are f32 additions in the tile unit's own order: within a few
+/// units in the last place of `Σ|x·w|` of the vector kernels' (see the tests), not the
+/// same bits.
+#[allow(clippy::too_many_arguments)]
+fn linear_with(
+    isa: Isa,
+    tiles: bool,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[Bf16],
+    bias: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+    n: usize,
+) {
+    let tiles = tiles && isa == Isa::Avx512 && crate::amx::supported() && tiles_take(k);
     let panels = n.div_ceil(NR);
     let kp = padded_depth(k);
     assert_eq!(
@@ -119,34 +170,50 @@ pub fn linear_on(
         return;
     }
     let half = kp / 2;
+    // The tile kernel reads rows 16 at a time: the buffer holds whole tiles of rows.
+    let rows = if tiles {
+        m.next_multiple_of(crate::amx::ROWS)
+    } else {
+        m
+    };
+    // Pairs from one row to the next: `half`, or more for the tile kernel.
+    let ld = if tiles {
+        crate::amx::row_stride(4 * half) / 4
+    } else {
+        half
+    };
     PAIRS.with(|pairs| {
         let mut pairs = pairs.borrow_mut();
-        if pairs.len() < m * half {
-            pairs.resize(m * half, 0);
+        // Rows start on cache lines: a tile row read across two lines costs two.
+        if pairs.len() < rows * ld + 16 {
+            pairs.resize(rows * ld + 16, 0);
         }
-        let xp = &mut pairs[..m * half];
+        let start = pairs.as_ptr().align_offset(64).min(16);
+        let padded = &mut pairs[start..start + rows * ld];
+        let xp = &mut padded[..m * ld];
         if m * k < 1 << 16 || crate::threads() <= 1 {
-            for (r, row) in xp.chunks_exact_mut(half).enumerate() {
-                round_row(isa, &x[r * k..(r + 1) * k], row);
+            for (r, row) in xp.chunks_exact_mut(ld).enumerate() {
+                round_row(isa, &x[r * k..(r + 1) * k], &mut row[..half]);
             }
         } else {
-            crate::for_each_part(xp, half, |r, row| {
-                round_row(isa, &x[r * k..(r + 1) * k], row)
+            crate::for_each_part(xp, ld, |r, row| {
+                round_row(isa, &x[r * k..(r + 1) * k], &mut row[..half])
             });
         }
-        let xp = &*xp;
+        let padded = &*padded;
+        let xp = &padded[..m * ld];
         // As `gemm::linear`: each thread brings its share of memory bandwidth.
         let t = crate::threads()
             .min(panels)
             .min((m * n * k / (1 << 16)).max(1));
         let yp = crate::SendPtr(y.as_mut_ptr());
-        let fast = isa == Isa::Avx512 && dot_instructions();
+        let fast = isa == Isa::Avx512 && dot_instructions() && !tiles;
         let avx2 = isa != Isa::Scalar && crate::cpu::available().contains(&Isa::Avx2);
         crate::linear::for_panel_ranges(panels, t, |p0, p1| {
             let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
             let wp = &w[p0 * kp * NR..p1 * kp * NR];
             let b = bias.map(|b| &b[j0..j1]);
-            for r in 0..if fast { 0 } else { m } {
+            for r in 0..if fast || tiles { 0 } else { m } {
                 debug_assert!(r < m && j1 <= n);
                 // SAFETY: row `r`'s columns `j0..j1` are inside `y` (`r < m`, `j1 ≤ n`) and
                 // only this task touches them (as above).
@@ -159,6 +226,12 @@ pub fn linear_on(
                 } else {
                     portable_panel_row(row, wp, b, out);
                 }
+            }
+            if tiles {
+                // SAFETY: as for `dot_columns` below; `padded` holds `m` rows rounded up to
+                // 16 and `kp` is whole tile rows (`tiles_take`); AMX is supported (checked
+                // above).
+                unsafe { amx_columns(padded, ld, m, kp, w, bias, yp.get(), n, p0, p1) }
             }
             if fast {
                 // SAFETY: this task writes only columns `j0..j1` of `y`'s m rows, disjoint
@@ -372,6 +445,204 @@ unsafe fn dot_tile<const R: usize>(_: Tile) {
     unreachable!("AVX-512 BF16 is x86_64-only")
 }
 
+/// Depth of a chunk of a panel in the AMX kernel, in pairs: 128 pairs of 48 columns are
+/// 24 KB, which stay in L1 while every tile of rows passes over them. Tile loads from L2
+/// stall the tile unit; from L1 they keep up with it.
+const CHUNK_PAIRS: usize = 128;
+
+/// The f32 sums of one tile of rows over one panel: the three 16 × 16 tiles, as stored.
+#[derive(Clone)]
+#[repr(C, align(64))]
+struct TileSums([[f32; 16 * 16]; 3]);
+
+thread_local! {
+    /// This thread's sums of every tile of rows over its current panel, grown to the
+    /// largest product seen.
+    static TILE_SUMS: std::cell::RefCell<Vec<TileSums>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Panels `p0..p1` of `linear` on this thread with AMX tiles: panel by panel, chunk by
+/// chunk of depth, every tile of 16 rows over the chunk (`amx_chunk`), their sums kept in
+/// memory between chunks; then `y = sums + bias`.
+///
+/// # Safety
+/// As `dot_columns`, and: `amx::supported()`; `x` holds `m` rows rounded up to 16; `kp`
+/// is a multiple of `2·TILE_PAIRS`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn amx_columns(
+    x: &[u32],
+    ld: usize,
+    m: usize,
+    kp: usize,
+    w: &[Bf16],
+    bias: Option<&[f32]>,
+    y: *mut f32,
+    n: usize,
+    p0: usize,
+    p1: usize,
+) {
+    use crate::amx::ROWS;
+    let half = kp / 2;
+    let row_tiles = m.div_ceil(ROWS);
+    assert!(half.is_multiple_of(TILE_PAIRS) && ld >= half && x.len() >= row_tiles * ROWS * ld);
+    assert!(w.len() >= p1 * kp * NR && bias.is_none_or(|b| b.len() >= n));
+    TILE_SUMS.with(|sums| {
+        let mut sums = sums.borrow_mut();
+        if sums.len() < row_tiles {
+            sums.resize(row_tiles, TileSums([[0.0; 16 * 16]; 3]));
+        }
+        // SAFETY: AMX is supported (caller).
+        unsafe { crate::amx::configure() };
+        for t in p0..p1 {
+            let panel = w[t * kp * NR..(t + 1) * kp * NR].as_ptr().cast::<u8>();
+            for c0 in (0..half).step_by(CHUNK_PAIRS) {
+                let c1 = (c0 + CHUNK_PAIRS).min(half);
+                for (r, sums) in sums[..row_tiles].iter_mut().enumerate() {
+                    // SAFETY: 16 rows of `x` from row `16r` hold pairs `c0..c1` (asserted
+                    // above); pairs `c0..c1` of panel `t` are in `w`; the tiles are
+                    // configured.
+                    unsafe {
+                        amx_chunk(x[r * ROWS * ld..].as_ptr(), ld, panel, c0, c1, sums, r == 0)
+                    }
+                }
+            }
+            let (col, cols) = (t * NR, (n - t * NR).min(NR));
+            for (r, sums) in sums[..row_tiles].iter().enumerate() {
+                let rows = (m - r * ROWS).min(ROWS);
+                // SAFETY: rows `16r .. 16r + rows` (< m) and columns `col .. col + cols`
+                // (≤ n) of `y` are this task's (caller); the bias has `n` elements.
+                unsafe {
+                    amx_write(
+                        sums,
+                        rows,
+                        cols,
+                        bias.map(|b| &b[col..col + cols]),
+                        y.add(r * ROWS * n + col),
+                        n,
+                    )
+                }
+            }
+        }
+        // SAFETY: AMX is supported (caller).
+        unsafe { crate::amx::release() };
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn amx_columns(
+    _: &[u32],
+    _: usize,
+    _: usize,
+    _: usize,
+    _: &[Bf16],
+    _: Option<&[f32]>,
+    _: *mut f32,
+    _: usize,
+    _: usize,
+    _: usize,
+) {
+    unreachable!("AMX is x86_64-only")
+}
+
+/// 16 rows × pairs `c0..c1` of one panel with AMX tiles, added to `sums` (which the first
+/// chunk, `c0 = 0`, starts from zero): per 16 pairs, `tdpbf16ps` multiplies 16 rows of
+/// inputs (tile 3) by the panel's three 16-column slices (tiles 4–6; a panel pair is one
+/// 64-byte row of each) into the three sum tiles (0–2). Storing and reloading sums between
+/// chunks changes no bit, so a row's sums do not depend on the chunking or the other rows.
+/// With `stream` (the first rows over a chunk, which read it from memory) the panel is
+/// prefetched ahead.
+///
+/// # Safety
+/// The CPU has AMX, the tiles are configured; `x` points at 16 readable rows of `ld ≥ c1`
+/// pairs, `panel` at a readable panel of at least `c1` pairs, `c0 < c1` are multiples of
+/// `TILE_PAIRS`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+unsafe fn amx_chunk(
+    x: *const u32,
+    ld: usize,
+    panel: *const u8,
+    c0: usize,
+    c1: usize,
+    sums: &mut TileSums,
+    stream: bool,
+) {
+    use crate::amx::{dp_bf16, load, store, zero, ROW_BYTES};
+    debug_assert!(c0 < c1 && c1 <= ld && c0.is_multiple_of(TILE_PAIRS));
+    let pair = 4 * NR;
+    let out = &mut sums.0;
+    // SAFETY: the tiles are configured (caller). Tiles 0–2 read and write `sums`, three
+    // 16 × 64-byte tiles. Tile 3 reads 16 rows of 64 bytes at pair `s` of each row (`4·ld`
+    // bytes apart, readable by the caller's contract); tiles 4–6 read pairs `s .. s + 16`
+    // of the panel, 64 bytes each at offsets 0, 64, 128 of a 192-byte pair.
+    unsafe {
+        if c0 == 0 {
+            zero!(0);
+            zero!(1);
+            zero!(2);
+        } else {
+            load!(0, out[0].as_ptr(), ROW_BYTES);
+            load!(1, out[1].as_ptr(), ROW_BYTES);
+            load!(2, out[2].as_ptr(), ROW_BYTES);
+        }
+        for s in (c0..c1).step_by(TILE_PAIRS) {
+            let wb = panel.add(s * pair);
+            if stream {
+                crate::amx::prefetch_ahead(wb, TILE_PAIRS * pair);
+            }
+            load!(3, x.add(s), 4 * ld);
+            load!(4, wb, pair);
+            load!(5, wb.add(ROW_BYTES), pair);
+            load!(6, wb.add(2 * ROW_BYTES), pair);
+            dp_bf16!(0, 3, 4);
+            dp_bf16!(1, 3, 5);
+            dp_bf16!(2, 3, 6);
+        }
+        store!(0, out[0].as_mut_ptr(), ROW_BYTES);
+        store!(1, out[1].as_mut_ptr(), ROW_BYTES);
+        store!(2, out[2].as_mut_ptr(), ROW_BYTES);
+    }
+}
+
+/// `y = sums + bias` for `rows` rows and `cols ≤ NR` columns of one tile of rows.
+///
+/// # Safety
+/// The CPU has AVX-512F; `y` points at `rows` writable rows of `cols` floats, `ldy` apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn amx_write(
+    sums: &TileSums,
+    rows: usize,
+    cols: usize,
+    bias: Option<&[f32]>,
+    y: *mut f32,
+    ldy: usize,
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(rows <= 16 && (1..=NR).contains(&cols));
+    for (v, tile) in sums.0.iter().enumerate() {
+        let mv = crate::linear::lane_mask(cols, v);
+        if mv == 0 {
+            continue;
+        }
+        // SAFETY: lanes under the mask are columns `16v + l < cols`: bias elements that
+        // exist and outputs of rows `i < rows` that are writable (caller); row `i < 16` of
+        // a 16 × 16 tile.
+        unsafe {
+            let bias = match bias {
+                None => _mm512_setzero_ps(),
+                Some(b) => _mm512_maskz_loadu_ps(mv, b.as_ptr().add(16 * v)),
+            };
+            for i in 0..rows {
+                let acc = _mm512_load_ps(tile.as_ptr().add(16 * i));
+                _mm512_mask_storeu_ps(y.add(i * ldy + 16 * v), mv, _mm512_add_ps(acc, bias));
+            }
+        }
+    }
+}
+
 /// Row `r` of a `[rows, width]` table stored transposed in bf16 panels (the tied LM head's
 /// weight, `width` deep): `out[p] = w[p, r]`.
 pub fn gather_row(w: &[Bf16], rows: usize, width: usize, r: usize, out: &mut [f32]) {
@@ -439,7 +710,127 @@ mod tests {
                     &format!("{m}x{k}x{n} {act:?}"),
                     &want,
                     |_| tol,
-                    |isa, y| linear_on(isa, &x, m, k, &w, bias, act, y, n),
+                    |isa, y| linear_with(isa, false, &x, m, k, &w, bias, act, y, n),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rows_round_as_bf16_from_f32() {
+        let mut bits: Vec<u32> = (0..1u64 << 32).step_by(65_521).map(|b| b as u32).collect();
+        bits.extend([
+            0x7f80_0000,
+            0xff80_0000,
+            0x7fc0_0001,
+            0xff81_0000,
+            0x7f7f_ffff,
+            1,
+        ]);
+        for b in bits {
+            let v = f32::from_bits(b);
+            assert_eq!(bf16_bits(v), Bf16::from_f32(v).0 as u32, "{b:#x}");
+        }
+        let x = [1.0, f32::NAN, -3.5];
+        let mut pairs = [7u32; 3];
+        round_row_body(&x, &mut pairs);
+        assert_eq!(
+            pairs,
+            [
+                bf16_bits(1.0) | bf16_bits(f32::NAN) << 16,
+                bf16_bits(-3.5),
+                0
+            ]
+        );
+    }
+
+    #[test]
+    fn tiles_are_within_their_rounding_bound_of_the_vector_kernels() {
+        if !crate::amx::supported() {
+            println!("AMX tiles not supported here: skipped");
+            return;
+        }
+        // The tile unit adds the same exact products in its own order (and flushes
+        // subnormals, none here). Any two orders of rounded additions of k terms are within
+        // 2·k·2⁻²⁴·Σ|terms| of each other (each is within (k − 1)·2⁻²⁴·Σ|terms| of the exact
+        // sum); the bias is then added once, one more rounding of the result.
+        let mut seed = 22;
+        for &(m, k, n) in &[
+            (1, 32, 1),
+            (1, 768, 100),
+            (3, 64, 48),
+            (16, 96, 97),
+            (17, 768, 200),
+            (40, 3072, 50),
+        ] {
+            let x = rand_vec(m * k, &mut seed);
+            let wf = rand_vec(k * n, &mut seed);
+            let w = pack(&wf, k, n);
+            let b = rand_vec(n, &mut seed);
+            let r = |v: f32| Bf16::from_f32(v).to_f32() as f64;
+            for threads in [1, 2] {
+                crate::set_threads(threads);
+                let mut tiles = vec![f32::NAN; m * n];
+                let mut vector = vec![f32::NAN; m * n];
+                let act = Activation::Identity;
+                linear_with(
+                    Isa::Avx512,
+                    true,
+                    &x,
+                    m,
+                    k,
+                    &w,
+                    Some(&b),
+                    act,
+                    &mut tiles,
+                    n,
+                );
+                linear_with(
+                    Isa::Avx512,
+                    false,
+                    &x,
+                    m,
+                    k,
+                    &w,
+                    Some(&b),
+                    act,
+                    &mut vector,
+                    n,
+                );
+                for i in 0..m * n {
+                    let (row, j) = (i / n, i % n);
+                    let magnitude: f64 = (0..k)
+                        .map(|p| (r(x[row * k + p]) * r(wf[p * n + j])).abs())
+                        .sum();
+                    let y = vector[i].abs().max(tiles[i].abs()) as f64;
+                    let bound = 2.0 * k as f64 * magnitude / (1u64 << 24) as f64
+                        + 2.0 * y / (1u64 << 24) as f64;
+                    let d = (tiles[i] as f64 - vector[i] as f64).abs();
+                    assert!(
+                        d <= bound,
+                        "{m}x{k}x{n}, {threads} threads, output {i}: {} vs {} (bound {bound})",
+                        tiles[i],
+                        vector[i]
+                    );
+                }
+                // A row's result does not depend on the other rows of the product.
+                let mut alone = vec![f32::NAN; n];
+                linear_with(
+                    Isa::Avx512,
+                    true,
+                    &x[..k],
+                    1,
+                    k,
+                    &w,
+                    Some(&b),
+                    act,
+                    &mut alone,
+                    n,
+                );
+                assert_eq!(
+                    alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    tiles[..n].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{m}x{k}x{n}: row 0 alone differs"
                 );
             }
         }

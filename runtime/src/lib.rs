@@ -29,6 +29,7 @@
 //! - `batch`: the segments of a batched step (several sequences, each with its own cache).
 //! - `profile`: opt-in timing of the forward pass.
 
+pub mod amx;
 pub mod arena;
 pub mod attention;
 pub mod batch;

@@ -142,8 +142,9 @@ pub fn linear(
     linear_on(detected(), x, m, k, w, scales, bias, act, y, n)
 }
 
-/// `linear` on a chosen ISA (AVX-512 means the VNNI kernel when the CPU has it), for tests
-/// and benchmarks. Every ISA gives the same bits.
+/// `linear` on a chosen ISA (AVX-512 means the VNNI kernel when the CPU has it, and AMX
+/// tiles for products of several rows where `amx::enabled()`), for tests and benchmarks.
+/// Every ISA gives the same bits.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_on(
     isa: Isa,
@@ -157,6 +158,31 @@ pub fn linear_on(
     y: &mut [f32],
     n: usize,
 ) {
+    let tiles = crate::amx::enabled();
+    linear_with(isa, tiles, x, m, k, w, scales, bias, act, y, n)
+}
+
+/// Products of at least this many rows use AMX tiles (16 rows each) where they may: below
+/// it the VNNI kernel, which needs no padding rows, is as fast (`examples/batch_bench`).
+pub const AMX_MIN_ROWS: usize = 8;
+
+/// `linear_on`, with AMX tiles allowed or not (`tiles` is ignored where `amx::supported()`
+/// is false).
+#[allow(clippy::too_many_arguments)]
+fn linear_with(
+    isa: Isa,
+    tiles: bool,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[Q8],
+    scales: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+    n: usize,
+) {
+    let tiles = tiles && crate::amx::supported();
     let panels = n.div_ceil(NR);
     let kp = padded_depth(k);
     assert_eq!(
@@ -173,27 +199,46 @@ pub fn linear_on(
         return;
     }
     let blocks = k.div_ceil(QBLOCK);
+    let fast = isa == Isa::Avx512 && vnni();
+    // AMX tiles take whole 64-deep blocks of 16 rows: the rows are padded below, the depth
+    // must be whole blocks already (it is in every GPT-2).
+    let tiles = fast && tiles && k.is_multiple_of(QBLOCK) && m >= AMX_MIN_ROWS;
+    // Rows the quantized buffer holds: the tile kernel reads 16 at a time.
+    let rows = if tiles {
+        m.next_multiple_of(crate::amx::ROWS)
+    } else {
+        m
+    };
+    // Bytes from one quantized row to the next.
+    let ld = if tiles {
+        crate::amx::row_stride(kp)
+    } else {
+        kp
+    };
     QUANTIZED.with(|qz| {
         let mut qz = qz.borrow_mut();
         let qz = &mut *qz;
-        if qz.xq.len() < m * kp {
-            qz.xq.resize(m * kp, 0);
+        // Rows start on cache lines: a tile row read across two lines costs two.
+        if qz.xq.len() < rows * ld + 64 {
+            qz.xq.resize(rows * ld + 64, 0);
         }
+        let start = qz.xq.as_ptr().align_offset(64).min(64);
         if qz.scales.len() < m * blocks {
             qz.scales.resize(m * blocks, 0.0);
             qz.offsets.resize(m * blocks, 0);
         }
         let (xq, xs, xo) = (
-            &mut qz.xq[..m * kp],
+            &mut qz.xq[start..start + rows * ld],
             &mut qz.scales[..m * blocks],
             &mut qz.offsets[..m * blocks],
         );
-        quantize_rows(isa, x, m, k, kp, xq, xs, xo);
+        quantize_rows(isa, x, m, k, ld, &mut xq[..m * ld], xs, xo);
         let a = Rows {
             xq,
             scales: xs,
             offsets: xo,
             kp,
+            ld,
             blocks,
         };
         // As `gemm::linear`: each thread brings its share of memory bandwidth.
@@ -201,11 +246,16 @@ pub fn linear_on(
             .min(panels)
             .min((m * n * k / (1 << 16)).max(1));
         let yp = crate::SendPtr(y.as_mut_ptr());
-        let fast = isa == Isa::Avx512 && vnni();
         let avx2 = isa != Isa::Scalar && crate::cpu::available().contains(&Isa::Avx2);
         crate::linear::for_panel_ranges(panels, t, |p0, p1| {
             let (j0, j1) = (p0 * NR, (p1 * NR).min(n));
-            if fast {
+            if tiles {
+                // SAFETY: as for `vnni_columns` below; `a.xq` holds `m` rows rounded up to
+                // 16 (`rows`) and the depth is whole blocks (checked above); AMX is
+                // supported (`tiles` implies `amx::enabled()` or a test's explicit choice
+                // on a CPU where `amx::supported()`).
+                unsafe { amx_columns(&a, m, w, scales, bias, yp.get(), n, p0, p1) }
+            } else if fast {
                 // SAFETY: this task writes only columns `p0·NR .. min(p1·NR, n)` of `y`'s m
                 // rows, disjoint from every other task's, and `y` (m·n elements, checked
                 // above) stays mutably borrowed until all tasks return; `w`, `scales` and
@@ -302,8 +352,11 @@ struct Rows<'a> {
     xq: &'a [i8],
     scales: &'a [f32],
     offsets: &'a [i32],
-    /// Bytes per row of `xq` (the padded depth).
+    /// The padded depth.
     kp: usize,
+    /// Bytes from one row of `xq` to the next: `kp`, or more for the tile kernel
+    /// (`amx::row_stride`); zero past `kp`.
+    ld: usize,
     /// Blocks per row.
     blocks: usize,
 }
@@ -608,6 +661,233 @@ unsafe fn vnni_tile<const R: usize>(_: Tile) {
     unreachable!("the VNNI kernel is x86_64-only")
 }
 
+/// Blocks of depth in a chunk of a panel in the AMX kernel: 4 blocks of 48 columns are
+/// 12 KB, which stay in L1 while every tile of rows passes over them. Tile loads from L2
+/// stall the tile unit; from L1 they keep up with it.
+const CHUNK_BLOCKS: usize = 4;
+
+/// The three integer tiles of an AMX block, as stored.
+#[repr(C, align(64))]
+struct Ints([[i32; 16 * 16]; 3]);
+
+/// The f32 sums of one tile of 16 rows over a panel.
+#[derive(Clone)]
+#[repr(C, align(64))]
+struct Sums([[f32; NR]; 16]);
+
+thread_local! {
+    /// This thread's sums of every tile of rows over its current panel, grown to the
+    /// largest product seen.
+    static TILE_SUMS: std::cell::RefCell<Vec<Sums>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Panels `p0..p1` of `linear` on this thread with AMX tiles: panel by panel, chunk by
+/// chunk of depth, every tile of 16 rows over the chunk (`amx_chunk`), the f32 sums kept in
+/// memory between chunks; then the column scales and bias (`amx_write`).
+///
+/// # Safety
+/// As `vnni_columns`, and: `amx::supported()`; `a.xq` holds `m` rows rounded up to 16;
+/// `a.kp` is a multiple of `QBLOCK`; rows of `a.xq` are `a.ld` bytes apart.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn amx_columns(
+    a: &Rows,
+    m: usize,
+    w: &[Q8],
+    scales: &[f32],
+    bias: Option<&[f32]>,
+    y: *mut f32,
+    n: usize,
+    p0: usize,
+    p1: usize,
+) {
+    use crate::amx::ROWS;
+    let (kp, ld, blocks) = (a.kp, a.ld, a.blocks);
+    let row_tiles = m.div_ceil(ROWS);
+    assert!(kp == blocks * QBLOCK && ld >= kp && a.xq.len() >= row_tiles * ROWS * ld);
+    assert!(a.scales.len() >= m * blocks && a.offsets.len() >= m * blocks);
+    assert!(w.len() >= p1 * kp * NR && scales.len() >= p1 * NR);
+    assert!(bias.is_none_or(|b| b.len() >= n));
+    TILE_SUMS.with(|sums| {
+        let mut sums = sums.borrow_mut();
+        if sums.len() < row_tiles {
+            sums.resize(row_tiles, Sums([[0.0; NR]; 16]));
+        }
+        // SAFETY: AMX is supported (caller).
+        unsafe { crate::amx::configure() };
+        for t in p0..p1 {
+            let (col, cols) = (t * NR, (n - t * NR).min(NR));
+            let tile = |r: usize| Tile {
+                xq: a.xq[r * ROWS * ld..].as_ptr(),
+                scales: a.scales[r * ROWS * blocks..].as_ptr(),
+                offsets: a.offsets[r * ROWS * blocks..].as_ptr(),
+                kp: ld,
+                blocks,
+                w: w[t * kp * NR..].as_ptr().cast::<u8>(),
+                sw: scales[col..].as_ptr(),
+                bias: bias.map_or(std::ptr::null(), |b| b[col..].as_ptr()),
+                // SAFETY: row `16r < m`, column `col < n`: inside `y` (caller).
+                y: unsafe { y.add(r * ROWS * n + col) },
+                ldy: n,
+                cols,
+            };
+            for b0 in (0..blocks).step_by(CHUNK_BLOCKS) {
+                let b1 = (b0 + CHUNK_BLOCKS).min(blocks);
+                for (r, sums) in sums[..row_tiles].iter_mut().enumerate() {
+                    let rows = (m - r * ROWS).min(ROWS);
+                    // SAFETY: 16 rows of `a.xq` from row `16r` are readable, `rows` rows of
+                    // scales and offsets, and blocks `b0..b1` of panel `t` (asserted
+                    // above); the tiles are configured.
+                    unsafe { amx_chunk(&tile(r), rows, b0, b1, sums, r == 0) }
+                }
+            }
+            for (r, sums) in sums[..row_tiles].iter().enumerate() {
+                let rows = (m - r * ROWS).min(ROWS);
+                // SAFETY: `rows` rows and `cols` columns of `y` from row `16r`, column `col`
+                // are this task's (caller), as are their scales and bias (asserted above).
+                unsafe { amx_write(&tile(r), rows, sums) }
+            }
+        }
+        // SAFETY: AMX is supported (caller).
+        unsafe { crate::amx::release() };
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn amx_columns(
+    _: &Rows,
+    _: usize,
+    _: &[Q8],
+    _: &[f32],
+    _: Option<&[f32]>,
+    _: *mut f32,
+    _: usize,
+    _: usize,
+    _: usize,
+) {
+    unreachable!("AMX is x86_64-only")
+}
+
+/// Adds block `b`'s integer sums (in `ints`) of `rows` rows to their f32 sums, as
+/// `vnni_tile` does.
+///
+/// # Safety
+/// The CPU has AVX-512F; `t` has `rows` rows of `t.blocks > b` scales and offsets.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn add_tile_block(t: &Tile, rows: usize, b: usize, ints: &Ints, sums: &mut Sums) {
+    use std::arch::x86_64::*;
+    for (i, row) in sums.0.iter_mut().enumerate().take(rows) {
+        // SAFETY: block `b < blocks` of row `i < rows` (caller); row `i < 16` of each
+        // 16 × 16 tile and vector `v < 3` of an NR = 48 float row.
+        unsafe {
+            let s = _mm512_set1_ps(*t.scales.add(i * t.blocks + b));
+            let o = _mm512_set1_epi32(*t.offsets.add(i * t.blocks + b));
+            for (v, ints) in ints.0.iter().enumerate() {
+                let a = _mm512_load_si512(ints.as_ptr().add(16 * i).cast());
+                let x = _mm512_cvtepi32_ps(_mm512_sub_epi32(a, o));
+                let p = row.as_mut_ptr().add(16 * v);
+                _mm512_storeu_ps(p, _mm512_fmadd_ps(s, x, _mm512_loadu_ps(p)));
+            }
+        }
+    }
+}
+
+/// `rows ≤ 16` rows × blocks `b0..b1` of one panel with AMX tiles, added to `sums` (which
+/// the first chunk, `b0 = 0`, starts from zero) exactly as `vnni_tile` adds: per 64-deep
+/// block, `tdpbsud` multiplies 16 rows of signed activations (tile 3) by the panel's three
+/// 16-column slices of offset weights (tiles 4–6; a panel quad is one 64-byte row of each)
+/// into three tiles of exact integer sums (0–2). Those are stored and scaled into the f32
+/// sums while the tile unit already multiplies the next block. With `stream` (the first
+/// rows over a chunk, which read it from memory) the panel is prefetched ahead.
+///
+/// # Safety
+/// The CPU has AVX-512F, AVX-512BW and AMX, the tiles are configured; `t` describes 16
+/// readable rows of activations `t.kp ≥ 64·b1` bytes apart, `rows` rows of scales and
+/// offsets, and a panel of at least `b1` blocks (see `Tile`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn amx_chunk(t: &Tile, rows: usize, b0: usize, b1: usize, sums: &mut Sums, stream: bool) {
+    use crate::amx::{dp_signed_unsigned, load, store, zero, ROWS, ROW_BYTES};
+    debug_assert!(rows <= ROWS && b0 < b1 && b1 <= t.blocks && t.kp >= b1 * QBLOCK);
+    if b0 == 0 {
+        sums.0[..rows].iter_mut().for_each(|r| r.fill(0.0));
+    }
+    // Block b's integer tiles go to `ints[b % 2]`: adding block b − 1 then reads stores
+    // made an iteration earlier, not ones the tile unit may still be writing.
+    let mut ints = [Ints([[0; 16 * 16]; 3]), Ints([[0; 16 * 16]; 3])];
+    let quad = 4 * NR;
+    for b in b0..b1 {
+        // SAFETY: the tiles are configured (caller). Tile 3 reads 16 rows of 64 bytes at
+        // byte `64b` of each row (`kp` apart, readable by the caller's contract); tiles 4–6
+        // read quads `16b .. 16b + 16` of the panel, 64 bytes each at offsets 0, 64, 128 of
+        // a 192-byte quad; `ints` holds three 16 × 64-byte tiles.
+        unsafe {
+            let wb = t.w.add(b * (QBLOCK / 4) * quad);
+            if stream {
+                crate::amx::prefetch_ahead(wb, (QBLOCK / 4) * quad);
+            }
+            load!(3, t.xq.add(b * QBLOCK), t.kp);
+            load!(4, wb, quad);
+            load!(5, wb.add(ROW_BYTES), quad);
+            load!(6, wb.add(2 * ROW_BYTES), quad);
+            dp_signed_unsigned!(0, 3, 4);
+            dp_signed_unsigned!(1, 3, 5);
+            dp_signed_unsigned!(2, 3, 6);
+            if b > b0 {
+                add_tile_block(t, rows, b - 1, &ints[(b - 1) % 2], sums);
+            }
+            let out = &mut ints[b % 2].0;
+            store!(0, out[0].as_mut_ptr(), ROW_BYTES);
+            store!(1, out[1].as_mut_ptr(), ROW_BYTES);
+            store!(2, out[2].as_mut_ptr(), ROW_BYTES);
+            zero!(0);
+            zero!(1);
+            zero!(2);
+        }
+    }
+    // SAFETY: block `b1 − 1 < blocks` (caller).
+    unsafe { add_tile_block(t, rows, b1 - 1, &ints[(b1 - 1) % 2], sums) };
+}
+
+/// `y = sw ⊙ sums + bias` for `rows` rows of one tile of rows, as `vnni_tile` finishes.
+///
+/// # Safety
+/// The CPU has AVX-512F; `t` has `t.cols ≤ NR` scales, bias elements (or none) and
+/// writable outputs in each of `rows` rows (see `Tile`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn amx_write(t: &Tile, rows: usize, sums: &Sums) {
+    use std::arch::x86_64::*;
+    debug_assert!(rows <= 16 && (1..=NR).contains(&t.cols));
+    for v in 0..3 {
+        let mv = crate::linear::lane_mask(t.cols, v);
+        if mv == 0 {
+            continue;
+        }
+        // SAFETY: lanes under the mask are columns `16v + l < cols`: scale and bias
+        // elements that exist, outputs of rows `i < rows` that are writable (caller).
+        unsafe {
+            let sw = _mm512_maskz_loadu_ps(mv, t.sw.add(16 * v));
+            let bias = if t.bias.is_null() {
+                None
+            } else {
+                Some(_mm512_maskz_loadu_ps(mv, t.bias.add(16 * v)))
+            };
+            for (i, row) in sums.0.iter().enumerate().take(rows) {
+                let s = _mm512_loadu_ps(row.as_ptr().add(16 * v));
+                let out = match bias {
+                    Some(b) => _mm512_fmadd_ps(s, sw, b),
+                    None => _mm512_mul_ps(s, sw),
+                };
+                _mm512_mask_storeu_ps(t.y.add(i * t.ldy + 16 * v), mv, out);
+            }
+        }
+    }
+}
+
 /// Row `r` of a `[rows, width]` table stored transposed in int8 panels (the tied LM head's
 /// weight, `width` deep): `out[p] = wq[p, r] · scales[r]`.
 pub fn gather_row(w: &[Q8], scales: &[f32], rows: usize, width: usize, r: usize, out: &mut [f32]) {
@@ -725,6 +1005,10 @@ mod tests {
             (8, 200, 96),
             (15, 64, 49),
             (1, 3072, 50),
+            // Where the CPU has AMX: one partial tile of rows, several, a ragged panel.
+            (16, 768, 48),
+            (33, 128, 97),
+            (2, 192, 5),
         ] {
             let mut x = rand_vec(m * k, &mut seed);
             if let Some(v) = x.first_mut() {
