@@ -1090,8 +1090,9 @@ fn info() {
     };
     let products = match gpt2::WEIGHT_FORMAT {
         "q8" if amx_used() => &format!(
-            ", int8 products with AVX-512 VNNI, AMX tiles for products of {} rows or more",
-            gpt2rt::q8::AMX_MIN_ROWS
+            ", int8 products with AVX-512 VNNI, AMX tiles for products of {} to {} rows",
+            gpt2rt::q8::AMX_MIN_ROWS,
+            gpt2rt::q8::AMX_MAX_ROWS
         ),
         "bf16" if amx_used() => ", bf16 products with AMX tiles",
         "q8" if gpt2rt::q8::vnni() => ", int8 products with AVX-512 VNNI",

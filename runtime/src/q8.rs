@@ -162,9 +162,16 @@ pub fn linear_on(
     linear_with(isa, tiles, x, m, k, w, scales, bias, act, y, n)
 }
 
-/// Products of at least this many rows use AMX tiles (16 rows each) where they may: below
-/// it the VNNI kernel, which needs no padding rows, is as fast (`examples/batch_bench`).
+/// Products of `AMX_MIN_ROWS..=AMX_MAX_ROWS` rows (batched decode steps) use AMX tiles (16
+/// rows each) where they may. Below, the VNNI kernel, which needs no padding rows, is as
+/// fast; above (prompts, the full forward), it is as fast or faster too: the tile kernel
+/// stores and rescales its integer sums every 64-deep block, one 16 × 16 tile per
+/// `tdpbsud` (`examples/amx_bench`: 1.2–1.3× for 8 to 32 rows, 1.14× at 64, 1.05× at 128;
+/// the 124M full forward at 1024 rows was slower with tiles). Either gives the same bits.
 pub const AMX_MIN_ROWS: usize = 8;
+
+/// See `AMX_MIN_ROWS`.
+pub const AMX_MAX_ROWS: usize = 64;
 
 /// `linear_on`, with AMX tiles allowed or not (`tiles` is ignored where `amx::supported()`
 /// is false).
@@ -202,7 +209,8 @@ fn linear_with(
     let fast = isa == Isa::Avx512 && vnni();
     // AMX tiles take whole 64-deep blocks of 16 rows: the rows are padded below, the depth
     // must be whole blocks already (it is in every GPT-2).
-    let tiles = fast && tiles && k.is_multiple_of(QBLOCK) && m >= AMX_MIN_ROWS;
+    let tiles =
+        fast && tiles && k.is_multiple_of(QBLOCK) && (AMX_MIN_ROWS..=AMX_MAX_ROWS).contains(&m);
     // Rows the quantized buffer holds: the tile kernel reads 16 at a time.
     let rows = if tiles {
         m.next_multiple_of(crate::amx::ROWS)
