@@ -639,13 +639,34 @@ unsafe fn vnni_tile<const R: usize>(t: Tile) {
             }
         }
     }
+    // SAFETY: `t` has `cols` scales, bias elements (or none) and writable outputs in each
+    // of its R rows (caller).
+    unsafe { write_scaled(&t, R, |i, v| sums[i][v]) }
+}
+
+/// `y = sw ⊙ sum + bias` (or `sw ⊙ sum`) for `rows` rows of a tile, the last step of both
+/// int8 kernels (`sum(i, v)`: row i's vector v of f32 sums, columns `16v..16v + 16`).
+/// Inlined into each kernel, so it is compiled with the kernel's target features.
+///
+/// # Safety
+/// The CPU has AVX-512F; `t` has `t.cols ≤ NR` scales, bias elements (or none) and
+/// writable outputs in each of `rows` rows (see `Tile`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn write_scaled(
+    t: &Tile,
+    rows: usize,
+    sum: impl Fn(usize, usize) -> std::arch::x86_64::__m512,
+) {
+    use std::arch::x86_64::*;
+    debug_assert!((1..=NR).contains(&t.cols));
     for v in 0..3 {
         let mv = crate::linear::lane_mask(t.cols, v);
         if mv == 0 {
             continue;
         }
         // SAFETY: lanes under the mask are columns `16v + l < cols`: scale and bias
-        // elements that exist, outputs of rows `i < R` that are writable (caller).
+        // elements that exist, outputs of rows `i < rows` that are writable (caller).
         unsafe {
             let sw = _mm512_maskz_loadu_ps(mv, t.sw.add(16 * v));
             let bias = if t.bias.is_null() {
@@ -653,10 +674,10 @@ unsafe fn vnni_tile<const R: usize>(t: Tile) {
             } else {
                 Some(_mm512_maskz_loadu_ps(mv, t.bias.add(16 * v)))
             };
-            for (i, sums) in sums.iter().enumerate() {
+            for i in 0..rows {
                 let out = match bias {
-                    Some(b) => _mm512_fmadd_ps(sums[v], sw, b),
-                    None => _mm512_mul_ps(sums[v], sw),
+                    Some(b) => _mm512_fmadd_ps(sum(i, v), sw, b),
+                    None => _mm512_mul_ps(sum(i, v), sw),
                 };
                 _mm512_mask_storeu_ps(t.y.add(i * t.ldy + 16 * v), mv, out);
             }
@@ -870,29 +891,12 @@ unsafe fn amx_chunk(t: &Tile, rows: usize, b0: usize, b1: usize, sums: &mut Sums
 unsafe fn amx_write(t: &Tile, rows: usize, sums: &Sums) {
     use std::arch::x86_64::*;
     debug_assert!(rows <= 16 && (1..=NR).contains(&t.cols));
-    for v in 0..3 {
-        let mv = crate::linear::lane_mask(t.cols, v);
-        if mv == 0 {
-            continue;
-        }
-        // SAFETY: lanes under the mask are columns `16v + l < cols`: scale and bias
-        // elements that exist, outputs of rows `i < rows` that are writable (caller).
-        unsafe {
-            let sw = _mm512_maskz_loadu_ps(mv, t.sw.add(16 * v));
-            let bias = if t.bias.is_null() {
-                None
-            } else {
-                Some(_mm512_maskz_loadu_ps(mv, t.bias.add(16 * v)))
-            };
-            for (i, row) in sums.0.iter().enumerate().take(rows) {
-                let s = _mm512_loadu_ps(row.as_ptr().add(16 * v));
-                let out = match bias {
-                    Some(b) => _mm512_fmadd_ps(s, sw, b),
-                    None => _mm512_mul_ps(s, sw),
-                };
-                _mm512_mask_storeu_ps(t.y.add(i * t.ldy + 16 * v), mv, out);
-            }
-        }
+    // SAFETY: `t` has `cols` scales, bias elements (or none) and writable outputs in each
+    // of `rows ≤ 16` rows (caller); `sums` has 16 rows of NR = 3 × 16 floats.
+    unsafe {
+        write_scaled(t, rows, |i, v| {
+            _mm512_loadu_ps(sums.0[i].as_ptr().add(16 * v))
+        })
     }
 }
 
