@@ -494,33 +494,47 @@ unsafe fn amx_columns(
         }
         // SAFETY: AMX is supported (caller).
         unsafe { crate::amx::configure() };
-        for t in p0..p1 {
-            let panel = w[t * kp * NR..(t + 1) * kp * NR].as_ptr().cast::<u8>();
-            for c0 in (0..half).step_by(CHUNK_PAIRS) {
-                let c1 = (c0 + CHUNK_PAIRS).min(half);
-                for (r, sums) in sums[..row_tiles].iter_mut().enumerate() {
-                    // SAFETY: 16 rows of `x` from row `16r` hold pairs `c0..c1` (asserted
-                    // above); pairs `c0..c1` of panel `t` are in `w`; the tiles are
-                    // configured.
-                    unsafe {
-                        amx_chunk(x[r * ROWS * ld..].as_ptr(), ld, panel, c0, c1, sums, r == 0)
+        // Tiles of rows in groups whose inputs stay in L2 while the panels pass by (the
+        // weights are read once per group).
+        let group = crate::amx::row_tiles_in_l2(4 * ld);
+        for g0 in (0..row_tiles).step_by(group) {
+            let g1 = (g0 + group).min(row_tiles);
+            for t in p0..p1 {
+                let panel = w[t * kp * NR..(t + 1) * kp * NR].as_ptr().cast::<u8>();
+                for c0 in (0..half).step_by(CHUNK_PAIRS) {
+                    let c1 = (c0 + CHUNK_PAIRS).min(half);
+                    for (r, sums) in sums[..g1].iter_mut().enumerate().skip(g0) {
+                        // SAFETY: 16 rows of `x` from row `16r` hold pairs `c0..c1` (asserted
+                        // above); pairs `c0..c1` of panel `t` are in `w`; the tiles are
+                        // configured.
+                        unsafe {
+                            amx_chunk(
+                                x[r * ROWS * ld..].as_ptr(),
+                                ld,
+                                panel,
+                                c0,
+                                c1,
+                                sums,
+                                r == g0,
+                            )
+                        }
                     }
                 }
-            }
-            let (col, cols) = (t * NR, (n - t * NR).min(NR));
-            for (r, sums) in sums[..row_tiles].iter().enumerate() {
-                let rows = (m - r * ROWS).min(ROWS);
-                // SAFETY: rows `16r .. 16r + rows` (< m) and columns `col .. col + cols`
-                // (≤ n) of `y` are this task's (caller); the bias has `n` elements.
-                unsafe {
-                    amx_write(
-                        sums,
-                        rows,
-                        cols,
-                        bias.map(|b| &b[col..col + cols]),
-                        y.add(r * ROWS * n + col),
-                        n,
-                    )
+                let (col, cols) = (t * NR, (n - t * NR).min(NR));
+                for (r, sums) in sums[..g1].iter().enumerate().skip(g0) {
+                    let rows = (m - r * ROWS).min(ROWS);
+                    // SAFETY: rows `16r .. 16r + rows` (< m) and columns `col .. col + cols`
+                    // (≤ n) of `y` are this task's (caller); the bias has `n` elements.
+                    unsafe {
+                        amx_write(
+                            sums,
+                            rows,
+                            cols,
+                            bias.map(|b| &b[col..col + cols]),
+                            y.add(r * ROWS * n + col),
+                            n,
+                        )
+                    }
                 }
             }
         }
@@ -762,6 +776,8 @@ mod tests {
             (16, 96, 97),
             (17, 768, 200),
             (40, 3072, 50),
+            // Rows in two groups (`amx::row_tiles_in_l2`: 5 tiles of rows this deep).
+            (100, 3072, 50),
         ] {
             let x = rand_vec(m * k, &mut seed);
             let wf = rand_vec(k * n, &mut seed);
