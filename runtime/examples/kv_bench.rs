@@ -3,7 +3,8 @@
 //! its own memory (66 MB of f32 at context 900, so it streams from DRAM as in a real step).
 //! Formats alternate within each repetition; the medians are printed.
 //!
-//! `cargo run --release -p gpt2rt --example kv_bench [threads] [ctx] [reps]`
+//! `cargo run --release -p gpt2rt --example kv_bench [threads] [ctx] [reps]`; `KV_ONLY=q8`
+//! (or another format) times that format alone, for a profiler.
 
 use gpt2rt::kernels::{attention_kv, AttentionDims, HeadLayout};
 use gpt2rt::kv::{q8_block, KvCache, KvFormat};
@@ -60,7 +61,10 @@ fn main() {
         },
     };
     let strides = [(ctx * d) as isize, d as isize, 1];
-    let formats = KvFormat::ALL;
+    let formats: Vec<KvFormat> = match std::env::var("KV_ONLY") {
+        Ok(f) => vec![KvFormat::parse(&f).unwrap()],
+        Err(_) => KvFormat::ALL.to_vec(),
+    };
     // Per format, per layer: (keys, values).
     let caches: Vec<Vec<(KvCache, KvCache)>> = formats
         .iter()

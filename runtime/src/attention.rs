@@ -2,8 +2,15 @@
 //! (decoding) by dot products against the cache, many (a prefill) by blocks of GEMMs, on
 //! the packed AVX-512 panels (`gemm`) or `matmul`, with `vmath`'s softmax rows. A kernel
 //! family above `gemm`, `matmul` and `vmath`, below the `kernels` facade.
+//!
+//! A decoding row's dot products and weighted sum are defined once, in plain code (`dots`,
+//! `weighted_sum`: sixteen partial sums, four rows at a time); GPT-2's 64-value heads run
+//! them through AVX-512 kernels (`dots64`, `weighted_sum64`) that add the same sums in the
+//! same order and read every cache format in registers, so a narrow cache costs no pass
+//! through memory to widen it.
 
 use crate::batch::Run;
+use crate::elem::{Bf16, F16};
 use crate::kv::KvRef;
 use crate::layout::Layout;
 use crate::matmul::matmul_serial;
@@ -109,7 +116,8 @@ pub struct AttentionDims {
 /// Query rows per block in attention over many rows (scores of 64 rows × 1024 keys: 256 KiB).
 const QUERY_BLOCK: usize = 64;
 
-/// Rows of a narrow cache a step widens at once (32 rows of 64 channels: 8 KiB, in L1).
+/// Rows of a narrow cache a step widens at once where no kernel reads it in registers (32
+/// rows of 64 channels: 8 KiB, in L1).
 const WIDE_ROWS: usize = 32;
 
 /// A thread's working memory for `attention_heads`, kept between calls. It is borrowed
@@ -227,6 +235,8 @@ pub fn attention_runs<'a, R>(
     let isa = crate::cpu::detected();
     // Prefill multiplies through packed GEMM panels where the packed kernel runs.
     let packed = isa == crate::cpu::Isa::Avx512 && crate::gemm::supported();
+    // Decoding rows of 64 values through the AVX-512 kernels (`dots64`).
+    let wide = isa == crate::cpu::Isa::Avx512;
     let rows = HeadRows {
         ptr: crate::SendPtr(out.as_mut_ptr()),
         layout: dims.out,
@@ -245,7 +255,7 @@ pub fn attention_runs<'a, R>(
                 SCRATCH.with(|sc| {
                     let sc = &mut *sc.borrow_mut();
                     attention_heads_with(
-                        isa, packed, q, k, v, &rows, dims, r0, rn, pos0, h0, nh, sc,
+                        isa, packed, wide, q, k, v, &rows, dims, r0, rn, pos0, h0, nh, sc,
                     )
                 });
             }
@@ -369,19 +379,406 @@ fn prefetch_rows(x: &[f32], stride: usize, rows: std::ops::Range<usize>, d: usiz
     }
 }
 
-/// Dot product with eight independent partial sums, so it vectorizes.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+/// A cache row as a decoding step reads it: `f32` values in place, or int8 values widened
+/// in registers as they are read (each value exactly `KvRef::values`'s widening).
+trait KvRow: Copy {
+    /// Values `16c..16c + 16`.
+    fn chunk(self, c: usize) -> [f32; 16];
+    /// Value `i`.
+    fn at(self, i: usize) -> f32;
+}
+
+impl KvRow for &[f32] {
+    #[inline(always)]
+    fn chunk(self, c: usize) -> [f32; 16] {
+        self[16 * c..16 * c + 16].try_into().unwrap()
+    }
+    #[inline(always)]
+    fn at(self, i: usize) -> f32 {
+        self[i]
+    }
+}
+
+/// A row of a q8 cache whose blocks are 32 values (`kv::q8_block` of every head size
+/// that is a multiple of 32, GPT-2's 64 among them): its values and its blocks' scales.
+#[derive(Clone, Copy)]
+struct Q8Row<'a> {
+    q: &'a [i8],
+    scales: &'a [f32],
+}
+
+impl<'a> Q8Row<'a> {
+    /// Values per scale.
+    const BLOCK: usize = 32;
+
+    /// The `d` values from `at` (a block boundary) of a q8 cache.
+    #[inline(always)]
+    fn new(q: &'a [i8], scales: &'a [f32], at: usize, d: usize) -> Q8Row<'a> {
+        Q8Row {
+            q: &q[at..at + d],
+            scales: &scales[at / Self::BLOCK..],
         }
     }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
+}
+
+impl KvRow for Q8Row<'_> {
+    #[inline(always)]
+    fn chunk(self, c: usize) -> [f32; 16] {
+        let s = self.scales[16 * c / Self::BLOCK];
+        let q: &[i8; 16] = self.q[16 * c..16 * c + 16].try_into().unwrap();
+        // A loop, not `array::from_fn`: its closure would be compiled apart, without the
+        // calling kernel's target features.
+        let mut y = [0f32; 16];
+        for i in 0..16 {
+            y[i] = q[i] as f32 * s;
+        }
+        y
+    }
+    #[inline(always)]
+    fn at(self, i: usize) -> f32 {
+        self.q[i] as f32 * self.scales[i / Self::BLOCK]
+    }
+}
+
+/// Sixteen partial sums added pairwise (the halves of an AVX-512 vector, then of what is
+/// left), the order every ISA uses.
+#[inline(always)]
+fn sum16(a: [f32; 16]) -> f32 {
+    let mut h = [0f32; 8];
+    for i in 0..8 {
+        h[i] = a[i] + a[i + 8];
+    }
+    let mut h4 = [0f32; 4];
+    for i in 0..4 {
+        h4[i] = h[i] + h[i + 4];
+    }
+    (h4[0] + h4[2]) + (h4[1] + h4[3])
+}
+
+/// `scores[j] = q · row(j) · scale`: each product in sixteen partial sums over 16-value
+/// chunks (`sum16`), the values past the last whole chunk added after in order; four rows
+/// at a time, so their sums overlap instead of each waiting on its own. `before(j)` runs
+/// before row `j` is read (a prefetch).
+#[inline(always)]
+fn dots<R: KvRow>(
+    q: &[f32],
+    row: impl Fn(usize) -> R,
+    scale: f32,
+    scores: &mut [f32],
+    mut before: impl FnMut(usize),
+) {
+    let mut j = 0;
+    while j + 4 <= scores.len() {
+        for r in j..j + 4 {
+            before(r);
+        }
+        let rows = [row(j), row(j + 1), row(j + 2), row(j + 3)];
+        scores[j..j + 4].copy_from_slice(&dot_rows(q, rows, scale));
+        j += 4;
+    }
+    for (r, s) in scores.iter_mut().enumerate().skip(j) {
+        before(r);
+        *s = dot_rows(q, [row(r)], scale)[0];
+    }
+}
+
+/// `q · rows[r] · scale` for each of the `N` rows, as `dots` defines it.
+#[inline(always)]
+fn dot_rows<R: KvRow, const N: usize>(q: &[f32], rows: [R; N], scale: f32) -> [f32; N] {
+    let chunks = q.len() / 16;
+    let mut acc = [[0f32; 16]; N];
+    for c in 0..chunks {
+        let x: &[f32; 16] = q[16 * c..16 * c + 16].try_into().unwrap();
+        for r in 0..N {
+            let y = rows[r].chunk(c);
+            for i in 0..16 {
+                acc[r][i] += x[i] * y[i];
+            }
+        }
+    }
+    let mut out = [0f32; N];
+    for r in 0..N {
+        let mut sum = sum16(acc[r]);
+        for (i, &x) in q.iter().enumerate().skip(16 * chunks) {
+            sum += x * rows[r].at(i);
+        }
+        out[r] = sum * scale;
+    }
+    out
+}
+
+/// `o = Σ_j p[j] · row(j)`: `weighted_sum_into` from zero.
+#[inline(always)]
+fn weighted_sum<R: KvRow>(
+    p: &[f32],
+    row: impl Fn(usize) -> R,
+    o: &mut [f32],
+    before: impl FnMut(usize),
+) {
+    o.iter_mut().for_each(|x| *x = 0.0);
+    weighted_sum_into(p, row, o, before);
+}
+
+/// `o += Σ_j p[j] · row(j)`, row after row for each value; GPT-2's 64-value rows are summed
+/// in registers. `before(j)` runs before row `j` is read (a prefetch).
+#[inline(always)]
+fn weighted_sum_into<R: KvRow>(
+    p: &[f32],
+    row: impl Fn(usize) -> R,
+    o: &mut [f32],
+    mut before: impl FnMut(usize),
+) {
+    if let Ok(o) = <&mut [f32; 64]>::try_from(&mut *o) {
+        let mut acc = *o;
+        for (j, &pj) in p.iter().enumerate() {
+            before(j);
+            let r = row(j);
+            for c in 0..4 {
+                let y = r.chunk(c);
+                for i in 0..16 {
+                    acc[16 * c + i] += pj * y[i];
+                }
+            }
+        }
+        *o = acc;
+        return;
+    }
+    for (j, &pj) in p.iter().enumerate() {
+        before(j);
+        let r = row(j);
+        for (i, x) in o.iter_mut().enumerate() {
+            *x += pj * r.at(i);
+        }
+    }
+}
+
+/// A decoding row's 64-value keys or values as the AVX-512 kernels read them: `rows` rows
+/// `stride` apart, f32 or int8 with a scale per 32 values (each value widened exactly as
+/// `KvRef::values` widens it). Made only over rows that are in bounds.
+#[derive(Clone, Copy)]
+enum Rows64<'a> {
+    F32 {
+        x: &'a [f32],
+        stride: usize,
+    },
+    F16 {
+        x: &'a [F16],
+        stride: usize,
+    },
+    Bf16 {
+        x: &'a [Bf16],
+        stride: usize,
+    },
+    Q8 {
+        q: &'a [i8],
+        scales: &'a [f32],
+        stride: usize,
+    },
+}
+
+impl<'a> Rows64<'a> {
+    /// Rows `0..rows` of 64 values at `j · stride` in `x`.
+    fn f32(x: &'a [f32], stride: usize, rows: usize) -> Rows64<'a> {
+        assert!(rows == 0 || (rows - 1) * stride + 64 <= x.len());
+        Rows64::F32 { x, stride }
+    }
+
+    /// Rows `0..rows` of 64 values at `at + j · stride` of a narrow cache (q8 block-aligned);
+    /// `None` for an f32 one.
+    fn narrow(x: KvRef<'a>, at: usize, stride: usize, rows: usize) -> Option<Rows64<'a>> {
+        let fits = |len: usize| rows == 0 || at + (rows - 1) * stride + 64 <= len;
+        match x {
+            KvRef::F32(_) => None,
+            KvRef::F16(x) => {
+                assert!(fits(x.len()));
+                Some(Rows64::F16 {
+                    x: &x[at..],
+                    stride,
+                })
+            }
+            KvRef::Bf16(x) => {
+                assert!(fits(x.len()));
+                Some(Rows64::Bf16 {
+                    x: &x[at..],
+                    stride,
+                })
+            }
+            KvRef::Q8 { q, scales, block } => {
+                (block == Q8Row::BLOCK && at.is_multiple_of(block) && stride.is_multiple_of(block))
+                    .then(|| Rows64::q8(q, scales, at, stride, rows))
+            }
+        }
+    }
+
+    /// Rows `0..rows` of 64 int8 values at `at + j · stride` in `q`, block-aligned.
+    fn q8(q: &'a [i8], scales: &'a [f32], at: usize, stride: usize, rows: usize) -> Rows64<'a> {
+        let block = Q8Row::BLOCK;
+        assert!(at.is_multiple_of(block) && stride.is_multiple_of(block));
+        assert!(rows == 0 || at + (rows - 1) * stride + 64 <= q.len());
+        assert!(rows == 0 || (at + (rows - 1) * stride + 64) / block <= scales.len());
+        Rows64::Q8 {
+            q: &q[at..],
+            scales: &scales[at / block..],
+            stride,
+        }
+    }
+}
+
+/// `sum16` of an AVX-512 vector: halves added pairwise, in `sum16`'s order.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn sum16_avx512(v: std::arch::x86_64::__m512) -> f32 {
+    use std::arch::x86_64::*;
+    let lo = _mm512_castps512_ps256(v);
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+    let s8 = _mm256_add_ps(lo, hi);
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
+}
+
+/// `dots` over 64-value rows with AVX-512 (the same sums in the same order, so the same
+/// bits): four rows at a time, each in one vector of sixteen partial sums. f32 rows are
+/// asked for `PREFETCH_ROWS` ahead, as `dots`' caller does.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dots64(q: &[f32], rows: Rows64, scale: f32, scores: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let q: &[f32; 64] = q.try_into().unwrap();
+    // SAFETY (every load below): `q` is 64 floats; row `j < scores.len()` of `rows` holds
+    // 64 values and its two scales (checked when `rows` was made for that many rows).
+    let mut qv = [_mm512_setzero_ps(); 4];
+    for (c, v) in qv.iter_mut().enumerate() {
+        *v = unsafe { _mm512_loadu_ps(q.as_ptr().add(16 * c)) };
+    }
+    let n = scores.len();
+    macro_rules! body {
+        (|$j:ident, $c:ident| $load:expr $(, |$pj:ident| $ahead:expr)?) => {{
+            let mut j0 = 0;
+            while j0 < n {
+                let g = (n - j0).min(4);
+                let mut acc = [_mm512_setzero_ps(); 4];
+                $(
+                    for r in 0..g {
+                        let $pj = j0 + r + PREFETCH_ROWS;
+                        if $pj < n {
+                            $ahead;
+                        }
+                    }
+                )?
+                for $c in 0..4 {
+                    for r in 0..4 {
+                        if r < g {
+                            let $j = j0 + r;
+                            acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(qv[$c], $load));
+                        }
+                    }
+                }
+                for r in 0..g {
+                    scores[j0 + r] = sum16_avx512(acc[r]) * scale;
+                }
+                j0 += g;
+            }
+        }};
+    }
+    match rows {
+        Rows64::F32 { x, stride } => body!(
+            |j, c| unsafe { _mm512_loadu_ps(x.as_ptr().add(j * stride + 16 * c)) },
+            |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
+        ),
+        Rows64::F16 { x, stride } => body!(|j, c| unsafe {
+            _mm512_cvtph_ps(_mm256_loadu_si256(
+                x.as_ptr().add(j * stride + 16 * c).cast(),
+            ))
+        }),
+        Rows64::Bf16 { x, stride } => body!(|j, c| unsafe {
+            let h = _mm256_loadu_si256(x.as_ptr().add(j * stride + 16 * c).cast());
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        }),
+        Rows64::Q8 { q, scales, stride } => {
+            body!(|j, c| unsafe { q8_chunk(q, scales, j * stride, c) })
+        }
+    }
+}
+
+/// Values `16c..16c + 16` of the int8 row at `at` (a block boundary), widened.
+///
+/// # Safety
+/// The CPU has AVX-512F; the row's 64 values and two scales are in `q` and `scales`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn q8_chunk(q: &[i8], scales: &[f32], at: usize, c: usize) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's: `at + 16c + 16 ≤ q.len()` and `(at + 16c) / 32 < scales.len()`.
+    unsafe {
+        let v = _mm_loadu_si128(q.as_ptr().add(at + 16 * c).cast());
+        let s = *scales.get_unchecked(at / Q8Row::BLOCK + c / 2);
+        _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v)),
+            _mm512_set1_ps(s),
+        )
+    }
+}
+
+/// `weighted_sum` over 64-value rows with AVX-512 (the same sums in the same order): the
+/// 64 sums in four vectors, row after row.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn weighted_sum64(p: &[f32], rows: Rows64, o: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let o: &mut [f32; 64] = o.try_into().unwrap();
+    let n = p.len();
+    let mut acc = [_mm512_setzero_ps(); 4];
+    macro_rules! body {
+        (|$j:ident, $c:ident| $load:expr $(, |$pj:ident| $ahead:expr)?) => {{
+            for $j in 0..n {
+                $(
+                    let $pj = $j + PREFETCH_ROWS;
+                    if $pj < n {
+                        $ahead;
+                    }
+                )?
+                let w = _mm512_set1_ps(p[$j]);
+                for $c in 0..4 {
+                    acc[$c] = _mm512_add_ps(acc[$c], _mm512_mul_ps(w, $load));
+                }
+            }
+        }};
+    }
+    // SAFETY (every load): row `j < p.len()` of `rows` is in bounds (as in `dots64`).
+    match rows {
+        Rows64::F32 { x, stride } => body!(
+            |j, c| unsafe { _mm512_loadu_ps(x.as_ptr().add(j * stride + 16 * c)) },
+            |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
+        ),
+        Rows64::F16 { x, stride } => body!(|j, c| unsafe {
+            _mm512_cvtph_ps(_mm256_loadu_si256(
+                x.as_ptr().add(j * stride + 16 * c).cast(),
+            ))
+        }),
+        Rows64::Bf16 { x, stride } => body!(|j, c| unsafe {
+            let h = _mm256_loadu_si256(x.as_ptr().add(j * stride + 16 * c).cast());
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        }),
+        Rows64::Q8 { q, scales, stride } => {
+            body!(|j, c| unsafe { q8_chunk(q, scales, j * stride, c) })
+        }
+    }
+    for (c, a) in acc.iter().enumerate() {
+        // SAFETY: `o` is 64 floats.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * c), *a) };
+    }
 }
 
 crate::cpu::isa_kernel!(
@@ -389,6 +786,7 @@ crate::cpu::isa_kernel!(
     /// of values over the cache vectorize to its width).
     attention_heads_with => attention_heads(
         packed: bool,
+        wide: bool,
         q: &[f32],
         k: KvRef,
         v: KvRef,
@@ -411,6 +809,7 @@ crate::cpu::isa_kernel!(
 #[allow(clippy::too_many_arguments)]
 fn attention_heads(
     packed: bool,
+    wide: bool,
     q: &[f32],
     k: KvRef,
     v: KvRef,
@@ -586,58 +985,94 @@ fn attention_heads(
             let qi = &qb[i * lq.row..][..d];
             let keys = if causal { i - r0 + shift + 1 } else { kv_rows };
             let scores = &mut s[..keys];
-            // Rows of f32 keys and values read in place; the first ones asked for now.
-            let ahead = f32_kv.is_some() && lk.col == 1;
-            if ahead {
-                prefetch_rows(kb, lk.row, 0..PREFETCH_ROWS.min(keys), d);
-                prefetch_rows(vb, lv.row, 0..PREFETCH_ROWS.min(keys), d);
-            }
-            if f32_kv.is_none() {
-                // A narrow cache, widened a stretch of rows at a time.
-                for j0 in (0..keys).step_by(WIDE_ROWS) {
-                    let rows = (keys - j0).min(WIDE_ROWS);
-                    let kr = k.rows(ks + j0 * lk.row, lk.row, rows, d, wrow);
-                    for (sj, kj) in scores[j0..j0 + rows].iter_mut().zip(kr.chunks_exact(d)) {
-                        *sj = dot(qi, kj) * scale;
-                    }
-                }
-            } else {
-                for (j, sj) in scores.iter_mut().enumerate() {
-                    if ahead && j + PREFETCH_ROWS < keys {
-                        prefetch_rows(kb, lk.row, j + PREFETCH_ROWS..j + PREFETCH_ROWS + 1, d);
-                    }
-                    let dot = if lk.col == 1 {
-                        dot(qi, &kb[j * lk.row..][..d])
-                    } else {
-                        let kj = &kb[j * lk.row..];
-                        (0..d).map(|c| qi[c] * kj[c * lk.col]).sum()
-                    };
-                    *sj = dot * scale;
-                }
-            }
-            crate::vmath::softmax_row(scores);
             // SAFETY: row i < q_rows of head b < bh, which only this task computes
             // (`attention_runs`); the row is not borrowed elsewhere.
             let o = unsafe { out.row(b, i) };
-            o.iter_mut().for_each(|x| *x = 0.0);
-            if f32_kv.is_none() {
-                for j0 in (0..keys).step_by(WIDE_ROWS) {
-                    let rows = (keys - j0).min(WIDE_ROWS);
-                    let vr = v.rows(vs + j0 * lv.row, lv.row, rows, d, wrow);
-                    for (&p, vj) in scores[j0..j0 + rows].iter().zip(vr.chunks_exact(d)) {
-                        for (x, &vv) in o.iter_mut().zip(vj) {
-                            *x += p * vv;
-                        }
-                    }
+            let (kr, vr) = (lk.row, lv.row);
+            if f32_kv.is_some() && lk.col == 1 {
+                // f32 rows are read in place, each asked for `PREFETCH_ROWS` rows ahead.
+                prefetch_rows(kb, kr, 0..PREFETCH_ROWS.min(keys), d);
+                prefetch_rows(vb, vr, 0..PREFETCH_ROWS.min(keys), d);
+            }
+            // GPT-2's 64-value heads go through the AVX-512 kernels, which read every cache
+            // format in registers.
+            let rows64 = match f32_kv {
+                _ if !(wide && d == 64) => None,
+                Some(_) if lk.col == 1 => {
+                    Some((Rows64::f32(kb, kr, keys), Rows64::f32(vb, vr, keys)))
                 }
+                Some(_) => None,
+                None => Rows64::narrow(k, ks, kr, keys).zip(Rows64::narrow(v, vs, vr, keys)),
+            };
+            if let Some((kr64, vr64)) = rows64 {
+                // SAFETY: `wide`: the CPU has AVX-512F.
+                unsafe { dots64(qi, kr64, scale, scores) };
+                crate::vmath::softmax_row(scores);
+                // SAFETY: as above.
+                unsafe { weighted_sum64(scores, vr64, o) };
                 continue;
             }
-            for (j, &p) in scores.iter().enumerate() {
-                if ahead && j + PREFETCH_ROWS < keys {
-                    prefetch_rows(vb, lv.row, j + PREFETCH_ROWS..j + PREFETCH_ROWS + 1, d);
+            match (f32_kv, k, v) {
+                (Some(_), _, _) if lk.col == 1 => {
+                    let ahead = |x: &[f32], stride: usize, j: usize| {
+                        if j + PREFETCH_ROWS < keys {
+                            prefetch_rows(x, stride, j + PREFETCH_ROWS..j + PREFETCH_ROWS + 1, d);
+                        }
+                    };
+                    dots(
+                        qi,
+                        |j| &kb[j * kr..][..d],
+                        scale,
+                        scores,
+                        |j| ahead(kb, kr, j),
+                    );
+                    crate::vmath::softmax_row(scores);
+                    weighted_sum(scores, |j| &vb[j * vr..][..d], o, |j| ahead(vb, vr, j));
                 }
-                for (x, &vv) in o.iter_mut().zip(&vb[j * lv.row..][..d]) {
-                    *x += p * vv;
+                (Some(_), _, _) => {
+                    // Keys with a channel stride (a transposed copy).
+                    for (j, sj) in scores.iter_mut().enumerate() {
+                        let kj = &kb[j * kr..];
+                        *sj = (0..d).map(|c| qi[c] * kj[c * lk.col]).sum::<f32>() * scale;
+                    }
+                    crate::vmath::softmax_row(scores);
+                    weighted_sum(scores, |j| &vb[j * vr..][..d], o, |_| {});
+                }
+                (
+                    None,
+                    KvRef::Q8 {
+                        q: kq,
+                        scales: ksc,
+                        block,
+                    },
+                    KvRef::Q8 {
+                        q: vq, scales: vsc, ..
+                    },
+                ) if block == Q8Row::BLOCK
+                    && [ks, kr, vs, vr].iter().all(|x| x.is_multiple_of(block)) =>
+                {
+                    // int8 rows widened in registers as they are read.
+                    let krow = |j: usize| Q8Row::new(kq, ksc, ks + j * kr, d);
+                    let vrow = |j: usize| Q8Row::new(vq, vsc, vs + j * vr, d);
+                    dots(qi, krow, scale, scores, |_| {});
+                    crate::vmath::softmax_row(scores);
+                    weighted_sum(scores, vrow, o, |_| {});
+                }
+                _ => {
+                    // Another narrow cache, widened a stretch of rows at a time.
+                    for j0 in (0..keys).step_by(WIDE_ROWS) {
+                        let rows = (keys - j0).min(WIDE_ROWS);
+                        let w = k.rows(ks + j0 * kr, kr, rows, d, wrow);
+                        let part = &mut scores[j0..j0 + rows];
+                        dots(qi, |j| &w[j * d..][..d], scale, part, |_| {});
+                    }
+                    crate::vmath::softmax_row(scores);
+                    o.iter_mut().for_each(|x| *x = 0.0);
+                    for j0 in (0..keys).step_by(WIDE_ROWS) {
+                        let rows = (keys - j0).min(WIDE_ROWS);
+                        let w = v.rows(vs + j0 * vr, vr, rows, d, wrow);
+                        weighted_sum_into(&scores[j0..j0 + rows], |j| &w[j * d..][..d], o, |_| {});
+                    }
                 }
             }
         }
@@ -738,6 +1173,7 @@ mod tests {
                 attention_heads_with(
                     isa,
                     packed,
+                    isa == crate::cpu::Isa::Avx512,
                     &q,
                     (&k).into(),
                     (&v).into(),
@@ -754,6 +1190,7 @@ mod tests {
                     attention_heads_with(
                         isa,
                         packed,
+                        isa == crate::cpu::Isa::Avx512,
                         &q,
                         (&k).into(),
                         (&v).into(),
@@ -920,6 +1357,100 @@ mod tests {
         }
     }
 
+    /// The AVX-512 decoding kernels (`dots64`, `weighted_sum64`) add the generic code's
+    /// sums in its order: steps over 64-value rows give the same bits on every ISA, with
+    /// and without the kernels, in every cache format, dense and side by side.
+    #[test]
+    fn decoding_steps_give_the_same_bits_on_every_isa() {
+        use crate::kv::{q8_block, KvCache, KvFormat};
+        let (bh, rows, d) = (2, 77, 64);
+        let mut seed = 5;
+        let q = rand_vec(bh * rows * d, &mut seed);
+        let k = rand_vec(bh * rows * d, &mut seed);
+        let v = rand_vec(bh * rows * d, &mut seed);
+        let len = bh * rows * d;
+        let dense = HeadLayout::dense(bh, rows, d);
+        let side_by_side = HeadLayout {
+            offset: 0,
+            batch: len,
+            head: d,
+            row: bh * d,
+            col: 1,
+        };
+        for (layout, strides, shape) in [
+            (dense, [(rows * d) as isize, d as isize, 1], [bh, rows, d]),
+            (
+                side_by_side,
+                [(bh * d) as isize, d as isize, 1],
+                [rows, bh, d],
+            ),
+        ] {
+            let dims = AttentionDims {
+                bh,
+                heads: bh,
+                q_rows: rows,
+                kv_rows: rows,
+                d,
+                scale: 0.125,
+                causal: true,
+                q: dense,
+                k: layout,
+                v: layout,
+                out: dense,
+            };
+            for format in KvFormat::ALL {
+                let (mut kc, mut vc) = (
+                    KvCache::new(format, len, q8_block(d)),
+                    KvCache::new(format, len, q8_block(d)),
+                );
+                kc.store(0..len, &k, 0, 0, &strides, &shape);
+                vc.store(0..len, &v, 0, 0, &strides, &shape);
+                let mut first: Option<Vec<f32>> = None;
+                for &isa in crate::cpu::available() {
+                    for wide in [false, isa == crate::cpu::Isa::Avx512] {
+                        let mut out = vec![f32::NAN; len];
+                        let rows_out = HeadRows {
+                            ptr: crate::SendPtr(out.as_mut_ptr()),
+                            layout: dense,
+                            heads: bh,
+                            d,
+                            _out: std::marker::PhantomData,
+                        };
+                        let mut scratch = Scratch::default();
+                        for r in 0..rows {
+                            let (kv, vv) = (kc.view(0..len), vc.view(0..len));
+                            attention_heads_with(
+                                isa,
+                                false,
+                                wide,
+                                &q,
+                                kv,
+                                vv,
+                                &rows_out,
+                                dims,
+                                r,
+                                1,
+                                r,
+                                0,
+                                bh,
+                                &mut scratch,
+                            );
+                        }
+                        let what = format!("{format:?} {layout:?} {isa:?} kernels {wide}");
+                        assert!(out.iter().all(|x| x.is_finite()), "{what}");
+                        match &first {
+                            None => first = Some(out),
+                            Some(f) => assert!(
+                                f.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()),
+                                "{what}"
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// q, k and v read from one `[rows, 3·H·d]` projection (k also from a transposed
     /// copy), the output written as `[rows, H·d]` after an offset: every ISA, the packed
     /// and plain prefill paths, steps, and the threaded split, against the definition.
@@ -1018,6 +1549,7 @@ mod tests {
                     attention_heads_with(
                         isa,
                         packed,
+                        isa == crate::cpu::Isa::Avx512,
                         &qkv,
                         kbuf.into(),
                         (&qkv).into(),
@@ -1034,6 +1566,7 @@ mod tests {
                         attention_heads_with(
                             isa,
                             packed,
+                            isa == crate::cpu::Isa::Avx512,
                             &qkv,
                             kbuf.into(),
                             (&qkv).into(),

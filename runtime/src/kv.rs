@@ -1,8 +1,9 @@
 //! The attention cache's storage formats (`GPT2_KV`): the keys and values attention reads
 //! on every step, kept as f32 or narrower. A narrow cache is written as the step's rows are
-//! computed (`KvCache::store`, rounding each value once) and widened a row at a time, in
-//! L1, as attention reads it (`KvRef::values`); attention then computes in f32 exactly as
-//! over an f32 cache of the rounded values. Decoding at long context reads the whole cache
+//! computed (`KvCache::store`, rounding each value once) and widened as attention reads it:
+//! in registers by a decoding step's kernels where they can (`attention::dots64`), else a
+//! stretch of rows at a time into L1 (`KvRef::values`); attention then computes in f32
+//! exactly as over an f32 cache of the rounded values. Decoding at long context reads the whole cache
 //! every step, so halving or quartering it cuts what a step streams from memory.
 //!
 //! Storage is indexed like the f32 cache block it mirrors: value `i` of the block is value
