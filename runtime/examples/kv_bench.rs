@@ -4,9 +4,12 @@
 //! Formats alternate within each repetition; the medians are printed.
 //!
 //! `cargo run --release -p gpt2rt --example kv_bench [threads] [ctx] [reps]`; `KV_ONLY=q8`
-//! (or another format) times that format alone, for a profiler.
+//! (or another format) times that format alone, for a profiler; `KV_ISA=avx2` (or `scalar`)
+//! runs the kernels of that ISA.
 
-use gpt2rt::kernels::{attention_kv, AttentionDims, HeadLayout};
+use gpt2rt::attention::attention_kv_on;
+use gpt2rt::cpu::Isa;
+use gpt2rt::kernels::{AttentionDims, HeadLayout};
 use gpt2rt::kv::{q8_block, KvCache, KvFormat};
 use std::time::Instant;
 
@@ -61,6 +64,12 @@ fn main() {
         },
     };
     let strides = [(ctx * d) as isize, d as isize, 1];
+    let isa = match std::env::var("KV_ISA").as_deref() {
+        Ok("scalar") => Isa::Scalar,
+        Ok("avx2") => Isa::Avx2,
+        Ok("avx512") | Err(_) => gpt2rt::cpu::detected(),
+        Ok(other) => panic!("KV_ISA: scalar, avx2 or avx512, not {other}"),
+    };
     let formats: Vec<KvFormat> = match std::env::var("KV_ONLY") {
         Ok(f) => vec![KvFormat::parse(&f).unwrap()],
         Err(_) => KvFormat::ALL.to_vec(),
@@ -86,7 +95,8 @@ fn main() {
         for (f, layers) in caches.iter().enumerate() {
             let t = Instant::now();
             for (k, v) in layers {
-                attention_kv(
+                attention_kv_on(
+                    isa,
                     &q,
                     k.view(0..len),
                     v.view(0..len),
@@ -100,7 +110,7 @@ fn main() {
             times[f].push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    println!("attention of one step, {layers} layers x {heads} heads x {d}, context {ctx}, {threads} thread(s), median of {reps}:");
+    println!("attention of one step, {layers} layers x {heads} heads x {d}, context {ctx}, {threads} thread(s), {isa:?}, median of {reps}:");
     for (f, t) in formats.iter().zip(&mut times) {
         t.sort_by(f64::total_cmp);
         let bytes = 2.0 * (layers * len) as f64 * f.bytes_per_value(d);

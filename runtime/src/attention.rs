@@ -192,13 +192,30 @@ pub fn attention_kv(
     rn: usize,
     pos0: usize,
 ) {
+    attention_kv_on(crate::cpu::detected(), q, k, v, out, dims, r0, rn, pos0)
+}
+
+/// `attention_kv` on a chosen ISA (AVX-512 with its decoding kernels), for tests and
+/// benchmarks. Every ISA gives the same bits for decoding rows.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_kv_on(
+    isa: crate::cpu::Isa,
+    q: &[f32],
+    k: KvRef,
+    v: KvRef,
+    out: &mut [f32],
+    dims: AttentionDims,
+    r0: usize,
+    rn: usize,
+    pos0: usize,
+) {
     let run = Run {
         row: r0,
         rows: rn,
         pos: pos0,
         cache: 0,
     };
-    attention_runs(q, out, dims, std::iter::once(run), |_| (k, v));
+    attention_runs_on(isa, q, out, dims, std::iter::once(run), |_| (k, v));
 }
 
 /// `attention_at` for every run of a batched step at once: run `r`'s rows `r.row..` of q
@@ -209,6 +226,20 @@ pub fn attention_kv(
 /// not depend on the other runs or the thread count. The runs' rows must increase and not
 /// overlap, as `batch::runs` gives them.
 pub fn attention_runs<'a, R>(
+    q: &[f32],
+    out: &mut [f32],
+    dims: AttentionDims,
+    runs: R,
+    kv: impl Fn(usize) -> (KvRef<'a>, KvRef<'a>) + Sync,
+) where
+    R: Iterator<Item = Run> + Clone + Sync,
+{
+    attention_runs_on(crate::cpu::detected(), q, out, dims, runs, kv)
+}
+
+/// `attention_runs` on `isa` (one of `cpu::available()`).
+fn attention_runs_on<'a, R>(
+    isa: crate::cpu::Isa,
     q: &[f32],
     out: &mut [f32],
     dims: AttentionDims,
@@ -232,7 +263,10 @@ pub fn attention_runs<'a, R>(
         work += run.rows * keys * d * bh;
         n += 1;
     }
-    let isa = crate::cpu::detected();
+    assert!(
+        crate::cpu::available().contains(&isa),
+        "{isa:?} is not available"
+    );
     // Prefill multiplies through packed GEMM panels where the packed kernel runs.
     let packed = isa == crate::cpu::Isa::Avx512 && crate::gemm::supported();
     // Decoding rows of 64 values through the AVX-512 kernels (`dots64`).
@@ -693,17 +727,26 @@ unsafe fn dots64(q: &[f32], rows: Rows64, scale: f32, scores: &mut [f32]) {
             |j, c| unsafe { _mm512_loadu_ps(x.as_ptr().add(j * stride + 16 * c)) },
             |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
         ),
-        Rows64::F16 { x, stride } => body!(|j, c| unsafe {
-            _mm512_cvtph_ps(_mm256_loadu_si256(
-                x.as_ptr().add(j * stride + 16 * c).cast(),
-            ))
-        }),
-        Rows64::Bf16 { x, stride } => body!(|j, c| unsafe {
-            let h = _mm256_loadu_si256(x.as_ptr().add(j * stride + 16 * c).cast());
-            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
-        }),
+        Rows64::F16 { x, stride } => body!(
+            |j, c| unsafe {
+                _mm512_cvtph_ps(_mm256_loadu_si256(
+                    x.as_ptr().add(j * stride + 16 * c).cast(),
+                ))
+            },
+            |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
+        ),
+        Rows64::Bf16 { x, stride } => body!(
+            |j, c| unsafe {
+                let h = _mm256_loadu_si256(x.as_ptr().add(j * stride + 16 * c).cast());
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+            },
+            |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
+        ),
         Rows64::Q8 { q, scales, stride } => {
-            body!(|j, c| unsafe { q8_chunk(q, scales, j * stride, c) })
+            body!(|j, c| unsafe { q8_chunk(q, scales, j * stride, c) }, |pj| {
+                crate::cpu::prefetch(&q[pj * stride..pj * stride + 64]);
+                crate::cpu::prefetch(&scales[pj * stride / Q8Row::BLOCK..][..1]);
+            })
         }
     }
 }
@@ -762,17 +805,26 @@ unsafe fn weighted_sum64(p: &[f32], rows: Rows64, o: &mut [f32]) {
             |j, c| unsafe { _mm512_loadu_ps(x.as_ptr().add(j * stride + 16 * c)) },
             |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
         ),
-        Rows64::F16 { x, stride } => body!(|j, c| unsafe {
-            _mm512_cvtph_ps(_mm256_loadu_si256(
-                x.as_ptr().add(j * stride + 16 * c).cast(),
-            ))
-        }),
-        Rows64::Bf16 { x, stride } => body!(|j, c| unsafe {
-            let h = _mm256_loadu_si256(x.as_ptr().add(j * stride + 16 * c).cast());
-            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
-        }),
+        Rows64::F16 { x, stride } => body!(
+            |j, c| unsafe {
+                _mm512_cvtph_ps(_mm256_loadu_si256(
+                    x.as_ptr().add(j * stride + 16 * c).cast(),
+                ))
+            },
+            |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
+        ),
+        Rows64::Bf16 { x, stride } => body!(
+            |j, c| unsafe {
+                let h = _mm256_loadu_si256(x.as_ptr().add(j * stride + 16 * c).cast());
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+            },
+            |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
+        ),
         Rows64::Q8 { q, scales, stride } => {
-            body!(|j, c| unsafe { q8_chunk(q, scales, j * stride, c) })
+            body!(|j, c| unsafe { q8_chunk(q, scales, j * stride, c) }, |pj| {
+                crate::cpu::prefetch(&q[pj * stride..pj * stride + 64]);
+                crate::cpu::prefetch(&scales[pj * stride / Q8Row::BLOCK..][..1]);
+            })
         }
     }
     for (c, a) in acc.iter().enumerate() {
