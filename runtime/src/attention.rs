@@ -675,6 +675,37 @@ fn sum16_avx512(v: std::arch::x86_64::__m512) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
 }
 
+/// `sum16_avx512` of four vectors at once, the sums in lanes 0..4: each vector's halves
+/// added pairwise in `sum16`'s order, four vectors to a shuffle.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn sum16x4_avx512(v: [std::arch::x86_64::__m512; 4]) -> std::arch::x86_64::__m128 {
+    use std::arch::x86_64::*;
+    // [a₀..₈ + a₈..₁₆, b₀..₈ + b₈..₁₆], and the same of c and d.
+    let ab = _mm512_add_ps(
+        _mm512_shuffle_f32x4::<0b01_00_01_00>(v[0], v[1]),
+        _mm512_shuffle_f32x4::<0b11_10_11_10>(v[0], v[1]),
+    );
+    let cd = _mm512_add_ps(
+        _mm512_shuffle_f32x4::<0b01_00_01_00>(v[2], v[3]),
+        _mm512_shuffle_f32x4::<0b11_10_11_10>(v[2], v[3]),
+    );
+    // Each 128-bit lane one vector's s₀..₄ + s₄..₈: lanes a, b, c, d.
+    let s4 = _mm512_add_ps(
+        _mm512_shuffle_f32x4::<0b10_00_10_00>(ab, cd),
+        _mm512_shuffle_f32x4::<0b11_01_11_01>(ab, cd),
+    );
+    // In each lane (t₀ + t₂, t₁ + t₃), then their sum in element 0.
+    let s2 = _mm512_add_ps(s4, _mm512_permute_ps::<0b11_10_11_10>(s4));
+    let s1 = _mm512_add_ps(s2, _mm512_permute_ps::<0b01_01_01_01>(s2));
+    let first = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0);
+    _mm512_castps512_ps128(_mm512_permutexvar_ps(first, s1))
+}
+
 /// `dots` over 64-value rows with AVX-512 (the same sums in the same order, so the same
 /// bits): four rows at a time, each in one vector of sixteen partial sums. f32 rows are
 /// asked for `PREFETCH_ROWS` ahead, as `dots`' caller does.
@@ -696,29 +727,33 @@ unsafe fn dots64(q: &[f32], rows: Rows64, scale: f32, scores: &mut [f32]) {
     macro_rules! body {
         (|$j:ident, $c:ident| $load:expr $(, |$pj:ident| $ahead:expr)?) => {{
             let mut j0 = 0;
-            while j0 < n {
-                let g = (n - j0).min(4);
-                let mut acc = [_mm512_setzero_ps(); 4];
+            // Four rows at a time, their sums reduced together (`sum16x4_avx512`).
+            while j0 + 4 <= n {
                 $(
-                    for r in 0..g {
+                    for r in 0..4 {
                         let $pj = j0 + r + PREFETCH_ROWS;
                         if $pj < n {
                             $ahead;
                         }
                     }
                 )?
+                let mut acc = [_mm512_setzero_ps(); 4];
                 for $c in 0..4 {
-                    for r in 0..4 {
-                        if r < g {
-                            let $j = j0 + r;
-                            acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(qv[$c], $load));
-                        }
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let $j = j0 + r;
+                        *acc = _mm512_add_ps(*acc, _mm512_mul_ps(qv[$c], $load));
                     }
                 }
-                for r in 0..g {
-                    scores[j0 + r] = sum16_avx512(acc[r]) * scale;
+                let sums = _mm_mul_ps(sum16x4_avx512(acc), _mm_set1_ps(scale));
+                _mm_storeu_ps(scores[j0..j0 + 4].as_mut_ptr(), sums);
+                j0 += 4;
+            }
+            for $j in j0..n {
+                let mut acc = _mm512_setzero_ps();
+                for $c in 0..4 {
+                    acc = _mm512_add_ps(acc, _mm512_mul_ps(qv[$c], $load));
                 }
-                j0 += g;
+                scores[$j] = sum16_avx512(acc) * scale;
             }
         }};
     }
