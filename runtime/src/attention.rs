@@ -675,6 +675,44 @@ fn sum16_avx512(v: std::arch::x86_64::__m512) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
 }
 
+/// Expands `$body!(|j, c| load, |pj| ahead)` for the format of `$rows` (a `Rows64`): `load`
+/// is values `16c..16c + 16` of row `j` widened to f32 in a vector, `ahead` asks for row
+/// `pj`. For the AVX-512 kernels, each loop then compiled for one format.
+#[cfg(target_arch = "x86_64")]
+macro_rules! with_rows64 {
+    ($rows:expr, $body:ident) => {
+        // SAFETY (every load): the kernel reads rows `j` below the count `$rows` was made
+        // for, whose 64 values (and two scales) are in bounds.
+        match $rows {
+            Rows64::F32 { x, stride } => $body!(
+                |j, c| unsafe { _mm512_loadu_ps(x.as_ptr().add(j * stride + 16 * c)) },
+                |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
+            ),
+            Rows64::F16 { x, stride } => $body!(
+                |j, c| unsafe {
+                    _mm512_cvtph_ps(_mm256_loadu_si256(
+                        x.as_ptr().add(j * stride + 16 * c).cast(),
+                    ))
+                },
+                |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
+            ),
+            Rows64::Bf16 { x, stride } => $body!(
+                |j, c| unsafe {
+                    let h = _mm256_loadu_si256(x.as_ptr().add(j * stride + 16 * c).cast());
+                    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+                },
+                |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
+            ),
+            Rows64::Q8 { q, scales, stride } => {
+                $body!(|j, c| unsafe { q8_chunk(q, scales, j * stride, c) }, |pj| {
+                    crate::cpu::prefetch(&q[pj * stride..pj * stride + 64]);
+                    crate::cpu::prefetch(&scales[pj * stride / Q8Row::BLOCK..][..1]);
+                })
+            }
+        }
+    };
+}
+
 /// `sum16_avx512` of four vectors at once, the sums in lanes 0..4: each vector's halves
 /// added pairwise in `sum16`'s order, four vectors to a shuffle.
 ///
@@ -757,33 +795,7 @@ unsafe fn dots64(q: &[f32], rows: Rows64, scale: f32, scores: &mut [f32]) {
             }
         }};
     }
-    match rows {
-        Rows64::F32 { x, stride } => body!(
-            |j, c| unsafe { _mm512_loadu_ps(x.as_ptr().add(j * stride + 16 * c)) },
-            |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
-        ),
-        Rows64::F16 { x, stride } => body!(
-            |j, c| unsafe {
-                _mm512_cvtph_ps(_mm256_loadu_si256(
-                    x.as_ptr().add(j * stride + 16 * c).cast(),
-                ))
-            },
-            |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
-        ),
-        Rows64::Bf16 { x, stride } => body!(
-            |j, c| unsafe {
-                let h = _mm256_loadu_si256(x.as_ptr().add(j * stride + 16 * c).cast());
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
-            },
-            |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
-        ),
-        Rows64::Q8 { q, scales, stride } => {
-            body!(|j, c| unsafe { q8_chunk(q, scales, j * stride, c) }, |pj| {
-                crate::cpu::prefetch(&q[pj * stride..pj * stride + 64]);
-                crate::cpu::prefetch(&scales[pj * stride / Q8Row::BLOCK..][..1]);
-            })
-        }
-    }
+    with_rows64!(rows, body);
 }
 
 /// Values `16c..16c + 16` of the int8 row at `at` (a block boundary), widened.
@@ -835,33 +847,7 @@ unsafe fn weighted_sum64(p: &[f32], rows: Rows64, o: &mut [f32]) {
         }};
     }
     // SAFETY (every load): row `j < p.len()` of `rows` is in bounds (as in `dots64`).
-    match rows {
-        Rows64::F32 { x, stride } => body!(
-            |j, c| unsafe { _mm512_loadu_ps(x.as_ptr().add(j * stride + 16 * c)) },
-            |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
-        ),
-        Rows64::F16 { x, stride } => body!(
-            |j, c| unsafe {
-                _mm512_cvtph_ps(_mm256_loadu_si256(
-                    x.as_ptr().add(j * stride + 16 * c).cast(),
-                ))
-            },
-            |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
-        ),
-        Rows64::Bf16 { x, stride } => body!(
-            |j, c| unsafe {
-                let h = _mm256_loadu_si256(x.as_ptr().add(j * stride + 16 * c).cast());
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
-            },
-            |pj| crate::cpu::prefetch(&x[pj * stride..pj * stride + 64])
-        ),
-        Rows64::Q8 { q, scales, stride } => {
-            body!(|j, c| unsafe { q8_chunk(q, scales, j * stride, c) }, |pj| {
-                crate::cpu::prefetch(&q[pj * stride..pj * stride + 64]);
-                crate::cpu::prefetch(&scales[pj * stride / Q8Row::BLOCK..][..1]);
-            })
-        }
-    }
+    with_rows64!(rows, body);
     for (c, a) in acc.iter().enumerate() {
         // SAFETY: `o` is 64 floats.
         unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * c), *a) };
@@ -1386,22 +1372,7 @@ mod tests {
             out: dense,
         };
         let len = bh * rows * d;
-        // Keys and values [heads, rows, d], and [rows, heads, d] (rows apart in the cache).
-        let side_by_side = HeadLayout {
-            offset: 0,
-            batch: len,
-            head: d,
-            row: bh * d,
-            col: 1,
-        };
-        for (layout, strides, shape) in [
-            (dense, [(rows * d) as isize, d as isize, 1], [bh, rows, d]),
-            (
-                side_by_side,
-                [(bh * d) as isize, d as isize, 1],
-                [rows, bh, d],
-            ),
-        ] {
+        for (layout, strides, shape) in cache_layouts(bh, rows, d) {
             let dims = AttentionDims {
                 k: layout,
                 v: layout,
@@ -1444,6 +1415,34 @@ mod tests {
         }
     }
 
+    /// Keys and values `[heads, rows, d]`, and `[rows, heads, d]` (rows apart in the cache):
+    /// each layout with the strides and shape `KvCache::store` writes it with.
+    fn cache_layouts(
+        bh: usize,
+        rows: usize,
+        d: usize,
+    ) -> [(HeadLayout, [isize; 3], [usize; 3]); 2] {
+        let side_by_side = HeadLayout {
+            offset: 0,
+            batch: bh * rows * d,
+            head: d,
+            row: bh * d,
+            col: 1,
+        };
+        [
+            (
+                HeadLayout::dense(bh, rows, d),
+                [(rows * d) as isize, d as isize, 1],
+                [bh, rows, d],
+            ),
+            (
+                side_by_side,
+                [(bh * d) as isize, d as isize, 1],
+                [rows, bh, d],
+            ),
+        ]
+    }
+
     /// The AVX-512 decoding kernels (`dots64`, `weighted_sum64`) add the generic code's
     /// sums in its order: steps over 64-value rows give the same bits on every ISA, with
     /// and without the kernels, in every cache format, dense and side by side.
@@ -1457,21 +1456,7 @@ mod tests {
         let v = rand_vec(bh * rows * d, &mut seed);
         let len = bh * rows * d;
         let dense = HeadLayout::dense(bh, rows, d);
-        let side_by_side = HeadLayout {
-            offset: 0,
-            batch: len,
-            head: d,
-            row: bh * d,
-            col: 1,
-        };
-        for (layout, strides, shape) in [
-            (dense, [(rows * d) as isize, d as isize, 1], [bh, rows, d]),
-            (
-                side_by_side,
-                [(bh * d) as isize, d as isize, 1],
-                [rows, bh, d],
-            ),
-        ] {
+        for (layout, strides, shape) in cache_layouts(bh, rows, d) {
             let dims = AttentionDims {
                 bh,
                 heads: bh,
