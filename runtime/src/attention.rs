@@ -611,50 +611,43 @@ enum Rows64<'a> {
 }
 
 impl<'a> Rows64<'a> {
-    /// Rows `0..rows` of 64 values at `j · stride` in `x`.
-    fn f32(x: &'a [f32], stride: usize, rows: usize) -> Rows64<'a> {
-        assert!(rows == 0 || (rows - 1) * stride + 64 <= x.len());
-        Rows64::F32 { x, stride }
-    }
-
-    /// Rows `0..rows` of 64 values at `at + j · stride` of a narrow cache (q8 block-aligned);
-    /// `None` for an f32 one.
-    fn narrow(x: KvRef<'a>, at: usize, stride: usize, rows: usize) -> Option<Rows64<'a>> {
-        let fits = |len: usize| rows == 0 || at + (rows - 1) * stride + 64 <= len;
-        match x {
-            KvRef::F32(_) => None,
-            KvRef::F16(x) => {
-                assert!(fits(x.len()));
-                Some(Rows64::F16 {
-                    x: &x[at..],
-                    stride,
-                })
-            }
-            KvRef::Bf16(x) => {
-                assert!(fits(x.len()));
-                Some(Rows64::Bf16 {
-                    x: &x[at..],
-                    stride,
-                })
-            }
+    /// Rows `0..rows` of 64 values at `at + j · stride` of a cache, or `None` for a q8 one
+    /// whose blocks are not 32 values or whose rows do not start on block boundaries.
+    fn new(x: KvRef<'a>, at: usize, stride: usize, rows: usize) -> Option<Rows64<'a>> {
+        let end = if rows == 0 {
+            at
+        } else {
+            at + (rows - 1) * stride + 64
+        };
+        assert!(end <= x.len(), "rows past the cache");
+        Some(match x {
+            KvRef::F32(x) => Rows64::F32 {
+                x: &x[at..],
+                stride,
+            },
+            KvRef::F16(x) => Rows64::F16 {
+                x: &x[at..],
+                stride,
+            },
+            KvRef::Bf16(x) => Rows64::Bf16 {
+                x: &x[at..],
+                stride,
+            },
             KvRef::Q8 { q, scales, block } => {
-                (block == Q8Row::BLOCK && at.is_multiple_of(block) && stride.is_multiple_of(block))
-                    .then(|| Rows64::q8(q, scales, at, stride, rows))
+                if block != Q8Row::BLOCK
+                    || !at.is_multiple_of(block)
+                    || !stride.is_multiple_of(block)
+                {
+                    return None;
+                }
+                assert!(end.div_ceil(block) <= scales.len(), "scales past the cache");
+                Rows64::Q8 {
+                    q: &q[at..],
+                    scales: &scales[at / block..],
+                    stride,
+                }
             }
-        }
-    }
-
-    /// Rows `0..rows` of 64 int8 values at `at + j · stride` in `q`, block-aligned.
-    fn q8(q: &'a [i8], scales: &'a [f32], at: usize, stride: usize, rows: usize) -> Rows64<'a> {
-        let block = Q8Row::BLOCK;
-        assert!(at.is_multiple_of(block) && stride.is_multiple_of(block));
-        assert!(rows == 0 || at + (rows - 1) * stride + 64 <= q.len());
-        assert!(rows == 0 || (at + (rows - 1) * stride + 64) / block <= scales.len());
-        Rows64::Q8 {
-            q: &q[at..],
-            scales: &scales[at / block..],
-            stride,
-        }
+        })
     }
 }
 
@@ -1069,13 +1062,10 @@ fn attention_heads(
             }
             // GPT-2's 64-value heads go through the AVX-512 kernels, which read every cache
             // format in registers.
-            let rows64 = match f32_kv {
-                _ if !(wide && d == 64) => None,
-                Some(_) if lk.col == 1 => {
-                    Some((Rows64::f32(kb, kr, keys), Rows64::f32(vb, vr, keys)))
-                }
-                Some(_) => None,
-                None => Rows64::narrow(k, ks, kr, keys).zip(Rows64::narrow(v, vs, vr, keys)),
+            let rows64 = if wide && d == 64 && lk.col == 1 {
+                Rows64::new(k, ks, kr, keys).zip(Rows64::new(v, vs, vr, keys))
+            } else {
+                None
             };
             if let Some((kr64, vr64)) = rows64 {
                 // SAFETY: `wide`: the CPU has AVX-512F.
@@ -1357,20 +1347,7 @@ mod tests {
         let q = rand_vec(bh * rows * d, &mut seed);
         let k = rand_vec(bh * rows * d, &mut seed);
         let v = rand_vec(bh * rows * d, &mut seed);
-        let dense = HeadLayout::dense(bh, rows, d);
-        let dims = AttentionDims {
-            bh,
-            heads: bh,
-            q_rows: rows,
-            kv_rows: rows,
-            d,
-            scale: 0.125,
-            causal: true,
-            q: dense,
-            k: dense,
-            v: dense,
-            out: dense,
-        };
+        let dims = causal_dims(bh, rows, d);
         let len = bh * rows * d;
         for (layout, strides, shape) in cache_layouts(bh, rows, d) {
             let dims = AttentionDims {
@@ -1412,6 +1389,25 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Causal attention of `rows` rows over `bh` heads of `d`, scale 1/8, every operand
+    /// dense.
+    fn causal_dims(bh: usize, rows: usize, d: usize) -> AttentionDims {
+        let dense = HeadLayout::dense(bh, rows, d);
+        AttentionDims {
+            bh,
+            heads: bh,
+            q_rows: rows,
+            kv_rows: rows,
+            d,
+            scale: 0.125,
+            causal: true,
+            q: dense,
+            k: dense,
+            v: dense,
+            out: dense,
         }
     }
 
@@ -1458,17 +1454,9 @@ mod tests {
         let dense = HeadLayout::dense(bh, rows, d);
         for (layout, strides, shape) in cache_layouts(bh, rows, d) {
             let dims = AttentionDims {
-                bh,
-                heads: bh,
-                q_rows: rows,
-                kv_rows: rows,
-                d,
-                scale: 0.125,
-                causal: true,
-                q: dense,
                 k: layout,
                 v: layout,
-                out: dense,
+                ..causal_dims(bh, rows, d)
             };
             for format in KvFormat::ALL {
                 let (mut kc, mut vc) = (
