@@ -40,7 +40,7 @@ impl std::fmt::Display for Report {
                     gpt2rt::q8::QBLOCK
                 ),
                 WeightFormat::Q4 => format!(
-                    " (blocks of {} weights with an f16 scale; inputs of Linears int8 per block of {})",
+                    " (blocks of {} weights with an int8 scale, an f32 unit per column; inputs of Linears int8 per block of {})",
                     gpt2rt::q4::BLOCK,
                     gpt2rt::q8::QBLOCK
                 ),

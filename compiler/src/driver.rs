@@ -167,7 +167,7 @@ pub fn compile_bytes_as(
             "{} weights{}; specialized to {}; passes: {}{}",
             match weight_format {
                 WeightFormat::Q4 => format!(
-                    "q4 (4-bit, an f16 scale per {} rows and column)",
+                    "q4 (4-bit, an int8 scale per {} rows and column, an f32 unit per column)",
                     gpt2rt::q4::BLOCK
                 ),
                 f => f.name().to_string(),

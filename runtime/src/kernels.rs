@@ -81,7 +81,8 @@ pub fn gather_panels_q8(
     })
 }
 
-/// `linear` over 4-bit panels with an f16 scale per block and column: activations
+/// `linear` over 4-bit panels with an int8 scale per block and column and an f32 unit per
+/// column: activations
 /// quantized per row as for q8, integer products (`q4::linear`).
 #[allow(clippy::too_many_arguments)]
 pub fn linear_q4(
@@ -89,7 +90,7 @@ pub fn linear_q4(
     m: usize,
     k: usize,
     w: &[crate::elem::Q4],
-    scales: &[crate::elem::F16],
+    scales: &[u8],
     bias: Option<&[f32]>,
     act: Activation,
     y: &mut [f32],
@@ -99,10 +100,10 @@ pub fn linear_q4(
 }
 
 /// `gather_panels` over 4-bit panels (`q4`): row `r` is the LM head's column `r`, each
-/// value times its block's scale.
+/// value times its block's scale and the column's unit.
 pub fn gather_panels_q4(
     w: &[crate::elem::Q4],
-    scales: &[crate::elem::F16],
+    scales: &[u8],
     rows: usize,
     width: usize,
     ids: &[i64],

@@ -228,10 +228,11 @@ mod tests {
                 crate::q8::linear_on(isa, x, m, k, &qp, &scales, Some(&b), Activation::Gelu, y, n)
             });
             let q4: Vec<i8> = wk.iter().map(|v| (v * 7.5).round() as i8).collect();
-            let d: Vec<F16> = (0..k.div_ceil(crate::q4::BLOCK) * n)
-                .map(|i| F16::from_f32(0.01 + 0.001 * (i % 7) as f32))
+            let s: Vec<i8> = (0..k.div_ceil(crate::q4::BLOCK) * n)
+                .map(|i| (100 + i % 27) as i8)
                 .collect();
-            let (q4p, q4s) = crate::q4::pack(&q4, &d, k, n);
+            let u: Vec<f32> = (0..n).map(|j| 1e-4 + 1e-5 * (j % 7) as f32).collect();
+            let (q4p, q4s) = crate::q4::pack(&q4, &s, &u, k, n);
             check("q4", k, n, &|isa, x, m, y| {
                 crate::q4::linear_on(isa, x, m, k, &q4p, &q4s, Some(&b), Activation::Gelu, y, n)
             });

@@ -168,7 +168,7 @@ fn accuracy_report_measures_the_rounding() {
     assert!(q8.max_abs_diff > bf16.max_abs_diff, "{q8} vs {bf16}");
     let q4 = gpt2c::accuracy::measure(&graph, WeightFormat::Q4, KvFormat::F32, 2, 8).unwrap();
     assert!(q4.max_abs_diff > q8.max_abs_diff, "{q4} vs {q8}");
-    assert!(q4.to_string().contains("blocks of 32 weights"), "{q4}");
+    assert!(q4.to_string().contains("blocks of 16 weights"), "{q4}");
     // Rounding changes the logits, bf16 (8 bits of mantissa) more than f16 (11).
     assert!(bf16.max_abs_diff > f16.max_abs_diff && f16.max_abs_diff > 0.0);
     assert!(

@@ -29,8 +29,8 @@ pub enum WeightFormat {
     /// int8 with one f32 scale per output column (per output channel), in panels of
     /// four-row quads (`gpt2rt::q8`).
     Q8,
-    /// 4-bit, in [−8, 7], with one f16 scale per column and block of `gpt2rt::q4::BLOCK`
-    /// rows, two quads of a column per byte lane (`gpt2rt::q4`).
+    /// 4-bit, in [−8, 7], with an int8 scale per column and block of `gpt2rt::q4::BLOCK`
+    /// rows and an f32 unit per column, two quads of a column per byte lane (`gpt2rt::q4`).
     Q4,
 }
 
@@ -93,32 +93,20 @@ impl WeightFormat {
     }
 
     /// The scales stored beside `W [k, n]`'s panels: how many, and the Rust type of one
-    /// (q8: f32 per panel column; q4: f16 per block and panel column). None for formats
-    /// without scales.
+    /// (q8: f32 per panel column; q4: bytes, per panel f32 units and an int8 scale per block
+    /// and column). None for formats without scales.
     pub fn scales(self, k: usize, n: usize) -> Option<(usize, &'static str)> {
         match self {
             WeightFormat::Q8 => Some((n.div_ceil(PANEL) * PANEL, "f32")),
-            WeightFormat::Q4 => Some((gpt2rt::q4::scales_len(k, n), "f16")),
+            WeightFormat::Q4 => Some((gpt2rt::q4::scales_len(k, n), "u8")),
             _ => None,
         }
     }
 
-    /// Little-endian bytes of scales from `encode_panels` as they are stored (f32 for q8,
-    /// f16 for q4, whose scales are already f16 values).
-    pub fn scale_bytes(self, scales: &[f32]) -> Vec<u8> {
-        match self {
-            WeightFormat::Q4 => scales
-                .iter()
-                .flat_map(|&v| f16_bits(v).to_le_bytes())
-                .collect(),
-            _ => scales.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        }
-    }
-
     /// Little-endian bytes of panel-packed `values` (`k` rows per panel) in this format
-    /// (floats round to nearest even), and for q8 the scale of every panel column, for q4
-    /// of every block and panel column in the order the kernel reads them.
-    pub fn encode_panels(self, values: &[f32], k: usize) -> (Vec<u8>, Vec<f32>) {
+    /// (floats round to nearest even), and the bytes of its scales: for q8 the f32 scale of every panel column, for q4 each
+    /// panel's units and block scales (`gpt2rt::q4`), in the order the kernel reads them.
+    pub fn encode_panels(self, values: &[f32], k: usize) -> (Vec<u8>, Vec<u8>) {
         match self {
             WeightFormat::F32 => (le_bytes(values, |v| v.to_le_bytes()), vec![]),
             WeightFormat::Bf16 => {
@@ -154,41 +142,43 @@ impl WeightFormat {
                             let v = q8_value(panel[p * PANEL + j], scale) as i32 + 128;
                             qp[gpt2rt::q8::panel_index(k, p, j)] = v as u8;
                         }
-                        scales.push(scale);
+                        scales.extend(scale.to_le_bytes());
                     }
                 }
                 (q, scales)
             }
             WeightFormat::Q4 => {
-                // Two quads of a column per byte lane, blocks of rows with a scale each
-                // (`gpt2rt::q4`).
-                use gpt2rt::q4::{panel_index, panels_len, scale_index, scales_len, BLOCK};
+                // Two quads of a column per byte lane, blocks of rows with an int8 scale
+                // each and a unit per column (`gpt2rt::q4`).
+                use gpt2rt::q4::{panel_index, panels_len, scale_index, scales_len, unit_index};
                 let panels = values.len() / (k * PANEL).max(1);
                 let (pb, ps) = (panels_len(k, PANEL), scales_len(k, PANEL));
                 let mut q = vec![0x88u8; panels * pb];
-                let mut scales = vec![0f32; panels * ps];
+                let mut scales = vec![0u8; panels * ps];
                 // Panel by panel, each into its own bytes and scales.
-                let encode = |panel: &[f32], q: &mut [u8], scales: &mut [f32]| {
-                    let (mut col, mut qc) = ([0f32; BLOCK], [0i8; BLOCK]);
+                let encode = |panel: &[f32], q: &mut [u8], scales: &mut [u8]| {
+                    let blocks = k.div_ceil(gpt2rt::q4::BLOCK);
+                    let (mut col, mut qc, mut sc) =
+                        (vec![0f32; k], vec![0i8; k], vec![0i8; blocks]);
                     for j in 0..PANEL {
-                        for (b, p0) in (0..k).step_by(BLOCK).enumerate() {
-                            let rows = p0..(p0 + BLOCK).min(k);
-                            let len = rows.len();
-                            for (c, p) in col.iter_mut().zip(rows.clone()) {
-                                *c = panel[p * PANEL + j];
-                            }
-                            let d = gpt2rt::q4::quantize_weights(&col[..len], &mut qc[..len]);
-                            scales[scale_index(k, b, j)] = f16_value(d.0);
-                            for (p, &v) in rows.zip(&qc) {
-                                let (at, high) = panel_index(k, p, j);
-                                let byte = &mut q[at];
-                                let v = (v + 8) as u8;
-                                *byte = if high {
-                                    (*byte & 0x0F) | (v << 4)
-                                } else {
-                                    (*byte & 0xF0) | v
-                                };
-                            }
+                        for (p, c) in col.iter_mut().enumerate() {
+                            *c = panel[p * PANEL + j];
+                        }
+                        let u = gpt2rt::q4::quantize_line(&col, &mut qc, &mut sc);
+                        let at = unit_index(k, j);
+                        scales[at..at + 4].copy_from_slice(&u.to_le_bytes());
+                        for (b, &s) in sc.iter().enumerate() {
+                            scales[scale_index(k, b, j)] = s as u8;
+                        }
+                        for (p, &v) in qc.iter().enumerate() {
+                            let (at, high) = panel_index(k, p, j);
+                            let byte = &mut q[at];
+                            let v = (v + 8) as u8;
+                            *byte = if high {
+                                (*byte & 0x0F) | (v << 4)
+                            } else {
+                                (*byte & 0xF0) | v
+                            };
                         }
                     }
                 };
@@ -249,19 +239,17 @@ impl WeightFormat {
                 // Blocks along the depth: a row of a transposed table, a column otherwise.
                 let (lines, depth) = if per_row { (rows, cols) } else { (cols, rows) };
                 let at = |l: usize, p: usize| if per_row { l * cols + p } else { p * cols + l };
-                let block = gpt2rt::q4::BLOCK;
-                let (mut v, mut q) = (vec![0f32; block], vec![0i8; block]);
+                let blocks = depth.div_ceil(gpt2rt::q4::BLOCK);
+                let (mut v, mut q, mut s) =
+                    (vec![0f32; depth], vec![0i8; depth], vec![0i8; blocks]);
                 for l in 0..lines {
-                    for p0 in (0..depth).step_by(block) {
-                        let len = block.min(depth - p0);
-                        for (i, x) in v[..len].iter_mut().enumerate() {
-                            *x = values[at(l, p0 + i)];
-                        }
-                        let d = gpt2rt::q4::quantize_weights(&v[..len], &mut q[..len]);
-                        let d = f16_value(d.0);
-                        for (i, &qv) in q[..len].iter().enumerate() {
-                            values[at(l, p0 + i)] = qv as f32 * d;
-                        }
+                    for (p, x) in v.iter_mut().enumerate() {
+                        *x = values[at(l, p)];
+                    }
+                    let u = gpt2rt::q4::quantize_line(&v, &mut q, &mut s);
+                    for (p, &qv) in q.iter().enumerate() {
+                        let s = s[p / gpt2rt::q4::BLOCK] as i32;
+                        values[at(l, p)] = (qv as i32 * s) as f32 * u;
                     }
                 }
             }
@@ -417,6 +405,10 @@ mod tests {
         let mut v = vec![0.0f32; 2 * PANEL];
         (v[1], v[PANEL + 1], v[2]) = (-2.0, 1.0, 3.0); // (p, j): (0, 1), (1, 1), (0, 2)
         let (q, scales) = WeightFormat::Q8.encode_panels(&v, 2);
+        let scales: Vec<f32> = scales
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         assert_eq!((q.len(), scales.len()), (4 * PANEL, PANEL));
         assert_eq!((scales[1], scales[2]), (2.0 / 127.0, 3.0 / 127.0));
         assert_eq!(&q[4..8], &[1, 128 + 64, 128, 128]); // column 1: -127, 63.5 -> 64
@@ -440,7 +432,7 @@ mod tests {
 
     #[test]
     fn q4_panels_and_round_trip_agree_with_the_runtime() {
-        use gpt2rt::q4::{panel_index, scale_index, BLOCK};
+        use gpt2rt::q4::{panel_index, scale_index, unit_index, BLOCK};
         let (k, n) = (BLOCK + 5, 3); // a whole block and a short one
         let w: Vec<f32> = (0..k * n)
             .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
@@ -459,21 +451,25 @@ mod tests {
             for j in 0..n {
                 let (at, high) = panel_index(k, p, j);
                 let nib = if high { q[at] >> 4 } else { q[at] & 15 };
-                let d = scales[scale_index(k, p / BLOCK, j)];
-                assert_eq!((nib as i32 - 8) as f32 * d, rt[p * n + j], "({p}, {j})");
-                let step = d.abs();
+                let s = scales[scale_index(k, p / BLOCK, j)] as i8 as i32;
+                let u = f32::from_le_bytes(scales[unit_index(k, j)..][..4].try_into().unwrap());
+                assert_eq!(
+                    ((nib as i32 - 8) * s) as f32 * u,
+                    rt[p * n + j],
+                    "({p}, {j})"
+                );
+                let step = (s as f32 * u).abs();
                 assert!((rt[p * n + j] - w[p * n + j]).abs() <= step / 2.0 * 1.001);
             }
         }
         // Padding rows and columns are zero weights (nibble 8) with zero scales.
         assert_eq!(q[panel_index(k, 2 * BLOCK - 1, 0).0], 0x88);
-        assert_eq!(scales[scale_index(k, 0, PANEL - 1)], 0.0);
+        assert_eq!(scales[scale_index(k, 0, PANEL - 1)], 0);
+        assert_eq!(scales[unit_index(k, PANEL - 1)..][..4], [0; 4]);
         // A transposed table rounds its rows the same way.
         let mut t: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
         WeightFormat::Q4.round_trip(&mut t, n, k, true);
         assert!((0..n * k).all(|i| t[i] == rt[(i % k) * n + i / k]));
-        // Scales are stored as f16.
-        assert_eq!(WeightFormat::Q4.scale_bytes(&[1.0]), [0x00, 0x3c]);
         assert_eq!(WeightFormat::parse("q4"), Ok(WeightFormat::Q4));
     }
 }

@@ -543,7 +543,7 @@ fn write_blob(
                 drop(panels);
                 write(&mut w, wt.offset, &bytes)?;
                 if let Some(off) = wt.scales_offset {
-                    write(&mut w, off, &wt.format.scale_bytes(&scales))?;
+                    write(&mut w, off, &scales)?;
                 }
             }
         }
@@ -878,13 +878,13 @@ fn module_tokens(
                 Literal::usize_unsuffixed(so),
                 Literal::usize_unsuffixed(count),
             );
-            let (doc, st) = if ty == "f16" {
+            let (doc, st) = if ty == "u8" {
                 (
                     format!(
-                        " The f16 scale of each block of {} rows of each column of `{f}`'s panels.",
+                        " The scales of `{f}`'s panels, per panel the f32 unit of each column, then the int8 scale of each block of {} rows of each column.",
                         gpt2rt::q4::BLOCK
                     ),
-                    quote!(gpt2rt::elem::F16),
+                    quote!(u8),
                 )
             } else {
                 (

@@ -206,7 +206,7 @@ impl Plan {
             if let Some((count, ty)) = w.panels.and_then(|[k, n]| w.format.scales(k, n)) {
                 let off = at.div_ceil(BLOB_ALIGN) * BLOB_ALIGN;
                 w.scales_offset = Some(off);
-                at = off + count * if ty == "f16" { 2 } else { 4 };
+                at = off + count * if ty == "u8" { 1 } else { 4 };
             }
         }
         self.blob_bytes = at;
