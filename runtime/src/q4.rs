@@ -381,22 +381,29 @@ pub fn linear_on(
                 let wp = &w[g0 * panel_bytes..g1 * panel_bytes];
                 let sc = &scales[g0 * panel_scales..g1 * panel_scales];
                 let b = bias.map(|b| &b[c0..c1]);
-                for r in 0..m {
+                // SAFETY: row `r`'s columns `c0..c1` (inside `j0..j1`) are inside `y`
+                // (`r < m`, `c1 ≤ n`, `y` is m·n, checked above), only this task touches
+                // them (the ranges are disjoint), and `y` stays mutably borrowed until
+                // every task returns; each row's slice is taken once.
+                let out = |r: usize| {
                     debug_assert!(r < m && c1 <= n && j0 <= c0 && c1 <= j1);
-                    // SAFETY: row `r`'s columns `c0..c1` (inside `j0..j1`) are inside `y`
-                    // (`r < m`, `c1 ≤ n`, `y` is m·n, checked above), only this task
-                    // touches them (the ranges are disjoint), and `y` stays mutably
-                    // borrowed until every task returns.
-                    let out = unsafe {
-                        std::slice::from_raw_parts_mut(yp.get().add(r * n + c0), c1 - c0)
-                    };
+                    unsafe { std::slice::from_raw_parts_mut(yp.get().add(r * n + c0), c1 - c0) }
+                };
+                let mut r = 0;
+                while r < m {
                     match kernel {
                         // SAFETY: the CPU has AVX-512F, AVX-512BW and VNNI (`kernel`).
-                        Kernel::Vnni => unsafe { vnni_panel_row(row(r), wp, sc, b, out) },
+                        Kernel::Vnni if r + 1 < m => unsafe {
+                            vnni_panel_rows([row(r), row(r + 1)], wp, sc, b, [out(r), out(r + 1)]);
+                            r += 1;
+                        },
+                        // SAFETY: as above.
+                        Kernel::Vnni => unsafe { vnni_panel_row(row(r), wp, sc, b, out(r)) },
                         // SAFETY: the CPU has AVX2 and FMA (`kernel`).
-                        Kernel::Avx2 => unsafe { avx2_panel_row(row(r), wp, sc, b, out) },
-                        Kernel::Portable => portable_panel_row(row(r), wp, sc, b, out),
+                        Kernel::Avx2 => unsafe { avx2_panel_row(row(r), wp, sc, b, out(r)) },
+                        Kernel::Portable => portable_panel_row(row(r), wp, sc, b, out(r)),
                     }
+                    r += 1;
                 }
             });
             // SAFETY: as above: columns `j0..j1` of `y`'s m rows are this task's alone.
@@ -653,6 +660,120 @@ unsafe fn vnni_panel_row(a: Row, w: &[Q4], scales: &[u8], bias: Option<&[f32]>, 
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn vnni_panel_row(_: Row, _: &[Q4], _: &[u8], _: Option<&[f32]>, _: &mut [f32]) {
+    unreachable!("the VNNI kernel is x86_64-only")
+}
+
+/// `R` rows of `linear` with AVX-512 VNNI: per pair of quads and 16 columns, one 64-byte
+/// load gives both quads' unsigned weights, and `vpdpbusd` adds each column's four
+/// products with each row's signed activations to its 32-bit sum; the rows share the
+/// loads and the unpacking of the weights (a prompt's rows come two at a time). The
+/// integers are the AVX2 kernel's, scaled by the same f32 steps, so a row's bits do not
+/// depend on `R`.
+///
+/// # Safety
+/// The CPU has AVX-512F, AVX-512BW and VNNI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn vnni_panel_rows<const R: usize>(
+    a: [Row; R],
+    w: &[Q4],
+    scales: &[u8],
+    bias: Option<&[f32]>,
+    out: [&mut [f32]; R],
+) {
+    use std::arch::x86_64::*;
+    let mut panels = 0;
+    for (a, out) in a.iter().zip(&out) {
+        panels = check_panels(*a, w, scales, bias, out);
+    }
+    let kp = a[0].xq.len();
+    assert!(a.iter().all(|r| r.xq.len() == kp) && out.iter().all(|o| o.len() == out[0].len()));
+    let blocks = kp / BLOCK;
+    let low = _mm512_set1_epi8(0x0F);
+    for t in 0..panels {
+        let panel = &w[t * kp / 2 * NR..(t + 1) * kp / 2 * NR];
+        let (units, s) = panel_scales(scales, kp, t);
+        let mut sums = [[_mm512_setzero_ps(); NR / 16]; R];
+        for ab in 0..kp.div_ceil(QBLOCK) {
+            let mut iab = [[_mm512_setzero_si512(); NR / 16]; R];
+            for b in ab * PER_ABLOCK..((ab + 1) * PER_ABLOCK).min(blocks) {
+                // The low and the high quads' products in sums of their own, added at the
+                // end of the block (the same integers): two chains of `vpdpbusd` per
+                // vector instead of one twice as long. The low one starts at the block's
+                // offset, `−8 · Σ xq`.
+                let mut acc = [[_mm512_setzero_si512(); NR / 16]; R];
+                for (acc, a) in acc.iter_mut().zip(&a) {
+                    *acc = [_mm512_set1_epi32(-a.sums[b]); NR / 16];
+                }
+                let mut acc_hi = [[_mm512_setzero_si512(); NR / 16]; R];
+                for g in b * BLOCK / PAIR..(b + 1) * BLOCK / PAIR {
+                    let mut xlo = [_mm512_setzero_si512(); R];
+                    let mut xhi = [_mm512_setzero_si512(); R];
+                    for i in 0..R {
+                        // SAFETY: `a[i].xq` holds kp = blocks · BLOCK bytes; pair `g`
+                        // (8 bytes) of block `b < blocks` is in it.
+                        unsafe {
+                            let xp = a[i].xq.as_ptr().add(g * PAIR).cast::<i32>();
+                            xlo[i] = _mm512_set1_epi32(xp.read_unaligned());
+                            xhi[i] = _mm512_set1_epi32(xp.add(1).read_unaligned());
+                        }
+                    }
+                    let wg = &panel[g * 4 * NR..(g + 1) * 4 * NR];
+                    // The pair `PREFETCH` bytes ahead (past the end of the weights near the
+                    // last pairs: a prefetch never faults).
+                    let ahead = wg.as_ptr().wrapping_add(PREFETCH).cast::<i8>();
+                    for l in 0..3 {
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * l));
+                    }
+                    for c in 0..NR / 16 {
+                        // SAFETY: `wg` holds 4·NR = 3 × 64 bytes; chunk `c < 3` is in it.
+                        let v = unsafe { _mm512_loadu_si512(wg.as_ptr().add(64 * c).cast()) };
+                        let lo = _mm512_and_si512(v, low);
+                        let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+                        for i in 0..R {
+                            acc[i][c] = _mm512_dpbusd_epi32(acc[i][c], lo, xlo[i]);
+                            acc_hi[i][c] = _mm512_dpbusd_epi32(acc_hi[i][c], hi, xhi[i]);
+                        }
+                    }
+                }
+                let sb = &s[b * NR..(b + 1) * NR];
+                for c in 0..NR / 16 {
+                    // SAFETY: `sb` holds NR = 3 × 16 bytes; chunk `c < 3` is in it.
+                    let sv = _mm512_cvtepi8_epi32(unsafe {
+                        _mm_loadu_si128(sb.as_ptr().add(16 * c).cast())
+                    });
+                    for i in 0..R {
+                        let acc = _mm512_add_epi32(acc[i][c], acc_hi[i][c]);
+                        iab[i][c] = _mm512_add_epi32(iab[i][c], _mm512_mullo_epi32(sv, acc));
+                    }
+                }
+            }
+            for i in 0..R {
+                let xs = _mm512_set1_ps(a[i].scales[ab]);
+                for c in 0..NR / 16 {
+                    sums[i][c] = _mm512_fmadd_ps(xs, _mm512_cvtepi32_ps(iab[i][c]), sums[i][c]);
+                }
+            }
+        }
+        for i in 0..R {
+            let mut row = [0f32; NR];
+            for (c, &sum) in sums[i].iter().enumerate() {
+                // SAFETY: `row` holds NR = 3 × 16 floats and `c < 3`.
+                unsafe { _mm512_storeu_ps(row.as_mut_ptr().add(16 * c), sum) };
+            }
+            finish(&row, units, t, bias, &mut *out[i]);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn vnni_panel_rows<const R: usize>(
+    _: [Row; R],
+    _: &[Q4],
+    _: &[u8],
+    _: Option<&[f32]>,
+    _: [&mut [f32]; R],
+) {
     unreachable!("the VNNI kernel is x86_64-only")
 }
 
