@@ -39,11 +39,11 @@ const Q4_TOL: f64 = 2e-2;
 /// q4 against onnxruntime's f32 logits, relative to max(1, max |ref|), and the share of
 /// rows whose argmax agrees. 4 bits are coarse on the tiny fixture's random weights (no
 /// structure for the logits to stand out on): measured 0.29 at most (L = 64) and 176/247
-/// rows (71%) with q4_0's block scales, 190/247 (77%) with the least-squares ones
-/// (`gpt2rt::q4::quantize_weights`). What q4 costs on a trained model is `gpt2c accuracy`'s
-/// table in README.md.
-const Q4_F32_TOL: f64 = 0.4;
-const Q4_AGREE: f64 = 0.65;
+/// rows (71%) with q4_0's block scales, 190/247 (77%) with least-squares f16 scales per
+/// 32 rows, 0.18 and 198/247 (80%) with int8 scales per 16 rows (`gpt2rt::q4::quantize_line`).
+/// What q4 costs on a trained model is `gpt2c accuracy`'s table in README.md.
+const Q4_F32_TOL: f64 = 0.3;
+const Q4_AGREE: f64 = 0.75;
 
 /// (generated module, its format, its WEIGHT_FORMAT, max |logit − ORT| relative to
 /// max(1, max |ref|), minimum share of rows whose argmax agrees with ORT).
@@ -96,7 +96,7 @@ fn narrow_formats_compute_the_rounded_model_and_stay_close_to_f32() {
     for (run, format, stored, tol, agree_min) in cases() {
         assert_eq!(stored, format.name());
         let narrowed = gpt2c::codegen::narrowed(&fx.specialized, format);
-        let (mut rows, mut agree) = (0usize, 0usize);
+        let (mut rows, mut agree, mut farthest) = (0usize, 0usize, 0f64);
         for (i, case) in fx.manifest.cases.iter().enumerate() {
             // A batch case runs entry by entry (the code is specialized to B = 1); its
             // logits rows 0..len side by side are onnxruntime's [B, 1, L, V].
@@ -128,6 +128,7 @@ fn narrow_formats_compute_the_rounded_model_and_stay_close_to_f32() {
                 .iter()
                 .zip(&reference)
                 .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+            farthest = farthest.max((worst / scale) as f64);
             assert!(
                 (worst / scale) as f64 <= tol,
                 "tiny {} {} (L={len}): max |logit - onnxruntime| {worst} above {tol} x {scale}",
@@ -142,7 +143,7 @@ fn narrow_formats_compute_the_rounded_model_and_stay_close_to_f32() {
         }
         let share = agree as f64 / rows as f64;
         eprintln!(
-            "tiny {}: top-1 agreement with f32 {agree}/{rows}",
+            "tiny {}: top-1 agreement with f32 {agree}/{rows}, max |logit - onnxruntime| {farthest:.3} of the largest",
             format.name()
         );
         assert!(
