@@ -1098,7 +1098,7 @@ fn info() {
         "q8" if gpt2rt::q8::vnni() => ", int8 products with AVX-512 VNNI",
         "q8" => ", int8 products without VNNI",
         "q4" => &format!(
-            ", 4-bit weights (an f16 scale per {} rows) times int8 inputs, {}",
+            ", 4-bit weights (an int8 scale per {} rows, an f32 unit per column) times int8 inputs, {}",
             gpt2rt::q4::BLOCK,
             if gpt2rt::q8::vnni() {
                 "with AVX-512 VNNI"
