@@ -104,6 +104,15 @@ pub fn unit_index(k: usize, j: usize) -> usize {
     (j / NR) * panel_scales_len(k) + 4 * (j % NR)
 }
 
+/// `x` in steps of `d`, the nearest of −8..=7 (0 for `d = 0`): how every weight rounds.
+fn round(x: f32, d: f32) -> f32 {
+    if d == 0.0 {
+        0.0
+    } else {
+        (x / d).round().clamp(-8.0, 7.0)
+    }
+}
+
 /// The 4-bit values of one block of weights (at most `BLOCK` of them) into `q` (same
 /// length) and their scale `d` (an f16), `q = round(v / d)` in [−8, 7]: of the scales
 /// `m / −8` (ggml q4_0's, `m` the first value of largest magnitude) and
@@ -119,13 +128,6 @@ pub fn quantize_weights(v: &[f32], q: &mut [i8]) -> F16 {
         q.fill(0);
         return F16(0);
     }
-    let round = |x: f32, d: f32| {
-        if d == 0.0 {
-            0.0
-        } else {
-            (x / d).round().clamp(-8.0, 7.0)
-        }
-    };
     let error = |d: f32| {
         v.iter()
             .map(|&x| {
@@ -206,13 +208,6 @@ pub fn quantize_line(v: &[f32], q: &mut [i8], s: &mut [i8]) -> f32 {
         return 0.0;
     }
     let u = big / 127.0;
-    let round = |x: f32, d: f32| {
-        if d == 0.0 {
-            0.0
-        } else {
-            (x / d).round().clamp(-8.0, 7.0)
-        }
-    };
     for (((vb, qb), sb), db) in v
         .chunks(BLOCK)
         .zip(q.chunks_mut(BLOCK))
@@ -425,6 +420,11 @@ fn check_panels(a: Row, w: &[Q4], scales: &[u8], bias: Option<&[f32]>, out: &[f3
     panels
 }
 
+/// The f32 unit stored little-endian at byte `at` of a scale stream.
+pub fn unit(scales: &[u8], at: usize) -> f32 {
+    f32::from_le_bytes([scales[at], scales[at + 1], scales[at + 2], scales[at + 3]])
+}
+
 /// Panel `t`'s units (the first `4·NR` bytes of its scales) and its int8 block scales.
 #[inline(always)]
 fn panel_scales(scales: &[u8], kp: usize, t: usize) -> (&[u8], &[u8]) {
@@ -437,13 +437,7 @@ fn panel_scales(scales: &[u8], kp: usize, t: usize) -> (&[u8], &[u8]) {
 fn finish(sums: &[f32; NR], units: &[u8], t: usize, bias: Option<&[f32]>, out: &mut [f32]) {
     let end = ((t + 1) * NR).min(out.len());
     for (j, o) in out[t * NR..end].iter_mut().enumerate() {
-        let u = f32::from_le_bytes([
-            units[4 * j],
-            units[4 * j + 1],
-            units[4 * j + 2],
-            units[4 * j + 3],
-        ]);
-        let y = u * sums[j];
+        let y = unit(units, 4 * j) * sums[j];
         *o = match bias {
             Some(b) => y + b[t * NR + j],
             None => y,
@@ -580,6 +574,27 @@ unsafe fn avx2_panel_row(_: Row, _: &[Q4], _: &[u8], _: Option<&[f32]>, _: &mut 
     unreachable!("AVX2 is x86_64-only")
 }
 
+/// `finish` for the VNNI kernels: one panel's sums from three vectors of 16 columns.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn finish512(
+    sums: &[std::arch::x86_64::__m512; NR / 16],
+    units: &[u8],
+    t: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let mut row = [0f32; NR];
+    for (c, &sum) in sums.iter().enumerate() {
+        // SAFETY: `row` holds NR = 3 × 16 floats and `c < 3`.
+        unsafe { std::arch::x86_64::_mm512_storeu_ps(row.as_mut_ptr().add(16 * c), sum) };
+    }
+    finish(&row, units, t, bias, out);
+}
+
 /// One row of `linear` with AVX-512 VNNI: per pair of quads and 16 columns, one 64-byte
 /// load gives both quads' unsigned weights, and `vpdpbusd` adds each column's four
 /// products with the signed activations to its 32-bit sum. The integers are the AVX2
@@ -649,12 +664,8 @@ unsafe fn vnni_panel_row(a: Row, w: &[Q4], scales: &[u8], bias: Option<&[f32]>, 
                 *sum = _mm512_fmadd_ps(xs, _mm512_cvtepi32_ps(iab), *sum);
             }
         }
-        let mut row = [0f32; NR];
-        for (c, &sum) in sums.iter().enumerate() {
-            // SAFETY: `row` holds NR = 3 × 16 floats and `c < 3`.
-            unsafe { _mm512_storeu_ps(row.as_mut_ptr().add(16 * c), sum) };
-        }
-        finish(&row, units, t, bias, out);
+        // SAFETY: the CPU has AVX-512F (this function's contract).
+        unsafe { finish512(&sums, units, t, bias, out) };
     }
 }
 
@@ -756,12 +767,8 @@ unsafe fn vnni_panel_rows<const R: usize>(
             }
         }
         for i in 0..R {
-            let mut row = [0f32; NR];
-            for (c, &sum) in sums[i].iter().enumerate() {
-                // SAFETY: `row` holds NR = 3 × 16 floats and `c < 3`.
-                unsafe { _mm512_storeu_ps(row.as_mut_ptr().add(16 * c), sum) };
-            }
-            finish(&row, units, t, bias, &mut *out[i]);
+            // SAFETY: the CPU has AVX-512F (this function's contract).
+            unsafe { finish512(&sums[i], units, t, bias, &mut *out[i]) };
         }
     }
 }
@@ -782,8 +789,7 @@ unsafe fn vnni_panel_rows<const R: usize>(
 pub fn gather_row(w: &[Q4], scales: &[u8], rows: usize, width: usize, r: usize, out: &mut [f32]) {
     assert!(r < rows && out.len() == width && w.len() == panels_len(width, rows));
     assert_eq!(scales.len(), scales_len(width, rows));
-    let at = unit_index(width, r);
-    let u = f32::from_le_bytes([scales[at], scales[at + 1], scales[at + 2], scales[at + 3]]);
+    let u = unit(scales, unit_index(width, r));
     for (p, o) in out.iter_mut().enumerate() {
         let (at, high) = panel_index(width, p, r);
         let nibble = if high { w[at].0 >> 4 } else { w[at].0 & 15 };

@@ -452,7 +452,7 @@ mod tests {
                 let (at, high) = panel_index(k, p, j);
                 let nib = if high { q[at] >> 4 } else { q[at] & 15 };
                 let s = scales[scale_index(k, p / BLOCK, j)] as i8 as i32;
-                let u = f32::from_le_bytes(scales[unit_index(k, j)..][..4].try_into().unwrap());
+                let u = gpt2rt::q4::unit(&scales, unit_index(k, j));
                 assert_eq!(
                     ((nib as i32 - 8) * s) as f32 * u,
                     rt[p * n + j],
