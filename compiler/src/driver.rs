@@ -117,6 +117,7 @@ pub fn compile_bytes_as(
     let mut hasher = Sha256::new();
     for chunk in data.chunks(4 << 20) {
         hasher.update(chunk);
+        crate::mapped::release(chunk);
         crate::progress::advance(chunk.len() as u64);
     }
     let sha: String = hasher
@@ -188,6 +189,8 @@ pub fn compile_bytes_as(
             None => String::new(),
         },
     };
+    // What the passes read (weights compared, constants folded) is not needed in memory.
+    crate::mapped::release_all();
     crate::progress::stage("codegen", None);
     let (source, summary) = codegen::generate(&specialized, &opts, weights_dir)?;
     Ok((

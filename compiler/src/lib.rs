@@ -5,9 +5,10 @@
 //! (static shapes, constant folding) → `passes::simplify`. `interp` evaluates a graph at any
 //! stage and is the oracle the tests compare everything against.
 //!
-//! Layers, each importing only those before it: `error` → `tensor` (DType, Tensor) → `attrs`
-//! (format-free node attributes) → `ops` → `ir` (the graph of ops) → `onnx` (the only module
-//! that knows protobuf) and the passes, code generation and drivers above them.
+//! Layers, each importing only those before it: `error` → `mapped` (files as memory) →
+//! `tensor` (DType, Tensor) → `attrs` (format-free node attributes) → `ops` → `ir` (the graph
+//! of ops) → `onnx` (the only module that knows protobuf) and the passes, code generation and
+//! drivers above them.
 
 pub mod accuracy;
 pub mod attrs;
@@ -20,6 +21,7 @@ pub mod gpt2;
 pub mod inspect;
 pub mod interp;
 pub mod ir;
+pub mod mapped;
 pub mod model_path;
 pub mod onnx;
 pub mod ops;

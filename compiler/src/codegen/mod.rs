@@ -547,6 +547,8 @@ fn write_blob(
                 }
             }
         }
+        // The last read of this weight: its pages of the model file can go.
+        wt.tensor.release_pages();
     }
     write(&mut w, plan.blob_bytes, &[])?;
     let symbol = symbol_of(hash.finish());

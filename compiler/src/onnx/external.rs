@@ -14,10 +14,10 @@
 //! are followed; it must be a regular file; the byte range must lie inside it and be exactly
 //! the tensor's size. Anything else is an `Error::ExternalData` naming the tensor.
 
-use super::mapped::map_file;
 use super::proto::{AttributeProto, GraphProto, ModelProto, TensorProto};
 use crate::error::{Error, Result};
 use crate::ir::DType;
+use crate::mapped::map_file;
 use bytes::Bytes;
 use std::path::{Component, Path, PathBuf};
 

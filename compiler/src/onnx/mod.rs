@@ -1,6 +1,6 @@
 //! ONNX loading: file → `ModelProto` (prost, zero-copy) → IR `Graph`.
 //!
-//! The model file is mapped into memory, not read (`mapped`); tensor `raw_data` fields are
+//! The model file is mapped into memory, not read (`crate::mapped`); tensor `raw_data` fields are
 //! slices of the mapping, and tensors kept in external-data files (`external`) become slices
 //! of those files' mappings, so the weights are never copied while loading. Import checks
 //! what the IR relies on (a graph, a default-domain opset, every name defined, topological
@@ -8,7 +8,6 @@
 
 pub mod external;
 pub mod inline;
-pub mod mapped;
 pub mod proto;
 
 use crate::attrs::{Attr, AttrValue, Attrs, Untyped};
@@ -49,7 +48,7 @@ pub fn load_files(path: &Path) -> Result<Loaded> {
 
 /// Maps the model file `path` (an `Error::Io` naming it when that fails).
 pub fn map_model(path: &Path) -> Result<Bytes> {
-    mapped::map_file(path).map_err(|source| Error::Io {
+    crate::mapped::map_file(path).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
     })

@@ -235,6 +235,17 @@ fn zip<T: crate::tensor::Elem, U: crate::tensor::Elem, R: crate::tensor::Elem>(
     f: impl Fn(T, U) -> OpResult<R>,
 ) -> OpResult<Tensor> {
     let (av, bv) = (a.to_vec::<T>()?, b.to_vec::<U>()?);
+    // Operands of the output's shape, or single values, need no offset tables: the common
+    // case, and it is most of what compile-time probes and the interpreter spend.
+    let n: usize = out.iter().product();
+    let at = |v: &[T], i: usize| if v.len() == 1 { v[0] } else { v[i] };
+    if (av.len() == n || av.len() == 1) && (bv.len() == n || bv.len() == 1) {
+        let bt = |v: &[U], i: usize| if v.len() == 1 { v[0] } else { v[i] };
+        let v = (0..n)
+            .map(|i| f(at(&av, i), bt(&bv, i)))
+            .collect::<OpResult<Vec<R>>>()?;
+        return Ok(Tensor::from_vec(out.to_vec(), v));
+    }
     let (ao, bo) = (
         broadcast_offsets(a.shape(), out),
         broadcast_offsets(b.shape(), out),

@@ -24,28 +24,56 @@ use crate::error::Result;
 use crate::ir::{Graph, Node, Tensor, TensorType, ValueId};
 use crate::ops::attention::Attention;
 use crate::ops::{BinaryOp, Op};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 /// The attention fusion pass (see the module docs).
 pub struct FuseAttention;
 
-/// The value of `v` if it is a constant or computed from constants only.
-fn const_value(g: &Graph, producers: &HashMap<ValueId, usize>, v: ValueId) -> Option<Tensor> {
-    if let Some(t) = g.konst(v) {
-        return Some(t.clone());
+/// Values computed from constants only, each evaluated once per attention block: the mask
+/// chain is probed twice at full context, and each probe reads the same constants.
+struct Consts<'g> {
+    g: &'g Graph,
+    producers: &'g HashMap<ValueId, usize>,
+    memo: RefCell<HashMap<ValueId, Option<Tensor>>>,
+}
+
+impl<'g> Consts<'g> {
+    fn new(g: &'g Graph, producers: &'g HashMap<ValueId, usize>) -> Self {
+        Consts {
+            g,
+            producers,
+            memo: RefCell::new(HashMap::new()),
+        }
     }
-    let node = &g.nodes[*producers.get(&v)?];
-    let mut ins: Vec<Option<Tensor>> = Vec::with_capacity(node.inputs.len());
-    for i in &node.inputs {
-        ins.push(match i {
-            None => None,
-            Some(i) => Some(const_value(g, producers, *i)?),
-        });
+
+    /// The value of `v` if it is a constant or computed from constants only.
+    fn value(&self, v: ValueId) -> Option<Tensor> {
+        if let Some(t) = self.g.konst(v) {
+            return Some(t.clone());
+        }
+        if let Some(known) = self.memo.borrow().get(&v) {
+            return known.clone();
+        }
+        let t = self.compute(v);
+        self.memo.borrow_mut().insert(v, t.clone());
+        t
     }
-    let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.as_ref()).collect();
-    let outs = node.op.eval(&refs).ok()?;
-    let k = node.outputs.iter().position(|&o| o == v)?;
-    outs.into_iter().nth(k)
+
+    fn compute(&self, v: ValueId) -> Option<Tensor> {
+        let node = &self.g.nodes[*self.producers.get(&v)?];
+        let mut ins: Vec<Option<Tensor>> = Vec::with_capacity(node.inputs.len());
+        for i in &node.inputs {
+            ins.push(match i {
+                None => None,
+                Some(i) => Some(self.value(*i)?),
+            });
+        }
+        let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.as_ref()).collect();
+        let outs = node.op.eval(&refs).ok()?;
+        let k = node.outputs.iter().position(|&o| o == v)?;
+        outs.into_iter().nth(k)
+    }
 }
 
 struct Match {
@@ -79,12 +107,7 @@ fn scaled_by(g: &Graph, n: &Node) -> Option<(ValueId, f32)> {
 
 /// Runs the mask chain (nodes in graph order, each with one non-constant operand, the
 /// previous node's output) on `x`.
-fn run_chain(
-    g: &Graph,
-    producers: &HashMap<ValueId, usize>,
-    chain: &[(usize, ValueId)],
-    x: Tensor,
-) -> Option<Tensor> {
+fn run_chain(g: &Graph, consts: &Consts, chain: &[(usize, ValueId)], x: Tensor) -> Option<Tensor> {
     let mut cur = x;
     for &(ni, input) in chain {
         let n = &g.nodes[ni];
@@ -92,7 +115,7 @@ fn run_chain(
         for i in &n.inputs {
             ins.push(match i {
                 Some(v) if *v == input => Some(cur.clone()),
-                Some(v) => Some(const_value(g, producers, *v)?),
+                Some(v) => Some(consts.value(*v)?),
                 None => None,
             });
         }
@@ -106,7 +129,7 @@ fn run_chain(
 /// `[lq, lk]` score matrix (for every batch and head: the probe must keep its shape).
 fn causal_mask_value(
     g: &Graph,
-    producers: &HashMap<ValueId, usize>,
+    consts: &Consts,
     chain: &[(usize, ValueId)],
     lq: usize,
     lk: usize,
@@ -117,12 +140,7 @@ fn causal_mask_value(
     let shape = vec![1, 1, lq, lk];
     let probe = |f: &dyn Fn(usize) -> f32| -> Option<(Vec<f32>, Vec<f32>)> {
         let x: Vec<f32> = (0..lq * lk).map(f).collect();
-        let y = run_chain(
-            g,
-            producers,
-            chain,
-            Tensor::from_vec(shape.clone(), x.clone()),
-        )?;
+        let y = run_chain(g, consts, chain, Tensor::from_vec(shape.clone(), x.clone()))?;
         (y.shape() == &shape[..]).then_some(())?;
         Some((x, y.to_vec::<f32>().ok()?))
     };
@@ -153,6 +171,7 @@ fn causal_mask_value(
 fn match_at(
     g: &Graph,
     producers: &HashMap<ValueId, usize>,
+    consts: &Consts,
     uses: &[usize],
     users: &HashMap<ValueId, Vec<usize>>,
     softmax: usize,
@@ -186,7 +205,7 @@ fn match_at(
             .iter()
             .flatten()
             .copied()
-            .filter(|&v| const_value(g, producers, v).is_none())
+            .filter(|&v| consts.value(v).is_none())
             .collect();
         let [input] = live[..] else { break };
         // A scalar Mul right after the product is the scale, not the mask.
@@ -244,7 +263,7 @@ fn match_at(
         if let (Some(a), Some(w)) = (isnan, sel) {
             let (an, wn) = (&g.nodes[a], &g.nodes[w]);
             let zero = wn.inputs[1]
-                .and_then(|v| const_value(g, producers, v))
+                .and_then(|v| consts.value(v))
                 .is_some_and(|t| t.numel() == 1);
             if wn.inputs[0] == Some(an.outputs[0])
                 && wn.inputs[2] == Some(p_out)
@@ -277,7 +296,7 @@ fn match_at(
             "q, kᵀ, v have shapes {qs:?}, {ks:?}, {vs:?}; expected rank 4"
         ));
     }
-    let masked = causal_mask_value(g, producers, &chain, qs[2], ks[3]).ok_or_else(|| {
+    let masked = causal_mask_value(g, consts, &chain, qs[2], ks[3]).ok_or_else(|| {
         let names: Vec<&str> = chain.iter().map(|&(i, _)| g.nodes[i].name.as_str()).collect();
         format!(
             "the mask chain {names:?} does not keep exactly the causal scores (key j ≤ query i) and set the rest to one constant ≤ −1e4"
@@ -317,7 +336,9 @@ impl Pass for FuseAttention {
         let mut missed: Vec<String> = Vec::new();
         for i in 0..g.nodes.len() {
             if matches!(g.nodes[i].op, Op::Softmax { .. }) {
-                match match_at(g, &producers, &uses, &users, i) {
+                // One memo per block: the constants of one layer are not another's.
+                let consts = Consts::new(g, &producers);
+                match match_at(g, &producers, &consts, &uses, &users, i) {
                     Ok(m) => matches.push(m),
                     Err(why) => missed.push(format!("'{}': {why}", g.nodes[i].name)),
                 }

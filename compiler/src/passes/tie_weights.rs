@@ -24,11 +24,15 @@ fn is_transpose(a: &crate::ir::Tensor, b: &crate::ir::Tensor) -> bool {
         return false;
     }
     let (ab, bb) = (a.bytes(), b.bytes());
-    (0..r).all(|i| {
+    let same = (0..r).all(|i| {
         (0..c).all(|j| {
             ab[(i * c + j) * 4..(i * c + j) * 4 + 4] == bb[(j * r + i) * 4..(j * r + i) * 4 + 4]
         })
-    })
+    });
+    // Both tables were read whole (gpt2-xl: 2 × 320 MB); codegen reads them again later.
+    a.release_pages();
+    b.release_pages();
+    same
 }
 
 impl Pass for TieWeights {

@@ -152,6 +152,12 @@ impl Tensor {
     pub fn bytes(&self) -> &Bytes {
         &self.data
     }
+    /// Says the compiler is done reading the elements for now: if they are bytes of a mapped
+    /// model file, their resident pages are dropped (`crate::mapped::release`). They stay
+    /// readable.
+    pub fn release_pages(&self) {
+        crate::mapped::release(&self.data);
+    }
     /// Size of the data in bytes.
     pub fn byte_len(&self) -> usize {
         self.data.len()
