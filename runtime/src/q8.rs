@@ -496,6 +496,9 @@ unsafe fn avx2_panel_row(
 /// second, from L2, leaves the memory idle.
 const QMR: usize = 8;
 
+/// Panels one row's product reads at once (see `vnni_columns`).
+const STREAMS: usize = 2;
+
 /// Rows whose f32 sums stay in registers in the VNNI micro-kernel.
 const REG_ROWS: usize = 4;
 
@@ -518,12 +521,13 @@ unsafe fn vnni_columns(
     p1: usize,
 ) {
     let kp = a.kp;
-    crate::linear::for_each_tile(m, n, p0, p1, QMR, kp * NR, |i0, rows, t, col, cols| {
+    let tile = |i0: usize, t: usize| {
+        let col = t * NR;
+        let cols = (n - col).min(NR);
         debug_assert!((t + 1) * kp * NR <= w.len() && (t + 1) * NR <= scales.len());
         debug_assert!(bias.is_none_or(|b| col + cols <= b.len()));
-        debug_assert!((i0 + rows) * kp <= a.xq.len());
-        debug_assert!((i0 + rows) * a.blocks <= a.scales.len());
-        let tile = Tile {
+        debug_assert!(i0 * kp < a.xq.len() && i0 * a.blocks < a.scales.len());
+        Tile {
             xq: a.xq[i0 * kp..].as_ptr(),
             scales: a.scales[i0 * a.blocks..].as_ptr(),
             offsets: a.offsets[i0 * a.blocks..].as_ptr(),
@@ -536,7 +540,37 @@ unsafe fn vnni_columns(
             y: unsafe { y.add(i0 * n + col) },
             ldy: n,
             cols,
-        };
+        }
+    };
+    if m == 1 {
+        // One row (a decoding step) reads its panels from STREAMS places at once: panel i
+        // of each of STREAMS equal parts of the range. One core's single stream does not
+        // reach the memory bandwidth on every CPU (Intel's server parts: about 2/3 of it);
+        // several do. Each panel's sums are those of `vnni_tile::<1>`, bit for bit.
+        let part = (p1 - p0).div_ceil(STREAMS);
+        for i in 0..part {
+            let mut ts = [0; STREAMS];
+            for (j, t) in ts.iter_mut().enumerate() {
+                *t = p0 + j * part + i;
+            }
+            // SAFETY: row 0 of `a` and `y`, panels `ts` (those below `p1`), their scales
+            // and columns are in bounds and this task's (as for the tiles below).
+            unsafe {
+                if ts[STREAMS - 1] < p1 {
+                    vnni_row_panels(ts.map(|t| tile(0, t)));
+                } else {
+                    for &t in ts.iter().filter(|&&t| t < p1) {
+                        vnni_tile::<1>(tile(0, t));
+                    }
+                }
+            }
+        }
+        return;
+    }
+    crate::linear::for_each_tile(m, n, p0, p1, QMR, kp * NR, |i0, rows, t, _, _| {
+        debug_assert!((i0 + rows) * kp <= a.xq.len());
+        debug_assert!((i0 + rows) * a.blocks <= a.scales.len());
+        let tile = tile(i0, t);
         // SAFETY: rows `i0..i0 + rows` of `a` and `y`, panel `t`, its scales and
         // `cols ≤ NR` columns of bias and `y` are in bounds (checked above); the
         // columns are this task's (caller); the CPU has VNNI (caller).
@@ -644,6 +678,58 @@ unsafe fn vnni_tile<const R: usize>(t: Tile) {
     unsafe { write_scaled(&t, R, |i, v| sums[i][v]) }
 }
 
+/// One row × `STREAMS` panels, each as `vnni_tile::<1>` computes it (the same sums in the
+/// same order), their weights loaded side by side: `STREAMS` streams from memory.
+///
+/// # Safety
+/// As `vnni_tile::<1>` for each tile; the tiles share their row (`xq`, `scales`, `offsets`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn vnni_row_panels(ts: [Tile; STREAMS]) {
+    use std::arch::x86_64::*;
+    let t = &ts[0];
+    debug_assert!(ts
+        .iter()
+        .all(|u| u.xq == t.xq && (1..=NR).contains(&u.cols)));
+    debug_assert!(t.kp.is_multiple_of(4));
+    let mut sums = [[_mm512_setzero_ps(); 3]; STREAMS];
+    for b in 0..t.blocks {
+        let (q0, q1) = (b * QBLOCK / 4, ((b + 1) * QBLOCK).min(t.kp) / 4);
+        let mut acc = [[_mm512_setzero_si512(); 3]; STREAMS];
+        for q in q0..q1 {
+            // SAFETY: quad `q < kp / 4` of each panel is `4·NR` = 3 × 64 bytes at `q·4·NR`;
+            // the row has `kp` bytes, of which `4q..4q + 4` (caller).
+            unsafe {
+                let xb = _mm512_set1_epi32(t.xq.add(4 * q).cast::<i32>().read_unaligned());
+                for (u, acc) in ts.iter().zip(acc.iter_mut()) {
+                    let wq = u.w.add(q * 4 * NR);
+                    acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_loadu_si512(wq.cast()), xb);
+                    acc[1] = _mm512_dpbusd_epi32(acc[1], _mm512_loadu_si512(wq.add(64).cast()), xb);
+                    acc[2] =
+                        _mm512_dpbusd_epi32(acc[2], _mm512_loadu_si512(wq.add(128).cast()), xb);
+                }
+            }
+        }
+        // SAFETY: block `b < blocks` of the row (caller).
+        let (s, o) = unsafe {
+            (
+                _mm512_set1_ps(*t.scales.add(b)),
+                _mm512_set1_epi32(*t.offsets.add(b)),
+            )
+        };
+        for (sums, acc) in sums.iter_mut().zip(&acc) {
+            for (sum, &a) in sums.iter_mut().zip(acc) {
+                *sum = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_sub_epi32(a, o)), *sum);
+            }
+        }
+    }
+    for (u, sums) in ts.iter().zip(&sums) {
+        // SAFETY: each tile has `cols` scales, bias elements (or none) and writable
+        // outputs in its row (caller).
+        unsafe { write_scaled(u, 1, |_, v| sums[v]) }
+    }
+}
+
 /// `y = sw ⊙ sum + bias` (or `sw ⊙ sum`) for `rows` rows of a tile, the last step of both
 /// int8 kernels (`sum(i, v)`: row i's vector v of f32 sums, columns `16v..16v + 16`).
 /// Inlined into each kernel, so it is compiled with the kernel's target features.
@@ -687,6 +773,11 @@ unsafe fn write_scaled(
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn vnni_tile<const R: usize>(_: Tile) {
+    unreachable!("the VNNI kernel is x86_64-only")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn vnni_row_panels(_: [Tile; STREAMS]) {
     unreachable!("the VNNI kernel is x86_64-only")
 }
 
@@ -1017,6 +1108,10 @@ mod tests {
             (8, 200, 96),
             (15, 64, 49),
             (1, 3072, 50),
+            // One row: panels in pairs from the two halves of each thread's range, and
+            // one left over.
+            (1, 256, 480),
+            (1, 64, 1000),
             // Where the CPU has AMX: one partial tile of rows, several, a ragged panel.
             (16, 768, 48),
             (33, 128, 97),

@@ -42,7 +42,10 @@ impl Pod for crate::elem::Q4 {}
 
 /// Reads `x` once on every thread (each its share, as whole 8-byte words: the bytes at
 /// either end that do not fill an aligned word are skipped) and returns the words' wrapping
-/// sum. A plain streaming read: the memory floor benchmarks hold a pass over weights to.
+/// sum. The memory floor benchmarks hold a pass over weights to, so it reads as fast as
+/// this code knows how: each thread reads its share as `READ_STREAMS` interleaved streams.
+/// One stream per core reaches only about 2/3 of the bandwidth on Intel's server parts
+/// (measured on a 2-core Xeon with AMX: 18.9 against 30.3 GB/s).
 pub fn read_through<T: Pod>(x: &[T]) -> u64 {
     // SAFETY: a `Pod` slice has no padding, so every byte is initialized, and any eight
     // of them are a valid u64; `align_to` hands out only whole, aligned words.
@@ -52,17 +55,29 @@ pub fn read_through<T: Pod>(x: &[T]) -> u64 {
     let mut sums = vec![0u64; threads];
     crate::for_each_part(&mut sums, 1, |i, s| {
         let part = &words[(i * chunk).min(words.len())..((i + 1) * chunk).min(words.len())];
-        // Sixteen independent sums, so the loop is loads and vector adds.
-        let mut acc = [0u64; 16];
-        for c in part.chunks_exact(16) {
-            for (a, &w) in acc.iter_mut().zip(c) {
-                *a = a.wrapping_add(w);
+        let len = part.len() / READ_STREAMS / 8 * 8;
+        // Eight independent sums per stream, so the loop is loads and vector adds.
+        let mut acc = [[0u64; 8]; READ_STREAMS];
+        for at in (0..len).step_by(8) {
+            for (st, acc) in acc.iter_mut().enumerate() {
+                let c = &part[st * len + at..st * len + at + 8];
+                for (a, &w) in acc.iter_mut().zip(c) {
+                    *a = a.wrapping_add(w);
+                }
             }
         }
-        s[0] = acc.iter().fold(0, |t, &a| t.wrapping_add(a));
+        let rest = part[READ_STREAMS * len..].iter();
+        s[0] = acc
+            .iter()
+            .flatten()
+            .chain(rest)
+            .fold(0, |t, &a| t.wrapping_add(a));
     });
     sums.iter().fold(0, |t, &s| t.wrapping_add(s))
 }
+
+/// Streams each thread of `read_through` reads at once.
+const READ_STREAMS: usize = 4;
 
 /// Embeds a weight object in the binary and defines `$vis fn $name() -> &'static [u8]`.
 ///
