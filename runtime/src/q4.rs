@@ -598,49 +598,80 @@ unsafe fn finish512(
 /// One row of `linear` with AVX-512 VNNI: per pair of quads and 16 columns, one 64-byte
 /// load gives both quads' unsigned weights, and `vpdpbusd` adds each column's four
 /// products with the signed activations to its 32-bit sum. The integers are the AVX2
-/// kernel's, scaled by the same f32 steps.
+/// kernel's, scaled by the same f32 steps. Panel i of each half of the group runs side by
+/// side with its partner (`vnni_row_panels::<2>`): two streams from memory, which one core
+/// needs on some CPUs to reach the bandwidth (see `q8::vnni_columns`).
 ///
 /// # Safety
 /// The CPU has AVX-512F, AVX-512BW and VNNI.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn vnni_panel_row(a: Row, w: &[Q4], scales: &[u8], bias: Option<&[f32]>, out: &mut [f32]) {
-    use std::arch::x86_64::*;
     let panels = check_panels(a, w, scales, bias, out);
+    let half = panels.div_ceil(2);
+    for t in 0..half {
+        // SAFETY: panels `t` and `t + half` (when below `panels`) are in `w`, `scales` and
+        // `out` (checked above); the CPU has VNNI (this function's contract).
+        unsafe {
+            if t + half < panels {
+                vnni_row_panels(a, w, scales, bias, out, [t, t + half]);
+            } else {
+                vnni_row_panels(a, w, scales, bias, out, [t]);
+            }
+        }
+    }
+}
+
+/// Panels `ts` of one row of `linear` (see `vnni_panel_row`), their weights loaded side by
+/// side; each panel's integers and f32 steps are the same whatever its partner.
+///
+/// # Safety
+/// The CPU has AVX-512F, AVX-512BW and VNNI; `check_panels` passed for these operands and
+/// every panel in `ts` is below its count.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn vnni_row_panels<const P: usize>(
+    a: Row,
+    w: &[Q4],
+    scales: &[u8],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    ts: [usize; P],
+) {
+    use std::arch::x86_64::*;
     let kp = a.xq.len();
     let blocks = kp / BLOCK;
     let low = _mm512_set1_epi8(0x0F);
-    for t in 0..panels {
-        let panel = &w[t * kp / 2 * NR..(t + 1) * kp / 2 * NR];
-        let (units, s) = panel_scales(scales, kp, t);
-        let mut sums = [_mm512_setzero_ps(); NR / 16];
-        for (ab, &xs) in a.scales.iter().enumerate() {
-            let mut iab = [_mm512_setzero_si512(); NR / 16];
-            for b in ab * PER_ABLOCK..((ab + 1) * PER_ABLOCK).min(blocks) {
-                // The low and the high quads' products in sums of their own, added at the
-                // end of the block (the same integers): two chains of `vpdpbusd` per
-                // vector instead of one twice as long. The low one starts at the block's
-                // offset, `−8 · Σ xq`.
-                let mut acc = [_mm512_set1_epi32(-a.sums[b]); NR / 16];
-                let mut acc_hi = [_mm512_setzero_si512(); NR / 16];
-                for g in b * BLOCK / PAIR..(b + 1) * BLOCK / PAIR {
-                    // SAFETY: `a.xq` holds kp = blocks · BLOCK bytes; pair `g` (8 bytes)
-                    // of block `b < blocks` is in it.
-                    let (xlo, xhi) = unsafe {
-                        let xp = a.xq.as_ptr().add(g * PAIR).cast::<i32>();
-                        (
-                            _mm512_set1_epi32(xp.read_unaligned()),
-                            _mm512_set1_epi32(xp.add(1).read_unaligned()),
-                        )
-                    };
-                    let wg = &panel[g * 4 * NR..(g + 1) * 4 * NR];
-                    // The pair `PREFETCH` bytes ahead (past the end of the weights near the
-                    // last pairs: a prefetch never faults).
+    let mut sums = [[_mm512_setzero_ps(); NR / 16]; P];
+    for (ab, &xs) in a.scales.iter().enumerate() {
+        let mut iab = [[_mm512_setzero_si512(); NR / 16]; P];
+        for b in ab * PER_ABLOCK..((ab + 1) * PER_ABLOCK).min(blocks) {
+            // The low and the high quads' products in sums of their own, added at the end
+            // of the block (the same integers): two chains of `vpdpbusd` per vector
+            // instead of one twice as long. The low one starts at the block's offset,
+            // `−8 · Σ xq`.
+            let mut acc = [[_mm512_set1_epi32(-a.sums[b]); NR / 16]; P];
+            let mut acc_hi = [[_mm512_setzero_si512(); NR / 16]; P];
+            for g in b * BLOCK / PAIR..(b + 1) * BLOCK / PAIR {
+                // SAFETY: `a.xq` holds kp = blocks · BLOCK bytes; pair `g` (8 bytes) of
+                // block `b < blocks` is in it.
+                let (xlo, xhi) = unsafe {
+                    let xp = a.xq.as_ptr().add(g * PAIR).cast::<i32>();
+                    (
+                        _mm512_set1_epi32(xp.read_unaligned()),
+                        _mm512_set1_epi32(xp.add(1).read_unaligned()),
+                    )
+                };
+                for ((&t, acc), acc_hi) in ts.iter().zip(&mut acc).zip(&mut acc_hi) {
+                    let at = t * kp / 2 * NR + g * 4 * NR;
+                    let wg = &w[at..at + 4 * NR];
+                    // The pair `PREFETCH` bytes ahead (past the end of the weights near
+                    // the last pairs: a prefetch never faults).
                     let ahead = wg.as_ptr().wrapping_add(PREFETCH).cast::<i8>();
                     for l in 0..3 {
                         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * l));
                     }
-                    for (c, (acc, acc_hi)) in acc.iter_mut().zip(&mut acc_hi).enumerate() {
+                    for (c, (acc, acc_hi)) in acc.iter_mut().zip(acc_hi).enumerate() {
                         // SAFETY: `wg` holds 4·NR = 3 × 64 bytes; chunk `c < 3` is in it.
                         let v = unsafe { _mm512_loadu_si512(wg.as_ptr().add(64 * c).cast()) };
                         let lo = _mm512_and_si512(v, low);
@@ -649,8 +680,11 @@ unsafe fn vnni_panel_row(a: Row, w: &[Q4], scales: &[u8], bias: Option<&[f32]>, 
                         *acc_hi = _mm512_dpbusd_epi32(*acc_hi, hi, xhi);
                     }
                 }
+            }
+            for (((&t, iab), acc), acc_hi) in ts.iter().zip(&mut iab).zip(&acc).zip(&acc_hi) {
+                let (_, s) = panel_scales(scales, kp, t);
                 let sb = &s[b * NR..(b + 1) * NR];
-                for (c, ((iab, &acc), &hi)) in iab.iter_mut().zip(&acc).zip(&acc_hi).enumerate() {
+                for (c, ((iab, &acc), &hi)) in iab.iter_mut().zip(acc).zip(acc_hi).enumerate() {
                     // SAFETY: `sb` holds NR = 3 × 16 bytes; chunk `c < 3` is in it.
                     let sv = _mm512_cvtepi8_epi32(unsafe {
                         _mm_loadu_si128(sb.as_ptr().add(16 * c).cast())
@@ -659,13 +693,18 @@ unsafe fn vnni_panel_row(a: Row, w: &[Q4], scales: &[u8], bias: Option<&[f32]>, 
                     *iab = _mm512_add_epi32(*iab, _mm512_mullo_epi32(sv, acc));
                 }
             }
-            let xs = _mm512_set1_ps(xs);
-            for (sum, &iab) in sums.iter_mut().zip(&iab) {
+        }
+        let xs = _mm512_set1_ps(xs);
+        for (sums, iab) in sums.iter_mut().zip(&iab) {
+            for (sum, &iab) in sums.iter_mut().zip(iab) {
                 *sum = _mm512_fmadd_ps(xs, _mm512_cvtepi32_ps(iab), *sum);
             }
         }
+    }
+    for (&t, sums) in ts.iter().zip(&sums) {
+        let (units, _) = panel_scales(scales, kp, t);
         // SAFETY: the CPU has AVX-512F (this function's contract).
-        unsafe { finish512(&sums, units, t, bias, out) };
+        unsafe { finish512(sums, units, t, bias, out) };
     }
 }
 
@@ -1069,6 +1108,9 @@ mod tests {
             (5, 130, 97),
             (9, 64, 200),
             (1, 3072, 50),
+            // One row: panels in pairs from the two halves of a group, and one left over.
+            (1, 256, 480),
+            (1, 64, 1000),
         ] {
             let mut x = rand_vec(m * k, &mut seed);
             if let Some(v) = x.first_mut() {
