@@ -420,21 +420,68 @@ unsafe fn columns<E: PanelElem>(
         // of depth block by depth block across the panels (which jumped between panels every
         // KC rows and read the weights of large models at two thirds of the speed). The
         // arithmetic is the same: each block's sums added to `C` in depth order.
-        for t in j0 / NR..j1.div_ceil(NR) {
-            let panel = &w[t * rows * NR..];
-            for kb in (0..k).step_by(KC) {
-                let from = &panel[kb * NR..];
-                tile(
-                    0,
-                    kb,
-                    (k - kb).min(KC),
-                    from.as_ptr(),
-                    from.len(),
-                    0,
-                    t * NR,
-                    j1 - t * NR,
-                    0,
-                );
+        let (t0, t1) = (j0 / NR, j1.div_ceil(NR));
+        let full = |t: usize| (t + 1) * NR <= j1;
+        // One row (a decoding step) reads two panels at once, panel i of each half of the
+        // range: one core's single stream does not reach the memory's bandwidth on every
+        // CPU (see `q8::vnni_columns`). The sums are `tile`'s, bit for bit.
+        let half = if m == 1 {
+            (t1 - t0).div_ceil(2)
+        } else {
+            t1 - t0
+        };
+        for t in t0..t0 + half {
+            let u = t + half;
+            if u < t1 && full(t) && full(u) {
+                for kb in (0..k).step_by(KC) {
+                    let first = kb == 0;
+                    let side = |t: usize| {
+                        let from = &w[t * rows * NR + kb * NR..];
+                        debug_assert!(from.len() >= (k - kb).min(KC) * NR);
+                        let bias = match out.bias {
+                            Some(bv) if first => bv[t * NR..].as_ptr(),
+                            _ => std::ptr::null(),
+                        };
+                        let beta = if first { out.beta } else { 1.0 };
+                        // SAFETY: column `t·NR` of row 0 is inside `c` (`(t + 1)·NR ≤ j1 ≤ n`).
+                        let ct = unsafe { c.add(t * NR) };
+                        (from.as_ptr(), ct, Epilogue { alpha, beta, bias })
+                    };
+                    let ((bt, ct, ot), (bu, cu, ou)) = (side(t), side(u));
+                    debug_assert!(a.off + (k - 1) * a.cs < a.data.len());
+                    // SAFETY: as for `tile`: row 0's columns of panels `t` and `u` are this
+                    // task's and inside `c`, each panel holds `kc × NR` elements from
+                    // depth `kb`, the row's elements `kb..kb + kc` are inside `a.data`, a
+                    // bias has NR elements from each panel's first column.
+                    unsafe {
+                        kernel_row_pair(
+                            (k - kb).min(KC),
+                            a.data.as_ptr().add(a.off + kb * a.cs),
+                            a.cs,
+                            [bt, bu],
+                            [ct, cu],
+                            [ot, ou],
+                        )
+                    }
+                }
+                continue;
+            }
+            for t in [t, u].into_iter().filter(|&t| t < t1) {
+                let panel = &w[t * rows * NR..];
+                for kb in (0..k).step_by(KC) {
+                    let from = &panel[kb * NR..];
+                    tile(
+                        0,
+                        kb,
+                        (k - kb).min(KC),
+                        from.as_ptr(),
+                        from.len(),
+                        0,
+                        t * NR,
+                        j1 - t * NR,
+                        0,
+                    );
+                }
             }
         }
         return;
@@ -607,6 +654,26 @@ unsafe fn kernel<const R: usize, const V: usize, E: PanelElem>(
             }
         }
     }
+    // SAFETY: forwarded from the caller.
+    unsafe { store(&acc, c, ldc, cols, o) }
+}
+
+/// The end of `kernel`: `C = alpha·acc + beta·C + bias` for `R` rows of `cols ≤ 16·V`
+/// columns. Inlined into each kernel, so it is compiled with the kernel's target features.
+///
+/// # Safety
+/// The CPU has AVX-512F; `c + i·ldc + j` is writable for `i < R`, `j < cols`; a non-null
+/// bias has `cols` elements.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn store<const R: usize, const V: usize>(
+    acc: &[[std::arch::x86_64::__m512; V]; R],
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    o: Epilogue,
+) {
+    use std::arch::x86_64::*;
     // Lanes of each vector inside `cols`.
     let mut masks = [0; V];
     for (v, m) in masks.iter_mut().enumerate() {
@@ -638,6 +705,53 @@ unsafe fn kernel<const R: usize, const V: usize, E: PanelElem>(
                 _mm512_mask_storeu_ps(cp, masks[v], out);
             }
         }
+    }
+}
+
+/// One row times two whole panels, each exactly as `kernel::<1, 3, E>` computes it (one
+/// chain of sums per output, in depth order), the two panels' elements loaded side by side:
+/// two streams from memory (see `columns`).
+///
+/// # Safety
+/// As `kernel::<1, 3, E>` for each of the two (`bp[h]`, `c[h]`, `o[h]`), with `cols = NR`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_row_pair<E: PanelElem>(
+    kc: usize,
+    a: *const f32,
+    csa: usize,
+    bp: [*const E; 2],
+    c: [*mut f32; 2],
+    o: [Epilogue; 2],
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(kc > 0);
+    // SAFETY (of every use): the caller guarantees 16 elements at `p`.
+    let load16 = |p: *const E| -> __m512 {
+        unsafe {
+            match E::KIND {
+                Kind::F32 => _mm512_loadu_ps(p.cast::<f32>()),
+                Kind::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.cast::<__m256i>())),
+            }
+        }
+    };
+    let mut acc = [[[_mm512_setzero_ps(); 3]; 1]; 2];
+    for p in 0..kc {
+        // SAFETY: each panel holds `kc × NR` elements and `p < kc`; `a + p·csa` is the
+        // row's element p (caller).
+        unsafe {
+            let x = _mm512_set1_ps(*a.add(p * csa));
+            for (acc, &bp) in acc.iter_mut().zip(&bp) {
+                let b = bp.add(p * NR);
+                for (v, acc) in acc[0].iter_mut().enumerate() {
+                    *acc = _mm512_fmadd_ps(x, load16(b.add(16 * v)), *acc);
+                }
+            }
+        }
+    }
+    for ((acc, &c), &o) in acc.iter().zip(&c).zip(&o) {
+        // SAFETY: forwarded from the caller.
+        unsafe { store(acc, c, NR, NR, o) }
     }
 }
 
