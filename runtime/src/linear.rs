@@ -203,7 +203,13 @@ mod tests {
 
     #[test]
     fn linear_rows_are_independent_in_every_format() {
-        for &(k, n) in &[(64usize, 100usize), (130, 48), (768, 200), (33, 7), (300, 480)] {
+        for &(k, n) in &[
+            (64usize, 100usize),
+            (130, 48),
+            (768, 200),
+            (33, 7),
+            (300, 480),
+        ] {
             let mut seed = 9;
             let w = rand_vec(n.div_ceil(NR) * k * NR, &mut seed);
             let b = rand_vec(n, &mut seed);
