@@ -421,67 +421,74 @@ unsafe fn columns<E: PanelElem>(
         // KC rows and read the weights of large models at two thirds of the speed). The
         // arithmetic is the same: each block's sums added to `C` in depth order.
         let (t0, t1) = (j0 / NR, j1.div_ceil(NR));
-        let full = |t: usize| (t + 1) * NR <= j1;
-        // One row (a decoding step) reads two panels at once, panel i of each half of the
-        // range: one core's single stream does not reach the memory's bandwidth on every
-        // CPU (see `q8::vnni_columns`). The sums are `tile`'s, bit for bit.
-        let half = if m == 1 {
-            (t1 - t0).div_ceil(2)
-        } else {
-            t1 - t0
-        };
-        for t in t0..t0 + half {
-            let u = t + half;
-            if u < t1 && full(t) && full(u) {
-                for kb in (0..k).step_by(KC) {
-                    let first = kb == 0;
-                    let side = |t: usize| {
-                        let from = &w[t * rows * NR + kb * NR..];
-                        debug_assert!(from.len() >= (k - kb).min(KC) * NR);
-                        let bias = match out.bias {
-                            Some(bv) if first => bv[t * NR..].as_ptr(),
-                            _ => std::ptr::null(),
-                        };
-                        let beta = if first { out.beta } else { 1.0 };
-                        // SAFETY: column `t·NR` of row 0 is inside `c` (`(t + 1)·NR ≤ j1 ≤ n`).
-                        let ct = unsafe { c.add(t * NR) };
-                        (from.as_ptr(), ct, Epilogue { alpha, beta, bias })
-                    };
-                    let ((bt, ct, ot), (bu, cu, ou)) = (side(t), side(u));
-                    debug_assert!(a.off + (k - 1) * a.cs < a.data.len());
-                    // SAFETY: as for `tile`: row 0's columns of panels `t` and `u` are this
-                    // task's and inside `c`, each panel holds `kc × NR` elements from
-                    // depth `kb`, the row's elements `kb..kb + kc` are inside `a.data`, a
-                    // bias has NR elements from each panel's first column.
-                    unsafe {
-                        kernel_row_pair(
-                            (k - kb).min(KC),
-                            a.data.as_ptr().add(a.off + kb * a.cs),
-                            a.cs,
-                            [bt, bu],
-                            [ct, cu],
-                            [ot, ou],
-                        )
-                    }
-                }
-                continue;
+        let single = |t: usize| {
+            let panel = &w[t * rows * NR..];
+            for kb in (0..k).step_by(KC) {
+                let from = &panel[kb * NR..];
+                let kc = (k - kb).min(KC);
+                tile(
+                    0,
+                    kb,
+                    kc,
+                    from.as_ptr(),
+                    from.len(),
+                    0,
+                    t * NR,
+                    j1 - t * NR,
+                    0,
+                );
             }
-            for t in [t, u].into_iter().filter(|&t| t < t1) {
-                let panel = &w[t * rows * NR..];
-                for kb in (0..k).step_by(KC) {
-                    let from = &panel[kb * NR..];
-                    tile(
-                        0,
-                        kb,
+        };
+        if m > 1 {
+            (t0..t1).for_each(single);
+            return;
+        }
+        // One row (a decoding step) reads two whole panels at once, panel i of each half of
+        // the range: one core's single stream does not reach the memory's bandwidth on
+        // every CPU (see `q8::vnni_columns`). The sums are `tile`'s, bit for bit.
+        let pair = |t: usize, u: usize| {
+            for kb in (0..k).step_by(KC) {
+                let first = kb == 0;
+                let side = |t: usize| {
+                    let from = &w[t * rows * NR + kb * NR..];
+                    debug_assert!(from.len() >= (k - kb).min(KC) * NR);
+                    let bias = match out.bias {
+                        Some(bv) if first => bv[t * NR..].as_ptr(),
+                        _ => std::ptr::null(),
+                    };
+                    let beta = if first { out.beta } else { 1.0 };
+                    // SAFETY: column `t·NR` of row 0 is inside `c` (`(t + 1)·NR ≤ j1 ≤ n`).
+                    let ct = unsafe { c.add(t * NR) };
+                    (from.as_ptr(), ct, Epilogue { alpha, beta, bias })
+                };
+                let ((bt, ct, ot), (bu, cu, ou)) = (side(t), side(u));
+                debug_assert!(a.off + (k - 1) * a.cs < a.data.len());
+                // SAFETY: as for `tile`: row 0's columns of panels `t` and `u` are this
+                // task's and inside `c`, each panel holds `kc × NR` elements from depth
+                // `kb`, the row's elements `kb..kb + kc` are inside `a.data`, a bias has
+                // NR elements from each panel's first column.
+                unsafe {
+                    kernel_row_pair(
                         (k - kb).min(KC),
-                        from.as_ptr(),
-                        from.len(),
-                        0,
-                        t * NR,
-                        j1 - t * NR,
-                        0,
-                    );
+                        a.data.as_ptr().add(a.off + kb * a.cs),
+                        a.cs,
+                        [bt, bu],
+                        [ct, cu],
+                        [ot, ou],
+                    )
                 }
+            }
+        };
+        let whole = |t: usize| (t + 1) * NR <= j1;
+        let half = (t1 - t0).div_ceil(2);
+        for t in t0..t0 + half {
+            match t + half {
+                u if u < t1 && whole(t) && whole(u) => pair(t, u),
+                u if u < t1 => {
+                    single(t);
+                    single(u);
+                }
+                _ => single(t),
             }
         }
         return;
