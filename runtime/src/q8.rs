@@ -545,7 +545,7 @@ unsafe fn vnni_columns(
     if m == 1 {
         // One row (a decoding step) reads its panels from STREAMS places at once: panel i
         // of each of STREAMS equal parts of the range. One core's single stream does not
-        // reach the memory bandwidth on every CPU (Intel's server parts: about 2/3 of it);
+        // reach the memory bandwidth on every CPU (on the Xeon it was measured on, 2/3 of it);
         // several do. Each panel's sums are those of `vnni_tile::<1>`, bit for bit.
         let part = (p1 - p0).div_ceil(STREAMS);
         for i in 0..part {

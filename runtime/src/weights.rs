@@ -44,8 +44,8 @@ impl Pod for crate::elem::Q4 {}
 /// either end that do not fill an aligned word are skipped) and returns the words' wrapping
 /// sum. The memory floor benchmarks hold a pass over weights to, so it reads as fast as
 /// this code knows how: each thread reads its share as `READ_STREAMS` interleaved streams.
-/// One stream per core reaches only about 2/3 of the bandwidth on Intel's server parts
-/// (measured on a 2-core Xeon with AMX: 18.9 against 30.3 GB/s).
+/// One stream per core reaches only about 2/3 of the bandwidth on some CPUs (a 2-core
+/// Xeon with AMX: 18.9 against 30.3 GB/s with four streams).
 pub fn read_through<T: Pod>(x: &[T]) -> u64 {
     // SAFETY: a `Pod` slice has no padding, so every byte is initialized, and any eight
     // of them are a valid u64; `align_to` hands out only whole, aligned words.
