@@ -83,7 +83,7 @@ fn live_mappings() -> Vec<Arc<memmap2::Mmap>> {
 
 /// Drops the whole pages of `map[from..to]`.
 fn drop_pages(map: &memmap2::Mmap, from: usize, to: usize) {
-    let page = page_size();
+    let page = PAGE;
     let (from, to) = (from.next_multiple_of(page), to / page * page);
     if from >= to {
         return;
@@ -103,9 +103,7 @@ fn drop_pages(map: &memmap2::Mmap, from: usize, to: usize) {
 /// The page size the rounding assumes: 4 KiB on x86-64 and most arm64 Linux. Where pages
 /// are larger, `advise` rounds the start down to a real page: a neighbour's page may go
 /// too, which costs a re-read, never a wrong byte (every page of the mapping is the file's).
-fn page_size() -> usize {
-    4096
-}
+const PAGE: usize = 4096;
 
 #[cfg(test)]
 mod tests {

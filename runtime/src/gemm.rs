@@ -625,16 +625,6 @@ unsafe fn kernel<const R: usize, const V: usize, E: PanelElem>(
 ) {
     use std::arch::x86_64::*;
     debug_assert!(kc > 0 && (1..=NR).contains(&cols));
-    // Sixteen panel elements widened to f32 (the format is a compile-time constant).
-    // SAFETY (of every use): the caller guarantees 16 elements at `p`.
-    let load16 = |p: *const E| -> __m512 {
-        unsafe {
-            match E::KIND {
-                Kind::F32 => _mm512_loadu_ps(p.cast::<f32>()),
-                Kind::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.cast::<__m256i>())),
-            }
-        }
-    };
     debug_assert!(cols <= 16 * V);
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let mut ar = [a; R];
@@ -663,6 +653,24 @@ unsafe fn kernel<const R: usize, const V: usize, E: PanelElem>(
     }
     // SAFETY: forwarded from the caller.
     unsafe { store(&acc, c, ldc, cols, o) }
+}
+
+/// Sixteen panel elements at `p` widened to f32 (the format is a compile-time constant).
+/// Inlined into each kernel, so it is compiled with the kernel's target features.
+///
+/// # Safety
+/// The CPU has AVX-512F (and F16C for f16); 16 elements at `p` are readable.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn load16<E: PanelElem>(p: *const E) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match E::KIND {
+            Kind::F32 => _mm512_loadu_ps(p.cast::<f32>()),
+            Kind::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.cast::<__m256i>())),
+        }
+    }
 }
 
 /// The end of `kernel`: `C = alpha·acc + beta·C + bias` for `R` rows of `cols ≤ 16·V`
@@ -733,15 +741,6 @@ unsafe fn kernel_row_pair<E: PanelElem>(
 ) {
     use std::arch::x86_64::*;
     debug_assert!(kc > 0);
-    // SAFETY (of every use): the caller guarantees 16 elements at `p`.
-    let load16 = |p: *const E| -> __m512 {
-        unsafe {
-            match E::KIND {
-                Kind::F32 => _mm512_loadu_ps(p.cast::<f32>()),
-                Kind::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.cast::<__m256i>())),
-            }
-        }
-    };
     let mut acc = [[[_mm512_setzero_ps(); 3]; 1]; 2];
     for p in 0..kc {
         // SAFETY: each panel holds `kc × NR` elements and `p < kc`; `a + p·csa` is the

@@ -643,6 +643,11 @@ unsafe fn vnni_row_panels<const P: usize>(
     let blocks = kp / BLOCK;
     let low = _mm512_set1_epi8(0x0F);
     let mut sums = [[_mm512_setzero_ps(); NR / 16]; P];
+    // Each panel's int8 block scales, found once.
+    let mut block_scales: [&[u8]; P] = [&[]; P];
+    for (s, &t) in block_scales.iter_mut().zip(&ts) {
+        *s = panel_scales(scales, kp, t).1;
+    }
     for (ab, &xs) in a.scales.iter().enumerate() {
         let mut iab = [[_mm512_setzero_si512(); NR / 16]; P];
         for b in ab * PER_ABLOCK..((ab + 1) * PER_ABLOCK).min(blocks) {
@@ -681,8 +686,9 @@ unsafe fn vnni_row_panels<const P: usize>(
                     }
                 }
             }
-            for (((&t, iab), acc), acc_hi) in ts.iter().zip(&mut iab).zip(&acc).zip(&acc_hi) {
-                let (_, s) = panel_scales(scales, kp, t);
+            for (((s, iab), acc), acc_hi) in
+                block_scales.iter().zip(&mut iab).zip(&acc).zip(&acc_hi)
+            {
                 let sb = &s[b * NR..(b + 1) * NR];
                 for (c, ((iab, &acc), &hi)) in iab.iter_mut().zip(acc).zip(acc_hi).enumerate() {
                     // SAFETY: `sb` holds NR = 3 × 16 bytes; chunk `c < 3` is in it.

@@ -238,11 +238,12 @@ fn zip<T: crate::tensor::Elem, U: crate::tensor::Elem, R: crate::tensor::Elem>(
     // Operands of the output's shape, or single values, need no offset tables: the common
     // case, and it is most of what compile-time probes and the interpreter spend.
     let n: usize = out.iter().product();
-    let at = |v: &[T], i: usize| if v.len() == 1 { v[0] } else { v[i] };
     if (av.len() == n || av.len() == 1) && (bv.len() == n || bv.len() == 1) {
-        let bt = |v: &[U], i: usize| if v.len() == 1 { v[0] } else { v[i] };
+        fn at<X: Copy>(v: &[X], i: usize) -> X {
+            v[if v.len() == 1 { 0 } else { i }]
+        }
         let v = (0..n)
-            .map(|i| f(at(&av, i), bt(&bv, i)))
+            .map(|i| f(at(&av, i), at(&bv, i)))
             .collect::<OpResult<Vec<R>>>()?;
         return Ok(Tensor::from_vec(out.to_vec(), v));
     }
